@@ -1,0 +1,7 @@
+//! cache_keys hot path (being written; see crown_nexus._pure.cache_keys for the contract).
+use pyo3::prelude::*;
+
+pub fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("IMPLEMENTATION", "native")?;
+    Ok(())
+}

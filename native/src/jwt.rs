@@ -1,0 +1,7 @@
+//! jwt hot path (being written; see crown_nexus._pure.jwt for the contract).
+use pyo3::prelude::*;
+
+pub fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("IMPLEMENTATION", "native")?;
+    Ok(())
+}

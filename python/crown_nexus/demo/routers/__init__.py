@@ -1,0 +1,1 @@
+"""Routers of the reference service, one module per system."""

@@ -1,0 +1,164 @@
+"""Application settings, read with pydantic-settings from the environment and ``.env``.
+
+Every name is prefixed ``CROWN_NEXUS_`` except the guide's own names, which are accepted as
+written there: ``ENVIRONMENT``, ``CACHE_DEFAULT_BACKEND``, ``CACHE_DEFAULT_TTL``, ``REDIS_HOST``,
+``REDIS_PORT``, ``REDIS_DB``, ``REDIS_PASSWORD``, ``REDIS_URI`` (SPEC §7). Production refuses to
+start with a default or short secret key.
+
+``crown_nexus.core.config.settings`` is the loaded object; tests build their own ``Settings(...)``.
+"""
+
+from __future__ import annotations
+
+import enum
+from functools import cached_property
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["DEFAULT_SECRET_KEY", "Environment", "Settings", "get_settings"]
+
+#: The development secret. Production refuses to start with it.
+DEFAULT_SECRET_KEY = "crown-nexus-development-secret-key-change-me"
+MIN_PRODUCTION_SECRET_LENGTH = 32
+
+
+class Environment(str, enum.Enum):
+    """Where the application runs; picks console (development) or JSON (production) logs."""
+
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+    TEST = "test"
+
+
+def _env(name: str) -> Any:
+    """A field read as ``CROWN_NEXUS_<NAME>`` (the prefix is explicit so aliases can mix)."""
+    return AliasChoices(f"CROWN_NEXUS_{name}", name.lower())
+
+
+class Settings(BaseSettings):
+    """All configuration of a crown-nexus application.
+
+    Construct with keyword arguments (field names) in tests: ``Settings(secret_key="...")``.
+    """
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+        case_sensitive=False,
+    )
+
+    # --- general -------------------------------------------------------------------------
+    ENVIRONMENT: Environment = Field(
+        default=Environment.DEVELOPMENT,
+        validation_alias=AliasChoices("ENVIRONMENT", "CROWN_NEXUS_ENVIRONMENT", "environment"),
+    )
+    app_name: str = Field(default="crown-nexus", validation_alias=_env("APP_NAME"))
+    debug: bool = Field(default=False, validation_alias=_env("DEBUG"))
+    log_level: str = Field(default="INFO", validation_alias=_env("LOG_LEVEL"))
+    log_buffered: bool = Field(default=False, validation_alias=_env("LOG_BUFFERED"))
+    impl: Literal["auto", "pure"] = Field(default="auto", validation_alias=_env("IMPL"))
+
+    # --- security ------------------------------------------------------------------------
+    secret_key: SecretStr = Field(
+        default=SecretStr(DEFAULT_SECRET_KEY), validation_alias=_env("SECRET_KEY")
+    )
+    jwt_algorithm: str = Field(default="HS256", validation_alias=_env("JWT_ALGORITHM"))
+    access_token_expire_minutes: int = Field(
+        default=30, ge=1, validation_alias=_env("ACCESS_TOKEN_EXPIRE_MINUTES")
+    )
+    refresh_token_expire_days: int = Field(
+        default=7, ge=1, validation_alias=_env("REFRESH_TOKEN_EXPIRE_DAYS")
+    )
+    jwt_issuer: str | None = Field(default=None, validation_alias=_env("JWT_ISSUER"))
+    jwt_audience: str | None = Field(default=None, validation_alias=_env("JWT_AUDIENCE"))
+    jwt_leeway_seconds: float = Field(default=0.0, ge=0, validation_alias=_env("JWT_LEEWAY_SECONDS"))
+    encryption_keys: list[str] = Field(
+        default_factory=list, validation_alias=_env("ENCRYPTION_KEYS")
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list, validation_alias=_env("TRUSTED_PROXIES")
+    )
+    cors_origins: list[str] = Field(default_factory=list, validation_alias=_env("CORS_ORIGINS"))
+
+    # --- database ------------------------------------------------------------------------
+    database_url: str = Field(
+        default="sqlite+aiosqlite:///./crown_nexus.db", validation_alias=_env("DATABASE_URL")
+    )
+
+    # --- cache and redis (the guide's names, as written) ---------------------------------
+    CACHE_DEFAULT_BACKEND: Literal["memory", "redis", "null"] = Field(
+        default="memory",
+        validation_alias=AliasChoices(
+            "CACHE_DEFAULT_BACKEND", "CROWN_NEXUS_CACHE_DEFAULT_BACKEND", "cache_default_backend"
+        ),
+    )
+    CACHE_DEFAULT_TTL: int = Field(
+        default=300,
+        ge=0,
+        validation_alias=AliasChoices(
+            "CACHE_DEFAULT_TTL", "CROWN_NEXUS_CACHE_DEFAULT_TTL", "cache_default_ttl"
+        ),
+    )
+    REDIS_HOST: str = Field(
+        default="localhost", validation_alias=AliasChoices("REDIS_HOST", "redis_host")
+    )
+    REDIS_PORT: int = Field(default=6379, validation_alias=AliasChoices("REDIS_PORT", "redis_port"))
+    REDIS_DB: int = Field(default=0, validation_alias=AliasChoices("REDIS_DB", "redis_db"))
+    REDIS_PASSWORD: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("REDIS_PASSWORD", "redis_password")
+    )
+    REDIS_URI: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("REDIS_URI", "CROWN_NEXUS_REDIS_URI", "redis_uri"),
+    )
+
+    # --- rate limiting / events / metrics ------------------------------------------------
+    rate_limit_fail_open: bool = Field(default=True, validation_alias=_env("RATE_LIMIT_FAIL_OPEN"))
+    event_backend: Literal["memory", "celery"] = Field(
+        default="memory", validation_alias=_env("EVENT_BACKEND")
+    )
+    celery_broker_url: str | None = Field(default=None, validation_alias=_env("CELERY_BROKER_URL"))
+    metrics_enabled: bool = Field(default=True, validation_alias=_env("METRICS_ENABLED"))
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.ENVIRONMENT is Environment.PRODUCTION:
+            key = self.secret_key.get_secret_value()
+            if key == DEFAULT_SECRET_KEY or len(key) < MIN_PRODUCTION_SECRET_LENGTH:
+                raise ValueError(
+                    "production refuses to start with the default secret key or one shorter "
+                    f"than {MIN_PRODUCTION_SECRET_LENGTH} characters: set CROWN_NEXUS_SECRET_KEY"
+                )
+        return self
+
+    @property
+    def is_production(self) -> bool:
+        """True when ``ENVIRONMENT`` is ``production``."""
+        return self.ENVIRONMENT is Environment.PRODUCTION
+
+    @cached_property
+    def redis_url(self) -> str | None:
+        """The Redis URL to use, or ``None`` when Redis is not configured.
+
+        ``REDIS_URI`` wins; otherwise Redis counts as configured only when the cache backend
+        is ``redis`` (then built from ``REDIS_HOST``/``PORT``/``DB``/``PASSWORD``).
+        """
+        if self.REDIS_URI:
+            return self.REDIS_URI
+        if self.CACHE_DEFAULT_BACKEND != "redis":
+            return None
+        auth = ""
+        if self.REDIS_PASSWORD is not None:
+            auth = f":{self.REDIS_PASSWORD.get_secret_value()}@"
+        return f"redis://{auth}{self.REDIS_HOST}:{self.REDIS_PORT}/{self.REDIS_DB}"
+
+
+def get_settings() -> Settings:
+    """Return the process-wide settings object (``crown_nexus.core.config.settings``)."""
+    from crown_nexus.core.config import settings
+
+    return settings
