@@ -2,12 +2,18 @@
 
 Serve it with ``nox -s serve`` (granian, ``crown_nexus.demo.app:app``) on embedded defaults: no
 server is needed; set ``REDIS_URI`` / ``CROWN_NEXUS_DATABASE_URL`` to use Redis / PostgreSQL.
+Each system adds a router module under ``crown_nexus.demo.routers``; start-up creates the tables.
 """
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from crown_nexus.demo.db import Base, create_engine_for
 from crown_nexus.demo.routers import health
 from crown_nexus.settings import Settings
 
@@ -17,8 +23,21 @@ __all__ = ["app", "create_app"]
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build a fresh reference service for ``settings`` (default: read from the environment)."""
     settings = settings or Settings()
-    app = FastAPI(title="crown-nexus reference service", version="0.1.0")
+    engine = create_engine_for(settings.database_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with engine.begin() as conn:
+            await conn.run_sync(Base.metadata.create_all)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(title="crown-nexus reference service", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
     app.state.backends = {
         "database": settings.database_url.split(":", 1)[0],
         "redis": "configured" if settings.redis_url else "not configured",
