@@ -1,0 +1,132 @@
+"""Exceptions of the cache system (guide §9).
+
+Every cache exception is an :class:`~crown_nexus.core.exceptions.AppException`, so the framework
+renders it with the standard error body. The hierarchy:
+
+- :class:`CacheException` (500, ``CACHE_ERROR``): a cache-system error the caller should see.
+- :class:`CacheOperationException` (503, ``CACHE_OPERATION_ERROR``): one operation failed (the
+  backend is unreachable and no fallback could serve it); callers usually fall back to the source.
+- :class:`CacheConfigurationException` (500, ``CACHE_CONFIGURATION_ERROR``): bad cache settings or
+  an unknown backend name.
+- :class:`CacheKeyException` (422, ``CACHE_KEY_ERROR``): a value cannot be hashed stably into a
+  cache key; it is also a :class:`TypeError`, as Python raises for unhashable values.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+try:
+    from crown_nexus.core.exceptions import AppException
+except ImportError:  # pragma: no cover - temporary until crown_nexus.core.exceptions lands
+
+    class AppException(Exception):  # type: ignore[no-redef]
+        """Stand-in with the guide's constructor until the exception system lands."""
+
+        def __init__(
+            self,
+            message: str,
+            code: Any = None,
+            status_code: int = 500,
+            details: Any = None,
+            headers: dict[str, str] | None = None,
+        ) -> None:
+            super().__init__(message)
+            self.message = message
+            self.code = code
+            self.status_code = status_code
+            self.details = details
+            self.headers = headers
+
+__all__ = [
+    "CacheConfigurationException",
+    "CacheErrorCode",
+    "CacheException",
+    "CacheKeyException",
+    "CacheOperationException",
+    "CacheSerializationException",
+]
+
+
+class CacheErrorCode(enum.StrEnum):
+    """The ``code`` of each cache exception (rendered as its string value)."""
+
+    CACHE_ERROR = "CACHE_ERROR"
+    CACHE_OPERATION_ERROR = "CACHE_OPERATION_ERROR"
+    CACHE_CONFIGURATION_ERROR = "CACHE_CONFIGURATION_ERROR"
+    CACHE_KEY_ERROR = "CACHE_KEY_ERROR"
+    CACHE_SERIALIZATION_ERROR = "CACHE_SERIALIZATION_ERROR"
+
+
+class CacheException(AppException):
+    """Base of every cache error."""
+
+    default_message = "Cache error"
+    default_code: CacheErrorCode = CacheErrorCode.CACHE_ERROR
+    default_status = 500
+
+    def __init__(
+        self,
+        message: str | None = None,
+        code: Any = None,
+        status_code: int | None = None,
+        details: Any = None,
+        headers: dict[str, str] | None = None,
+        *,
+        backend: str | None = None,
+        operation: str | None = None,
+        key: str | None = None,
+        original_exception: BaseException | None = None,
+    ) -> None:
+        info: Any = details
+        if details is None or isinstance(details, dict):
+            info = dict(details or {})
+            if backend is not None:
+                info["backend"] = backend
+            if operation is not None:
+                info["operation"] = operation
+            info = info or None
+        self.backend = backend
+        self.operation = operation
+        self.key = key
+        self.original_exception = original_exception
+        super().__init__(
+            message or self.default_message,
+            code=code if code is not None else self.default_code,
+            status_code=status_code if status_code is not None else self.default_status,
+            details=info,
+            headers=headers,
+        )
+
+
+class CacheOperationException(CacheException):
+    """A cache operation failed and could not be served by a fallback backend."""
+
+    default_message = "Cache operation failed"
+    default_code = CacheErrorCode.CACHE_OPERATION_ERROR
+    default_status = 503
+
+
+class CacheConfigurationException(CacheException):
+    """The cache is misconfigured (unknown backend, bad Redis URL, missing extra)."""
+
+    default_message = "Cache configuration error"
+    default_code = CacheErrorCode.CACHE_CONFIGURATION_ERROR
+    default_status = 500
+
+
+class CacheSerializationException(CacheException, TypeError):
+    """A value cannot be serialized for (or deserialized from) the cache."""
+
+    default_message = "Value cannot be serialized for the cache"
+    default_code = CacheErrorCode.CACHE_SERIALIZATION_ERROR
+    default_status = 500
+
+
+class CacheKeyException(CacheException, TypeError):
+    """A value cannot be hashed stably into a cache key (e.g. an arbitrary object, a NaN)."""
+
+    default_message = "Value cannot be used in a cache key"
+    default_code = CacheErrorCode.CACHE_KEY_ERROR
+    default_status = 422
