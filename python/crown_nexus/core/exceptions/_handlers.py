@@ -1,0 +1,66 @@
+"""``install_exception_handlers(app)``: the SPEC §3 body for every error a FastAPI app raises."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from crown_nexus.core.exceptions._base import AppException
+from crown_nexus.core.exceptions._render import render_exception
+
+__all__ = ["error_response", "install_exception_handlers", "is_production_app"]
+
+
+def is_production_app(app: Any) -> bool:
+    """True when the app's settings (``app.state.settings``, else the loaded settings) say production."""
+    settings = getattr(getattr(app, "state", None), "settings", None)
+    if settings is None:
+        from crown_nexus.core.config import settings
+    return bool(getattr(settings, "is_production", True))
+
+
+def error_response(exc: BaseException, *, production: bool = True) -> Response:
+    """A JSON ``Response`` with the SPEC §3 body for ``exc`` (see ``render_exception``)."""
+    status, body, headers = render_exception(exc, production=production)
+    return Response(body, status_code=status, headers=headers, media_type="application/json")
+
+
+async def _report_unexpected(exc: BaseException, request: Request) -> None:
+    """Send an unexpected exception to the error reporters; never raises."""
+    try:
+        from crown_nexus.core.error import report_error
+    except ImportError:
+        return
+    try:
+        await report_error(
+            exc,
+            {"function": f"{request.method} {request.url.path}", "path": request.url.path},
+        )
+    except Exception:  # noqa: S110 - reporting must never turn one error into two
+        pass
+
+
+def install_exception_handlers(app: Any) -> None:
+    """Install handlers on ``app`` so every error renders the SPEC §3 JSON body.
+
+    Covers ``AppException`` (its status, code, details, headers), FastAPI's
+    ``RequestValidationError`` (422), Starlette's ``HTTPException`` (its status; 404 for unknown
+    routes) and any other exception (500; reported to the error reporters; its text is never shown
+    in production).
+    """
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException
+
+    async def app_exception_handler(request: Request, exc: Exception) -> Response:
+        return error_response(exc, production=is_production_app(request.app))
+
+    async def unexpected_exception_handler(request: Request, exc: Exception) -> Response:
+        await _report_unexpected(exc, request)
+        return error_response(exc, production=is_production_app(request.app))
+
+    app.add_exception_handler(AppException, app_exception_handler)
+    app.add_exception_handler(RequestValidationError, app_exception_handler)
+    app.add_exception_handler(HTTPException, app_exception_handler)
+    app.add_exception_handler(Exception, unexpected_exception_handler)

@@ -1,0 +1,138 @@
+"""One renderer for every error body (SPEC §3), shared by the exception handlers and middleware."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+
+from crown_nexus.core.exceptions._base import AppException, ErrorCode, error_body
+
+__all__ = [
+    "current_request_id",
+    "error_response_parts",
+    "json_dumps",
+    "render_exception",
+    "render_http_error",
+    "render_validation_errors",
+]
+
+_HTTP_CODES: dict[int, ErrorCode] = {
+    400: ErrorCode.BAD_REQUEST,
+    401: ErrorCode.AUTHENTICATION_ERROR,
+    403: ErrorCode.PERMISSION_DENIED,
+    404: ErrorCode.RESOURCE_NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    409: ErrorCode.RESOURCE_ALREADY_EXISTS,
+    413: ErrorCode.PAYLOAD_TOO_LARGE,
+    422: ErrorCode.VALIDATION_ERROR,
+    429: ErrorCode.RATE_LIMIT_EXCEEDED,
+    500: ErrorCode.INTERNAL_SERVER_ERROR,
+    502: ErrorCode.SERVICE_ERROR,
+    503: ErrorCode.NETWORK_ERROR,
+    504: ErrorCode.TIMEOUT,
+}
+
+
+def json_dumps(obj: Any) -> bytes:
+    """Serialize with orjson; values orjson cannot encode become their ``str()``."""
+    return orjson.dumps(obj, default=str, option=orjson.OPT_NON_STR_KEYS)
+
+
+def current_request_id() -> str | None:
+    """The request id of the running request (``crown_nexus.logging``), or ``None``."""
+    try:
+        from crown_nexus.logging import get_current_request_id
+    except ImportError:
+        return None
+    try:
+        rid = get_current_request_id()
+    except Exception:
+        return None
+    return str(rid) if rid else None
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` made JSON-safe (round-tripped through orjson with ``str`` fallback)."""
+    try:
+        return orjson.loads(json_dumps(value))
+    except (TypeError, orjson.JSONEncodeError):
+        return str(value)
+
+
+def error_response_parts(
+    status_code: int,
+    message: str,
+    code: ErrorCode | str,
+    details: Any = None,
+    headers: Mapping[str, str] | None = None,
+    request_id: str | None = None,
+) -> tuple[int, bytes, dict[str, str]]:
+    """``(status, body bytes, headers)`` of one SPEC §3 error response."""
+    rid = request_id if request_id is not None else current_request_id()
+    body = error_body(message, code, _json_safe(details), rid)
+    return status_code, json_dumps(body), dict(headers or {})
+
+
+def render_exception(
+    exc: BaseException, *, production: bool = True, request_id: str | None = None
+) -> tuple[int, bytes, dict[str, str]]:
+    """Render any exception as ``(status, body, headers)``.
+
+    ``AppException`` keeps its status, code, details and headers; Starlette's ``HTTPException`` its
+    status and headers; FastAPI's ``RequestValidationError`` becomes 422 with the errors list;
+    anything else is a 500 ``INTERNAL_SERVER_ERROR`` whose message never shows the exception's
+    text (in development it names the exception type).
+    """
+    if isinstance(exc, AppException):
+        return error_response_parts(
+            exc.status_code, exc.message, exc.code, exc.details, exc.headers, request_id
+        )
+    from fastapi.exceptions import RequestValidationError
+
+    if isinstance(exc, RequestValidationError):
+        return render_validation_errors(exc.errors(), request_id=request_id)
+    from starlette.exceptions import HTTPException
+
+    if isinstance(exc, HTTPException):
+        return render_http_error(exc.status_code, exc.detail, exc.headers, request_id=request_id)
+    message = "Internal server error"
+    if not production:
+        message = f"Internal server error ({type(exc).__name__})"
+    return error_response_parts(
+        500, message, ErrorCode.INTERNAL_SERVER_ERROR, None, None, request_id
+    )
+
+
+def render_validation_errors(
+    errors: Any, *, request_id: str | None = None
+) -> tuple[int, bytes, dict[str, str]]:
+    """422 ``VALIDATION_ERROR`` whose details are the errors (``loc``, ``msg``, ``type`` only)."""
+    from crown_nexus.core.exceptions._types import _clean_error
+
+    items = [_clean_error(e) for e in (errors or [])]
+    return error_response_parts(
+        422, "Validation failed", ErrorCode.VALIDATION_ERROR, items, None, request_id
+    )
+
+
+def render_http_error(
+    status_code: int,
+    detail: Any = None,
+    headers: Mapping[str, str] | None = None,
+    *,
+    request_id: str | None = None,
+) -> tuple[int, bytes, dict[str, str]]:
+    """A plain HTTP error (unknown route, wrong method, ``HTTPException``) in the SPEC §3 body."""
+    try:
+        phrase = HTTPStatus(status_code).phrase
+    except ValueError:
+        phrase = "HTTP error"
+    code = _HTTP_CODES.get(status_code, ErrorCode.HTTP_ERROR)
+    if isinstance(detail, str) and detail:
+        message, details = detail, None
+    else:
+        message, details = phrase, detail
+    return error_response_parts(status_code, message, code, details, headers, request_id)
