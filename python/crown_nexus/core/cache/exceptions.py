@@ -17,27 +17,7 @@ from __future__ import annotations
 import enum
 from typing import Any
 
-try:
-    from crown_nexus.core.exceptions import AppException
-except ImportError:  # pragma: no cover - temporary until crown_nexus.core.exceptions lands
-
-    class AppException(Exception):  # type: ignore[no-redef]
-        """Stand-in with the guide's constructor until the exception system lands."""
-
-        def __init__(
-            self,
-            message: str,
-            code: Any = None,
-            status_code: int = 500,
-            details: Any = None,
-            headers: dict[str, str] | None = None,
-        ) -> None:
-            super().__init__(message)
-            self.message = message
-            self.code = code
-            self.status_code = status_code
-            self.details = details
-            self.headers = headers
+from crown_nexus.core.exceptions import AppException
 
 __all__ = [
     "CacheConfigurationException",
@@ -62,9 +42,9 @@ class CacheErrorCode(enum.StrEnum):
 class CacheException(AppException):
     """Base of every cache error."""
 
+    status_code = 500
+    default_code: Any = CacheErrorCode.CACHE_ERROR
     default_message = "Cache error"
-    default_code: CacheErrorCode = CacheErrorCode.CACHE_ERROR
-    default_status = 500
 
     def __init__(
         self,
@@ -92,9 +72,9 @@ class CacheException(AppException):
         self.key = key
         self.original_exception = original_exception
         super().__init__(
-            message or self.default_message,
-            code=code if code is not None else self.default_code,
-            status_code=status_code if status_code is not None else self.default_status,
+            message,
+            code=code,
+            status_code=status_code,
             details=info,
             headers=headers,
         )
@@ -105,7 +85,7 @@ class CacheOperationException(CacheException):
 
     default_message = "Cache operation failed"
     default_code = CacheErrorCode.CACHE_OPERATION_ERROR
-    default_status = 503
+    status_code = 503
 
 
 class CacheConfigurationException(CacheException):
@@ -113,7 +93,7 @@ class CacheConfigurationException(CacheException):
 
     default_message = "Cache configuration error"
     default_code = CacheErrorCode.CACHE_CONFIGURATION_ERROR
-    default_status = 500
+    status_code = 500
 
 
 class CacheSerializationException(CacheException, TypeError):
@@ -121,7 +101,7 @@ class CacheSerializationException(CacheException, TypeError):
 
     default_message = "Value cannot be serialized for the cache"
     default_code = CacheErrorCode.CACHE_SERIALIZATION_ERROR
-    default_status = 500
+    status_code = 500
 
 
 class CacheKeyException(CacheException, TypeError):
@@ -129,4 +109,4 @@ class CacheKeyException(CacheException, TypeError):
 
     default_message = "Value cannot be used in a cache key"
     default_code = CacheErrorCode.CACHE_KEY_ERROR
-    default_status = 422
+    status_code = 422
