@@ -203,9 +203,7 @@ def _parse_json_object(raw: bytes) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidTokenError("malformed")
     # cheap filter: only a document with that many brackets can be too deep
-    if raw.count(b"{") + raw.count(b"[") > MAX_JSON_DEPTH and _depth_exceeds(
-        value, MAX_JSON_DEPTH
-    ):
+    if raw.count(b"{") + raw.count(b"[") > MAX_JSON_DEPTH and _depth_exceeds(value, MAX_JSON_DEPTH):
         raise InvalidTokenError("malformed")
     return value
 
@@ -499,7 +497,9 @@ def encode(
     for name in ("exp", "iat", "nbf"):
         if name in payload:
             payload[name] = _timestamp(payload[name])
-    signing_input = f"{_b64url_encode(orjson.dumps(header))}.{_b64url_encode(orjson.dumps(payload))}"
+    signing_input = (
+        f"{_b64url_encode(orjson.dumps(header))}.{_b64url_encode(orjson.dumps(payload))}"
+    )
     signature = _ALGORITHMS[algorithm].sign(signing_input.encode("ascii"), prepared)
     return f"{signing_input}.{_b64url_encode(signature)}"
 
