@@ -1,0 +1,54 @@
+"""Structured, context-aware logging (guide §1), built on structlog.
+
+``get_logger(name)`` returns a logger whose lines carry ``request_id`` and ``user_id`` from the
+request context, the caller's file, line and function, and redact secrets. Development writes
+coloured console lines; production writes one JSON line per event (rendered by the
+``log_render`` hot path, Rust or orjson). See :func:`configure_logging`.
+"""
+
+from __future__ import annotations
+
+from crown_nexus.logging.config import (
+    CrownLogger,
+    LogSink,
+    build_processors,
+    configure_logging,
+    get_logger,
+    is_configured,
+)
+from crown_nexus.logging.context import (
+    bind_log_context,
+    clear_user_id,
+    get_current_request_id,
+    get_current_user_id,
+    get_log_context,
+    request_context,
+    reset_log_context,
+    set_request_id,
+    set_user_id,
+)
+from crown_nexus.logging.processors import DEFAULT_REDACT_KEYS, REDACTED, Redactor
+from crown_nexus.logging.timing import log_execution_time, log_execution_time_async
+
+__all__ = [
+    "DEFAULT_REDACT_KEYS",
+    "REDACTED",
+    "CrownLogger",
+    "LogSink",
+    "Redactor",
+    "bind_log_context",
+    "build_processors",
+    "clear_user_id",
+    "configure_logging",
+    "get_current_request_id",
+    "get_current_user_id",
+    "get_log_context",
+    "get_logger",
+    "is_configured",
+    "log_execution_time",
+    "log_execution_time_async",
+    "request_context",
+    "reset_log_context",
+    "set_request_id",
+    "set_user_id",
+]

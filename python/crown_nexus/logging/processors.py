@@ -1,0 +1,445 @@
+"""The processors of crown-nexus's log chain (each a plain structlog processor).
+
+A processor is a callable ``(logger, method_name, event_dict) -> event_dict``; the chain is a
+list (see :func:`crown_nexus.logging.config.build_processors`). The JSON chain is::
+
+    add_core_fields -> format_exception -> Redactor -> JSONRenderer
+
+``add_core_fields`` orders the line as ``timestamp, level, logger, event, request_id, user_id,
+<trace fields>, <event fields>, filename, lineno, func_name``. The final step is the hot path
+``accel.get("log_render").render(event_dict) -> bytes`` (Rust or orjson); it never raises, and a
+failure anywhere earlier in the chain is turned into a minimal line by the logger itself.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Final
+
+import orjson
+
+from crown_nexus.logging import context as _ctx
+
+__all__ = [
+    "DEFAULT_REDACT_KEYS",
+    "LEVEL_NAMES",
+    "LEVEL_NUMBERS",
+    "REDACTED",
+    "JSONRenderer",
+    "Redactor",
+    "add_core_fields",
+    "fallback_line",
+    "format_exception",
+    "luhn_valid",
+    "now_iso",
+]
+
+REDACTED: Final = "[REDACTED]"
+
+#: Key fragments whose values are redacted (matched case-insensitively, ``-`` read as ``_``,
+#: anywhere in the key: ``x-api-key``, ``new_password`` and ``csrf_token`` all match).
+DEFAULT_REDACT_KEYS: Final[frozenset[str]] = frozenset(
+    {
+        "password",
+        "passwd",
+        "token",
+        "access_token",
+        "refresh_token",
+        "secret",
+        "authorization",
+        "api_key",
+        "apikey",
+        "cookie",
+        "set-cookie",
+        "csrf",
+        "card_number",
+        "cardnumber",
+        "credit_card",
+        "cvv",
+        "private_key",
+    }
+)
+
+#: structlog method name -> level name written in the ``level`` field
+LEVEL_NAMES: Final[dict[str, str]] = {
+    "debug": "debug",
+    "info": "info",
+    "msg": "info",
+    "warning": "warning",
+    "warn": "warning",
+    "error": "error",
+    "exception": "error",
+    "critical": "critical",
+    "fatal": "critical",
+}
+LEVEL_NUMBERS: Final[dict[str, int]] = {
+    "debug": 10,
+    "info": 20,
+    "warning": 30,
+    "error": 40,
+    "critical": 50,
+}
+
+# --------------------------------------------------------------------------- timestamps
+_ts_second = -1
+_ts_prefix = ""
+
+
+def now_iso() -> str:
+    """Return the current time as ISO-8601 UTC with microseconds: ``2026-01-02T03:04:05.123456Z``.
+
+    The ``YYYY-MM-DDTHH:MM:SS`` part is cached per second, so a call costs little more than
+    ``time.time()``.
+    """
+    global _ts_second, _ts_prefix
+    now = time.time()
+    sec = int(now)
+    if sec != _ts_second:
+        _ts_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+        _ts_second = sec
+    return f"{_ts_prefix}.{int((now - sec) * 1_000_000):06d}Z"
+
+
+# --------------------------------------------------------------------------- core fields
+_HERE = os.path.dirname(os.path.abspath(__file__))
+#: frames in these files are logging machinery, not the caller
+SKIP_FILES: set[str] = {
+    os.path.join(_HERE, "processors.py"),
+    os.path.join(_HERE, "config.py"),
+    os.path.join(_HERE, "timing.py"),
+}
+try:
+    import structlog._base as _sb
+    import structlog._native as _sn
+
+    SKIP_FILES.update({_sb.__file__, _sn.__file__})
+except (ImportError, AttributeError):  # pragma: no cover - structlog layout changed
+    pass
+try:
+    import structlog.testing as _st
+
+    SKIP_FILES.add(_st.__file__)
+except (ImportError, AttributeError):  # pragma: no cover
+    pass
+
+_get_rid = _ctx._request_id.get
+_get_uid = _ctx._user_id.get
+_get_extra = _ctx._extra.get
+_getframe = sys._getframe
+
+
+def add_core_fields(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """Return a new event dict ordered ``timestamp, level, logger, event, request_id, user_id,
+    <context fields>, <event fields>, filename, lineno, func_name``.
+
+    ``request_id``/``user_id`` and extra context come from :mod:`crown_nexus.logging.context`;
+    the caller location is the first frame outside the logging machinery (``sys._getframe``,
+    no inspect/stack walk).
+    """
+    out: dict[str, Any] = {
+        "timestamp": now_iso(),
+        "level": LEVEL_NAMES.get(method_name, method_name),
+        "logger": event_dict.pop("logger", None),
+        "event": event_dict.pop("event", None),
+        "request_id": _get_rid(),
+        "user_id": _get_uid(),
+    }
+    extra = _get_extra()
+    if extra:
+        out.update(extra)
+    if event_dict:
+        out.update(event_dict)
+    frame = _getframe(1)
+    skip = SKIP_FILES
+    while frame is not None and frame.f_code.co_filename in skip:
+        frame = frame.f_back
+    if frame is not None:
+        code = frame.f_code
+        out["filename"] = code.co_filename
+        out["lineno"] = frame.f_lineno
+        out["func_name"] = code.co_name
+    return out
+
+
+# --------------------------------------------------------------------------- exceptions
+def _exc_info_of(value: Any) -> tuple[Any, Any, Any] | None:
+    if isinstance(value, BaseException):
+        return (type(value), value, value.__traceback__)
+    if isinstance(value, tuple) and len(value) == 3:
+        return value if value[0] is not None else None
+    if value:
+        info = sys.exc_info()
+        return info if info[0] is not None else None
+    return None
+
+
+def _safe_str(value: Any) -> str:
+    try:
+        return str(value)
+    except Exception:
+        try:
+            return repr(value)
+        except Exception:
+            return f"<unprintable {type(value).__name__}>"
+
+
+def _frame_dict(frame: Any) -> dict[str, Any]:
+    return {"filename": frame.filename, "lineno": frame.lineno, "name": frame.name}
+
+
+def format_exception(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """Replace ``exc_info`` (``True``, an exception or an exc_info tuple) by a structured
+    ``exception`` field: ``{"type", "message", "frames": [{"filename", "lineno", "name"}...],
+    "chain": [<causes as structlog dict tracebacks>]}``. Locals are never included."""
+    if "exc_info" not in event_dict:
+        return event_dict
+    info = _exc_info_of(event_dict.pop("exc_info"))
+    if info is None:
+        return event_dict
+    try:
+        from structlog.tracebacks import extract
+
+        trace = extract(*info, show_locals=False, use_rich=False)
+        stacks = trace.stacks
+        top = stacks[0]
+        exc: dict[str, Any] = {
+            "type": top.exc_type,
+            "message": top.exc_value,
+            "frames": [_frame_dict(f) for f in top.frames],
+        }
+        if len(stacks) > 1:
+            exc["chain"] = [
+                {
+                    "type": s.exc_type,
+                    "message": s.exc_value,
+                    "is_cause": s.is_cause,
+                    "frames": [_frame_dict(f) for f in s.frames],
+                }
+                for s in stacks[1:]
+            ]
+    except Exception:
+        exc = {
+            "type": getattr(info[0], "__name__", _safe_str(info[0])),
+            "message": _safe_str(info[1]),
+        }
+    event_dict["exception"] = exc
+    return event_dict
+
+
+# --------------------------------------------------------------------------- redaction
+_VALUE_PATTERN = re.compile(
+    r"(?i:\bbearer\s+[A-Za-z0-9\-._~+/]+=*)"  # bearer tokens
+    r"|\beyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]+"  # JWTs
+    r"|(?<![\d])(?:\d[ \-]?){12,18}\d(?![\d])"  # card-number-shaped digit runs
+)
+
+
+def luhn_valid(digits: str) -> bool:
+    """Return True when ``digits`` (only 0-9) passes the Luhn checksum used by card numbers."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i & 1:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def _replace_match(match: re.Match[str]) -> str:
+    text = match.group(0)
+    if text[0].isdigit():
+        digits = text.replace(" ", "").replace("-", "")
+        if not (13 <= len(digits) <= 19 and luhn_valid(digits)):
+            return text
+    return REDACTED
+
+
+_SCALARS: Final = (int, float, bool, type(None))
+_MAX_DEPTH: Final = 16
+
+
+class Redactor:
+    """Processor that replaces secret values by ``"[REDACTED]"``, recursively.
+
+    A value is redacted when its key contains one of ``keys`` (case-insensitive, ``-`` read as
+    ``_``); strings anywhere have bearer tokens, JWTs and Luhn-valid card numbers replaced.
+    ``add``/``remove`` adjust the default key set. Containers are copied, never mutated.
+    """
+
+    __slots__ = ("_cache", "_fragments", "_skip_top")
+
+    def __init__(
+        self,
+        keys: Iterable[str] = DEFAULT_REDACT_KEYS,
+        *,
+        add: Iterable[str] = (),
+        remove: Iterable[str] = (),
+    ) -> None:
+        norm = {k.lower().replace("-", "_") for k in keys}
+        norm |= {k.lower().replace("-", "_") for k in add}
+        norm -= {k.lower().replace("-", "_") for k in remove}
+        self._fragments: tuple[str, ...] = tuple(sorted(norm))
+        self._cache: dict[Any, bool] = {}
+        # core fields the chain itself wrote: never treated as secrets by key
+        self._skip_top = frozenset(
+            {
+                "timestamp",
+                "level",
+                "logger",
+                "request_id",
+                "user_id",
+                "filename",
+                "lineno",
+                "func_name",
+            }
+        )
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The normalized key fragments this redactor matches."""
+        return self._fragments
+
+    def is_sensitive_key(self, key: Any) -> bool:
+        """Return True when values under ``key`` are redacted."""
+        cache = self._cache
+        hit = cache.get(key)
+        if hit is not None:
+            return hit
+        name = key if isinstance(key, str) else _safe_str(key)
+        name = name.lower().replace("-", "_")
+        verdict = any(f in name for f in self._fragments)
+        if len(cache) > 4096:
+            cache.clear()
+        try:
+            cache[key] = verdict
+        except TypeError:  # unhashable key object
+            pass
+        return verdict
+
+    def redact_value(self, value: Any, depth: int = 0) -> Any:
+        """Return ``value`` with secrets inside strings and containers redacted."""
+        t = type(value)
+        if t is str:
+            if len(value) < 13:
+                return value
+            return _VALUE_PATTERN.sub(_replace_match, value)
+        if t in _SCALARS:
+            return value
+        if depth >= _MAX_DEPTH:
+            return value
+        if isinstance(value, Mapping):
+            sensitive = self.is_sensitive_key
+            try:
+                items = list(value.items())
+            except Exception:
+                return value
+            return {
+                k: (REDACTED if sensitive(k) else self.redact_value(v, depth + 1)) for k, v in items
+            }
+        if isinstance(value, (list, tuple)):
+            return [self.redact_value(v, depth + 1) for v in value]
+        if isinstance(value, (set, frozenset)):
+            try:
+                return [self.redact_value(v, depth + 1) for v in sorted(value, key=repr)]
+            except Exception:
+                return value
+        return value
+
+    def __call__(self, logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+        """Redact ``event_dict`` in place (top level) and return it."""
+        skip = self._skip_top
+        sensitive = self.is_sensitive_key
+        redact = self.redact_value
+        for key, value in event_dict.items():
+            if key in skip:
+                continue
+            if sensitive(key):
+                event_dict[key] = REDACTED
+            elif type(value) is str and len(value) < 13:
+                continue
+            else:
+                event_dict[key] = redact(value)
+        return event_dict
+
+
+# --------------------------------------------------------------------------- rendering
+def _fallback_default(obj: Any) -> Any:
+    return _safe_str(obj)
+
+
+def _orjson_render(event_dict: Mapping[str, Any]) -> bytes:
+    """Used only while ``crown_nexus._pure.log_render`` is not installed."""
+    try:
+        return orjson.dumps(
+            event_dict,
+            default=_fallback_default,
+            option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS,
+        )
+    except Exception as exc:
+        return fallback_line(event_dict, exc)
+
+
+def load_render(kind: str | None = None) -> Callable[[Mapping[str, Any]], bytes]:
+    """Return the ``render`` function of the ``log_render`` hot path.
+
+    ``kind`` (``"native"``/``"pure"``) picks a specific implementation; ``None`` takes the one
+    :mod:`crown_nexus.accel` chose. Raises ``KeyError`` for a kind that is not available.
+    """
+    from crown_nexus import accel
+
+    try:
+        impls = accel.available("log_render")
+    except ImportError:
+        if kind in (None, "pure"):
+            return _orjson_render
+        raise KeyError(kind) from None
+    if kind is None:
+        return accel.get("log_render").render  # type: ignore[no-any-return]
+    return impls[kind].render  # type: ignore[no-any-return]
+
+
+def fallback_line(event_dict: Any, error: BaseException | None = None) -> bytes:
+    """Return a minimal JSON line for an event that could not be processed or rendered.
+
+    Keeps ``timestamp``, ``level``, ``logger``, ``event`` (as text) and the request/user ids, and
+    names the failure in ``log_error``. Never raises.
+    """
+    try:
+        get = event_dict.get if isinstance(event_dict, Mapping) else (lambda k, d=None: d)
+        line: dict[str, Any] = {
+            "timestamp": now_iso(),
+            "level": _safe_str(get("level", "error")),
+            "logger": _safe_str(get("logger", None)),
+            "event": _safe_str(get("event", None)),
+            "request_id": _get_rid(),
+            "user_id": _get_uid(),
+        }
+        if error is not None:
+            line["log_error"] = type(error).__name__
+        return orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE)
+    except Exception:
+        return b'{"event":"<log event could not be rendered>","log_error":"fallback"}\n'
+
+
+class JSONRenderer:
+    """Final processor: ``event_dict -> bytes`` (one JSON object and ``b"\\n"``) via the
+    ``log_render`` hot path. Never raises: a renderer failure yields :func:`fallback_line`."""
+
+    __slots__ = ("kind", "render")
+
+    def __init__(self, kind: str | None = None) -> None:
+        self.render = load_render(kind)
+        self.kind = kind
+
+    def __call__(self, logger: Any, method_name: str, event_dict: Mapping[str, Any]) -> bytes:
+        """Render ``event_dict`` as one JSON line."""
+        try:
+            return self.render(event_dict)
+        except Exception as exc:
+            return fallback_line(event_dict, exc)
