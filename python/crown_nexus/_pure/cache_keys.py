@@ -1,0 +1,288 @@
+"""Stable cache keys and content hashes: the reference (pure Python) implementation.
+
+The compiled twin ``crown_nexus_native.cache_keys`` follows the encoding below byte for byte, so
+both give the same digest for the same input, in every process and every run (nothing depends on
+``hash()``, ``id()``, ``repr()`` or ``PYTHONHASHSEED``).
+
+Canonical encoding
+==================
+
+Every value is encoded as one *node*::
+
+    node  = tag (1 byte) + u64le(len(head)) + head + u64le(n) + child_1 + ... + child_n
+
+where each child is itself a node, so the encoding is self-delimiting and unambiguous. A value
+nested more than :data:`MAX_DEPTH` levels deep (the root is depth 0; the children of a node at
+depth ``d`` are at ``d + 1``), which includes every self-containing value, raises
+:class:`UnhashableValueError`.
+
+====================  ====  ==========================================  ==========================
+value                 tag   head                                        children
+====================  ====  ==========================================  ==========================
+``None``              N     empty                                       none
+``True`` / ``False``  T/F   empty                                       none
+int (any size)        i     ASCII of ``format(v, "x")`` (``-ff``)       none
+float                 f     8 bytes, IEEE 754 binary64 big-endian;      none
+                            every NaN is ``7ff8000000000000``;
+                            ``-0.0`` keeps its sign bit
+str                   s     UTF-8 (``surrogatepass`` for lone           none
+                            surrogates)
+bytes                 b     the bytes                                   none
+bytearray             y     the bytes                                   none
+list                  l     empty                                       the items, in order
+tuple                 t     empty                                       the items, in order
+dict                  d     empty                                       ``2n`` nodes: the pairs
+                                                                        ``node(k) + node(v)``
+                                                                        sorted bytewise
+set                   S     empty                                       the member nodes sorted
+frozenset             z     empty                                       the member nodes sorted
+datetime              D     ASCII ``v.isoformat()``                     none
+date                  a     ASCII ``v.isoformat()``                     none
+time                  m     ASCII ``v.isoformat()``                     none
+timedelta             e     ASCII ``"{days},{seconds},{microseconds}"``  none
+UUID                  u     the 16 bytes ``v.bytes``                    none
+Decimal               c     ASCII ``str(v)``                            none
+Enum member           E     UTF-8 ``"{module}.{qualname}"`` of its      ``(v.value,)``
+                            class
+dataclass instance    C     UTF-8 class name as for Enum                ``name_1, value_1, ...``
+                                                                        over ``dataclasses.fields``
+                                                                        in declaration order
+pydantic model        P     UTF-8 class name as for Enum                ``name, value`` pairs over
+                                                                        ``model_fields`` in order,
+                                                                        then extra fields sorted
+                                                                        by name
+====================  ====  ==========================================  ==========================
+
+For a dict the child count ``n`` is ``2 * len(dict)``. So ``1``, ``1.0``, ``True`` and ``"1"`` all
+differ, a list differs from a tuple, and a dict, set or frozenset is independent of its order.
+Subclasses of the builtin types (other than Enum members) are encoded as their builtin base
+(``str.__str__(v)``, ``int.__int__(v)``, ``float.__float__(v)``, ``list(v)``, ``tuple(v)``,
+``dict(v)``, ``set(v)``, ``frozenset(v)``, ``bytes(memoryview(v))``). Anything else raises
+:class:`UnhashableValueError` naming the type -- never a ``repr`` that may contain an address.
+
+Digests
+=======
+
+- ``make_key(qualname, args, kwargs)`` is ``sha256(b"cnk1" + node(qualname) + node(args) +
+  node(kwargs)).hexdigest()``; ``args`` (a tuple, encoded as a tuple even if it is a subclass) and
+  ``kwargs`` (a dict) are encoded at depth 0.
+- ``hash_value(value)`` is ``sha256(b"cnv1" + node(value)).hexdigest()``.
+
+Both return 64 lowercase hex characters. orjson is not used: its output cannot tell a tuple from
+a list or NaN from ``None``, and cannot carry ints beyond 64 bits, sets or non-str keys.
+
+The compiled twin encodes the builtin types itself and calls :func:`_reduce` (this module) for
+every other value, so the rules for the rarer types live in one place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import enum
+import hashlib
+import struct
+import sys
+import uuid
+from decimal import Decimal
+from typing import Any, Final
+
+__all__ = ["MAX_DEPTH", "UnhashableValueError", "hash_value", "make_key"]
+
+#: Deepest nesting accepted (the root value is depth 0).
+MAX_DEPTH: Final = 128
+
+_KEY_DOMAIN: Final = b"cnk1"
+_VALUE_DOMAIN: Final = b"cnv1"
+_NAN: Final = bytes.fromhex("7ff8000000000000")
+_ZERO: Final = b"\x00" * 8
+_pack_double = struct.Struct(">d").pack
+
+
+class UnhashableValueError(TypeError):
+    """A value cannot be hashed stably (unsupported type, or nested too deeply / cyclic)."""
+
+
+def _type_name(obj: Any) -> str:
+    cls = type(obj)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _unsupported(value: Any) -> UnhashableValueError:
+    return UnhashableValueError(
+        f"cannot hash a value of type {_type_name(value)} stably; use str, bytes, int, float, "
+        "bool, None, list, tuple, dict, set, frozenset, datetime, date, time, timedelta, UUID, "
+        "Decimal, Enum, a dataclass or a pydantic model"
+    )
+
+
+def _too_deep() -> UnhashableValueError:
+    return UnhashableValueError(
+        f"cannot hash a value nested more than {MAX_DEPTH} levels deep (or one that contains itself)"
+    )
+
+
+def _leaf(tag: bytes, head: bytes) -> bytes:
+    return tag + len(head).to_bytes(8, "little") + head + _ZERO
+
+
+def _float_head(value: float) -> bytes:
+    return _NAN if value != value else _pack_double(value)
+
+
+def _str_head(value: str) -> bytes:
+    try:
+        return value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogatepass")
+
+
+def _class_name(obj: Any) -> bytes:
+    cls = type(obj)
+    return f"{cls.__module__}.{cls.__qualname__}".encode("utf-8", "surrogatepass")
+
+
+def _pydantic_base() -> type | None:
+    module = sys.modules.get("pydantic")
+    return getattr(module, "BaseModel", None) if module is not None else None
+
+
+def _reduce(value: Any) -> tuple[bytes | None, bytes, tuple[Any, ...]]:
+    """Reduce a value that is not of an exact builtin type to ``(tag, head, children)``.
+
+    A ``tag`` of ``None`` means "encode ``children[0]`` instead, at the same depth": it is the
+    exact builtin value a subclass instance stands for. Raises :class:`UnhashableValueError` for
+    unsupported types. Shared by both implementations (the compiled twin calls it).
+    """
+    if isinstance(value, enum.Enum):
+        return b"E", _class_name(value), (value.value,)
+    if isinstance(value, _dt.datetime):
+        return b"D", value.isoformat().encode("ascii"), ()
+    if isinstance(value, _dt.date):
+        return b"a", value.isoformat().encode("ascii"), ()
+    if isinstance(value, _dt.time):
+        return b"m", value.isoformat().encode("ascii"), ()
+    if isinstance(value, _dt.timedelta):
+        return b"e", f"{value.days},{value.seconds},{value.microseconds}".encode("ascii"), ()
+    if isinstance(value, uuid.UUID):
+        return b"u", value.bytes, ()
+    if isinstance(value, Decimal):
+        return b"c", str(value).encode("ascii"), ()
+    if isinstance(value, bytearray):
+        return b"y", bytes(value), ()
+    # subclasses of builtin types stand for their builtin base
+    if isinstance(value, str):
+        return None, b"", (str.__str__(value),)
+    if isinstance(value, bool):  # pragma: no cover - bool cannot be subclassed
+        return None, b"", (bool(value),)
+    if isinstance(value, int):
+        return None, b"", (int.__int__(value),)
+    if isinstance(value, float):
+        return None, b"", (float.__float__(value),)
+    if isinstance(value, bytes):
+        return None, b"", (bytes(memoryview(value)),)
+    if isinstance(value, list):
+        return None, b"", (list(value),)
+    if isinstance(value, tuple):
+        return None, b"", (tuple(value),)
+    if isinstance(value, dict):
+        return None, b"", (dict(value),)
+    if isinstance(value, frozenset):
+        return None, b"", (frozenset(value),)
+    if isinstance(value, set):
+        return None, b"", (set(value),)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        children: list[Any] = []
+        for field in dataclasses.fields(value):
+            children.append(field.name)
+            children.append(getattr(value, field.name))
+        return b"C", _class_name(value), tuple(children)
+    base = _pydantic_base()
+    if base is not None and isinstance(value, base):
+        children = []
+        for name in type(value).model_fields:
+            children.append(name)
+            children.append(getattr(value, name))
+        extra = value.__pydantic_extra__ or {}
+        for name in sorted(extra):
+            children.append(name)
+            children.append(extra[name])
+        return b"P", _class_name(value), tuple(children)
+    raise _unsupported(value)
+
+
+def _node(tag: bytes, head: bytes, children: list[bytes]) -> bytes:
+    return (
+        tag
+        + len(head).to_bytes(8, "little")
+        + head
+        + len(children).to_bytes(8, "little")
+        + b"".join(children)
+    )
+
+
+def _encode(value: Any, depth: int) -> bytes:
+    """Return the canonical node of ``value`` at nesting ``depth`` (see the module docstring)."""
+    if depth > MAX_DEPTH:
+        raise _too_deep()
+    kind = type(value)
+    if kind is str:
+        return _leaf(b"s", _str_head(value))
+    if kind is int:
+        return _leaf(b"i", format(value, "x").encode("ascii"))
+    if value is None:
+        return _leaf(b"N", b"")
+    if kind is bool:
+        return _leaf(b"T" if value else b"F", b"")
+    if kind is float:
+        return _leaf(b"f", _float_head(value))
+    if kind is bytes:
+        return _leaf(b"b", value)
+    if kind is list or kind is tuple:
+        inner = depth + 1
+        return _node(b"l" if kind is list else b"t", b"", [_encode(v, inner) for v in value])
+    if kind is dict:
+        inner = depth + 1
+        pairs = sorted([_encode(k, inner) + _encode(v, inner) for k, v in value.items()])
+        return b"d" + _ZERO + (2 * len(pairs)).to_bytes(8, "little") + b"".join(pairs)
+    if kind is set or kind is frozenset:
+        inner = depth + 1
+        members = sorted([_encode(v, inner) for v in value])
+        return _node(b"S" if kind is set else b"z", b"", members)
+    tag, head, children = _reduce(value)
+    if tag is None:
+        return _encode(children[0], depth)
+    inner = depth + 1
+    return _node(tag, head, [_encode(v, inner) for v in children])
+
+
+def make_key(qualname: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    """Return the stable hex digest (64 chars) of a call ``qualname(*args, **kwargs)``.
+
+    Same in every process and run; independent of the order of ``kwargs``; distinguishes ``1``,
+    ``1.0``, ``True`` and ``"1"``. Raises :class:`TypeError` when ``qualname`` is not a str,
+    ``args`` not a tuple or ``kwargs`` not a dict, and :class:`UnhashableValueError` (a
+    ``TypeError``) for a value that cannot be hashed stably.
+    """
+    if not isinstance(qualname, str):
+        raise TypeError(f"qualname must be a str, not {_type_name(qualname)}")
+    if not isinstance(args, tuple):
+        raise TypeError(f"args must be a tuple, not {_type_name(args)}")
+    if not isinstance(kwargs, dict):
+        raise TypeError(f"kwargs must be a dict, not {_type_name(kwargs)}")
+    data = (
+        _KEY_DOMAIN
+        + _encode(qualname, 0)
+        + _encode(args if type(args) is tuple else tuple(args), 0)
+        + _encode(kwargs if type(kwargs) is dict else dict(kwargs), 0)
+    )
+    return hashlib.sha256(data).hexdigest()
+
+
+def hash_value(value: Any) -> str:
+    """Return the stable hex digest (64 chars) of one value: a strong ETag / content hash.
+
+    Equal for values with the same canonical encoding, in every process and run. Raises
+    :class:`UnhashableValueError` (a ``TypeError``) for a value that cannot be hashed stably.
+    """
+    return hashlib.sha256(_VALUE_DOMAIN + _encode(value, 0)).hexdigest()
