@@ -1,0 +1,377 @@
+"""The service registry: named factories, singletons, overrides, ordered start-up and shutdown."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+import logging
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, TypeVar
+
+from crown_nexus.core.exceptions import ConfigurationException, ErrorCode
+
+__all__ = [
+    "BUILTIN_PROVIDERS",
+    "DependencyCycleException",
+    "ServiceInitializationException",
+    "ServiceNotFoundException",
+    "ServiceRegistry",
+    "get_registry",
+    "service_name_for",
+]
+
+logger = logging.getLogger("crown_nexus.core.dependency_manager")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Services shipped by crown-nexus: asking for one of these names imports its module first,
+#: so ``get_service("error_service")`` works without importing ``crown_nexus.core.error``.
+BUILTIN_PROVIDERS: dict[str, str] = {
+    "error_service": "crown_nexus.core.error",
+    "audit_service": "crown_nexus.core.error",
+    "metrics_service": "crown_nexus.core.metrics",
+    "cache_service": "crown_nexus.core.cache",
+    "event_service": "crown_nexus.core.events",
+    "rate_limiting_service": "crown_nexus.core.rate_limiting",
+    "permission_service": "crown_nexus.core.permissions",
+    "security_service": "crown_nexus.core.security",
+    "validation_service": "crown_nexus.core.validation",
+    "pagination_service": "crown_nexus.core.pagination",
+    "feature_flag_service": "crown_nexus.core.features",
+}
+
+
+class ServiceNotFoundException(ConfigurationException, LookupError):
+    """No service is registered under the requested name; the message lists close matches."""
+
+    def __init__(self, name: str, known: Iterable[str] = ()) -> None:
+        self.name = name
+        self.suggestions = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
+        message = f"No service registered as {name!r}"
+        if self.suggestions:
+            message += f"; did you mean {', '.join(repr(s) for s in self.suggestions)}?"
+        super().__init__(
+            message,
+            details={"service": name, "suggestions": self.suggestions},
+            code=ErrorCode.CONFIGURATION_ERROR,
+        )
+
+
+class DependencyCycleException(ConfigurationException):
+    """Building a service needed itself again; ``cycle`` is the path, e.g. ``["a", "b", "a"]``."""
+
+    def __init__(self, cycle: list[str]) -> None:
+        self.cycle = list(cycle)
+        super().__init__(
+            f"Dependency cycle between services: {' -> '.join(cycle)}",
+            details={"cycle": self.cycle},
+        )
+
+
+class ServiceInitializationException(ConfigurationException):
+    """A service's ``initialize()`` failed at start-up."""
+
+    def __init__(self, name: str, error: BaseException) -> None:
+        self.name = name
+        self.error = error
+        super().__init__(
+            f"Service {name!r} failed to initialize: {type(error).__name__}",
+            details={"service": name, "error_type": type(error).__name__},
+        )
+
+
+def service_name_for(obj: Any) -> str:
+    """The default name of a registered object.
+
+    A class registers under its class name; a ``get_<x>`` factory as ``"<x>"``; any other
+    function under its own name.
+    """
+    if inspect.isclass(obj):
+        return obj.__name__
+    name = getattr(obj, "__name__", None)
+    if not isinstance(name, str):
+        raise TypeError(f"cannot derive a service name for {obj!r}; pass name=")
+    if name.startswith("get_") and len(name) > 4:
+        return name[4:]
+    return name
+
+
+_resolving: ContextVar[tuple[str, ...]] = ContextVar("crown_nexus_resolving", default=())
+
+
+def _can_build_without_arguments(factory: Callable[..., Any]) -> bool:
+    """True when ``factory()`` needs no argument."""
+    try:
+        sig = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return True
+    return all(
+        p.default is not inspect.Parameter.empty
+        or p.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+        for p in sig.parameters.values()
+    )
+
+
+async def _call_maybe_async(func: Callable[[], Any]) -> None:
+    """Call ``func()`` and await the result when it is awaitable."""
+    result = func()
+    if inspect.isawaitable(result):
+        await result
+
+
+class ServiceRegistry:
+    """Named service factories with lazily built singletons.
+
+    ``get(name)`` without keyword arguments returns one shared instance per name (built on first
+    use); with keyword arguments it calls the factory afresh each time. Overrides (for tests) win
+    over everything. Services built while another one is being built are recorded as its
+    dependencies, so :meth:`initialize` starts them first and :meth:`shutdown` stops them last.
+    """
+
+    def __init__(self) -> None:
+        self._factories: dict[str, Callable[..., Any]] = {}
+        self._instances: dict[str, Any] = {}
+        self._overrides: dict[str, Any] = {}
+        self._dependencies: dict[str, set[str]] = {}
+        self._started: list[str] = []
+        self._lock = threading.RLock()
+
+    # --- registration ------------------------------------------------------------------
+
+    def register(
+        self,
+        obj: Any,
+        name: str | None = None,
+        *,
+        dependencies: Iterable[str] = (),
+    ) -> str:
+        """Register a factory, a class or a ready instance under ``name``; return the name used.
+
+        Registering a name again replaces the factory and drops its cached instance.
+        """
+        if name is None:
+            name = service_name_for(obj)
+        if not isinstance(name, str) or not name:
+            raise TypeError("service name must be a non-empty string")
+        with self._lock:
+            if callable(obj) and (inspect.isclass(obj) or inspect.isroutine(obj)):
+                self._factories[name] = obj
+                self._instances.pop(name, None)
+            else:
+                self._factories[name] = _Instance(obj)
+                self._instances[name] = obj
+            self._dependencies[name] = set(dependencies)
+        return name
+
+    def unregister(self, name: str) -> None:
+        """Forget the service ``name`` (its factory, instance and recorded dependencies)."""
+        with self._lock:
+            self._factories.pop(name, None)
+            self._instances.pop(name, None)
+            self._dependencies.pop(name, None)
+
+    def has(self, name: str) -> bool:
+        """True when ``name`` is registered or overridden (built-in services count once imported)."""
+        return name in self._overrides or name in self._factories
+
+    def names(self) -> list[str]:
+        """Every registered service name, in registration order."""
+        return list(self._factories)
+
+    def dependencies_of(self, name: str) -> set[str]:
+        """The services ``name`` declared or used while it was built."""
+        return set(self._dependencies.get(name, ()))
+
+    # --- lookup ------------------------------------------------------------------------
+
+    def _factory(self, name: str) -> Callable[..., Any]:
+        factory = self._factories.get(name)
+        if factory is None and name in BUILTIN_PROVIDERS:
+            try:
+                importlib.import_module(BUILTIN_PROVIDERS[name])
+            except ImportError as exc:
+                logger.warning("built-in service module for %r is not importable: %s", name, exc)
+            factory = self._factories.get(name)
+        if factory is None:
+            raise ServiceNotFoundException(name, [*self._factories, *self._overrides])
+        return factory
+
+    def get(self, name: str, **kwargs: Any) -> Any:
+        """The service ``name``: the override, else the singleton (no kwargs), else a fresh build.
+
+        Raises :class:`ServiceNotFoundException` for unknown names and
+        :class:`DependencyCycleException` when building it needs itself.
+        """
+        if name in self._overrides:
+            return self._overrides[name]
+        stack = _resolving.get()
+        if stack:
+            self._dependencies.setdefault(stack[-1], set()).add(name)
+        if not kwargs and name in self._instances:
+            return self._instances[name]
+        if name in stack:
+            raise DependencyCycleException([*stack[stack.index(name) :], name])
+        factory = self._factory(name)
+        token = _resolving.set((*stack, name))
+        try:
+            if kwargs:
+                return factory(**kwargs)
+            with self._lock:
+                if name in self._instances:
+                    return self._instances[name]
+                instance = factory()
+                self._instances[name] = instance
+                return instance
+        finally:
+            _resolving.reset(token)
+
+    def instances(self) -> dict[str, Any]:
+        """The singletons built so far, by name."""
+        return dict(self._instances)
+
+    # --- overrides ---------------------------------------------------------------------
+
+    def set_override(self, name: str, obj: Any) -> None:
+        """Make ``get(name, ...)`` return ``obj`` until :meth:`clear_override`."""
+        self._overrides[name] = obj
+
+    def clear_override(self, name: str) -> None:
+        """Remove the override of ``name`` (if any)."""
+        self._overrides.pop(name, None)
+
+    @contextmanager
+    def override(self, name: str, obj: Any) -> Iterator[Any]:
+        """Within the block, ``get(name, ...)`` returns ``obj``; the previous state comes back after."""
+        missing = object()
+        previous = self._overrides.get(name, missing)
+        self._overrides[name] = obj
+        try:
+            yield obj
+        finally:
+            if previous is missing:
+                self._overrides.pop(name, None)
+            else:
+                self._overrides[name] = previous
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def _order(self, names: Iterable[str]) -> list[str]:
+        """``names`` with each service after the services it depends on (stable otherwise)."""
+        ordered: list[str] = []
+        state: dict[str, int] = {}
+
+        def visit(n: str, path: list[str]) -> None:
+            if state.get(n) == 2:
+                return
+            if state.get(n) == 1:
+                raise DependencyCycleException([*path[path.index(n) :], n])
+            state[n] = 1
+            for dep in sorted(self._dependencies.get(n, ())):
+                if dep in self._factories:
+                    visit(dep, [*path, n])
+            state[n] = 2
+            ordered.append(n)
+
+        for n in names:
+            visit(n, [])
+        return ordered
+
+    async def initialize(self, names: Iterable[str] | None = None) -> list[str]:
+        """Build and start services in dependency order; return the names started.
+
+        Without ``names``, every registered service whose factory needs no argument is built.
+        A service exposing ``initialize()`` (sync or async) has it called once. A failing
+        ``initialize`` raises :class:`ServiceInitializationException`; a service whose factory
+        fails to build is logged and skipped (it stays lazy).
+        """
+        wanted = list(names) if names is not None else list(self._factories)
+        buildable: list[str] = []
+        for name in wanted:
+            if name in self._overrides:
+                buildable.append(name)
+                continue
+            factory = self._factory(name)
+            if name not in self._instances and not _can_build_without_arguments(factory):
+                continue
+            try:
+                self.get(name)
+            except DependencyCycleException:
+                raise
+            except Exception as exc:
+                logger.warning("service %r could not be built at start-up: %r", name, exc)
+                continue
+            buildable.append(name)
+        started: list[str] = []
+        for name in self._order(buildable):
+            if name in self._started or (name not in buildable and name not in self._instances):
+                continue
+            service = self.get(name)
+            init = getattr(service, "initialize", None)
+            if callable(init):
+                try:
+                    await _call_maybe_async(init)
+                except Exception as exc:
+                    raise ServiceInitializationException(name, exc) from exc
+            self._started.append(name)
+            started.append(name)
+        return started
+
+    async def shutdown(self) -> list[str]:
+        """Stop started services in reverse start order (``shutdown()`` or else ``close()``).
+
+        Errors are logged, never raised, so every service gets its turn. Singletons are dropped
+        afterwards: the next ``get`` builds fresh ones. Returns the names stopped.
+        """
+        stopped: list[str] = []
+        for name in reversed(self._started):
+            service = self._overrides.get(name, self._instances.get(name))
+            if service is None:
+                continue
+            stop = getattr(service, "shutdown", None)
+            if not callable(stop):
+                stop = getattr(service, "close", None)
+            if callable(stop):
+                try:
+                    await _call_maybe_async(stop)
+                except Exception as exc:
+                    logger.error("service %r failed to shut down: %r", name, exc)
+            stopped.append(name)
+        with self._lock:
+            self._started.clear()
+            for name, factory in list(self._factories.items()):
+                if not isinstance(factory, _Instance):
+                    self._instances.pop(name, None)
+        return stopped
+
+    def reset(self) -> None:
+        """Drop every singleton and override (registrations stay). For tests."""
+        with self._lock:
+            self._overrides.clear()
+            self._started.clear()
+            for name, factory in list(self._factories.items()):
+                if not isinstance(factory, _Instance):
+                    self._instances.pop(name, None)
+
+
+class _Instance:
+    """A factory that always returns one ready object (``register(obj, name=...)``)."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+
+    def __call__(self, **kwargs: Any) -> Any:
+        return self.obj
+
+
+_registry = ServiceRegistry()
+
+
+def get_registry() -> ServiceRegistry:
+    """The process-wide registry behind ``register_service`` / ``get_service``."""
+    return _registry

@@ -1,0 +1,69 @@
+"""Redaction of secrets in error context (keys like password/token, card numbers in strings)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["REDACTED", "SENSITIVE_KEY_PATTERN", "redact"]
+
+REDACTED = "[REDACTED]"
+
+#: Keys whose values are never reported: these words anywhere in the key (case-insensitive) ...
+SENSITIVE_KEY_PATTERN = re.compile(
+    r"pass(?:word|wd|phrase)|token|secret|authori[sz]ation|api[_-]?key|cookie|credential"
+    r"|private[_-]?key|card[_-]?(?:number|no)|cvv"
+    # ... and these short ones as a whole word (so "company" or "span" stay visible)
+    r"|(?:^|[_\-.])(?:pwd|pass|pan|card|cvc|pin)(?:$|[_\-.])",
+    re.IGNORECASE,
+)
+
+_CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
+_MAX_DEPTH = 8
+
+
+def _luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2 == 1:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def _mask_cards(text: str) -> str:
+    def sub(match: re.Match[str]) -> str:
+        digits = re.sub(r"\D", "", match.group(0))
+        if 13 <= len(digits) <= 19 and _luhn_ok(digits):
+            return REDACTED
+        return match.group(0)
+
+    return _CARD.sub(sub, text)
+
+
+def redact(value: Any, _depth: int = 0) -> Any:
+    """A copy of ``value`` with sensitive keys' values and card numbers replaced by ``[REDACTED]``.
+
+    Mappings, lists, tuples and sets are walked (to a bounded depth); other objects are returned
+    as they are.
+    """
+    if _depth > _MAX_DEPTH:
+        return REDACTED
+    if isinstance(value, str):
+        return _mask_cards(value) if len(value) >= 13 else value
+    if isinstance(value, Mapping):
+        out: dict[Any, Any] = {}
+        for k, v in value.items():
+            if isinstance(k, str) and SENSITIVE_KEY_PATTERN.search(k):
+                out[k] = REDACTED
+            else:
+                out[k] = redact(v, _depth + 1)
+        return out
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [redact(v, _depth + 1) for v in value]
+        return items if isinstance(value, list) else type(value)(items)
+    return value
