@@ -228,7 +228,9 @@ def _split(token: object, max_length: int) -> tuple[dict[str, Any], str, bytes, 
     return header, f"{header_seg}.{payload_seg}", payload, signature
 
 
-def get_unverified_header(token: str, max_length: int = DEFAULT_MAX_LENGTH) -> dict[str, Any]:
+def get_unverified_header(
+    token: str, max_length: int | None = DEFAULT_MAX_LENGTH
+) -> dict[str, Any]:
     """Return the JOSE header of ``token`` WITHOUT checking its signature (e.g. to read ``kid``).
 
     Applies steps 1-3 of the check order: raises :class:`InvalidTokenError` ``too_large`` or
@@ -309,6 +311,8 @@ def _load_private(algorithm: str, pem: bytes) -> Any | None:
 
 
 def _check_max_length(max_length: object) -> int:
+    if max_length is None:
+        return DEFAULT_MAX_LENGTH
     if isinstance(max_length, bool) or not isinstance(max_length, int):
         raise TypeError("max_length must be an int")
     return max_length
@@ -346,19 +350,20 @@ def decode(
     algorithms: Sequence[str],
     issuer: str | None = None,
     audience: str | Sequence[str] | None = None,
-    leeway: float = 0.0,
+    leeway: float | None = 0.0,
     now: float | None = None,
-    require: Sequence[str] = DEFAULT_REQUIRE,
-    max_length: int = DEFAULT_MAX_LENGTH,
+    require: Sequence[str] | None = DEFAULT_REQUIRE,
+    max_length: int | None = DEFAULT_MAX_LENGTH,
 ) -> dict[str, Any]:
     """Verify ``token`` and return its claims; raise :class:`InvalidTokenError` if refused.
 
     ``key`` is the HMAC secret for HS*, a PEM SPKI public key for EdDSA/ES256/RS256. Only the
     algorithms listed in ``algorithms`` (and supported) are accepted. ``now`` defaults to
-    ``time.time()``. The checks and their order are those of the module docstring.
+    ``time.time()``; ``leeway``, ``require`` and ``max_length`` given as ``None`` mean their
+    defaults. The checks and their order are those of the module docstring.
     """
     allowed = _str_tuple("algorithms", algorithms)
-    required = _str_tuple("require", require)
+    required = DEFAULT_REQUIRE if require is None else _str_tuple("require", require)
     if issuer is not None and not isinstance(issuer, str):
         raise TypeError("issuer must be a str or None")
     audiences: tuple[str, ...] | None
@@ -368,7 +373,7 @@ def decode(
         audiences = (audience,)
     else:
         audiences = _str_tuple("audience", audience)
-    leeway_f = _as_float("leeway", leeway)
+    leeway_f = 0.0 if leeway is None else _as_float("leeway", leeway)
     now_f = time.time() if now is None else _as_float("now", now)
     key_b = _key_bytes(key)
     limit = _check_max_length(max_length)
