@@ -1,0 +1,319 @@
+"""The rate limiting service (guide §8 "Using the Rate Limiting Service").
+
+:class:`RateLimitingService` turns a request into a client key (:meth:`get_key_for_request`),
+checks keys against rules on a backend (:meth:`check`, :meth:`is_rate_limited`) and applies the
+failure policy when the backend is down: fail open (default) counts on per-process memory limits
+until Redis answers again; fail closed raises :class:`RateLimiterUnavailableException` (503).
+Either way the outage is logged once, counted, and Redis is tried again every
+``recheck_interval`` seconds.
+
+``get_rate_limiting_service()`` returns the application's instance, registered with the
+dependency manager as ``"rate_limiting_service"``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from crown_nexus.core.dependency_manager import get_service, register_service
+from crown_nexus.core.rate_limiting import _metrics
+from crown_nexus.core.rate_limiting.base import RateLimitBackend, RateLimitBackendError
+from crown_nexus.core.rate_limiting.exceptions import RateLimiterUnavailableException
+from crown_nexus.core.rate_limiting.memory import MemoryRateLimitBackend
+from crown_nexus.core.rate_limiting.models import (
+    RateLimitResult,
+    RateLimitRule,
+    RateLimitStrategy,
+)
+from crown_nexus.logging import get_current_user_id, get_logger
+from crown_nexus.settings import Settings
+
+__all__ = [
+    "RateLimitingService",
+    "TrustedProxies",
+    "client_ip_from_scope",
+    "create_rate_limiting_service",
+    "get_rate_limiting_service",
+    "user_id_from_scope",
+]
+
+logger = get_logger("crown_nexus.core.rate_limiting")
+
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_UNKNOWN_CLIENT = "unknown"
+
+
+class TrustedProxies:
+    """The proxies whose ``X-Forwarded-For`` is believed: addresses or CIDR networks."""
+
+    __slots__ = ("_networks",)
+
+    def __init__(self, proxies: Iterable[str] = ()) -> None:
+        networks: list[_Network] = []
+        for item in proxies:
+            text = str(item).strip()
+            if not text:
+                continue
+            try:
+                networks.append(ipaddress.ip_network(text, strict=False))
+            except ValueError:
+                raise ValueError(f"trusted proxy {text!r} is not an IP address or network") from None
+        self._networks = tuple(networks)
+
+    def __bool__(self) -> bool:
+        return bool(self._networks)
+
+    def trusts(self, address: str) -> bool:
+        """True when ``address`` (a textual IP) belongs to a trusted proxy."""
+        if not self._networks:
+            return False
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in net for net in self._networks)
+
+
+def _header(scope: Mapping[str, Any], name: bytes) -> list[str]:
+    values: list[str] = []
+    for key, value in scope.get("headers") or ():
+        if key.lower() == name:
+            values.append(value.decode("latin-1"))
+    return values
+
+
+def _valid_ip(text: str) -> str | None:
+    text = text.strip()
+    if text.startswith("[") and "]" in text:  # "[v6]:port"
+        text = text[1 : text.index("]")]
+    elif text.count(":") == 1:  # "v4:port"
+        text = text.split(":", 1)[0]
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+def client_ip_from_scope(scope: Mapping[str, Any], trusted: TrustedProxies) -> str:
+    """The client's IP address for an ASGI ``scope``.
+
+    The socket peer is the client unless it is a trusted proxy; then ``X-Forwarded-For`` is read
+    from the right, skipping trusted proxies, and the first untrusted address is the client.
+    A forged or malformed entry stops the walk at the last address that is known good, so a
+    client can never choose its own key by sending the header.
+    """
+    client = scope.get("client")
+    peer = str(client[0]) if client else None
+    if peer is None:
+        return _UNKNOWN_CLIENT
+    if not trusted or not trusted.trusts(peer):
+        return peer
+    hops: list[str] = []
+    for value in _header(scope, b"x-forwarded-for"):
+        hops.extend(part for part in value.split(","))
+    current = peer
+    for raw in reversed(hops):
+        ip = _valid_ip(raw)
+        if ip is None:
+            break
+        current = ip
+        if not trusted.trusts(ip):
+            break
+    return current
+
+
+def user_id_from_scope(scope: Mapping[str, Any]) -> str | None:
+    """The authenticated user's id for an ASGI ``scope``, or ``None`` for anonymous requests.
+
+    Looked up in order: ``request.state.user_id``, ``request.state.user`` (``.id`` or ``["id"]``),
+    Starlette's ``scope["user"]`` when authenticated, then the request context
+    (``crown_nexus.logging.get_current_user_id()``).
+    """
+    state = scope.get("state")
+    if isinstance(state, Mapping):
+        uid = state.get("user_id")
+        if uid:
+            return str(uid)
+        user = state.get("user")
+        if user is not None:
+            uid = user.get("id") if isinstance(user, Mapping) else getattr(user, "id", None)
+            if uid:
+                return str(uid)
+    user = scope.get("user")
+    if user is not None and getattr(user, "is_authenticated", False):
+        uid = getattr(user, "id", None) or getattr(user, "identity", None)
+        if uid:
+            return str(uid)
+    return get_current_user_id() or None
+
+
+class RateLimitingService:
+    """Checks rate limits on a backend and applies the failure policy.
+
+    ``backend`` defaults to an in-process :class:`MemoryRateLimitBackend`. ``fail_open``
+    (default ``settings.rate_limit_fail_open``) decides what happens when the backend cannot
+    answer: ``True`` checks against ``fallback`` (per-process memory limits), ``False`` raises
+    :class:`RateLimiterUnavailableException`. ``trusted_proxies`` defaults to
+    ``settings.trusted_proxies``.
+    """
+
+    def __init__(
+        self,
+        backend: RateLimitBackend | None = None,
+        *,
+        settings: Settings | None = None,
+        fail_open: bool | None = None,
+        fallback: RateLimitBackend | None = None,
+        trusted_proxies: Iterable[str] | None = None,
+        recheck_interval: float = 1.0,
+        clock: Any = time.monotonic,
+    ) -> None:
+        if settings is None:
+            from crown_nexus.core.config import settings as loaded
+
+            settings = loaded
+        self.settings = settings
+        self.backend: RateLimitBackend = backend or MemoryRateLimitBackend()
+        self.fallback: RateLimitBackend = fallback or (
+            self.backend
+            if isinstance(self.backend, MemoryRateLimitBackend)
+            else MemoryRateLimitBackend()
+        )
+        self.fail_open = settings.rate_limit_fail_open if fail_open is None else bool(fail_open)
+        self.trusted_proxies = TrustedProxies(
+            settings.trusted_proxies if trusted_proxies is None else trusted_proxies
+        )
+        self.recheck_interval = float(recheck_interval)
+        self._clock = clock
+        self._down_until = 0.0
+        self._degraded = False
+
+    # ------------------------------------------------------------------ keys
+    def client_ip(self, request: Any) -> str:
+        """The client's IP for a Starlette ``Request`` (trusted proxies honoured)."""
+        return client_ip_from_scope(request.scope, self.trusted_proxies)
+
+    def key_for_scope(self, scope: Mapping[str, Any], rule: RateLimitRule) -> str:
+        """The client key for an ASGI ``scope`` under ``rule`` (see :meth:`get_key_for_request`)."""
+        ip = client_ip_from_scope(scope, self.trusted_proxies)
+        scope_name = rule.name or rule.path_pattern or "global"
+        strategy = rule.strategy
+        if strategy is RateLimitStrategy.IP:
+            return f"{scope_name}|ip:{ip}"
+        uid = user_id_from_scope(scope)
+        if uid is None:
+            return f"{scope_name}|ip:{ip}"
+        if strategy is RateLimitStrategy.USER:
+            return f"{scope_name}|user:{uid}"
+        return f"{scope_name}|user:{uid}|ip:{ip}"
+
+    def get_key_for_request(self, request: Any, rule: RateLimitRule) -> str:
+        """The key identifying this request's client under ``rule``.
+
+        ``IP``: the client IP (``X-Forwarded-For`` believed only from ``trusted_proxies``).
+        ``USER``: the authenticated user id (see :func:`user_id_from_scope`), else the IP, so
+        anonymous clients are still limited. ``COMBINED``: user id and IP together. The key is
+        scoped by the rule's ``name`` or ``path_pattern`` so path rules count separately.
+        """
+        return self.key_for_scope(request.scope, rule)
+
+    # ------------------------------------------------------------------ checks
+    @property
+    def degraded(self) -> bool:
+        """True while the backend is considered down (checks use the failure policy)."""
+        return self._degraded
+
+    async def check(self, key: str, rule: RateLimitRule, cost: int = 1) -> RateLimitResult:
+        """Count ``cost`` requests for ``key`` under ``rule``; return the full result.
+
+        Never raises for a backend outage when failing open; raises
+        :class:`RateLimiterUnavailableException` when failing closed. Raises ``TypeError`` /
+        ``ValueError`` for a key that is not a string or a cost outside ``1..rule.burst``.
+        """
+        if not isinstance(key, str):
+            raise TypeError(f"key must be a str, not {type(key).__name__}")
+        backend = self.backend
+        started = time.perf_counter()
+        if backend is self.fallback or not (self._degraded and self._clock() < self._down_until):
+            try:
+                result = await backend.hit(key, rule, cost)
+            except RateLimitBackendError as exc:
+                result = await self._backend_down(key, rule, cost, exc)
+            else:
+                if self._degraded:
+                    self._degraded = False
+                    logger.info("rate limit backend recovered", backend=backend.name)
+                    _metrics.backend_recovered(backend.name)
+        else:
+            result = await self._degraded_check(key, rule, cost)
+        _metrics.record_check(rule, result, time.perf_counter() - started, self.backend.name)
+        return result
+
+    async def _backend_down(
+        self, key: str, rule: RateLimitRule, cost: int, exc: BaseException
+    ) -> RateLimitResult:
+        self._down_until = self._clock() + self.recheck_interval
+        if not self._degraded:
+            self._degraded = True
+            logger.warning(
+                "rate limit backend unavailable",
+                backend=self.backend.name,
+                error=str(exc),
+                policy="fail_open" if self.fail_open else "fail_closed",
+            )
+        _metrics.backend_error(self.backend.name)
+        return await self._degraded_check(key, rule, cost)
+
+    async def _degraded_check(self, key: str, rule: RateLimitRule, cost: int) -> RateLimitResult:
+        if not self.fail_open:
+            raise RateLimiterUnavailableException()
+        return await self.fallback.hit(key, rule, cost)
+
+    async def is_rate_limited(self, key: str, rule: RateLimitRule) -> tuple[bool, int, int]:
+        """Count one request for ``key``; return ``(is_limited, count, limit)`` (guide §8)."""
+        result = await self.check(key, rule)
+        return (not result.allowed, result.count, result.limit)
+
+    async def reset(self, key: str, rule: RateLimitRule) -> None:
+        """Forget what was counted for ``key`` under ``rule`` (backend and fallback)."""
+        if self.fallback is not self.backend:
+            await self.fallback.reset(key, rule)
+        try:
+            await self.backend.reset(key, rule)
+        except RateLimitBackendError:
+            if not self.fail_open:
+                raise RateLimiterUnavailableException() from None
+
+    async def close(self) -> None:
+        """Close the backend(s)."""
+        await self.backend.close()
+        if self.fallback is not self.backend:
+            await self.fallback.close()
+
+
+def create_rate_limiting_service(settings: Settings | None = None) -> RateLimitingService:
+    """Build a service for ``settings``: Redis when ``REDIS_URI`` (or the Redis cache) is set,
+    memory otherwise."""
+    if settings is None:
+        from crown_nexus.core.config import settings as loaded
+
+        settings = loaded
+    backend: RateLimitBackend
+    if settings.redis_url:
+        from crown_nexus.core.rate_limiting.redis import RedisRateLimitBackend
+
+        backend = RedisRateLimitBackend(settings.redis_url)
+    else:
+        backend = MemoryRateLimitBackend()
+    return RateLimitingService(backend, settings=settings)
+
+
+register_service(create_rate_limiting_service, name="rate_limiting_service")
+
+
+def get_rate_limiting_service() -> RateLimitingService:
+    """The application's rate limiting service (the ``"rate_limiting_service"`` singleton)."""
+    return get_service("rate_limiting_service")  # type: ignore[no-any-return]
