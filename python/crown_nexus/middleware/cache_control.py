@@ -1,0 +1,78 @@
+"""``CacheControlMiddleware``: a sensible ``Cache-Control`` header by method, status and path."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["CacheControlMiddleware"]
+
+DEFAULT_RULES: dict[str, str] = {
+    "/health": "no-store",
+    "/metrics": "no-store",
+    "/static": "public, max-age=86400",
+}
+_CACHEABLE_STATUS = frozenset({200, 203, 204, 300, 301, 308, 404, 410})
+
+
+class CacheControlMiddleware:
+    """Set ``Cache-Control`` where the route did not set one itself.
+
+    - methods other than GET/HEAD, and error statuses (other than 404/410): ``no-store``;
+    - the longest matching path prefix in ``rules`` (defaults: ``/health``, ``/metrics``
+      ``no-store``, ``/static`` public for a day);
+    - otherwise ``default`` (``no-cache``: stored, but revalidated every time).
+
+    A ``public`` policy becomes ``private`` for requests carrying ``Authorization`` or ``Cookie``,
+    so shared caches never keep one user's answer for another.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        default: str = "no-cache",
+        rules: Mapping[str, str] | None = None,
+        private_when_authenticated: bool = True,
+    ) -> None:
+        self.app = app
+        self.default = default
+        merged = dict(DEFAULT_RULES if rules is None else rules)
+        self.rules = sorted(merged.items(), key=lambda kv: len(kv[0]), reverse=True)
+        self.private_when_authenticated = private_when_authenticated
+
+    def policy_for(self, method: str, path: str, status: int, authenticated: bool) -> str:
+        """The ``Cache-Control`` value for one response."""
+        if method not in ("GET", "HEAD") or status not in _CACHEABLE_STATUS:
+            return "no-store"
+        policy = self.default
+        for prefix, value in self.rules:
+            if path == prefix or path.startswith(prefix.rstrip("/") + "/"):
+                policy = value
+                break
+        if authenticated and self.private_when_authenticated and "public" in policy:
+            policy = policy.replace("public", "private")
+        return policy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        method = scope.get("method", "GET")
+        path = scope.get("path", "")
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(raw=message.setdefault("headers", []))
+                if "cache-control" not in headers:
+                    request_headers = Headers(scope=scope)
+                    authenticated = (
+                        "authorization" in request_headers or "cookie" in request_headers
+                    )
+                    headers["Cache-Control"] = self.policy_for(
+                        method, path, message["status"], authenticated
+                    )
+            await send(message)
+
+        await self.app(scope, receive, send_wrapper)
