@@ -141,9 +141,8 @@ class SlidingWindowCounter:
         return now, b, 0, 0
 
     def _idle(self, st: list[int], now: int) -> bool:
-        if now < st[3]:
-            now = st[3]
-        return now // self._w >= st[0] + 2
+        now, b, prev, curr = self._view(st, now)
+        return curr == 0 and (prev * (self._w - (now - b * self._w))) // self._w == 0
 
     def _zero_after(self, b: int, prev: int, curr: int, now: int) -> int:
         w = self._w

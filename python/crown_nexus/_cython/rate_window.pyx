@@ -1,0 +1,498 @@
+# cython: language_level=3
+"""In-memory rate-limit windows, compiled twin of ``crown_nexus._pure.rate_window``.
+
+Same classes, same results, same exceptions and messages; the pure module's docstring defines the
+canonical integer-microsecond arithmetic followed here. Keys live in a dict; recency is an
+intrusive doubly linked list (borrowed pointers, the dict owns the entries), so a hit is a dict
+lookup, a few pointer moves and integer arithmetic (128-bit where products can exceed 64 bits).
+"""
+
+from cpython.dict cimport PyDict_GetItem
+from cpython.long cimport PyLong_AsLongLongAndOverflow
+from cpython.ref cimport PyObject
+from libc.math cimport floor, isfinite
+from libc.stdlib cimport free, realloc
+
+cdef extern from *:
+    ctypedef long long i128 "__int128"
+
+ctypedef long long i64
+
+MAX_LIMIT = 1_000_000_000
+MAX_WINDOW = 1_000_000_000.0
+MAX_TIME = 1e12
+
+__all__ = ["GCRA", "MAX_LIMIT", "MAX_WINDOW", "SlidingLog", "SlidingWindowCounter"]
+
+
+cdef object _check_int(object value, str name):
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 1 or value > MAX_LIMIT:
+        raise ValueError(f"{name} must be between 1 and {MAX_LIMIT}, got {value}")
+    return int(value)
+
+
+cdef i64 _check_window(object value) except -1:
+    cdef double w
+    cdef i64 w_us
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise TypeError(f"window must be an int or float, got {type(value).__name__}")
+    w = float(value)
+    if not isfinite(w) or w <= 0.0 or w > MAX_WINDOW:
+        raise ValueError(f"window must be a positive number of seconds up to {MAX_WINDOW:g}")
+    w_us = <i64>floor(w * 1e6 + 0.5)
+    if w_us < 1:
+        raise ValueError("window must be at least one microsecond")
+    return w_us
+
+
+cdef inline int _check_key(object key) except -1:
+    if not isinstance(key, str):
+        raise TypeError(f"key must be a str, got {type(key).__name__}")
+    return 0
+
+
+cdef i64 _to_us(object now) except? -1:
+    cdef double t
+    if type(now) is float:
+        t = <double>now
+    else:
+        if not isinstance(now, (int, float)) or isinstance(now, bool):
+            raise TypeError(f"now must be an int or float, got {type(now).__name__}")
+        t = float(now)
+    if not isfinite(t) or (t if t >= 0.0 else -t) > MAX_TIME:
+        raise ValueError(f"now must be a finite number of seconds with abs(now) <= {MAX_TIME:g}")
+    return <i64>floor(t * 1e6 + 0.5)
+
+
+cdef i64 _check_cost(object cost, i64 capacity) except -1:
+    cdef int overflow = 0
+    cdef long long v
+    if type(cost) is int:
+        v = PyLong_AsLongLongAndOverflow(cost, &overflow)
+        if overflow == 0 and 1 <= v <= capacity:
+            return v
+    if not isinstance(cost, int) or isinstance(cost, bool):
+        raise TypeError(f"cost must be an int, got {type(cost).__name__}")
+    if cost < 1:
+        raise ValueError(f"cost must be >= 1, got {cost}")
+    if cost > capacity:
+        raise ValueError(f"cost {cost} exceeds the capacity {capacity}; it could never be admitted")
+    return <i64>cost
+
+
+cdef inline i64 _floordiv(i64 a, i64 b) noexcept:
+    """Python's ``a // b`` for ``b > 0``."""
+    if a >= 0:
+        return a // b
+    return -((-a + b - 1) // b)
+
+
+cdef inline i128 _ceil_div(i128 a, i128 b) noexcept:
+    """``ceil(a / b)`` for ``a >= 0, b > 0``."""
+    return (a + b - 1) // b
+
+
+cdef class _Entry:
+    """One tracked key: recency links plus the state of every algorithm (only one is used)."""
+
+    cdef object key
+    cdef PyObject* prev
+    cdef PyObject* next
+    cdef i64 last
+    # counter
+    cdef i64 bucket
+    cdef i64 pcount
+    cdef i64 ccount
+    # gcra
+    cdef i128 level
+    # log: ring buffer of stamps
+    cdef i64* buf
+    cdef i64 cap
+    cdef i64 head
+    cdef i64 n
+
+    def __dealloc__(self):
+        if self.buf != NULL:
+            free(self.buf)
+            self.buf = NULL
+
+    cdef inline i64 at(self, i64 i) noexcept:
+        return self.buf[(self.head + i) % self.cap]
+
+    cdef int push(self, i64 stamp, i64 count, i64 limit) except -1:
+        cdef i64 newcap, i
+        cdef i64* nb
+        if self.n + count > self.cap:
+            newcap = self.cap * 2 if self.cap > 0 else 8
+            while newcap < self.n + count:
+                newcap *= 2
+            if newcap > limit:
+                newcap = limit
+            nb = <i64*>realloc(NULL, newcap * sizeof(i64))
+            if nb == NULL:
+                raise MemoryError()
+            for i in range(self.n):
+                nb[i] = self.at(i)
+            if self.buf != NULL:
+                free(self.buf)
+            self.buf = nb
+            self.cap = newcap
+            self.head = 0
+        for i in range(count):
+            self.buf[(self.head + self.n) % self.cap] = stamp
+            self.n += 1
+        return 0
+
+
+cdef class _Windows:
+    """Shared bookkeeping: the key map, recency list, eviction, reset/clear/sweep."""
+
+    cdef dict _map
+    cdef _Entry _head
+    cdef i64 _w
+    cdef i64 _limit
+    cdef i64 _max_keys
+    cdef double _window
+    cdef object _limit_obj
+    cdef object _max_keys_obj
+
+    def __cinit__(self, *args, **kwargs):
+        self._map = {}
+        self._head = _Entry()
+        self._head.prev = <PyObject*>self._head
+        self._head.next = <PyObject*>self._head
+
+    @property
+    def limit(self):
+        """Requests allowed per window."""
+        return self._limit_obj
+
+    @property
+    def window(self):
+        """Window length in seconds."""
+        return self._window
+
+    @property
+    def max_keys(self):
+        """Most keys tracked at once."""
+        return self._max_keys_obj
+
+    def __len__(self):
+        """Number of tracked keys."""
+        return len(self._map)
+
+    cdef bint _idle(self, _Entry e, i64 now):
+        return True
+
+    cdef inline void _unlink(self, _Entry e) noexcept:
+        (<_Entry>e.prev).next = e.next
+        (<_Entry>e.next).prev = e.prev
+
+    cdef inline void _append(self, _Entry e) noexcept:
+        cdef _Entry tail = <_Entry>self._head.prev
+        e.prev = <PyObject*>tail
+        e.next = <PyObject*>self._head
+        tail.next = <PyObject*>e
+        self._head.prev = <PyObject*>e
+
+    cdef int _remove(self, _Entry e) except -1:
+        self._unlink(e)
+        del self._map[e.key]
+        return 0
+
+    cdef _Entry _lookup(self, object key, i64 now, bint *created):
+        """Return the entry of ``key``, moved to most recent; insert a fresh one if missing."""
+        cdef PyObject* found = PyDict_GetItem(self._map, key)
+        cdef _Entry e
+        cdef _Entry first
+        if found != NULL:
+            e = <_Entry>found
+            if e.next != <PyObject*>self._head:
+                self._unlink(e)
+                self._append(e)
+            created[0] = False
+            return e
+        if self._head.next != <PyObject*>self._head:
+            first = <_Entry>self._head.next
+            if self._idle(first, now):
+                self._remove(first)
+        while len(self._map) >= self._max_keys:
+            self._remove(<_Entry>self._head.next)
+        e = _Entry.__new__(_Entry)
+        e.key = key
+        self._map[key] = e
+        self._append(e)
+        created[0] = True
+        return e
+
+    def reset(self, key):
+        """Forget ``key`` (no error when it is not tracked)."""
+        _check_key(key)
+        cdef PyObject* found = PyDict_GetItem(self._map, key)
+        if found != NULL:
+            self._remove(<_Entry>found)
+
+    def clear(self):
+        """Forget every key."""
+        self._map.clear()
+        self._head.prev = <PyObject*>self._head
+        self._head.next = <PyObject*>self._head
+
+    def sweep(self, now):
+        """Drop every key that is idle at ``now``; return how many were dropped."""
+        cdef i64 t = _to_us(now)
+        cdef _Entry e
+        cdef list idle = []
+        for e in self._map.values():
+            if self._idle(e, t):
+                idle.append(e)
+        for e in idle:
+            self._remove(e)
+        return len(idle)
+
+
+cdef class SlidingWindowCounter(_Windows):
+    """Sliding-window counter: two fixed buckets, the previous one weighted by its overlap.
+
+    ``limit`` requests per ``window`` seconds, at most ``max_keys`` tracked keys.
+    Raises ``TypeError``/``ValueError`` for arguments of the wrong type or range.
+    """
+
+    def __init__(self, limit, window, *, max_keys=100_000):
+        self._limit_obj = _check_int(limit, "limit")
+        self._limit = self._limit_obj
+        self._w = _check_window(window)
+        self._window = float(window)
+        self._max_keys_obj = _check_int(max_keys, "max_keys")
+        self._max_keys = self._max_keys_obj
+
+    cdef bint _idle(self, _Entry e, i64 now):
+        cdef i64 b, prev, curr
+        self._view(e, &now, &b, &prev, &curr)
+        return curr == 0 and (<i128>prev * (self._w - (now - b * self._w))) // self._w == 0
+
+    cdef inline i64 _zero_after(self, i64 b, i64 prev, i64 curr, i64 now) noexcept:
+        cdef i64 w = self._w
+        cdef i64 start = b * w
+        cdef i64 t
+        if curr > 0:
+            return start + w + <i64>((<i128>w * (curr - 1)) // curr) + 1 - now
+        if prev > 0:
+            t = start + <i64>((<i128>w * (prev - 1)) // prev) + 1 - now
+            return t if t > 0 else 0
+        return 0
+
+    cdef inline bint _decide(self, i64 b, i64 prev, i64 curr, i64 now, i64 cost,
+                             i64 *used, i64 *reset) noexcept:
+        cdef i64 w = self._w
+        cdef i64 start = b * w
+        cdef i64 e = now - start
+        cdef i64 r
+        used[0] = curr + <i64>((<i128>prev * (w - e)) // w)
+        if used[0] + cost <= self._limit:
+            reset[0] = 0
+            return True
+        r = self._limit - cost - curr
+        if r >= 0:
+            reset[0] = start + <i64>((<i128>w * (prev - r - 1)) // prev) + 1 - now
+        else:
+            r = self._limit - cost
+            reset[0] = start + w + <i64>((<i128>w * (curr - r - 1)) // curr) + 1 - now
+        return False
+
+    cdef inline void _view(self, _Entry st, i64 *now, i64 *b, i64 *prev, i64 *curr) noexcept:
+        if now[0] < st.last:
+            now[0] = st.last
+        b[0] = _floordiv(now[0], self._w)
+        if b[0] == st.bucket:
+            prev[0] = st.pcount
+            curr[0] = st.ccount
+        elif b[0] == st.bucket + 1:
+            prev[0] = st.ccount
+            curr[0] = 0
+        else:
+            prev[0] = 0
+            curr[0] = 0
+
+    def hit(self, key, now, cost=1):
+        """Count a request of ``cost`` for ``key`` at ``now`` if it fits; see the module docs."""
+        _check_key(key)
+        cdef i64 t = _to_us(now)
+        cdef i64 c = _check_cost(cost, self._limit)
+        cdef bint created
+        cdef i64 b, prev, curr, used, reset
+        cdef bint allowed
+        cdef _Entry st = self._lookup(key, t, &created)
+        if created:
+            st.bucket = _floordiv(t, self._w)
+            st.pcount = 0
+            st.ccount = 0
+            st.last = t
+        self._view(st, &t, &b, &prev, &curr)
+        allowed = self._decide(b, prev, curr, t, c, &used, &reset)
+        st.bucket = b
+        st.pcount = prev
+        st.ccount = curr
+        st.last = t
+        if not allowed:
+            return False, used, reset / 1e6
+        st.ccount = curr + c
+        return True, used + c, self._zero_after(b, prev, curr + c, t) / 1e6
+
+    def peek(self, key, now):
+        """Return what a unit ``hit`` would return, without counting or touching recency."""
+        _check_key(key)
+        cdef i64 t = _to_us(now)
+        cdef i64 b, prev, curr, used, reset
+        cdef PyObject* found = PyDict_GetItem(self._map, key)
+        if found == NULL:
+            return True, 0, 0.0
+        self._view(<_Entry>found, &t, &b, &prev, &curr)
+        if not self._decide(b, prev, curr, t, 1, &used, &reset):
+            return False, used, reset / 1e6
+        return True, used, self._zero_after(b, prev, curr, t) / 1e6
+
+
+cdef class SlidingLog(_Windows):
+    """Sliding log: exact, one timestamp per counted request.
+
+    ``limit`` requests in any ``window`` seconds, at most ``max_keys`` tracked keys.
+    Raises ``TypeError``/``ValueError`` for arguments of the wrong type or range.
+    """
+
+    def __init__(self, limit, window, *, max_keys=100_000):
+        self._limit_obj = _check_int(limit, "limit")
+        self._limit = self._limit_obj
+        self._w = _check_window(window)
+        self._window = float(window)
+        self._max_keys_obj = _check_int(max_keys, "max_keys")
+        self._max_keys = self._max_keys_obj
+
+    cdef bint _idle(self, _Entry e, i64 now):
+        if now < e.last:
+            now = e.last
+        return e.n == 0 or e.at(e.n - 1) + self._w <= now
+
+    def hit(self, key, now, cost=1):
+        """Count a request of ``cost`` for ``key`` at ``now`` if it fits; see the module docs."""
+        _check_key(key)
+        cdef i64 t = _to_us(now)
+        cdef i64 c = _check_cost(cost, self._limit)
+        cdef bint created
+        cdef i64 w = self._w
+        cdef i64 k
+        cdef _Entry st = self._lookup(key, t, &created)
+        if created:
+            st.last = t
+        if t < st.last:
+            t = st.last
+        st.last = t
+        while st.n > 0 and st.buf[st.head] + w <= t:
+            st.head = (st.head + 1) % st.cap
+            st.n -= 1
+        if st.n + c > self._limit:
+            k = st.n + c - self._limit
+            return False, st.n, (st.at(k - 1) + w - t) / 1e6
+        st.push(t, c, self._limit)
+        return True, st.n, w / 1e6
+
+    def peek(self, key, now):
+        """Return what a unit ``hit`` would return, without counting or touching recency."""
+        _check_key(key)
+        cdef i64 t = _to_us(now)
+        cdef i64 w = self._w
+        cdef i64 i = 0
+        cdef i64 count
+        cdef _Entry st
+        cdef PyObject* found = PyDict_GetItem(self._map, key)
+        if found == NULL:
+            return True, 0, 0.0
+        st = <_Entry>found
+        if t < st.last:
+            t = st.last
+        while i < st.n and st.at(i) + w <= t:
+            i += 1
+        count = st.n - i
+        if count + 1 > self._limit:
+            return False, count, (st.at(i) + w - t) / 1e6
+        if count == 0:
+            return True, 0, 0.0
+        return True, count, (st.at(st.n - 1) + w - t) / 1e6
+
+
+cdef class GCRA(_Windows):
+    """GCRA / token bucket: sustained ``limit`` per ``window`` seconds, bucket depth ``burst``.
+
+    ``burst`` defaults to ``limit``; at most ``max_keys`` tracked keys.
+    Raises ``TypeError``/``ValueError`` for arguments of the wrong type or range.
+    """
+
+    cdef i64 _burst
+    cdef object _burst_obj
+    cdef i128 _cap
+
+    def __init__(self, limit, window, *, burst=None, max_keys=100_000):
+        self._limit_obj = _check_int(limit, "limit")
+        self._limit = self._limit_obj
+        self._w = _check_window(window)
+        self._window = float(window)
+        self._burst_obj = self._limit_obj if burst is None else _check_int(burst, "burst")
+        self._burst = self._burst_obj
+        self._max_keys_obj = _check_int(max_keys, "max_keys")
+        self._max_keys = self._max_keys_obj
+        self._cap = <i128>self._burst * self._w
+
+    @property
+    def burst(self):
+        """Bucket depth: most requests admitted at once."""
+        return self._burst_obj
+
+    cdef inline i128 _level(self, _Entry st, i64 *now) noexcept:
+        cdef i128 level
+        if now[0] < st.last:
+            now[0] = st.last
+        level = st.level - <i128>(now[0] - st.last) * self._limit
+        return level if level > 0 else 0
+
+    cdef bint _idle(self, _Entry e, i64 now):
+        return self._level(e, &now) == 0
+
+    def hit(self, key, now, cost=1):
+        """Count a request of ``cost`` for ``key`` at ``now`` if it fits; see the module docs."""
+        _check_key(key)
+        cdef i64 t = _to_us(now)
+        cdef i64 c = _check_cost(cost, self._burst)
+        cdef bint created
+        cdef i128 level, new
+        cdef i64 w = self._w
+        cdef _Entry st = self._lookup(key, t, &created)
+        if created:
+            st.level = 0
+            st.last = t
+        level = self._level(st, &t)
+        st.level = level
+        st.last = t
+        new = level + <i128>c * w
+        if new > self._cap:
+            return (False, <i64>_ceil_div(level, w),
+                    <double>_ceil_div(new - self._cap, self._limit) / 1e6)
+        st.level = new
+        return True, <i64>_ceil_div(new, w), <double>_ceil_div(new, self._limit) / 1e6
+
+    def peek(self, key, now):
+        """Return what a unit ``hit`` would return, without counting or touching recency."""
+        _check_key(key)
+        cdef i64 t = _to_us(now)
+        cdef i64 w = self._w
+        cdef i128 level, new
+        cdef PyObject* found = PyDict_GetItem(self._map, key)
+        if found == NULL:
+            return True, 0, 0.0
+        level = self._level(<_Entry>found, &t)
+        new = level + w
+        if new > self._cap:
+            return (False, <i64>_ceil_div(level, w),
+                    <double>_ceil_div(new - self._cap, self._limit) / 1e6)
+        return True, <i64>_ceil_div(level, w), <double>_ceil_div(level, self._limit) / 1e6
