@@ -1,0 +1,183 @@
+"""``RateLimitMiddleware``: rate limits per client and path, as pure ASGI middleware (guide §8, §13).
+
+Every rule whose ``path_pattern`` matches the request path (and does not exclude it) is checked
+for the request's client key; if any refuses, the request is answered with 429, the SPEC §3
+error body and ``Retry-After``/``X-RateLimit-*``/``RateLimit-Policy``/``RateLimit`` headers,
+without reaching the application. Admitted responses on limited paths carry the same headers
+(the tightest rule's numbers). When the backend is down the service's policy applies: fail
+open (default; per-process limits) or fail closed (503 with the SPEC §3 body).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
+from typing import Any
+
+from crown_nexus.core.exceptions import render_exception
+from crown_nexus.core.rate_limiting import _metrics
+from crown_nexus.core.rate_limiting.exceptions import (
+    RateLimiterUnavailableException,
+    exceeded_from_result,
+)
+from crown_nexus.core.rate_limiting.memory import MemoryRateLimitBackend
+from crown_nexus.core.rate_limiting.models import RateLimitResult, RateLimitRule
+from crown_nexus.core.rate_limiting.service import (
+    RateLimitingService,
+    create_rate_limiting_service,
+    get_rate_limiting_service,
+)
+from crown_nexus.logging import get_logger
+from crown_nexus.settings import Settings
+
+__all__ = ["DEFAULT_RULES", "RateLimitMiddleware"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+logger = get_logger("crown_nexus.middleware.rate_limiting")
+
+#: used when no rules are given: 100 requests per minute per client IP on every path
+DEFAULT_RULES: tuple[RateLimitRule, ...] = (
+    RateLimitRule(requests_per_window=100, window_seconds=60),
+)
+
+
+def _governing(checked: list[tuple[RateLimitRule, RateLimitResult]]) -> tuple[RateLimitRule, RateLimitResult]:
+    """The rule whose result the client should see: the refusal with the longest wait, else the
+    admission with the fewest requests left."""
+    refused = [item for item in checked if not item[1].allowed]
+    if refused:
+        return max(refused, key=lambda item: item[1].retry_after)
+    return min(checked, key=lambda item: (item[1].remaining, -item[1].reset_after))
+
+
+def _encode_headers(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+
+
+class RateLimitMiddleware:
+    """Pure ASGI rate limiting (never ``BaseHTTPMiddleware``).
+
+    ``rules``: the limits (default :data:`DEFAULT_RULES`). ``use_redis``: share counters
+    through the application's rate limiting service (Redis when configured, memory otherwise);
+    ``False`` keeps private per-process counters. ``enable_headers``: add rate-limit headers to
+    admitted responses. ``block_exceeding_requests``: answer 429 when a limit is exceeded
+    (``False`` only reports it in headers and metrics). ``service`` / ``settings`` pin the
+    service or the settings it is built from (a fresh service for those settings).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        rules: Iterable[RateLimitRule] | None = None,
+        use_redis: bool = True,
+        enable_headers: bool = True,
+        block_exceeding_requests: bool = True,
+        *,
+        service: RateLimitingService | None = None,
+        settings: Settings | None = None,
+    ) -> None:
+        self.app = app
+        self.rules: tuple[RateLimitRule, ...] = tuple(rules) if rules is not None else DEFAULT_RULES
+        for rule in self.rules:
+            if not isinstance(rule, RateLimitRule):
+                raise TypeError(f"rules must be RateLimitRule objects, got {type(rule).__name__}")
+        self.use_redis = bool(use_redis)
+        self.enable_headers = bool(enable_headers)
+        self.block_exceeding_requests = bool(block_exceeding_requests)
+        if service is None and settings is not None:
+            if use_redis:
+                service = create_rate_limiting_service(settings)
+            else:
+                service = RateLimitingService(MemoryRateLimitBackend(), settings=settings)
+        elif service is None and not use_redis:
+            service = RateLimitingService(MemoryRateLimitBackend())
+        self._service = service
+
+    @property
+    def service(self) -> RateLimitingService:
+        """The rate limiting service this middleware checks against."""
+        if self._service is None:
+            self._service = get_rate_limiting_service()
+        return self._service
+
+    def matching_rules(self, path: str) -> Sequence[RateLimitRule]:
+        """The rules that apply to ``path``."""
+        return [rule for rule in self.rules if rule.matches(path)]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rules = self.matching_rules(scope["path"])
+        if not rules:
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        service = self.service
+        checked: list[tuple[RateLimitRule, RateLimitResult]] = []
+        try:
+            for rule in rules:
+                result = await service.check(service.key_for_scope(scope, rule), rule)
+                checked.append((rule, result))
+        except RateLimiterUnavailableException as exc:
+            label = rules[0].path_pattern or "*"
+            _metrics.record_request(label, "unavailable", time.perf_counter() - started)
+            await self._send_error(exc, send)
+            return
+        rule, result = _governing(checked)
+        label = rule.path_pattern or "*"
+        state = scope.setdefault("state", {})
+        state["rate_limit"] = result
+        if not result.allowed:
+            _metrics.record_request(label, "limited", time.perf_counter() - started)
+            logger.info(
+                "rate limit exceeded",
+                path=scope["path"],
+                rule=rule.policy_name,
+                limit=result.limit,
+                retry_after=result.retry_after_seconds,
+                blocked=self.block_exceeding_requests,
+            )
+            if self.block_exceeding_requests:
+                exc = exceeded_from_result(
+                    result,
+                    details={
+                        "limit": result.limit,
+                        "window_seconds": rule.window_seconds,
+                        "retry_after": result.retry_after_seconds,
+                    },
+                )
+                await self._send_error(exc, send)
+                return
+        else:
+            _metrics.record_request(label, "allowed", time.perf_counter() - started)
+        if not self.enable_headers:
+            await self.app(scope, receive, send)
+            return
+        extra = _encode_headers(result.headers())
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers") or ())
+                present = {name.lower() for name, _ in headers}
+                headers.extend(item for item in extra if item[0] not in present)
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+    @staticmethod
+    async def _send_error(exc: Exception, send: Send) -> None:
+        status, body, headers = render_exception(exc)
+        raw = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode("latin-1")),
+            *_encode_headers(headers),
+        ]
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": body})
