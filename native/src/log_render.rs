@@ -1,7 +1,265 @@
-//! log_render hot path (being written; see crown_nexus._pure.log_render for the contract).
+//! log_render hot path: the compiled twin of `crown_nexus._pure.log_render`.
+//!
+//! Writes `orjson.dumps(S(event_dict), option=OPT_APPEND_NEWLINE)` byte for byte (see the pure
+//! module's docstring): exact str / int / float / bool / None / list / tuple / dict are written
+//! here, in Rust, with orjson's escaping and float format (zmij, as orjson uses); every other value
+//! goes through the pure module's `_sanitize` (and non-str keys through `_key`), whose plain
+//! result is then written here. Never raises for an ordinary `Exception` inside a conversion.
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use pyo3::exceptions::PyException;
+use pyo3::ffi;
 use pyo3::prelude::*;
+use pyo3::sync::GILOnceCell;
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+
+const FALLBACK_LINE: &[u8] = b"{\"event\":\"<unrenderable event>\"}\n";
+
+/// What we need from the pure module, looked up once.
+struct Pure {
+    sanitize: PyObject,
+    key: PyObject,
+    max_depth: usize,
+    depth_marker: String,
+}
+
+static PURE: GILOnceCell<Pure> = GILOnceCell::new();
+
+fn pure(py: Python<'_>) -> PyResult<&'static Pure> {
+    PURE.get_or_try_init(py, || {
+        let module = py.import("crown_nexus._pure.log_render")?;
+        Ok(Pure {
+            sanitize: module.getattr("_sanitize")?.unbind(),
+            key: module.getattr("_key")?.unbind(),
+            max_depth: module.getattr("MAX_DEPTH")?.extract()?,
+            depth_marker: module.getattr("_DEPTH_MARKER")?.extract()?,
+        })
+    })
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// 0: copy as is; b'u': \u00XX; anything else: backslash + that byte.
+static ESCAPE: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        table[i] = b'u';
+        i += 1;
+    }
+    table[0x08] = b'b';
+    table[0x09] = b't';
+    table[0x0a] = b'n';
+    table[0x0c] = b'f';
+    table[0x0d] = b'r';
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    table
+};
+
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc = ESCAPE[b as usize];
+        if esc == 0 {
+            continue;
+        }
+        out.extend_from_slice(&bytes[start..i]);
+        if esc == b'u' {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[(b >> 4) as usize]);
+            out.push(HEX[(b & 0xf) as usize]);
+        } else {
+            out.push(b'\\');
+            out.push(esc);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+struct Writer<'a> {
+    pure: &'a Pure,
+    out: Vec<u8>,
+}
+
+impl Writer<'_> {
+    fn marker(&mut self) {
+        let marker = self.pure.depth_marker.clone();
+        write_str(&mut self.out, &marker);
+    }
+
+    /// Write `S(value)` for a value enclosed by `depth` containers.
+    fn value(&mut self, value: &Bound<'_, PyAny>, depth: usize) -> PyResult<()> {
+        if value.is_exact_instance_of::<PyString>() {
+            if let Ok(text) = unsafe { value.downcast_unchecked::<PyString>() }.to_str() {
+                write_str(&mut self.out, text);
+                return Ok(());
+            }
+            return self.sanitized(value, depth);
+        }
+        if value.is_none() {
+            self.out.extend_from_slice(b"null");
+            return Ok(());
+        }
+        if value.is_exact_instance_of::<PyBool>() {
+            let truth = unsafe { value.downcast_unchecked::<PyBool>() }.is_true();
+            self.out
+                .extend_from_slice(if truth { b"true" } else { b"false" });
+            return Ok(());
+        }
+        if value.is_exact_instance_of::<PyInt>() {
+            let mut buf = itoa::Buffer::new();
+            if let Ok(v) = value.extract::<i64>() {
+                self.out.extend_from_slice(buf.format(v).as_bytes());
+                return Ok(());
+            }
+            if let Ok(v) = value.extract::<u64>() {
+                self.out.extend_from_slice(buf.format(v).as_bytes());
+                return Ok(());
+            }
+            return self.sanitized(value, depth);
+        }
+        if value.is_exact_instance_of::<PyFloat>() {
+            let v = unsafe { value.downcast_unchecked::<PyFloat>() }.value();
+            if v.is_finite() {
+                let mut buf = zmij::Buffer::new();
+                self.out.extend_from_slice(buf.format_finite(v).as_bytes());
+            } else {
+                self.out.extend_from_slice(b"null");
+            }
+            return Ok(());
+        }
+        if value.is_exact_instance_of::<PyList>() {
+            if depth >= self.pure.max_depth {
+                self.marker();
+                return Ok(());
+            }
+            self.out.push(b'[');
+            let mut first = true;
+            for item in unsafe { value.downcast_unchecked::<PyList>() }.iter() {
+                if !first {
+                    self.out.push(b',');
+                }
+                first = false;
+                self.value(&item, depth + 1)?;
+            }
+            self.out.push(b']');
+            return Ok(());
+        }
+        if value.is_exact_instance_of::<PyTuple>() {
+            if depth >= self.pure.max_depth {
+                self.marker();
+                return Ok(());
+            }
+            self.out.push(b'[');
+            let mut first = true;
+            for item in unsafe { value.downcast_unchecked::<PyTuple>() }.iter() {
+                if !first {
+                    self.out.push(b',');
+                }
+                first = false;
+                self.value(&item, depth + 1)?;
+            }
+            self.out.push(b']');
+            return Ok(());
+        }
+        if value.is_exact_instance_of::<PyDict>() {
+            if depth >= self.pure.max_depth {
+                self.marker();
+                return Ok(());
+            }
+            return self.dict(value, depth);
+        }
+        self.sanitized(value, depth)
+    }
+
+    fn dict(&mut self, dict: &Bound<'_, PyAny>, depth: usize) -> PyResult<()> {
+        let py = dict.py();
+        self.out.push(b'{');
+        let mut pos: ffi::Py_ssize_t = 0;
+        let mut key_ptr: *mut ffi::PyObject = std::ptr::null_mut();
+        let mut value_ptr: *mut ffi::PyObject = std::ptr::null_mut();
+        let mut first = true;
+        // PyDict_Next re-reads the table on every call, so a conversion that mutates the dict
+        // cannot make this read freed memory; the borrowed pointers are turned into owned
+        // references before any Python code runs.
+        while unsafe { ffi::PyDict_Next(dict.as_ptr(), &mut pos, &mut key_ptr, &mut value_ptr) } != 0
+        {
+            let key = unsafe { Bound::from_borrowed_ptr(py, key_ptr) };
+            let value = unsafe { Bound::from_borrowed_ptr(py, value_ptr) };
+            if !first {
+                self.out.push(b',');
+            }
+            first = false;
+            self.key(&key)?;
+            self.out.push(b':');
+            self.value(&value, depth + 1)?;
+        }
+        self.out.push(b'}');
+        Ok(())
+    }
+
+    fn key(&mut self, key: &Bound<'_, PyAny>) -> PyResult<()> {
+        if key.is_exact_instance_of::<PyString>() {
+            if let Ok(text) = unsafe { key.downcast_unchecked::<PyString>() }.to_str() {
+                write_str(&mut self.out, text);
+                return Ok(());
+            }
+        }
+        let converted = self.pure.key.bind(key.py()).call1((key,))?;
+        let text = converted.downcast::<PyString>()?.to_str()?;
+        write_str(&mut self.out, text);
+        Ok(())
+    }
+
+    /// Write a value through the pure module's `_sanitize` (which returns plain JSON types).
+    fn sanitized(&mut self, value: &Bound<'_, PyAny>, depth: usize) -> PyResult<()> {
+        let plain = self.pure.sanitize.bind(value.py()).call1((value, depth))?;
+        if plain.is_exact_instance_of::<PyString>() {
+            // _sanitize returns valid UTF-8 str; a failure here would otherwise loop
+            let text = unsafe { plain.downcast_unchecked::<PyString>() }.to_str()?;
+            write_str(&mut self.out, text);
+            return Ok(());
+        }
+        self.value(&plain, depth)
+    }
+}
+
+fn render_bytes(py: Python<'_>, event: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    let mut writer = Writer {
+        pure: pure(py)?,
+        out: Vec::with_capacity(256),
+    };
+    if event.is_instance_of::<PyDict>() {
+        writer.value(event, 0)?;
+    } else {
+        writer.out.extend_from_slice(b"{\"event\":");
+        writer.value(event, 1)?;
+        writer.out.push(b'}');
+    }
+    writer.out.push(b'\n');
+    Ok(writer.out)
+}
+
+/// Render one event dict as one compact JSON line ending in `b"\n"`; see the pure module.
+#[pyfunction]
+fn render<'py>(py: Python<'py>, event_dict: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+    let outcome = catch_unwind(AssertUnwindSafe(|| render_bytes(py, event_dict)));
+    match outcome {
+        Ok(Ok(bytes)) => Ok(PyBytes::new(py, &bytes)),
+        // a KeyboardInterrupt / SystemExit during a conversion is not ours to swallow
+        Ok(Err(err)) if !err.is_instance_of::<PyException>(py) => Err(err),
+        _ => Ok(PyBytes::new(py, FALLBACK_LINE)),
+    }
+}
 
 pub fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("IMPLEMENTATION", "native")?;
+    m.add_function(wrap_pyfunction!(render, m)?)?;
     Ok(())
 }
