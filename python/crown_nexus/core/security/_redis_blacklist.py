@@ -1,0 +1,62 @@
+"""The Redis token blacklist (needs the ``crown-nexus[redis]`` extra: redis-py with hiredis)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crown_nexus.core.exceptions import ConfigurationException
+from crown_nexus.core.security.blacklist import TokenBlacklist, _ttl
+
+try:
+    import redis.asyncio as aioredis
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "the Redis token blacklist needs redis-py: pip install 'crown-nexus[redis]'"
+    ) from exc
+
+__all__ = ["RedisTokenBlacklist"]
+
+
+class RedisTokenBlacklist(TokenBlacklist):
+    """Revoked ``jti``s and families as Redis keys with a TTL (``SET key 1 EX ttl NX``).
+
+    Shared by every worker and kept across restarts. Lookups are one ``EXISTS`` round trip
+    covering the token id and its family. Redis errors propagate (callers map them); a
+    revocation check must never silently pass.
+    """
+
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        *,
+        client: Any = None,
+        prefix: str = "crown_nexus:revoked:",
+    ) -> None:
+        if client is None and not redis_url:
+            raise ConfigurationException(message="RedisTokenBlacklist needs a URL or a client")
+        self._client = client if client is not None else aioredis.Redis.from_url(redis_url)
+        self._owns_client = client is None
+        self._prefix = prefix
+
+    async def add(self, jti: str, ttl_seconds: float) -> bool:
+        created = await self._client.set(
+            f"{self._prefix}jti:{jti}", b"1", ex=_ttl(ttl_seconds), nx=True
+        )
+        return bool(created)
+
+    async def revoke_family(self, family: str, ttl_seconds: float) -> None:
+        await self._client.set(f"{self._prefix}fam:{family}", b"1", ex=_ttl(ttl_seconds))
+
+    async def is_revoked(self, jti: str | None, family: str | None = None) -> bool:
+        keys = []
+        if jti is not None:
+            keys.append(f"{self._prefix}jti:{jti}")
+        if family is not None:
+            keys.append(f"{self._prefix}fam:{family}")
+        if not keys:
+            return False
+        return int(await self._client.exists(*keys)) > 0
+
+    async def close(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()

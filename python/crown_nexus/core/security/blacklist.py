@@ -1,0 +1,127 @@
+"""Token revocation: a blacklist of token ids (``jti``) and token families (``fam``).
+
+Two backends behind one abstract base (one test suite runs against both):
+
+- :class:`MemoryTokenBlacklist` — in process; entries expire when the token would have.
+- :class:`RedisTokenBlacklist` — ``SET <prefix>jti:<jti> 1 EX <ttl> NX`` with redis-py asyncio;
+  survives restarts and is shared between workers. ``redis`` is imported only by that backend
+  (install the ``crown-nexus[redis]`` extra).
+
+:meth:`TokenBlacklist.add` is atomic set-if-absent and reports whether the id was new, which is
+what makes refresh-token rotation safe against two concurrent uses of one refresh token.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from crown_nexus.core.security._redis_blacklist import RedisTokenBlacklist
+
+__all__ = ["MemoryTokenBlacklist", "RedisTokenBlacklist", "TokenBlacklist", "create_blacklist"]
+
+
+class TokenBlacklist(abc.ABC):
+    """Where revoked token ids and token families are remembered until they expire."""
+
+    @abc.abstractmethod
+    async def add(self, jti: str, ttl_seconds: float) -> bool:
+        """Revoke ``jti`` for ``ttl_seconds``; return ``True`` if it was not revoked before."""
+
+    @abc.abstractmethod
+    async def revoke_family(self, family: str, ttl_seconds: float) -> None:
+        """Revoke every token of ``family`` for ``ttl_seconds``."""
+
+    @abc.abstractmethod
+    async def is_revoked(self, jti: str | None, family: str | None = None) -> bool:
+        """Return ``True`` when ``jti`` or its ``family`` is revoked."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
+        """Release connections (no-op for the memory backend)."""
+
+
+def _ttl(ttl_seconds: float) -> int:
+    return max(1, math.ceil(ttl_seconds))
+
+
+class MemoryTokenBlacklist(TokenBlacklist):
+    """In-process blacklist; each entry disappears when its time to live has passed.
+
+    Expired entries are swept lazily (on lookup, and in bulk every ``sweep_every`` writes), so
+    memory stays bounded by the number of live revoked tokens.
+    """
+
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, sweep_every: int = 1024
+    ) -> None:
+        self._clock = clock
+        self._entries: dict[str, float] = {}
+        self._writes = 0
+        self._sweep_every = sweep_every
+
+    def _live(self, key: str, now: float) -> bool:
+        deadline = self._entries.get(key)
+        if deadline is None:
+            return False
+        if deadline <= now:
+            del self._entries[key]
+            return False
+        return True
+
+    def _put(self, key: str, ttl_seconds: float, now: float) -> None:
+        self._entries[key] = now + _ttl(ttl_seconds)
+        self._writes += 1
+        if self._writes % self._sweep_every == 0:
+            self._sweep(now)
+
+    def _sweep(self, now: float) -> None:
+        for key in [k for k, d in self._entries.items() if d <= now]:
+            del self._entries[key]
+
+    def __len__(self) -> int:
+        self._sweep(self._clock())
+        return len(self._entries)
+
+    async def add(self, jti: str, ttl_seconds: float) -> bool:
+        now = self._clock()
+        key = "jti:" + jti
+        if self._live(key, now):
+            return False
+        self._put(key, ttl_seconds, now)
+        return True
+
+    async def revoke_family(self, family: str, ttl_seconds: float) -> None:
+        now = self._clock()
+        key = "fam:" + family
+        current = self._entries.get(key, 0.0)
+        self._entries[key] = max(current, now + _ttl(ttl_seconds))
+
+    async def is_revoked(self, jti: str | None, family: str | None = None) -> bool:
+        entries = self._entries
+        if not entries:
+            return False
+        now = self._clock()
+        if jti is not None and self._live("jti:" + jti, now):
+            return True
+        return family is not None and self._live("fam:" + family, now)
+
+
+def create_blacklist(redis_url: str | None = None, **kwargs: Any) -> TokenBlacklist:
+    """A Redis blacklist when ``redis_url`` is given, else an in-memory one."""
+    if redis_url:
+        from crown_nexus.core.security._redis_blacklist import RedisTokenBlacklist
+
+        return RedisTokenBlacklist(redis_url, **kwargs)
+    return MemoryTokenBlacklist()
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RedisTokenBlacklist":
+        from crown_nexus.core.security._redis_blacklist import RedisTokenBlacklist
+
+        return RedisTokenBlacklist
+    raise AttributeError(name)

@@ -1,0 +1,411 @@
+"""``SecurityService``: the guide's security facade, with metrics, events and off-loop hashing.
+
+``get_security_service(db=None)`` returns the process-wide service (registered as
+``"security_service"``); :func:`configure_security` (re)configures it in place for an app's
+settings, so every holder of the service sees the new configuration.
+
+Password hashing and verification (Argon2id/bcrypt, ~0.1-0.2 s of CPU) run in a dedicated
+thread pool of ``max_concurrent_hashes`` workers: the event loop never blocks, and a burst of
+logins queues there instead of occupying every thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from types import ModuleType
+from typing import Any
+
+from crown_nexus.core.exceptions import AuthenticationException
+from crown_nexus.core.security import api_keys as _api_keys
+from crown_nexus.core.security import csrf as _csrf
+from crown_nexus.core.security import encryption as _encryption
+from crown_nexus.core.security import passwords as _passwords
+from crown_nexus.core.security import validation as _validation
+from crown_nexus.core.security._config import get_security_settings, set_security_settings
+from crown_nexus.core.security._telemetry import SecurityTelemetry
+from crown_nexus.core.security.blacklist import TokenBlacklist, create_blacklist
+from crown_nexus.core.security.headers import get_security_headers
+from crown_nexus.core.security.keys import KeyRing
+from crown_nexus.core.security.tokens import TokenData, TokenManager, TokenPair, TokenType
+from crown_nexus.settings import Settings
+
+__all__ = ["SecurityService", "configure_security", "get_security_service"]
+
+
+def _default_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+class SecurityService:
+    """Tokens, passwords, API keys, CSRF, encryption, validation and headers for one app.
+
+    Build it with :func:`get_security_service` / :func:`configure_security` rather than
+    directly, unless a test wants its own. ``db`` is accepted (the guide passes it) and kept as
+    :attr:`db`; nothing here needs it.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        db: Any = None,
+        key_ring: KeyRing | None = None,
+        blacklist: TokenBlacklist | None = None,
+        jwt_impl: ModuleType | None = None,
+        max_concurrent_hashes: int | None = None,
+    ) -> None:
+        self.db = db
+        self.telemetry = SecurityTelemetry()
+        self._max_workers = max_concurrent_hashes or _default_workers()
+        self._executor: ThreadPoolExecutor | None = None
+        self.configure(settings, key_ring=key_ring, blacklist=blacklist, jwt_impl=jwt_impl)
+
+    # --- configuration ---------------------------------------------------------------------
+
+    def configure(
+        self,
+        settings: Settings | None = None,
+        *,
+        key_ring: KeyRing | None = None,
+        blacklist: TokenBlacklist | None = None,
+        jwt_impl: ModuleType | None = None,
+    ) -> SecurityService:
+        """(Re)build the token manager for ``settings``; a Redis blacklist when Redis is set."""
+        self.settings = settings or get_security_settings()
+        if blacklist is None:
+            blacklist = create_blacklist(self.settings.redis_url)
+        self.tokens = TokenManager(
+            self.settings, key_ring=key_ring, blacklist=blacklist, jwt_impl=jwt_impl
+        )
+        return self
+
+    @property
+    def key_ring(self) -> KeyRing:
+        """The JWT key ring (rotate keys through it)."""
+        return self.tokens.key_ring
+
+    @property
+    def blacklist(self) -> TokenBlacklist:
+        """The token revocation backend."""
+        return self.tokens.blacklist
+
+    async def initialize(self) -> None:
+        """Start-up hook (the registry calls it): nothing to open eagerly."""
+        return None
+
+    async def close(self) -> None:
+        """Close the blacklist backend and the hashing threads (the registry calls it at shutdown)."""
+        await self.tokens.close()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+    shutdown = close
+
+    async def _off_loop(self, fn: Any, *args: Any) -> Any:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(
+                max_workers=self._max_workers, thread_name_prefix="crown-nexus-hash"
+            )
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    # --- passwords -------------------------------------------------------------------------
+
+    async def hash_password(self, password: str) -> str:
+        """Argon2id-hash ``password`` in the hashing pool."""
+        result: str = await self._off_loop(_passwords.get_password_hash, password)
+        return result
+
+    async def verify_password(
+        self, plain_password: str, hashed_password: str, user_id: str | None = None
+    ) -> bool:
+        """Check a password in the hashing pool; record metrics; publish a failure event."""
+        start = time.perf_counter()
+        ok: bool = await self._off_loop(_passwords.verify_password, plain_password, hashed_password)
+        label = "true" if ok else "false"
+        self.telemetry.observe(
+            "password_verification_duration_seconds", time.perf_counter() - start, label
+        )
+        self.telemetry.inc("password_verifications_total", label)
+        if not ok:
+            await self.telemetry.publish(
+                "security.password_verification_failed",
+                {"user_id": user_id, "reason": "invalid_password"},
+            )
+        return ok
+
+    async def verify_and_rehash(
+        self, plain_password: str, hashed_password: str, user_id: str | None = None
+    ) -> tuple[bool, str | None]:
+        """Verify; when valid and the hash is outdated (bcrypt, old parameters) also return a new hash."""
+        ok = await self.verify_password(plain_password, hashed_password, user_id=user_id)
+        if ok and _passwords.needs_rehash(hashed_password):
+            return True, await self.hash_password(plain_password)
+        return ok, None
+
+    def needs_rehash(self, hashed_password: str) -> bool:
+        """See :func:`crown_nexus.core.security.needs_rehash`."""
+        return _passwords.needs_rehash(hashed_password)
+
+    async def validate_password_policy(
+        self, password: str, user_id: str | None = None, email: str | None = None
+    ) -> tuple[bool, str]:
+        """See :func:`crown_nexus.core.security.validate_password_policy`."""
+        return await _passwords.validate_password_policy(password, user_id, email)
+
+    # --- tokens ----------------------------------------------------------------------------
+
+    def create_token(
+        self,
+        subject: str,
+        token_type: TokenType = TokenType.ACCESS,
+        *,
+        expires_delta: timedelta | None = None,
+        role: Any = None,
+        permissions: Iterable[Any] | None = None,
+        user_data: Mapping[str, Any] | None = None,
+        **claims: Any,
+    ) -> str:
+        """Create one token (see :meth:`TokenManager.create_token`) and record metrics."""
+        start = time.perf_counter()
+        token = self.tokens.create_token(
+            subject,
+            token_type,
+            expires_delta=expires_delta,
+            role=role,
+            permissions=permissions,
+            user_data=user_data,
+            **claims,
+        )
+        kind = TokenType(token_type).value
+        self.telemetry.observe("token_creation_duration_seconds", time.perf_counter() - start, kind)
+        self.telemetry.inc("tokens_created_total", kind)
+        self.telemetry.publish_soon(
+            "security.token_created", {"user_id": str(subject), "token_type": kind}
+        )
+        return token
+
+    def _create_pair(
+        self,
+        user_id: str,
+        role: Any,
+        permissions: Iterable[Any] | None,
+        user_data: Mapping[str, Any] | None,
+        family: str | None = None,
+    ) -> TokenPair:
+        start = time.perf_counter()
+        pair = self.tokens.create_token_pair(
+            str(user_id), role=role, permissions=permissions, user_data=user_data, family=family
+        )
+        self.telemetry.observe(
+            "token_creation_duration_seconds", time.perf_counter() - start, "pair"
+        )
+        self.telemetry.inc("tokens_created_total", "access")
+        self.telemetry.inc("tokens_created_total", "refresh")
+        return pair
+
+    def create_token_pair_sync(
+        self,
+        user_id: str,
+        role: Any = None,
+        permissions: Iterable[Any] | None = None,
+        user_data: Mapping[str, Any] | None = None,
+    ) -> TokenPair:
+        """Synchronous :meth:`create_token_pair` (the module-level function uses it)."""
+        pair = self._create_pair(user_id, role, permissions, user_data)
+        self.telemetry.publish_soon(
+            "security.token_created", {"user_id": str(user_id), "token_type": "pair"}
+        )
+        return pair
+
+    async def create_token_pair(
+        self,
+        user_id: str,
+        role: Any = None,
+        permissions: Iterable[Any] | None = None,
+        user_data: Mapping[str, Any] | None = None,
+    ) -> TokenPair:
+        """Create an access + refresh pair of a new family; publish ``security.token_created``."""
+        pair = self._create_pair(user_id, role, permissions, user_data)
+        await self.telemetry.publish(
+            "security.token_created", {"user_id": str(user_id), "token_type": "pair"}
+        )
+        return pair
+
+    async def decode_token(
+        self,
+        token: str,
+        *,
+        expected_type: TokenType | None = TokenType.ACCESS,
+        check_revocation: bool = True,
+    ) -> TokenData:
+        """Verify a token (see :meth:`TokenManager.decode_token`) and record metrics."""
+        start = time.perf_counter()
+        try:
+            data = await self.tokens.decode_token(
+                token, expected_type=expected_type, check_revocation=check_revocation
+            )
+        except AuthenticationException:
+            self.telemetry.observe(
+                "token_validation_duration_seconds", time.perf_counter() - start, "false"
+            )
+            self.telemetry.inc("token_validations_total", "false", str(expected_type or "any"))
+            raise
+        self.telemetry.observe(
+            "token_validation_duration_seconds", time.perf_counter() - start, "true"
+        )
+        self.telemetry.inc("token_validations_total", "true", data.type.value)
+        return data
+
+    async def refresh_tokens(self, refresh_token: str) -> TokenPair:
+        """Rotate a refresh token (see :meth:`TokenManager.refresh_tokens`); publish events."""
+        try:
+            pair = await self.tokens.refresh_tokens(refresh_token)
+        except AuthenticationException as exc:
+            details = exc.details if isinstance(exc.details, dict) else {}
+            if details.get("reason") == "reuse_detected":
+                await self.telemetry.publish(
+                    "security.token_revoked", {"user_id": None, "reason": "refresh_token_reuse"}
+                )
+            raise
+        self.telemetry.inc("tokens_created_total", "access")
+        self.telemetry.inc("tokens_created_total", "refresh")
+        return pair
+
+    async def revoke_token(
+        self, token: str, *, reason: str = "logout", revoke_family: bool = False
+    ) -> TokenData:
+        """Revoke a token (optionally its family); publish ``security.token_revoked``."""
+        data = await self.tokens.revoke_token(token, revoke_family=revoke_family)
+        await self.telemetry.publish(
+            "security.token_revoked",
+            {
+                "user_id": data.sub,
+                "jti": data.jti,
+                "token_type": data.type.value,
+                "reason": reason,
+                "family": revoke_family,
+            },
+        )
+        return data
+
+    def jwks(self) -> dict[str, list[dict[str, Any]]]:
+        """The public JWT keys as a JWK Set (``GET /.well-known/jwks.json``)."""
+        return self.tokens.jwks()
+
+    # --- API keys --------------------------------------------------------------------------
+
+    def generate_api_key(
+        self, user_id: str, name: str, permissions: Iterable[str] = ()
+    ) -> _api_keys.ApiKeyData:
+        """Create an API key (see :func:`generate_api_key`); publish ``security.api_key_created``."""
+        data = _api_keys.generate_api_key(user_id, name, permissions)
+        self.telemetry.inc("api_keys_created_total")
+        self.telemetry.publish_soon(
+            "security.api_key_created",
+            {
+                "user_id": data.user_id,
+                "key_id": data.key_id,
+                "name": name,
+                "permissions": list(data.permissions),
+            },
+        )
+        return data
+
+    def verify_api_key(self, api_key: str, hashed_secret: str) -> bool:
+        """Constant-time API key check (see :func:`verify_api_key`) with a duration metric."""
+        start = time.perf_counter()
+        ok = _api_keys.verify_api_key(api_key, hashed_secret)
+        self.telemetry.observe(
+            "api_key_verification_duration_seconds",
+            time.perf_counter() - start,
+            "true" if ok else "false",
+        )
+        return ok
+
+    # --- CSRF, encryption, headers, validation ---------------------------------------------
+
+    def generate_csrf_token(self, session_id: str) -> str:
+        """A CSRF token bound to ``session_id`` (see :func:`generate_csrf_token`)."""
+        return _csrf.generate_csrf_token(
+            session_id, secret=self.settings.secret_key.get_secret_value()
+        )
+
+    def validate_csrf_token(self, token: str, session_id: str) -> bool:
+        """Check a CSRF token (see :func:`validate_csrf_token`); counts the outcome."""
+        ok = _csrf.validate_csrf_token(
+            token, session_id, secret=self.settings.secret_key.get_secret_value()
+        )
+        self.telemetry.inc("csrf_validations_total", "true" if ok else "false")
+        return ok
+
+    def encrypt_data(self, data: str | bytes | dict[str, Any]) -> str:
+        """See :func:`crown_nexus.core.security.encrypt_data`."""
+        return _encryption.encrypt_data(data)
+
+    def decrypt_data(self, token: str) -> Any:
+        """See :func:`crown_nexus.core.security.decrypt_data`."""
+        return _encryption.decrypt_data(token)
+
+    def get_security_headers(self, **options: Any) -> dict[str, str]:
+        """See :func:`crown_nexus.core.security.get_security_headers`."""
+        return get_security_headers(**options)
+
+    def sanitize_input(self, value: Any, **options: Any) -> Any:
+        """See :func:`crown_nexus.core.security.validation.sanitize_input`."""
+        return _validation.sanitize_input(value, **options)
+
+    def detect_suspicious_content(self, content: str) -> bool:
+        """See :func:`~crown_nexus.core.security.validation.detect_suspicious_content`; counts hits."""
+        found = _validation.find_suspicious_patterns(content)
+        for category in found:
+            self.telemetry.inc("suspicious_content_detections_total", category)
+        return bool(found)
+
+    def validate_json_input(
+        self, data: Any, max_depth: int = 20, max_size: int = 1_000_000
+    ) -> bool:
+        """See :func:`crown_nexus.core.security.validation.validate_json_input`."""
+        return _validation.validate_json_input(data, max_depth=max_depth, max_size=max_size)
+
+    def moderate_content(self, content: str, content_type: str = "text") -> tuple[bool, str | None]:
+        """See :func:`crown_nexus.core.security.validation.moderate_content`."""
+        return _validation.moderate_content(content, content_type)
+
+
+_default: SecurityService | None = None
+
+
+def get_security_service(db: Any = None) -> SecurityService:
+    """The process-wide :class:`SecurityService` (built from the settings on first use).
+
+    ``db`` is accepted as the guide passes it; the same shared service is returned.
+    """
+    global _default
+    if _default is None:
+        _default = SecurityService()
+    return _default
+
+
+def configure_security(
+    settings: Settings | None = None,
+    *,
+    key_ring: KeyRing | None = None,
+    blacklist: TokenBlacklist | None = None,
+    jwt_impl: ModuleType | None = None,
+) -> SecurityService:
+    """Point the security system at ``settings`` (an app's) and return the shared service.
+
+    The module-level functions (``create_token``, ``decode_token``, CSRF, encryption...) and
+    every holder of the shared service use the new configuration from now on.
+    """
+    set_security_settings(settings)
+    service = get_security_service()
+    service.configure(settings, key_ring=key_ring, blacklist=blacklist, jwt_impl=jwt_impl)
+    return service

@@ -1,0 +1,405 @@
+"""Access and refresh tokens (SPEC §5): creation, verification, rotation and revocation.
+
+Tokens are JWTs signed through the ``jwt`` hot path (``accel.get("jwt")``: Rust when built,
+PyJWT otherwise) with the :class:`~crown_nexus.core.security.keys.KeyRing`'s signing key and a
+``kid`` header. Claims: ``sub``, ``exp``, ``iat``, ``nbf``, ``jti``, ``type`` (``access`` /
+``refresh``), ``role``, ``permissions``, optional ``user_data``, ``iss``/``aud`` when configured,
+and ``fam`` — the token family, shared by every token descended from one login.
+
+:meth:`TokenManager.decode_token` refuses, always with
+:class:`~crown_nexus.core.exceptions.AuthenticationException` (``details.reason`` says why):
+``alg: none`` and algorithms the key ring does not hold, unknown ``kid``, bad signatures,
+malformed or oversized tokens, expired / not-yet-valid tokens (``settings.jwt_leeway_seconds``),
+wrong ``iss``/``aud``, revoked ``jti`` or family, and a token of the wrong ``type``.
+
+:meth:`TokenManager.refresh_tokens` rotates: the presented refresh token is revoked (atomically)
+and a new pair of the same family issued. Presenting an already used refresh token again is
+reuse — a sign it was stolen — so the whole family (every access and refresh token since the
+login) is revoked and the call fails.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from types import ModuleType
+from typing import Any
+
+from crown_nexus import accel
+from crown_nexus.core.exceptions import AuthenticationException
+from crown_nexus.core.security.blacklist import MemoryTokenBlacklist, TokenBlacklist
+from crown_nexus.core.security.keys import JwtKey, KeyRing
+from crown_nexus.settings import Settings
+
+__all__ = [
+    "TokenData",
+    "TokenManager",
+    "TokenPair",
+    "TokenType",
+]
+
+_RESERVED = frozenset({"sub", "exp", "iat", "nbf", "jti", "type"})
+_REQUIRE = ("exp", "iat", "sub", "jti", "type")
+#: the fixed, client-safe message per refusal reason (never the token, key or parsed values)
+_MESSAGES = {
+    "expired": "Token has expired",
+    "revoked": "Token has been revoked",
+    "reuse_detected": "Refresh token reuse detected; the session has been revoked",
+    "wrong_token_type": "Wrong token type",
+}
+_DEFAULT_MESSAGE = "Invalid authentication token"
+_MAX_TOKEN_LENGTH = 8192
+
+
+class TokenType(enum.StrEnum):
+    """The ``type`` claim: an access token authorises requests, a refresh token renews them."""
+
+    ACCESS = "access"
+    REFRESH = "refresh"
+
+
+@dataclass(slots=True)
+class TokenPair:
+    """An access token, a refresh token, the scheme and the access token's lifetime in seconds."""
+
+    access_token: str
+    refresh_token: str
+    token_type: str = "bearer"
+    expires_in: int = 0
+
+    def model_dump(self) -> dict[str, Any]:
+        """The pair as a plain dict (what an endpoint returns)."""
+        return {
+            "access_token": self.access_token,
+            "refresh_token": self.refresh_token,
+            "token_type": self.token_type,
+            "expires_in": self.expires_in,
+        }
+
+
+def _ts(value: Any) -> datetime | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            return datetime.fromtimestamp(value, UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    return None
+
+
+@dataclass(slots=True)
+class TokenData:
+    """A verified token's claims. ``exp``/``iat``/``nbf`` are timezone-aware UTC datetimes."""
+
+    sub: str
+    exp: datetime
+    type: TokenType
+    jti: str
+    iat: datetime | None = None
+    nbf: datetime | None = None
+    role: str | None = None
+    permissions: list[str] = field(default_factory=list)
+    user_data: dict[str, Any] | None = None
+    iss: str | None = None
+    aud: str | list[str] | None = None
+    fam: str | None = None
+    claims: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def user_id(self) -> str:
+        """The subject (``sub``): the user id."""
+        return self.sub
+
+    @property
+    def expires_in(self) -> float:
+        """Seconds until the token expires (negative once expired)."""
+        return self.exp.timestamp() - time.time()
+
+    @classmethod
+    def from_claims(cls, claims: dict[str, Any]) -> TokenData:
+        """Build from verified claims; raises ``ValueError`` when a claim has the wrong shape."""
+        exp = _ts(claims.get("exp"))
+        if exp is None:
+            raise ValueError("exp")
+        raw_type = claims.get("type")
+        try:
+            token_type = TokenType(raw_type)
+        except ValueError:
+            raise ValueError("type") from None
+        role = claims.get("role")
+        perms = claims.get("permissions") or []
+        user_data = claims.get("user_data")
+        fam = claims.get("fam")
+        aud = claims.get("aud")
+        iss = claims.get("iss")
+        if (
+            (role is not None and not isinstance(role, str))
+            or not isinstance(perms, list)
+            or not all(isinstance(p, str) for p in perms)
+            or (user_data is not None and not isinstance(user_data, dict))
+            or (fam is not None and not isinstance(fam, str))
+            or (iss is not None and not isinstance(iss, str))
+        ):
+            raise ValueError("claims")
+        return cls(
+            sub=claims["sub"],
+            exp=exp,
+            type=token_type,
+            jti=claims["jti"],
+            iat=_ts(claims.get("iat")),
+            nbf=_ts(claims.get("nbf")),
+            role=role,
+            permissions=perms,
+            user_data=user_data,
+            iss=iss,
+            aud=aud,
+            fam=fam,
+            claims=claims,
+        )
+
+
+def _auth_error(reason: str) -> AuthenticationException:
+    """The one place a refusal becomes an exception: a fixed message and the reason code."""
+    return AuthenticationException(
+        message=_MESSAGES.get(reason, _DEFAULT_MESSAGE), details={"reason": reason}
+    )
+
+
+def _role_value(role: Any) -> str | None:
+    if role is None:
+        return None
+    value = getattr(role, "value", role)
+    return str(value)
+
+
+def _permission_values(permissions: Iterable[Any] | None) -> list[str]:
+    if permissions is None:
+        return []
+    if isinstance(permissions, str):
+        return [permissions]
+    return [str(getattr(p, "value", p)) for p in permissions]
+
+
+class TokenManager:
+    """Creates, verifies, rotates and revokes tokens for one configuration.
+
+    ``settings`` gives lifetimes, ``iss``/``aud``, leeway and the default key ring;
+    ``key_ring`` and ``blacklist`` may be passed explicitly (tests, key rotation, Redis);
+    ``jwt_impl`` is the hot-path module (default ``accel.get("jwt")``).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        key_ring: KeyRing | None = None,
+        blacklist: TokenBlacklist | None = None,
+        jwt_impl: ModuleType | None = None,
+    ) -> None:
+        self.settings = settings
+        self.key_ring = key_ring or KeyRing.from_settings(settings)
+        self.blacklist: TokenBlacklist = blacklist or MemoryTokenBlacklist()
+        self.jwt: ModuleType = jwt_impl or accel.get("jwt")
+        self.access_lifetime = timedelta(minutes=settings.access_token_expire_minutes)
+        self.refresh_lifetime = timedelta(days=settings.refresh_token_expire_days)
+        self.issuer = settings.jwt_issuer
+        self.audience = settings.jwt_audience
+        self.leeway = float(settings.jwt_leeway_seconds)
+
+    # --- creation --------------------------------------------------------------------------
+
+    def create_token(
+        self,
+        subject: str,
+        token_type: TokenType = TokenType.ACCESS,
+        *,
+        expires_delta: timedelta | None = None,
+        role: Any = None,
+        permissions: Iterable[Any] | None = None,
+        user_data: Mapping[str, Any] | None = None,
+        **claims: Any,
+    ) -> str:
+        """Sign and return one token for ``subject``.
+
+        ``expires_delta`` defaults to the configured lifetime of ``token_type``. Extra
+        ``claims`` are added as given (``fam`` sets the family; a new one otherwise); the
+        registered claims ``sub``, ``exp``, ``iat``, ``nbf``, ``jti`` and ``type`` cannot be
+        overridden (``ValueError``).
+        """
+        clash = _RESERVED.intersection(claims)
+        if clash:
+            raise ValueError(f"reserved claims cannot be set: {sorted(clash)}")
+        token_type = TokenType(token_type)
+        if expires_delta is None:
+            expires_delta = (
+                self.access_lifetime if token_type is TokenType.ACCESS else self.refresh_lifetime
+            )
+        now = int(time.time())
+        jti = uuid.uuid4().hex
+        payload: dict[str, Any] = {
+            "sub": str(subject),
+            "exp": now + int(expires_delta.total_seconds()),
+            "iat": now,
+            "nbf": now,
+            "jti": jti,
+            "type": token_type.value,
+            "role": _role_value(role),
+            "permissions": _permission_values(permissions),
+        }
+        if user_data is not None:
+            payload["user_data"] = dict(user_data)
+        if self.issuer:
+            payload["iss"] = self.issuer
+        if self.audience:
+            payload["aud"] = self.audience
+        payload["fam"] = jti
+        payload.update(claims)
+        key = self.key_ring.signing_key
+        assert key.signing_key is not None  # KeyRing only accepts signing keys
+        return self.jwt.encode(payload, key.signing_key, key.algorithm, {"kid": key.kid})
+
+    def create_token_pair(
+        self,
+        user_id: str,
+        role: Any = None,
+        permissions: Iterable[Any] | None = None,
+        user_data: Mapping[str, Any] | None = None,
+        *,
+        family: str | None = None,
+    ) -> TokenPair:
+        """Return a new access + refresh token pair of one family (a new family by default)."""
+        fam = family or uuid.uuid4().hex
+        perms = _permission_values(permissions)
+        access = self.create_token(
+            user_id, TokenType.ACCESS, role=role, permissions=perms, user_data=user_data, fam=fam
+        )
+        refresh = self.create_token(
+            user_id, TokenType.REFRESH, role=role, permissions=perms, user_data=user_data, fam=fam
+        )
+        return TokenPair(
+            access_token=access,
+            refresh_token=refresh,
+            token_type="bearer",
+            expires_in=int(self.access_lifetime.total_seconds()),
+        )
+
+    # --- verification ----------------------------------------------------------------------
+
+    def verify(self, token: str, expected_type: TokenType | None = TokenType.ACCESS) -> TokenData:
+        """Check signature, claims and type (not revocation); ``AuthenticationException`` if refused.
+
+        This is the one place token errors are mapped: the hot path's ``InvalidTokenError`` and
+        anything else raised while parsing become ``AuthenticationException``.
+        """
+        jwt = self.jwt
+        try:
+            if not isinstance(token, str):
+                raise _auth_error("malformed")
+            key: JwtKey | None = self.key_ring.only_key()
+            if key is None:
+                header = jwt.get_unverified_header(token, _MAX_TOKEN_LENGTH)
+                key = self.key_ring.get(header.get("kid"))
+                if key is None:
+                    raise _auth_error("unknown_key")
+            claims = jwt.decode(
+                token,
+                key.verification_key,
+                algorithms=(key.algorithm,),
+                issuer=self.issuer,
+                audience=self.audience,
+                leeway=self.leeway,
+                require=_REQUIRE,
+                max_length=_MAX_TOKEN_LENGTH,
+            )
+            data = TokenData.from_claims(claims)
+        except AuthenticationException:
+            raise
+        except jwt.InvalidTokenError as exc:
+            raise _auth_error(getattr(exc, "reason", "invalid")) from None
+        except Exception:
+            raise _auth_error("invalid_claim") from None
+        if expected_type is not None and data.type is not TokenType(expected_type):
+            raise _auth_error("wrong_token_type")
+        return data
+
+    async def decode_token(
+        self,
+        token: str,
+        *,
+        expected_type: TokenType | None = TokenType.ACCESS,
+        check_revocation: bool = True,
+    ) -> TokenData:
+        """Verify ``token`` and return its :class:`TokenData` (see the module docstring).
+
+        ``expected_type=None`` accepts either type. A blacklist backend failure is refused too
+        (``reason: revocation_check_failed``): a token that cannot be checked is not trusted.
+        """
+        data = self.verify(token, expected_type)
+        if check_revocation:
+            try:
+                revoked = await self.blacklist.is_revoked(data.jti, data.fam)
+            except Exception:
+                raise _auth_error("revocation_check_failed") from None
+            if revoked:
+                raise _auth_error("revoked")
+        return data
+
+    # --- rotation and revocation -----------------------------------------------------------
+
+    def _remaining(self, data: TokenData) -> float:
+        return max(1.0, data.exp.timestamp() - time.time() + self.leeway)
+
+    def _family_ttl(self) -> float:
+        return self.refresh_lifetime.total_seconds() + self.leeway + 60
+
+    async def refresh_tokens(self, refresh_token: str) -> TokenPair:
+        """Exchange a refresh token for a new pair; revoke it; detect reuse (see module docstring)."""
+        data = await self.decode_token(
+            refresh_token, expected_type=TokenType.REFRESH, check_revocation=False
+        )
+        family = data.fam or data.jti
+        try:
+            if await self.blacklist.is_revoked(None, family):
+                raise _auth_error("revoked")
+            first_use = await self.blacklist.add(data.jti, self._remaining(data))
+            if not first_use:
+                await self.blacklist.revoke_family(family, self._family_ttl())
+                raise _auth_error("reuse_detected")
+        except AuthenticationException:
+            raise
+        except Exception:
+            raise _auth_error("revocation_check_failed") from None
+        return self.create_token_pair(
+            data.sub,
+            role=data.role,
+            permissions=data.permissions,
+            user_data=data.user_data,
+            family=family,
+        )
+
+    async def revoke_token(self, token: str, *, revoke_family: bool = False) -> TokenData:
+        """Revoke ``token`` (any type) until it would expire; with ``revoke_family`` its whole family.
+
+        Revoking an already revoked token is allowed (idempotent); an invalid or expired token
+        raises ``AuthenticationException``. Returns the revoked token's data.
+        """
+        data = await self.decode_token(token, expected_type=None, check_revocation=False)
+        await self.blacklist.add(data.jti, self._remaining(data))
+        if revoke_family:
+            await self.blacklist.revoke_family(data.fam or data.jti, self._family_ttl())
+        return data
+
+    async def revoke_family(self, family: str) -> None:
+        """Revoke every token of ``family`` (e.g. "log out everywhere" for one login)."""
+        await self.blacklist.revoke_family(family, self._family_ttl())
+
+    def jwks(self) -> dict[str, list[dict[str, Any]]]:
+        """The key ring's public keys as a JWK Set."""
+        return self.key_ring.jwks(self.jwt)
+
+    async def close(self) -> None:
+        """Close the blacklist backend."""
+        await self.blacklist.close()
