@@ -14,7 +14,8 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from crown_nexus.demo.db import Base, create_engine_for
-from crown_nexus.demo.routers import health
+from crown_nexus.demo.routers import errors, health
+from crown_nexus.integrations.fastapi import setup_app
 from crown_nexus.settings import Settings
 
 __all__ = ["app", "create_app"]
@@ -42,7 +43,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "database": settings.database_url.split(":", 1)[0],
         "redis": "configured" if settings.redis_url else "not configured",
     }
+    setup_app(app, settings)
     app.include_router(health.router)
+    app.include_router(errors.router)
     return app
 
 

@@ -1,0 +1,114 @@
+"""``GET /demo/errors/{kind}``: raise each exception type so every error body can be seen."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+
+from fastapi import APIRouter
+from starlette.exceptions import HTTPException
+
+from crown_nexus.core.exceptions import (
+    AuthenticationException,
+    BusinessException,
+    ConfigurationException,
+    DatabaseException,
+    InvalidStateException,
+    NetworkException,
+    OperationNotAllowedException,
+    PermissionDeniedException,
+    RateLimitException,
+    ResourceAlreadyExistsException,
+    ResourceNotFoundException,
+    SecurityException,
+    ServiceException,
+    ValidationException,
+)
+
+__all__ = ["ErrorKind", "router"]
+
+router = APIRouter(prefix="/demo/errors", tags=["demo: errors"])
+
+
+class ErrorKind(enum.StrEnum):
+    """The errors this endpoint can raise (anything else is a 422 request validation error)."""
+
+    NOT_FOUND = "not_found"
+    ALREADY_EXISTS = "already_exists"
+    AUTHENTICATION = "authentication"
+    PERMISSION_DENIED = "permission_denied"
+    VALIDATION = "validation"
+    BUSINESS = "business"
+    INVALID_STATE = "invalid_state"
+    OPERATION_NOT_ALLOWED = "operation_not_allowed"
+    SECURITY = "security"
+    RATE_LIMIT = "rate_limit"
+    DATABASE = "database"
+    CONFIGURATION = "configuration"
+    SERVICE = "service"
+    NETWORK = "network"
+    HTTP = "http"
+    UNEXPECTED = "unexpected"
+
+
+def _unexpected() -> Exception:
+    # the text stands for internals that must never reach a client in production
+    return RuntimeError("connection to db://admin:hunter2@10.0.0.5 refused")
+
+
+_FACTORIES: dict[ErrorKind, Callable[[], Exception]] = {
+    ErrorKind.NOT_FOUND: lambda: ResourceNotFoundException(
+        resource_type="User", resource_id="123", message="User not found"
+    ),
+    ErrorKind.ALREADY_EXISTS: lambda: ResourceAlreadyExistsException(
+        resource_type="User", identifier="user@example.com", field="email"
+    ),
+    ErrorKind.AUTHENTICATION: lambda: AuthenticationException(
+        message="Invalid credentials", details={"reason": "expired_token"}
+    ),
+    ErrorKind.PERMISSION_DENIED: lambda: PermissionDeniedException(
+        action="edit", resource_type="Document", permission="documents:write"
+    ),
+    ErrorKind.VALIDATION: lambda: ValidationException(
+        message="Validation failed",
+        errors=[
+            {
+                "loc": ["username"],
+                "msg": "Username must be at least 3 characters",
+                "type": "value_error.length",
+            },
+            {"loc": ["email"], "msg": "Invalid email format", "type": "value_error.email"},
+        ],
+    ),
+    ErrorKind.BUSINESS: lambda: BusinessException(
+        message="Cannot complete order", details={"reason": "insufficient_inventory"}
+    ),
+    ErrorKind.INVALID_STATE: lambda: InvalidStateException(
+        message="Cannot cancel approved order", current_state="approved", expected_state="pending"
+    ),
+    ErrorKind.OPERATION_NOT_ALLOWED: lambda: OperationNotAllowedException(
+        message="Cannot delete system user", operation="delete", reason="system_account"
+    ),
+    ErrorKind.SECURITY: lambda: SecurityException(
+        message="CSRF validation failed", details={"error": "Invalid or expired CSRF token"}
+    ),
+    ErrorKind.RATE_LIMIT: lambda: RateLimitException(
+        message="Too many requests", headers={"Retry-After": "60"}
+    ),
+    ErrorKind.DATABASE: lambda: DatabaseException(
+        message="Failed to insert record", details={"table": "users"}
+    ),
+    ErrorKind.CONFIGURATION: lambda: ConfigurationException(message="Missing SMTP host"),
+    ErrorKind.SERVICE: lambda: ServiceException(
+        message="Payment service unavailable", service_name="stripe"
+    ),
+    ErrorKind.NETWORK: lambda: NetworkException(message="Upstream unreachable"),
+    ErrorKind.HTTP: lambda: HTTPException(status_code=418, detail="I'm a teapot"),
+    ErrorKind.UNEXPECTED: _unexpected,
+}
+
+
+@router.get("/{kind}")
+async def raise_error(kind: ErrorKind) -> dict[str, str]:
+    """Raise the exception named by ``kind``; the response is its SPEC §3 error body."""
+    raise _FACTORIES[kind]()

@@ -1,0 +1,149 @@
+"""``setup_app(app, settings=None)``: exception handlers, the guide §13 middleware stack, lifespan.
+
+The stack, outermost first (SPEC §10): RequestContext, Tracing, Metrics, SecureRequest,
+RateLimit, Timeout, CORS, SecurityHeaders, CacheControl, ResponseFormatter, Compression,
+ErrorHandler (closest to the routes, so errors get the SPEC §3 body and still pass through
+CORS, security headers, formatting and compression). A middleware whose module is not
+installed is skipped. Start-up builds and starts the registered services
+(``dependency_manager.initialize``) before the app's own lifespan runs; shutdown stops them after.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from crown_nexus.core import dependency_manager
+from crown_nexus.core.exceptions import install_exception_handlers
+from crown_nexus.settings import Settings
+
+__all__ = ["MIDDLEWARE_ORDER", "middleware_stack", "setup_app"]
+
+logger = logging.getLogger("crown_nexus.integrations.fastapi")
+
+#: (name, module), outermost first — guide §13.
+MIDDLEWARE_ORDER: tuple[tuple[str, str], ...] = (
+    ("RequestContextMiddleware", "crown_nexus.middleware.request_context"),
+    ("TracingMiddleware", "crown_nexus.middleware.tracing"),
+    ("MetricsMiddleware", "crown_nexus.middleware.metrics"),
+    ("SecureRequestMiddleware", "crown_nexus.middleware.secure_request"),
+    ("RateLimitMiddleware", "crown_nexus.middleware.rate_limiting"),
+    ("TimeoutMiddleware", "crown_nexus.middleware.timeout"),
+    ("CORSMiddleware", "starlette.middleware.cors"),
+    ("SecurityHeadersMiddleware", "crown_nexus.middleware.security_headers"),
+    ("CacheControlMiddleware", "crown_nexus.middleware.cache_control"),
+    ("ResponseFormatterMiddleware", "crown_nexus.middleware.response_formatter"),
+    ("CompressionMiddleware", "crown_nexus.middleware.compression"),
+    ("ErrorHandlerMiddleware", "crown_nexus.middleware.error_handler"),
+)
+
+
+def _default_options(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Constructor arguments each middleware gets unless the caller overrides them."""
+    return {
+        "MetricsMiddleware": {"ignore_paths": ["/metrics", "/health"]},
+        "TimeoutMiddleware": {"timeout_seconds": 30.0},
+        "CORSMiddleware": {
+            "allow_origins": list(settings.cors_origins),
+            "allow_credentials": True,
+            "allow_methods": ["*"],
+            "allow_headers": ["*"],
+        },
+        "CompressionMiddleware": {"minimum_size": 1000},
+        "ErrorHandlerMiddleware": {"production": settings.is_production},
+    }
+
+
+def middleware_stack(
+    settings: Settings,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    exclude: Iterable[str] = (),
+) -> list[tuple[type[Any], dict[str, Any]]]:
+    """The ``(class, kwargs)`` pairs ``setup_app`` installs, outermost first.
+
+    Middleware whose module cannot be imported are left out (logged at debug level), as are the
+    names in ``exclude``; CORS is included only when ``settings.cors_origins`` is set or CORS
+    options are given.
+    """
+    excluded = set(exclude)
+    opts = _default_options(settings)
+    for name, extra in (options or {}).items():
+        opts.setdefault(name, {}).update(extra)
+    stack: list[tuple[type[Any], dict[str, Any]]] = []
+    for name, module_name in MIDDLEWARE_ORDER:
+        if name in excluded:
+            continue
+        if (
+            name == "CORSMiddleware"
+            and not settings.cors_origins
+            and "CORSMiddleware" not in (options or {})
+        ):
+            continue
+        try:
+            cls = getattr(importlib.import_module(module_name), name)
+        except (ImportError, AttributeError) as exc:
+            logger.debug("middleware %s not available: %s", name, exc)
+            continue
+        stack.append((cls, dict(opts.get(name, {}))))
+    return stack
+
+
+def _resolve_settings(app: Any, settings: Settings | None) -> Settings:
+    if settings is not None:
+        return settings
+    existing = getattr(app.state, "settings", None)
+    if isinstance(existing, Settings):
+        return existing
+    from crown_nexus.core.config import settings as loaded
+
+    return loaded
+
+
+def setup_app(
+    app: Any,
+    settings: Settings | None = None,
+    *,
+    middleware_options: Mapping[str, Mapping[str, Any]] | None = None,
+    exclude_middleware: Iterable[str] = (),
+    manage_services: bool = True,
+) -> Any:
+    """Make ``app`` a crown-nexus app; returns it.
+
+    Installs the exception handlers (SPEC §3 body), the middleware stack in the guide's order
+    (``middleware_options`` maps a middleware's class name to extra constructor arguments,
+    ``exclude_middleware`` leaves some out) and, with ``manage_services``, wraps the app's
+    lifespan so registered services are started before it and stopped after it. Stores the
+    settings as ``app.state.settings``. Calling it twice on one app does nothing the second time.
+    """
+    if getattr(app.state, "crown_nexus_setup", False):
+        return app
+    settings = _resolve_settings(app, settings)
+    app.state.settings = settings
+    install_exception_handlers(app)
+    stack = middleware_stack(settings, middleware_options, exclude_middleware)
+    for cls, kwargs in reversed(stack):  # add_middleware puts the latest outermost
+        app.add_middleware(cls, **kwargs)
+    app.state.crown_nexus_middleware = [cls.__name__ for cls, _ in stack]
+    if manage_services:
+        app.router.lifespan_context = _with_services(app.router.lifespan_context)
+    app.state.crown_nexus_setup = True
+    return app
+
+
+def _with_services(inner: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A lifespan that starts the registered services, runs ``inner``, then stops them."""
+
+    @asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[Any]:
+        started = await dependency_manager.initialize()
+        app.state.services_started = started
+        try:
+            async with inner(app) as state:
+                yield state
+        finally:
+            await dependency_manager.shutdown()
+
+    return lifespan
