@@ -135,7 +135,7 @@ class RateLimitMiddleware:
         state["rate_limit"] = result
         if not result.allowed:
             _metrics.record_request(label, "limited", time.perf_counter() - started)
-            logger.info(
+            logger.debug(
                 "rate limit exceeded",
                 path=scope["path"],
                 rule=rule.policy_name,

@@ -1,0 +1,242 @@
+"""Redis backend on real servers: Lua = pure arithmetic, EVALSHA/NOSCRIPT, expiry, processes,
+outages (server killed, server frozen) and recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from crown_nexus import accel
+from crown_nexus.core.rate_limiting import (
+    RateLimitAlgorithm,
+    RateLimiterUnavailableException,
+    RateLimitingService,
+    RateLimitRule,
+)
+from crown_nexus.core.rate_limiting.base import RateLimitBackendError
+from crown_nexus.core.rate_limiting.redis import RedisRateLimitBackend, load_script
+from crown_nexus.settings import Settings
+
+pytestmark = pytest.mark.redis
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture
+async def rbackend(redis_url: str):  # type: ignore[no-untyped-def]
+    """A Redis backend on the shared server with a private key prefix."""
+    prefix = f"t{time.monotonic_ns()}:"
+    be = RedisRateLimitBackend(redis_url, prefix=prefix)
+    try:
+        yield be
+    finally:
+        keys = [k async for k in be.client.scan_iter(match=prefix + "*")]
+        if keys:
+            await be.client.delete(*keys)
+        await be.close()
+
+
+def _pure_window(algo: RateLimitAlgorithm, limit: int, window: int, burst: int):  # type: ignore[no-untyped-def]
+    mod = accel.available("rate_window")["pure"]
+    if algo is RateLimitAlgorithm.TOKEN_BUCKET:
+        return mod.GCRA(limit, window, burst=burst)
+    if algo is RateLimitAlgorithm.SLIDING_LOG:
+        return mod.SlidingLog(limit, window)
+    return mod.SlidingWindowCounter(limit, window)
+
+
+_LOOP = asyncio.new_event_loop()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    algo=st.sampled_from(list(RateLimitAlgorithm)),
+    limit=st.integers(1, 8),
+    window=st.integers(10, 100),
+    burst_extra=st.integers(0, 4),
+    steps=st.lists(
+        st.tuples(st.integers(0, 40_000_000), st.integers(1, 3)), min_size=1, max_size=25
+    ),
+)
+def test_lua_scripts_match_the_pure_reference(
+    redis_url: str, algo, limit, window, burst_extra, steps
+) -> None:  # type: ignore[no-untyped-def]
+    """With the clock pinned, every script returns exactly what crown_nexus._pure.rate_window does."""
+    import redis as sync_redis
+
+    client = sync_redis.Redis.from_url(redis_url)
+    burst = limit + (burst_extra if algo is RateLimitAlgorithm.TOKEN_BUCKET else 0)
+    ref = _pure_window(algo, limit, window, burst)
+    key = f"lua-eq:{time.monotonic_ns()}"
+    script = client.register_script(load_script(algo))
+    now_us = 1_700_000_000_000_000
+    try:
+        for delta, cost in steps:
+            now_us += delta
+            capacity = burst if algo is RateLimitAlgorithm.TOKEN_BUCKET else limit
+            if cost > capacity:
+                continue
+            args = [limit, window * 1_000_000, cost]
+            if algo is RateLimitAlgorithm.TOKEN_BUCKET:
+                args.append(burst)
+            args.append(now_us)
+            allowed, count, reset_us = script(keys=[key], args=args)
+            expected = ref.hit("k", now_us / 1e6, cost)
+            assert (bool(allowed), int(count)) == expected[:2]
+            assert int(reset_us) / 1e6 == pytest.approx(expected[2], abs=2e-6)
+    finally:
+        client.delete(key)
+        client.close()
+
+
+async def test_keys_expire_on_their_own(rbackend: RedisRateLimitBackend) -> None:
+    """Every key written by a check carries a TTL no longer than needed."""
+    for algo in RateLimitAlgorithm:
+        rule = RateLimitRule(requests_per_window=5, window_seconds=30, algorithm=algo)
+        await rbackend.hit("ttl", rule)
+        pttl = await rbackend.client.pttl(rbackend.storage_key("ttl", rule))
+        assert 0 < pttl <= 60_000
+
+
+async def test_noscript_reloads_the_script(rbackend: RedisRateLimitBackend) -> None:
+    """After SCRIPT FLUSH (e.g. a restarted server) the next check reloads and succeeds."""
+    rule = RateLimitRule(requests_per_window=3, window_seconds=60, algorithm=RateLimitAlgorithm.SLIDING_LOG)
+    assert (await rbackend.hit("ns", rule)).count == 1
+    await rbackend.client.script_flush()
+    assert (await rbackend.hit("ns", rule)).count == 2
+
+
+async def test_one_round_trip_per_check(rbackend: RedisRateLimitBackend) -> None:
+    """A check sends exactly one command (EVALSHA) once the script is loaded."""
+    rule = RateLimitRule(requests_per_window=3, window_seconds=60)
+    await rbackend.hit("rt", rule)
+    sent: list[tuple] = []
+    real = rbackend.client.execute_command
+
+    async def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        sent.append(args)
+        return await real(*args, **kwargs)
+
+    rbackend.client.execute_command = counting
+    try:
+        before = (await real("INFO", "commandstats"))["cmdstat_evalsha"]["calls"]
+        await rbackend.hit("rt", rule)
+        after = (await real("INFO", "commandstats"))["cmdstat_evalsha"]["calls"]
+    finally:
+        del rbackend.client.execute_command
+    assert [a[0] for a in sent] == ["EVALSHA"]
+    assert after - before == 1
+
+
+_WORKER = textwrap.dedent(
+    """
+    import asyncio, json, sys
+    from crown_nexus.core.rate_limiting import RateLimitRule, RateLimitAlgorithm
+    from crown_nexus.core.rate_limiting.redis import RedisRateLimitBackend
+
+    async def main():
+        url, prefix, algo = sys.argv[1], sys.argv[2], sys.argv[3]
+        be = RedisRateLimitBackend(url, prefix=prefix)
+        rule = RateLimitRule(requests_per_window=60, window_seconds=3600,
+                             algorithm=RateLimitAlgorithm(algo))
+        sys.stdout.readable()
+        results = await asyncio.gather(*(be.hit("proc", rule) for _ in range(100)))
+        await be.close()
+        print(json.dumps(sum(r.allowed for r in results)))
+
+    asyncio.run(main())
+    """
+)
+
+
+@pytest.mark.parametrize("algo", list(RateLimitAlgorithm))
+async def test_exact_across_two_processes(redis_url: str, redis_client, algo) -> None:  # type: ignore[no-untyped-def]
+    """Two processes, 100 concurrent checks each, limit 60: exactly 60 admitted in total."""
+    from tests.core.rate_limiting.conftest import wait_away_from_boundary
+
+    await wait_away_from_boundary(3600, redis_client=redis_client)
+    prefix = f"procs{time.monotonic_ns()}:"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _WORKER, redis_url, prefix, algo.value,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        )
+        for _ in range(2)
+    ]
+    outs = [await p.communicate() for p in procs]
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err.decode()
+    admitted = [json.loads(out) for out, _ in outs]
+    assert sum(admitted) == 60
+
+
+def _service(url: str, **kw) -> RateLimitingService:  # type: ignore[no-untyped-def]
+    backend = RedisRateLimitBackend(url, timeout=0.3)
+    return RateLimitingService(backend, settings=Settings(), recheck_interval=0.05, **kw)
+
+
+async def test_redis_killed_fails_open_then_recovers(redis_server) -> None:  # type: ignore[no-untyped-def]
+    """Server killed: checks go on (memory limits, no exception); restarted: back to Redis."""
+    svc = _service(redis_server.url)
+    rule = RateLimitRule(requests_per_window=3, window_seconds=60, algorithm=RateLimitAlgorithm.SLIDING_LOG)
+    assert (await svc.check("k", rule)).count == 1
+    redis_server.stop()
+    during = [await svc.check("k", rule) for _ in range(4)]
+    assert svc.degraded
+    assert [r.allowed for r in during] == [True, True, True, False]  # per-process limits
+    redis_server.start()
+    await asyncio.sleep(0.1)
+    after = await svc.check("k", rule)
+    assert not svc.degraded
+    assert after.allowed and after.count == 1  # a fresh server: the count lives in Redis again
+    assert await svc.backend.client.exists(svc.backend.storage_key("k", rule))
+    await svc.close()
+
+
+async def test_redis_killed_fail_closed_raises_503(redis_server) -> None:  # type: ignore[no-untyped-def]
+    """With fail_open=False an outage raises RateLimiterUnavailableException (503)."""
+    svc = _service(redis_server.url, fail_open=False)
+    rule = RateLimitRule(requests_per_window=3, window_seconds=60)
+    assert (await svc.check("k", rule)).allowed
+    redis_server.stop()
+    with pytest.raises(RateLimiterUnavailableException) as info:
+        await svc.check("k", rule)
+    assert info.value.status_code == 503
+    redis_server.start()
+    await asyncio.sleep(0.1)
+    assert (await svc.check("k", rule)).allowed
+    await svc.close()
+
+
+async def test_frozen_server_is_bounded_by_the_timeout(redis_server) -> None:  # type: ignore[no-untyped-def]
+    """A server that stops answering (SIGSTOP) fails the check within the timeout."""
+    backend = RedisRateLimitBackend(redis_server.url, timeout=0.3)
+    rule = RateLimitRule(requests_per_window=3, window_seconds=60)
+    await backend.hit("f", rule)
+    redis_server.proc.send_signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        with pytest.raises(RateLimitBackendError):
+            await backend.hit("f", rule)
+        assert time.monotonic() - started < 1.5
+    finally:
+        redis_server.proc.send_signal(signal.SIGCONT)
+    await backend.close()
+
+
+def test_backend_needs_url_or_client() -> None:
+    """Constructing without a url or client is a clear ValueError."""
+    with pytest.raises(ValueError, match="url or a client"):
+        RedisRateLimitBackend()
