@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from crown_nexus.demo.db import Base, create_engine_for
 from crown_nexus.demo.routers import errors, health
+from crown_nexus.demo.routers import metrics as metrics_router
 from crown_nexus.integrations.fastapi import setup_app
 from crown_nexus.settings import Settings
 
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     setup_app(app, settings)
     app.include_router(health.router)
     app.include_router(errors.router)
+    app.include_router(metrics_router.router)
     return app
 
 

@@ -1,0 +1,114 @@
+"""``MetricsMiddleware``: count and time every HTTP request by route template.
+
+Pure ASGI. Per request (paths in ``ignore_paths`` or below them are skipped) it tracks
+``http_requests_in_progress{method}`` while the request runs, then calls
+``metrics_service.track_request(method, endpoint, status_code, duration, error_code)`` where
+``endpoint`` is the ROUTE TEMPLATE Starlette matched (``/users/{user_id}``, read from
+``scope["route"]`` after the app ran), ``"<unmatched>"`` when no route matched, so raw paths
+never become label values. ``error_code`` is the response's ``X-Error-Code`` header, or the
+exception type when the app raised (counted as 500, and the exception propagates).
+Recording failures are logged and never affect the response.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from crown_nexus.core.metrics import MetricName, MetricTag
+from crown_nexus.logging import get_logger
+
+__all__ = ["UNMATCHED_ROUTE", "MetricsMiddleware"]
+
+#: endpoint label for requests no route matched (404s of random paths)
+UNMATCHED_ROUTE = "<unmatched>"
+
+_logger = get_logger("crown_nexus.middleware.metrics")
+
+
+def route_template(scope: dict[str, Any]) -> str:
+    """Return the template of the route that handled ``scope`` or :data:`UNMATCHED_ROUTE`."""
+    route = scope.get("route")
+    if route is None:
+        return UNMATCHED_ROUTE
+    path = getattr(route, "path_format", None) or getattr(route, "path", None)
+    if not isinstance(path, str):
+        return UNMATCHED_ROUTE
+    root = scope.get("root_path") or ""
+    return f"{root}{path}" if root and not path.startswith(root) else path
+
+
+class MetricsMiddleware:
+    """Record request count, duration, errors and in-progress requests (module docstring)."""
+
+    def __init__(
+        self,
+        app: Any,
+        ignore_paths: Iterable[str] | None = None,
+        metrics_service: Any = None,
+    ) -> None:
+        self.app = app
+        paths = [p for p in (ignore_paths or ()) if p]
+        self._ignore_exact = frozenset(paths)
+        self._ignore_prefixes = tuple(p.rstrip("/") + "/" for p in paths if p != "/")
+        self._service = metrics_service
+
+    def _metrics(self) -> Any:
+        if self._service is None:
+            from crown_nexus.core.dependency_manager import get_service
+
+            self._service = get_service("metrics_service")
+        return self._service
+
+    def _ignored(self, path: str) -> bool:
+        return path in self._ignore_exact or path.startswith(self._ignore_prefixes)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Measure the request unless its path is ignored."""
+        if scope["type"] != "http" or self._ignored(scope.get("path", "")):
+            await self.app(scope, receive, send)
+            return
+        method = scope.get("method", "GET")
+        try:
+            service = self._metrics()
+            progress = {MetricTag.METHOD: method}
+            service.track_in_progress(MetricName.HTTP_IN_PROGRESS, progress, 1)
+        except Exception as exc:
+            _logger.warning("Metrics unavailable; request not measured", error=repr(exc))
+            await self.app(scope, receive, send)
+            return
+
+        status_code = 500
+        error_code: str | None = None
+
+        async def send_wrapper(message: dict[str, Any]) -> None:
+            nonlocal status_code, error_code
+            if message["type"] == "http.response.start":
+                status_code = message.get("status", 200)
+                for name, value in message.get("headers") or ():
+                    if name.lower() == b"x-error-code":
+                        error_code = value.decode("latin-1")
+                        break
+            await send(message)
+
+        start = time.perf_counter()
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception as exc:
+            status_code = 500
+            error_code = type(exc).__name__
+            raise
+        finally:
+            duration = time.perf_counter() - start
+            try:
+                service.track_in_progress(MetricName.HTTP_IN_PROGRESS, progress, -1)
+                service.track_request(
+                    method=method,
+                    endpoint=route_template(scope),
+                    status_code=status_code,
+                    duration=duration,
+                    error_code=error_code,
+                )
+            except Exception as exc:
+                _logger.warning("Could not record request metrics", error=repr(exc))

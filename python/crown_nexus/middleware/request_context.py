@@ -1,0 +1,95 @@
+"""``RequestContextMiddleware``: one request id per request, in the log context and the response.
+
+Pure ASGI (STYLE habit 4). For each HTTP/WebSocket request it takes the id from the
+``X-Request-ID`` header when that is a sane token (1-128 of ``A-Z a-z 0-9 . _ : -``), otherwise
+generates a UUID4; sets it (and clears the user id) in :mod:`crown_nexus.logging`'s context
+for the whole request, stores it in ``request.state.request_id``, echoes it as ``X-Request-ID``
+on the response, and (``log_requests=True``) logs one ``"Request completed"`` line with method,
+path, status code and duration. When ``scope["user"]`` carries an ``id`` (an authentication
+middleware ran first), that becomes the user id.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any
+
+from crown_nexus.logging import get_logger
+from crown_nexus.logging.context import _request_id, _user_id
+
+__all__ = ["REQUEST_ID_HEADER", "RequestContextMiddleware"]
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_VALID_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
+
+Scope = dict[str, Any]
+ASGIApp = Any
+
+
+class RequestContextMiddleware:
+    """Give every request a request id (see the module docstring)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        header_name: str = REQUEST_ID_HEADER,
+        log_requests: bool = True,
+        logger_name: str = "crown_nexus.request",
+    ) -> None:
+        self.app = app
+        self.header_name = header_name
+        self._header_key = header_name.lower().encode("latin-1")
+        self.log_requests = log_requests
+        self._logger = get_logger(logger_name)
+
+    def _incoming_id(self, scope: Scope) -> str:
+        key = self._header_key
+        for name, value in scope.get("headers") or ():
+            if name == key:
+                if _VALID_ID.match(value):
+                    return value.decode("latin-1")
+                break
+        return str(uuid.uuid4())
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        """Run the request with its id in the log context; add the id header to the response."""
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        request_id = self._incoming_id(scope)
+        state = scope.setdefault("state", {})
+        if isinstance(state, dict):
+            state["request_id"] = request_id
+        user = scope.get("user")
+        user_id = getattr(user, "id", None) if user is not None else None
+        rid_token = _request_id.set(request_id)
+        uid_token = _user_id.set(None if user_id is None else str(user_id))
+        header = (self._header_key, request_id.encode("latin-1"))
+        status_code = 500
+        start = time.perf_counter()
+
+        async def send_with_id(message: dict[str, Any]) -> None:
+            nonlocal status_code
+            if message["type"] == "http.response.start":
+                status_code = message.get("status", 200)
+                headers = list(message.get("headers") or ())
+                if not any(name.lower() == self._header_key for name, _ in headers):
+                    headers.append(header)
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            if self.log_requests and scope["type"] == "http":
+                self._logger.info(
+                    "Request completed",
+                    method=scope.get("method"),
+                    path=scope.get("path"),
+                    status_code=status_code,
+                    duration_ms=round((time.perf_counter() - start) * 1000.0, 3),
+                )
+            _user_id.reset(uid_token)
+            _request_id.reset(rid_token)
