@@ -3,6 +3,9 @@
 ``override_service`` / ``override_services`` swap registered services; ``capture_errors`` collects
 reported errors.
 
+``capture_logs()`` collects log events as dicts (structlog.testing based); ``freeze_time()``
+pins the clocks of logging and metrics to a :class:`FrozenClock` you advance by hand.
+
 ``app_client(app)`` runs an app's lifespan (start-up and shutdown) around an ``httpx.AsyncClient``
 that talks to it in process, so HTTP-level tests see the app exactly as a server would serve it.
 """
@@ -13,7 +16,15 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import ExitStack, asynccontextmanager, contextmanager
 from typing import Any
 
-__all__ = ["app_client", "capture_errors", "override_service", "override_services"]
+__all__ = [
+    "FrozenClock",
+    "app_client",
+    "capture_errors",
+    "capture_logs",
+    "freeze_time",
+    "override_service",
+    "override_services",
+]
 
 
 @asynccontextmanager
@@ -64,3 +75,98 @@ def capture_errors(capacity: int = 1000) -> Iterator[Any]:
         yield reporter
     finally:
         unregister_reporter(reporter)
+
+
+@contextmanager
+def capture_logs(level: int | str = "debug") -> Iterator[list[dict[str, Any]]]:
+    """Collect every log event of the block (at ``level`` or above) as a list of dicts.
+
+    Each entry is the event as crown-nexus would render it (``timestamp``, ``level``, ``logger``,
+    ``event``, ``request_id``, ``user_id``, fields, caller location, structured ``exception``,
+    secrets redacted), plus structlog's ``log_level``. Nothing is written to the sink meanwhile.
+    Built on ``structlog.testing.capture_logs``; not thread-safe (as structlog's).
+    """
+    import structlog.testing
+
+    from crown_nexus.logging import config as _config
+    from crown_nexus.logging.processors import add_core_fields, format_exception
+
+    if not _config.is_configured():
+        _config.configure_logging()
+    state = _config._STATE
+    old_level = state.min_level
+    state.min_level = _config._level_number(level)
+    try:
+        with structlog.testing.capture_logs(
+            processors=[add_core_fields, format_exception, state.redactor]
+        ) as entries:
+            yield entries
+    finally:
+        state.min_level = old_level
+
+
+class FrozenClock:
+    """A clock that stands still until :meth:`advance` moves it.
+
+    ``time()`` is wall-clock seconds since the epoch (``start``, default 2024-01-01T00:00:00Z),
+    ``monotonic()`` seconds since the clock was made (starting at ``1000.0``), ``now()`` an aware
+    UTC ``datetime``.
+    """
+
+    def __init__(self, start: float | Any = 1704067200.0) -> None:
+        if hasattr(start, "timestamp"):
+            start = start.timestamp()
+        self._wall = float(start)
+        self._mono = 1000.0
+
+    def time(self) -> float:
+        """Frozen wall-clock time (epoch seconds)."""
+        return self._wall
+
+    def monotonic(self) -> float:
+        """Frozen monotonic time (seconds)."""
+        return self._mono
+
+    def now(self) -> Any:
+        """Frozen time as an aware UTC ``datetime``."""
+        from datetime import UTC, datetime
+
+        return datetime.fromtimestamp(self._wall, UTC)
+
+    def advance(self, seconds: float) -> None:
+        """Move both clocks forward by ``seconds`` (must be ≥ 0)."""
+        if seconds < 0:
+            raise ValueError("a clock only moves forward")
+        self._wall += seconds
+        self._mono += seconds
+
+
+#: clock hook points: (module, attribute, which clock)
+_CLOCK_HOOKS: list[tuple[str, str, str]] = [
+    ("crown_nexus.logging.processors", "_wall", "time"),
+    ("crown_nexus.core.metrics.service", "_monotonic", "monotonic"),
+]
+
+
+@contextmanager
+def freeze_time(
+    clock: FrozenClock | None = None, *, hooks: list[tuple[str, str, str]] | None = None
+) -> Iterator[FrozenClock]:
+    """Within the block, log timestamps and metric windows read ``clock`` (yielded).
+
+    ``hooks`` adds ``(module, attribute, "time" | "monotonic")`` hook points of other modules.
+    asyncio's own clock is never touched.
+    """
+    import importlib
+
+    clock = clock or FrozenClock()
+    saved: list[tuple[Any, str, Any]] = []
+    try:
+        for module_name, attr, kind in [*_CLOCK_HOOKS, *(hooks or [])]:
+            module = importlib.import_module(module_name)
+            saved.append((module, attr, getattr(module, attr)))
+            setattr(module, attr, clock.time if kind == "time" else clock.monotonic)
+        yield clock
+    finally:
+        for module, attr, original in reversed(saved):
+            setattr(module, attr, original)

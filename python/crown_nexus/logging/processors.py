@@ -87,6 +87,8 @@ LEVEL_NUMBERS: Final[dict[str, int]] = {
 # --------------------------------------------------------------------------- timestamps
 _ts_second = -1
 _ts_prefix = ""
+#: wall clock of log timestamps (``crown_nexus.testing.freeze_time`` replaces it)
+_wall = time.time
 
 
 def now_iso() -> str:
@@ -96,7 +98,7 @@ def now_iso() -> str:
     ``time.time()``.
     """
     global _ts_second, _ts_prefix
-    now = time.time()
+    now = _wall()
     sec = int(now)
     if sec != _ts_second:
         _ts_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
