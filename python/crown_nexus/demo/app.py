@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from crown_nexus.demo.db import Base, create_engine_for
-from crown_nexus.demo.routers import errors, health
+from crown_nexus.demo.routers import auth, errors, health
 from crown_nexus.demo.routers import metrics as metrics_router
 from crown_nexus.integrations.fastapi import setup_app
 from crown_nexus.settings import Settings
@@ -48,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(errors.router)
     app.include_router(metrics_router.router)
+    auth.install(app)
     return app
 
 

@@ -125,13 +125,16 @@ class SecurityTelemetry:
     # --- events ----------------------------------------------------------------------------
 
     def _event_service(self) -> Any:
-        if self._events_available is None:
-            self._events_available = importlib.util.find_spec("crown_nexus.core.events") is not None
-        if not self._events_available:
-            return None
         try:
-            from crown_nexus.core.dependency_manager import get_service
+            from crown_nexus.core.dependency_manager import get_service, has_service
 
+            if not has_service("event_service"):
+                if self._events_available is None:
+                    self._events_available = (
+                        importlib.util.find_spec("crown_nexus.core.events") is not None
+                    )
+                if not self._events_available:
+                    return None
             return get_service("event_service")
         except Exception:
             return None

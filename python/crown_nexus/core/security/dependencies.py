@@ -1,0 +1,151 @@
+"""FastAPI authentication dependencies (guide §12, "FastAPI Authentication Dependencies").
+
+Credentials are a Bearer access token (``Authorization: Bearer <jwt>``) or an API key in the
+``X-API-Key`` header. Tokens are verified by the security service (``request.app.state.
+security_service`` when the app set one, else the shared service). API keys are verified by the
+resolver the application registers with :func:`register_api_key_resolver` — an async callable
+``(api_key, request) -> user dict | None`` that looks the key up (by its ``key_id``) and checks
+it with :func:`~crown_nexus.core.security.verify_api_key`.
+
+Missing or invalid credentials raise
+:class:`~crown_nexus.core.exceptions.AuthenticationException` (401 with
+``WWW-Authenticate: Bearer``). The authenticated user is a dict ``{"id", "role",
+"permissions", "user_data", "auth_method", ...}``, also kept as ``request.state.user``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from crown_nexus.core.exceptions import AuthenticationException
+from crown_nexus.core.security.service import SecurityService, get_security_service
+
+__all__ = [
+    "API_KEY_HEADER",
+    "ApiKeyResolver",
+    "api_key_header",
+    "bearer_scheme",
+    "get_current_user_id",
+    "get_current_user_with_permissions",
+    "get_optional_user",
+    "get_optional_user_id",
+    "register_api_key_resolver",
+]
+
+API_KEY_HEADER = "X-API-Key"
+
+#: ``async (api_key, request) -> {"id", "role", "permissions", ...} | None``
+ApiKeyResolver = Callable[[str, Request], Awaitable[Mapping[str, Any] | None]]
+
+bearer_scheme = HTTPBearer(auto_error=False, description="Access token from /auth/login")
+api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="API key")
+
+_resolver: ApiKeyResolver | None = None
+_STATE_KEY = "crown_nexus_user"
+
+
+def register_api_key_resolver(resolver: ApiKeyResolver | None, app: Any = None) -> None:
+    """Use ``resolver`` to authenticate ``X-API-Key`` requests (for ``app`` only, if given)."""
+    global _resolver
+    if app is not None:
+        app.state.api_key_resolver = resolver
+    else:
+        _resolver = resolver
+
+
+def _service_for(request: Request) -> SecurityService:
+    service = getattr(request.app.state, "security_service", None)
+    return service if isinstance(service, SecurityService) else get_security_service()
+
+
+def _resolver_for(request: Request) -> ApiKeyResolver | None:
+    resolver: ApiKeyResolver | None = getattr(request.app.state, "api_key_resolver", None)
+    return resolver or _resolver
+
+
+def _set_log_user(user_id: str) -> None:
+    try:
+        from crown_nexus.logging import set_user_id
+    except ImportError:  # logging system not installed in this build
+        return
+    set_user_id(user_id)
+
+
+async def _authenticate(
+    request: Request,
+    credentials: HTTPAuthorizationCredentials | None,
+    api_key: str | None,
+) -> dict[str, Any] | None:
+    cached = getattr(request.state, _STATE_KEY, None)
+    if cached is not None:
+        return dict(cached)
+    if credentials is not None and credentials.credentials:
+        data = await _service_for(request).decode_token(credentials.credentials)
+        user: dict[str, Any] = {
+            "id": data.sub,
+            "role": data.role,
+            "permissions": list(data.permissions),
+            "user_data": data.user_data,
+            "auth_method": "bearer",
+            "token": data,
+        }
+    elif api_key:
+        resolver = _resolver_for(request)
+        if resolver is None:
+            raise AuthenticationException(message="API key authentication is not available")
+        found = await resolver(api_key, request)
+        if not found or found.get("id") is None:
+            raise AuthenticationException(message="Invalid API key")
+        user = {
+            "role": None,
+            "user_data": None,
+            **dict(found),
+            "id": str(found["id"]),
+            "permissions": [str(getattr(p, "value", p)) for p in found.get("permissions") or []],
+            "auth_method": "api_key",
+        }
+    else:
+        return None
+    setattr(request.state, _STATE_KEY, user)
+    request.state.user = user
+    _set_log_user(user["id"])
+    return dict(user)
+
+
+async def get_optional_user(
+    request: Request,
+    credentials: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),
+    api_key: str | None = Depends(api_key_header),
+) -> dict[str, Any] | None:
+    """The authenticated user dict, or ``None`` without credentials (invalid ones: 401)."""
+    return await _authenticate(request, credentials, api_key)
+
+
+async def get_current_user_with_permissions(
+    user: dict[str, Any] | None = Depends(get_optional_user),
+) -> dict[str, Any]:
+    """The authenticated user: ``{"id", "role", "permissions", "user_data", "auth_method"}``.
+
+    No credentials or invalid ones: 401 (``AuthenticationException``).
+    """
+    if user is None:
+        raise AuthenticationException(message="Not authenticated")
+    return user
+
+
+async def get_current_user_id(
+    user: dict[str, Any] = Depends(get_current_user_with_permissions),
+) -> str:
+    """The authenticated user's id; 401 without valid credentials."""
+    return str(user["id"])
+
+
+async def get_optional_user_id(
+    user: dict[str, Any] | None = Depends(get_optional_user),
+) -> str | None:
+    """The user's id when credentials were sent, else ``None``; invalid credentials still 401."""
+    return None if user is None else str(user["id"])
