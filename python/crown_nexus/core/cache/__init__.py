@@ -8,8 +8,9 @@ Public names (``from crown_nexus.core.cache import ...``):
   ``RedisCacheBackend`` (imported on first use: it needs the ``redis`` extra).
 - The exceptions of :mod:`crown_nexus.core.cache.exceptions`.
 
-Submodules are imported on first attribute access, so ``import crown_nexus.core.cache`` stays
-cheap and never imports redis; ``crown_nexus.core.cache.keys`` holds the key helpers.
+Importing the package registers ``cache_service`` and never imports redis (the Redis backend
+module is imported when a Redis backend is built); ``crown_nexus.core.cache.keys`` holds the key
+helpers.
 """
 
 from __future__ import annotations
@@ -17,6 +18,13 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from crown_nexus.core.cache.backends import (
+    CacheBackend,
+    FallbackCacheBackend,
+    MemoryCacheBackend,
+    NullCacheBackend,
+)
+from crown_nexus.core.cache.decorators import cache_aside, cached, invalidate_cache, memoize
 from crown_nexus.core.cache.exceptions import (
     CacheConfigurationException,
     CacheErrorCode,
@@ -25,22 +33,16 @@ from crown_nexus.core.cache.exceptions import (
     CacheOperationException,
     CacheSerializationException,
 )
+from crown_nexus.core.cache.keys import (
+    content_hash,
+    generate_cache_key,
+    generate_list_key,
+    generate_model_key,
+)
+from crown_nexus.core.cache.service import CacheService, get_cache_service
 
 if TYPE_CHECKING:
-    from crown_nexus.core.cache.backends import (
-        CacheBackend,
-        MemoryCacheBackend,
-        NullCacheBackend,
-        RedisCacheBackend,
-    )
-    from crown_nexus.core.cache.decorators import cache_aside, cached, invalidate_cache, memoize
-    from crown_nexus.core.cache.keys import (
-        content_hash,
-        generate_cache_key,
-        generate_list_key,
-        generate_model_key,
-    )
-    from crown_nexus.core.cache.service import CacheService, get_cache_service
+    from crown_nexus.core.cache.backends.redis import RedisCacheBackend
 
 __all__ = [
     "CacheBackend",
@@ -51,6 +53,7 @@ __all__ = [
     "CacheOperationException",
     "CacheSerializationException",
     "CacheService",
+    "FallbackCacheBackend",
     "MemoryCacheBackend",
     "NullCacheBackend",
     "RedisCacheBackend",
@@ -65,33 +68,11 @@ __all__ = [
     "memoize",
 ]
 
-_LAZY: dict[str, str] = {
-    "CacheBackend": "crown_nexus.core.cache.backends",
-    "MemoryCacheBackend": "crown_nexus.core.cache.backends",
-    "NullCacheBackend": "crown_nexus.core.cache.backends",
-    "RedisCacheBackend": "crown_nexus.core.cache.backends",
-    "CacheService": "crown_nexus.core.cache.service",
-    "get_cache_service": "crown_nexus.core.cache.service",
-    "cached": "crown_nexus.core.cache.decorators",
-    "invalidate_cache": "crown_nexus.core.cache.decorators",
-    "cache_aside": "crown_nexus.core.cache.decorators",
-    "memoize": "crown_nexus.core.cache.decorators",
-    "content_hash": "crown_nexus.core.cache.keys",
-    "generate_cache_key": "crown_nexus.core.cache.keys",
-    "generate_list_key": "crown_nexus.core.cache.keys",
-    "generate_model_key": "crown_nexus.core.cache.keys",
-}
-
 
 def __getattr__(name: str) -> Any:
-    """Import the submodule that defines ``name`` on first access (PEP 562)."""
-    modname = _LAZY.get(name)
-    if modname is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(modname), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    """Import ``RedisCacheBackend`` (it needs the ``redis`` extra) on first access (PEP 562)."""
+    if name == "RedisCacheBackend":
+        value = importlib.import_module("crown_nexus.core.cache.backends.redis").RedisCacheBackend
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,6 +8,8 @@ renders it with the standard error body. The hierarchy:
   backend is unreachable and no fallback could serve it); callers usually fall back to the source.
 - :class:`CacheConfigurationException` (500, ``CACHE_CONFIGURATION_ERROR``): bad cache settings or
   an unknown backend name.
+- :class:`CacheSerializationException` (500, ``CACHE_SERIALIZATION_ERROR``): a value cannot be
+  encoded for the cache (or cached bytes cannot be decoded); an operation failure and a ``TypeError``.
 - :class:`CacheKeyException` (422, ``CACHE_KEY_ERROR``): a value cannot be hashed stably into a
   cache key; it is also a :class:`TypeError`, as Python raises for unhashable values.
 """
@@ -40,7 +42,12 @@ class CacheErrorCode(enum.StrEnum):
 
 
 class CacheException(AppException):
-    """Base of every cache error."""
+    """Base of every cache error.
+
+    ``backend`` and ``operation`` (when given) appear in ``details``; ``unavailable`` is true when
+    the backend could not be reached at all (refused, reset, stalled), which is what makes the
+    Redis backend fall back to memory. The key is kept as ``.key`` but never put in ``details``.
+    """
 
     status_code = 500
     default_code: Any = CacheErrorCode.CACHE_ERROR
@@ -58,6 +65,7 @@ class CacheException(AppException):
         operation: str | None = None,
         key: str | None = None,
         original_exception: BaseException | None = None,
+        unavailable: bool = False,
     ) -> None:
         info: Any = details
         if details is None or isinstance(details, dict):
@@ -71,6 +79,7 @@ class CacheException(AppException):
         self.operation = operation
         self.key = key
         self.original_exception = original_exception
+        self.unavailable = unavailable
         super().__init__(
             message,
             code=code,
@@ -96,7 +105,7 @@ class CacheConfigurationException(CacheException):
     status_code = 500
 
 
-class CacheSerializationException(CacheException, TypeError):
+class CacheSerializationException(CacheOperationException, TypeError):
     """A value cannot be serialized for (or deserialized from) the cache."""
 
     default_message = "Value cannot be serialized for the cache"

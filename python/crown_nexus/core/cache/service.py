@@ -1,0 +1,313 @@
+"""``CacheService``: the guide's ``cache_service``, routing to memory, Redis or null.
+
+The service is registered as ``"cache_service"`` (``get_service("cache_service")``, or
+:func:`get_cache_service`). It reads ``CACHE_DEFAULT_BACKEND``, ``CACHE_DEFAULT_TTL`` and the
+``REDIS_*`` settings from ``crown_nexus.core.config.settings`` (or the ``Settings`` passed in).
+
+Backends, by name (``_get_backend(name)``):
+
+- ``"memory"``: a bounded LRU + TTL cache in this process;
+- ``"null"``: stores nothing;
+- ``"redis"`` (when ``REDIS_URI`` is set or the default backend is ``redis``): Redis behind a
+  :class:`~crown_nexus.core.cache.backends.fallback.FallbackCacheBackend`: when Redis is down or
+  stalls, operations are served by an in-process memory cache (logged once, counted in
+  ``cache_fallback_total``) and return to Redis when it is back. Without Redis configured,
+  ``_get_backend("redis")`` returns the default backend, so the guide's tag code runs anywhere.
+
+Every operation is ``async``; ``ttl=None`` means ``CACHE_DEFAULT_TTL`` and ``ttl=0`` no expiry.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from crown_nexus.core.cache._metrics import CacheMetrics
+from crown_nexus.core.cache.backends.base import CacheBackend
+from crown_nexus.core.cache.backends.fallback import FallbackCacheBackend
+from crown_nexus.core.cache.backends.memory import MemoryCacheBackend
+from crown_nexus.core.cache.backends.null import NullCacheBackend
+from crown_nexus.core.cache.exceptions import CacheConfigurationException
+from crown_nexus.core.dependency_manager import get_service, register_service
+from crown_nexus.logging import get_logger
+from crown_nexus.settings import Settings
+
+__all__ = ["CacheService", "get_cache_service"]
+
+logger = get_logger("crown_nexus.core.cache")
+
+_MISS: Any = object()
+_perf = time.perf_counter
+
+BACKEND_NAMES = ("memory", "redis", "null")
+
+
+class CacheService:
+    """The cache API the application uses (guide §9); see the module docstring.
+
+    ``default_backend``/``default_ttl``/``redis_url`` override the settings; ``component`` labels
+    the metrics; ``memory_max_size`` bounds the memory backends; ``key_prefix`` namespaces Redis
+    keys; ``op_timeout`` bounds how long a stalled Redis holds an operation before it falls back.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        default_backend: str | None = None,
+        default_ttl: float | None = None,
+        redis_url: str | None = None,
+        key_prefix: str = "",
+        memory_max_size: int = 10_000,
+        component: str = "cache",
+        op_timeout: float = 1.0,
+        retry_interval: float = 1.0,
+        metrics: bool | None = None,
+    ) -> None:
+        if settings is None:
+            from crown_nexus.core.config import settings as loaded
+
+            settings = loaded
+        self.settings = settings
+        name = default_backend or settings.CACHE_DEFAULT_BACKEND
+        if name not in BACKEND_NAMES:
+            raise CacheConfigurationException(
+                f"unknown cache backend {name!r}; expected one of {', '.join(BACKEND_NAMES)}"
+            )
+        ttl = settings.CACHE_DEFAULT_TTL if default_ttl is None else default_ttl
+        if ttl < 0:
+            raise CacheConfigurationException("CACHE_DEFAULT_TTL must be >= 0")
+        self.default_ttl: float = ttl
+        self.default_backend_name = name
+        enabled = settings.metrics_enabled if metrics is None else metrics
+        self.metrics = CacheMetrics(component, enabled=enabled)
+        self._backends: dict[str, CacheBackend] = {
+            "memory": MemoryCacheBackend(memory_max_size),
+            "null": NullCacheBackend(),
+        }
+        url = redis_url or settings.REDIS_URI or (settings.redis_url if name == "redis" else None)
+        if url:
+            from crown_nexus.core.cache.backends.redis import RedisCacheBackend
+
+            self._backends["redis"] = FallbackCacheBackend(
+                RedisCacheBackend(url, key_prefix=key_prefix),
+                MemoryCacheBackend(memory_max_size),
+                op_timeout=op_timeout,
+                retry_interval=retry_interval,
+                on_state_change=self._on_redis_state,
+            )
+        elif name == "redis":  # pragma: no cover - settings.redis_url always gives a URL here
+            raise CacheConfigurationException("CACHE_DEFAULT_BACKEND is redis but no Redis URL")
+        self._default: CacheBackend = self._backends[name]
+        self._n = 0
+        self.initialized = False
+
+    # --- backends --------------------------------------------------------------------------
+
+    def _on_redis_state(self, up: bool) -> None:
+        self.metrics.backend_state("redis", up)
+
+    def _get_backend(self, name: str | None = None) -> CacheBackend:
+        """The backend called ``name`` (default: the configured default backend).
+
+        ``"redis"`` without Redis configured returns the default backend (every backend has
+        ``get_set_members`` and ``delete``). Unknown names raise ``CacheConfigurationException``.
+        """
+        if name is None:
+            return self._default
+        backend = self._backends.get(name)
+        if backend is not None:
+            return backend
+        if name == "redis":
+            return self._default
+        raise CacheConfigurationException(
+            f"unknown cache backend {name!r}; expected one of {', '.join(BACKEND_NAMES)}"
+        )
+
+    @property
+    def backend(self) -> CacheBackend:
+        """The default backend."""
+        return self._default
+
+    @property
+    def active_backend_name(self) -> str:
+        """Which backend serves operations now (``"memory"`` while Redis is replaced by memory)."""
+        return self._default.active_name
+
+    @property
+    def shared(self) -> bool:
+        """True when entries are shared between processes right now (Redis up)."""
+        return self.active_backend_name == "redis"
+
+    def _ttl(self, ttl: float | None) -> float | None:
+        return self.default_ttl if ttl is None else ttl
+
+    def _sampled(self) -> bool:
+        self._n += 1
+        return not (self._n & self.metrics.sample_mask)
+
+    # --- operations ------------------------------------------------------------------------
+
+    async def get(self, key: str, default: Any = None) -> Any:
+        """Return the value cached at ``key``, or ``default`` (``None``) on a miss."""
+        backend = self._default
+        if self._sampled():
+            t0 = _perf()
+            value = await backend.get(key, _MISS)
+            self.metrics.sample("get", backend.active_name, _perf() - t0)
+        else:
+            value = await backend.get(key, _MISS)
+        if value is _MISS:
+            self.metrics.count("get", backend.active_name, "miss")
+            return default
+        self.metrics.count("get", backend.active_name, "hit")
+        return value
+
+    async def set(
+        self,
+        key: str,
+        value: Any,
+        ttl: float | None = None,
+        tags: Iterable[str] | None = None,
+    ) -> None:
+        """Cache ``value`` at ``key`` for ``ttl`` seconds (default ``CACHE_DEFAULT_TTL``; 0 = no
+        expiry), adding ``key`` to each tag's set ``cache:tag:<tag>``.
+
+        Raises ``CacheSerializationException`` (a ``CacheOperationException``) when Redis cannot
+        store the value.
+        """
+        backend = self._default
+        if isinstance(tags, str):
+            tags = (tags,)
+        if self._sampled():
+            t0 = _perf()
+            await backend.set(key, value, self._ttl(ttl), tags)
+            self.metrics.sample("set", backend.active_name, _perf() - t0)
+        else:
+            await backend.set(key, value, self._ttl(ttl), tags)
+        self.metrics.count("set", backend.active_name, "")
+
+    async def _op(self, operation: str, *args: Any) -> Any:
+        backend = self._default
+        t0 = _perf()
+        result = await getattr(backend, operation)(*args)
+        name = backend.active_name
+        self.metrics.sample(operation, name, _perf() - t0)
+        self.metrics.count(operation, name, "")
+        return result
+
+    async def delete(self, key: str) -> bool:
+        """Remove ``key``; return whether it existed."""
+        result: bool = await self._op("delete", key)
+        return result
+
+    async def delete_many(self, keys: Iterable[str]) -> int:
+        """Remove every key in ``keys`` (one round trip on Redis); return how many existed."""
+        result: int = await self._op("delete_many", list(keys))
+        return result
+
+    async def exists(self, key: str) -> bool:
+        """Whether ``key`` holds a live entry."""
+        result: bool = await self._op("exists", key)
+        return result
+
+    async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """Return ``{key: value}`` for the keys that are cached (one ``MGET`` on Redis)."""
+        ks = list(keys)
+        backend = self._default
+        t0 = _perf()
+        found: dict[str, Any] = await backend.get_many(ks)
+        name = backend.active_name
+        self.metrics.sample("get_many", name, _perf() - t0)
+        counts = self.metrics.counts
+        for outcome, n in (("hit", len(found)), ("miss", len(ks) - len(found))):
+            if n:
+                k = ("get_many", name, outcome)
+                counts[k] = counts.get(k, 0) + n
+        self.metrics.count("get_many", name, "")
+        return found
+
+    async def set_many(
+        self,
+        mapping: Mapping[str, Any],
+        ttl: float | None = None,
+        tags: Iterable[str] | None = None,
+    ) -> None:
+        """Cache every item of ``mapping`` with the same ``ttl`` and ``tags`` (one pipeline)."""
+        if isinstance(tags, str):
+            tags = (tags,)
+        await self._op("set_many", mapping, self._ttl(ttl), tags)
+
+    async def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
+        """Atomically add ``amount`` to the integer at ``key`` (created at 0; ``ttl`` applies only
+        when it is created; ``None`` = no expiry). Raises ``CacheOperationException`` when the
+        value is not an integer."""
+        result: int = await self._op("incr", key, amount, ttl)
+        return result
+
+    async def invalidate_pattern(self, pattern: str) -> int:
+        """Remove every entry whose key matches the glob ``pattern`` (``SCAN`` on Redis)."""
+        result: int = await self._op("invalidate_pattern", pattern)
+        return result
+
+    async def invalidate_tags(self, tags: Iterable[str] | str) -> int:
+        """Remove every entry tagged with one of ``tags`` and the tag sets; return how many."""
+        tag_list = [tags] if isinstance(tags, str) else list(tags)
+        result: int = await self._op("invalidate_tags", tag_list)
+        return result
+
+    async def clear(self) -> None:
+        """Remove every entry of the default backend."""
+        await self._op("clear")
+
+    async def acquire_lock(self, name: str, ttl: float = 5.0) -> str | None:
+        """Take the short lease ``name`` (``SET NX PX`` on Redis); its token, or ``None``."""
+        result: str | None = await self._default.acquire_lock(name, ttl)
+        return result
+
+    async def release_lock(self, name: str, token: str) -> bool:
+        """Release the lease ``name`` if ``token`` still owns it."""
+        result: bool = await self._default.release_lock(name, token)
+        return result
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def initialize(self) -> None:
+        """Connect and warm the backends (Redis down at start-up: start on the fallback)."""
+        for backend in self._backends.values():
+            await backend.initialize()
+        self.initialized = True
+
+    async def shutdown(self) -> None:
+        """Flush metrics and close every backend."""
+        self.metrics.flush()
+        for backend in self._backends.values():
+            try:
+                await backend.close()
+            except Exception as exc:
+                logger.warning("cache backend did not close cleanly", backend=backend.name,
+                               error=repr(exc))
+        self.initialized = False
+
+    def flush_metrics(self) -> None:
+        """Hand pending metric counts to ``metrics_service`` now (they are otherwise handed over
+        at the end of the event-loop iteration)."""
+        self.metrics.flush()
+
+    def __repr__(self) -> str:
+        return f"<CacheService default={self.default_backend_name!r} backends={sorted(self._backends)}>"
+
+
+def _build_cache_service() -> CacheService:
+    """Factory of the shared ``cache_service`` (from ``crown_nexus.core.config.settings``)."""
+    return CacheService()
+
+
+register_service(_build_cache_service, name="cache_service")
+
+
+def get_cache_service() -> CacheService:
+    """The shared ``cache_service`` (the same object as ``get_service("cache_service")``)."""
+    service: CacheService = get_service("cache_service")
+    return service
