@@ -1,0 +1,49 @@
+"""Reading a user (SPEC §4: an object or dict with ``id``, ``role``, ``permissions``, ``is_active``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from enum import Enum
+from typing import Any
+
+from crown_nexus.core.permissions.registry import get_registry
+
+__all__ = ["field", "plain_permission", "user_id", "user_mask"]
+
+
+def field(obj: Any, name: str, default: Any = None) -> Any:
+    """``obj[name]`` for mappings, ``getattr(obj, name)`` otherwise; ``default`` when absent."""
+    if obj is None:
+        return default
+    if isinstance(obj, Mapping):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+def plain_permission(value: Any) -> Any:
+    """A permission as the registry takes it: enum members of any kind become their value."""
+    if isinstance(value, Enum) and not isinstance(value, str):
+        return value.value
+    return value
+
+
+def user_id(user: Any) -> str | None:
+    """The user's id as a string, or ``None``."""
+    uid = field(user, "id")
+    return None if uid is None else str(uid)
+
+
+def user_mask(user: Any) -> int:
+    """The user's permission mask: role mask | extra grants; ``0`` when inactive or ``None``."""
+    if user is None:
+        return 0
+    active = field(user, "is_active", True)
+    if active is None:
+        active = True
+    role = plain_permission(field(user, "role"))
+    perms = field(user, "permissions")
+    if isinstance(perms, Iterable) and not isinstance(perms, str):
+        perms = [plain_permission(p) for p in perms]
+    else:
+        perms = None
+    return int(get_registry().user_mask(role, perms, bool(active)))

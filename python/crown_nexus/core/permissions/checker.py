@@ -1,0 +1,220 @@
+"""``PermissionChecker``: role/grant checks and the object-level rule (guide §11, SPEC §4).
+
+All checks read the user's mask once and test bits through the registry (``accel.get
+("permissions")``). Rules:
+
+* A user holding ``system:admin`` passes every check (it is the superuser permission).
+* An inactive user (``is_active`` false) holds nothing; ``None`` as the user holds nothing.
+* Asking about a permission that was never registered is denied (and logged), never an error.
+* Object level: granted with ``system:admin``, or the resource's admin permission
+  (``"<resource>:admin"``), or both holding ``permission`` and owning the object
+  (``str(obj.<owner_field>) == str(user.id)``).
+
+A denied check logs a warning and publishes ``permission.denied`` / ``permission.object_denied``
+when an event service is registered (nothing happens when none is).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+from crown_nexus.core.exceptions import PermissionDeniedException
+from crown_nexus.core.permissions._user import field, plain_permission, user_id, user_mask
+from crown_nexus.core.permissions.models import Permission
+from crown_nexus.core.permissions.registry import get_registry
+from crown_nexus.logging import get_logger
+
+__all__ = ["PermissionChecker", "object_denied"]
+
+logger = get_logger("crown_nexus.core.permissions")
+
+_SYSTEM_ADMIN = Permission.SYSTEM_ADMIN.value
+_background: set[asyncio.Task[Any]] = set()
+
+
+def _name(permission: Any) -> str:
+    value = plain_permission(permission)
+    return value.value if isinstance(value, Permission) else str(value)
+
+
+def _holds(registry: Any, mask: int, permission: Any) -> bool:
+    perm = plain_permission(permission)
+    try:
+        return bool(registry.has(mask, perm))
+    except KeyError:
+        logger.warning("Permission check for an unregistered permission", permission=str(perm))
+        return False
+
+
+def _is_superuser(registry: Any, mask: int) -> bool:
+    return mask != 0 and bool(registry.has(mask, _SYSTEM_ADMIN))
+
+
+def _publish(event_name: str, payload: dict[str, Any]) -> None:
+    """Publish a denial event if an event service is registered; never raises."""
+    try:
+        from crown_nexus.core.dependency_manager import get_registry as services
+
+        reg = services()
+        if not reg.has("event_service"):
+            return
+        service = reg.get("event_service")
+        result = service.publish(event_name=event_name, payload=payload)
+        if asyncio.iscoroutine(result):
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                result.close()
+                return
+            task = loop.create_task(result)
+            _background.add(task)
+            task.add_done_callback(_background.discard)
+    except Exception as exc:  # events must never break an authorization decision
+        logger.debug("Could not publish permission event", event=event_name, error=repr(exc))
+
+
+def _resource_of(obj: Any) -> tuple[str, str | None]:
+    rid = field(obj, "id")
+    return type(obj).__name__, None if rid is None else str(rid)
+
+
+def _denied(
+    event: str,
+    user: Any,
+    permission: str,
+    *,
+    resource_type: str | None = None,
+    resource_id: str | None = None,
+    action: str | None = None,
+) -> None:
+    uid = user_id(user)
+    logger.warning(
+        "Permission denied",
+        user_id=uid,
+        permission=permission,
+        resource_type=resource_type,
+        resource_id=resource_id,
+    )
+    _publish(
+        event,
+        {
+            "user_id": uid,
+            "permission": permission,
+            "resource_type": resource_type,
+            "resource_id": resource_id,
+            "action": action or permission.partition(":")[2] or None,
+        },
+    )
+
+
+class PermissionChecker:
+    """Static permission checks on a user (object or dict per SPEC §4)."""
+
+    @staticmethod
+    def has_permission(user: Any, permission: Permission | str) -> bool:
+        """True when ``user`` holds ``permission`` (or ``system:admin``); a denial is logged."""
+        registry = get_registry()
+        mask = user_mask(user)
+        if _holds(registry, mask, permission) or _is_superuser(registry, mask):
+            return True
+        _denied("permission.denied", user, _name(permission))
+        return False
+
+    @staticmethod
+    def has_permissions(
+        user: Any, permissions: Iterable[Permission | str], require_all: bool = True
+    ) -> bool:
+        """All (``require_all``) or any of ``permissions``; ``system:admin`` passes; denial logged.
+
+        An empty list passes with ``require_all`` and fails without it.
+        """
+        registry = get_registry()
+        mask = user_mask(user)
+        perms = list(permissions)
+        if _is_superuser(registry, mask) and (perms or require_all):
+            return True
+        held = [_holds(registry, mask, p) for p in perms]
+        ok = all(held) if require_all else any(held)
+        if not ok:
+            missing = [_name(p) for p, h in zip(perms, held, strict=True) if not h]
+            _denied("permission.denied", user, ",".join(missing) or "")
+        return ok
+
+    @staticmethod
+    def check_object_permission(
+        user: Any, obj: Any, permission: Permission | str, owner_field: str = "owner_id"
+    ) -> bool:
+        """The SPEC §4 object rule (admin, resource admin, or permission + ownership)."""
+        registry = get_registry()
+        mask = user_mask(user)
+        name = _name(permission)
+        if _is_superuser(registry, mask):
+            return True
+        resource = name.partition(":")[0]
+        admin = f"{resource}:admin"
+        if admin in registry and registry.has(mask, admin):
+            return True
+        if _holds(registry, mask, permission):
+            owner = field(obj, owner_field)
+            uid = user_id(user)
+            if owner is not None and uid is not None and str(owner) == uid:
+                return True
+        rtype, rid = _resource_of(obj)
+        _denied("permission.object_denied", user, name, resource_type=rtype, resource_id=rid)
+        return False
+
+    @staticmethod
+    def ensure_permission(
+        user: Any,
+        permission: Permission | str,
+        resource_type: str | None = None,
+        resource_id: Any = None,
+        action: str | None = None,
+    ) -> None:
+        """Raise ``PermissionDeniedException`` (403) unless :meth:`has_permission`."""
+        if not PermissionChecker.has_permission(user, permission):
+            name = _name(permission)
+            raise PermissionDeniedException(
+                message=f"Permission denied: {name} required",
+                action=action,
+                resource_type=resource_type,
+                permission=name,
+                details={"resource_id": None if resource_id is None else str(resource_id)},
+            )
+
+    @staticmethod
+    def ensure_permissions(
+        user: Any, permissions: Iterable[Permission | str], require_all: bool = True
+    ) -> None:
+        """Raise ``PermissionDeniedException`` (403) unless :meth:`has_permissions`."""
+        perms = [_name(p) for p in permissions]
+        if not PermissionChecker.has_permissions(user, perms, require_all=require_all):
+            joiner = " and " if require_all else " or "
+            raise PermissionDeniedException(
+                message=f"Permission denied: {joiner.join(perms)} required",
+                permission=",".join(perms),
+                details={"required": perms, "require_all": require_all},
+            )
+
+    @staticmethod
+    def ensure_object_permission(
+        user: Any, obj: Any, permission: Permission | str, owner_field: str = "owner_id"
+    ) -> None:
+        """Raise ``PermissionDeniedException`` (403) unless :meth:`check_object_permission`."""
+        if not PermissionChecker.check_object_permission(user, obj, permission, owner_field):
+            raise object_denied(obj, permission)
+
+
+def object_denied(obj: Any, permission: Permission | str) -> PermissionDeniedException:
+    """The 403 raised when the object rule denies ``permission`` on ``obj``."""
+    name = _name(permission)
+    rtype, rid = _resource_of(obj)
+    return PermissionDeniedException(
+        message=f"Permission denied: {name} on this {rtype}",
+        action=name.partition(":")[2] or None,
+        resource_type=rtype,
+        permission=name,
+        details={"resource_id": rid},
+    )
