@@ -23,8 +23,8 @@ def test_json_line_has_the_documented_fields_in_order(json_logs) -> None:
     """One JSON line per event: timestamp, level, logger, event, ids, fields, caller location."""
     log = get_logger("app.your.module")
     with request_context(request_id="req-1", user_id="admin"):
+        line = _lineno() + 1
         log.info("Operation completed", item_id=123, status="pending")
-        line = _lineno()  # noqa: E702
     raw = json_logs.raw()
     assert raw.count(b"\n") == 1 and raw.endswith(b"\n")
     rec = json_logs.last()
