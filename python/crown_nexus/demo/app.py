@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from crown_nexus.demo.db import Base, create_engine_for
-from crown_nexus.demo.routers import auth, errors, health
+from crown_nexus.demo.routers import auth, errors, health, rate_limits
 from crown_nexus.demo.routers import metrics as metrics_router
 from crown_nexus.integrations.fastapi import setup_app
 from crown_nexus.settings import Settings
@@ -44,10 +44,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "database": settings.database_url.split(":", 1)[0],
         "redis": "configured" if settings.redis_url else "not configured",
     }
-    setup_app(app, settings)
+    setup_app(app, settings, middleware_options=rate_limits.middleware_options(app, settings))
     app.include_router(health.router)
     app.include_router(errors.router)
     app.include_router(metrics_router.router)
+    app.include_router(rate_limits.router)
     auth.install(app)
     return app
 
