@@ -25,6 +25,8 @@ from crown_nexus._pure.permissions import (
 cdef extern from "Python.h":
     unsigned long long PyLong_AsUnsignedLongLongMask(object) except? -1
 
+_ONE = 1
+
 __all__ = [
     "PermissionRegistry",
     "UnknownPermissionError",
@@ -135,7 +137,7 @@ cdef class PermissionRegistry:
         """Return the mask granting exactly ``permissions`` (all must be registered)."""
         mask = 0
         for p in _perm_list(permissions, "permissions"):
-            mask |= 1 << self._bit(p)
+            mask |= _ONE << self._bit(p)
         return mask
 
     def role_mask(self, role):
@@ -176,7 +178,7 @@ cdef class PermissionRegistry:
                     bit = self._bit(p)
                 except (KeyError, TypeError):
                     continue
-            mask |= 1 << bit
+            mask |= _ONE << bit
         return mask
 
     def has(self, mask, perm):
