@@ -1,8 +1,17 @@
-"""``ResponseFormatterMiddleware``: successful JSON bodies wrapped in the SPEC §3 envelope."""
+"""``ResponseFormatterMiddleware``: successful JSON bodies wrapped in the SPEC §3 envelope.
+
+In the guide's order compression sits *inside* formatting, so a compressed body could never be
+wrapped. The two cooperate through the ASGI scope instead: the formatter marks the request
+(:data:`FORMATTER_SCOPE_KEY`); ``CompressionMiddleware`` then lets the formatter's candidate
+responses (:func:`is_format_candidate`) through uncompressed and leaves its settings under
+:data:`DEFERRED_COMPRESSION_KEY`; the formatter wraps the body and gzips the result itself.
+"""
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Iterable
+from typing import Any
 
 import orjson
 from starlette.datastructures import MutableHeaders
@@ -10,9 +19,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crown_nexus.core.exceptions import current_request_id, utc_timestamp
 
-__all__ = ["ResponseFormatterMiddleware"]
+__all__ = [
+    "DEFERRED_COMPRESSION_KEY",
+    "FORMATTER_SCOPE_KEY",
+    "ResponseFormatterMiddleware",
+    "is_format_candidate",
+]
 
 DEFAULT_EXCLUDE_PATHS = ("/metrics", "/openapi.json", "/docs", "/redoc")
+DEFAULT_MAX_BODY_SIZE = 10 * 1024 * 1024
+#: scope key: this request's successful JSON responses will be formatted (value: max body size)
+FORMATTER_SCOPE_KEY = "crown_nexus.response_formatter"
+#: scope key: compression was deferred to the formatter (value: ``(minimum_size, compresslevel)``)
+DEFERRED_COMPRESSION_KEY = "crown_nexus.deferred_compression"
 
 
 def _is_json(content_type: str) -> bool:
@@ -20,6 +39,37 @@ def _is_json(content_type: str) -> bool:
     return media == "application/json" or (
         media.startswith("application/") and media.endswith("+json")
     )
+
+
+def is_format_candidate(message: Message, max_body_size: int = DEFAULT_MAX_BODY_SIZE) -> bool:
+    """True when a ``http.response.start`` message may carry a body the formatter wraps.
+
+    2xx (not 204/205), JSON content type, not already encoded, and a Content-Length (when
+    given) no larger than ``max_body_size``.
+    """
+    status = message.get("status", 0)
+    if not (200 <= status < 300) or status in (204, 205):
+        return False
+    content_type = b""
+    length: bytes | None = None
+    for key, value in message.get("headers", ()):
+        lower = key.lower()
+        if lower == b"content-type":
+            content_type = value
+        elif lower == b"content-encoding":
+            return False
+        elif lower == b"content-length":
+            length = value
+    if not _is_json(content_type.decode("latin-1")):
+        return False
+    try:
+        return length is None or int(length) <= max_body_size
+    except ValueError:
+        return False
+
+
+def _has_length(message: Message) -> bool:
+    return any(k.lower() == b"content-length" for k, _ in message.get("headers", ()))
 
 
 def _already_enveloped(body: object) -> bool:
@@ -30,17 +80,27 @@ def _already_enveloped(body: object) -> bool:
     )
 
 
+_UNPARSEABLE: Any = object()
+
+
 class ResponseFormatterMiddleware:
     """Wrap 2xx JSON bodies as ``{"success": true, "data": <body>, "meta": {request_id, timestamp}}``.
 
-    Leaves alone: non-JSON responses, streamed bodies (more than one body message), error
-    statuses, ``HEAD`` requests, bodies that already carry ``success``, and ``exclude_paths``
-    (prefixes). Content-Length is recomputed for wrapped bodies.
+    Leaves alone: non-JSON responses, streamed bodies (no Content-Length and more than one body
+    message), bodies over ``max_body_size``, error statuses, ``HEAD`` requests, bodies that
+    already carry ``success``, and ``exclude_paths`` (prefixes). Content-Length is recomputed;
+    when ``CompressionMiddleware`` deferred to it, the final body is gzipped here.
     """
 
-    def __init__(self, app: ASGIApp, exclude_paths: Iterable[str] = DEFAULT_EXCLUDE_PATHS) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        exclude_paths: Iterable[str] = DEFAULT_EXCLUDE_PATHS,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+    ) -> None:
         self.app = app
         self.exclude_paths = tuple(exclude_paths)
+        self.max_body_size = max_body_size
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -50,6 +110,7 @@ class ResponseFormatterMiddleware:
         ):
             await self.app(scope, receive, send)
             return
+        scope[FORMATTER_SCOPE_KEY] = self.max_body_size
         start: Message | None = None
         passthrough = False
         chunks: list[bytes] = []
@@ -61,14 +122,8 @@ class ResponseFormatterMiddleware:
                 await send(message)
                 return
             if kind == "http.response.start":
-                headers = MutableHeaders(raw=message.setdefault("headers", []))
-                status = message["status"]
-                if (
-                    200 <= status < 300
-                    and status not in (204, 205)
-                    and _is_json(headers.get("content-type", ""))
-                    and "content-encoding" not in headers
-                ):
+                if is_format_candidate(message, self.max_body_size):
+                    message.setdefault("headers", [])
                     start = message
                 else:
                     passthrough = True
@@ -80,14 +135,21 @@ class ResponseFormatterMiddleware:
                     await send(start)
                 await send(message)
                 return
-            chunks.append(message.get("body", b""))
-            if message.get("more_body", False):
+            more = message.get("more_body", False)
+            if more and not chunks and not _has_length(start):
+                # a streamed body (no Content-Length): never buffered, never wrapped
+                passthrough = True
+                await send(start)
+                await send(message)
                 return
-            await send_formatted(start, b"".join(chunks))
+            chunks.append(message.get("body", b""))
+            if not more:
+                await send_formatted(start, b"".join(chunks))
 
         async def send_formatted(start_message: Message, body: bytes) -> None:
+            headers = MutableHeaders(raw=start_message["headers"])
             try:
-                payload = orjson.loads(body) if body else None
+                payload = orjson.loads(body) if body else _UNPARSEABLE
             except orjson.JSONDecodeError:
                 payload = _UNPARSEABLE
             if payload is not _UNPARSEABLE and not _already_enveloped(payload):
@@ -99,12 +161,15 @@ class ResponseFormatterMiddleware:
                         "meta": {"request_id": rid, "timestamp": utc_timestamp()},
                     }
                 )
-                headers = MutableHeaders(raw=start_message["headers"])
-                headers["content-length"] = str(len(body))
+            deferred = scope.get(DEFERRED_COMPRESSION_KEY)
+            if deferred is not None:
+                minimum_size, level = deferred
+                headers.add_vary_header("Accept-Encoding")
+                if len(body) >= minimum_size:
+                    body = gzip.compress(body, compresslevel=level)
+                    headers["content-encoding"] = "gzip"
+            headers["content-length"] = str(len(body))
             await send(start_message)
             await send({"type": "http.response.body", "body": body})
 
         await self.app(scope, receive, send_wrapper)
-
-
-_UNPARSEABLE = object()
