@@ -47,9 +47,8 @@ class CacheMetrics:
         self._scheduled = False
         self._failed_logged = False
 
-    def count(self, operation: str, backend: str, outcome: str) -> None:
-        """Record one operation (cheap; flushed later)."""
-        key = (operation, backend, outcome)
+    def count(self, key: tuple[str, str, str]) -> None:
+        """Record one operation ``(operation, backend, outcome)`` (cheap; flushed later)."""
         counts = self.counts
         counts[key] = counts.get(key, 0) + 1
         self.pending += 1
@@ -57,10 +56,6 @@ class CacheMetrics:
             self._schedule()
         elif self.pending >= _BATCH:
             self.flush()
-
-    def sample(self, operation: str, backend: str, seconds: float) -> None:
-        """Record one timed operation's duration."""
-        self.samples.append((operation, backend, seconds))
 
     def _schedule(self) -> None:
         try:

@@ -41,6 +41,7 @@ from crown_nexus import accel
 from crown_nexus.core.cache.exceptions import CacheException, CacheKeyException
 from crown_nexus.core.cache.keys import qualified_name
 from crown_nexus.core.cache.serialization import StaleEnvelope
+from crown_nexus.core.cache.service import _active
 from crown_nexus.core.dependency_manager import get_service
 from crown_nexus.logging import get_logger
 
@@ -59,7 +60,10 @@ TagsArg = Iterable[str] | Callable[..., Iterable[str]] | None
 
 
 def _service() -> Any:
-    return get_service("cache_service")
+    service = _active.service
+    if service is None:
+        service = get_service("cache_service")
+    return service
 
 
 def _skip_self(func: Callable[..., Any]) -> int:

@@ -33,7 +33,7 @@ from crown_nexus.core.dependency_manager import get_service, register_service
 from crown_nexus.logging import get_logger
 from crown_nexus.settings import Settings
 
-__all__ = ["CacheService", "get_cache_service"]
+__all__ = ["CacheService", "current_cache_service", "get_cache_service"]
 
 logger = get_logger("crown_nexus.core.cache")
 
@@ -143,25 +143,23 @@ class CacheService:
     def _ttl(self, ttl: float | None) -> float | None:
         return self.default_ttl if ttl is None else ttl
 
-    def _sampled(self) -> bool:
-        self._n += 1
-        return not (self._n & self.metrics.sample_mask)
-
     # --- operations ------------------------------------------------------------------------
 
     async def get(self, key: str, default: Any = None) -> Any:
         """Return the value cached at ``key``, or ``default`` (``None``) on a miss."""
         backend = self._default
-        if self._sampled():
+        metrics = self.metrics
+        n = self._n = self._n + 1
+        if n & metrics.sample_mask:
+            value = await backend.get(key, _MISS)
+        else:
             t0 = _perf()
             value = await backend.get(key, _MISS)
-            self.metrics.sample("get", backend.active_name, _perf() - t0)
-        else:
-            value = await backend.get(key, _MISS)
+            metrics.samples.append(("get", backend.active_name, _perf() - t0))
         if value is _MISS:
-            self.metrics.count("get", backend.active_name, "miss")
+            metrics.count(("get", backend.active_name, "miss"))
             return default
-        self.metrics.count("get", backend.active_name, "hit")
+        metrics.count(("get", backend.active_name, "hit"))
         return value
 
     async def set(
@@ -180,21 +178,23 @@ class CacheService:
         backend = self._default
         if isinstance(tags, str):
             tags = (tags,)
-        if self._sampled():
-            t0 = _perf()
-            await backend.set(key, value, self._ttl(ttl), tags)
-            self.metrics.sample("set", backend.active_name, _perf() - t0)
+        metrics = self.metrics
+        n = self._n = self._n + 1
+        if n & metrics.sample_mask:
+            await backend.set(key, value, self.default_ttl if ttl is None else ttl, tags)
         else:
-            await backend.set(key, value, self._ttl(ttl), tags)
-        self.metrics.count("set", backend.active_name, "")
+            t0 = _perf()
+            await backend.set(key, value, self.default_ttl if ttl is None else ttl, tags)
+            metrics.samples.append(("set", backend.active_name, _perf() - t0))
+        metrics.count(("set", backend.active_name, ""))
 
     async def _op(self, operation: str, *args: Any) -> Any:
         backend = self._default
         t0 = _perf()
         result = await getattr(backend, operation)(*args)
         name = backend.active_name
-        self.metrics.sample(operation, name, _perf() - t0)
-        self.metrics.count(operation, name, "")
+        self.metrics.samples.append((operation, name, _perf() - t0))
+        self.metrics.count((operation, name, ""))
         return result
 
     async def delete(self, key: str) -> bool:
@@ -219,13 +219,13 @@ class CacheService:
         t0 = _perf()
         found: dict[str, Any] = await backend.get_many(ks)
         name = backend.active_name
-        self.metrics.sample("get_many", name, _perf() - t0)
+        self.metrics.samples.append(("get_many", name, _perf() - t0))
         counts = self.metrics.counts
         for outcome, n in (("hit", len(found)), ("miss", len(ks) - len(found))):
             if n:
                 k = ("get_many", name, outcome)
                 counts[k] = counts.get(k, 0) + n
-        self.metrics.count("get_many", name, "")
+        self.metrics.count(("get_many", name, ""))
         return found
 
     async def set_many(
@@ -278,9 +278,13 @@ class CacheService:
         for backend in self._backends.values():
             await backend.initialize()
         self.initialized = True
+        if get_service("cache_service") is self:
+            _active.service = self
 
     async def shutdown(self) -> None:
         """Flush metrics and close every backend."""
+        if _active.service is self:
+            _active.service = None
         self.metrics.flush()
         for backend in self._backends.values():
             try:
@@ -297,6 +301,30 @@ class CacheService:
 
     def __repr__(self) -> str:
         return f"<CacheService default={self.default_backend_name!r} backends={sorted(self._backends)}>"
+
+
+class _Active:
+    """The started shared service, so decorators skip the registry lookup on the hot path."""
+
+    __slots__ = ("service",)
+
+    def __init__(self) -> None:
+        self.service: CacheService | None = None
+
+
+_active = _Active()
+
+
+def current_cache_service() -> CacheService:
+    """The cache service decorators use: the started shared one, else ``get_service``.
+
+    ``initialize()`` of the service that ``get_service("cache_service")`` returns makes it the
+    started one; its ``shutdown()`` clears that, so overrides installed afterwards are honoured.
+    """
+    service = _active.service
+    if service is None:
+        service = get_service("cache_service")
+    return service
 
 
 def _build_cache_service() -> CacheService:

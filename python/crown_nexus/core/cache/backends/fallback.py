@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
 from crown_nexus.core.cache.backends.base import CacheBackend
-from crown_nexus.core.cache.exceptions import CacheOperationException
+from crown_nexus.core.cache.exceptions import CacheException, CacheOperationException
 from crown_nexus.logging import get_logger
 
 __all__ = ["FallbackCacheBackend"]
@@ -199,7 +199,7 @@ class FallbackCacheBackend(CacheBackend):
             self._inflight += 1
             try:
                 return await getattr(self.primary, op)(*args)
-            except CacheOperationException as exc:
+            except CacheException as exc:
                 if not self.up:
                     return _DOWN
                 if not exc.unavailable:
@@ -207,6 +207,8 @@ class FallbackCacheBackend(CacheBackend):
                 if not attempts:
                     self._trip(exc, op)
                     return _DOWN
+            except (ValueError, TypeError):
+                raise  # the caller's mistake (a bad ttl, amount or value), on every backend
             except Exception as exc:
                 if not self.up:
                     return _DOWN
@@ -247,9 +249,11 @@ class FallbackCacheBackend(CacheBackend):
             self._inflight += 1
             try:
                 return await self.primary.get(key, default)
-            except CacheOperationException as exc:
+            except CacheException as exc:
                 if self.up and not exc.unavailable:
                     raise
+            except (ValueError, TypeError):
+                raise
             except Exception as exc:
                 if self.up:
                     raise CacheOperationException(
