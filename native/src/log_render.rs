@@ -3,8 +3,8 @@
 //! Writes `orjson.dumps(S(event_dict), option=OPT_APPEND_NEWLINE)` byte for byte (see the pure
 //! module's docstring): exact str / int / float / bool / None / list / tuple / dict are written
 //! here, in Rust, with orjson's escaping and float format (zmij, as orjson uses); every other value
-//! goes through the pure module's `_sanitize` (and non-str keys through `_key`), whose plain
-//! result is then written here. Never raises for an ordinary `Exception` inside a conversion.
+//! goes through the pure module's `_sanitize` (as does a dict with any key that is not a valid str),
+//! whose plain result is then written here. Never raises for an ordinary `Exception` inside a conversion.
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use pyo3::exceptions::PyException;
@@ -18,7 +18,6 @@ const FALLBACK_LINE: &[u8] = b"{\"event\":\"<unrenderable event>\"}\n";
 /// What we need from the pure module, looked up once.
 struct Pure {
     sanitize: PyObject,
-    key: PyObject,
     max_depth: usize,
     depth_marker: String,
 }
@@ -30,7 +29,6 @@ fn pure(py: Python<'_>) -> PyResult<&'static Pure> {
         let module = py.import("crown_nexus._pure.log_render")?;
         Ok(Pure {
             sanitize: module.getattr("_sanitize")?.unbind(),
-            key: module.getattr("_key")?.unbind(),
             max_depth: module.getattr("MAX_DEPTH")?.extract()?,
             depth_marker: module.getattr("_DEPTH_MARKER")?.extract()?,
         })
@@ -180,6 +178,7 @@ impl Writer<'_> {
 
     fn dict(&mut self, dict: &Bound<'_, PyAny>, depth: usize) -> PyResult<()> {
         let py = dict.py();
+        let start = self.out.len();
         self.out.push(b'{');
         let mut pos: ffi::Py_ssize_t = 0;
         let mut key_ptr: *mut ffi::PyObject = std::ptr::null_mut();
@@ -196,7 +195,12 @@ impl Writer<'_> {
                 self.out.push(b',');
             }
             first = false;
-            self.key(&key)?;
+            if !self.plain_key(&key) {
+                // a key needs converting, and converted keys may collide ({1: .., "1": ..}):
+                // S() keeps the last value at the first position, so let S() build the dict
+                self.out.truncate(start);
+                return self.sanitized(dict, depth);
+            }
             self.out.push(b':');
             self.value(&value, depth + 1)?;
         }
@@ -204,17 +208,15 @@ impl Writer<'_> {
         Ok(())
     }
 
-    fn key(&mut self, key: &Bound<'_, PyAny>) -> PyResult<()> {
+    /// Write an exact, valid-UTF-8 str key; return false (writing nothing) for any other key.
+    fn plain_key(&mut self, key: &Bound<'_, PyAny>) -> bool {
         if key.is_exact_instance_of::<PyString>() {
             if let Ok(text) = unsafe { key.downcast_unchecked::<PyString>() }.to_str() {
                 write_str(&mut self.out, text);
-                return Ok(());
+                return true;
             }
         }
-        let converted = self.pure.key.bind(key.py()).call1((key,))?;
-        let text = converted.downcast::<PyString>()?.to_str()?;
-        write_str(&mut self.out, text);
-        Ok(())
+        false
     }
 
     /// Write a value through the pure module's `_sanitize` (which returns plain JSON types).

@@ -44,6 +44,8 @@ Dict keys: a str stays itself (lone surrogates -> U+FFFD); ``None``, ``True``, `
 ``"null"``, ``"true"``, ``"false"``; an int becomes its decimal string (hex past the digit limit);
 a float ``repr(v)``; an Enum member the key of its value; anything else the string ``S`` gives it,
 or ``str(v)`` when ``S`` gives a non-string.
+When two keys of one dict give the same string, the later value wins, at the first key's
+position (as in a Python dict).
 
 The fast path hands the dict to orjson directly; anything orjson would render differently from
 ``S`` (datetimes, dataclasses, subclasses, big ints, non-str keys, surrogates, odd objects, too

@@ -1,0 +1,285 @@
+"""log_render hot path: the same cases against every implementation, and twins agree byte for byte."""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import decimal
+import os
+import uuid
+from types import ModuleType
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from crown_nexus import accel
+from crown_nexus._pure import log_render as pure_render
+from crown_nexus._pure.log_render import MAX_DEPTH
+from tests.accel.test_cache_keys import (
+    Broken,
+    Color,
+    Label,
+    Level,
+    Model,
+    Opaque,
+    Point,
+    hashable_leaves,
+    text,
+    values_with_bad,
+)
+from tests.conftest import implementations_of
+
+MARKER = "<max depth exceeded>"
+
+
+@pytest.fixture(params=implementations_of("log_render"))
+def impl(request: pytest.FixtureRequest) -> ModuleType:
+    """Each available implementation of the log_render hot path."""
+    return accel.available("log_render")[request.param]
+
+
+def parse(line: bytes) -> Any:
+    """The single JSON document in a rendered line (asserting it is exactly one line)."""
+    assert line.endswith(b"\n")
+    assert line.count(b"\n") == 1
+    return orjson.loads(line)
+
+
+def nest(levels: int) -> Any:
+    """``levels`` lists nested around an int."""
+    value: Any = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+def depth_of(value: Any) -> int:
+    """Nesting levels of lists in a parsed value."""
+    levels = 0
+    while isinstance(value, list):
+        levels += 1
+        value = value[0]
+    return levels
+
+
+# ---------------------------------------------------------------------------------------------
+# the same cases against every implementation
+
+
+def test_plain_event_is_compact_ordered_json_line(impl: ModuleType) -> None:
+    """A plain event renders exactly as orjson does: compact, insertion order, newline."""
+    event = {
+        "timestamp": "2024-05-01T12:00:00Z",
+        "level": "info",
+        "event": "user logged in",
+        "user_id": 42,
+        "ratio": 0.25,
+        "ok": True,
+        "missing": None,
+        "tags": ["a", "b"],
+        "nested": {"z": 1, "a": [1.5, {"deep": "é ✓ \U0001f600"}]},
+    }
+    line = impl.render(event)
+    assert line == orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE)
+    assert list(parse(line)) == list(event)
+    assert b": " not in line
+    assert b", " not in line
+
+
+def test_non_ascii_is_utf8_and_control_characters_are_escaped(impl: ModuleType) -> None:
+    """Non-ASCII stays raw UTF-8; quotes, backslashes and control characters are escaped."""
+    value = 'é\u2028"\\/\n\r\t\x08\x0c\x00\x1f\x7f'
+    line = impl.render({"s": value})
+    assert line == '{"s":"é\u2028\\"\\\\/\\n\\r\\t\\b\\f\\u0000\\u001f\x7f"}\n'.encode()
+    assert parse(line) == {"s": value}
+
+
+@pytest.mark.parametrize(
+    "number",
+    [0.0, -0.0, 1.0, 0.1, 1e15, 1e16, 1.5e-5, 1e-7, 5e-324, 1.7976931348623157e308, 123.456, -2.5],
+)
+def test_floats_render_like_orjson(impl: ModuleType, number: float) -> None:
+    """Floats use orjson's shortest round-trip format."""
+    assert impl.render({"f": number}) == orjson.dumps(
+        {"f": number}, option=orjson.OPT_APPEND_NEWLINE
+    )
+
+
+def test_nan_and_infinity_are_null(impl: ModuleType) -> None:
+    """NaN and infinities have no JSON form: null."""
+    assert parse(impl.render({"a": float("nan"), "b": float("inf"), "c": -float("inf")})) == {
+        "a": None,
+        "b": None,
+        "c": None,
+    }
+
+
+def test_int_range_and_big_ints(impl: ModuleType) -> None:
+    """64-bit ints are numbers; bigger ones are decimal strings (hex past Python's digit limit)."""
+    event = {
+        "lo": -(2**63),
+        "hi": 2**64 - 1,
+        "over": 2**64,
+        "under": -(2**63) - 1,
+        "huge": 2**20000,
+    }
+    parsed = parse(impl.render(event))
+    assert parsed["lo"] == -(2**63)
+    assert parsed["hi"] == 2**64 - 1
+    assert parsed["over"] == str(2**64)
+    assert parsed["under"] == str(-(2**63) - 1)
+    assert parsed["huge"] == hex(2**20000)
+
+
+def test_odd_values_have_their_documented_form(impl: ModuleType) -> None:
+    """Every odd type renders as the pure module's docstring says."""
+    when = dt.datetime(2024, 5, 1, 12, 30, 0, 123, tzinfo=dt.UTC)
+    uid = uuid.UUID(int=5)
+    event = {
+        "datetime": when,
+        "date": when.date(),
+        "time": dt.time(1, 2, 3),
+        "timedelta": dt.timedelta(days=1, seconds=2),
+        "uuid": uid,
+        "decimal": decimal.Decimal("1.50"),
+        "enum": Color.RED,
+        "int_enum": Level.HIGH,
+        "bytes": b"ok\xff",
+        "bytearray": bytearray(b"x"),
+        "memoryview": memoryview(b"y"),
+        "error": ValueError("bad thing"),
+        "set": {1},
+        "frozenset": frozenset({"a"}),
+        "tuple": (1, 2),
+        "dataclass": Point(1, [2]),
+        "model": Model(name="m", value={"k": 1}),
+        "label": Label("lbl"),
+        "ordered": collections.OrderedDict(b=1),
+        "broken": Broken(),
+        "opaque": Opaque(),
+    }
+    parsed = parse(impl.render(event))
+    assert parsed["datetime"] == when.isoformat()
+    assert parsed["date"] == "2024-05-01"
+    assert parsed["time"] == "01:02:03"
+    assert parsed["timedelta"] == "1 day, 0:00:02"
+    assert parsed["uuid"] == str(uid)
+    assert parsed["decimal"] == "1.50"
+    assert parsed["enum"] == "red"
+    assert parsed["int_enum"] == 2
+    assert parsed["bytes"] == "ok\\xff"
+    assert parsed["bytearray"] == "x"
+    assert parsed["memoryview"] == "y"
+    assert parsed["error"] == {"type": "ValueError", "message": "bad thing"}
+    assert parsed["set"] == [1]
+    assert parsed["frozenset"] == ["a"]
+    assert parsed["tuple"] == [1, 2]
+    assert parsed["dataclass"] == {"x": 1, "y": [2]}
+    assert parsed["model"] == {"name": "m", "value": {"k": 1}}
+    assert parsed["label"] == "lbl"
+    assert parsed["ordered"] == {"b": 1}
+    assert parsed["broken"] == "<unprintable Broken>"
+    assert parsed["opaque"].startswith("<tests.accel.test_cache_keys.Opaque object at")
+
+
+def test_non_str_keys_are_stringified(impl: ModuleType) -> None:
+    """None, bools, ints, floats, Enums and objects as keys become strings."""
+    event = {None: 1, True: 2, 7: 3, 2.5: 4, Color.BLUE: 5, uuid.UUID(int=1): 6, 2**70: 7}
+    assert list(parse(impl.render(event))) == [
+        "null",
+        "true",
+        "7",
+        "2.5",
+        "2",
+        str(uuid.UUID(int=1)),
+        str(2**70),
+    ]
+
+
+def test_lone_surrogates_become_replacement_characters(impl: ModuleType) -> None:
+    """A str that is not valid UTF-8 still renders: each lone surrogate becomes U+FFFD."""
+    assert parse(impl.render({"a\udc80": "x\ud800y"})) == {"a\ufffd": "x\ufffdy"}
+
+
+def test_self_containing_and_too_deep_values_are_cut(impl: ModuleType) -> None:
+    """Nesting stops at MAX_DEPTH levels with a marker string; cycles cannot hang or raise."""
+    loop: list[Any] = []
+    loop.append(loop)
+    parse(impl.render({"loop": loop}))
+    ok = parse(impl.render({"x": nest(MAX_DEPTH - 1)}))
+    assert depth_of(ok["x"]) == MAX_DEPTH - 1
+    cut = parse(impl.render({"x": nest(MAX_DEPTH + 10)}))
+    inner = cut["x"]
+    for _ in range(MAX_DEPTH - 1):
+        inner = inner[0]
+    assert inner == MARKER
+
+
+def test_non_dict_events_are_wrapped(impl: ModuleType) -> None:
+    """Anything that is not a dict renders as {"event": value}; a dict subclass as a dict."""
+    assert parse(impl.render("just text")) == {"event": "just text"}
+    assert parse(impl.render([1, 2])) == {"event": [1, 2]}
+    assert parse(impl.render(None)) == {"event": None}
+    assert parse(impl.render(collections.OrderedDict(a=1))) == {"a": 1}
+
+
+@pytest.mark.skipif(
+    os.environ.get("CROWN_NEXUS_EXPECT_COMPILED", "") in ("", "0"),
+    reason="CROWN_NEXUS_EXPECT_COMPILED is not set (only CI and `nox -s tests` require compiled builds)",
+)
+def test_native_twin_is_in_use_when_expected() -> None:
+    """CI must not silently fall back to pure Python."""
+    assert accel.implementations()["log_render"] == "native"
+
+
+# ---------------------------------------------------------------------------------------------
+# properties
+
+keys = st.one_of(text, hashable_leaves)
+events = st.dictionaries(keys, values_with_bad, max_size=6)
+
+
+def _require_twins() -> dict[str, ModuleType]:
+    impls = accel.available("log_render")
+    if len(impls) < 2:
+        pytest.skip("only the pure implementation is installed; nothing to compare")
+    return impls
+
+
+@settings(max_examples=200, deadline=None)
+@given(event=events)
+def test_twins_render_identical_bytes(event: dict[Any, Any]) -> None:
+    """Every implementation gives byte-identical output for any event, odd values included."""
+    impls = _require_twins()
+    expected = impls["pure"].render(event)
+    for name, module in impls.items():
+        assert module.render(event) == expected, name
+
+
+@settings(max_examples=200, deadline=None)
+@given(event=events)
+def test_output_is_one_parsable_line(event: dict[Any, Any]) -> None:
+    """Whatever the values, each implementation returns one JSON object on one line."""
+    for module in accel.available("log_render").values():
+        assert isinstance(parse(module.render(event)), dict)
+
+
+@settings(max_examples=200, deadline=None)
+@given(event=events)
+def test_pure_fast_path_equals_the_canonical_form(event: dict[Any, Any]) -> None:
+    """render(d) is orjson.dumps(S(d)) exactly, as the docstring defines it."""
+    canonical = orjson.dumps(pure_render._sanitize(event, 0), option=orjson.OPT_APPEND_NEWLINE)
+    assert pure_render.render(event) == canonical
+
+
+@settings(max_examples=200, deadline=None)
+@given(number=st.floats(), string=st.text())
+def test_floats_and_strings_match_orjson(number: float, string: str) -> None:
+    """Plain floats and strings render exactly as orjson renders them."""
+    event = {"f": number, "s": string, string: [number]}
+    expected = orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE)
+    for module in accel.available("log_render").values():
+        assert module.render(event) == expected
