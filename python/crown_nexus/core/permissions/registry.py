@@ -29,9 +29,13 @@ UnknownPermissionError: type[KeyError] = _impl.UnknownPermissionError
 UnknownRoleError: type[KeyError] = _impl.UnknownRoleError
 
 
-def build_default_registry() -> Any:
-    """A new registry holding every :class:`Permission` and the roles of ``ROLE_PERMISSIONS``."""
-    registry = _impl.PermissionRegistry()
+def build_default_registry(kind: str | None = None) -> Any:
+    """A new registry holding every :class:`Permission` and the roles of ``ROLE_PERMISSIONS``.
+
+    ``kind`` (``"pure"``/``"cython"``) picks an implementation; default: the one accel chose.
+    """
+    impl = _impl if kind is None else accel.available("permissions")[kind]
+    registry = impl.PermissionRegistry()
     for perm in Permission:
         registry.register_permission(perm.value)
     for role, perms in ROLE_PERMISSIONS.items():
@@ -65,9 +69,12 @@ def register_role(name: str, permissions: Iterable[str], inherits: Iterable[str]
     return int(_registry.register_role(name, permissions, inherits))
 
 
-def reset_registry() -> Any:
-    """Throw away application registrations and go back to the defaults (for tests)."""
+def reset_registry(kind: str | None = None) -> Any:
+    """Throw away application registrations and go back to the defaults (for tests).
+
+    ``kind`` (``"pure"``/``"cython"``) makes checks use that implementation from now on.
+    """
     global _registry
     with _lock:
-        _registry = build_default_registry()
+        _registry = build_default_registry(kind)
     return _registry
