@@ -45,13 +45,18 @@ class CompressionMiddleware:
         self.minimum_size = minimum_size
         self.compresslevel = compresslevel
         self.exclude_paths = tuple(exclude_paths)
-        options = {
-            "minimum_size": minimum_size,
-            "compresslevel": compresslevel,
-            "exclude_content_types": exclude_content_types,
-        }
-        self._gzip = GZipMiddleware(app, **options)
-        self._gzip_routed = GZipMiddleware(self._routed, **options)
+        self._gzip = GZipMiddleware(
+            app,
+            minimum_size=minimum_size,
+            compresslevel=compresslevel,
+            exclude_content_types=exclude_content_types,
+        )
+        self._gzip_routed = GZipMiddleware(
+            self._routed,
+            minimum_size=minimum_size,
+            compresslevel=compresslevel,
+            exclude_content_types=exclude_content_types,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or (

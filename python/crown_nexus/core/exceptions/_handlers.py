@@ -30,8 +30,10 @@ def error_response(exc: BaseException, *, production: bool = True) -> Response:
 async def _report_unexpected(exc: BaseException, request: Request) -> None:
     """Send an unexpected exception to the error reporters; never raises."""
     try:
-        from crown_nexus.core.error import report_error
+        from crown_nexus.core.error import report_error, was_reported
     except ImportError:
+        return
+    if was_reported(exc):
         return
     try:
         await report_error(
