@@ -31,7 +31,6 @@ use sha2::{Sha256, Sha384, Sha512};
 const PURE_MODULE: &str = "crown_nexus._pure.jwt";
 const MAX_JSON_DEPTH: usize = 64;
 const DEFAULT_MAX_LENGTH: i64 = 8192;
-const DEFAULT_REQUIRE: [&str; 3] = ["exp", "iat", "sub"];
 /// Deeper values are handed to the pure module (orjson's own limit is higher).
 const MAX_ENCODE_DEPTH: usize = 100;
 const KEY_CACHE_SIZE: usize = 64;
@@ -595,14 +594,14 @@ fn split<'py, 't>(
     let header = parse_json_object(py, &b64_decode(h)?)?;
     let payload = b64_decode(p)?;
     let signature = b64_decode(s)?;
-    let alg = match header.get_item("alg")? {
+    let alg = match header.get_item(pyo3::intern!(py, "alg"))? {
         Some(a) => match a.downcast::<PyString>() {
             Ok(a) => a.to_str()?.to_owned(),
             Err(_) => return malformed(),
         },
         None => return malformed(),
     };
-    if let Some(kid) = header.get_item("kid")? {
+    if let Some(kid) = header.get_item(pyo3::intern!(py, "kid"))? {
         if !kid.is_instance_of::<PyString>() {
             return malformed();
         }
@@ -683,6 +682,7 @@ fn check_claims(
     issuer: Option<&Bound<'_, PyString>>,
     audiences: &Option<Vec<Bound<'_, PyString>>>,
 ) -> R<()> {
+    let py = claims.py();
     match require {
         Some(names) => {
             for name in names {
@@ -693,7 +693,12 @@ fn check_claims(
             }
         }
         None => {
-            for name in DEFAULT_REQUIRE {
+            let names = [
+                pyo3::intern!(py, "exp"),
+                pyo3::intern!(py, "iat"),
+                pyo3::intern!(py, "sub"),
+            ];
+            for name in names {
                 match claims.get_item(name)? {
                     Some(v) if !v.is_none() => {}
                     _ => return reason("missing_claim"),
@@ -701,23 +706,23 @@ fn check_claims(
             }
         }
     }
-    if let Some(exp) = claims.get_item("exp")? {
+    if let Some(exp) = claims.get_item(pyo3::intern!(py, "exp"))? {
         if num_le(&number_claim(&exp)?, now - leeway) {
             return reason("expired");
         }
     }
-    if let Some(nbf) = claims.get_item("nbf")? {
+    if let Some(nbf) = claims.get_item(pyo3::intern!(py, "nbf"))? {
         if num_gt(&number_claim(&nbf)?, now + leeway) {
             return reason("not_yet_valid");
         }
     }
-    if let Some(iat) = claims.get_item("iat")? {
+    if let Some(iat) = claims.get_item(pyo3::intern!(py, "iat"))? {
         if num_gt(&number_claim(&iat)?, now + leeway) {
             return reason("issued_in_future");
         }
     }
     if let Some(issuer) = issuer {
-        match claims.get_item("iss")? {
+        match claims.get_item(pyo3::intern!(py, "iss"))? {
             None => return reason("missing_claim"),
             Some(iss) => {
                 if !iss.eq(issuer)? {
@@ -728,12 +733,12 @@ fn check_claims(
     }
     match audiences {
         None => {
-            if claims.contains("aud")? {
+            if claims.contains(pyo3::intern!(py, "aud"))? {
                 return reason("wrong_audience");
             }
         }
         Some(wanted) => {
-            let Some(aud) = claims.get_item("aud")? else {
+            let Some(aud) = claims.get_item(pyo3::intern!(py, "aud"))? else {
                 return reason("missing_claim");
             };
             let values: Vec<Bound<'_, PyAny>> = if aud.is_instance_of::<PyString>() {
@@ -761,7 +766,7 @@ fn check_claims(
             }
         }
     }
-    for name in ["sub", "jti"] {
+    for name in [pyo3::intern!(py, "sub"), pyo3::intern!(py, "jti")] {
         if let Some(v) = claims.get_item(name)? {
             if !v.is_instance_of::<PyString>() {
                 return reason("invalid_claim");
