@@ -331,3 +331,32 @@ async def test_sync_initialize_and_close(registry) -> None:
     await registry.initialize()
     await registry.shutdown()
     assert journal == ["init", "close"]
+
+
+def test_unaccepted_kwargs_are_dropped(registry) -> None:
+    """get_service(name, db=db) on a factory without db returns the singleton."""
+    registry.register(lambda: object(), "no_args")
+    shared = registry.get("no_args")
+    assert registry.get("no_args", db="session") is shared
+    registry.register(lambda db=None, **kw: (db, kw), "takes_all")
+    assert registry.get("takes_all", db=1, x=2) == (1, {"x": 2})
+
+
+def test_guide_user_service_constructor(cleanup) -> None:
+    """Guide §4's UserService gets audit and notification services with db=db."""
+
+    @register_service
+    def get_notification_service_t2(db=None):
+        return NotificationService(db)
+
+    cleanup.append("notification_service_t2")
+
+    class UserService:
+        def __init__(self, db):
+            self.db = db
+            self.audit_service = get_service("audit_service", db=db)
+            self.notification_service = get_service("notification_service_t2", db=db)
+
+    service = UserService("session")
+    assert service.audit_service.db == "session"
+    assert service.notification_service.db == "session"

@@ -116,6 +116,27 @@ def _can_build_without_arguments(factory: Callable[..., Any]) -> bool:
     )
 
 
+def _accepted_kwargs(factory: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The subset of ``kwargs`` that ``factory`` accepts (all of them if it takes ``**kwargs``)."""
+    if isinstance(factory, _Instance):
+        return {}
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return kwargs
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return kwargs
+    accepted = {
+        k: v
+        for k, v in kwargs.items()
+        if k in params and params[k].kind is not inspect.Parameter.POSITIONAL_ONLY
+    }
+    dropped = set(kwargs) - set(accepted)
+    if dropped:
+        logger.debug("ignoring arguments %s the factory does not accept", sorted(dropped))
+    return accepted
+
+
 async def _call_maybe_async(func: Callable[[], Any]) -> None:
     """Call ``func()`` and await the result when it is awaitable."""
     result = func()
@@ -203,6 +224,9 @@ class ServiceRegistry:
     def get(self, name: str, **kwargs: Any) -> Any:
         """The service ``name``: the override, else the singleton (no kwargs), else a fresh build.
 
+        Keyword arguments the factory does not accept are dropped (``get_service("x", db=db)``
+        works for a factory without ``db``); when none remain, the singleton is returned.
+
         Raises :class:`ServiceNotFoundException` for unknown names and
         :class:`DependencyCycleException` when building it needs itself.
         """
@@ -216,6 +240,10 @@ class ServiceRegistry:
         if name in stack:
             raise DependencyCycleException([*stack[stack.index(name) :], name])
         factory = self._factory(name)
+        if kwargs:
+            kwargs = _accepted_kwargs(factory, kwargs)
+            if not kwargs and name in self._instances:
+                return self._instances[name]
         token = _resolving.set((*stack, name))
         try:
             if kwargs:

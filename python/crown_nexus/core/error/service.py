@@ -92,16 +92,25 @@ class ErrorService:
         return _api.business_logic_error(message, details)
 
 
+_SHARED_ENTRIES: deque[dict[str, Any]] = deque(maxlen=1000)
+_SHARED_LOCK = threading.Lock()
+
+
 class AuditService:
     """Records who did what (``await audit_service.log_action(user_id, action, ...)``).
 
-    Entries are logged and kept in a bounded in-memory ring (:meth:`recent`); details are
-    redacted like error context.
+    Entries are logged and kept in a bounded in-memory ring (:meth:`recent`), shared by every
+    instance unless ``capacity`` is given; details are redacted like error context. ``db`` is
+    accepted (``get_service("audit_service", db=db)``, guide §4) and kept as ``.db``.
     """
 
-    def __init__(self, capacity: int = 1000) -> None:
-        self._entries: deque[dict[str, Any]] = deque(maxlen=capacity)
-        self._lock = threading.Lock()
+    def __init__(self, db: Any = None, capacity: int | None = None) -> None:
+        self.db = db
+        if capacity is None:
+            self._entries, self._lock = _SHARED_ENTRIES, _SHARED_LOCK
+        else:
+            self._entries = deque(maxlen=capacity)
+            self._lock = threading.Lock()
 
     async def log_action(
         self,
@@ -155,6 +164,6 @@ def get_error_service() -> ErrorService:
 
 
 @register_service(name="audit_service")
-def get_audit_service() -> AuditService:
-    """The shared ``AuditService``."""
-    return AuditService()
+def get_audit_service(db: Any = None) -> AuditService:
+    """An ``AuditService`` (bound to ``db`` when given); all share one ring of entries."""
+    return AuditService(db)
