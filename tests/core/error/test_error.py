@@ -299,3 +299,15 @@ async def test_audit_service_log_action_is_async_and_redacts() -> None:
     )
     assert entry["user_id"] == "1" and entry["details"]["token"] == REDACTED
     assert audit.recent()[-1] == entry
+
+
+def test_audit_log_action_unawaited_from_sync_code_still_records() -> None:
+    """Guide §4 calls log_action from a sync function without await: it is recorded, no warning."""
+    import warnings
+
+    audit = get_service("audit_service")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        audit.log_action("u-sync", "login")
+    assert audit.recent()[-1]["user_id"] == "u-sync"
+    assert audit.recent()[-1]["action"] == "login"

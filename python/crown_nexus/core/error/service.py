@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Generator
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -20,7 +21,13 @@ from crown_nexus.core.exceptions import (
     ValidationException,
 )
 
-__all__ = ["AuditService", "ErrorService", "get_audit_service", "get_error_service"]
+__all__ = [
+    "AuditService",
+    "ErrorService",
+    "RecordedAction",
+    "get_audit_service",
+    "get_error_service",
+]
 
 T = TypeVar("T")
 
@@ -92,6 +99,22 @@ class ErrorService:
         return _api.business_logic_error(message, details)
 
 
+class RecordedAction:
+    """The result of ``log_action``: already recorded; awaiting it gives the stored entry."""
+
+    __slots__ = ("entry",)
+
+    def __init__(self, entry: dict[str, Any]) -> None:
+        self.entry = entry
+
+    def __await__(self) -> Generator[Any, None, dict[str, Any]]:
+        return self.entry
+        yield  # a generator that returns at once
+
+    def __getitem__(self, key: str) -> Any:
+        return self.entry[key]
+
+
 _SHARED_ENTRIES: deque[dict[str, Any]] = deque(maxlen=1000)
 _SHARED_LOCK = threading.Lock()
 
@@ -112,15 +135,19 @@ class AuditService:
             self._entries = deque(maxlen=capacity)
             self._lock = threading.Lock()
 
-    async def log_action(
+    def log_action(
         self,
         user_id: Any = None,
         action: str = "",
         resource_id: Any = None,
         details: dict[str, Any] | None = None,
         **extra: Any,
-    ) -> dict[str, Any]:
-        """Record one action and return the stored entry."""
+    ) -> RecordedAction:
+        """Record one action now; ``await`` the result for the stored entry.
+
+        The entry is stored and logged before this returns, so the call also works unawaited
+        from synchronous code (guide §4's ``log_user_action``) without a "never awaited" warning.
+        """
         entry: dict[str, Any] = {
             "user_id": None if user_id is None else str(user_id),
             "action": str(action),
@@ -140,7 +167,7 @@ class AuditService:
             )
         except Exception:  # noqa: S110 - auditing never breaks the audited operation
             pass
-        return entry
+        return RecordedAction(entry)
 
     async def log_user_update(
         self, user_id: Any, data: dict[str, Any] | None = None
