@@ -9,8 +9,7 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
 use pyo3::types::{
-    PyBool, PyBytes, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PySet, PyString, PyTuple,
-    PyType,
+    PyBool, PyBytes, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PySet, PyString, PyTuple, PyType,
 };
 use sha2::{Digest, Sha256};
 
@@ -139,12 +138,20 @@ impl Encoder<'_> {
         }
         if value.is_exact_instance_of::<PyFloat>() {
             let v = unsafe { value.downcast_unchecked::<PyFloat>() }.value();
-            let bits = if v.is_nan() { CANONICAL_NAN } else { v.to_bits() };
+            let bits = if v.is_nan() {
+                CANONICAL_NAN
+            } else {
+                v.to_bits()
+            };
             leaf(out, b'f', &bits.to_be_bytes());
             return Ok(());
         }
         if value.is_exact_instance_of::<PyBytes>() {
-            leaf(out, b'b', unsafe { value.downcast_unchecked::<PyBytes>() }.as_bytes());
+            leaf(
+                out,
+                b'b',
+                unsafe { value.downcast_unchecked::<PyBytes>() }.as_bytes(),
+            );
             return Ok(());
         }
         if value.is_exact_instance_of::<PyList>() {

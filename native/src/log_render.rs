@@ -187,7 +187,8 @@ impl Writer<'_> {
         // PyDict_Next re-reads the table on every call, so a conversion that mutates the dict
         // cannot make this read freed memory; the borrowed pointers are turned into owned
         // references before any Python code runs.
-        while unsafe { ffi::PyDict_Next(dict.as_ptr(), &mut pos, &mut key_ptr, &mut value_ptr) } != 0
+        while unsafe { ffi::PyDict_Next(dict.as_ptr(), &mut pos, &mut key_ptr, &mut value_ptr) }
+            != 0
         {
             let key = unsafe { Bound::from_borrowed_ptr(py, key_ptr) };
             let value = unsafe { Bound::from_borrowed_ptr(py, value_ptr) };
