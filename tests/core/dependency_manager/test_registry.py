@@ -273,6 +273,12 @@ async def test_initialize_in_dependency_order_and_shutdown_in_reverse(registry) 
     stopped = await registry.shutdown()
     assert stopped == ["api", "cache", "db"]
     assert journal == [("stop", "api"), ("stop", "cache"), ("stop", "db")]
+    kept = registry.instances()
+    assert set(kept) == {"api", "cache", "db"}, "singletons survive shutdown"
+    journal.clear()
+    assert await registry.initialize() == ["db", "cache", "api"]
+    assert registry.get("api") is kept["api"], "the same instances are started again"
+    await registry.shutdown(drop_instances=True)
     assert registry.instances() == {}
 
 

@@ -155,9 +155,9 @@ async def initialize(names: Iterable[str] | None = None) -> list[str]:
     return await get_registry().initialize(names)
 
 
-async def shutdown() -> list[str]:
+async def shutdown(drop_instances: bool = False) -> list[str]:
     """Stop started services in reverse order (see ``ServiceRegistry.shutdown``)."""
-    return await get_registry().shutdown()
+    return await get_registry().shutdown(drop_instances)
 
 
 def set_override(name: str, obj: Any) -> None:

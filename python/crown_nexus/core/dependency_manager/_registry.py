@@ -348,11 +348,14 @@ class ServiceRegistry:
             started.append(name)
         return started
 
-    async def shutdown(self) -> list[str]:
+    async def shutdown(self, drop_instances: bool = False) -> list[str]:
         """Stop started services in reverse start order (``shutdown()`` or else ``close()``).
 
-        Errors are logged, never raised, so every service gets its turn. Singletons are dropped
-        afterwards: the next ``get`` builds fresh ones. Returns the names stopped.
+        Errors are logged, never raised, so every service gets its turn. Singletons are kept
+        (module-level references such as ``cache_service = get_service("cache_service")`` and
+        handlers registered on them stay valid) and the next :meth:`initialize` starts them again;
+        ``drop_instances=True`` forgets them so the next ``get`` builds fresh ones. Returns the
+        names stopped.
         """
         stopped: list[str] = []
         for name in reversed(self._started):
@@ -370,9 +373,10 @@ class ServiceRegistry:
             stopped.append(name)
         with self._lock:
             self._started.clear()
-            for name, factory in list(self._factories.items()):
-                if not isinstance(factory, _Instance):
-                    self._instances.pop(name, None)
+            if drop_instances:
+                for name, factory in list(self._factories.items()):
+                    if not isinstance(factory, _Instance):
+                        self._instances.pop(name, None)
         return stopped
 
     def reset(self) -> None:
