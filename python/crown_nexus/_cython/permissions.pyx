@@ -160,19 +160,24 @@ cdef class PermissionRegistry:
             found = PyDict_GetItem(self._roles, role) if type(role) is str else NULL
             if found != NULL:
                 mask = <object>found
+            elif type(role) is str:
+                mask = 0
             else:
                 try:
                     mask = self._role(role)
                 except (KeyError, TypeError):
                     mask = 0
-        if extra_permissions is None or isinstance(extra_permissions, str):
+        if extra_permissions is None:
             return mask
-        if not isinstance(extra_permissions, Iterable):
-            return mask
+        if type(extra_permissions) is not list and type(extra_permissions) is not tuple:
+            if isinstance(extra_permissions, str) or not isinstance(extra_permissions, Iterable):
+                return mask
         for p in extra_permissions:
             found = PyDict_GetItem(self._bits, p) if type(p) is str else NULL
             if found != NULL:
                 bit = PyLong_AsSsize_t(<object>found)
+            elif type(p) is str:
+                continue
             else:
                 try:
                     bit = self._bit(p)

@@ -280,15 +280,22 @@ class PermissionRegistry:
             return 0
         mask = 0
         if role is not None:
-            try:
-                mask = self._role(role)
-            except (KeyError, TypeError):
-                mask = 0
-        if isinstance(extra_permissions, Iterable) and not isinstance(extra_permissions, str):
+            if type(role) is str:
+                mask = self._roles.get(role, 0)
+            else:
+                try:
+                    mask = self._role(role)
+                except (KeyError, TypeError):
+                    mask = 0
+        if type(extra_permissions) in (list, tuple) or (
+            isinstance(extra_permissions, Iterable) and not isinstance(extra_permissions, str)
+        ):
             bits = self._bits
             for p in extra_permissions:
                 bit = bits.get(p) if type(p) is str else None
                 if bit is None:
+                    if type(p) is str:
+                        continue
                     try:
                         bit = self._bit(p)
                     except (KeyError, TypeError):

@@ -33,17 +33,35 @@ def user_id(user: Any) -> str | None:
     return None if uid is None else str(uid)
 
 
+_PLAIN_CONTAINERS = (list, tuple, set, frozenset)
+
+
 def user_mask(user: Any) -> int:
     """The user's permission mask: role mask | extra grants; ``0`` when inactive or ``None``."""
     if user is None:
         return 0
-    active = field(user, "is_active", True)
+    if type(user) is dict:
+        active = user.get("is_active", True)
+        role = user.get("role")
+        perms = user.get("permissions")
+    else:
+        active = field(user, "is_active", True)
+        role = field(user, "role")
+        perms = field(user, "permissions")
     if active is None:
         active = True
-    role = plain_permission(field(user, "role"))
-    perms = field(user, "permissions")
-    if isinstance(perms, Iterable) and not isinstance(perms, str):
-        perms = [plain_permission(p) for p in perms]
-    else:
-        perms = None
+    if role is not None and type(role) is not str:
+        role = plain_permission(role)
+    if perms is not None:
+        if type(perms) not in _PLAIN_CONTAINERS:
+            perms = (
+                list(perms)
+                if isinstance(perms, Iterable) and not isinstance(perms, (str, bytes))
+                else None
+            )
+        if perms:
+            for p in perms:
+                if type(p) is not str:
+                    perms = [plain_permission(q) for q in perms]
+                    break
     return int(get_registry().user_mask(role, perms, bool(active)))

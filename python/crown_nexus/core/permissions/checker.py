@@ -40,7 +40,7 @@ def _name(permission: Any) -> str:
 
 
 def _holds(registry: Any, mask: int, permission: Any) -> bool:
-    perm = plain_permission(permission)
+    perm = permission if type(permission) is str else plain_permission(permission)
     try:
         return bool(registry.has(mask, perm))
     except KeyError:
