@@ -319,3 +319,15 @@ def test_render_unexpected_hides_internals() -> None:
     assert "hunter2" not in body.decode() and "RuntimeError" not in body.decode()
     _, dev_body, _ = render_exception(exc, production=False)
     assert "RuntimeError" in dev_body.decode() and "hunter2" not in dev_body.decode()
+
+
+def test_foreign_enum_codes_render_as_values() -> None:
+    """A subsystem's own (str, Enum) code renders as its value, not 'Class.MEMBER'."""
+    import enum
+
+    class LegacyCode(str, enum.Enum):
+        THING_BROKE = "THING_BROKE"
+
+    exc = AppException("x", code=LegacyCode.THING_BROKE)
+    assert exc.code_value == "THING_BROKE"
+    assert exc.to_response_body()["code"] == "THING_BROKE"

@@ -53,6 +53,13 @@ class ErrorCode(enum.StrEnum):
     HTTP_ERROR = "HTTP_ERROR"
 
 
+def _code_str(code: Any) -> str:
+    """A code as its plain string (an Enum member's value, whatever its mixins)."""
+    if isinstance(code, enum.Enum):
+        return str(code.value)
+    return str(code)
+
+
 def utc_timestamp() -> str:
     """The current time as ISO-8601 UTC with millisecond precision, e.g. ``2026-01-01T00:00:00.000Z``."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -68,7 +75,7 @@ def error_body(
     return {
         "success": False,
         "message": message,
-        "code": code.value if isinstance(code, ErrorCode) else str(code),
+        "code": _code_str(code),
         "details": details,
         "request_id": request_id,
         "timestamp": utc_timestamp(),
@@ -105,7 +112,7 @@ class AppException(Exception):
     @property
     def code_value(self) -> str:
         """The code as a plain string."""
-        return self.code.value if isinstance(self.code, ErrorCode) else str(self.code)
+        return _code_str(self.code)
 
     def to_dict(self) -> dict[str, Any]:
         """The exception's fields: ``message``, ``code``, ``status_code``, ``details``."""
