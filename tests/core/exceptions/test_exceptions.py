@@ -325,7 +325,7 @@ def test_foreign_enum_codes_render_as_values() -> None:
     """A subsystem's own (str, Enum) code renders as its value, not 'Class.MEMBER'."""
     import enum
 
-    class LegacyCode(str, enum.Enum):
+    class LegacyCode(str, enum.Enum):  # noqa: UP042 - the point of the test
         THING_BROKE = "THING_BROKE"
 
     exc = AppException("x", code=LegacyCode.THING_BROKE)
