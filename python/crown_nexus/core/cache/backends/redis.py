@@ -20,9 +20,12 @@ This module imports redis; it is imported only when a Redis backend is created.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import secrets
-from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar, NoReturn
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, ClassVar, NoReturn, TypeVar
 
 from crown_nexus.core.cache import serialization
 from crown_nexus.core.cache.backends.base import TAG_PREFIX, CacheBackend, check_ttl
@@ -51,6 +54,7 @@ _UNAVAILABLE = (
     OSError,
     EOFError,
 )
+_POOL_EXHAUSTED = getattr(redis_exceptions, "MaxConnectionsError", ())
 _LOCK_PREFIX = "cache:lock:"
 _SCAN_COUNT = 1000
 _CHUNK = 500
@@ -84,6 +88,29 @@ return 0
 """
 
 
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+def _slotted(method: F) -> F:
+    """Run the operation in one of the backend's ``max_connections`` slots (waiting if none)."""
+
+    @functools.wraps(method)
+    async def wrapper(self: RedisCacheBackend, *args: Any, **kwargs: Any) -> Any:
+        if self._busy < self._max:
+            self._busy += 1
+        else:
+            await self._wait_slot()
+        try:
+            return await method(self, *args, **kwargs)
+        finally:
+            if self._waiters:
+                self._release_slot()
+            else:
+                self._busy -= 1
+
+    return wrapper  # type: ignore[return-value]
+
+
 def _ms(ttl: float) -> int:
     return max(1, round(ttl * 1000))
 
@@ -92,7 +119,9 @@ class RedisCacheBackend(CacheBackend):
     """The cache on a Redis server.
 
     Build it from a URL (``redis://host:port/db``) or pass a ready ``redis.asyncio.Redis``
-    ``client``. ``key_prefix`` namespaces every key (and makes :meth:`clear` delete only the
+    ``client``. The pool keeps its connections open (warm). At most ``max_connections``
+    operations run at once; a burst beyond that waits for a free slot (first come, first
+    served) instead of failing, at the cost of one integer test on the fast path. ``key_prefix`` namespaces every key (and makes :meth:`clear` delete only the
     prefixed keys; without a prefix :meth:`clear` empties the Redis database).
     """
 
@@ -105,7 +134,7 @@ class RedisCacheBackend(CacheBackend):
         client: Any = None,
         key_prefix: str = "",
         connect_timeout: float = 1.0,
-        max_connections: int = 128,
+        max_connections: int = 64,
     ) -> None:
         if client is None:
             if not url:
@@ -128,6 +157,9 @@ class RedisCacheBackend(CacheBackend):
                 ) from exc
         self._client = client
         self._p = key_prefix
+        self._max = max_connections
+        self._busy = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
         self._execute = client.execute_command
         self._invalidate_tags_script = client.register_script(_INVALIDATE_TAGS_LUA)
         self._release_lock_script = client.register_script(_RELEASE_LOCK_LUA)
@@ -142,6 +174,13 @@ class RedisCacheBackend(CacheBackend):
     def _fail(self, exc: BaseException, operation: str) -> NoReturn:
         if isinstance(exc, CacheOperationException):
             raise exc
+        if isinstance(exc, _POOL_EXHAUSTED):
+            raise CacheOperationException(
+                "Redis connection pool exhausted",
+                backend=self.name,
+                operation=operation,
+                original_exception=exc,
+            ) from exc
         if isinstance(exc, _UNAVAILABLE):
             raise CacheOperationException(
                 "Redis is unavailable",
@@ -160,6 +199,25 @@ class RedisCacheBackend(CacheBackend):
         raise CacheOperationException(
             message, backend=self.name, operation=operation, original_exception=exc
         ) from exc
+
+    async def _wait_slot(self) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self._release_slot()  # a slot was handed over just as we were cancelled
+            raise
+
+    def _release_slot(self) -> None:
+        waiters = self._waiters
+        while waiters:
+            fut = waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)  # hand the slot over: _busy stays the same
+                return
+        self._busy -= 1
 
     def _k(self, key: str) -> str:
         return self._p + key if self._p else key
@@ -200,10 +258,19 @@ class RedisCacheBackend(CacheBackend):
 
     async def get(self, key: str, default: Any = None) -> Any:
         """``GET`` + decode; a missing (or undecodable) entry returns ``default``."""
+        if self._busy < self._max:
+            self._busy += 1
+        else:
+            await self._wait_slot()
         try:
             data = await self._execute("GET", self._p + key if self._p else key)
         except Exception as exc:
             self._fail(exc, "get")
+        finally:
+            if self._waiters:
+                self._release_slot()
+            else:
+                self._busy -= 1
         if data is None:
             return default
         try:
@@ -211,6 +278,7 @@ class RedisCacheBackend(CacheBackend):
         except CacheSerializationException:
             return default
 
+    @_slotted
     async def set(
         self, key: str, value: Any, ttl: float | None = None, tags: Iterable[str] | None = None
     ) -> None:
@@ -230,6 +298,7 @@ class RedisCacheBackend(CacheBackend):
         except Exception as exc:
             self._fail(exc, "set")
 
+    @_slotted
     async def delete(self, key: str) -> bool:
         """``UNLINK`` one key (an entry or a tag set)."""
         try:
@@ -237,6 +306,7 @@ class RedisCacheBackend(CacheBackend):
         except Exception as exc:
             self._fail(exc, "delete")
 
+    @_slotted
     async def delete_many(self, keys: Iterable[str]) -> int:
         """``UNLINK`` the keys in batches of 500, one pipeline."""
         ks = [self._k(k if isinstance(k, str) else k.decode()) for k in keys]
@@ -252,6 +322,7 @@ class RedisCacheBackend(CacheBackend):
         except Exception as exc:
             self._fail(exc, "delete_many")
 
+    @_slotted
     async def exists(self, key: str) -> bool:
         """``EXISTS``."""
         try:
@@ -259,6 +330,7 @@ class RedisCacheBackend(CacheBackend):
         except Exception as exc:
             self._fail(exc, "exists")
 
+    @_slotted
     async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """``MGET`` (one command); misses are left out."""
         ks = list(keys)
@@ -277,6 +349,7 @@ class RedisCacheBackend(CacheBackend):
                     found[k] = value
         return found
 
+    @_slotted
     async def set_many(
         self,
         mapping: Mapping[str, Any],
@@ -297,6 +370,7 @@ class RedisCacheBackend(CacheBackend):
         except Exception as exc:
             self._fail(exc, "set_many")
 
+    @_slotted
     async def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
         """``INCRBY`` (atomic), with ``PEXPIRE NX`` in the same round trip when ``ttl`` is given."""
         if type(amount) is not int:
@@ -315,6 +389,7 @@ class RedisCacheBackend(CacheBackend):
         except Exception as exc:
             self._fail(exc, "incr")
 
+    @_slotted
     async def invalidate_pattern(self, pattern: str) -> int:
         """``SCAN MATCH`` + ``UNLINK`` every matching key; return how many were removed."""
         try:
@@ -322,6 +397,7 @@ class RedisCacheBackend(CacheBackend):
         except Exception as exc:
             self._fail(exc, "invalidate_pattern")
 
+    @_slotted
     async def invalidate_tags(self, tags: Iterable[str]) -> int:
         """One Lua script: unlink the members of every tag set, then the sets."""
         tag_keys = [self._k(TAG_PREFIX + t) for t in tags]
@@ -332,6 +408,7 @@ class RedisCacheBackend(CacheBackend):
         except Exception as exc:
             self._fail(exc, "invalidate_tags")
 
+    @_slotted
     async def get_set_members(self, set_key: str) -> list[str]:
         """``SMEMBERS`` of ``set_key`` (e.g. ``cache:tag:products``), decoded to ``str``."""
         try:
@@ -340,6 +417,7 @@ class RedisCacheBackend(CacheBackend):
             self._fail(exc, "get_set_members")
         return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
 
+    @_slotted
     async def clear(self) -> None:
         """Delete every key under ``key_prefix``; without a prefix, ``FLUSHDB ASYNC``."""
         try:
@@ -350,6 +428,7 @@ class RedisCacheBackend(CacheBackend):
         except Exception as exc:
             self._fail(exc, "clear")
 
+    @_slotted
     async def acquire_lock(self, name: str, ttl: float) -> str | None:
         """``SET cache:lock:<name> <token> NX PX``: the token when taken, else ``None``."""
         token = secrets.token_hex(16)
@@ -359,6 +438,7 @@ class RedisCacheBackend(CacheBackend):
             self._fail(exc, "acquire_lock")
         return token if ok else None
 
+    @_slotted
     async def release_lock(self, name: str, token: str) -> bool:
         """Delete the lock only if ``token`` still owns it (compare-and-delete script)."""
         try:
@@ -368,6 +448,7 @@ class RedisCacheBackend(CacheBackend):
         except Exception as exc:
             self._fail(exc, "release_lock")
 
+    @_slotted
     async def ping(self) -> bool:
         """``PING``; ``True`` when Redis answers (raises when it cannot be reached)."""
         try:
