@@ -119,3 +119,28 @@ async def test_settings_stored_and_used(tmp_path) -> None:
         resp = await client.get("/boom")
     assert resp.status_code == 500
     assert resp.json()["message"] == "Internal server error"
+
+
+async def test_service_dependency_in_endpoint_and_override() -> None:
+    """service_dependency(name) injects a registered service; override_service swaps it."""
+    from fastapi import Depends
+
+    from crown_nexus.core.dependency_manager import service_dependency
+    from crown_nexus.testing import override_service
+
+    dm.register_service(lambda: {"greeting": "hello"}, name="greeter_t_setup")
+    app = FastAPI()
+    setup_app(app, Settings(), manage_services=False)
+
+    @app.get("/greet")
+    async def greet(greeter=Depends(service_dependency("greeter_t_setup"))) -> dict:
+        return {"message": greeter["greeting"]}
+
+    try:
+        async with app_client(app) as client:
+            assert (await client.get("/greet")).json()["data"] == {"message": "hello"}
+            with override_service("greeter_t_setup", {"greeting": "fake"}):
+                assert (await client.get("/greet")).json()["data"] == {"message": "fake"}
+        assert not hasattr(app.state, "services_started")
+    finally:
+        dm.unregister_service("greeter_t_setup")

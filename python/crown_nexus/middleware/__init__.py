@@ -17,8 +17,14 @@ if TYPE_CHECKING:
     from crown_nexus.middleware.cache_control import CacheControlMiddleware
     from crown_nexus.middleware.compression import CompressionMiddleware
     from crown_nexus.middleware.error_handler import ErrorHandlerMiddleware
+    from crown_nexus.middleware.metrics import MetricsMiddleware
+    from crown_nexus.middleware.rate_limiting import RateLimitMiddleware
+    from crown_nexus.middleware.request_context import RequestContextMiddleware
     from crown_nexus.middleware.response_formatter import ResponseFormatterMiddleware
+    from crown_nexus.middleware.secure_request import SecureRequestMiddleware
+    from crown_nexus.middleware.security_headers import SecurityHeadersMiddleware
     from crown_nexus.middleware.timeout import TimeoutMiddleware
+    from crown_nexus.middleware.tracing import TracingMiddleware
 
 __all__ = [
     "CORSMiddleware",
