@@ -48,7 +48,7 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[RateLimitBack
 
         url = request.getfixturevalue("redis_url")
         prefix = f"test:{time.monotonic_ns()}:"
-        be = RedisRateLimitBackend(url, prefix=prefix)
+        be = RedisRateLimitBackend(url, prefix=prefix, timeout=5.0)
         try:
             yield be
         finally:

@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parents[3]
 async def rbackend(redis_url: str):  # type: ignore[no-untyped-def]
     """A Redis backend on the shared server with a private key prefix."""
     prefix = f"t{time.monotonic_ns()}:"
-    be = RedisRateLimitBackend(redis_url, prefix=prefix)
+    be = RedisRateLimitBackend(redis_url, prefix=prefix, timeout=5.0)
     try:
         yield be
     finally:
@@ -147,7 +147,7 @@ _WORKER = textwrap.dedent(
 
     async def main():
         url, prefix, algo = sys.argv[1], sys.argv[2], sys.argv[3]
-        be = RedisRateLimitBackend(url, prefix=prefix)
+        be = RedisRateLimitBackend(url, prefix=prefix, timeout=5.0)
         rule = RateLimitRule(requests_per_window=60, window_seconds=3600,
                              algorithm=RateLimitAlgorithm(algo))
         sys.stdout.readable()

@@ -15,10 +15,11 @@ on first use. When the metrics system is unavailable nothing is recorded and che
 
 from __future__ import annotations
 
-import threading
+import time
 from typing import Any
 
 from crown_nexus.core.rate_limiting.models import RateLimitResult, RateLimitRule
+from crown_nexus.logging import get_logger
 
 __all__ = [
     "backend_error",
@@ -27,6 +28,8 @@ __all__ = [
     "record_request",
     "reset",
 ]
+
+logger = get_logger("crown_nexus.core.rate_limiting")
 
 _DURATION_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
 
@@ -50,59 +53,57 @@ _DEFINITIONS: dict[str, tuple[str, str, list[str]]] = {
     ),
 }
 
-_lock = threading.Lock()
-_state: dict[str, Any] = {"service": None, "resolved": False, "created": set()}
+#: when the metrics service could not be found, look again after this many seconds
+RETRY_LOOKUP_SECONDS = 30.0
+
+_state: dict[str, Any] = {"retry_at": 0.0, "created": set()}
 
 
 def reset() -> None:
-    """Forget the cached metrics service (tests swap it)."""
-    with _lock:
-        _state["service"] = None
-        _state["resolved"] = False
-        _state["created"] = set()
+    """Forget which metrics were created and any failed lookup (tests swap the service)."""
+    _state["retry_at"] = 0.0
+    _state["created"] = set()
 
 
 def _service() -> Any:
-    if _state["resolved"]:
-        return _state["service"]
-    with _lock:
-        if not _state["resolved"]:
-            svc = None
-            try:
-                from crown_nexus.core.dependency_manager import get_service
-
-                svc = get_service("metrics_service")
-            except Exception:
-                svc = None
-            _state["service"] = svc
-            _state["resolved"] = svc is not None
-        return _state["service"]
-
-
-def _ensure(svc: Any, name: str) -> None:
-    created: set[str] = _state["created"]
-    if name in created:
-        return
-    kind, description, labels = _DEFINITIONS[name]
+    """The registry's current metrics service (it changes after a shutdown), or ``None``."""
+    if _state["retry_at"]:
+        if time.monotonic() < _state["retry_at"]:
+            return None
+        _state["retry_at"] = 0.0
     try:
-        if kind == "counter":
-            svc.create_counter(name=name, description=description, labelnames=labels)
-        else:
-            svc.create_histogram(
-                name=name, description=description, labelnames=labels,
-                buckets=list(_DURATION_BUCKETS),
-            )
-    except Exception:  # already created elsewhere (same definition): use that one
-        created.add(name)
+        from crown_nexus.core.dependency_manager import get_service
+
+        svc = get_service("metrics_service")
+    except Exception:
+        _state["retry_at"] = time.monotonic() + RETRY_LOOKUP_SECONDS
+        return None
+    _ensure_all(svc)
+    return svc
+
+
+def _ensure_all(svc: Any) -> None:
+    created: set[int] = _state["created"]
+    if id(svc) in created:
         return
-    created.add(name)
+    for name, (kind, description, labels) in _DEFINITIONS.items():
+        try:
+            if kind == "counter":
+                svc.create_counter(name=name, description=description, labelnames=labels)
+            else:
+                svc.create_histogram(
+                    name=name, description=description, labelnames=labels,
+                    buckets=list(_DURATION_BUCKETS),
+                )
+        except Exception as exc:  # created elsewhere with another shape: record into that one
+            logger.debug("rate limit metric not created", metric=name, error=str(exc))
+    created.add(id(svc))
 
 
 def _inc(name: str, labels: dict[str, str]) -> None:
     svc = _service()
     if svc is None:
         return
-    _ensure(svc, name)
     try:
         svc.increment_counter(name, amount=1, labels=labels)
     except Exception:  # metrics never break a request
@@ -113,7 +114,6 @@ def _observe(name: str, value: float, labels: dict[str, str]) -> None:
     svc = _service()
     if svc is None:
         return
-    _ensure(svc, name)
     try:
         svc.observe_histogram(name, value=value, labels=labels)
     except Exception:

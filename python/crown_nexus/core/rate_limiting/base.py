@@ -28,16 +28,16 @@ def make_result(rule: RateLimitRule, allowed: bool, count: int, reset_after: flo
     The triple follows ``crown_nexus._pure.rate_window``: when denied, ``reset_after`` is the
     time until a retry would be admitted; when allowed, the time until the count is zero.
     """
-    capacity = rule.burst
+    _, _, _, capacity, _, policy_name, window = rule.hot_params
     return RateLimitResult(
-        allowed=allowed,
-        limit=capacity,
-        count=count,
-        remaining=capacity - count if capacity > count else 0,
-        reset_after=reset_after,
-        retry_after=0.0 if allowed else reset_after,
-        window=rule.window_seconds,
-        policy_name=rule.policy_name,
+        allowed,
+        capacity,
+        count,
+        capacity - count if capacity > count else 0,
+        reset_after,
+        0.0 if allowed else reset_after,
+        window,
+        policy_name,
     )
 
 

@@ -131,6 +131,20 @@ class RateLimitRule(BaseModel):
         return sig
 
     @cached_property
+    def hot_params(self) -> tuple[RateLimitAlgorithm, int, int, int, str, str, int]:
+        """``(algorithm, limit, window_us, capacity, signature, policy_name, window_seconds)``,
+        computed once per rule for the backends' hot path."""
+        return (
+            self.effective_algorithm,
+            self.requests_per_window,
+            self.window_seconds * 1_000_000,
+            self.burst,
+            self.signature,
+            self.policy_name,
+            self.window_seconds,
+        )
+
+    @cached_property
     def _matcher(self) -> Any:
         pattern = self.path_pattern
         if pattern is None:
@@ -170,7 +184,7 @@ def _whole_seconds(seconds: float) -> int:
     return max(0, math.ceil(seconds - 1e-9))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RateLimitResult:
     """The outcome of one rate-limit check.
 

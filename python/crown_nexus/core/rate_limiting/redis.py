@@ -3,17 +3,21 @@
 Each algorithm is a Lua script (``lua/*.lua``, shipped as package data) loaded once with
 ``SCRIPT LOAD`` and run with ``EVALSHA``; a ``NOSCRIPT`` reply (server restarted or flushed)
 reloads it and retries once. Scripts read the server's clock (``TIME``), so every process and
-host shares one clock, and every key gets a ``PEXPIRE`` so idle clients vanish on their own.
+host shares one clock, and every key is written with an expiry (``SET ... PX`` / ``PEXPIRE``)
+so idle clients vanish on their own. The arithmetic is exactly that of
+``crown_nexus._pure.rate_window`` (integer microseconds), which the tests check.
 
-The client is redis-py asyncio (hiredis parser when installed), imported only here. redis-py's
-per-command socket timeout is switched off on the hot path (it costs a third of a ``GET``);
-time is bounded instead by one ``asyncio.timeout`` around the whole call, and connecting by
-``socket_connect_timeout``.
+The client is redis-py asyncio (hiredis parser when installed), imported only here.
+redis-py's per-command socket timeout costs a third of a ``GET`` (a timer per read), so it is
+switched off; instead one watchdog timer per backend runs only while checks are in flight and
+cancels any check older than ``timeout`` (:class:`_Deadlines`). Connecting is bounded by
+``socket_connect_timeout``; waiting for a pooled connection by the same watchdog.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from importlib import resources
 from typing import Any
 
@@ -21,7 +25,6 @@ from crown_nexus.core.rate_limiting.base import (
     RateLimitBackend,
     RateLimitBackendError,
     check_cost,
-    make_result,
 )
 from crown_nexus.core.rate_limiting.models import (
     RateLimitAlgorithm,
@@ -31,6 +34,8 @@ from crown_nexus.core.rate_limiting.models import (
 
 try:
     import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
     from redis.exceptions import NoScriptError, RedisError
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
@@ -44,6 +49,9 @@ _SCRIPT_FILES = {
     RateLimitAlgorithm.SLIDING_LOG: "sliding_log.lua",
     RateLimitAlgorithm.TOKEN_BUCKET: "token_bucket.lua",
 }
+_TOKEN_BUCKET = RateLimitAlgorithm.TOKEN_BUCKET
+_monotonic = time.monotonic
+_current_task = asyncio.current_task
 
 
 def load_script(algorithm: RateLimitAlgorithm) -> str:
@@ -51,9 +59,53 @@ def load_script(algorithm: RateLimitAlgorithm) -> str:
     name = _SCRIPT_FILES[RateLimitAlgorithm(algorithm)]
     return (
         resources.files("crown_nexus.core.rate_limiting")
-        .joinpath("lua").joinpath(name)
+        .joinpath("lua")
+        .joinpath(name)
         .read_text(encoding="utf-8")
     )
+
+
+class _Deadlines:
+    """Bounds in-flight calls without a timer per call.
+
+    ``enter`` records the calling task's deadline; one sweep timer (every ``timeout / 4``) runs
+    only while calls are in flight and cancels tasks past their deadline, remembering them in
+    ``expired`` so the caller can tell its own timeout from an outside cancellation.
+    """
+
+    __slots__ = ("_handle", "_interval", "_loop", "expired", "inflight", "timeout")
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._interval = timeout / 4
+        self.inflight: dict[asyncio.Task[Any], float] = {}
+        self.expired: set[asyncio.Task[Any]] = set()
+        self._handle: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def enter(self) -> asyncio.Task[Any] | None:
+        task = _current_task()
+        if task is None:  # not inside a task: nothing to cancel, run unbounded
+            return None
+        self.inflight[task] = _monotonic() + self.timeout
+        if self._handle is None or self._loop is not task.get_loop():
+            self._loop = loop = task.get_loop()
+            self._handle = loop.call_later(self._interval, self._sweep)
+        return task
+
+    def _sweep(self) -> None:
+        self._handle = None
+        loop = self._loop
+        now = _monotonic()
+        for task, deadline in list(self.inflight.items()):
+            if task.get_loop() is not loop or task.done():
+                del self.inflight[task]
+            elif deadline <= now:
+                del self.inflight[task]
+                self.expired.add(task)
+                task.cancel()
+        if self.inflight and loop is not None and not loop.is_closed():
+            self._handle = loop.call_later(self._interval, self._sweep)
 
 
 class RedisRateLimitBackend(RateLimitBackend):
@@ -61,7 +113,8 @@ class RedisRateLimitBackend(RateLimitBackend):
 
     Give either ``url`` (a client is created and owned) or an existing redis-py asyncio
     ``client`` (not closed by :meth:`close`). ``timeout`` bounds each check in seconds; a check
-    that fails or times out raises :class:`RateLimitBackendError`.
+    that fails or times out raises :class:`RateLimitBackendError`. ``max_connections`` bounds
+    the pool; more concurrent checks wait for a connection (within the timeout).
     """
 
     name = "redis"
@@ -72,8 +125,8 @@ class RedisRateLimitBackend(RateLimitBackend):
         *,
         client: Any | None = None,
         prefix: str = "crown_nexus:rl:",
-        timeout: float = 0.5,
-        max_connections: int | None = 64,
+        timeout: float = 1.0,
+        max_connections: int = 64,
     ) -> None:
         if client is None and url is None:
             raise ValueError("RedisRateLimitBackend needs a url or a client")
@@ -81,40 +134,67 @@ class RedisRateLimitBackend(RateLimitBackend):
             raise ValueError("timeout must be > 0")
         self._owns_client = client is None
         if client is None:
-            client = aioredis.Redis.from_url(
+            pool = aioredis.BlockingConnectionPool.from_url(
                 url,  # type: ignore[arg-type]
+                max_connections=max_connections,
+                timeout=None,
                 socket_timeout=None,
                 socket_connect_timeout=timeout,
-                max_connections=max_connections,
-                retry_on_timeout=False,
+                retry=Retry(NoBackoff(), 1),
             )
+            client = aioredis.Redis(connection_pool=pool)
         self._client = client
         self._prefix = prefix
-        self._timeout = float(timeout)
+        self._deadlines = _Deadlines(float(timeout))
         self._sources = {algo: load_script(algo) for algo in _SCRIPT_FILES}
         self._shas: dict[RateLimitAlgorithm, str] = {}
-        self._lock = asyncio.Lock()
 
     @property
     def client(self) -> Any:
         """The redis-py asyncio client in use."""
         return self._client
 
+    @property
+    def timeout(self) -> float:
+        """Seconds after which a check is abandoned."""
+        return self._deadlines.timeout
+
     def storage_key(self, key: str, rule: RateLimitRule) -> str:
         """The Redis key holding ``key``'s state under ``rule``."""
         return f"{self._prefix}{rule.signature}:{key}"
 
     async def _load(self, algo: RateLimitAlgorithm) -> str:
-        async with self._lock:
-            sha = str(await self._client.script_load(self._sources[algo]))
-            if isinstance(sha, bytes):  # pragma: no cover - decode_responses=False clients
-                sha = sha.decode()
-            self._shas[algo] = sha
-            return sha
+        sha = await self._client.script_load(self._sources[algo])
+        if isinstance(sha, bytes):
+            sha = sha.decode()
+        self._shas[algo] = sha
+        return str(sha)
 
-    async def _run(self, algo: RateLimitAlgorithm, rkey: str, args: tuple[Any, ...]) -> Any:
+    async def _bounded(self, coro: Any) -> Any:
+        """Await ``coro`` within the timeout; map failures to :class:`RateLimitBackendError`."""
+        deadlines = self._deadlines
+        task = deadlines.enter()
+        try:
+            return await coro
+        except asyncio.CancelledError:
+            if task is not None and task in deadlines.expired:
+                deadlines.expired.discard(task)
+                task.uncancel()
+                raise RateLimitBackendError(
+                    f"Redis did not answer within {deadlines.timeout} s"
+                ) from None
+            raise
+        except (RedisError, OSError) as exc:
+            raise RateLimitBackendError(f"Redis call failed: {type(exc).__name__}") from exc
+        finally:
+            if task is not None:
+                deadlines.inflight.pop(task, None)
+
+    async def _evalsha(self, algo: RateLimitAlgorithm, rkey: str, args: tuple[Any, ...]) -> Any:
         execute = self._client.execute_command
-        sha = self._shas.get(algo) or await self._load(algo)
+        sha = self._shas.get(algo)
+        if sha is None:
+            sha = await self._load(algo)
         try:
             return await execute("EVALSHA", sha, 1, rkey, *args)
         except NoScriptError:
@@ -123,42 +203,39 @@ class RedisRateLimitBackend(RateLimitBackend):
 
     async def hit(self, key: str, rule: RateLimitRule, cost: int = 1) -> RateLimitResult:
         """Run the rule's script once for ``key`` (one round trip, atomic on the server)."""
-        check_cost(rule, cost)
-        algo = rule.effective_algorithm
-        if algo is RateLimitAlgorithm.TOKEN_BUCKET:
-            args: tuple[Any, ...] = (
-                rule.requests_per_window, rule.window_seconds * 1_000_000, cost, rule.burst
-            )
+        algo, limit, window_us, capacity, signature, policy_name, window = rule.hot_params
+        if cost != 1:
+            check_cost(rule, cost)
+        if algo is _TOKEN_BUCKET:
+            args: tuple[Any, ...] = (limit, window_us, cost, capacity)
         else:
-            args = (rule.requests_per_window, rule.window_seconds * 1_000_000, cost)
-        rkey = f"{self._prefix}{rule.signature}:{key}"
-        try:
-            async with asyncio.timeout(self._timeout):
-                reply = await self._run(algo, rkey, args)
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise RateLimitBackendError(
-                f"Redis rate limit check failed: {type(exc).__name__}"
-            ) from exc
-        allowed, count, reset_us = reply
-        return make_result(rule, allowed == 1, int(count), int(reset_us) / 1e6)
+            args = (limit, window_us, cost)
+        allowed, count, reset_us = await self._bounded(
+            self._evalsha(algo, f"{self._prefix}{signature}:{key}", args)
+        )
+        reset = reset_us / 1e6
+        if allowed == 1:
+            return RateLimitResult(
+                True, capacity, count, capacity - count if capacity > count else 0,
+                reset, 0.0, window, policy_name,
+            )
+        return RateLimitResult(
+            False, capacity, count, capacity - count if capacity > count else 0,
+            reset, reset, window, policy_name,
+        )
 
     async def reset(self, key: str, rule: RateLimitRule) -> None:
         """Delete ``key``'s state under ``rule``."""
-        try:
-            async with asyncio.timeout(self._timeout):
-                await self._client.delete(self.storage_key(key, rule))
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise RateLimitBackendError(f"Redis reset failed: {type(exc).__name__}") from exc
+        await self._bounded(self._client.delete(self.storage_key(key, rule)))
 
     async def ping(self) -> bool:
         """True when the server answers ``PING`` within the timeout."""
         try:
-            async with asyncio.timeout(self._timeout):
-                return bool(await self._client.ping())
-        except (RedisError, OSError, TimeoutError):
+            return bool(await self._bounded(self._client.ping()))
+        except RateLimitBackendError:
             return False
 
     async def close(self) -> None:
-        """Close the client when this backend created it."""
+        """Close the client (and its pool) when this backend created it."""
         if self._owns_client:
-            await self._client.aclose()
+            await self._client.aclose(close_connection_pool=True)
