@@ -60,6 +60,7 @@ class SecureRequestMiddleware:
         raw += [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode("latin-1")),
+            (b"x-content-type-options", b"nosniff"),
         ]
         await send({"type": "http.response.start", "status": status, "headers": raw})
         await send({"type": "http.response.body", "body": body})

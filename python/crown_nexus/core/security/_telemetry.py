@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import logging
+import time
 from typing import Any
 
 __all__ = ["SecurityTelemetry"]
@@ -47,80 +48,101 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
 
 
 class SecurityTelemetry:
-    """Records the security metrics and publishes the security events (best effort)."""
+    """Records the security metrics and publishes the security events (best effort).
 
-    def __init__(self) -> None:
-        self._children: dict[tuple[str, tuple[str, ...]], Any] = {}
-        self._metrics: dict[str, Any] | None = None
+    Rare operations record straight into the metrics service. Token validation, the hot path,
+    is counted locally and flushed into the metrics service at most once per
+    ``flush_interval`` seconds (and on :meth:`flush` / shutdown), and its duration histogram
+    samples one validation in ``sample_every``: a validation then costs a dict update instead of
+    two registry updates.
+    """
+
+    def __init__(self, flush_interval: float = 1.0, sample_every: int = 16) -> None:
+        self._service: Any = None
+        self._labelnames = {name: spec[2] for name, spec in METRICS.items()}
         self._disabled = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._events_available: bool | None = None
+        self._pending: dict[tuple[str, tuple[str, ...]], int] = {}
+        self._flush_interval = flush_interval
+        self._next_flush = 0.0
+        self._sample_every = max(1, sample_every)
+        self._sample_counter = 0
 
     # --- metrics ---------------------------------------------------------------------------
 
-    def _load(self) -> dict[str, Any] | None:
-        if self._disabled:
-            return None
-        if self._metrics is not None:
-            return self._metrics
+    def _metrics(self) -> Any:
+        if self._service is not None or self._disabled:
+            return self._service
         try:
             from crown_nexus.core.dependency_manager import get_service
 
             service = get_service("metrics_service")
-            made: dict[str, Any] = {}
             for name, (kind, description, labels) in METRICS.items():
                 if kind == "counter":
-                    made[name] = service.create_counter(
+                    service.create_counter(
                         name=name, description=description, labelnames=list(labels)
                     )
                 else:
-                    made[name] = service.create_histogram(
+                    service.create_histogram(
                         name=name,
                         description=description,
                         labelnames=list(labels),
                         buckets=list(_DURATION_BUCKETS),
                     )
             self._service = service
-            self._metrics = made
         except Exception as exc:
             logger.debug("security metrics disabled: %s", exc)
             self._disabled = True
-            return None
-        return self._metrics
+        return self._service
 
-    def _child(self, name: str, values: tuple[str, ...]) -> Any:
-        key = (name, values)
-        child = self._children.get(key)
-        if child is None:
-            metrics = self._load()
-            if metrics is None:
-                return None
-            metric = metrics[name]
-            child = metric.labels(*values) if values and hasattr(metric, "labels") else metric
-            self._children[key] = child
-        return child
+    def _labels(self, name: str, values: tuple[str, ...]) -> dict[str, str]:
+        return dict(zip(self._labelnames[name], values, strict=False))
 
-    def inc(self, name: str, *values: str) -> None:
-        """Increment counter ``name`` with label values in declaration order."""
-        if self._disabled:
+    def inc(self, name: str, *values: str, amount: int = 1) -> None:
+        """Increment counter ``name`` now; label values in declaration order."""
+        service = self._metrics()
+        if service is None:
             return
         try:
-            child = self._child(name, values)
-            if child is not None:
-                child.inc()
+            service.increment_counter(name, amount=amount, labels=self._labels(name, values))
         except Exception as exc:  # metrics never break security operations
             logger.debug("security metric %s failed: %s", name, exc)
 
     def observe(self, name: str, value: float, *values: str) -> None:
-        """Observe ``value`` on histogram ``name`` with label values in declaration order."""
-        if self._disabled:
+        """Observe ``value`` on histogram ``name`` now; label values in declaration order."""
+        service = self._metrics()
+        if service is None:
             return
         try:
-            child = self._child(name, values)
-            if child is not None:
-                child.observe(value)
+            service.observe_histogram(name, value, self._labels(name, values))
         except Exception as exc:
             logger.debug("security metric %s failed: %s", name, exc)
+
+    def count(self, name: str, *values: str) -> None:
+        """Count one event of counter ``name`` locally; flushed at most every ``flush_interval``."""
+        key = (name, values)
+        pending = self._pending
+        pending[key] = pending.get(key, 0) + 1
+        if time.monotonic() >= self._next_flush:
+            self.flush()
+
+    def should_sample(self) -> bool:
+        """True for one call in ``sample_every`` (time the hot path only then)."""
+        self._sample_counter += 1
+        if self._sample_counter >= self._sample_every:
+            self._sample_counter = 0
+            return True
+        return False
+
+    def flush(self) -> None:
+        """Move the locally counted events into the metrics service."""
+        self._next_flush = time.monotonic() + self._flush_interval
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, {}
+        for (name, values), amount in pending.items():
+            self.inc(name, *values, amount=amount)
 
     # --- events ----------------------------------------------------------------------------
 

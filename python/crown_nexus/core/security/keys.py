@@ -86,6 +86,11 @@ class JwtKey:
     signing_key: bytes | None = field(default=None, repr=False)
 
     @property
+    def algorithms(self) -> tuple[str]:
+        """The only algorithm this key verifies, as the hot path's ``algorithms`` argument."""
+        return (self.algorithm,)
+
+    @property
     def symmetric(self) -> bool:
         """True for HMAC (shared-secret) keys, which are never published."""
         return self.algorithm in HMAC_ALGORITHMS

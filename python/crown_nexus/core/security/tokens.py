@@ -24,7 +24,7 @@ import enum
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import ModuleType
 from typing import Any
@@ -81,6 +81,14 @@ class TokenPair:
         }
 
 
+_MIN_TS, _MAX_TS = -62135510400, 253402214400  # inside datetime's range (0001-01-02 .. 9999-12-30)
+
+
+def _valid_ts(value: Any) -> bool:
+    t = type(value)
+    return (t is int or t is float) and _MIN_TS <= value <= _MAX_TS
+
+
 def _ts(value: Any) -> datetime | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
         try:
@@ -90,23 +98,92 @@ def _ts(value: Any) -> datetime | None:
     return None
 
 
-@dataclass(slots=True)
-class TokenData:
-    """A verified token's claims. ``exp``/``iat``/``nbf`` are timezone-aware UTC datetimes."""
+_TOKEN_TYPES = {"access": TokenType.ACCESS, "refresh": TokenType.REFRESH}
 
-    sub: str
-    exp: datetime
-    type: TokenType
-    jti: str
-    iat: datetime | None = None
-    nbf: datetime | None = None
-    role: str | None = None
-    permissions: list[str] = field(default_factory=list)
-    user_data: dict[str, Any] | None = None
-    iss: str | None = None
-    aud: str | list[str] | None = None
-    fam: str | None = None
-    claims: dict[str, Any] = field(default_factory=dict, repr=False)
+
+class TokenData:
+    """A verified token's claims. ``exp``/``iat``/``nbf`` are timezone-aware UTC datetimes.
+
+    Attributes: ``sub``, ``exp``, ``iat``, ``nbf``, ``jti``, ``type`` (:class:`TokenType`),
+    ``role``, ``permissions``, ``user_data``, ``iss``, ``aud``, ``fam`` and ``claims`` (all of
+    them, raw). The datetimes are built on first access (verification is a hot path).
+    """
+
+    __slots__ = (
+        "_exp",
+        "_iat",
+        "_nbf",
+        "aud",
+        "claims",
+        "fam",
+        "iss",
+        "jti",
+        "permissions",
+        "role",
+        "sub",
+        "type",
+        "user_data",
+    )
+
+    def __init__(
+        self,
+        sub: str,
+        exp: datetime | float,
+        type: TokenType,
+        jti: str,
+        iat: datetime | float | None = None,
+        nbf: datetime | float | None = None,
+        role: str | None = None,
+        permissions: list[str] | None = None,
+        user_data: dict[str, Any] | None = None,
+        iss: str | None = None,
+        aud: str | list[str] | None = None,
+        fam: str | None = None,
+        claims: dict[str, Any] | None = None,
+    ) -> None:
+        self.sub = sub
+        self._exp: Any = exp
+        self.type = type
+        self.jti = jti
+        self._iat: Any = iat
+        self._nbf: Any = nbf
+        self.role = role
+        self.permissions: list[str] = permissions if permissions is not None else []
+        self.user_data = user_data
+        self.iss = iss
+        self.aud = aud
+        self.fam = fam
+        self.claims: dict[str, Any] = claims if claims is not None else {}
+
+    @staticmethod
+    def _as_datetime(value: Any) -> datetime | None:
+        if value is None or isinstance(value, datetime):
+            return value
+        return _ts(value)
+
+    @property
+    def exp(self) -> datetime:
+        """Expiry as an aware UTC datetime."""
+        value = self._exp
+        if not isinstance(value, datetime):
+            value = self._exp = _ts(value)
+        return value  # type: ignore[no-any-return]
+
+    @property
+    def iat(self) -> datetime | None:
+        """Issue time as an aware UTC datetime (``None`` if absent)."""
+        value = self._iat
+        if value is not None and not isinstance(value, datetime):
+            value = self._iat = _ts(value)
+        return value  # type: ignore[no-any-return]
+
+    @property
+    def nbf(self) -> datetime | None:
+        """Not-before time as an aware UTC datetime (``None`` if absent)."""
+        value = self._nbf
+        if value is not None and not isinstance(value, datetime):
+            value = self._nbf = _ts(value)
+        return value  # type: ignore[no-any-return]
 
     @property
     def user_id(self) -> str:
@@ -118,46 +195,76 @@ class TokenData:
         """Seconds until the token expires (negative once expired)."""
         return self.exp.timestamp() - time.time()
 
+    def to_dict(self) -> dict[str, Any]:
+        """The token data as a plain dict (datetimes as ISO strings)."""
+
+        def iso(d: datetime | None) -> str | None:
+            return None if d is None else d.isoformat()
+
+        return {
+            "sub": self.sub,
+            "exp": iso(self.exp),
+            "iat": iso(self.iat),
+            "nbf": iso(self.nbf),
+            "jti": self.jti,
+            "type": self.type.value,
+            "role": self.role,
+            "permissions": list(self.permissions),
+            "user_data": self.user_data,
+            "iss": self.iss,
+            "aud": self.aud,
+            "fam": self.fam,
+        }
+
+    def __repr__(self) -> str:
+        return f"TokenData(sub={self.sub!r}, type={self.type.value!r}, jti={self.jti!r})"
+
     @classmethod
     def from_claims(cls, claims: dict[str, Any]) -> TokenData:
         """Build from verified claims; raises ``ValueError`` when a claim has the wrong shape."""
-        exp = _ts(claims.get("exp"))
-        if exp is None:
+        exp = claims["exp"]
+        if not _valid_ts(exp):
             raise ValueError("exp")
-        raw_type = claims.get("type")
-        try:
-            token_type = TokenType(raw_type)
-        except ValueError:
-            raise ValueError("type") from None
-        role = claims.get("role")
-        perms = claims.get("permissions") or []
-        user_data = claims.get("user_data")
-        fam = claims.get("fam")
-        aud = claims.get("aud")
-        iss = claims.get("iss")
+        token_type = _TOKEN_TYPES.get(claims["type"])  # type: ignore[call-overload]
+        if token_type is None:
+            raise ValueError("type")
+        get = claims.get
+        role = get("role")
+        perms = get("permissions")
+        if perms is None:
+            perms = []
+        user_data = get("user_data")
+        fam = get("fam")
+        iss = get("iss")
+        iat = get("iat")
+        nbf = get("nbf")
         if (
-            (role is not None and not isinstance(role, str))
-            or not isinstance(perms, list)
-            or not all(isinstance(p, str) for p in perms)
-            or (user_data is not None and not isinstance(user_data, dict))
-            or (fam is not None and not isinstance(fam, str))
-            or (iss is not None and not isinstance(iss, str))
+            (role is not None and type(role) is not str)
+            or type(perms) is not list
+            or (user_data is not None and type(user_data) is not dict)
+            or (fam is not None and type(fam) is not str)
+            or (iss is not None and type(iss) is not str)
+            or (iat is not None and not _valid_ts(iat))
+            or (nbf is not None and not _valid_ts(nbf))
         ):
             raise ValueError("claims")
+        for p in perms:
+            if type(p) is not str:
+                raise ValueError("permissions")
         return cls(
-            sub=claims["sub"],
-            exp=exp,
-            type=token_type,
-            jti=claims["jti"],
-            iat=_ts(claims.get("iat")),
-            nbf=_ts(claims.get("nbf")),
-            role=role,
-            permissions=perms,
-            user_data=user_data,
-            iss=iss,
-            aud=aud,
-            fam=fam,
-            claims=claims,
+            claims["sub"],
+            exp,
+            token_type,
+            claims["jti"],
+            iat,
+            nbf,
+            role,
+            perms,
+            user_data,
+            iss,
+            get("aud"),
+            fam,
+            claims,
         )
 
 
@@ -208,6 +315,18 @@ class TokenManager:
         self.issuer = settings.jwt_issuer
         self.audience = settings.jwt_audience
         self.leeway = float(settings.jwt_leeway_seconds)
+        options: dict[str, Any] = {"require": _REQUIRE}
+        if self.issuer is not None:
+            options["issuer"] = self.issuer
+        if self.audience is not None:
+            options["audience"] = self.audience
+        if self.leeway:
+            options["leeway"] = self.leeway
+        self._decode_options = options  # max_length: the hot path's default, 8192
+
+    @property
+    def _only_key(self) -> JwtKey | None:
+        return self.key_ring.only_key()
 
     # --- creation --------------------------------------------------------------------------
 
@@ -296,23 +415,16 @@ class TokenManager:
         """
         jwt = self.jwt
         try:
-            if not isinstance(token, str):
+            if type(token) is not str:
                 raise _auth_error("malformed")
-            key: JwtKey | None = self.key_ring.only_key()
+            key: JwtKey | None = self._only_key
             if key is None:
                 header = jwt.get_unverified_header(token, _MAX_TOKEN_LENGTH)
                 key = self.key_ring.get(header.get("kid"))
                 if key is None:
                     raise _auth_error("unknown_key")
             claims = jwt.decode(
-                token,
-                key.verification_key,
-                algorithms=(key.algorithm,),
-                issuer=self.issuer,
-                audience=self.audience,
-                leeway=self.leeway,
-                require=_REQUIRE,
-                max_length=_MAX_TOKEN_LENGTH,
+                token, key.verification_key, algorithms=key.algorithms, **self._decode_options
             )
             data = TokenData.from_claims(claims)
         except AuthenticationException:
@@ -321,7 +433,7 @@ class TokenManager:
             raise _auth_error(getattr(exc, "reason", "invalid")) from None
         except Exception:
             raise _auth_error("invalid_claim") from None
-        if expected_type is not None and data.type is not TokenType(expected_type):
+        if expected_type is not None and data.type != expected_type:
             raise _auth_error("wrong_token_type")
         return data
 
@@ -339,13 +451,17 @@ class TokenManager:
         """
         data = self.verify(token, expected_type)
         if check_revocation:
-            try:
-                revoked = await self.blacklist.is_revoked(data.jti, data.fam)
-            except Exception:
-                raise _auth_error("revocation_check_failed") from None
-            if revoked:
-                raise _auth_error("revoked")
+            await self.check_revocation(data)
         return data
+
+    async def check_revocation(self, data: TokenData) -> None:
+        """Refuse ``data`` when its ``jti`` or family is revoked, or when that cannot be checked."""
+        try:
+            revoked = await self.blacklist.is_revoked(data.jti, data.fam)
+        except Exception:
+            raise _auth_error("revocation_check_failed") from None
+        if revoked:
+            raise _auth_error("revoked")
 
     # --- rotation and revocation -----------------------------------------------------------
 
