@@ -90,7 +90,9 @@ async def test_redis_keys_carry_the_token_ttl(redis_url: str, redis_client) -> N
         await bl.close()
 
 
-async def test_redis_revocation_survives_restart_and_is_shared(redis_url: str, redis_client) -> None:
+async def test_redis_revocation_survives_restart_and_is_shared(
+    redis_url: str, redis_client
+) -> None:
     """A token revoked by one worker is refused by another and after a restart (new objects)."""
     settings = make_settings(REDIS_URI=redis_url)
     worker_a = TokenManager(settings, blacklist=create_blacklist(settings.redis_url))

@@ -15,13 +15,13 @@ from crown_nexus.core.security import (
     generate_api_key,
     verify_api_key,
 )
+from crown_nexus.core.security.api_keys import parse_api_key
 from crown_nexus.core.security.dependencies import (
     get_current_user_id,
     get_current_user_with_permissions,
     get_optional_user_id,
     register_api_key_resolver,
 )
-from crown_nexus.core.security.api_keys import parse_api_key
 
 
 @pytest.fixture
@@ -69,7 +69,12 @@ async def test_bearer_token(app) -> None:
         assert (await client.get("/me", headers=headers)).json() == {"id": "u-1"}
         assert (await client.get("/maybe", headers=headers)).json() == {"id": "u-1"}
         full = (await client.get("/full", headers=headers)).json()
-    assert full == {"id": "u-1", "role": "admin", "permissions": ["user:read"], "auth_method": "bearer"}
+    assert full == {
+        "id": "u-1",
+        "role": "admin",
+        "permissions": ["user:read"],
+        "auth_method": "bearer",
+    }
 
 
 async def test_api_key(app) -> None:
@@ -78,8 +83,12 @@ async def test_api_key(app) -> None:
     async with _client(app) as client:
         full = (await client.get("/full", headers=headers)).json()
         bad = await client.get("/me", headers={"X-API-Key": app.state.test_api_key + "x"})
-    assert full == {"id": "key-owner", "role": "service", "permissions": ["document:read"],
-                    "auth_method": "api_key"}
+    assert full == {
+        "id": "key-owner",
+        "role": "service",
+        "permissions": ["document:read"],
+        "auth_method": "api_key",
+    }
     assert bad.status_code == 401
 
 

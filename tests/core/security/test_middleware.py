@@ -72,8 +72,12 @@ async def test_docs_are_exempt_from_the_csp() -> None:
 async def test_suspicious_query_is_blocked_with_400() -> None:
     """SQLi / XSS / traversal in the query or path answers 400 with the SPEC §3 body."""
     async with _client(_app()) as client:
-        for url in ["/items?q=1' OR '1'='1", "/items?q=<script>alert(1)</script>",
-                    "/items?q=..%2F..%2Fetc%2Fpasswd", "/items/..%2f..%2fetc/passwd"]:
+        for url in [
+            "/items?q=1' OR '1'='1",
+            "/items?q=<script>alert(1)</script>",
+            "/items?q=..%2F..%2Fetc%2Fpasswd",
+            "/items/..%2f..%2fetc/passwd",
+        ]:
             resp = await client.get(url)
             assert resp.status_code == 400, url
             body = resp.json()
