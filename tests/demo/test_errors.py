@@ -79,8 +79,7 @@ async def test_each_error_body(client, kind, status, code, details) -> None:
     body = check(resp, status, code)
     assert body["details"] == details
     assert resp.headers.get("cache-control") == ("no-cache" if status == 404 else "no-store")
-    if resp.headers.get("x-request-id"):
-        assert body["request_id"] == resp.headers["x-request-id"] == f"rid-{kind}"
+    assert body["request_id"] == resp.headers["x-request-id"] == f"rid-{kind}"
 
 
 async def test_authentication_header(client) -> None:
@@ -154,3 +153,12 @@ async def test_success_bodies_are_enveloped(client) -> None:
     assert resp.status_code == 200
     assert body["success"] is True and "data" in body
     assert set(body["meta"]) == {"request_id", "timestamp"}
+
+
+async def test_list_kinds(client) -> None:
+    """GET /demo/errors lists every kind, enveloped like any successful JSON."""
+    resp = await client.get("/demo/errors")
+    assert resp.status_code == 200
+    kinds = resp.json()["data"]["kinds"]
+    assert "not_found" in kinds and "unexpected" in kinds
+    assert {c[0] for c in CASES} <= set(kinds)

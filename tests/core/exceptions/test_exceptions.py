@@ -331,3 +331,32 @@ def test_foreign_enum_codes_render_as_values() -> None:
     exc = AppException("x", code=LegacyCode.THING_BROKE)
     assert exc.code_value == "THING_BROKE"
     assert exc.to_response_body()["code"] == "THING_BROKE"
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    status=st.integers(min_value=400, max_value=599),
+    detail=st.one_of(st.none(), st.text(), json_values),
+    headers=st.one_of(
+        st.none(),
+        st.dictionaries(
+            st.from_regex(r"X-[A-Za-z]{1,8}", fullmatch=True),
+            st.text(alphabet="abc123", max_size=8),
+            max_size=3,
+        ),
+    ),
+)
+def test_http_exception_any_detail_renders(status, detail, headers) -> None:
+    """Any HTTPException status, detail and headers render as a valid SPEC §3 body."""
+    from starlette.exceptions import HTTPException
+
+    out_status, body, out_headers = render_exception(
+        HTTPException(status, detail=detail, headers=headers)
+    )
+    decoded = orjson.loads(body)
+    assert out_status == status
+    assert (
+        decoded["success"] is False and isinstance(decoded["message"], str) and decoded["message"]
+    )
+    assert isinstance(decoded["code"], str)
+    assert out_headers == dict(headers or {})

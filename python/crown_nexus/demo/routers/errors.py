@@ -108,6 +108,12 @@ _FACTORIES: dict[ErrorKind, Callable[[], Exception]] = {
 }
 
 
+@router.get("")
+async def list_error_kinds() -> dict[str, list[str]]:
+    """The kinds ``GET /demo/errors/{kind}`` can raise."""
+    return {"kinds": [kind.value for kind in ErrorKind]}
+
+
 @router.get("/{kind}")
 async def raise_error(kind: ErrorKind) -> dict[str, str]:
     """Raise the exception named by ``kind``; the response is its SPEC §3 error body."""
