@@ -98,19 +98,16 @@ fn raise_reason(py: Python<'_>, r: &'static str) -> PyErr {
 type HmacKind = u8; // 0: SHA-256, 1: SHA-384, 2: SHA-512
 
 fn hmac_sign(kind: HmacKind, key: &[u8], msg: &[u8]) -> Vec<u8> {
-    match kind {
-        0 => {
-            let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    match hmac_state(kind, key) {
+        HmacState::S256(mut mac) => {
             mac.update(msg);
             mac.finalize().into_bytes().to_vec()
         }
-        1 => {
-            let mut mac = Hmac::<Sha384>::new_from_slice(key).expect("HMAC takes any key length");
+        HmacState::S384(mut mac) => {
             mac.update(msg);
             mac.finalize().into_bytes().to_vec()
         }
-        _ => {
-            let mut mac = Hmac::<Sha512>::new_from_slice(key).expect("HMAC takes any key length");
+        HmacState::S512(mut mac) => {
             mac.update(msg);
             mac.finalize().into_bytes().to_vec()
         }
@@ -119,19 +116,16 @@ fn hmac_sign(kind: HmacKind, key: &[u8], msg: &[u8]) -> Vec<u8> {
 
 /// Constant-time HMAC check (`verify_slice` compares with `subtle`).
 fn hmac_verify(kind: HmacKind, key: &[u8], msg: &[u8], sig: &[u8]) -> bool {
-    match kind {
-        0 => {
-            let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    match hmac_state(kind, key) {
+        HmacState::S256(mut mac) => {
             mac.update(msg);
             mac.verify_slice(sig).is_ok()
         }
-        1 => {
-            let mut mac = Hmac::<Sha384>::new_from_slice(key).expect("HMAC takes any key length");
+        HmacState::S384(mut mac) => {
             mac.update(msg);
             mac.verify_slice(sig).is_ok()
         }
-        _ => {
-            let mut mac = Hmac::<Sha512>::new_from_slice(key).expect("HMAC takes any key length");
+        HmacState::S512(mut mac) => {
             mac.update(msg);
             mac.verify_slice(sig).is_ok()
         }
@@ -157,11 +151,13 @@ impl<K: Clone> KeyCache<K> {
     }
 
     /// The parsed key for `pem` (cached), or None when `parse` cannot read it.
-    fn get(&self, pem: &[u8], parse: impl Fn(&str) -> Option<K>) -> Option<K> {
-        if let Some(k) = self.map.lock().ok()?.get(pem) {
-            return Some(k.clone());
+    fn get(&self, pem: &[u8], parse: impl Fn(&[u8]) -> Option<K>) -> Option<K> {
+        if let Ok(map) = self.map.lock() {
+            if let Some(k) = map.get(pem) {
+                return Some(k.clone());
+            }
         }
-        let key = parse(std::str::from_utf8(pem).ok()?)?;
+        let key = parse(pem)?;
         if let Ok(mut map) = self.map.lock() {
             if map.len() >= KEY_CACHE_SIZE {
                 map.clear();
@@ -170,6 +166,34 @@ impl<K: Clone> KeyCache<K> {
         }
         Some(key)
     }
+}
+
+/// `str` view of a PEM key (PEM is ASCII; anything else is not a PEM this crate reads).
+fn pem_str(pem: &[u8]) -> Option<&str> {
+    std::str::from_utf8(pem).ok()
+}
+
+/// HMAC state with the key already absorbed (ipad/opad blocks), cloned per message.
+#[derive(Clone)]
+enum HmacState {
+    S256(Hmac<Sha256>),
+    S384(Hmac<Sha384>),
+    S512(Hmac<Sha512>),
+}
+
+static HMAC_KEYS: LazyLock<[KeyCache<HmacState>; 3]> =
+    LazyLock::new(|| [KeyCache::new(), KeyCache::new(), KeyCache::new()]);
+
+fn hmac_state(kind: HmacKind, key: &[u8]) -> HmacState {
+    HMAC_KEYS[usize::from(kind)]
+        .get(key, |k| {
+            Some(match kind {
+                0 => HmacState::S256(Hmac::<Sha256>::new_from_slice(k).ok()?),
+                1 => HmacState::S384(Hmac::<Sha384>::new_from_slice(k).ok()?),
+                _ => HmacState::S512(Hmac::<Sha512>::new_from_slice(k).ok()?),
+            })
+        })
+        .expect("HMAC takes any key length")
 }
 
 static ED_PUBLIC: LazyLock<KeyCache<ed25519_dalek::VerifyingKey>> = LazyLock::new(KeyCache::new);
@@ -846,7 +870,7 @@ fn decode_fast<'py>(
         }
         Alg::EdDsa => {
             let vk = ED_PUBLIC
-                .get(key, |pem| ed25519_dalek::VerifyingKey::from_public_key_pem(pem).ok())
+                .get(key, |pem| ed25519_dalek::VerifyingKey::from_public_key_pem(pem_str(pem)?).ok())
                 .ok_or(Fail::Delegate)?;
             match ed25519_dalek::Signature::from_slice(&parts.signature) {
                 Ok(sig) => vk.verify(msg, &sig).is_ok(),
@@ -855,7 +879,7 @@ fn decode_fast<'py>(
         }
         Alg::Es256 => {
             let vk = P256_PUBLIC
-                .get(key, |pem| p256::ecdsa::VerifyingKey::from_public_key_pem(pem).ok())
+                .get(key, |pem| p256::ecdsa::VerifyingKey::from_public_key_pem(pem_str(pem)?).ok())
                 .ok_or(Fail::Delegate)?;
             match p256::ecdsa::Signature::from_slice(&parts.signature) {
                 Ok(sig) => vk.verify(msg, &sig).is_ok(),
@@ -1065,12 +1089,12 @@ fn encode_fast<'py>(
         }
         Alg::EdDsa => Signer_::Ed(
             ED_PRIVATE
-                .get(key, |pem| ed25519_dalek::SigningKey::from_pkcs8_pem(pem).ok())
+                .get(key, |pem| ed25519_dalek::SigningKey::from_pkcs8_pem(pem_str(pem)?).ok())
                 .ok_or(Fail::Delegate)?,
         ),
         Alg::Es256 => Signer_::Es(
             P256_PRIVATE
-                .get(key, |pem| p256::ecdsa::SigningKey::from_pkcs8_pem(pem).ok())
+                .get(key, |pem| p256::ecdsa::SigningKey::from_pkcs8_pem(pem_str(pem)?).ok())
                 .ok_or(Fail::Delegate)?,
         ),
         Alg::Rs256 => return Err(Fail::Delegate),
