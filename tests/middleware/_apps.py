@@ -117,6 +117,6 @@ async def call(app, method: str = "GET", path: str = "/", headers=()):
 def header(start, name: str):
     """The value of header ``name`` in a start message, or None."""
     for k, v in start["headers"]:
-        if k.decode().lower() == name.lower():
-            return v.decode()
+        if k.decode("latin-1").lower() == name.lower():
+            return v.decode("latin-1")
     return None

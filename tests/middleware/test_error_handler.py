@@ -76,3 +76,14 @@ async def test_non_http_scopes_pass_through() -> None:
 
     await ErrorHandlerMiddleware(app)({"type": "lifespan"}, None, None)
     assert seen == ["lifespan"]
+
+
+async def test_non_latin1_header_values_do_not_break_the_response() -> None:
+    """An exception carrying a header value HTTP cannot encode still gets its error response."""
+    from crown_nexus.core.exceptions import BusinessException
+
+    exc = BusinessException(message="x", headers={"X-Note": "caf\u00e9 \u2603"})
+    start, body, _ = await call(ErrorHandlerMiddleware(raising_app(exc), production=True))
+    assert start["status"] == 400
+    assert header(start, "x-note") == "caf\u00e9 ?"
+    assert orjson.loads(body)["code"] == "BUSINESS_LOGIC_ERROR"

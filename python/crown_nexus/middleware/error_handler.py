@@ -6,7 +6,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from crown_nexus.core.exceptions import AppException, is_production_app, render_exception
+from crown_nexus.core.exceptions import AppException, is_production_app, render_asgi
 
 __all__ = ["ErrorHandlerMiddleware"]
 
@@ -48,12 +48,9 @@ class ErrorHandlerMiddleware:
             production = self.production
             if production is None:
                 production = is_production_app(scope.get("app"))
-            status, body, headers = render_exception(exc, production=production)
-            raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-            raw.append((b"content-type", b"application/json"))
-            raw.append((b"content-length", str(len(body)).encode("latin-1")))
-            await send({"type": "http.response.start", "status": status, "headers": raw})
-            await send({"type": "http.response.body", "body": body})
+            start, body = render_asgi(exc, production=production)
+            await send(start)
+            await send(body)
 
 
 def _should_report(exc: BaseException) -> bool:

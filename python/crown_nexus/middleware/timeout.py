@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from crown_nexus.core.exceptions import TimeoutException, render_exception
+from crown_nexus.core.exceptions import TimeoutException, render_asgi
 
 __all__ = ["TimeoutMiddleware"]
 
@@ -55,11 +55,6 @@ class TimeoutMiddleware:
                 message="Request timed out",
                 details={"timeout_seconds": self.timeout_seconds},
             )
-            status, body, headers = render_exception(exc)
-            raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-            raw += [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode("latin-1")),
-            ]
-            await send({"type": "http.response.start", "status": status, "headers": raw})
-            await send({"type": "http.response.body", "body": body})
+            start, body = render_asgi(exc)
+            await send(start)
+            await send(body)

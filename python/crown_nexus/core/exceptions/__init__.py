@@ -19,6 +19,7 @@ from crown_nexus.core.exceptions._handlers import (
 from crown_nexus.core.exceptions._render import (
     current_request_id,
     error_response_parts,
+    render_asgi,
     render_exception,
     render_http_error,
     render_validation_errors,
@@ -67,6 +68,7 @@ __all__ = [
     "error_response_parts",
     "install_exception_handlers",
     "is_production_app",
+    "render_asgi",
     "render_exception",
     "render_http_error",
     "render_validation_errors",

@@ -14,6 +14,7 @@ __all__ = [
     "current_request_id",
     "error_response_parts",
     "json_dumps",
+    "render_asgi",
     "render_exception",
     "render_http_error",
     "render_validation_errors",
@@ -136,3 +137,26 @@ def render_http_error(
     else:
         message, details = phrase, detail
     return error_response_parts(status_code, message, code, details, headers, request_id)
+
+
+def render_asgi(
+    exc: BaseException, *, production: bool = True, request_id: str | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The two ASGI messages (``http.response.start``, ``http.response.body``) answering ``exc``.
+
+    For pure ASGI middleware that rejects a request itself (SPEC §10): same body as
+    :func:`render_exception`, with Content-Type and Content-Length set. Header values that are
+    not Latin-1 are sent with ``?`` in place of the characters HTTP cannot carry.
+    """
+    status, body, headers = render_exception(exc, production=production, request_id=request_id)
+    raw = [
+        (k.lower().encode("latin-1", "replace"), str(v).encode("latin-1", "replace"))
+        for k, v in headers.items()
+        if k.lower() not in ("content-type", "content-length")
+    ]
+    raw.append((b"content-type", b"application/json"))
+    raw.append((b"content-length", str(len(body)).encode("ascii")))
+    return (
+        {"type": "http.response.start", "status": status, "headers": raw},
+        {"type": "http.response.body", "body": body},
+    )
