@@ -360,3 +360,24 @@ def test_http_exception_any_detail_renders(status, detail, headers) -> None:
     )
     assert isinstance(decoded["code"], str)
     assert out_headers == dict(headers or {})
+
+
+def test_validation_exception_from_pydantic_drops_input() -> None:
+    """from_errors turns a pydantic ValidationError into loc/msg/type items without the input."""
+    from pydantic import BaseModel, ValidationError
+
+    class Signup(BaseModel):
+        email: str
+        age: int
+
+    try:
+        Signup(email=None, age="secret-password")
+    except ValidationError as err:
+        exc = ValidationException.from_errors(err)
+    assert exc.status_code == 422
+    assert [e["loc"] for e in exc.errors] == [["email"], ["age"]]
+    assert all(set(e) == {"loc", "msg", "type"} for e in exc.errors)
+    assert "secret-password" not in str(exc.to_response_body())
+    assert ValidationException.from_errors([{"loc": ["x"], "msg": "m", "type": "t"}]).errors[0][
+        "loc"
+    ] == ["x"]

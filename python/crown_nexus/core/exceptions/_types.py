@@ -313,6 +313,15 @@ class ValidationException(AppException):
             message, code=code, status_code=status_code, details=body_details, headers=headers
         )
 
+    @classmethod
+    def from_errors(cls, source: Any, message: str = "Validation failed") -> ValidationException:
+        """A ``ValidationException`` from anything with ``.errors()`` (pydantic's
+        ``ValidationError``, FastAPI's ``RequestValidationError``) or from an errors list;
+        each item keeps only ``loc``, ``msg`` and ``type`` (never the rejected input).
+        """
+        errors = source.errors() if callable(getattr(source, "errors", None)) else source
+        return cls(message=message, errors=list(errors or []))
+
 
 # --- system -------------------------------------------------------------------------------
 
