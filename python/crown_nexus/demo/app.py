@@ -17,6 +17,7 @@ from crown_nexus.demo.db import Base, create_engine_for
 from crown_nexus.demo.routers import auth, errors, health, rate_limits
 from crown_nexus.demo.routers import metrics as metrics_router
 from crown_nexus.demo.routers import permissions as permissions_router
+from crown_nexus.demo.routers import products as products_router
 from crown_nexus.integrations.fastapi import setup_app
 from crown_nexus.settings import Settings
 
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(rate_limits.router)
     app.include_router(permissions_router.router)
     auth.install(app)
+    products_router.install(app)
     return app
 
 
