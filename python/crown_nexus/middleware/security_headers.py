@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -32,7 +33,7 @@ class SecurityHeadersMiddleware:
         *,
         hsts: bool = True,
         csp_exempt_paths: Iterable[str] = DEFAULT_CSP_EXEMPT_PATHS,
-        **header_options: str | None,
+        **header_options: Any,
     ) -> None:
         self.app = app
         headers = get_security_headers(

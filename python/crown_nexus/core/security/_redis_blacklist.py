@@ -32,10 +32,12 @@ class RedisTokenBlacklist(TokenBlacklist):
         client: Any = None,
         prefix: str = "crown_nexus:revoked:",
     ) -> None:
-        if client is None and not redis_url:
-            raise ConfigurationException(message="RedisTokenBlacklist needs a URL or a client")
-        self._client = client if client is not None else aioredis.Redis.from_url(redis_url)
         self._owns_client = client is None
+        if client is None:
+            if not redis_url:
+                raise ConfigurationException(message="RedisTokenBlacklist needs a URL or a client")
+            client = aioredis.Redis.from_url(redis_url)
+        self._client = client
         self._prefix = prefix
 
     async def add(self, jti: str, ttl_seconds: float) -> bool:

@@ -61,7 +61,7 @@ def _check_private(pem: bytes, algorithm: str) -> Any:
         "RS256": rsa.RSAPrivateKey,
     }[algorithm]
     if not isinstance(key, expected) or (
-        algorithm == "ES256" and not isinstance(key.curve, ec.SECP256R1)  # type: ignore[attr-defined]
+        isinstance(key, ec.EllipticCurvePrivateKey) and not isinstance(key.curve, ec.SECP256R1)
     ):
         raise ConfigurationException(message=f"the PEM key does not fit algorithm {algorithm}")
     return key
