@@ -9,6 +9,7 @@ with ``python -m mypy.stubtest crown_nexus_native --allowlist <allowlist>``, the
 ``__init__``).
 """
 
+from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import Any, Final
 
@@ -47,6 +48,54 @@ class _LogRender(ModuleType):
 
 log_render: _LogRender
 
-# -- jwt (engineer native-jwt fills this section) -----------------------------------------------
+# -- jwt ----------------------------------------------------------------------------------------
 
-jwt: ModuleType
+class _Jwt(ModuleType):
+    """JWS compact tokens: ``crown_nexus._pure.jwt`` defines the rules and their check order.
+
+    HS256/384/512, EdDSA and ES256 run in Rust; RS256, keys in PEM forms this crate cannot read,
+    uncommon argument types and claim values other than JSON types go to the pure module.
+    """
+
+    IMPLEMENTATION: Final[str]
+    SUPPORTED_ALGORITHMS: Final[frozenset[str]]
+    REASONS: Final[dict[str, str]]
+    DEFAULT_REQUIRE: Final[tuple[str, ...]]
+    DEFAULT_MAX_LENGTH: Final[int]
+    MAX_JSON_DEPTH: Final[int]
+    InvalidTokenError: type[Exception]
+    """The pure module's class itself (``reason: str``)."""
+
+    @staticmethod
+    def decode(
+        token: str,
+        key: bytes | str,
+        *,
+        algorithms: Sequence[str],
+        issuer: str | None = None,
+        audience: str | Sequence[str] | None = None,
+        leeway: float | None = None,
+        now: float | None = None,
+        require: Sequence[str] | None = None,
+        max_length: int | None = None,
+    ) -> dict[str, Any]:
+        """Verified claims; InvalidTokenError(reason) if refused."""
+
+    @staticmethod
+    def encode(
+        claims: Mapping[str, Any],
+        key: bytes | str,
+        algorithm: str,
+        headers: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Compact JWS; ValueError for a bad algorithm/key, TypeError for unserializable claims."""
+
+    @staticmethod
+    def get_unverified_header(token: str, max_length: int | None = None) -> dict[str, Any]:
+        """The JOSE header, signature NOT checked; InvalidTokenError too_large/malformed."""
+
+    @staticmethod
+    def public_jwk(key: bytes | str, algorithm: str, kid: str) -> dict[str, Any]:
+        """Public JWK (+ kid, alg, use) of a PEM key; ValueError for HMAC algorithms."""
+
+jwt: _Jwt

@@ -23,9 +23,7 @@ use hmac::{Hmac, Mac};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
-use pyo3::types::{
-    PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType,
-};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
 use sha2::{Sha256, Sha384, Sha512};
 
 const PURE_MODULE: &str = "crown_nexus._pure.jwt";
@@ -147,7 +145,9 @@ struct KeyCache<K: Clone> {
 
 impl<K: Clone> KeyCache<K> {
     fn new() -> Self {
-        KeyCache { map: Mutex::new(HashMap::new()) }
+        KeyCache {
+            map: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The parsed key for `pem` (cached), or None when `parse` cannot read it.
@@ -411,7 +411,10 @@ impl<'a, 'py> JsonParser<'a, 'py> {
     }
 
     fn hex4(&mut self) -> R<u32> {
-        let digits = self.b.get(self.i..self.i + 4).ok_or(Fail::Reason("malformed"))?;
+        let digits = self
+            .b
+            .get(self.i..self.i + 4)
+            .ok_or(Fail::Reason("malformed"))?;
         let mut v = 0u32;
         for &d in digits {
             let n = match d {
@@ -566,7 +569,13 @@ impl<'a, 'py> JsonParser<'a, 'py> {
 /// Parse `raw` as a strict JSON object (see the pure module): `malformed` otherwise.
 fn parse_json_object<'py>(py: Python<'py>, raw: &[u8]) -> R<Bound<'py, PyDict>> {
     let s = std::str::from_utf8(raw).map_err(|_| Fail::Reason("malformed"))?;
-    let mut p = JsonParser { py, s, b: raw, i: 0, depth: 0 };
+    let mut p = JsonParser {
+        py,
+        s,
+        b: raw,
+        i: 0,
+        depth: 0,
+    };
     p.skip_ws();
     if p.peek() != Some(b'{') {
         return malformed();
@@ -590,7 +599,9 @@ struct Parts<'py> {
 }
 
 fn b64_decode(segment: &str) -> R<Vec<u8>> {
-    URL_SAFE_NO_PAD.decode(segment).map_err(|_| Fail::Reason("malformed"))
+    URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| Fail::Reason("malformed"))
 }
 
 /// Steps 1-3 of the check order; returns the parts and the token text.
@@ -610,9 +621,12 @@ fn split<'py, 't>(
         return malformed();
     };
     let mut segments = text.split('.');
-    let (Some(h), Some(p), Some(s), None) =
-        (segments.next(), segments.next(), segments.next(), segments.next())
-    else {
+    let (Some(h), Some(p), Some(s), None) = (
+        segments.next(),
+        segments.next(),
+        segments.next(),
+        segments.next(),
+    ) else {
         return malformed();
     };
     let header = parse_json_object(py, &b64_decode(h)?)?;
@@ -631,7 +645,16 @@ fn split<'py, 't>(
         }
     }
     let signing_input_len = h.len() + 1 + p.len();
-    Ok((Parts { header, alg, signing_input_len, payload, signature }, text))
+    Ok((
+        Parts {
+            header,
+            alg,
+            signing_input_len,
+            payload,
+            signature,
+        },
+        text,
+    ))
 }
 
 // ------------------------------------------------------------------------------ claims
@@ -870,7 +893,9 @@ fn decode_fast<'py>(
         }
         Alg::EdDsa => {
             let vk = ED_PUBLIC
-                .get(key, |pem| ed25519_dalek::VerifyingKey::from_public_key_pem(pem_str(pem)?).ok())
+                .get(key, |pem| {
+                    ed25519_dalek::VerifyingKey::from_public_key_pem(pem_str(pem)?).ok()
+                })
                 .ok_or(Fail::Delegate)?;
             match ed25519_dalek::Signature::from_slice(&parts.signature) {
                 Ok(sig) => vk.verify(msg, &sig).is_ok(),
@@ -879,7 +904,9 @@ fn decode_fast<'py>(
         }
         Alg::Es256 => {
             let vk = P256_PUBLIC
-                .get(key, |pem| p256::ecdsa::VerifyingKey::from_public_key_pem(pem_str(pem)?).ok())
+                .get(key, |pem| {
+                    p256::ecdsa::VerifyingKey::from_public_key_pem(pem_str(pem)?).ok()
+                })
                 .ok_or(Fail::Delegate)?;
             match p256::ecdsa::Signature::from_slice(&parts.signature) {
                 Ok(sig) => vk.verify(msg, &sig).is_ok(),
@@ -931,7 +958,9 @@ fn decode<'py>(
             kwargs.set_item("now", now)?;
             kwargs.set_item("require", require)?;
             kwargs.set_item("max_length", max_length)?;
-            pure(py)?.getattr("decode")?.call((token, key), Some(&kwargs))
+            pure(py)?
+                .getattr("decode")?
+                .call((token, key), Some(&kwargs))
         }
     }
 }
@@ -1081,20 +1110,22 @@ fn encode_fast<'py>(
     let signer = match alg {
         Alg::Hs(kind) => {
             if !hmac_secret_fits(key) {
-                return value_error(
-                    "key does not fit the algorithm (empty, or an asymmetric key)",
-                );
+                return value_error("key does not fit the algorithm (empty, or an asymmetric key)");
             }
             Signer_::Hs(kind)
         }
         Alg::EdDsa => Signer_::Ed(
             ED_PRIVATE
-                .get(key, |pem| ed25519_dalek::SigningKey::from_pkcs8_pem(pem_str(pem)?).ok())
+                .get(key, |pem| {
+                    ed25519_dalek::SigningKey::from_pkcs8_pem(pem_str(pem)?).ok()
+                })
                 .ok_or(Fail::Delegate)?,
         ),
         Alg::Es256 => Signer_::Es(
             P256_PRIVATE
-                .get(key, |pem| p256::ecdsa::SigningKey::from_pkcs8_pem(pem_str(pem)?).ok())
+                .get(key, |pem| {
+                    p256::ecdsa::SigningKey::from_pkcs8_pem(pem_str(pem)?).ok()
+                })
                 .ok_or(Fail::Delegate)?,
         ),
         Alg::Rs256 => return Err(Fail::Delegate),
@@ -1133,9 +1164,7 @@ fn encode_fast<'py>(
     let mut payload_json = Vec::with_capacity(256);
     write_value(&mut payload_json, claims.as_any(), 0)?;
 
-    let mut token = String::with_capacity(
-        (header_json.len() + payload_json.len()) * 4 / 3 + 100,
-    );
+    let mut token = String::with_capacity((header_json.len() + payload_json.len()) * 4 / 3 + 100);
     URL_SAFE_NO_PAD.encode_string(&header_json, &mut token);
     token.push('.');
     URL_SAFE_NO_PAD.encode_string(&payload_json, &mut token);
@@ -1180,7 +1209,9 @@ fn public_jwk<'py>(
     algorithm: &Bound<'py, PyAny>,
     kid: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    pure(py)?.getattr("public_jwk")?.call1((key, algorithm, kid))
+    pure(py)?
+        .getattr("public_jwk")?
+        .call1((key, algorithm, kid))
 }
 
 pub fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
