@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     jwt_issuer: str | None = Field(default=None, validation_alias=_env("JWT_ISSUER"))
     jwt_audience: str | None = Field(default=None, validation_alias=_env("JWT_AUDIENCE"))
     jwt_leeway_seconds: float = Field(default=0.0, ge=0, validation_alias=_env("JWT_LEEWAY_SECONDS"))
+    #: PEM private keys (file paths or PEM text) for EdDSA/ES256; the first signs, all verify
+    jwt_private_keys: list[str] = Field(default_factory=list, validation_alias=_env("JWT_PRIVATE_KEYS"))
     encryption_keys: list[str] = Field(
         default_factory=list, validation_alias=_env("ENCRYPTION_KEYS")
     )

@@ -445,3 +445,45 @@ def test_exp_is_aware_utc(manager: TokenManager) -> None:
     assert data.exp.tzinfo == UTC
     assert abs((data.exp - datetime.now(UTC)) - timedelta(minutes=30)) < timedelta(seconds=5)
     assert str(SECRET)
+
+
+@pytest.mark.parametrize("algorithm", ["EdDSA", "ES256"])
+async def test_private_keys_from_settings_rotate(algorithm: str, jwt_impl, tmp_path) -> None:
+    """CROWN_NEXUS_JWT_PRIVATE_KEYS: the first key signs, the others still verify (files or PEM text)."""
+    old, new = JwtKey.generate(algorithm), JwtKey.generate(algorithm)
+    path = tmp_path / "old.pem"
+    path.write_bytes(old.signing_key)
+    before = TokenManager(
+        make_settings(jwt_algorithm=algorithm, jwt_private_keys=[str(path)]), jwt_impl=jwt_impl
+    )
+    old_token = before.create_token("u")
+    after = TokenManager(
+        make_settings(
+            jwt_algorithm=algorithm, jwt_private_keys=[new.signing_key.decode(), str(path)]
+        ),
+        jwt_impl=jwt_impl,
+    )
+    assert _segments(after.create_token("u"))[0]["kid"] == new.kid
+    assert (await after.decode_token(old_token)).sub == "u"
+    assert {k["kid"] for k in after.jwks()["keys"]} == {old.kid, new.kid}
+
+
+def test_private_key_settings_errors(tmp_path) -> None:
+    """Missing files, wrong key types and HMAC algorithms with private keys are configuration errors."""
+    from crown_nexus.core.exceptions import ConfigurationException
+
+    ed = JwtKey.generate("EdDSA")
+    with pytest.raises(ConfigurationException):
+        KeyRing.from_settings(
+            make_settings(jwt_algorithm="EdDSA", jwt_private_keys=[str(tmp_path / "x")])
+        )
+    with pytest.raises(ConfigurationException):
+        KeyRing.from_settings(
+            make_settings(jwt_algorithm="ES256", jwt_private_keys=[ed.signing_key.decode()])
+        )
+    with pytest.raises(ConfigurationException):
+        KeyRing.from_settings(
+            make_settings(jwt_algorithm="HS256", jwt_private_keys=[ed.signing_key.decode()])
+        )
+    with pytest.raises(ConfigurationException):
+        KeyRing.from_settings(make_settings(jwt_algorithm="none"))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -65,6 +66,19 @@ def _check_private(pem: bytes, algorithm: str) -> Any:
     ):
         raise ConfigurationException(message=f"the PEM key does not fit algorithm {algorithm}")
     return key
+
+
+def _read_pem(entry: str) -> bytes:
+    """PEM text as given, or the contents of the file it names."""
+    if entry.lstrip().startswith("-----BEGIN"):
+        return entry.encode("ascii")
+    try:
+        return Path(entry).expanduser().read_bytes()
+    except OSError as exc:
+        raise ConfigurationException(
+            message=f"cannot read JWT private key file {entry!r}: {exc.strerror}",
+            config_key="jwt_private_keys",
+        ) from None
 
 
 def _kid_for(material: bytes) -> str:
@@ -203,12 +217,28 @@ class KeyRing:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> KeyRing:
-        """The default ring for ``settings.jwt_algorithm`` (see the module docstring)."""
+        """The ring for ``settings`` (see the module docstring).
+
+        With ``settings.jwt_private_keys`` (``CROWN_NEXUS_JWT_PRIVATE_KEYS``: PEM file paths or
+        PEM text, for ``jwt_algorithm`` EdDSA, ES256 or RS256) the first key signs and every
+        key verifies: rotate by putting the new key first and dropping the old one after the
+        longest token lifetime. Without them the key is the secret key (HS*) or derived from it.
+        """
         algorithm = settings.jwt_algorithm
+        configured = list(getattr(settings, "jwt_private_keys", []) or [])
+        if configured:
+            if algorithm not in ASYMMETRIC_ALGORITHMS:
+                raise ConfigurationException(
+                    message="CROWN_NEXUS_JWT_PRIVATE_KEYS needs CROWN_NEXUS_JWT_ALGORITHM "
+                    "EdDSA, ES256 or RS256",
+                    config_key="jwt_private_keys",
+                )
+            keys = [JwtKey.from_private_pem(_read_pem(entry), algorithm) for entry in configured]
+            return cls(keys[0], keys[1:])
         if algorithm not in HMAC_ALGORITHMS | {"EdDSA", "ES256"}:
             raise ConfigurationException(
                 message=f"CROWN_NEXUS_JWT_ALGORITHM={algorithm!r} is not supported; use one of "
-                "HS256, HS384, HS512, EdDSA, ES256",
+                "HS256, HS384, HS512, EdDSA, ES256 (RS256 with CROWN_NEXUS_JWT_PRIVATE_KEYS)",
                 config_key="jwt_algorithm",
             )
         return cls(JwtKey.derive(settings.secret_key.get_secret_value(), algorithm))
