@@ -162,3 +162,30 @@ async def test_list_kinds(client) -> None:
     kinds = resp.json()["data"]["kinds"]
     assert "not_found" in kinds and "unexpected" in kinds
     assert {c[0] for c in CASES} <= set(kinds)
+
+
+async def test_recent_errors_ring(client) -> None:
+    """/demo/errors/recent lists reported 5xx errors newest first, without their text."""
+    await client.get("/demo/errors/unexpected", headers={"X-Request-ID": "rid-recent-1"})
+    await client.get("/demo/errors/database", headers={"X-Request-ID": "rid-recent-2"})
+    resp = await client.get("/demo/errors/recent?limit=2")
+    assert resp.status_code == 200
+    items = resp.json()["data"]["errors"]
+    assert [i["request_id"] for i in items] == ["rid-recent-2", "rid-recent-1"]
+    assert items[0]["code"] == "DATABASE_ERROR"
+    assert items[1]["type"] == "RuntimeError" and items[1]["code"] == "INTERNAL_SERVER_ERROR"
+    assert "hunter2" not in resp.text
+
+
+async def test_recent_errors_hidden_in_production(tmp_path) -> None:
+    """In production /demo/errors/recent is a 404."""
+    app = create_app(
+        Settings(
+            ENVIRONMENT="production",
+            secret_key="p" * 48,
+            database_url=f"sqlite+aiosqlite:///{tmp_path}/r.db",
+        )
+    )
+    async with app_client(app) as client:
+        resp = await client.get("/demo/errors/recent")
+    check(resp, 404, "RESOURCE_NOT_FOUND")

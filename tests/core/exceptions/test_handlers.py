@@ -161,3 +161,23 @@ async def test_request_id_comes_from_logging_context() -> None:
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
         body = check_body(await c.get("/with-id"), 401, "AUTHENTICATION_ERROR")
     assert body["request_id"] == "rid-123"
+
+
+async def test_server_side_app_exceptions_are_reported_client_ones_not() -> None:
+    """5xx AppExceptions reach the reporters through the handlers; 4xx ones do not."""
+    from crown_nexus.core.exceptions import DatabaseException
+    from crown_nexus.testing import capture_errors
+
+    app = make_app()
+
+    @app.get("/db")
+    async def db() -> None:
+        raise DatabaseException(message="insert failed")
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    with capture_errors() as errors:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            check_body(await c.get("/db"), 500, "DATABASE_ERROR")
+            check_body(await c.get("/auth"), 401, "AUTHENTICATION_ERROR")
+    assert [type(e.exception).__name__ for e in errors.recent()] == ["DatabaseException"]
+    assert errors.recent()[0].context.function == "GET /db"

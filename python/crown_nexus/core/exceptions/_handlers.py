@@ -28,7 +28,7 @@ def error_response(exc: BaseException, *, production: bool = True) -> Response:
 
 
 async def _report_unexpected(exc: BaseException, request: Request) -> None:
-    """Send an unexpected exception to the error reporters; never raises."""
+    """Send a server-side error to the error reporters (once per exception); never raises."""
     try:
         from crown_nexus.core.error import report_error, was_reported
     except ImportError:
@@ -47,7 +47,7 @@ async def _report_unexpected(exc: BaseException, request: Request) -> None:
 def install_exception_handlers(app: Any) -> None:
     """Install handlers on ``app`` so every error renders the SPEC §3 JSON body.
 
-    Covers ``AppException`` (its status, code, details, headers), FastAPI's
+    Covers ``AppException`` (its status, code, details, headers; 5xx ones are reported), FastAPI's
     ``RequestValidationError`` (422), Starlette's ``HTTPException`` (its status; 404 for unknown
     routes) and any other exception (500; reported to the error reporters; its text is never shown
     in production).
@@ -56,6 +56,8 @@ def install_exception_handlers(app: Any) -> None:
     from starlette.exceptions import HTTPException
 
     async def app_exception_handler(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, AppException) and exc.status_code >= 500:
+            await _report_unexpected(exc, request)
         return error_response(exc, production=is_production_app(request.app))
 
     async def unexpected_exception_handler(request: Request, exc: Exception) -> Response:

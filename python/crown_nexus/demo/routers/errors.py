@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
+from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from starlette.exceptions import HTTPException
 
+from crown_nexus.core.error import InMemoryReporter, register_reporter
 from crown_nexus.core.exceptions import (
+    AppException,
     AuthenticationException,
     BusinessException,
     ConfigurationException,
@@ -25,9 +28,12 @@ from crown_nexus.core.exceptions import (
     ValidationException,
 )
 
-__all__ = ["ErrorKind", "router"]
+__all__ = ["RECENT_ERRORS", "ErrorKind", "router"]
 
 router = APIRouter(prefix="/demo/errors", tags=["demo: errors"])
+
+#: The in-memory ring of recently reported errors this service shows at /demo/errors/recent.
+RECENT_ERRORS = register_reporter(InMemoryReporter(capacity=200))
 
 
 class ErrorKind(enum.StrEnum):
@@ -112,6 +118,32 @@ _FACTORIES: dict[ErrorKind, Callable[[], Exception]] = {
 async def list_error_kinds() -> dict[str, list[str]]:
     """The kinds ``GET /demo/errors/{kind}`` can raise."""
     return {"kinds": [kind.value for kind in ErrorKind]}
+
+
+@router.get("/recent")
+async def recent_errors(request: Request, limit: int = 20) -> dict[str, list[dict[str, Any]]]:
+    """The last reported errors (type, code, where, request id, time; never their text).
+
+    Not served in production (404): even without messages, error listings help attackers.
+    """
+    if request.app.state.settings.is_production:
+        raise ResourceNotFoundException(resource_type="Page", resource_id=request.url.path)
+    limit = max(0, min(limit, RECENT_ERRORS.capacity))
+    items = []
+    for entry in reversed(RECENT_ERRORS.recent(limit)):
+        exc = entry.exception
+        items.append(
+            {
+                "type": entry.type,
+                "code": exc.code_value
+                if isinstance(exc, AppException)
+                else "INTERNAL_SERVER_ERROR",
+                "function": entry.context.function,
+                "request_id": entry.context.request_id,
+                "timestamp": entry.context.timestamp.isoformat(),
+            }
+        )
+    return {"errors": items}
 
 
 @router.get("/{kind}")
