@@ -117,7 +117,8 @@ class RateLimitMiddleware:
         if not rules:
             await self.app(scope, receive, send)
             return
-        started = time.perf_counter()
+        timed = _metrics.should_time("request")
+        started = time.perf_counter() if timed else 0.0
         service = self.service
         checked: list[tuple[RateLimitRule, RateLimitResult]] = []
         try:
@@ -126,7 +127,9 @@ class RateLimitMiddleware:
                 checked.append((rule, result))
         except RateLimiterUnavailableException as exc:
             label = rules[0].path_pattern or "*"
-            _metrics.record_request(label, "unavailable", time.perf_counter() - started)
+            _metrics.record_request(
+                label, "unavailable", time.perf_counter() - started if timed else None
+            )
             await self._send_error(exc, send)
             return
         rule, result = _governing(checked)
@@ -134,7 +137,9 @@ class RateLimitMiddleware:
         state = scope.setdefault("state", {})
         state["rate_limit"] = result
         if not result.allowed:
-            _metrics.record_request(label, "limited", time.perf_counter() - started)
+            _metrics.record_request(
+                label, "limited", time.perf_counter() - started if timed else None
+            )
             logger.debug(
                 "rate limit exceeded",
                 path=scope["path"],
@@ -155,7 +160,9 @@ class RateLimitMiddleware:
                 await self._send_error(exc, send)
                 return
         else:
-            _metrics.record_request(label, "allowed", time.perf_counter() - started)
+            _metrics.record_request(
+                label, "allowed", time.perf_counter() - started if timed else None
+            )
         if not self.enable_headers:
             await self.app(scope, receive, send)
             return

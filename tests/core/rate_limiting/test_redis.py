@@ -189,12 +189,20 @@ def _service(url: str, **kw) -> RateLimitingService:  # type: ignore[no-untyped-
 
 async def test_redis_killed_fails_open_then_recovers(redis_server) -> None:  # type: ignore[no-untyped-def]
     """Server killed: checks go on (memory limits, no exception); restarted: back to Redis."""
+    from crown_nexus.core.dependency_manager import get_service
+
+    metrics = get_service("metrics_service")
+    errors = metrics.get_counter_sum("rate_limiting_backend_errors_total", {"backend": "redis"})
     svc = _service(redis_server.url)
     rule = RateLimitRule(requests_per_window=3, window_seconds=60, algorithm=RateLimitAlgorithm.SLIDING_LOG)
     assert (await svc.check("k", rule)).count == 1
     redis_server.stop()
     during = [await svc.check("k", rule) for _ in range(4)]
     assert svc.degraded
+    # one failed attempt; the next checks skip Redis until recheck_interval has passed
+    assert metrics.get_counter_sum(
+        "rate_limiting_backend_errors_total", {"backend": "redis"}
+    ) == errors + 1
     assert [r.allowed for r in during] == [True, True, True, False]  # per-process limits
     redis_server.start()
     await asyncio.sleep(0.1)

@@ -1,12 +1,15 @@
 """Rate-limiting metrics, recorded through ``crown_nexus.core.metrics`` (guide §8 "Metrics").
 
 * ``rate_limiting_checks_total{backend, algorithm, result}`` -- every check (``allowed``/``limited``)
-* ``rate_limiting_check_duration_seconds{backend}`` -- time of one check
+* ``rate_limiting_check_duration_seconds{backend}`` -- time of one check, sampled: the first
+  check and then one in :data:`DURATION_SAMPLE_EVERY` (a histogram observation costs more than
+  an in-memory check; counts come from the counters, which see every check)
 * ``rate_limit_exceeded_total{path, strategy}`` -- refused checks; ``path`` is the rule's
   ``path_pattern`` (``*`` for rules without one), so the label set stays bounded
 * ``rate_limiting_requests_total{path, result}`` -- requests seen by the middleware
   (``allowed``, ``limited``, ``unavailable``)
-* ``rate_limiting_middleware_duration_seconds`` -- time the middleware spends deciding
+* ``rate_limiting_middleware_duration_seconds`` -- time the middleware spends deciding (sampled
+  like the check duration)
 * ``rate_limiting_backend_errors_total{backend}`` / ``rate_limiting_backend_recoveries_total``
 
 The metrics service is looked up once (``get_service("metrics_service")``); metrics are created
@@ -22,11 +25,13 @@ from crown_nexus.core.rate_limiting.models import RateLimitResult, RateLimitRule
 from crown_nexus.logging import get_logger
 
 __all__ = [
+    "DURATION_SAMPLE_EVERY",
     "backend_error",
     "backend_recovered",
     "record_check",
     "record_request",
     "reset",
+    "should_time",
 ]
 
 logger = get_logger("crown_nexus.core.rate_limiting")
@@ -53,16 +58,28 @@ _DEFINITIONS: dict[str, tuple[str, str, list[str]]] = {
     ),
 }
 
+#: one check (and one middleware request) in this many has its duration observed
+DURATION_SAMPLE_EVERY = 16
+
 #: when the metrics service could not be found, look again after this many seconds
 RETRY_LOOKUP_SECONDS = 30.0
 
 _state: dict[str, Any] = {"retry_at": 0.0, "created": set()}
+_samples = {"check": 0, "request": 0}
+
+
+def should_time(kind: str) -> bool:
+    """True when this check/request's duration is to be observed (the first, then 1 in N)."""
+    n = _samples[kind]
+    _samples[kind] = n + 1 if n + 1 < DURATION_SAMPLE_EVERY else 0
+    return n == 0
 
 
 def reset() -> None:
     """Forget which metrics were created and any failed lookup (tests swap the service)."""
     _state["retry_at"] = 0.0
     _state["created"] = set()
+    _samples["check"] = _samples["request"] = 0
 
 
 def _service() -> Any:
@@ -100,45 +117,59 @@ def _ensure_all(svc: Any) -> None:
     created.add(id(svc))
 
 
+def record_check(
+    rule: RateLimitRule, result: RateLimitResult, duration: float | None, backend: str
+) -> None:
+    """Count one check (and its duration when timed); a refusal also counts
+    ``rate_limit_exceeded_total``."""
+    svc = _service()
+    if svc is None:
+        return
+    try:
+        svc.increment_counter(
+            "rate_limiting_checks_total",
+            1,
+            {
+                "backend": backend,
+                "algorithm": rule.effective_algorithm.value,
+                "result": "allowed" if result.allowed else "limited",
+            },
+        )
+        if duration is not None:
+            svc.observe_histogram(
+                "rate_limiting_check_duration_seconds", duration, {"backend": backend}
+            )
+        if not result.allowed:
+            svc.increment_counter(
+                "rate_limit_exceeded_total",
+                1,
+                {"path": rule.path_pattern or "*", "strategy": rule.strategy.value},
+            )
+    except Exception as exc:  # metrics never break a check
+        logger.debug("rate limit metrics not recorded", error=str(exc))
+
+
+def record_request(path_label: str, result: str, duration: float | None) -> None:
+    """Count one request seen by the middleware (and the time spent deciding when timed)."""
+    svc = _service()
+    if svc is None:
+        return
+    try:
+        svc.increment_counter("rate_limiting_requests_total", 1, {"path": path_label, "result": result})
+        if duration is not None:
+            svc.observe_histogram("rate_limiting_middleware_duration_seconds", duration, None)
+    except Exception as exc:
+        logger.debug("rate limit metrics not recorded", error=str(exc))
+
+
 def _inc(name: str, labels: dict[str, str]) -> None:
     svc = _service()
     if svc is None:
         return
     try:
-        svc.increment_counter(name, amount=1, labels=labels)
-    except Exception:  # metrics never break a request
-        return
-
-
-def _observe(name: str, value: float, labels: dict[str, str]) -> None:
-    svc = _service()
-    if svc is None:
-        return
-    try:
-        svc.observe_histogram(name, value=value, labels=labels)
-    except Exception:
-        return
-
-
-def record_check(rule: RateLimitRule, result: RateLimitResult, duration: float, backend: str) -> None:
-    """Count one check and its duration; a refusal also counts ``rate_limit_exceeded_total``."""
-    outcome = "allowed" if result.allowed else "limited"
-    _inc(
-        "rate_limiting_checks_total",
-        {"backend": backend, "algorithm": rule.effective_algorithm.value, "result": outcome},
-    )
-    _observe("rate_limiting_check_duration_seconds", duration, {"backend": backend})
-    if not result.allowed:
-        _inc(
-            "rate_limit_exceeded_total",
-            {"path": rule.path_pattern or "*", "strategy": rule.strategy.value},
-        )
-
-
-def record_request(path_label: str, result: str, duration: float) -> None:
-    """Count one request seen by the middleware and the time spent deciding."""
-    _inc("rate_limiting_requests_total", {"path": path_label, "result": result})
-    _observe("rate_limiting_middleware_duration_seconds", duration, {})
+        svc.increment_counter(name, 1, labels)
+    except Exception as exc:
+        logger.debug("rate limit metrics not recorded", error=str(exc))
 
 
 def backend_error(backend: str) -> None:

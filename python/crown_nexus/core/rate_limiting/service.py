@@ -43,6 +43,7 @@ __all__ = [
 logger = get_logger("crown_nexus.core.rate_limiting")
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_perf_counter = time.perf_counter
 _UNKNOWN_CLIENT = "unknown"
 
 
@@ -236,20 +237,27 @@ class RateLimitingService:
         if not isinstance(key, str):
             raise TypeError(f"key must be a str, not {type(key).__name__}")
         backend = self.backend
-        started = time.perf_counter()
-        if backend is self.fallback or not (self._degraded and self._clock() < self._down_until):
+        timed = _metrics.should_time("check")
+        started = _perf_counter() if timed else 0.0
+        if not self._degraded or backend is self.fallback:
+            try:
+                result = await backend.hit(key, rule, cost)
+            except RateLimitBackendError as exc:
+                result = await self._backend_down(key, rule, cost, exc)
+        elif self._clock() >= self._down_until:
             try:
                 result = await backend.hit(key, rule, cost)
             except RateLimitBackendError as exc:
                 result = await self._backend_down(key, rule, cost, exc)
             else:
-                if self._degraded:
-                    self._degraded = False
-                    logger.info("rate limit backend recovered", backend=backend.name)
-                    _metrics.backend_recovered(backend.name)
+                self._degraded = False
+                logger.info("rate limit backend recovered", backend=backend.name)
+                _metrics.backend_recovered(backend.name)
         else:
             result = await self._degraded_check(key, rule, cost)
-        _metrics.record_check(rule, result, time.perf_counter() - started, self.backend.name)
+        _metrics.record_check(
+            rule, result, (_perf_counter() - started) if timed else None, backend.name
+        )
         return result
 
     async def _backend_down(

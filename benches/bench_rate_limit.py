@@ -1,0 +1,221 @@
+"""Rate limiting: crown-nexus vs the ``limits`` library, in memory and on one real Redis server.
+
+Groups (compare rows within a group; every row first checks it admits exactly the limit):
+
+* ``rate-limit-redis`` -- one allowed check through Redis: ``RateLimitingService.check`` (the
+  public API, with metrics) and ``RedisRateLimitBackend.hit`` for each algorithm, ``limits``'
+  ``RedisStorage`` (redis-py) with ``MovingWindowRateLimiter`` and
+  ``SlidingWindowCounterRateLimiter``, and a bare redis-py asyncio ``GET`` (default client) on
+  the same server. Target: the check is one round trip and <= 1.0x the bare ``GET``.
+* ``rate-limit-memory`` -- one allowed check through the async service on the in-memory backend
+  for each ``rate_window`` implementation, vs ``limits.aio`` memory storage.
+* ``rate-window`` -- one allowed hit on the window object itself (cython, pure) vs ``limits``'
+  synchronous memory strategies. Target: compiled >= 20x ``limits``' moving window.
+
+Async rows time a batch of ``BATCH`` sequential awaits per round (one event-loop entry per
+batch), so the per-check time is the row's time / ``BATCH``. The Redis server is started here
+(``tests._servers.RedisServer``). Run: ``pytest benches/bench_rate_limit.py --benchmark-enable
+--benchmark-group-by=group``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import limits
+import pytest
+from limits.aio.storage import MemoryStorage as AioMemoryStorage
+from limits.aio.storage import RedisStorage
+from limits.aio.strategies import MovingWindowRateLimiter as AioMoving
+from limits.aio.strategies import SlidingWindowCounterRateLimiter as AioSliding
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter, SlidingWindowCounterRateLimiter
+from tests._servers import RedisServer
+
+from crown_nexus import accel
+from crown_nexus.core.rate_limiting import (
+    MemoryRateLimitBackend,
+    RateLimitAlgorithm,
+    RateLimitingService,
+    RateLimitRule,
+)
+from crown_nexus.settings import Settings
+
+BATCH = 200
+ROUNDS = 40
+KEYS = [f"client-{i}" for i in range(1000)]
+LIMIT = 1000
+WINDOW = 60
+IMPLS = accel.available("rate_window")
+
+
+@pytest.fixture(scope="module")
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """One event loop for every async row of this module."""
+    lp = asyncio.new_event_loop()
+    yield lp
+    lp.close()
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    """A private redis-server for the Redis rows."""
+    server = RedisServer()
+    try:
+        server.start()
+    except FileNotFoundError as exc:
+        pytest.skip(f"no redis-server: {exc}")
+    yield server.url
+    server.stop()
+
+
+def _info(benchmark: Any, row: str, correct: bool) -> None:
+    benchmark.extra_info["implementations"] = accel.implementations()
+    benchmark.extra_info["row"] = row
+    benchmark.extra_info["ops_per_round"] = BATCH
+    benchmark.extra_info["correct"] = correct
+    assert correct, f"{row} did not admit exactly the limit"
+
+
+def _run_async(benchmark: Any, loop: asyncio.AbstractEventLoop, op: Callable[[str], Awaitable[Any]]) -> None:
+    counter = iter(range(10**9))
+
+    async def batch() -> None:
+        for _ in range(BATCH):
+            await op(KEYS[next(counter) % 1000])
+
+    benchmark.pedantic(lambda: loop.run_until_complete(batch()), rounds=ROUNDS, warmup_rounds=3, iterations=1)
+
+
+def _exact_async(loop: asyncio.AbstractEventLoop, op: Callable[[str], Awaitable[bool]], limit: int) -> bool:
+    """True when ``limit`` + 3 hits on a fresh key admit exactly ``limit``."""
+    key = f"exact-{time.monotonic_ns()}"
+
+    async def go() -> int:
+        return sum([bool(await op(key)) for _ in range(limit + 3)])
+
+    return loop.run_until_complete(go()) == limit
+
+
+# ---------------------------------------------------------------------------- Redis
+REDIS_ROWS = [
+    "crown_nexus-service-sliding_window",
+    "crown_nexus-service-token_bucket",
+    "crown_nexus-service-sliding_log",
+    "crown_nexus-backend-sliding_window",
+    "limits-redispy-moving_window",
+    "limits-redispy-sliding_window_counter",
+    "redis-py-GET",
+]
+
+
+@pytest.mark.parametrize("row", REDIS_ROWS)
+def test_redis_check(benchmark: Any, loop: asyncio.AbstractEventLoop, redis_url: str, row: str) -> None:
+    """One allowed check through Redis (or a bare GET) on the same server."""
+    benchmark.group = "rate-limit-redis"
+    import redis.asyncio as aioredis
+
+    from crown_nexus.core.rate_limiting.redis import RedisRateLimitBackend
+
+    cleanup: list[Callable[[], Awaitable[Any]]] = []
+    if row.startswith("crown_nexus"):
+        algo = RateLimitAlgorithm(row.rsplit("-", 1)[1])
+        rule = RateLimitRule(requests_per_window=LIMIT, window_seconds=WINDOW, algorithm=algo)
+        small = RateLimitRule(requests_per_window=5, window_seconds=WINDOW, algorithm=algo)
+        backend = RedisRateLimitBackend(redis_url, prefix=f"bench{time.monotonic_ns()}:")
+        cleanup.append(backend.close)
+        if "-service-" in row:
+            service = RateLimitingService(backend, settings=Settings())
+            op = lambda key: service.check(key, rule)  # noqa: E731
+            probe = lambda key: _allowed(service.check(key, small))  # noqa: E731
+        else:
+            op = lambda key: backend.hit(key, rule)  # noqa: E731
+            probe = lambda key: _allowed(backend.hit(key, small))  # noqa: E731
+        correct = _exact_async(loop, probe, 5)
+    elif row.startswith("limits"):
+        storage = RedisStorage(redis_url, implementation="redispy", key_prefix=f"L{time.monotonic_ns()}")
+        strategy = AioMoving(storage) if "moving" in row else AioSliding(storage)
+        item = limits.parse(f"{LIMIT}/minute")
+        small_item = limits.parse("5/minute")
+        op = lambda key: strategy.hit(item, key)  # noqa: E731
+        correct = _exact_async(loop, lambda key: strategy.hit(small_item, key), 5)
+    else:
+        client = aioredis.Redis.from_url(redis_url)
+        cleanup.append(client.aclose)
+        loop.run_until_complete(client.set("bench-get", "v"))
+        op = lambda key: client.get("bench-get")  # noqa: E731
+        correct = loop.run_until_complete(client.get("bench-get")) == b"v"
+    _info(benchmark, row, correct)
+    _run_async(benchmark, loop, op)
+    for close in cleanup:
+        loop.run_until_complete(close())
+
+
+async def _allowed(coro: Awaitable[Any]) -> bool:
+    return bool((await coro).allowed)
+
+
+# ---------------------------------------------------------------------------- memory, async
+MEMORY_ROWS = [f"crown_nexus-service-{kind}" for kind in sorted(IMPLS)] + [
+    "limits-aio-moving_window",
+    "limits-aio-sliding_window_counter",
+]
+
+
+@pytest.mark.parametrize("row", MEMORY_ROWS)
+def test_memory_check(benchmark: Any, loop: asyncio.AbstractEventLoop, row: str) -> None:
+    """One allowed check through the async API on in-process storage."""
+    benchmark.group = "rate-limit-memory"
+    if row.startswith("crown_nexus"):
+        impl = IMPLS[row.rsplit("-", 1)[1]]
+        service = RateLimitingService(MemoryRateLimitBackend(impl=impl), settings=Settings())
+        rule = RateLimitRule(requests_per_window=LIMIT, window_seconds=WINDOW)
+        small = RateLimitRule(requests_per_window=5, window_seconds=WINDOW)
+        op = lambda key: service.check(key, rule)  # noqa: E731
+        correct = _exact_async(loop, lambda key: _allowed(service.check(key, small)), 5)
+    else:
+        storage = AioMemoryStorage()
+        strategy = AioMoving(storage) if "moving" in row else AioSliding(storage)
+        item = limits.parse(f"{LIMIT}/minute")
+        op = lambda key: strategy.hit(item, key)  # noqa: E731
+        correct = _exact_async(loop, lambda key: strategy.hit(limits.parse("5/minute"), key), 5)
+    _info(benchmark, row, correct)
+    _run_async(benchmark, loop, op)
+
+
+# ---------------------------------------------------------------------------- window, sync
+WINDOW_ROWS = [f"rate_window-{kind}" for kind in sorted(IMPLS)] + [
+    "limits-moving_window",
+    "limits-sliding_window_counter",
+]
+
+
+@pytest.mark.parametrize("row", WINDOW_ROWS)
+def test_window_hit(benchmark: Any, row: str) -> None:
+    """One allowed hit on an in-memory window (the compiled hot path vs limits' strategies)."""
+    benchmark.group = "rate-window"
+    counter = iter(range(10**9))
+    if row.startswith("rate_window"):
+        impl = IMPLS[row.split("-", 1)[1]]
+        window = impl.SlidingWindowCounter(LIMIT, WINDOW)
+        small = impl.SlidingWindowCounter(5, WINDOW)
+        clock = time.monotonic
+        correct = sum(small.hit("k", clock())[0] for _ in range(8)) == 5
+
+        def op() -> Any:
+            return window.hit(KEYS[next(counter) % 1000], clock())
+    else:
+        storage = MemoryStorage()
+        strategy = (MovingWindowRateLimiter if "moving" in row else SlidingWindowCounterRateLimiter)(storage)
+        item = limits.parse(f"{LIMIT}/minute")
+        small_item = limits.parse("5/minute")
+        correct = sum(strategy.hit(small_item, "k") for _ in range(8)) == 5
+
+        def op() -> Any:
+            return strategy.hit(item, KEYS[next(counter) % 1000])
+    _info(benchmark, row, correct)
+    benchmark.extra_info["ops_per_round"] = 1
+    benchmark(op)

@@ -1,0 +1,68 @@
+"""The guide §8 metrics are recorded through crown_nexus.core.metrics."""
+
+from __future__ import annotations
+
+import httpx
+from fastapi import FastAPI
+
+from crown_nexus.core.dependency_manager import get_service
+from crown_nexus.core.rate_limiting import (
+    MemoryRateLimitBackend,
+    RateLimitingService,
+    RateLimitRule,
+    _metrics,
+)
+from crown_nexus.middleware.rate_limiting import RateLimitMiddleware
+from crown_nexus.settings import Settings
+
+GUIDE_METRICS = [
+    "rate_limit_exceeded_total",
+    "rate_limiting_requests_total",
+    "rate_limiting_middleware_duration_seconds",
+    "rate_limiting_check_duration_seconds",
+    "rate_limiting_checks_total",
+]
+
+
+def total(name: str, labels: dict[str, str] | None = None) -> float:
+    return get_service("metrics_service").get_counter_sum(name, labels)
+
+
+async def test_checks_and_refusals_are_counted() -> None:
+    """Every check counts in rate_limiting_checks_total; refusals in rate_limit_exceeded_total."""
+    _metrics.reset()
+    svc = RateLimitingService(MemoryRateLimitBackend(), settings=Settings())
+    rule = RateLimitRule(requests_per_window=2, window_seconds=60, path_pattern="/metrics-test/")
+    checks = total("rate_limiting_checks_total", {"backend": "memory"})
+    limited = total("rate_limiting_checks_total", {"result": "limited"})
+    exceeded = total("rate_limit_exceeded_total", {"path": "/metrics-test/"})
+    for _ in range(5):
+        await svc.check("m", rule)
+    assert total("rate_limiting_checks_total", {"backend": "memory"}) == checks + 5
+    assert total("rate_limiting_checks_total", {"result": "limited"}) == limited + 3
+    assert total("rate_limit_exceeded_total", {"path": "/metrics-test/"}) == exceeded + 3
+
+
+async def test_every_guide_metric_exists_after_traffic() -> None:
+    """After requests through the middleware every metric named in the guide is exported."""
+    _metrics.reset()
+    app = FastAPI()
+
+    @app.get("/m")
+    async def m() -> dict[str, bool]:
+        return {"ok": True}
+
+    service = RateLimitingService(MemoryRateLimitBackend(), settings=Settings())
+    app.add_middleware(
+        RateLimitMiddleware, rules=[RateLimitRule(requests_per_window=1, window_seconds=60)],
+        service=service,
+    )
+    before = total("rate_limiting_requests_total", {"result": "limited"})
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        await c.get("/m")
+        await c.get("/m")
+    assert total("rate_limiting_requests_total", {"result": "limited"}) == before + 1
+    exposition, _ = get_service("metrics_service").render_latest()
+    text = exposition.decode()
+    for name in GUIDE_METRICS:
+        assert name in text, name
