@@ -366,3 +366,13 @@ def test_guide_user_service_constructor(cleanup) -> None:
     service = UserService("session")
     assert service.audit_service.db == "session"
     assert service.notification_service.db == "session"
+
+
+def test_async_factory_refused(registry) -> None:
+    """An async factory is refused at registration with a clear TypeError."""
+
+    async def get_thing():
+        return 1
+
+    with pytest.raises(TypeError, match="initialize"):
+        registry.register(get_thing)

@@ -178,6 +178,11 @@ class ServiceRegistry:
             name = service_name_for(obj)
         if not isinstance(name, str) or not name:
             raise TypeError("service name must be a non-empty string")
+        if inspect.iscoroutinefunction(obj):
+            raise TypeError(
+                f"service {name!r}: async factories are not supported; register a sync factory "
+                "and do asynchronous set-up in the service's initialize()"
+            )
         with self._lock:
             if callable(obj) and (inspect.isclass(obj) or inspect.isroutine(obj)):
                 self._factories[name] = obj
