@@ -89,7 +89,7 @@ def capture_logs(level: int | str = "debug") -> Iterator[list[dict[str, Any]]]:
     import structlog.testing
 
     from crown_nexus.logging import config as _config
-    from crown_nexus.logging.processors import add_core_fields, format_exception
+    from crown_nexus.logging.processors import EventPreparer
 
     if not _config.is_configured():
         _config.configure_logging()
@@ -97,9 +97,7 @@ def capture_logs(level: int | str = "debug") -> Iterator[list[dict[str, Any]]]:
     old_level = state.min_level
     state.min_level = _config._level_number(level)
     try:
-        with structlog.testing.capture_logs(
-            processors=[add_core_fields, format_exception, state.redactor]
-        ) as entries:
+        with structlog.testing.capture_logs(processors=[EventPreparer(state.redactor)]) as entries:
             yield entries
     finally:
         state.min_level = old_level
@@ -123,6 +121,10 @@ class FrozenClock:
         """Frozen wall-clock time (epoch seconds)."""
         return self._wall
 
+    def time_ns(self) -> int:
+        """Frozen wall-clock time (epoch nanoseconds)."""
+        return round(self._wall * 1_000_000_000)
+
     def monotonic(self) -> float:
         """Frozen monotonic time (seconds)."""
         return self._mono
@@ -143,7 +145,7 @@ class FrozenClock:
 
 #: clock hook points: (module, attribute, which clock)
 _CLOCK_HOOKS: list[tuple[str, str, str]] = [
-    ("crown_nexus.logging.processors", "_wall", "time"),
+    ("crown_nexus.logging.processors", "_wall_ns", "time_ns"),
     ("crown_nexus.core.metrics.service", "_monotonic", "monotonic"),
 ]
 
@@ -154,7 +156,8 @@ def freeze_time(
 ) -> Iterator[FrozenClock]:
     """Within the block, log timestamps and metric windows read ``clock`` (yielded).
 
-    ``hooks`` adds ``(module, attribute, "time" | "monotonic")`` hook points of other modules.
+    ``hooks`` adds ``(module, attribute, "time" | "time_ns" | "monotonic")`` hook points of
+    other modules.
     asyncio's own clock is never touched.
     """
     import importlib
@@ -165,7 +168,7 @@ def freeze_time(
         for module_name, attr, kind in [*_CLOCK_HOOKS, *(hooks or [])]:
             module = importlib.import_module(module_name)
             saved.append((module, attr, getattr(module, attr)))
-            setattr(module, attr, clock.time if kind == "time" else clock.monotonic)
+            setattr(module, attr, getattr(clock, kind))
         yield clock
     finally:
         for module, attr, original in reversed(saved):

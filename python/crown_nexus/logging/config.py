@@ -20,6 +20,7 @@ import os
 import sys
 import threading
 from collections.abc import Iterable
+from sys import _getframe
 from typing import IO, Any, Literal
 
 import structlog
@@ -28,12 +29,11 @@ from structlog.exceptions import DropEvent
 from crown_nexus.logging.processors import (
     LEVEL_NAMES,
     LEVEL_NUMBERS,
+    EventPreparer,
     JSONRenderer,
     Redactor,
     _orjson_render,
-    add_core_fields,
     fallback_line,
-    format_exception,
 )
 
 __all__ = [
@@ -49,10 +49,21 @@ LogFormat = Literal["json", "console"]
 
 
 class _State:
-    __slots__ = ("configured", "log_format", "min_level", "redactor", "render_kind")
+    __slots__ = (
+        "configured",
+        "log_format",
+        "min_level",
+        "preparer",
+        "redactor",
+        "render_kind",
+        "renderer",
+    )
 
     def __init__(self) -> None:
         self.configured = False
+        #: the JSON chain's two processors, for the logger's fast path (None: no fast path)
+        self.preparer: Any = None
+        self.renderer: Any = None
         self.min_level = 20
         self.log_format: LogFormat = "json"
         self.render_kind: str | None = None
@@ -109,6 +120,17 @@ class LogSink:
 
     def write(self, line: Any) -> None:
         """Write one rendered line; never raises."""
+        fd = self.fd
+        if fd is not None and type(line) is bytes:
+            try:
+                written = os.write(fd, line)
+                if written != len(line):  # partial write (pipe full, signal): finish it
+                    view = memoryview(line)[written:]
+                    while view:
+                        view = view[os.write(fd, view) :]
+            except Exception:  # noqa: S110 - a log call never raises
+                pass
+            return
         try:
             if isinstance(line, str):
                 data = (line + "\n").encode("utf-8", "replace")
@@ -118,10 +140,11 @@ class LogSink:
                 data = _orjson_render(line if isinstance(line, dict) else {"event": line})
             fd = self.fd
             if fd is not None:
-                view = memoryview(data)
-                while view:
-                    written = os.write(fd, view)
-                    view = view[written:]
+                written = os.write(fd, data)
+                if written != len(data):  # partial write (pipe full, signal): finish it
+                    view = memoryview(data)[written:]
+                    while view:
+                        view = view[os.write(fd, view) :]
                 return
             stream = self.stream
             if stream is None:
@@ -151,6 +174,61 @@ def _format_args(event: Any, args: tuple[Any, ...]) -> Any:
         return f"{event} {args!r}"
 
 
+def _level_method(method: str, number: int) -> Any:
+    """Build the logger method for ``method`` at level ``number``.
+
+    The body is the hot path: below the level it returns at once; with the default JSON chain
+    it prepares, renders and ``os.write``s the line itself (same output as the generic
+    processor loop, which handles every other chain).
+    """
+    exception = method == "exception"
+
+    def log_method(self: CrownLogger, event: Any = None, *args: Any, **kw: Any) -> None:
+        state = _STATE
+        if state.min_level > number:
+            return
+        if exception:
+            kw.setdefault("exc_info", True)
+        chain = self._processors
+        preparer = state.preparer
+        if args or len(chain) != 2 or chain[0] is not preparer or preparer is None:
+            self._emit(method, event, args, kw)
+            return
+        try:
+            bound = self._bound
+            if bound:
+                kw = {**bound, **kw}
+            out = preparer.prepare(method, self._name, event, kw, _getframe(1))
+            try:
+                line = chain[1].render(out)
+            except Exception as exc:
+                line = fallback_line(out, exc)
+        except Exception as exc:
+            line = fallback_line(
+                {"level": LEVEL_NAMES.get(method, method), "logger": self._name, "event": event},
+                exc,
+            )
+        sink = self._logger
+        fd = sink.fd
+        if fd is not None and type(line) is bytes:
+            try:
+                written = os.write(fd, line)
+            except Exception:
+                return
+            if written != len(line):  # partial write: the sink finishes it
+                sink.write(line[written:])
+            return
+        sink.write(line)
+
+    log_method.__name__ = log_method.__qualname__ = method
+    log_method.__doc__ = f"Log ``event`` with fields ``kw`` at {method.upper()}" + (
+        " with the current (or given ``exc_info``) exception as structured fields."
+        if exception
+        else "."
+    )
+    return log_method
+
+
 class CrownLogger(structlog.BoundLoggerBase):
     """A structlog bound logger with the guide's methods; a log call never raises.
 
@@ -159,14 +237,17 @@ class CrownLogger(structlog.BoundLoggerBase):
     ``exc_info=True``. ``bind(**kw)`` returns a logger carrying ``kw`` on every line.
     """
 
+    def __init__(self, logger: Any, processors: Any, context: Any) -> None:
+        super().__init__(logger, processors, context)
+        self._name = context.get("logger")
+        self._bound = {k: v for k, v in context.items() if k != "logger"}
+
     def _emit(self, method: str, event: Any, args: tuple[Any, ...], kw: dict[str, Any]) -> None:
         event_dict: Any = None
         try:
             if args:
                 event = _format_args(event, args)
-            event_dict = self._context.copy()
-            if kw:
-                event_dict.update(kw)
+            event_dict = {**self._context, **kw}
             if event is not None:
                 event_dict["event"] = event
             for proc in self._processors:
@@ -191,41 +272,14 @@ class CrownLogger(structlog.BoundLoggerBase):
             level = LEVEL_NUMBERS.get(LEVEL_NAMES.get(level.lower(), level.lower()), 0)
         return level >= _STATE.min_level
 
-    def debug(self, event: Any = None, *args: Any, **kw: Any) -> None:
-        """Log at DEBUG."""
-        if _STATE.min_level <= 10:
-            self._emit("debug", event, args, kw)
-
-    def info(self, event: Any = None, *args: Any, **kw: Any) -> None:
-        """Log at INFO."""
-        if _STATE.min_level <= 20:
-            self._emit("info", event, args, kw)
-
+    debug = _level_method("debug", 10)
+    info = _level_method("info", 20)
     msg = info
-
-    def warning(self, event: Any = None, *args: Any, **kw: Any) -> None:
-        """Log at WARNING."""
-        if _STATE.min_level <= 30:
-            self._emit("warning", event, args, kw)
-
+    warning = _level_method("warning", 30)
     warn = warning
-
-    def error(self, event: Any = None, *args: Any, **kw: Any) -> None:
-        """Log at ERROR."""
-        if _STATE.min_level <= 40:
-            self._emit("error", event, args, kw)
-
-    def exception(self, event: Any = None, *args: Any, **kw: Any) -> None:
-        """Log at ERROR with the current (or given ``exc_info``) exception as structured fields."""
-        if _STATE.min_level <= 40:
-            kw.setdefault("exc_info", True)
-            self._emit("exception", event, args, kw)
-
-    def critical(self, event: Any = None, *args: Any, **kw: Any) -> None:
-        """Log at CRITICAL."""
-        if _STATE.min_level <= 50:
-            self._emit("critical", event, args, kw)
-
+    error = _level_method("error", 40)
+    exception = _level_method("exception", 40)
+    critical = _level_method("critical", 50)
     fatal = critical
 
     def log(self, level: int | str, event: Any = None, *args: Any, **kw: Any) -> None:
@@ -238,7 +292,7 @@ class CrownLogger(structlog.BoundLoggerBase):
                 if level >= number:
                     name = candidate
         if LEVEL_NUMBERS[name] >= _STATE.min_level:
-            self._emit(name, event, args, kw)
+            getattr(self, name)(event, *args, **kw)
 
     async def adebug(self, event: Any = None, *args: Any, **kw: Any) -> None:
         """Async spelling of :meth:`debug` (writing is immediate; nothing is awaited)."""
@@ -280,14 +334,14 @@ def build_processors(
 ) -> list[Any]:
     """Return a fresh processor chain for ``log_format``.
 
-    json: ``add_core_fields, format_exception, Redactor, JSONRenderer(render_kind)``;
-    console: ``add_core_fields, Redactor, ConsoleRenderer``. ``render_kind`` picks the
+    json: ``EventPreparer, JSONRenderer(render_kind)``; console: ``EventPreparer, ConsoleRenderer``
+    (``EventPreparer`` = ``add_core_fields`` + ``format_exception`` + ``Redactor`` in one pass). ``render_kind`` picks the
     ``log_render`` implementation (``"native"``/``"pure"``; default: accel's choice).
     """
     redactor = redactor or Redactor()
     if log_format == "console":
-        return [add_core_fields, redactor, _console_renderer()]
-    return [add_core_fields, format_exception, redactor, JSONRenderer(render_kind)]
+        return [EventPreparer(redactor, structured_exceptions=False), _console_renderer()]
+    return [EventPreparer(redactor), JSONRenderer(render_kind)]
 
 
 def _level_number(level: Any) -> int:
@@ -304,6 +358,7 @@ def configure_logging(
     settings: Any = None,
     *,
     stream: IO[Any] | None = None,
+    fd: int | None = None,
     log_format: LogFormat | None = None,
     level: int | str | None = None,
     render_kind: str | None = None,
@@ -315,8 +370,9 @@ def configure_logging(
 
     Defaults come from ``settings`` (``crown_nexus.core.config.settings`` when ``None``):
     ``ENVIRONMENT`` (development → console, production/test → JSON), ``log_level``,
-    ``log_buffered``. Keyword arguments override them: ``stream`` (a text or binary stream;
-    default: the process's stdout file descriptor), ``log_format`` (``"json"``/``"console"``),
+    ``log_buffered``. Keyword arguments override them: ``stream`` (a text or binary stream) or
+    ``fd`` (a file descriptor written with ``os.write``; default: the process's stdout's),
+    ``log_format`` (``"json"``/``"console"``),
     ``level``, ``render_kind`` (``"native"``/``"pure"``), ``buffered``, and redaction keys to
     add or remove. Calling it again reconfigures; loggers created earlier follow.
     Raises ``ValueError`` for an unknown level and ``KeyError`` for an unavailable render kind.
@@ -339,6 +395,8 @@ def configure_logging(
     with _CONFIG_LOCK:
         if stream is not None:
             _SINK.target(stream=stream, buffered=use_buffer)
+        elif fd is not None:
+            _SINK.target(fd=fd, buffered=use_buffer)
         else:
             try:
                 fd = sys.stdout.fileno()
@@ -351,6 +409,9 @@ def configure_logging(
         _STATE.render_kind = render_kind
         _STATE.redactor = redactor
         _PROCESSORS[:] = chain
+        json_chain = fmt == "json" and isinstance(chain[-1], JSONRenderer)
+        _STATE.preparer = chain[0] if json_chain else None
+        _STATE.renderer = chain[-1] if json_chain else None
         structlog.configure(
             processors=_PROCESSORS,
             wrapper_class=CrownLogger,

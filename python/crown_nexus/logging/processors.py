@@ -29,6 +29,7 @@ __all__ = [
     "LEVEL_NAMES",
     "LEVEL_NUMBERS",
     "REDACTED",
+    "EventPreparer",
     "JSONRenderer",
     "Redactor",
     "add_core_fields",
@@ -36,6 +37,7 @@ __all__ = [
     "format_exception",
     "luhn_valid",
     "now_iso",
+    "scrub_text",
 ]
 
 REDACTED: Final = "[REDACTED]"
@@ -87,8 +89,9 @@ LEVEL_NUMBERS: Final[dict[str, int]] = {
 # --------------------------------------------------------------------------- timestamps
 _ts_second = -1
 _ts_prefix = ""
-#: wall clock of log timestamps (``crown_nexus.testing.freeze_time`` replaces it)
-_wall = time.time
+#: wall clock of log timestamps in ns (``crown_nexus.testing.freeze_time`` replaces it)
+_wall_ns = time.time_ns
+_DIGITS3: Final = tuple(f"{i:03d}" for i in range(1000))
 
 
 def now_iso() -> str:
@@ -98,12 +101,13 @@ def now_iso() -> str:
     ``time.time()``.
     """
     global _ts_second, _ts_prefix
-    now = _wall()
-    sec = int(now)
+    ns = _wall_ns()
+    sec = ns // 1_000_000_000
     if sec != _ts_second:
-        _ts_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+        _ts_prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec))
         _ts_second = sec
-    return f"{_ts_prefix}.{int((now - sec) * 1_000_000):06d}Z"
+    micros = (ns // 1000) % 1_000_000
+    return _ts_prefix + _DIGITS3[micros // 1000] + _DIGITS3[micros % 1000] + "Z"
 
 
 # --------------------------------------------------------------------------- core fields
@@ -262,6 +266,20 @@ def _replace_match(match: re.Match[str]) -> str:
     return REDACTED
 
 
+#: a necessary condition for _VALUE_PATTERN's card branch (4 digits, separators allowed)
+_DIGITS4 = re.compile(r"\d[ \-]?\d[ \-]?\d[ \-]?\d")
+
+
+def scrub_text(text: str) -> str:
+    """Return ``text`` with bearer tokens, JWTs and Luhn-valid card numbers replaced by
+    ``"[REDACTED]"`` (cheap substring checks first; the regex runs only on candidates)."""
+    if len(text) < 13:
+        return text
+    if "earer" in text or "EARER" in text or "eyJ" in text or _DIGITS4.search(text) is not None:
+        return _VALUE_PATTERN.sub(_replace_match, text)
+    return text
+
+
 _SCALARS: Final = (int, float, bool, type(None))
 _MAX_DEPTH: Final = 16
 
@@ -274,7 +292,7 @@ class Redactor:
     ``add``/``remove`` adjust the default key set. Containers are copied, never mutated.
     """
 
-    __slots__ = ("_cache", "_fragments", "_skip_top")
+    __slots__ = ("_cache", "_fragments", "_safe", "_skip_top")
 
     def __init__(
         self,
@@ -288,6 +306,8 @@ class Redactor:
         norm -= {k.lower().replace("-", "_") for k in remove}
         self._fragments: tuple[str, ...] = tuple(sorted(norm))
         self._cache: dict[Any, bool] = {}
+        #: str keys known not to be sensitive (a set lookup on the hot path)
+        self._safe: set[str] = set()
         # core fields the chain itself wrote: never treated as secrets by key
         self._skip_top = frozenset(
             {
@@ -318,6 +338,9 @@ class Redactor:
         verdict = any(f in name for f in self._fragments)
         if len(cache) > 4096:
             cache.clear()
+            self._safe.clear()
+        if not verdict and type(key) is str:
+            self._safe.add(key)
         try:
             cache[key] = verdict
         except TypeError:  # unhashable key object
@@ -328,9 +351,7 @@ class Redactor:
         """Return ``value`` with secrets inside strings and containers redacted."""
         t = type(value)
         if t is str:
-            if len(value) < 13:
-                return value
-            return _VALUE_PATTERN.sub(_replace_match, value)
+            return scrub_text(value)
         if t in _SCALARS:
             return value
         if depth >= _MAX_DEPTH:
@@ -347,10 +368,7 @@ class Redactor:
         if isinstance(value, (list, tuple)):
             return [self.redact_value(v, depth + 1) for v in value]
         if isinstance(value, (set, frozenset)):
-            try:
-                return [self.redact_value(v, depth + 1) for v in sorted(value, key=repr)]
-            except Exception:
-                return value
+            return [self.redact_value(v, depth + 1) for v in value]
         return value
 
     def __call__(self, logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
@@ -368,6 +386,102 @@ class Redactor:
             else:
                 event_dict[key] = redact(value)
         return event_dict
+
+
+class EventPreparer:
+    """The default first processor: :func:`add_core_fields`, :func:`format_exception` and a
+    :class:`Redactor` fused into one pass over the event (the log call's hot path).
+
+    Produces exactly what those three would, in the same field order. With
+    ``structured_exceptions=False`` (console output) ``exc_info`` is left for the renderer.
+    """
+
+    __slots__ = ("redactor", "structured_exceptions")
+
+    def __init__(
+        self, redactor: Redactor | None = None, *, structured_exceptions: bool = True
+    ) -> None:
+        self.redactor = redactor or Redactor()
+        self.structured_exceptions = structured_exceptions
+
+    def __call__(self, logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+        """Return the prepared (ordered, redacted) event dict."""
+        event = event_dict.pop("event", None)
+        name = event_dict.pop("logger", None)
+        return self.prepare(method_name, name, event, event_dict, _getframe(1))
+
+    def prepare(
+        self,
+        method_name: str,
+        logger_name: Any,
+        event: Any,
+        fields: dict[str, Any],
+        frame: Any,
+    ) -> dict[str, Any]:
+        """Build the ordered, redacted event from its parts; ``frame`` is where to start looking
+        for the caller (frames of the logging machinery are skipped). ``fields`` is consumed."""
+        redactor = self.redactor
+        if type(event) is str:
+            scrubbed = _EVENT_CACHE.get(event)
+            if scrubbed is None:
+                scrubbed = scrub_text(event)
+                if len(_EVENT_CACHE) > 2048:
+                    _EVENT_CACHE.clear()
+                _EVENT_CACHE[event] = scrubbed
+        else:
+            scrubbed = redactor.redact_value(event)
+        global _ts_second, _ts_prefix
+        ns = _wall_ns()
+        sec = ns // 1_000_000_000
+        if sec != _ts_second:
+            _ts_prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec))
+            _ts_second = sec
+        micros = (ns // 1000) % 1_000_000
+        out: dict[str, Any] = {
+            "timestamp": _ts_prefix + _DIGITS3[micros // 1000] + _DIGITS3[micros % 1000] + "Z",
+            "level": LEVEL_NAMES.get(method_name, method_name),
+            "logger": logger_name,
+            "event": scrubbed,
+            "request_id": _get_rid(),
+            "user_id": _get_uid(),
+        }
+        extra = _get_extra()
+        if extra:
+            out.update(extra)
+        exc_info = fields.pop("exc_info", None) if "exc_info" in fields else None
+        if fields:
+            out.update(fields)
+            safe = redactor._safe
+            for key, value in fields.items():
+                if key not in safe and redactor.is_sensitive_key(key):
+                    out[key] = REDACTED
+                    continue
+                t = type(value)
+                if t is str:
+                    if len(value) > 12:
+                        out[key] = scrub_text(value)
+                elif t not in _SCALARS:
+                    out[key] = redactor.redact_value(value)
+        skip = SKIP_FILES
+        while frame is not None and frame.f_code.co_filename in skip:
+            frame = frame.f_back
+        if frame is not None:
+            code = frame.f_code
+            out["filename"] = code.co_filename
+            out["lineno"] = frame.f_lineno
+            out["func_name"] = code.co_name
+        if exc_info is not None:
+            if self.structured_exceptions:
+                formatted = format_exception(None, method_name, {"exc_info": exc_info})
+                if "exception" in formatted:
+                    out["exception"] = redactor.redact_value(formatted["exception"])
+            else:
+                out["exc_info"] = exc_info
+        return out
+
+
+#: event message -> scrubbed message (messages are mostly constants; bounded)
+_EVENT_CACHE: dict[str, str] = {}
 
 
 # --------------------------------------------------------------------------- rendering
