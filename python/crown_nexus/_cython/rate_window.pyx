@@ -22,6 +22,9 @@ MAX_LIMIT = 1_000_000_000
 MAX_WINDOW = 1_000_000_000.0
 MAX_TIME = 1e12
 
+cdef double _MAX_TIME = 1e12
+cdef i128 _I64_MAX = 9223372036854775807
+
 __all__ = ["GCRA", "MAX_LIMIT", "MAX_WINDOW", "SlidingLog", "SlidingWindowCounter"]
 
 
@@ -61,7 +64,7 @@ cdef i64 _to_us(object now) except? -1:
         if not isinstance(now, (int, float)) or isinstance(now, bool):
             raise TypeError(f"now must be an int or float, got {type(now).__name__}")
         t = float(now)
-    if not isfinite(t) or (t if t >= 0.0 else -t) > MAX_TIME:
+    if not isfinite(t) or (t if t >= 0.0 else -t) > _MAX_TIME:
         raise ValueError(f"now must be a finite number of seconds with abs(now) <= {MAX_TIME:g}")
     return <i64>floor(t * 1e6 + 0.5)
 
@@ -89,9 +92,19 @@ cdef inline i64 _floordiv(i64 a, i64 b) noexcept:
     return -((-a + b - 1) // b)
 
 
-cdef inline i128 _ceil_div(i128 a, i128 b) noexcept:
-    """``ceil(a / b)`` for ``a >= 0, b > 0``."""
+cdef inline i128 _ceil_div(i128 a, i64 b) noexcept:
+    """``ceil(a / b)`` for ``a >= 0, b > 0`` (64-bit division when it fits)."""
+    if a <= _I64_MAX - b:
+        return (<i64>a + b - 1) // b
     return (a + b - 1) // b
+
+
+cdef inline i64 _muldiv(i64 a, i64 b, i64 c) noexcept:
+    """``(a * b) // c`` for ``a, b >= 0, c > 0``, exact (128-bit product when needed)."""
+    cdef i128 p = <i128>a * b
+    if p <= _I64_MAX:
+        return (<i64>p) // c
+    return <i64>(p // c)
 
 
 cdef class _Entry:
@@ -119,10 +132,13 @@ cdef class _Entry:
             self.buf = NULL
 
     cdef inline i64 at(self, i64 i) noexcept:
-        return self.buf[(self.head + i) % self.cap]
+        cdef i64 j = self.head + i
+        if j >= self.cap:
+            j -= self.cap
+        return self.buf[j]
 
     cdef int push(self, i64 stamp, i64 count, i64 limit) except -1:
-        cdef i64 newcap, i
+        cdef i64 newcap, i, j
         cdef i64* nb
         if self.n + count > self.cap:
             newcap = self.cap * 2 if self.cap > 0 else 8
@@ -141,7 +157,10 @@ cdef class _Entry:
             self.cap = newcap
             self.head = 0
         for i in range(count):
-            self.buf[(self.head + self.n) % self.cap] = stamp
+            j = self.head + self.n
+            if j >= self.cap:
+                j -= self.cap
+            self.buf[j] = stamp
             self.n += 1
         return 0
 
@@ -271,16 +290,16 @@ cdef class SlidingWindowCounter(_Windows):
     cdef bint _idle(self, _Entry e, i64 now):
         cdef i64 b, prev, curr
         self._view(e, &now, &b, &prev, &curr)
-        return curr == 0 and (<i128>prev * (self._w - (now - b * self._w))) // self._w == 0
+        return curr == 0 and _muldiv(prev, self._w - (now - b * self._w), self._w) == 0
 
     cdef inline i64 _zero_after(self, i64 b, i64 prev, i64 curr, i64 now) noexcept:
         cdef i64 w = self._w
         cdef i64 start = b * w
         cdef i64 t
         if curr > 0:
-            return start + w + <i64>((<i128>w * (curr - 1)) // curr) + 1 - now
+            return start + w + _muldiv(w, curr - 1, curr) + 1 - now
         if prev > 0:
-            t = start + <i64>((<i128>w * (prev - 1)) // prev) + 1 - now
+            t = start + _muldiv(w, prev - 1, prev) + 1 - now
             return t if t > 0 else 0
         return 0
 
@@ -290,16 +309,16 @@ cdef class SlidingWindowCounter(_Windows):
         cdef i64 start = b * w
         cdef i64 e = now - start
         cdef i64 r
-        used[0] = curr + <i64>((<i128>prev * (w - e)) // w)
+        used[0] = curr + _muldiv(prev, w - e, w)
         if used[0] + cost <= self._limit:
             reset[0] = 0
             return True
         r = self._limit - cost - curr
         if r >= 0:
-            reset[0] = start + <i64>((<i128>w * (prev - r - 1)) // prev) + 1 - now
+            reset[0] = start + _muldiv(w, prev - r - 1, prev) + 1 - now
         else:
             r = self._limit - cost
-            reset[0] = start + w + <i64>((<i128>w * (curr - r - 1)) // curr) + 1 - now
+            reset[0] = start + w + _muldiv(w, curr - r - 1, curr) + 1 - now
         return False
 
     cdef inline void _view(self, _Entry st, i64 *now, i64 *b, i64 *prev, i64 *curr) noexcept:
@@ -390,7 +409,9 @@ cdef class SlidingLog(_Windows):
             t = st.last
         st.last = t
         while st.n > 0 and st.buf[st.head] + w <= t:
-            st.head = (st.head + 1) % st.cap
+            st.head += 1
+            if st.head == st.cap:
+                st.head = 0
             st.n -= 1
         if st.n + c > self._limit:
             k = st.n + c - self._limit
@@ -450,11 +471,17 @@ cdef class GCRA(_Windows):
         return self._burst_obj
 
     cdef inline i128 _level(self, _Entry st, i64 *now) noexcept:
-        cdef i128 level
+        cdef i64 dt
         if now[0] < st.last:
             now[0] = st.last
-        level = st.level - <i128>(now[0] - st.last) * self._limit
-        return level if level > 0 else 0
+        dt = now[0] - st.last
+        if st.level <= _I64_MAX:
+            if dt > (<i64>st.level) // self._limit:
+                return 0
+            return st.level - <i128>(dt * self._limit)
+        if dt > st.level // self._limit:
+            return 0
+        return st.level - <i128>dt * self._limit
 
     cdef bint _idle(self, _Entry e, i64 now):
         return self._level(e, &now) == 0
