@@ -174,7 +174,9 @@ class SecurityService:
         **claims: Any,
     ) -> str:
         """Create one token (see :meth:`TokenManager.create_token`) and record metrics."""
-        start = time.perf_counter()
+        telemetry = self.telemetry
+        sampled = telemetry.should_sample()
+        start = time.perf_counter() if sampled else 0.0
         token = self.tokens.create_token(
             subject,
             token_type,
@@ -185,9 +187,10 @@ class SecurityService:
             **claims,
         )
         kind = TokenType(token_type).value
-        self.telemetry.observe("token_creation_duration_seconds", time.perf_counter() - start, kind)
-        self.telemetry.inc("tokens_created_total", kind)
-        self.telemetry.publish_soon(
+        if sampled:
+            telemetry.observe("token_creation_duration_seconds", time.perf_counter() - start, kind)
+        telemetry.count("tokens_created_total", kind)
+        telemetry.publish_soon(
             "security.token_created", {"user_id": str(subject), "token_type": kind}
         )
         return token
@@ -200,15 +203,18 @@ class SecurityService:
         user_data: Mapping[str, Any] | None,
         family: str | None = None,
     ) -> TokenPair:
-        start = time.perf_counter()
+        telemetry = self.telemetry
+        sampled = telemetry.should_sample()
+        start = time.perf_counter() if sampled else 0.0
         pair = self.tokens.create_token_pair(
             str(user_id), role=role, permissions=permissions, user_data=user_data, family=family
         )
-        self.telemetry.observe(
-            "token_creation_duration_seconds", time.perf_counter() - start, "pair"
-        )
-        self.telemetry.inc("tokens_created_total", "access")
-        self.telemetry.inc("tokens_created_total", "refresh")
+        if sampled:
+            telemetry.observe(
+                "token_creation_duration_seconds", time.perf_counter() - start, "pair"
+            )
+        telemetry.count("tokens_created_total", "access")
+        telemetry.count("tokens_created_total", "refresh")
         return pair
 
     def create_token_pair_sync(
@@ -280,8 +286,8 @@ class SecurityService:
                     "security.token_revoked", {"user_id": None, "reason": "refresh_token_reuse"}
                 )
             raise
-        self.telemetry.inc("tokens_created_total", "access")
-        self.telemetry.inc("tokens_created_total", "refresh")
+        self.telemetry.count("tokens_created_total", "access")
+        self.telemetry.count("tokens_created_total", "refresh")
         return pair
 
     async def revoke_token(
