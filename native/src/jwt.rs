@@ -665,14 +665,15 @@ fn cmp_int_float(i: i128, f: f64) -> Option<std::cmp::Ordering> {
     if f.is_nan() {
         return None;
     }
-    if f >= 3.0e38 {
+    // claims are 64-bit integers: beyond ±2^65 the float decides alone
+    if f >= 3.7e19 {
         return Some(Ordering::Less);
     }
-    if f <= -3.0e38 {
+    if f <= -3.7e19 {
         return Some(Ordering::Greater);
     }
     let floor = f.floor();
-    let fi = floor as i128; // exact: |floor| < 2^128 and an integer
+    let fi = floor as i128; // exact: |floor| < 2^66 and an integer
     Some(match i.cmp(&fi) {
         Ordering::Equal if f > floor => Ordering::Less,
         other => other,

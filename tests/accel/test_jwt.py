@@ -414,6 +414,19 @@ def test_expiry_with_leeway(impl: ModuleType) -> None:
     assert reason_of(impl, float_exp, now=NOW + 0.5) == "expired"
 
 
+def test_integer_claims_compare_exactly_with_float_time(impl: ModuleType) -> None:
+    """An integer exp is compared with the float bound exactly, never rounded to a float."""
+    edge = 2**53
+    token = impl.encode({"exp": edge + 1}, SECRET, "HS256")
+    assert impl.decode(token, SECRET, algorithms=["HS256"], require=(), now=float(edge))
+    token = impl.encode({"exp": edge}, SECRET, "HS256")
+    assert reason_of(impl, token, require=(), now=float(edge)) == "expired"
+    big = impl.encode({"exp": 2**64 - 1, "nbf": -(2**63)}, SECRET, "HS256")
+    assert impl.decode(big, SECRET, algorithms=["HS256"], require=(), now=1.8e19)
+    assert reason_of(impl, big, require=(), now=1e300) == "expired"
+    assert reason_of(impl, big, require=(), now=-1e300) == "not_yet_valid"
+
+
 def test_not_yet_valid_with_leeway(impl: ModuleType) -> None:
     """nbf > now + leeway is not_yet_valid; within the leeway it passes."""
     token = impl.encode(claims(nbf=NOW + 30), SECRET, "HS256")

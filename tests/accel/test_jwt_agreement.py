@@ -188,6 +188,26 @@ def test_claim_rules_agree(body: dict[str, Any], opts: dict[str, Any]) -> None:
 
 @FUZZ
 @given(
+    stamp=st.integers(2**53 - 8, 2**53 + 8)
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False),
+    now=st.floats(2**53 - 16, 2**53 + 16)
+    | st.floats(allow_nan=False, allow_infinity=False, min_value=-1e300, max_value=1e300),
+    leeway=st.floats(-10.0, 10.0) | st.integers(-10, 10),
+    name=st.sampled_from(["exp", "nbf", "iat"]),
+)
+def test_time_comparisons_agree(stamp: float, now: float, leeway: float, name: str) -> None:
+    """exp/nbf/iat against now +- leeway: the same verdict on both twins, at float edges too."""
+    token = sign_hs256(b'{"alg":"HS256"}', orjson.dumps({name: stamp}))
+    agree(
+        lambda impl: impl.decode(
+            token, SECRET, algorithms=["HS256"], require=(), now=now, leeway=leeway
+        )
+    )
+
+
+@FUZZ
+@given(
     value=json_values,
     edits=st.lists(
         st.tuples(
