@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["CacheControlMiddleware"]
@@ -64,15 +63,13 @@ class CacheControlMiddleware:
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(raw=message.setdefault("headers", []))
-                if "cache-control" not in headers:
-                    request_headers = Headers(scope=scope)
-                    authenticated = (
-                        "authorization" in request_headers or "cookie" in request_headers
+                raw = message.setdefault("headers", [])
+                if not any(k.lower() == b"cache-control" for k, _ in raw):
+                    authenticated = any(
+                        k in (b"authorization", b"cookie") for k, _ in scope.get("headers", ())
                     )
-                    headers["Cache-Control"] = self.policy_for(
-                        method, path, message["status"], authenticated
-                    )
+                    policy = self.policy_for(method, path, message["status"], authenticated)
+                    message["headers"] = [*raw, (b"cache-control", policy.encode("latin-1"))]
             await send(message)
 
         await self.app(scope, receive, send_wrapper)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from starlette.datastructures import Headers
 from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -17,6 +16,13 @@ from crown_nexus.middleware.response_formatter import (
 __all__ = ["CompressionMiddleware"]
 
 _OUTER_SEND_KEY = "crown_nexus.compression_outer_send"
+
+
+def _accepts_gzip(scope: Scope) -> bool:
+    for key, value in scope.get("headers", ()):
+        if key == b"accept-encoding":
+            return b"gzip" in value.lower()
+    return False
 
 
 class CompressionMiddleware:
@@ -64,6 +70,10 @@ class CompressionMiddleware:
         ):
             await self.app(scope, receive, send)
             return
+        if not _accepts_gzip(scope):
+            # nothing to compress for this client; uncompressed bodies need no Vary header
+            await self.app(scope, receive, send)
+            return
         if FORMATTER_SCOPE_KEY not in scope:
             await self._gzip(scope, receive, send)
             return
@@ -74,7 +84,6 @@ class CompressionMiddleware:
         """Send the formatter's candidates straight up (compression deferred), the rest via gzip."""
         outer: Send = scope.pop(_OUTER_SEND_KEY)
         max_size: int = scope[FORMATTER_SCOPE_KEY]
-        accepts_gzip = "gzip" in Headers(scope=scope).get("accept-encoding", "")
         target: Send = gzip_send
 
         async def route(message: Message) -> None:
@@ -82,8 +91,7 @@ class CompressionMiddleware:
             if message["type"] == "http.response.start":
                 if is_format_candidate(message, max_size):
                     target = outer
-                    if accepts_gzip:
-                        scope[DEFERRED_COMPRESSION_KEY] = (self.minimum_size, self.compresslevel)
+                    scope[DEFERRED_COMPRESSION_KEY] = (self.minimum_size, self.compresslevel)
                 else:
                     target = gzip_send
             await target(message)

@@ -147,7 +147,6 @@ class ResponseFormatterMiddleware:
                 await send_formatted(start, b"".join(chunks))
 
         async def send_formatted(start_message: Message, body: bytes) -> None:
-            headers = MutableHeaders(raw=start_message["headers"])
             try:
                 payload = orjson.loads(body) if body else _UNPARSEABLE
             except orjson.JSONDecodeError:
@@ -161,14 +160,16 @@ class ResponseFormatterMiddleware:
                         "meta": {"request_id": rid, "timestamp": utc_timestamp()},
                     }
                 )
+            raw = [h for h in start_message["headers"] if h[0].lower() != b"content-length"]
             deferred = scope.get(DEFERRED_COMPRESSION_KEY)
             if deferred is not None:
                 minimum_size, level = deferred
-                headers.add_vary_header("Accept-Encoding")
+                MutableHeaders(raw=raw).add_vary_header("Accept-Encoding")
                 if len(body) >= minimum_size:
                     body = gzip.compress(body, compresslevel=level)
-                    headers["content-encoding"] = "gzip"
-            headers["content-length"] = str(len(body))
+                    raw.append((b"content-encoding", b"gzip"))
+            raw.append((b"content-length", str(len(body)).encode("ascii")))
+            start_message["headers"] = raw
             await send(start_message)
             await send({"type": "http.response.body", "body": body})
 
