@@ -133,3 +133,23 @@ async def test_app_state_service_is_preferred(app, settings) -> None:
         resp = await client.get("/me", headers={"Authorization": f"Bearer {token}"})
     assert resp.status_code == 401
     assert resp.json()["details"] == {"reason": "revoked"}
+
+
+async def test_authenticate_request_outside_dependencies(app) -> None:
+    """authenticate_request reads Bearer / X-API-Key from a plain Request (for decorators)."""
+    from crown_nexus.core.security.dependencies import authenticate_request
+
+    @app.get("/raw")
+    async def raw(request: Request) -> dict:
+        user = await authenticate_request(request)
+        return {"id": None if user is None else user["id"]}
+
+    pair = create_token_pair(user_id="u-raw")
+    async with _client(app) as client:
+        assert (await client.get("/raw")).json() == {"id": None}
+        bearer = await client.get("/raw", headers={"Authorization": f"Bearer {pair.access_token}"})
+        keyed = await client.get("/raw", headers={"X-API-Key": app.state.test_api_key})
+        bad = await client.get("/raw", headers={"Authorization": "Bearer nope"})
+    assert bearer.json() == {"id": "u-raw"}
+    assert keyed.json() == {"id": "key-owner"}
+    assert bad.status_code == 401

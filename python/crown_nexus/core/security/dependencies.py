@@ -28,6 +28,7 @@ __all__ = [
     "API_KEY_HEADER",
     "ApiKeyResolver",
     "api_key_header",
+    "authenticate_request",
     "bearer_scheme",
     "get_current_user_id",
     "get_current_user_with_permissions",
@@ -114,6 +115,21 @@ async def _authenticate(
     request.state.user = user
     _set_log_user(user["id"])
     return dict(user)
+
+
+async def authenticate_request(request: Request) -> dict[str, Any] | None:
+    """Authenticate ``request`` from its headers outside FastAPI's dependency system.
+
+    Reads ``Authorization: Bearer <token>`` or ``X-API-Key`` like the dependencies do (and
+    shares their per-request cache). ``None`` without credentials; invalid credentials raise
+    ``AuthenticationException``. Decorators such as ``require_permission`` can use it when an
+    endpoint has no ``current_user`` argument.
+    """
+    credentials: HTTPAuthorizationCredentials | None = None
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        credentials = HTTPAuthorizationCredentials(scheme=scheme, credentials=value.strip())
+    return await _authenticate(request, credentials, request.headers.get(API_KEY_HEADER))
 
 
 async def get_optional_user(

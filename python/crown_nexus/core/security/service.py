@@ -79,10 +79,23 @@ class SecurityService:
         self.settings = settings or get_security_settings()
         if blacklist is None:
             blacklist = create_blacklist(self.settings.redis_url)
+        previous: TokenManager | None = getattr(self, "tokens", None)
         self.tokens = TokenManager(
             self.settings, key_ring=key_ring, blacklist=blacklist, jwt_impl=jwt_impl
         )
+        if previous is not None and previous.blacklist is not blacklist:
+            self._close_soon(previous)
         return self
+
+    def _close_soon(self, previous: TokenManager) -> None:
+        """Close a replaced blacklist backend on the running loop (nothing to do without one)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        task = loop.create_task(previous.close())
+        self.telemetry._tasks.add(task)
+        task.add_done_callback(self.telemetry._tasks.discard)
 
     @property
     def key_ring(self) -> KeyRing:
