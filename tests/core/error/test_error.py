@@ -228,8 +228,16 @@ def test_redact_keys_and_cards() -> None:
     assert out["note"] == f"paid with {REDACTED} yesterday"
     assert out["order"] == "12345678901234"
     assert out["nested"][0]["refresh_token"] == REDACTED
-    assert out["nested"][1] == ("x",)
+    assert list(out["nested"][1]) == ["x"]
     assert data["password"] == "p", "the input is not modified"
+
+
+def test_redact_tokens_inside_text_like_logs() -> None:
+    """Bearer tokens and JWTs inside free text are redacted, as the logging redactor does."""
+    jwt_like = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
+    out = redact({"note": f"header was Bearer {jwt_like} at login"})
+    assert jwt_like not in str(out)
+    assert "header was" in out["note"]
 
 
 @settings(max_examples=150, deadline=None)

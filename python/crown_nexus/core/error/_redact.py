@@ -45,12 +45,34 @@ def _mask_cards(text: str) -> str:
     return _CARD.sub(sub, text)
 
 
-def redact(value: Any, _depth: int = 0) -> Any:
-    """A copy of ``value`` with sensitive keys' values and card numbers replaced by ``[REDACTED]``.
+def _logging_redactor() -> Any:
+    """The redactor the logging system is configured with (its keys, bearer tokens, JWTs)."""
+    try:
+        from crown_nexus.logging import config
+    except ImportError:
+        return None
+    return getattr(getattr(config, "_STATE", None), "redactor", None)
 
-    Mappings, lists, tuples and sets are walked (to a bounded depth); other objects are returned
-    as they are.
+
+def redact(value: Any) -> Any:
+    """A copy of ``value`` with secrets replaced by ``[REDACTED]``, like log events are.
+
+    Values under sensitive keys (password, token, secret, authorization, api_key, cookie, card
+    numbers, ... and any key the logging configuration adds) and Luhn-valid card numbers, bearer
+    tokens and JWTs inside strings are redacted. Mappings, lists, tuples and sets are walked to a
+    bounded depth; other objects are returned as they are. The input is never modified.
     """
+    out = _redact(value)
+    logging_redactor = _logging_redactor()
+    if logging_redactor is not None:
+        try:
+            out = logging_redactor.redact_value(out)
+        except Exception:  # noqa: S110 - the local pass above already ran
+            pass
+    return out
+
+
+def _redact(value: Any, _depth: int = 0) -> Any:
     if _depth > _MAX_DEPTH:
         return REDACTED
     if isinstance(value, str):
@@ -61,9 +83,9 @@ def redact(value: Any, _depth: int = 0) -> Any:
             if isinstance(k, str) and SENSITIVE_KEY_PATTERN.search(k):
                 out[k] = REDACTED
             else:
-                out[k] = redact(v, _depth + 1)
+                out[k] = _redact(v, _depth + 1)
         return out
     if isinstance(value, list | tuple | set | frozenset):
-        items = [redact(v, _depth + 1) for v in value]
+        items = [_redact(v, _depth + 1) for v in value]
         return items if isinstance(value, list) else type(value)(items)
     return value
