@@ -117,6 +117,11 @@ def test_attributes(rw: ModuleType) -> None:
     g = rw.GCRA(20, 60, burst=40)
     assert (g.limit, g.window, g.burst) == (20, 60.0, 40)
     assert rw.GCRA(20, 60).burst == 20
+    for name in ("limit", "window", "max_keys"):
+        with pytest.raises(AttributeError):
+            setattr(w, name, 1)
+    with pytest.raises(AttributeError):
+        g.burst = 1
 
 
 def test_max_keys_bounds_memory_evicting_least_recently_used(algo) -> None:

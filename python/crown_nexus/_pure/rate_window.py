@@ -115,15 +115,30 @@ class SlidingWindowCounter:
     Raises ``TypeError``/``ValueError`` for arguments of the wrong type or range.
     """
 
-    __slots__ = ("_entries", "_w", "limit", "max_keys", "window")
+    __slots__ = ("_entries", "_limit", "_max_keys", "_w", "_window")
 
     def __init__(self, limit: int, window: float, *, max_keys: int = 100_000) -> None:
-        self.limit: int = _check_int(limit, "limit")
+        self._limit: int = _check_int(limit, "limit")
         self._w: int = _check_window(window)
-        self.window: float = float(window)
-        self.max_keys: int = _check_int(max_keys, "max_keys")
+        self._window: float = float(window)
+        self._max_keys: int = _check_int(max_keys, "max_keys")
         # key -> [bucket index, prev count, curr count, last seen us]
         self._entries: OrderedDict[str, list[int]] = OrderedDict()
+
+    @property
+    def limit(self) -> int:
+        """Requests allowed per window."""
+        return self._limit
+
+    @property
+    def window(self) -> float:
+        """Window length in seconds."""
+        return self._window
+
+    @property
+    def max_keys(self) -> int:
+        """Most keys tracked at once."""
+        return self._max_keys
 
     def __len__(self) -> int:
         """Number of tracked keys."""
@@ -160,13 +175,13 @@ class SlidingWindowCounter:
         start = b * w
         e = now - start
         used = curr + (prev * (w - e)) // w
-        if used + cost <= self.limit:
+        if used + cost <= self._limit:
             return True, used, 0
-        r = self.limit - cost - curr
+        r = self._limit - cost - curr
         if r >= 0:
             reset = start + (w * (prev - r - 1)) // prev + 1 - now
         else:
-            r = self.limit - cost
+            r = self._limit - cost
             reset = start + w + (w * (curr - r - 1)) // curr + 1 - now
         return False, used, reset
 
@@ -174,7 +189,7 @@ class SlidingWindowCounter:
         """Count a request of ``cost`` for ``key`` at ``now`` if it fits; see the module docs."""
         _check_key(key)
         t = _to_us(now)
-        cost = _check_cost(cost, self.limit)
+        cost = _check_cost(cost, self._limit)
         entries = self._entries
         st = entries.get(key)
         if st is None:
@@ -210,7 +225,7 @@ class SlidingWindowCounter:
             first = next(iter(entries))
             if self._idle(entries[first], now):
                 del entries[first]
-        while len(entries) >= self.max_keys:
+        while len(entries) >= self._max_keys:
             entries.popitem(last=False)
 
     def reset(self, key: str) -> None:
@@ -238,15 +253,30 @@ class SlidingLog:
     Raises ``TypeError``/``ValueError`` for arguments of the wrong type or range.
     """
 
-    __slots__ = ("_entries", "_w", "limit", "max_keys", "window")
+    __slots__ = ("_entries", "_limit", "_max_keys", "_w", "_window")
 
     def __init__(self, limit: int, window: float, *, max_keys: int = 100_000) -> None:
-        self.limit: int = _check_int(limit, "limit")
+        self._limit: int = _check_int(limit, "limit")
         self._w: int = _check_window(window)
-        self.window: float = float(window)
-        self.max_keys: int = _check_int(max_keys, "max_keys")
+        self._window: float = float(window)
+        self._max_keys: int = _check_int(max_keys, "max_keys")
         # key -> [last seen us, deque of stamps (non-decreasing)]
         self._entries: OrderedDict[str, list] = OrderedDict()  # type: ignore[type-arg]
+
+    @property
+    def limit(self) -> int:
+        """Requests allowed per window."""
+        return self._limit
+
+    @property
+    def window(self) -> float:
+        """Window length in seconds."""
+        return self._window
+
+    @property
+    def max_keys(self) -> int:
+        """Most keys tracked at once."""
+        return self._max_keys
 
     def __len__(self) -> int:
         """Number of tracked keys."""
@@ -271,7 +301,7 @@ class SlidingLog:
         """Count a request of ``cost`` for ``key`` at ``now`` if it fits; see the module docs."""
         _check_key(key)
         t = _to_us(now)
-        cost = _check_cost(cost, self.limit)
+        cost = _check_cost(cost, self._limit)
         entries = self._entries
         st = entries.get(key)
         if st is None:
@@ -288,8 +318,8 @@ class SlidingLog:
         while stamps and stamps[0] + w <= t:
             stamps.popleft()
         count = len(stamps)
-        if count + cost > self.limit:
-            k = count + cost - self.limit
+        if count + cost > self._limit:
+            k = count + cost - self._limit
             return False, count, (stamps[k - 1] + w - t) / 1e6
         stamps.extend([t] * cost)
         return True, count + cost, w / 1e6
@@ -307,7 +337,7 @@ class SlidingLog:
         w = self._w
         i = self._first_active(stamps, t)
         count = len(stamps) - i
-        if count + 1 > self.limit:
+        if count + 1 > self._limit:
             return False, count, (stamps[i] + w - t) / 1e6
         if count == 0:
             return True, 0, 0.0
@@ -319,7 +349,7 @@ class SlidingLog:
             first = next(iter(entries))
             if self._idle(entries[first], now):
                 del entries[first]
-        while len(entries) >= self.max_keys:
+        while len(entries) >= self._max_keys:
             entries.popitem(last=False)
 
     def reset(self, key: str) -> None:
@@ -347,7 +377,7 @@ class GCRA:
     Raises ``TypeError``/``ValueError`` for arguments of the wrong type or range.
     """
 
-    __slots__ = ("_cap", "_entries", "_w", "burst", "limit", "max_keys", "window")
+    __slots__ = ("_burst", "_cap", "_entries", "_limit", "_max_keys", "_w", "_window")
 
     def __init__(
         self,
@@ -357,14 +387,34 @@ class GCRA:
         burst: int | None = None,
         max_keys: int = 100_000,
     ) -> None:
-        self.limit: int = _check_int(limit, "limit")
+        self._limit: int = _check_int(limit, "limit")
         self._w: int = _check_window(window)
-        self.window: float = float(window)
-        self.burst: int = self.limit if burst is None else _check_int(burst, "burst")
-        self.max_keys: int = _check_int(max_keys, "max_keys")
-        self._cap: int = self.burst * self._w
+        self._window: float = float(window)
+        self._burst: int = self._limit if burst is None else _check_int(burst, "burst")
+        self._max_keys: int = _check_int(max_keys, "max_keys")
+        self._cap: int = self._burst * self._w
         # key -> [level units, last seen us]
         self._entries: OrderedDict[str, list[int]] = OrderedDict()
+
+    @property
+    def burst(self) -> int:
+        """Bucket depth: most requests admitted at once."""
+        return self._burst
+
+    @property
+    def limit(self) -> int:
+        """Requests allowed per window."""
+        return self._limit
+
+    @property
+    def window(self) -> float:
+        """Window length in seconds."""
+        return self._window
+
+    @property
+    def max_keys(self) -> int:
+        """Most keys tracked at once."""
+        return self._max_keys
 
     def __len__(self) -> int:
         """Number of tracked keys."""
@@ -374,7 +424,7 @@ class GCRA:
         """Return ``(effective now, level at now)`` without mutating."""
         if now < st[1]:
             now = st[1]
-        level = st[0] - (now - st[1]) * self.limit
+        level = st[0] - (now - st[1]) * self._limit
         return now, level if level > 0 else 0
 
     def _idle(self, st: list[int], now: int) -> bool:
@@ -384,7 +434,7 @@ class GCRA:
         """Count a request of ``cost`` for ``key`` at ``now`` if it fits; see the module docs."""
         _check_key(key)
         t = _to_us(now)
-        cost = _check_cost(cost, self.burst)
+        cost = _check_cost(cost, self._burst)
         entries = self._entries
         st = entries.get(key)
         if st is None:
@@ -398,9 +448,9 @@ class GCRA:
         w = self._w
         new = level + cost * w
         if new > self._cap:
-            return False, _ceil_div(level, w), _ceil_div(new - self._cap, self.limit) / 1e6
+            return False, _ceil_div(level, w), _ceil_div(new - self._cap, self._limit) / 1e6
         st[0] = new
-        return True, _ceil_div(new, w), _ceil_div(new, self.limit) / 1e6
+        return True, _ceil_div(new, w), _ceil_div(new, self._limit) / 1e6
 
     def peek(self, key: str, now: float) -> Result:
         """Return what a unit ``hit`` would return, without counting or touching recency."""
@@ -414,8 +464,8 @@ class GCRA:
         count = _ceil_div(level, w)
         new = level + w
         if new > self._cap:
-            return False, count, _ceil_div(new - self._cap, self.limit) / 1e6
-        return True, count, _ceil_div(level, self.limit) / 1e6
+            return False, count, _ceil_div(new - self._cap, self._limit) / 1e6
+        return True, count, _ceil_div(level, self._limit) / 1e6
 
     def _make_room(self, now: int) -> None:
         entries = self._entries
@@ -423,7 +473,7 @@ class GCRA:
             first = next(iter(entries))
             if self._idle(entries[first], now):
                 del entries[first]
-        while len(entries) >= self.max_keys:
+        while len(entries) >= self._max_keys:
             entries.popitem(last=False)
 
     def reset(self, key: str) -> None:
