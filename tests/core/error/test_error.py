@@ -319,3 +319,18 @@ def test_audit_log_action_unawaited_from_sync_code_still_records() -> None:
         audit.log_action("u-sync", "login")
     assert audit.recent()[-1]["user_id"] == "u-sync"
     assert audit.recent()[-1]["action"] == "login"
+
+
+def test_error_service_handle_exception_names_the_real_caller(memory) -> None:
+    """error_service.handle_exception reports the function that called it, not itself."""
+
+    def checkout(cart_id):
+        try:
+            raise LookupError("cart")
+        except LookupError as e:
+            get_service("error_service").handle_exception(e, user_id="u9")
+
+    checkout("c1")
+    ctx = memory.recent()[-1].context
+    assert ctx.function.endswith("checkout")
+    assert ctx.kwargs["cart_id"] == "c1" and ctx.user_id == "u9"

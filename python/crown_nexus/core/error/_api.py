@@ -144,7 +144,12 @@ def handle_exception(exception: BaseException, **kwargs: Any) -> ErrorContext:
     arguments. Inside a running event loop the report is scheduled as a task (await
     :func:`wait_for_reports` to flush); without one it is delivered before returning. Never raises.
     """
-    function, module, line, arguments = _caller(sys._getframe(1))
+    return _handle(exception, 2, kwargs)
+
+
+def _handle(exception: BaseException, stacklevel: int, kwargs: dict[str, Any]) -> ErrorContext:
+    """``handle_exception`` with the caller ``stacklevel`` frames above this function."""
+    function, module, line, arguments = _caller(sys._getframe(stacklevel))
     user_id = kwargs.pop("user_id", None)
     request_id = kwargs.pop("request_id", None)
     arguments = {k: v for k, v in arguments.items() if v is not exception}

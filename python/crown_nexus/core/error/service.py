@@ -43,7 +43,7 @@ class ErrorService:
 
     def handle_exception(self, exception: BaseException, **kwargs: Any) -> ErrorContext:
         """See :func:`crown_nexus.core.error.handle_exception` (context is taken from the caller)."""
-        return _api.handle_exception(exception, **kwargs)
+        return _api._handle(exception, 2, kwargs)
 
     def register_reporter(self, reporter: ErrorReporter) -> ErrorReporter:
         """Add a reporter (see :func:`crown_nexus.core.error.register_reporter`)."""
