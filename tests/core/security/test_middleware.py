@@ -146,3 +146,60 @@ def test_no_base_http_middleware() -> None:
 
     for module in (a, b):
         assert "BaseHTTPMiddleware" not in inspect.getsource(module)
+
+
+async def test_exclusions_and_no_csp() -> None:
+    """exclude_paths skips the suspicious check; content_security_policy=None sends no CSP."""
+    app = FastAPI()
+
+    @app.get("/raw/search")
+    async def search(q: str = "") -> dict:
+        return {"q": q}
+
+    app.add_middleware(SecurityHeadersMiddleware, content_security_policy=None, hsts=False)
+    app.add_middleware(SecureRequestMiddleware, exclude_paths=["/raw"])
+    async with _client(app) as client:
+        resp = await client.get("/raw/search", params={"q": "<script>x</script>"})
+    assert resp.status_code == 200
+    assert "content-security-policy" not in resp.headers
+    assert "strict-transport-security" not in resp.headers
+    assert resp.headers["x-frame-options"] == "DENY"
+
+
+async def test_invalid_content_length_is_not_trusted() -> None:
+    """A non-numeric Content-Length does not bypass the streamed-size limit."""
+    seen: list[int] = []
+
+    async def app(scope, receive, send) -> None:
+        total = 0
+        while True:
+            message = await receive()
+            total += len(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        seen.append(total)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    middleware = SecureRequestMiddleware(app, max_body_size=10)
+    chunks = [
+        {"type": "http.request", "body": b"x" * 8, "more_body": True},
+        {"type": "http.request", "body": b"x" * 8, "more_body": False},
+    ]
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return chunks.pop(0)
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "path": "/",
+        "query_string": b"",
+        "headers": [(b"content-length", b"abc")],
+    }
+    await middleware(scope, receive, send)
+    assert sent[0]["status"] == 413
+    assert not seen
