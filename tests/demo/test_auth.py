@@ -29,9 +29,9 @@ def cheap_argon2():
         configure_security(None)
 
 
-def _settings(tmp_path, **extra: Any) -> Settings:
+def _settings(tmp_path, database_url: str | None = None, **extra: Any) -> Settings:
     return Settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/auth.db",
+        database_url=database_url or f"sqlite+aiosqlite:///{tmp_path}/auth.db",
         secret_key="demo-auth-test-secret-0123456789abcdef",
         **extra,
     )
@@ -63,9 +63,9 @@ async def _login(client, creds: dict) -> dict:
     return _data(resp)
 
 
-async def test_login_me_refresh_reuse_and_logout(tmp_path) -> None:
-    """The whole session life: login, /users/me, rotation, reuse revokes the family, logout."""
-    async with app_client(create_app(_settings(tmp_path))) as client:
+async def test_login_me_refresh_reuse_and_logout(tmp_path, database_url: str) -> None:
+    """The whole session life (SQLite and PostgreSQL): login, /users/me, rotation, reuse, logout."""
+    async with app_client(create_app(_settings(tmp_path, database_url))) as client:
         resp = await client.post("/auth/login", json=ADMIN)
         assert resp.status_code == 200
         assert "csrf_token=" in resp.headers["set-cookie"]
@@ -131,9 +131,9 @@ async def test_bad_credentials_and_bad_tokens(tmp_path) -> None:
         _assert_401(not_refresh)
 
 
-async def test_api_keys(tmp_path) -> None:
-    """Create an API key (only a hash stored), authenticate /users/me with it, and limit its permissions."""
-    async with app_client(create_app(_settings(tmp_path))) as client:
+async def test_api_keys(tmp_path, database_url: str) -> None:
+    """API keys (SQLite and PostgreSQL): only a hash stored, /users/me with it, permissions limited."""
+    async with app_client(create_app(_settings(tmp_path, database_url))) as client:
         user = await _login(client, USER)
         created = await client.post(
             "/auth/api-keys",
