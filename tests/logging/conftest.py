@@ -40,7 +40,8 @@ def render_kind(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def json_logs(render_kind: str) -> Iterator[JsonLines]:
-    """Logging configured for JSON at DEBUG into an in-memory stream (each renderer)."""
+    """Logging configured for JSON at DEBUG into an in-memory stream (each renderer); stdlib
+    records are not bridged (asyncio's own debug lines would interleave)."""
     sink = JsonLines()
     configure_logging(
         Settings(ENVIRONMENT="test"),
@@ -48,6 +49,7 @@ def json_logs(render_kind: str) -> Iterator[JsonLines]:
         log_format="json",
         level="debug",
         render_kind=render_kind,
+        stdlib=False,
     )
     yield sink
     configure_logging(Settings(ENVIRONMENT="test"))

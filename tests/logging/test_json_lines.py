@@ -187,3 +187,44 @@ def test_production_settings_pick_json(configure) -> None:
     configure(Settings(ENVIRONMENT="production", secret_key="x" * 40), stream=stream)
     get_logger("prod").info("hello")
     assert orjson.loads(stream.getvalue())["event"] == "hello"
+
+
+def test_stdlib_logging_goes_through_the_same_pipeline(configure) -> None:
+    """Records of stdlib loggers become crown-nexus JSON lines with ids and location."""
+    stream = io.BytesIO()
+    configure(Settings(ENVIRONMENT="test"), stream=stream, log_format="json", level="info")
+    with request_context(request_id="std-1"):
+        line = _lineno() + 1
+        logging.getLogger("some.library").warning("connect %s failed", "db")
+    rec = orjson.loads(stream.getvalue().splitlines()[-1])
+    assert rec["logger"] == "some.library" and rec["level"] == "warning"
+    assert rec["event"] == "connect db failed" and rec["request_id"] == "std-1"
+    assert rec["filename"] == __file__ and rec["lineno"] == line
+
+
+def test_stdlib_exception_is_structured(configure) -> None:
+    """logging.exception in a stdlib logger yields the structured exception field."""
+    stream = io.BytesIO()
+    configure(Settings(ENVIRONMENT="test"), stream=stream, log_format="json", level="info")
+    try:
+        raise ZeroDivisionError("zero")
+    except ZeroDivisionError:
+        logging.getLogger("lib").exception("failed")
+    rec = orjson.loads(stream.getvalue().splitlines()[-1])
+    assert rec["exception"]["type"] == "ZeroDivisionError"
+
+
+def test_logger_configures_itself_even_when_settings_fail() -> None:
+    """With production settings that refuse to load, the first get_logger still logs JSON."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("CROWN_NEXUS_")}
+    env["ENVIRONMENT"] = "production"
+    code = "from crown_nexus.logging import get_logger; get_logger('boot').info('up')"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, check=True, timeout=60
+    ).stdout
+    events = [orjson.loads(x)["event"] for x in out.splitlines()]
+    assert events[-1] == "up"
+    assert any("settings could not be loaded" in e for e in events)

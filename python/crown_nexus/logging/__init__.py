@@ -11,6 +11,7 @@ from __future__ import annotations
 from crown_nexus.logging.config import (
     CrownLogger,
     LogSink,
+    StdlibBridgeHandler,
     build_processors,
     configure_logging,
     get_logger,
@@ -36,6 +37,7 @@ __all__ = [
     "CrownLogger",
     "LogSink",
     "Redactor",
+    "StdlibBridgeHandler",
     "bind_log_context",
     "build_processors",
     "clear_user_id",

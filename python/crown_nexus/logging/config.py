@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import atexit
 import io
+import logging
 import os
 import sys
 import threading
 from collections.abc import Iterable
 from sys import _getframe
+from types import SimpleNamespace
 from typing import IO, Any, Literal
 
 import structlog
@@ -39,6 +41,7 @@ from crown_nexus.logging.processors import (
 __all__ = [
     "CrownLogger",
     "LogSink",
+    "StdlibBridgeHandler",
     "build_processors",
     "configure_logging",
     "get_logger",
@@ -189,7 +192,7 @@ def _level_method(method: str, number: int) -> Any:
             return
         if exception:
             kw.setdefault("exc_info", True)
-        chain = self._processors
+        chain: Any = self._processors
         preparer = state.preparer
         if args or len(chain) != 2 or chain[0] is not preparer or preparer is None:
             self._emit(method, event, args, kw)
@@ -319,6 +322,46 @@ class CrownLogger(structlog.BoundLoggerBase):
         self.critical(event, *args, **kw)
 
 
+_STDLIB_METHODS = {10: "debug", 20: "info", 30: "warning", 40: "error", 50: "critical"}
+
+
+class StdlibBridgeHandler(logging.Handler):
+    """A stdlib ``logging`` handler that writes records through crown-nexus logging.
+
+    Installed on the root logger by :func:`configure_logging` (``stdlib=True``), so libraries
+    that log with ``logging.getLogger(...)`` produce the same lines (JSON or console, request
+    ids, redaction) as ``get_logger``. The caller location is the code that called the stdlib
+    logger. Never raises.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Forward ``record`` (message, level, exception) to ``get_logger(record.name)``."""
+        try:
+            number = record.levelno
+            method = _STDLIB_METHODS.get(number)
+            if method is None:
+                method = "debug"
+                for level, name in _STDLIB_METHODS.items():
+                    if number >= level:
+                        method = name
+            kw: dict[str, Any] = {}
+            if record.exc_info:
+                kw["exc_info"] = record.exc_info
+            getattr(get_logger(record.name), method)(record.getMessage(), **kw)
+        except Exception:  # noqa: S110 - logging must never raise
+            pass
+
+
+def _install_stdlib_bridge(min_level: int) -> None:
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, StdlibBridgeHandler):
+            root.removeHandler(handler)
+    root.addHandler(StdlibBridgeHandler())
+    if root.level > min_level or root.level == logging.NOTSET:
+        root.setLevel(min_level)
+
+
 def _console_renderer() -> Any:
     colors = "NO_COLOR" not in os.environ
     return structlog.dev.ConsoleRenderer(
@@ -365,6 +408,7 @@ def configure_logging(
     buffered: bool | None = None,
     redact_add: Iterable[str] = (),
     redact_remove: Iterable[str] = (),
+    stdlib: bool = True,
 ) -> None:
     """Configure crown-nexus logging (and structlog's global chain) and return.
 
@@ -374,7 +418,9 @@ def configure_logging(
     ``fd`` (a file descriptor written with ``os.write``; default: the process's stdout's),
     ``log_format`` (``"json"``/``"console"``),
     ``level``, ``render_kind`` (``"native"``/``"pure"``), ``buffered``, and redaction keys to
-    add or remove. Calling it again reconfigures; loggers created earlier follow.
+    add or remove. With ``stdlib`` (default) records of the standard ``logging`` module go
+    through the same pipeline (a :class:`StdlibBridgeHandler` on the root logger). Calling it
+    again reconfigures; loggers created earlier follow.
     Raises ``ValueError`` for an unknown level and ``KeyError`` for an unavailable render kind.
     """
     if settings is None:
@@ -419,11 +465,32 @@ def configure_logging(
             cache_logger_on_first_use=False,
         )
         _STATE.configured = True
+        if stdlib:
+            _install_stdlib_bridge(min_level)
 
 
 def is_configured() -> bool:
     """Return True once logging has been configured (explicitly or by the first ``get_logger``)."""
     return _STATE.configured
+
+
+def _auto_configure() -> None:
+    """First-use configuration; never raises (settings that fail to load fall back to the
+    environment's ``ENVIRONMENT`` and INFO, so a logger is always available)."""
+    try:
+        configure_logging()
+        return
+    except Exception as exc:  # e.g. production settings refusing a default secret
+        error = exc
+    env = os.environ.get("ENVIRONMENT", "production").strip().lower()
+    fallback = SimpleNamespace(
+        ENVIRONMENT=SimpleNamespace(value=env), log_level="INFO", log_buffered=False
+    )
+    configure_logging(fallback)
+    get_logger("crown_nexus.logging").warning(
+        "Logging configured with defaults: settings could not be loaded",
+        error=type(error).__name__,
+    )
 
 
 def get_logger(name: str | None = None, **initial_values: Any) -> CrownLogger:
@@ -435,7 +502,7 @@ def get_logger(name: str | None = None, **initial_values: Any) -> CrownLogger:
     if not _STATE.configured:
         with _CONFIG_LOCK:
             if not _STATE.configured:
-                configure_logging()
+                _auto_configure()
     if name is None:
         try:
             name = sys._getframe(1).f_globals.get("__name__")

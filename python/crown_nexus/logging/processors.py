@@ -126,6 +126,12 @@ try:
 except (ImportError, AttributeError):  # pragma: no cover - structlog layout changed
     pass
 try:
+    import logging as _stdlib_logging
+
+    SKIP_FILES.add(_stdlib_logging.__file__)
+except (ImportError, AttributeError):  # pragma: no cover
+    pass
+try:
     import structlog.testing as _st
 
     SKIP_FILES.add(_st.__file__)
@@ -159,7 +165,7 @@ def add_core_fields(logger: Any, method_name: str, event_dict: dict[str, Any]) -
         out.update(extra)
     if event_dict:
         out.update(event_dict)
-    frame = _getframe(1)
+    frame: Any = _getframe(1)
     skip = SKIP_FILES
     while frame is not None and frame.f_code.co_filename in skip:
         frame = frame.f_back

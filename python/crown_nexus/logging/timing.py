@@ -39,9 +39,10 @@ def _level_name(level: int | str) -> str:
             if level >= number:
                 name = candidate
         return name
-    name = LEVEL_NAMES.get(level.strip().lower())
-    if name is None:
+    found = LEVEL_NAMES.get(level.strip().lower())
+    if found is None:
         raise ValueError(f"unknown log level {level!r}; use one of {sorted(LEVEL_NUMBERS)}")
+    name = found
     return name
 
 
