@@ -186,3 +186,26 @@ async def test_decorators_take_the_user_from_current_user() -> None:
         await delete("u", current_user=manager)
     assert await delete("u", current_user={"id": 3, "role": "admin"}) == "deleted u"
     assert list(inspect.signature(create).parameters) == ["name", "current_user"]
+
+
+async def test_decorators_fall_back_to_the_requests_authenticated_user() -> None:
+    """Without current_user, the user the security dependencies stored on the request is used."""
+    from starlette.requests import Request
+
+    @require_permission(Permission.DOCUMENT_CREATE)
+    async def create_document(request: Request, current_user_id: str = "") -> str:
+        return f"created by {current_user_id}"
+
+    def request_for(user: Any) -> Request:
+        return Request(
+            {"type": "http", "method": "POST", "path": "/", "headers": [], "state": {"user": user}}
+        )
+
+    ok = request_for({"id": "u1", "role": "user"})
+    assert await create_document(request=ok, current_user_id="u1") == "created by u1"
+    with pytest.raises(PermissionDeniedException):
+        await create_document(
+            request=request_for({"id": "u2", "role": "guest"}), current_user_id="u2"
+        )
+    with pytest.raises(AuthenticationException):
+        await create_document(request=request_for(None), current_user_id="u3")

@@ -2,8 +2,10 @@
 
 Put them under the route decorator (``@router.post(...)`` then ``@require_permission(...)``). The
 user is taken from the endpoint's ``current_user`` keyword argument (``user`` is accepted too), so
-the endpoint declares it with ``Depends(get_current_user)``; the wrapped function keeps its
-signature, so FastAPI still sees every parameter. No user gives ``AuthenticationException`` (401);
+the endpoint declares it with ``Depends(get_current_user)``; failing that, from the request's
+authenticated user (``request.state.user``, set by the security dependencies such as
+``get_current_user_id``, or ``scope["user"]``) when the endpoint takes the ``Request``. The wrapped
+function keeps its signature, so FastAPI still sees every parameter. No user gives ``AuthenticationException`` (401);
 a user without the permission gives ``PermissionDeniedException`` (403).
 """
 
@@ -30,6 +32,13 @@ def _user_from(kwargs: dict[str, Any]) -> Any:
         user = kwargs.get(name)
         if user is not None:
             return user
+    for value in kwargs.values():
+        scope = getattr(value, "scope", None)
+        state = getattr(value, "state", None)
+        if isinstance(scope, dict) and state is not None:
+            user = getattr(state, "user", None) or scope.get("user")
+            if user is not None and (isinstance(user, dict) or hasattr(user, "role")):
+                return user
     raise AuthenticationException(message="Authentication required")
 
 
