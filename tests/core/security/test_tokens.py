@@ -487,3 +487,24 @@ def test_private_key_settings_errors(tmp_path) -> None:
         )
     with pytest.raises(ConfigurationException):
         KeyRing.from_settings(make_settings(jwt_algorithm="none"))
+
+
+@pytest.mark.skipif(len(accel.available("jwt")) < 2, reason="only one jwt implementation is built")
+@hsettings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_implementations_agree_on_mutated_tokens(data) -> None:
+    """For any mutation of a valid token, every jwt implementation gives the same outcome and reason."""
+    settings = make_settings(jwt_issuer="i", jwt_audience="a")
+    managers = [TokenManager(settings, jwt_impl=impl) for impl in accel.available("jwt").values()]
+    token = managers[0].create_token("u", role="r")
+    pos = data.draw(st.integers(0, len(token)))
+    junk = data.draw(st.text(min_size=0, max_size=3))
+    cut = data.draw(st.integers(0, 2))
+    mutated = token[:pos] + junk + token[pos + cut :]
+    outcomes = []
+    for manager in managers:
+        try:
+            outcomes.append(("ok", asyncio.run(manager.decode_token(mutated)).sub))
+        except AuthenticationException as exc:
+            outcomes.append(("refused", exc.details["reason"]))
+    assert all(o == outcomes[0] for o in outcomes), outcomes
