@@ -3,8 +3,9 @@
 A cache hit costs well under a microsecond on the memory backend, while one call into the metrics
 service costs more than that. So each operation only bumps a local counter (and one operation in
 ``sample_every`` is timed); the totals are handed to ``metrics_service`` (``increment_counter``
-with the batch amount, ``observe_histogram`` per timed sample) at the end of the current event-loop
-iteration, when 256 operations have piled up, on :meth:`CacheMetrics.flush`, and at shutdown.
+with the batch amount, ``observe_histogram`` per timed sample) at most every 20 ms (the first operation after a quiet
+spell is handed over at the end of its event-loop iteration), when 256 operations have piled up,
+on :meth:`CacheMetrics.flush` (``CacheService.flush_metrics()``), and at shutdown.
 The metrics are the guide's: ``cache_operations_total``, ``cache_hit_total``,
 ``cache_miss_total`` and ``cache_operation_duration_seconds``, labelled ``operation``,
 ``backend`` and ``component`` (as ``MetricsService.track_cache_operation`` labels them), plus
@@ -14,6 +15,7 @@ The metrics are the guide's: ``cache_operations_total``, ``cache_hit_total``,
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from crown_nexus.logging import get_logger
@@ -23,6 +25,9 @@ __all__ = ["CacheMetrics"]
 logger = get_logger("crown_nexus.core.cache")
 
 _BATCH = 256
+#: at most one hand-over per interval (seconds): under load every op yields to the loop, and
+#: handing counts over after each one would cost more than the operation itself
+FLUSH_INTERVAL = 0.02
 
 OPERATIONS = "cache_operations_total"
 HITS = "cache_hit_total"
@@ -45,6 +50,7 @@ class CacheMetrics:
         self.ops = 0
         self.pending = 0
         self._scheduled = False
+        self._last_flush = 0.0
         self._failed_logged = False
 
     def count(self, key: tuple[str, str, str]) -> None:
@@ -64,7 +70,11 @@ class CacheMetrics:
             self.flush()
             return
         self._scheduled = True
-        loop.call_soon(self.flush)
+        delay = self._last_flush + FLUSH_INTERVAL - time.monotonic()
+        if delay <= 0:
+            loop.call_soon(self.flush)
+        else:
+            loop.call_later(delay, self.flush)
 
     def _metrics_service(self) -> Any:
         from crown_nexus.core.dependency_manager import get_service
@@ -75,6 +85,7 @@ class CacheMetrics:
         """Hand the pending counts and samples to ``metrics_service`` (never raises)."""
         self._scheduled = False
         self.pending = 0
+        self._last_flush = time.monotonic()
         if not self.counts and not self.samples:
             return
         counts, self.counts = self.counts, {}

@@ -7,11 +7,11 @@ A probe (``PING`` under a timeout) runs every ``retry_interval`` seconds; when t
 answers again, the invalidations made during the outage (keys written or deleted, patterns,
 tags, ``clear``) are replayed on it, the fallback is emptied, and operations return to the primary.
 
-Bounding time without a per-command timeout: the wrapper counts operations in flight and the
-time of the last progress; a timer checks every ``check_interval`` seconds, and if operations
-have been in flight without progress for ``op_timeout`` seconds it trips and drops the primary's
+Bounding time without a per-command timeout: the wrapper counts operations in flight and
+operations completed; a timer checks every ``check_interval`` seconds, and if operations have
+been in flight with none completing for ``op_timeout`` seconds it trips and drops the primary's
 connections (:meth:`RedisCacheBackend.reset`), so stuck commands fail and fall back. The hot path
-pays two integer updates and two ``time.monotonic()`` calls instead of a timer per command.
+pays three integer updates instead of a timer per command.
 """
 
 from __future__ import annotations
@@ -65,7 +65,10 @@ class FallbackCacheBackend(CacheBackend):
         self.fallback_count = 0
         self.recovery_count = 0
         self._inflight = 0
-        self._progress = 0.0
+        self._completed = 0
+        self._seen_completed = -1
+        self._stalled_since = 0.0
+        self.active_name = primary.name
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._probe_task: asyncio.Task[None] | None = None
@@ -75,10 +78,8 @@ class FallbackCacheBackend(CacheBackend):
         self._pending_overflow = False
         self._closed = False
 
-    @property
-    def active_name(self) -> str:
-        """The name of the backend serving operations now (``"redis"`` or ``"memory"``)."""
-        return self.primary.name if self.up else self.fallback.name
+    #: The name of the backend serving operations now (``"redis"`` or ``"memory"``).
+    active_name: str = "redis"  # type: ignore[assignment]
 
     # --- state -----------------------------------------------------------------------------
 
@@ -87,9 +88,9 @@ class FallbackCacheBackend(CacheBackend):
         loop = _running_loop()
         if self._loop is not None and self._timer is not None:
             self._timer.cancel()
-            reset_sync = getattr(getattr(self.primary, "client", None), "connection_pool", None)
-            if reset_sync is not None:
-                reset_sync.reset()
+            forget = getattr(self.primary, "forget_connections", None)
+            if forget is not None:
+                forget()
         self._loop = loop
         self._closed = False
         self._timer = loop.call_later(self.check_interval, self._tick)
@@ -100,7 +101,11 @@ class FallbackCacheBackend(CacheBackend):
             return
         now = _monotonic()
         if self.up:
-            if self._inflight and now - self._progress > self.op_timeout:
+            # stalled = operations in flight and none completed for op_timeout seconds
+            if not self._inflight or self._completed != self._seen_completed:
+                self._seen_completed = self._completed
+                self._stalled_since = now
+            elif now - self._stalled_since > self.op_timeout:
                 self._trip(None, "stalled")
                 if self._reset_task is None or self._reset_task.done():
                     self._reset_task = loop.create_task(self._reset_primary())
@@ -122,6 +127,7 @@ class FallbackCacheBackend(CacheBackend):
         if not self.up:
             return
         self.up = False
+        self.active_name = self.fallback.name
         self.fallback_count += 1
         self._next_probe = _monotonic() + self.retry_interval
         logger.warning(
@@ -183,8 +189,9 @@ class FallbackCacheBackend(CacheBackend):
         await self.fallback.clear()
         self._pending.clear()
         self.up = True
+        self.active_name = self.primary.name
         self.recovery_count += 1
-        self._progress = _monotonic()
+        self._seen_completed = -1
         logger.info("cache backend recovered", backend=self.primary.name)
         if self.on_state_change is not None:
             self.on_state_change(True)
@@ -194,8 +201,6 @@ class FallbackCacheBackend(CacheBackend):
         attempts = 2 if retry else 1
         while attempts:
             attempts -= 1
-            if not self._inflight:
-                self._progress = _monotonic()
             self._inflight += 1
             try:
                 return await getattr(self.primary, op)(*args)
@@ -218,7 +223,7 @@ class FallbackCacheBackend(CacheBackend):
                 ) from exc
             finally:
                 self._inflight -= 1
-                self._progress = _monotonic()
+                self._completed += 1
         return _DOWN  # pragma: no cover - the loop always returns
 
     async def _call(self, op: str, *args: Any, retry: bool = True, record: Any = None) -> Any:
@@ -244,8 +249,6 @@ class FallbackCacheBackend(CacheBackend):
         if self._loop is not _running_loop():
             self._bind()
         if self.up:
-            if not self._inflight:
-                self._progress = _monotonic()
             self._inflight += 1
             try:
                 return await self.primary.get(key, default)
@@ -262,7 +265,7 @@ class FallbackCacheBackend(CacheBackend):
                     ) from exc
             finally:
                 self._inflight -= 1
-                self._progress = _monotonic()
+                self._completed += 1
             if self.up:  # unavailable: one retry on a fresh connection, then trip
                 result = await self._primary_call("get", (key, default), False)
                 if result is not _DOWN:

@@ -148,7 +148,7 @@ class RedisCacheBackend(CacheBackend):
                     socket_connect_timeout=connect_timeout,
                     socket_keepalive=True,
                     retry=Retry(NoBackoff(), 0),
-                    max_connections=max_connections,
+                    max_connections=2 * max_connections,
                     decode_responses=False,
                 )
             except (ValueError, TypeError) as exc:
@@ -156,6 +156,8 @@ class RedisCacheBackend(CacheBackend):
                     "invalid Redis URL for the cache", backend=self.name
                 ) from exc
         self._client = client
+        self._pool = client.connection_pool
+        self._free: list[Any] = []  # warm connections kept out of the pool for GET/SET
         self._p = key_prefix
         self._max = max_connections
         self._busy = 0
@@ -219,6 +221,31 @@ class RedisCacheBackend(CacheBackend):
                 return
         self._busy -= 1
 
+    async def _command(self, *args: Any) -> Any:
+        """One command on a warm connection of our own (no pool lock, no per-call bookkeeping).
+
+        A connection that fails or is interrupted mid-command is disconnected and handed back to
+        redis-py's pool, so it is never reused with a reply pending.
+        """
+        free = self._free
+        conn = free.pop() if free else await self._pool.get_connection()
+        try:
+            await conn.send_command(*args)
+            data = await conn.read_response()
+        except BaseException:
+            try:
+                await conn.disconnect(nowait=True)
+            finally:
+                await self._pool.release(conn)
+            raise
+        free.append(conn)
+        return data
+
+    def forget_connections(self) -> None:
+        """Drop every connection without awaiting (the event loop they belong to is gone)."""
+        self._free.clear()
+        self._pool.reset()
+
     def _k(self, key: str) -> str:
         return self._p + key if self._p else key
 
@@ -263,7 +290,7 @@ class RedisCacheBackend(CacheBackend):
         else:
             await self._wait_slot()
         try:
-            data = await self._execute("GET", self._p + key if self._p else key)
+            data = await self._command("GET", self._p + key if self._p else key)
         except Exception as exc:
             self._fail(exc, "get")
         finally:
@@ -288,9 +315,9 @@ class RedisCacheBackend(CacheBackend):
         try:
             if not tags:
                 if ttl:
-                    await self._execute("SET", self._k(key), data, "PX", _ms(ttl))
+                    await self._command("SET", self._k(key), data, "PX", _ms(ttl))
                 else:
-                    await self._execute("SET", self._k(key), data)
+                    await self._command("SET", self._k(key), data)
                 return
             async with self._client.pipeline(transaction=True) as pipe:
                 self._queue_set(pipe, key, data, ttl, tuple(tags))
@@ -462,10 +489,13 @@ class RedisCacheBackend(CacheBackend):
 
     async def reset(self) -> None:
         """Drop every pooled connection, in use or not (cuts off commands stuck on a stalled server)."""
-        await self._client.connection_pool.disconnect(inuse_connections=True)
+        await self._pool.disconnect(inuse_connections=True)
 
     async def close(self) -> None:
-        """Close the client and its pool."""
+        """Close the client and its pool (our warm connections included)."""
+        for conn in self._free:
+            await self._pool.release(conn)
+        self._free.clear()
         await self._client.aclose()
 
 
