@@ -5,8 +5,8 @@
 settings, so every holder of the service sees the new configuration.
 
 Password hashing and verification (Argon2id/bcrypt, ~0.1-0.2 s of CPU) run in a dedicated
-thread pool of ``max_concurrent_hashes`` workers: the event loop never blocks, and a burst of
-logins queues there instead of occupying every thread.
+thread pool of ``max_concurrent_hashes`` workers behind a semaphore of the same size: the event
+loop never blocks, and a burst of logins waits its turn instead of occupying every thread.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import weakref
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -63,6 +64,9 @@ class SecurityService:
         self.telemetry = SecurityTelemetry()
         self._max_workers = max_concurrent_hashes or _default_workers()
         self._executor: ThreadPoolExecutor | None = None
+        self._semaphores: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, asyncio.Semaphore
+        ] = weakref.WeakKeyDictionary()
         self.configure(settings, key_ring=key_ring, blacklist=blacklist, jwt_impl=jwt_impl)
 
     # --- configuration ---------------------------------------------------------------------
@@ -122,12 +126,21 @@ class SecurityService:
     shutdown = close
 
     async def _off_loop(self, fn: Any, *args: Any) -> Any:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(
-                max_workers=self._max_workers, thread_name_prefix="crown-nexus-hash"
-            )
+        """Run ``fn(*args)`` in the hashing pool, at most ``max_concurrent_hashes`` at once.
+
+        A semaphore (one per event loop) admits callers before they reach the pool, so waiting
+        logins queue as cheap coroutines; the pool's worker count is the same bound.
+        """
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn, *args)
+        semaphore = self._semaphores.get(loop)
+        if semaphore is None:
+            semaphore = self._semaphores[loop] = asyncio.Semaphore(self._max_workers)
+        async with semaphore:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(
+                    max_workers=self._max_workers, thread_name_prefix="crown-nexus-hash"
+                )
+            return await loop.run_in_executor(self._executor, fn, *args)
 
     # --- passwords -------------------------------------------------------------------------
 
