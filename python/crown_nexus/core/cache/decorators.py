@@ -338,7 +338,8 @@ def cached(
             except TypeError as exc:
                 raise _key_error(exc) from exc
 
-        call = state.call
+        active = _active
+        fill = state.fill
 
         @functools.wraps(func)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -346,7 +347,19 @@ def cached(
                 key = base + make_key(name, args[1:] if skip else args, kwargs)
             except TypeError as exc:
                 raise _key_error(exc) from exc
-            return await call(key, args, kwargs)
+            service = active.service or get_service("cache_service")
+            try:
+                value = await service.get(key, _MISS)
+            except CacheException as exc:
+                state.warn("cache read failed; calling the function uncached", exc)
+                return await func(*args, **kwargs)
+            if value is _MISS:
+                return await fill(service, key, args, kwargs)
+            if type(value) is StaleEnvelope:
+                if value.fresh_until <= _time():
+                    state.refresh(service, key, args, kwargs)
+                return value.value
+            return value
 
         _attach(wrapper, key_for, state)
         return wrapper  # type: ignore[return-value]
