@@ -6,6 +6,8 @@ import math
 from types import ModuleType
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from crown_nexus import accel
 from tests.conftest import implementations_of
@@ -305,3 +307,86 @@ def test_peek_reset_sweep_validation(algo) -> None:
         w.sweep("now")
     with pytest.raises(ValueError):
         w.sweep(math.nan)
+
+
+# --- properties, on every implementation -------------------------------------------------------
+
+KINDS = implementations_of("rate_window")
+steps = st.lists(st.integers(min_value=0, max_value=400_000), min_size=1, max_size=120)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@settings(max_examples=100, deadline=None)
+@given(limit=st.integers(min_value=1, max_value=5), gaps=steps)
+def test_sliding_log_is_exact(kind: str, limit: int, gaps: list[int]) -> None:
+    """A hit is allowed iff fewer than `limit` allowed hits lie in the last window (1 s)."""
+    w = accel.available("rate_window")[kind].SlidingLog(limit, 1)
+    now_us, allowed_at = 0, []
+    for gap in gaps:
+        now_us += gap
+        in_window = [t for t in allowed_at if t + 1_000_000 > now_us]
+        allowed, count, _ = w.hit("k", now_us / 1e6)
+        assert allowed is (len(in_window) < limit)
+        assert count == len(in_window) + allowed
+        if allowed:
+            allowed_at.append(now_us)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@settings(max_examples=100, deadline=None)
+@given(limit=st.integers(min_value=1, max_value=5), gaps=steps)
+def test_counter_never_exceeds_limit_per_fixed_window(
+    kind: str, limit: int, gaps: list[int]
+) -> None:
+    """The sliding counter never admits more than `limit` in one fixed bucket."""
+    w = accel.available("rate_window")[kind].SlidingWindowCounter(limit, 1)
+    now_us, per_bucket = 0, {}
+    for gap in gaps:
+        now_us += gap
+        if w.hit("k", now_us / 1e6)[0]:
+            per_bucket[now_us // 1_000_000] = per_bucket.get(now_us // 1_000_000, 0) + 1
+    assert all(n <= limit for n in per_bucket.values())
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@settings(max_examples=100, deadline=None)
+@given(
+    limit=st.integers(min_value=1, max_value=4),
+    burst=st.integers(min_value=1, max_value=6),
+    gaps=steps,
+)
+def test_gcra_admits_at_most_burst_plus_rate(
+    kind: str, limit: int, burst: int, gaps: list[int]
+) -> None:
+    """Over any span T, GCRA admits at most burst + T * limit / window requests."""
+    w = accel.available("rate_window")[kind].GCRA(limit, 1, burst=burst)
+    now_us, allowed_at = 0, []
+    for gap in gaps:
+        now_us += gap
+        if w.hit("k", now_us / 1e6)[0]:
+            allowed_at.append(now_us)
+    for i, start in enumerate(allowed_at):
+        for j in range(i, len(allowed_at)):
+            span = allowed_at[j] - start
+            assert j - i + 1 <= burst + span * limit / 1_000_000
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("algo_name", ALGOS)
+@settings(max_examples=60, deadline=None)
+@given(
+    max_keys=st.integers(min_value=1, max_value=8),
+    hits=st.lists(
+        st.tuples(st.integers(min_value=0, max_value=30), st.integers(0, 50)), max_size=150
+    ),
+)
+def test_memory_is_bounded(
+    kind: str, algo_name: str, max_keys: int, hits: list[tuple[int, int]]
+) -> None:
+    """However many keys arrive, at most max_keys are tracked."""
+    w = getattr(accel.available("rate_window")[kind], algo_name)(3, 1, max_keys=max_keys)
+    now = 0.0
+    for key, gap in hits:
+        now += gap / 10
+        w.hit(f"k{key}", now)
+        assert len(w) <= max_keys

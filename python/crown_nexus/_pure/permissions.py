@@ -291,7 +291,7 @@ class PermissionRegistry:
             isinstance(extra_permissions, Iterable) and not isinstance(extra_permissions, str)
         ):
             bits = self._bits
-            for p in extra_permissions:
+            for p in extra_permissions:  # type: ignore[union-attr]
                 bit = bits.get(p) if type(p) is str else None
                 if bit is None:
                     if type(p) is str:
