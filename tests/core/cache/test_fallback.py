@@ -158,3 +158,21 @@ async def test_errors_that_are_not_outages_still_raise(resilient: CacheService) 
     with pytest.raises(CacheOperationException):
         await resilient.incr("text")
     assert resilient.active_backend_name == "redis"
+
+
+async def test_quick_restart_between_operations_is_transparent(redis_server: RedisServer) -> None:
+    """Redis restarted while idle: the next operation reconnects and stays on Redis (no fallback)."""
+    svc = CacheService(
+        Settings(), default_backend="redis", redis_url=redis_server.url, retry_interval=30
+    )
+    await svc.initialize()
+    try:
+        await asyncio.gather(*(svc.set(f"k{i}", i, ttl=60) for i in range(8)))  # warm connections
+        redis_server.stop()
+        redis_server.start()
+        assert await svc.get("k1") is None  # a fresh server: the entry is gone, no error
+        assert svc.active_backend_name == "redis"
+        await svc.set("k1", 1, ttl=60)
+        assert await svc.get("k1") == 1
+    finally:
+        await svc.shutdown()

@@ -232,11 +232,17 @@ class RedisCacheBackend(CacheBackend):
         try:
             await conn.send_command(*args)
             data = await conn.read_response()
-        except BaseException:
+        except BaseException as exc:
             try:
                 await conn.disconnect(nowait=True)
             finally:
                 await self._pool.release(conn)
+            if isinstance(exc, _UNAVAILABLE):
+                # the server went away: the other warm connections are dead too
+                stale, free[:] = list(free), []
+                for other in stale:
+                    await other.disconnect(nowait=True)
+                    await self._pool.release(other)
             raise
         free.append(conn)
         return data
@@ -245,6 +251,8 @@ class RedisCacheBackend(CacheBackend):
         """Drop every connection without awaiting (the event loop they belong to is gone)."""
         self._free.clear()
         self._pool.reset()
+        self._busy = 0
+        self._waiters.clear()
 
     def _k(self, key: str) -> str:
         return self._p + key if self._p else key
