@@ -206,23 +206,41 @@ class RedisRateLimitBackend(RateLimitBackend):
         algo, limit, window_us, capacity, signature, policy_name, window = rule.hot_params
         if cost != 1:
             check_cost(rule, cost)
+        rkey = f"{self._prefix}{signature}:{key}"
         if algo is _TOKEN_BUCKET:
-            args: tuple[Any, ...] = (limit, window_us, cost, capacity)
+            args: tuple[Any, ...] = ("EVALSHA", None, 1, rkey, limit, window_us, cost, capacity)
         else:
-            args = (limit, window_us, cost)
-        allowed, count, reset_us = await self._bounded(
-            self._evalsha(algo, f"{self._prefix}{signature}:{key}", args)
-        )
+            args = ("EVALSHA", None, 1, rkey, limit, window_us, cost)
+        sha = self._shas.get(algo)
+        if sha is None:
+            reply = await self._bounded(self._evalsha(algo, rkey, args[4:]))
+        else:
+            # the hot path, inlined: one EVALSHA under the watchdog deadline
+            deadlines = self._deadlines
+            task = deadlines.enter()
+            try:
+                reply = await self._client.execute_command("EVALSHA", sha, *args[2:])
+            except NoScriptError:
+                reply = await self._bounded(self._evalsha(algo, rkey, args[4:]))
+            except asyncio.CancelledError:
+                if task is not None and task in deadlines.expired:
+                    deadlines.expired.discard(task)
+                    task.uncancel()
+                    raise RateLimitBackendError(
+                        f"Redis did not answer within {deadlines.timeout} s"
+                    ) from None
+                raise
+            except (RedisError, OSError) as exc:
+                raise RateLimitBackendError(f"Redis call failed: {type(exc).__name__}") from exc
+            finally:
+                if task is not None:
+                    deadlines.inflight.pop(task, None)
+        allowed, count, reset_us = reply
         reset = reset_us / 1e6
+        remaining = capacity - count if capacity > count else 0
         if allowed == 1:
-            return RateLimitResult(
-                True, capacity, count, capacity - count if capacity > count else 0,
-                reset, 0.0, window, policy_name,
-            )
-        return RateLimitResult(
-            False, capacity, count, capacity - count if capacity > count else 0,
-            reset, reset, window, policy_name,
-        )
+            return RateLimitResult(True, capacity, count, remaining, reset, 0.0, window, policy_name)
+        return RateLimitResult(False, capacity, count, remaining, reset, reset, window, policy_name)
 
     async def reset(self, key: str, rule: RateLimitRule) -> None:
         """Delete ``key``'s state under ``rule``."""
