@@ -307,6 +307,7 @@ def test_render_never_fails_and_is_json(message, details) -> None:
     decoded = orjson.loads(body)
     assert decoded["message"] == message
     assert decoded["code"] == "BUSINESS_LOGIC_ERROR"
+    assert decoded["details"] is None or isinstance(decoded["details"], dict | list)
 
 
 def test_render_unexpected_hides_internals() -> None:
@@ -359,6 +360,7 @@ def test_http_exception_any_detail_renders(status, detail, headers) -> None:
         decoded["success"] is False and isinstance(decoded["message"], str) and decoded["message"]
     )
     assert isinstance(decoded["code"], str)
+    assert decoded["details"] is None or isinstance(decoded["details"], dict | list)
     assert out_headers == dict(headers or {})
 
 
@@ -381,3 +383,11 @@ def test_validation_exception_from_pydantic_drops_input() -> None:
     assert ValidationException.from_errors([{"loc": ["x"], "msg": "m", "type": "t"}]).errors[0][
         "loc"
     ] == ["x"]
+
+
+def test_scalar_details_are_wrapped() -> None:
+    """details that are neither dict nor list come out as {"detail": value}; tuples as lists."""
+    _, body, _ = render_exception(AppException("x", details=42))  # type: ignore[arg-type]
+    assert orjson.loads(body)["details"] == {"detail": 42}
+    _, body, _ = render_exception(AppException("x", details=(1, 2)))  # type: ignore[arg-type]
+    assert orjson.loads(body)["details"] == [1, 2]

@@ -63,6 +63,18 @@ def _json_safe(value: Any) -> Any:
         return str(value)
 
 
+def _shape_details(details: Any) -> dict[str, Any] | list[Any] | None:
+    """``details`` as SPEC §3 allows: a dict, a list or ``None`` (JSON-safe)."""
+    if details is None:
+        return None
+    if isinstance(details, tuple | set | frozenset):
+        details = list(details)
+    if not isinstance(details, dict | list):
+        details = {"detail": details}
+    shaped = _json_safe(details)
+    return shaped if isinstance(shaped, dict | list) else {"detail": shaped}
+
+
 def error_response_parts(
     status_code: int,
     message: str,
@@ -73,7 +85,7 @@ def error_response_parts(
 ) -> tuple[int, bytes, dict[str, str]]:
     """``(status, body bytes, headers)`` of one SPEC §3 error response."""
     rid = request_id if request_id is not None else current_request_id()
-    body = error_body(message, code, _json_safe(details), rid)
+    body = error_body(message, code, _shape_details(details), rid)
     return status_code, json_dumps(body), dict(headers or {})
 
 
@@ -132,10 +144,12 @@ def render_http_error(
     except ValueError:
         phrase = "HTTP error"
     code = _HTTP_CODES.get(status_code, ErrorCode.HTTP_ERROR)
-    if isinstance(detail, str) and detail:
-        message, details = detail, None
-    else:
+    if isinstance(detail, dict | list | tuple):
         message, details = phrase, detail
+    elif detail is None or detail == "":
+        message, details = phrase, None
+    else:
+        message, details = str(detail), None
     return error_response_parts(status_code, message, code, details, headers, request_id)
 
 
