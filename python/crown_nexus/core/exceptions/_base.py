@@ -101,7 +101,7 @@ class AppException(Exception):
         details: dict[str, Any] | list[Any] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        self.message: str = message if message is not None else self.default_message
+        self.message: str = str(message) if message is not None else self.default_message
         self.code: ErrorCode | str = code if code is not None else self.default_code
         if status_code is not None:
             self.status_code = int(status_code)
