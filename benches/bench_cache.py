@@ -163,11 +163,12 @@ REDIS_ROWS = [
 REDIS_BATCH = 50
 
 
-def _redis_ops(loop: asyncio.AbstractEventLoop, row: str, url: str) -> tuple[Any, Any, Any, Any]:
+def _redis_ops(loop: asyncio.AbstractEventLoop, row: str, url: str,
+               key: str = KEY) -> tuple[Any, Any, Any, Any]:
     """(get, set, close, decode) of one Redis row; ``decode`` turns its get result into VALUE."""
     if row == "crown_nexus-service":
         svc = _crown(loop, "redis", url)
-        return (lambda: svc.get(KEY), lambda: svc.set(KEY, VALUE, ttl=60), svc.shutdown, None)
+        return (lambda: svc.get(key), lambda: svc.set(key, VALUE, ttl=60), svc.shutdown, None)
     if row.startswith("redis-py"):
         import orjson
         import redis.asyncio as aioredis
@@ -177,7 +178,7 @@ def _redis_ops(loop: asyncio.AbstractEventLoop, row: str, url: str) -> tuple[Any
         else:
             client = aioredis.Redis.from_url(url, socket_timeout=None)
         payload = orjson.dumps(VALUE)
-        return (lambda: client.get(KEY), lambda: client.set(KEY, payload, ex=60), client.aclose,
+        return (lambda: client.get(key), lambda: client.set(key, payload, ex=60), client.aclose,
                 orjson.loads)
     get, set_, close = _peer_ops(loop, row, url)
     return get, set_, close, None
@@ -258,3 +259,46 @@ def test_cached_hit(benchmark: Any, loop: asyncio.AbstractEventLoop, row: str,
         if close is not None:
             loop.run_until_complete(close())
         get_registry().clear_override("cache_service")
+
+
+# ------------------------------------------------------------------------------- interleaved ratio
+@pytest.mark.benchmark(group="cache-get-redis-interleaved")
+def test_get_redis_interleaved_ratio(benchmark: Any, loop: asyncio.AbstractEventLoop, redis_url: str) -> None:
+    """CacheService.get vs bare redis-py GET, alternating batches in one run (robust to load drift).
+
+    Each round runs one batch of every row back to back; ``extra_info`` holds each row's best and
+    median per-operation time and the ratios of the service to both bare clients.
+    """
+    import statistics
+    import time
+
+    rows = {name: _redis_ops(loop, name, redis_url, key=f"{KEY}:{name}") for name in
+            ("crown_nexus-service", "redis-py-default", "redis-py-no-socket-timeout")}
+    for get, set_, _close, _decode in rows.values():
+        loop.run_until_complete(set_())
+    times: dict[str, list[float]] = {name: [] for name in rows}
+
+    async def one_round() -> None:
+        for name, (get, _set, _close, _decode) in rows.items():
+            t0 = time.perf_counter()
+            for _ in range(REDIS_BATCH):
+                await get()
+            times[name].append((time.perf_counter() - t0) / REDIS_BATCH * 1e6)
+
+    benchmark.pedantic(lambda: loop.run_until_complete(one_round()), rounds=ROUNDS, warmup_rounds=3,
+                       iterations=1)
+    best = {name: min(v) for name, v in times.items()}
+    median = {name: statistics.median(v) for name, v in times.items()}
+    svc = "crown_nexus-service"
+    benchmark.extra_info["best_us"] = best
+    benchmark.extra_info["median_us"] = median
+    benchmark.extra_info["ratio_vs_default_best"] = best[svc] / best["redis-py-default"]
+    benchmark.extra_info["ratio_vs_default_median"] = median[svc] / median["redis-py-default"]
+    benchmark.extra_info["ratio_vs_no_timeout_best"] = best[svc] / best["redis-py-no-socket-timeout"]
+    benchmark.extra_info["ratio_vs_no_timeout_median"] = (
+        median[svc] / median["redis-py-no-socket-timeout"]
+    )
+    got = loop.run_until_complete(rows[svc][0]())
+    _info(benchmark, "interleaved", got == VALUE, REDIS_BATCH)
+    for _get, _set, close, _decode in rows.values():
+        loop.run_until_complete(close())
