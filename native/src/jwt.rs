@@ -95,8 +95,8 @@ fn raise_reason(py: Python<'_>, r: &'static str) -> PyErr {
 
 type HmacKind = u8; // 0: SHA-256, 1: SHA-384, 2: SHA-512
 
-fn hmac_sign(kind: HmacKind, key: &[u8], msg: &[u8]) -> Vec<u8> {
-    match hmac_state(kind, key) {
+fn hmac_sign(state: HmacState, msg: &[u8]) -> Vec<u8> {
+    match state {
         HmacState::S256(mut mac) => {
             mac.update(msg);
             mac.finalize().into_bytes().to_vec()
@@ -113,8 +113,8 @@ fn hmac_sign(kind: HmacKind, key: &[u8], msg: &[u8]) -> Vec<u8> {
 }
 
 /// Constant-time HMAC check (`verify_slice` compares with `subtle`).
-fn hmac_verify(kind: HmacKind, key: &[u8], msg: &[u8], sig: &[u8]) -> bool {
-    match hmac_state(kind, key) {
+fn hmac_verify(state: HmacState, msg: &[u8], sig: &[u8]) -> bool {
+    match state {
         HmacState::S256(mut mac) => {
             mac.update(msg);
             mac.verify_slice(sig).is_ok()
@@ -184,16 +184,19 @@ enum HmacState {
 static HMAC_KEYS: LazyLock<[KeyCache<HmacState>; 3]> =
     LazyLock::new(|| [KeyCache::new(), KeyCache::new(), KeyCache::new()]);
 
-fn hmac_state(kind: HmacKind, key: &[u8]) -> HmacState {
-    HMAC_KEYS[usize::from(kind)]
-        .get(key, |k| {
-            Some(match kind {
-                0 => HmacState::S256(Hmac::<Sha256>::new_from_slice(k).ok()?),
-                1 => HmacState::S384(Hmac::<Sha384>::new_from_slice(k).ok()?),
-                _ => HmacState::S512(Hmac::<Sha512>::new_from_slice(k).ok()?),
-            })
+/// The keyed HMAC state for `key`, or None when the secret does not fit (empty, PEM, SSH key).
+/// Only fitting secrets are cached, so a cache hit skips the check.
+fn hmac_state(kind: HmacKind, key: &[u8]) -> Option<HmacState> {
+    HMAC_KEYS[usize::from(kind)].get(key, |k| {
+        if !hmac_secret_fits(k) {
+            return None;
+        }
+        Some(match kind {
+            0 => HmacState::S256(Hmac::<Sha256>::new_from_slice(k).ok()?),
+            1 => HmacState::S384(Hmac::<Sha384>::new_from_slice(k).ok()?),
+            _ => HmacState::S512(Hmac::<Sha512>::new_from_slice(k).ok()?),
         })
-        .expect("HMAC takes any key length")
+    })
 }
 
 static ED_PUBLIC: LazyLock<KeyCache<ed25519_dalek::VerifyingKey>> = LazyLock::new(KeyCache::new);
@@ -887,10 +890,10 @@ fn decode_fast<'py>(
     // 5 signature
     let ok = match alg {
         Alg::Hs(kind) => {
-            if !hmac_secret_fits(key) {
+            let Some(state) = hmac_state(kind, key) else {
                 return reason("algorithm_not_allowed");
-            }
-            hmac_verify(kind, key, msg, &parts.signature)
+            };
+            hmac_verify(state, msg, &parts.signature)
         }
         Alg::EdDsa => {
             let vk = ED_PUBLIC
@@ -1104,16 +1107,16 @@ fn encode_fast<'py>(
     };
     let key = key_bytes(key)?;
     enum Signer_ {
-        Hs(HmacKind),
+        Hs(HmacState),
         Ed(ed25519_dalek::SigningKey),
         Es(p256::ecdsa::SigningKey),
     }
     let signer = match alg {
         Alg::Hs(kind) => {
-            if !hmac_secret_fits(key) {
+            let Some(state) = hmac_state(kind, key) else {
                 return value_error("key does not fit the algorithm (empty, or an asymmetric key)");
-            }
-            Signer_::Hs(kind)
+            };
+            Signer_::Hs(state)
         }
         Alg::EdDsa => Signer_::Ed(
             ED_PRIVATE
@@ -1170,7 +1173,7 @@ fn encode_fast<'py>(
     token.push('.');
     URL_SAFE_NO_PAD.encode_string(&payload_json, &mut token);
     let signature: Vec<u8> = match signer {
-        Signer_::Hs(kind) => hmac_sign(kind, key, token.as_bytes()),
+        Signer_::Hs(state) => hmac_sign(state, token.as_bytes()),
         Signer_::Ed(sk) => sk.sign(token.as_bytes()).to_bytes().to_vec(),
         Signer_::Es(sk) => {
             let sig: p256::ecdsa::Signature = sk.sign(token.as_bytes());
