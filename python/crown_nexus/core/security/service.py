@@ -302,16 +302,25 @@ class SecurityService:
         return data
 
     async def refresh_tokens(self, refresh_token: str) -> TokenPair:
-        """Rotate a refresh token (see :meth:`TokenManager.refresh_tokens`); publish events."""
-        try:
-            pair = await self.tokens.refresh_tokens(refresh_token)
-        except AuthenticationException as exc:
-            details = exc.details if isinstance(exc.details, dict) else {}
-            if details.get("reason") == "reuse_detected":
-                await self.telemetry.publish(
-                    "security.token_revoked", {"user_id": None, "reason": "refresh_token_reuse"}
-                )
-            raise
+        """Rotate a refresh token (see :meth:`TokenManager.refresh_tokens`).
+
+        A reuse publishes ``security.token_revoked`` (``reason: refresh_token_reuse``) for the
+        token's user before the ``AuthenticationException`` propagates.
+        """
+
+        async def on_reuse(data: TokenData) -> None:
+            await self.telemetry.publish(
+                "security.token_revoked",
+                {
+                    "user_id": data.sub,
+                    "jti": data.jti,
+                    "token_type": data.type.value,
+                    "reason": "refresh_token_reuse",
+                    "family": True,
+                },
+            )
+
+        pair = await self.tokens.refresh_tokens(refresh_token, on_reuse=on_reuse)
         self.telemetry.count("tokens_created_total", "access")
         self.telemetry.count("tokens_created_total", "refresh")
         return pair

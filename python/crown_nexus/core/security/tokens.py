@@ -23,7 +23,7 @@ from __future__ import annotations
 import enum
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import ModuleType
@@ -471,8 +471,16 @@ class TokenManager:
     def _family_ttl(self) -> float:
         return self.refresh_lifetime.total_seconds() + self.leeway + 60
 
-    async def refresh_tokens(self, refresh_token: str) -> TokenPair:
-        """Exchange a refresh token for a new pair; revoke it; detect reuse (see module docstring)."""
+    async def refresh_tokens(
+        self,
+        refresh_token: str,
+        on_reuse: Callable[[TokenData], Awaitable[None]] | None = None,
+    ) -> TokenPair:
+        """Exchange a refresh token for a new pair; revoke it; detect reuse (see module docstring).
+
+        ``on_reuse(data)`` is awaited after a reuse has revoked the family (before the
+        ``AuthenticationException`` is raised), e.g. to publish an audit event.
+        """
         data = await self.decode_token(
             refresh_token, expected_type=TokenType.REFRESH, check_revocation=False
         )
@@ -483,11 +491,17 @@ class TokenManager:
             first_use = await self.blacklist.add(data.jti, self._remaining(data))
             if not first_use:
                 await self.blacklist.revoke_family(family, self._family_ttl())
-                raise _auth_error("reuse_detected")
+                reused = True
+            else:
+                reused = False
         except AuthenticationException:
             raise
         except Exception:
             raise _auth_error("revocation_check_failed") from None
+        if reused:
+            if on_reuse is not None:
+                await on_reuse(data)
+            raise _auth_error("reuse_detected")
         return self.create_token_pair(
             data.sub,
             role=data.role,
