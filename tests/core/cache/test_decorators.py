@@ -18,6 +18,7 @@ from crown_nexus.core.cache import (
 )
 from crown_nexus.core.dependency_manager import get_registry
 from crown_nexus.settings import Settings
+from tests.conftest import implementations_of
 
 
 async def test_cached_miss_then_hit(service: CacheService) -> None:
@@ -381,3 +382,28 @@ async def test_memoize_async_runs_concurrent_calls_once() -> None:
     fetch.cache_clear()
     await fetch(1)
     assert calls == 2
+
+
+@pytest.mark.parametrize("kind", implementations_of("cache_keys"))
+async def test_cached_same_keys_with_every_key_implementation(
+    service: CacheService, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """@cached gives the same key and behaviour with the native and the pure key hashing."""
+    from crown_nexus import accel
+    from crown_nexus.core.cache import decorators
+
+    monkeypatch.setattr(decorators, "_make_key", accel.available("cache_keys")[kind].make_key)
+    calls = 0
+
+    async def lookup(item_id: int, *, lang: str = "en") -> str:
+        nonlocal calls
+        calls += 1
+        return f"{item_id}-{lang}"
+
+    fn = cached(ttl=60)(lookup)
+    assert fn.key_for(5, lang="de") == generate_cache_key(lookup, (5,), {"lang": "de"}, prefix="cache")
+    assert await fn(5, lang="de") == "5-de"
+    assert await fn(5, lang="de") == "5-de"
+    assert calls == 1
+    with pytest.raises(CacheKeyException):
+        await fn(5, lang=object())
