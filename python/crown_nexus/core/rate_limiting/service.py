@@ -295,6 +295,24 @@ class RateLimitingService:
             if not self.fail_open:
                 raise RateLimiterUnavailableException() from None
 
+    async def initialize(self) -> None:
+        """Start-up check (run by the dependency manager): log whether the backend answers.
+
+        A backend that does not answer is not an error; checks follow the failure policy.
+        """
+        ping = getattr(self.backend, "ping", None)
+        if ping is None:
+            logger.info("rate limiting ready", backend=self.backend.name)
+            return
+        if await ping():
+            logger.info("rate limiting ready", backend=self.backend.name)
+        else:
+            logger.warning(
+                "rate limit backend not answering at start-up",
+                backend=self.backend.name,
+                policy="fail_open" if self.fail_open else "fail_closed",
+            )
+
     async def close(self) -> None:
         """Close the backend(s)."""
         await self.backend.close()

@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -56,9 +58,24 @@ RULES: tuple[RateLimitRule, ...] = (GLOBAL_RULE, AUTH_RULE)
 
 
 def middleware_options(app: Any, settings: Settings) -> dict[str, dict[str, Any]]:
-    """``setup_app`` options installing :data:`RULES` on the app's own rate limiting service."""
+    """``setup_app`` options installing :data:`RULES` on the app's own rate limiting service.
+
+    The service is stored as ``app.state.rate_limiting_service`` and closed when the app shuts
+    down (its lifespan is wrapped).
+    """
     service = create_rate_limiting_service(settings)
     app.state.rate_limiting_service = service
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(the_app: Any) -> AsyncIterator[Any]:
+        try:
+            async with inner(the_app) as state:
+                yield state
+        finally:
+            await service.close()
+
+    app.router.lifespan_context = lifespan
     return {"RateLimitMiddleware": {"rules": RULES, "service": service}}
 
 
