@@ -234,6 +234,12 @@ async def test_tampered_malformed_and_oversized(manager: TokenManager) -> None:
         await _reason(manager.decode_token(f"{head}.{_b64({'x': 1})[:-1]}!.{sig}")) == "malformed"
     )
     assert await _reason(manager.decode_token("a" * 10_000)) == "too_large"
+    not_json = base64.urlsafe_b64encode(b"not json").rstrip(b"=").decode()
+    assert await _reason(manager.decode_token(f"{not_json}.{body}.{sig}")) == "malformed"
+    assert await _reason(manager.decode_token(f"{head}.{not_json}.{sig}")) in {
+        "malformed",
+        "bad_signature",
+    }
     assert await _reason(manager.decode_token(None)) == "malformed"  # type: ignore[arg-type]
 
 
