@@ -87,3 +87,38 @@ def test_renderers_agree_on_odd_objects() -> None:
     with freeze_time():
         lines = {kind: _line(kind, event) for kind in KINDS}
     assert len(set(lines.values())) == 1
+
+
+def test_fast_path_equals_the_processor_chain(json_logs) -> None:
+    """The logger's inline JSON path writes exactly what the generic processor loop writes."""
+    from crown_nexus.logging import config as log_config
+    from crown_nexus.logging import get_logger, request_context
+
+    log = get_logger("same").bind(component="x")
+    fields = {
+        "password": "pw",
+        "note": "Bearer abcdefghijklmnop",
+        "nested": {"token": 1, "ok": [1, {"secret": 2}]},
+        "n": 1,
+        "short": "abc",
+        "when": dt.date(2024, 1, 1),
+    }
+
+    def emit() -> None:
+        log.warning("card 4111 1111 1111 1111 used", **fields)
+
+    def passthrough(logger, method, event_dict):
+        return event_dict
+
+    with freeze_time(), request_context(request_id="same-1", user_id="u"):
+        emit()
+        log_config._PROCESSORS.insert(0, passthrough)
+        try:
+            emit()
+        finally:
+            log_config._PROCESSORS.remove(passthrough)
+    fast, generic = json_logs.raw().splitlines()
+    assert fast == generic
+    rec = orjson.loads(fast)
+    assert rec["password"] == "[REDACTED]" and rec["nested"]["ok"][1]["secret"] == "[REDACTED]"
+    assert rec["event"] == "card [REDACTED] used" and rec["component"] == "x"

@@ -28,9 +28,15 @@ from typing import IO, Any, Literal
 import structlog
 from structlog.exceptions import DropEvent
 
+from crown_nexus.logging import processors as _P
+from crown_nexus.logging.context import _extra, _request_id, _user_id
 from crown_nexus.logging.processors import (
+    _EVENT_CACHE,
+    _SCALARS,
     LEVEL_NAMES,
     LEVEL_NUMBERS,
+    REDACTED,
+    SKIP_FILES,
     EventPreparer,
     JSONRenderer,
     Redactor,
@@ -74,6 +80,11 @@ class _State:
 
 
 _STATE = _State()
+_get_rid = _request_id.get
+_get_uid = _user_id.get
+_get_extra = _extra.get
+_D3 = _P._DIGITS3
+_SKIP = SKIP_FILES
 _CONFIG_LOCK = threading.RLock()
 #: the processor chain shared by every logger (mutated in place on reconfiguration)
 _PROCESSORS: list[Any] = []
@@ -185,6 +196,7 @@ def _level_method(method: str, number: int) -> Any:
     processor loop, which handles every other chain).
     """
     exception = method == "exception"
+    level_name = LEVEL_NAMES[method]
 
     def log_method(self: CrownLogger, event: Any = None, *args: Any, **kw: Any) -> None:
         state = _STATE
@@ -201,7 +213,53 @@ def _level_method(method: str, number: int) -> Any:
             bound = self._bound
             if bound:
                 kw = {**bound, **kw}
-            out = preparer.prepare(method, self._name, event, kw, _getframe(1))
+            if "exc_info" in kw or type(event) is not str:
+                out = preparer.prepare(method, self._name, event, kw, _getframe(1))
+            else:
+                # inline EventPreparer.prepare for the common case (str event, no exception)
+                scrubbed = _EVENT_CACHE.get(event)
+                if scrubbed is None:
+                    scrubbed = _P.scrub_text(event)
+                    if len(_EVENT_CACHE) > 2048:
+                        _EVENT_CACHE.clear()
+                    _EVENT_CACHE[event] = scrubbed
+                ns = _P._wall_ns()
+                if ns // 1_000_000_000 != _P._ts_second:
+                    _P.now_iso()
+                micros = (ns // 1000) % 1_000_000
+                out = {
+                    "timestamp": _P._ts_prefix + _D3[micros // 1000] + _D3[micros % 1000] + "Z",
+                    "level": level_name,
+                    "logger": self._name,
+                    "event": scrubbed,
+                    "request_id": _get_rid(),
+                    "user_id": _get_uid(),
+                }
+                extra = _get_extra()
+                if extra:
+                    out.update(extra)
+                if kw:
+                    out.update(kw)
+                    redactor = preparer.redactor
+                    safe = redactor._safe
+                    for key, value in kw.items():
+                        if key not in safe and redactor.is_sensitive_key(key):
+                            out[key] = REDACTED
+                            continue
+                        t = type(value)
+                        if t is str:
+                            if len(value) > 12:
+                                out[key] = _P.scrub_text(value)
+                        elif t not in _SCALARS:
+                            out[key] = redactor.redact_value(value)
+                frame: Any = _getframe(1)
+                while frame is not None and frame.f_code.co_filename in _SKIP:
+                    frame = frame.f_back
+                if frame is not None:
+                    code = frame.f_code
+                    out["filename"] = code.co_filename
+                    out["lineno"] = frame.f_lineno
+                    out["func_name"] = code.co_name
             try:
                 line = chain[1].render(out)
             except Exception as exc:
