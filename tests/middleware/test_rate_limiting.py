@@ -234,3 +234,20 @@ async def test_settings_build_a_service_per_app() -> None:
     private = RateLimitMiddleware(FastAPI(), use_redis=False)
     assert isinstance(private.service.backend, MemoryRateLimitBackend)
     assert private.rules[0].requests_per_window == 100
+
+
+async def test_user_strategy_keys_by_bearer_token_subject() -> None:
+    """USER rules key by the bearer token's subject; invalid tokens fall back to the IP."""
+    from crown_nexus.core.security import create_token
+
+    rule = RateLimitRule(requests_per_window=1, window_seconds=60, strategy=RateLimitStrategy.USER)
+    app, _ = build([rule])
+    alice = {"Authorization": f"Bearer {create_token('alice')}"}
+    bob = {"Authorization": f"Bearer {create_token('bob')}"}
+    forged = {"Authorization": "Bearer not-a-token"}
+    async with client(app) as c:
+        assert (await c.get("/u", headers=forged)).status_code == 200  # anonymous: by IP
+        assert (await c.get("/u")).status_code == 429  # same IP, same anonymous key
+        assert (await c.get("/u", headers=alice)).status_code == 200
+        assert (await c.get("/u", headers=alice)).status_code == 429
+        assert (await c.get("/u", headers=bob)).status_code == 200

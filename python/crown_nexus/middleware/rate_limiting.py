@@ -21,11 +21,16 @@ from crown_nexus.core.rate_limiting.exceptions import (
     exceeded_from_result,
 )
 from crown_nexus.core.rate_limiting.memory import MemoryRateLimitBackend
-from crown_nexus.core.rate_limiting.models import RateLimitResult, RateLimitRule
+from crown_nexus.core.rate_limiting.models import (
+    RateLimitResult,
+    RateLimitRule,
+    RateLimitStrategy,
+)
 from crown_nexus.core.rate_limiting.service import (
     RateLimitingService,
     create_rate_limiting_service,
     get_rate_limiting_service,
+    user_id_from_scope,
 )
 from crown_nexus.logging import get_logger
 from crown_nexus.settings import Settings
@@ -53,6 +58,28 @@ def _governing(checked: list[tuple[RateLimitRule, RateLimitResult]]) -> tuple[Ra
     if refused:
         return max(refused, key=lambda item: item[1].retry_after)
     return min(checked, key=lambda item: (item[1].remaining, -item[1].reset_after))
+
+
+async def _authenticate(scope: Scope) -> None:
+    """For user-keyed rules: resolve the caller from ``Authorization: Bearer`` / ``X-API-Key``.
+
+    Uses ``crown_nexus.core.security.dependencies.authenticate_request``, which caches the
+    user in ``request.state`` for the endpoint's own dependencies. Invalid or missing
+    credentials leave the request anonymous (keyed by IP); the endpoint still rejects them.
+    """
+    if user_id_from_scope(scope, use_context=False) is not None:
+        return
+    names = {name for name, _ in scope.get("headers") or ()}
+    if b"authorization" not in names and b"x-api-key" not in names:
+        return
+    try:
+        from starlette.requests import Request
+
+        from crown_nexus.core.security.dependencies import authenticate_request
+
+        await authenticate_request(Request(scope))
+    except Exception as exc:  # invalid credentials: the endpoint answers 401 itself
+        logger.debug("rate limit: caller not authenticated", error=type(exc).__name__)
 
 
 def _encode_headers(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
@@ -97,6 +124,9 @@ class RateLimitMiddleware:
         elif service is None and not use_redis:
             service = RateLimitingService(MemoryRateLimitBackend())
         self._service = service
+        self._needs_user = any(
+            rule.strategy is not RateLimitStrategy.IP for rule in self.rules
+        )
 
     @property
     def service(self) -> RateLimitingService:
@@ -117,6 +147,8 @@ class RateLimitMiddleware:
         if not rules:
             await self.app(scope, receive, send)
             return
+        if self._needs_user and any(r.strategy is not RateLimitStrategy.IP for r in rules):
+            await _authenticate(scope)
         timed = _metrics.should_time("request")
         started = time.perf_counter() if timed else 0.0
         service = self.service

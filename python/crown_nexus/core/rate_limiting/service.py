@@ -126,11 +126,11 @@ def client_ip_from_scope(scope: Mapping[str, Any], trusted: TrustedProxies) -> s
     return current
 
 
-def user_id_from_scope(scope: Mapping[str, Any]) -> str | None:
+def user_id_from_scope(scope: Mapping[str, Any], *, use_context: bool = True) -> str | None:
     """The authenticated user's id for an ASGI ``scope``, or ``None`` for anonymous requests.
 
     Looked up in order: ``request.state.user_id``, ``request.state.user`` (``.id`` or ``["id"]``),
-    Starlette's ``scope["user"]`` when authenticated, then the request context
+    Starlette's ``scope["user"]`` when authenticated, then (``use_context``) the request context
     (``crown_nexus.logging.get_current_user_id()``).
     """
     state = scope.get("state")
@@ -148,7 +148,7 @@ def user_id_from_scope(scope: Mapping[str, Any]) -> str | None:
         uid = getattr(user, "id", None) or getattr(user, "identity", None)
         if uid:
             return str(uid)
-    return get_current_user_id() or None
+    return (get_current_user_id() or None) if use_context else None
 
 
 class RateLimitingService:
