@@ -11,6 +11,8 @@ import uuid
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from crown_nexus.logging import config as log_config
 from crown_nexus.logging import get_logger
@@ -125,3 +127,52 @@ def test_every_method_survives_odd_values(json_logs, method: str) -> None:
     """Each level method writes one parseable line for odd values."""
     getattr(get_logger("m"), method)("event", value=Broken(), when=dt.time(1, 2))
     assert orjson.loads(json_logs.raw().splitlines()[-1])["event"] == "event"
+
+
+class _Weird:
+    """An arbitrary object with a plain repr."""
+
+    def __repr__(self) -> str:
+        return "<weird>"
+
+
+_anything = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(),
+        st.text(),
+        st.binary(max_size=16),
+        st.datetimes(),
+        st.uuids(),
+        st.decimals(),
+        st.just(Colour.RED),
+        st.builds(Broken),
+        st.builds(_Weird),
+        st.builds(ValueError, st.text(max_size=5)),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.tuples(inner, inner),
+        st.frozensets(st.integers(), max_size=3),
+        st.dictionaries(st.one_of(st.text(max_size=6), st.integers()), inner, max_size=3),
+    ),
+    max_leaves=10,
+)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    event=st.one_of(st.text(), _anything),
+    fields=st.dictionaries(st.text(min_size=1, max_size=10), _anything, max_size=5),
+)
+def test_any_values_give_exactly_one_json_line(json_logs, event, fields) -> None:
+    """Whatever the event and field values, a log call returns and adds one parseable line."""
+    before = json_logs.raw().count(b"\n")
+    get_logger("prop").info(event, **fields)
+    raw = json_logs.raw()
+    assert raw.count(b"\n") == before + 1
+    orjson.loads(raw.splitlines()[-1])
