@@ -307,7 +307,7 @@ def _attach(
 
 def cached(
     ttl: float | Callable[..., Any] | None = None,
-    key_prefix: str | None = "cache",
+    key_prefix: str | None = None,
     tags: TagsArg = None,
     stale_ttl: float | None = None,
     *,
@@ -315,7 +315,7 @@ def cached(
 ) -> Any:
     """Cache an async function's results in ``cache_service`` for ``ttl`` seconds.
 
-    ``ttl=None`` uses ``CACHE_DEFAULT_TTL``. Keys are ``<key_prefix>:<module.qualname>:<digest
+    ``ttl=None`` uses ``CACHE_DEFAULT_TTL``. Keys are ``[<key_prefix>:]<module.qualname>:<digest
     of the arguments>``. See the module docstring for stampede protection, ``stale_ttl`` and
     ``tags``. Usable bare (``@cached``) or called (``@cached(ttl=300)``).
     """
