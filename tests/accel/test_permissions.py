@@ -223,3 +223,22 @@ def test_permissions_of_round_trips(reg) -> None:
     m = reg.mask_of(["system:admin", "doc:read"])
     assert reg.permissions_of(m) == ["doc:read", "system:admin"]
     assert reg.permissions_of(0) == []
+
+
+def test_object_rule(impl: ModuleType) -> None:
+    """object_allowed: superuser, or the resource's admin permission, or permission + ownership."""
+    r = impl.PermissionRegistry()
+    for name in ("doc:read", "doc:edit", "doc:admin", "note:edit", "system:admin"):
+        r.register_permission(name)
+    edit = r.mask_of(["doc:edit"])
+    assert r.object_allowed(edit, "doc:edit", True) is True
+    assert r.object_allowed(edit, "doc:edit", False) is False
+    assert r.object_allowed(r.mask_of(["doc:read"]), "doc:edit", True) is False
+    assert r.object_allowed(r.mask_of(["doc:admin"]), "doc:edit", False) is True
+    assert r.object_allowed(r.mask_of(["doc:admin"]), "note:edit", False) is False
+    assert r.object_allowed(r.mask_of(["system:admin"]), "note:edit", False) is True
+    assert r.object_allowed(r.mask_of(["note:edit"]), "note:edit", 1) is True
+    with pytest.raises(UnknownPermissionError):
+        r.object_allowed(edit, "doc:share", True)
+    with pytest.raises(ValueError):
+        r.object_allowed(-1, "doc:edit", True)

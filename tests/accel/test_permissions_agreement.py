@@ -22,10 +22,14 @@ class P(StrEnum):
     B = "res1:act1"
 
 
-good_perm = st.builds(
-    lambda r, a: f"res{r}:act{a}",
-    st.integers(min_value=0, max_value=12),
-    st.integers(min_value=0, max_value=12),
+good_perm = st.one_of(
+    st.builds(
+        lambda r, a: f"res{r}:act{a}",
+        st.integers(min_value=0, max_value=12),
+        st.integers(min_value=0, max_value=12),
+    ),
+    st.builds(lambda r: f"res{r}:admin", st.integers(min_value=0, max_value=12)),
+    st.just("system:admin"),
 )
 bad_perm = st.one_of(
     st.sampled_from(["", "x", ":y", "x:", "a:b:c", "a b:c", "nope:x"]),
@@ -58,6 +62,9 @@ ops = st.one_of(
     st.tuples(st.just("has_all"), masks, perm_lists),
     st.tuples(st.just("has_any"), masks, perm_lists),
     st.tuples(st.just("permissions_of"), masks),
+    st.tuples(
+        st.just("object_allowed"), masks, perm, st.one_of(st.booleans(), st.none(), st.just(2))
+    ),
     st.tuples(st.just("role_permissions"), role),
     st.tuples(st.just("inherits"), role),
     st.tuples(st.just("bit_of"), perm),

@@ -14,8 +14,10 @@ from cpython.long cimport PyLong_AsSsize_t
 from cpython.ref cimport PyObject
 
 from crown_nexus._pure.permissions import (
+    SUPERUSER_PERMISSION,
     UnknownPermissionError,
     UnknownRoleError,
+    _admin_bits,
     _Definitions,
     _perm_list,
     normalize_permission,
@@ -28,6 +30,7 @@ cdef extern from "Python.h":
 _ONE = 1
 
 __all__ = [
+    "SUPERUSER_PERMISSION",
     "PermissionRegistry",
     "UnknownPermissionError",
     "UnknownRoleError",
@@ -61,15 +64,21 @@ cdef class PermissionRegistry:
     cdef object _defs
     cdef dict _bits
     cdef dict _roles
+    cdef list _admin
+    cdef Py_ssize_t _super
 
     def __init__(self):
         self._defs = _Definitions()
         self._bits = {}
         self._roles = {}
+        self._admin = []
+        self._super = -1
 
     cdef void _publish(self):
         self._bits = dict(self._defs.bits)
         self._roles = dict(self._defs.masks)
+        self._admin = _admin_bits(self._defs.names, self._bits)
+        self._super = self._bits.get(SUPERUSER_PERMISSION, -1)
 
     def register_permission(self, name):
         """Register ``name`` (``"<resource>:<action>"``) and return its bit (stable once given)."""
@@ -214,6 +223,18 @@ cdef class PermissionRegistry:
             if not ok and _test(mask, bit):
                 ok = True
         return ok
+
+    def object_allowed(self, mask, perm, is_owner):
+        """The object rule: superuser, or ``<resource>:admin``, or ``perm`` plus ownership."""
+        _check_mask(mask)
+        cdef Py_ssize_t bit = self._bit(perm)
+        cdef Py_ssize_t admin
+        if self._super >= 0 and _test(mask, self._super):
+            return True
+        admin = self._admin[bit]
+        if admin >= 0 and _test(mask, admin):
+            return True
+        return bool(is_owner) and _test(mask, bit)
 
     def permissions_of(self, mask):
         """Registered permission names granted by ``mask``, in bit order."""

@@ -15,6 +15,10 @@ Model:
   updates every role that inherits it. A definition that would make a cycle raises ``ValueError``.
 * A mask is a non-negative ``int``; bit ``b`` set means the permission with bit ``b`` is granted.
 
+Object rule (:meth:`PermissionRegistry.object_allowed`): a mask may act on an object when it
+holds :data:`SUPERUSER_PERMISSION` (``system:admin``), or the permission's resource admin
+(``"<resource>:admin"``, when registered), or holds the permission itself and owns the object.
+
 Lookup keys may be plain strings or ``str`` subclasses (e.g. ``Permission`` / ``UserRole`` enum
 members): a subclass instance is looked up by its string value (``str.__str__(value)``).
 
@@ -31,12 +35,17 @@ import threading
 from collections.abc import Iterable
 
 __all__ = [
+    "SUPERUSER_PERMISSION",
     "PermissionRegistry",
     "UnknownPermissionError",
     "UnknownRoleError",
     "normalize_permission",
     "normalize_role",
 ]
+
+
+#: the permission that passes every object check
+SUPERUSER_PERMISSION = "system:admin"
 
 
 class UnknownPermissionError(KeyError):
@@ -149,6 +158,11 @@ class _Definitions:
         return self.masks[role]
 
 
+def _admin_bits(names: list[str], bits: dict[str, int]) -> list[int]:
+    """For each bit, the bit of its resource's ``"<resource>:admin"`` permission, or ``-1``."""
+    return [bits.get(name.partition(":")[0] + ":admin", -1) for name in names]
+
+
 def _find_cycle(graph: dict[str, tuple[str, ...]], start: str) -> list[str]:
     """Return a path ``start -> ... -> start`` if one exists, else ``[]``."""
     stack: list[tuple[str, list[str]]] = [(p, [start, p]) for p in graph.get(start, ())]
@@ -183,17 +197,21 @@ def _resolve(own: dict[str, int], parents: dict[str, tuple[str, ...]]) -> dict[s
 class PermissionRegistry:
     """Permissions as bits, roles as masks, and fast checks on masks (see the module docs)."""
 
-    __slots__ = ("_bits", "_defs", "_roles")
+    __slots__ = ("_admin", "_bits", "_defs", "_roles", "_super")
 
     def __init__(self) -> None:
         self._defs = _Definitions()
         # lookup tables used by the checks; enum members get cached here on first use
         self._bits: dict[str, int] = {}
         self._roles: dict[str, int] = {}
+        self._admin: list[int] = []
+        self._super: int = -1
 
     def _publish(self) -> None:
         self._bits = dict(self._defs.bits)
         self._roles = dict(self._defs.masks)
+        self._admin = _admin_bits(self._defs.names, self._bits)
+        self._super = self._bits.get(SUPERUSER_PERMISSION, -1)
 
     def register_permission(self, name: str) -> int:
         """Register ``name`` (``"<resource>:<action>"``) and return its bit (stable once given)."""
@@ -323,6 +341,17 @@ class PermissionRegistry:
         for p in _perm_list(perms, "perms"):
             wanted |= 1 << self._bit(p)
         return mask & wanted != 0
+
+    def object_allowed(self, mask: int, perm: str, is_owner: bool) -> bool:
+        """The object rule: superuser, or ``<resource>:admin``, or ``perm`` plus ownership."""
+        _check_mask(mask)
+        bit = self._bit(perm)
+        if self._super >= 0 and (mask >> self._super) & 1:
+            return True
+        admin = self._admin[bit]
+        if admin >= 0 and (mask >> admin) & 1:
+            return True
+        return bool(is_owner) and (mask >> bit) & 1 == 1
 
     def permissions_of(self, mask: int) -> list[str]:
         """Registered permission names granted by ``mask``, in bit order."""

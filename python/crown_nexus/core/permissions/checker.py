@@ -150,16 +150,15 @@ class PermissionChecker:
         registry = get_registry()
         mask = user_mask(user)
         name = _name(permission)
-        if _is_superuser(registry, mask):
-            return True
-        resource = name.partition(":")[0]
-        admin = f"{resource}:admin"
-        if admin in registry and registry.has(mask, admin):
-            return True
-        if _holds(registry, mask, permission):
-            owner = field(obj, owner_field)
-            uid = user_id(user)
-            if owner is not None and uid is not None and str(owner) == uid:
+        owner = field(obj, owner_field)
+        uid = user_id(user)
+        is_owner = owner is not None and uid is not None and str(owner) == uid
+        try:
+            if registry.object_allowed(mask, name, is_owner):
+                return True
+        except KeyError:
+            logger.warning("Permission check for an unregistered permission", permission=name)
+            if _is_superuser(registry, mask):
                 return True
         rtype, rid = _resource_of(obj)
         _denied("permission.object_denied", user, name, resource_type=rtype, resource_id=rid)
