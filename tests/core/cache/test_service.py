@@ -157,3 +157,23 @@ async def test_shutdown_then_registry_builds_fresh_service() -> None:
     assert svc.initialized
     await svc.shutdown()
     assert not svc.initialized
+
+
+async def test_for_component_labels_metrics_and_shares_entries(service: CacheService) -> None:
+    """A component view shares the entries and labels its metrics with its component."""
+    metrics = MetricsService()
+    view = service.for_component("product_service")
+    with get_registry().override("metrics_service", metrics):
+        await view.set("shared", 1, ttl=60)
+        assert await service.get("shared") == 1
+        for _ in range(8):
+            assert await view.get("shared") == 1
+        view.flush_metrics()
+        service.flush_metrics()
+        assert metrics.get_counter_sum("cache_hit_total", {"component": "product_service"}) == 8
+        assert metrics.get_counter_sum("cache_hit_total", {"component": "cache"}) == 1
+        assert metrics.get_histogram_quantile(
+            "cache_operation_duration_seconds", 0.95, {"component": "product_service"}
+        ) > 0
+    await view.shutdown()
+    assert await service.get("shared") == 1  # the shared backends stay open

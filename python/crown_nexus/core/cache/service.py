@@ -19,6 +19,7 @@ Every operation is ``async``; ``ttl=None`` means ``CACHE_DEFAULT_TTL`` and ``ttl
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -101,6 +102,7 @@ class CacheService:
             raise CacheConfigurationException("CACHE_DEFAULT_BACKEND is redis but no Redis URL")
         self._default: CacheBackend = self._backends[name]
         self._n = 0
+        self._parent: CacheService | None = None
         self.initialized = False
 
     # --- backends --------------------------------------------------------------------------
@@ -271,10 +273,25 @@ class CacheService:
         result: bool = await self._default.release_lock(name, token)
         return result
 
+    def for_component(self, component: str) -> CacheService:
+        """A view of this service (same backends, same entries) whose metrics are labelled
+        ``component`` (e.g. ``get_service("cache_service").for_component("product_service")``).
+
+        The view needs no start-up of its own; its ``shutdown()`` only flushes its metrics.
+        """
+        view = copy.copy(self)
+        view.metrics = CacheMetrics(component, enabled=self.metrics.enabled)
+        view._n = 0
+        view._parent = self._parent or self
+        return view
+
     # --- lifecycle -------------------------------------------------------------------------
 
     async def initialize(self) -> None:
         """Connect and warm the backends (Redis down at start-up: start on the fallback)."""
+        if self._parent is not None:
+            self.initialized = True
+            return
         for backend in self._backends.values():
             await backend.initialize()
         self.initialized = True
@@ -286,6 +303,9 @@ class CacheService:
         if _active.service is self:
             _active.service = None
         self.metrics.flush()
+        if self._parent is not None:
+            self.initialized = False
+            return
         for backend in self._backends.values():
             try:
                 await backend.close()
