@@ -115,11 +115,13 @@ def test_reserved_keyword_names_do_not_raise(json_logs) -> None:
 
 
 def test_closed_stream_does_not_raise(configure) -> None:
-    """Writing to a closed stream is swallowed: the caller never sees an error."""
+    """Writing to a closed stream never raises to the caller; the sink counts the failure."""
     stream = io.BytesIO()
     configure(Settings(ENVIRONMENT="test"), stream=stream, log_format="json")
     stream.close()
+    before = log_config._SINK.failures
     get_logger("closed").error("nobody listens")
+    assert log_config._SINK.failures == before + 1
 
 
 @pytest.mark.parametrize("method", ["debug", "info", "warning", "error", "critical", "exception"])

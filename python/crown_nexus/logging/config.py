@@ -103,6 +103,8 @@ class LogSink:
         self.stream: IO[Any] | None = None
         self.text = False
         self.buffered = False
+        #: lines that could not be written (closed stream, full disk): counted, never raised
+        self.failures = 0
 
     def target(
         self, *, fd: int | None = None, stream: IO[Any] | None = None, buffered: bool = False
@@ -124,8 +126,8 @@ class LogSink:
         if self.stream is not None:
             try:
                 self.stream.flush()
-            except Exception:  # noqa: S110 - a closed stream must not break logging
-                pass
+            except Exception:  # a closed stream must not break logging
+                self.failures += 1
 
     def flush(self) -> None:
         """Flush a buffered stream (called at interpreter exit)."""
@@ -142,8 +144,8 @@ class LogSink:
                     view = memoryview(line)[written:]
                     while view:
                         view = view[os.write(fd, view) :]
-            except Exception:  # noqa: S110 - a log call never raises
-                pass
+            except Exception:  # a log call never raises; the failure is counted
+                self.failures += 1
             return
         try:
             if isinstance(line, str):
@@ -170,8 +172,8 @@ class LogSink:
                     stream.write(data)
                 if not self.buffered:
                     stream.flush()
-        except Exception:  # noqa: S110 - a log call never raises
-            pass
+        except Exception:  # a log call never raises; the failure is counted
+            self.failures += 1
 
     # structlog calls the method named like the log method on the wrapped logger
     msg = debug = info = warning = warn = error = exception = critical = fatal = log = write
@@ -274,7 +276,8 @@ def _level_method(method: str, number: int) -> Any:
         if fd is not None and type(line) is bytes:
             try:
                 written = os.write(fd, line)
-            except Exception:
+            except Exception:  # a log call never raises; the failure is counted
+                sink.failures += 1
                 return
             if written != len(line):  # partial write: the sink finishes it
                 sink.write(line[written:])
@@ -324,8 +327,8 @@ class CrownLogger(structlog.BoundLoggerBase):
                     "event": event,
                 }
                 self._logger.write(fallback_line(fallback, exc))
-            except Exception:  # noqa: S110 - never raise from a log call
-                pass
+            except Exception:  # never raise from a log call; count it
+                _SINK.failures += 1
 
     def is_enabled_for(self, level: int | str) -> bool:
         """Return True when a call at ``level`` (number or name) would be emitted."""
@@ -406,8 +409,8 @@ class StdlibBridgeHandler(logging.Handler):
             if record.exc_info:
                 kw["exc_info"] = record.exc_info
             getattr(get_logger(record.name), method)(record.getMessage(), **kw)
-        except Exception:  # noqa: S110 - logging must never raise
-            pass
+        except Exception:  # logging must never raise; count it
+            _SINK.failures += 1
 
 
 def _install_stdlib_bridge(min_level: int) -> None:

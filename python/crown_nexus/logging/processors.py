@@ -13,6 +13,8 @@ failure anywhere earlier in the chain is turned into a minimal line by the logge
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
 import re
 import sys
@@ -118,25 +120,10 @@ SKIP_FILES: set[str] = {
     os.path.join(_HERE, "config.py"),
     os.path.join(_HERE, "timing.py"),
 }
-try:
-    import structlog._base as _sb
-    import structlog._native as _sn
-
-    SKIP_FILES.update({_sb.__file__, _sn.__file__})
-except (ImportError, AttributeError):  # pragma: no cover - structlog layout changed
-    pass
-try:
-    import logging as _stdlib_logging
-
-    SKIP_FILES.add(_stdlib_logging.__file__)
-except (ImportError, AttributeError):  # pragma: no cover
-    pass
-try:
-    import structlog.testing as _st
-
-    SKIP_FILES.add(_st.__file__)
-except (ImportError, AttributeError):  # pragma: no cover
-    pass
+for _modname in ("structlog._base", "structlog._native", "structlog.testing", "logging"):
+    # frames in structlog's and the stdlib's logging code are machinery too
+    with contextlib.suppress(ImportError, AttributeError, TypeError):
+        SKIP_FILES.add(importlib.import_module(_modname).__file__)  # type: ignore[arg-type]
 
 _get_rid = _ctx._request_id.get
 _get_uid = _ctx._user_id.get
@@ -347,10 +334,8 @@ class Redactor:
             self._safe.clear()
         if not verdict and type(key) is str:
             self._safe.add(key)
-        try:
+        with contextlib.suppress(TypeError):  # an unhashable key object is not cached
             cache[key] = verdict
-        except TypeError:  # unhashable key object
-            pass
         return verdict
 
     def redact_value(self, value: Any, depth: int = 0) -> Any:

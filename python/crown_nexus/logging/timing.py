@@ -8,6 +8,7 @@ the exception propagates unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import time
@@ -47,10 +48,9 @@ def _level_name(level: int | str) -> str:
 
 
 def _emit(log: Any, level: str, event: str, fields: dict[str, Any]) -> None:
-    try:
+    # timing must never break the timed function (a user-supplied logger may raise)
+    with contextlib.suppress(Exception):
         getattr(log, level)(event, **fields)
-    except Exception:  # noqa: S110 - timing must never break the timed function
-        pass
 
 
 def _fields(func: Callable[..., Any], started_at: str, start: float) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from crown_nexus.core.metrics.service import MetricsService, get_metrics_service
+from crown_nexus.logging import get_logger
 
 __all__ = [
     "track_db_delete",
@@ -24,6 +25,8 @@ __all__ = [
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+_logger = get_logger("crown_nexus.core.metrics")
 
 
 def _service() -> MetricsService:
@@ -42,8 +45,8 @@ def _record(operation: str, entity: str, start: float, error: str | None) -> Non
         _service().track_db_query(
             operation=operation, entity=entity, duration=time.perf_counter() - start, error=error
         )
-    except Exception:  # noqa: S110 - metrics never change the outcome of the query
-        pass
+    except Exception as exc:  # metrics never change the outcome of the query
+        _logger.warning("Could not record a DB query metric", entity=entity, error=repr(exc))
 
 
 def track_db_operation(operation: str, entity: str) -> Callable[[F], F]:
