@@ -68,3 +68,16 @@ def test_freeze_time_pins_log_timestamps(json_logs) -> None:
     a, b = json_logs.lines()
     assert a["timestamp"] == "2024-01-01T00:00:00.000000Z"
     assert b["timestamp"] == "2024-01-01T00:00:01.500000Z"
+
+
+def test_file_target_appends_json_lines(tmp_path, configure) -> None:
+    """configure_logging(file=path) appends one JSON line per event to that file."""
+    from crown_nexus.settings import Settings
+
+    path = tmp_path / "app.log"
+    path.write_bytes(b"")
+    configure(Settings(ENVIRONMENT="production", secret_key="s" * 40), file=path)
+    get_logger("file").info("to file", n=1)
+    get_logger("file").info("again", n=2)
+    lines = [orjson.loads(x) for x in path.read_bytes().splitlines()]
+    assert [r["event"] for r in lines] == ["to file", "again"]

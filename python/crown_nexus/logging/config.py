@@ -181,6 +181,8 @@ class LogSink:
 
 _SINK = LogSink()
 atexit.register(_SINK.flush)
+#: descriptors opened for ``configure_logging(file=...)`` (kept open: loggers may still write)
+_OPENED_FILES: list[int] = []
 
 
 def _format_args(event: Any, args: tuple[Any, ...]) -> Any:
@@ -463,6 +465,7 @@ def configure_logging(
     *,
     stream: IO[Any] | None = None,
     fd: int | None = None,
+    file: str | os.PathLike[str] | None = None,
     log_format: LogFormat | None = None,
     level: int | str | None = None,
     render_kind: str | None = None,
@@ -476,7 +479,8 @@ def configure_logging(
     Defaults come from ``settings`` (``crown_nexus.core.config.settings`` when ``None``):
     ``ENVIRONMENT`` (development → console, production/test → JSON), ``log_level``,
     ``log_buffered``. Keyword arguments override them: ``stream`` (a text or binary stream) or
-    ``fd`` (a file descriptor written with ``os.write``; default: the process's stdout's),
+    ``fd`` (a file descriptor written with ``os.write``; default: the process's stdout's) or
+    ``file`` (a path opened for appending, default ``settings.log_file`` when that exists),
     ``log_format`` (``"json"``/``"console"``),
     ``level``, ``render_kind`` (``"native"``/``"pure"``), ``buffered``, and redaction keys to
     add or remove. With ``stdlib`` (default) records of the standard ``logging`` module go
@@ -498,6 +502,12 @@ def configure_logging(
     use_buffer = bool(getattr(settings, "log_buffered", False)) if buffered is None else buffered
     redactor = Redactor(add=redact_add, remove=redact_remove)
     chain = build_processors(fmt, render_kind=render_kind, redactor=redactor)
+
+    if file is None and stream is None and fd is None:
+        file = getattr(settings, "log_file", None) or None
+    if file is not None and stream is None and fd is None:
+        fd = os.open(os.fspath(file), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        _OPENED_FILES.append(fd)
 
     with _CONFIG_LOCK:
         if stream is not None:
