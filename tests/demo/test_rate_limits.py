@@ -42,6 +42,9 @@ async def test_auth_endpoints_limited_more_strictly(settings: Settings) -> None:
     body = refused.json()
     assert set(body) == BODY_KEYS
     assert body["success"] is False and body["code"] == "RATE_LIMIT_EXCEEDED"
+    assert body["details"]["retry_after"] == int(refused.headers["Retry-After"])
+    if "x-request-id" in refused.headers:  # RequestContextMiddleware wraps the limiter
+        assert body["request_id"] == refused.headers["x-request-id"]
     assert elsewhere.status_code == 200
     assert elsewhere.headers["RateLimit-Policy"] == '"global";q=600;w=60'
 
