@@ -390,3 +390,23 @@ def test_memory_is_bounded(
         now += gap / 10
         w.hit(f"k{key}", now)
         assert len(w) <= max_keys
+
+
+def test_exact_under_threads(algo) -> None:
+    """8 threads hammering one key at one instant: exactly `limit` hits are allowed."""
+    import threading
+
+    w = algo(500, 60)
+    allowed: list[int] = []
+    start = threading.Barrier(8)
+
+    def worker() -> None:
+        start.wait()
+        allowed.append(sum(w.hit("shared", 1.0)[0] for _ in range(200)))
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(allowed) == 500

@@ -45,6 +45,7 @@ drops every idle key (a key is idle when its state no longer affects any result)
 from __future__ import annotations
 
 import math
+import threading
 from collections import OrderedDict, deque
 from typing import Final
 
@@ -108,7 +109,32 @@ def _ceil_div(a: int, b: int) -> int:
     return -((-a) // b)
 
 
-class SlidingWindowCounter:
+class _Locked:
+    """``hit``/``peek``/``sweep`` run under a lock, so threads see each call as atomic (as the
+    compiled twin's calls are under the GIL)."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def hit(self, key: str, now: float, cost: int = 1) -> Result:
+        """Count a request of ``cost`` for ``key`` at ``now`` if it fits; see the module docs."""
+        with self._lock:
+            return self._hit(key, now, cost)  # type: ignore[attr-defined, no-any-return]
+
+    def peek(self, key: str, now: float) -> Result:
+        """Return what a unit ``hit`` would return, without counting or touching recency."""
+        with self._lock:
+            return self._peek(key, now)  # type: ignore[attr-defined, no-any-return]
+
+    def sweep(self, now: float) -> int:
+        """Drop every key that is idle at ``now``; return how many were dropped."""
+        with self._lock:
+            return self._sweep(now)  # type: ignore[attr-defined, no-any-return]
+
+
+class SlidingWindowCounter(_Locked):
     """Sliding-window counter: two fixed buckets, the previous one weighted by its overlap.
 
     ``limit`` requests per ``window`` seconds, at most ``max_keys`` tracked keys.
@@ -118,6 +144,7 @@ class SlidingWindowCounter:
     __slots__ = ("_entries", "_limit", "_max_keys", "_w", "_window")
 
     def __init__(self, limit: int, window: float, *, max_keys: int = 100_000) -> None:
+        super().__init__()
         self._limit: int = _check_int(limit, "limit")
         self._w: int = _check_window(window)
         self._window: float = float(window)
@@ -185,8 +212,7 @@ class SlidingWindowCounter:
             reset = start + w + (w * (curr - r - 1)) // curr + 1 - now
         return False, used, reset
 
-    def hit(self, key: str, now: float, cost: int = 1) -> Result:
-        """Count a request of ``cost`` for ``key`` at ``now`` if it fits; see the module docs."""
+    def _hit(self, key: str, now: float, cost: int = 1) -> Result:
         _check_key(key)
         t = _to_us(now)
         cost = _check_cost(cost, self._limit)
@@ -206,8 +232,7 @@ class SlidingWindowCounter:
         st[2] = curr + cost
         return True, used + cost, self._zero_after(b, prev, curr + cost, t) / 1e6
 
-    def peek(self, key: str, now: float) -> Result:
-        """Return what a unit ``hit`` would return, without counting or touching recency."""
+    def _peek(self, key: str, now: float) -> Result:
         _check_key(key)
         t = _to_us(now)
         st = self._entries.get(key)
@@ -237,8 +262,7 @@ class SlidingWindowCounter:
         """Forget every key."""
         self._entries.clear()
 
-    def sweep(self, now: float) -> int:
-        """Drop every key that is idle at ``now``; return how many were dropped."""
+    def _sweep(self, now: float) -> int:
         t = _to_us(now)
         idle = [k for k, st in self._entries.items() if self._idle(st, t)]
         for k in idle:
@@ -246,7 +270,7 @@ class SlidingWindowCounter:
         return len(idle)
 
 
-class SlidingLog:
+class SlidingLog(_Locked):
     """Sliding log: exact, one timestamp per counted request.
 
     ``limit`` requests in any ``window`` seconds, at most ``max_keys`` tracked keys.
@@ -256,6 +280,7 @@ class SlidingLog:
     __slots__ = ("_entries", "_limit", "_max_keys", "_w", "_window")
 
     def __init__(self, limit: int, window: float, *, max_keys: int = 100_000) -> None:
+        super().__init__()
         self._limit: int = _check_int(limit, "limit")
         self._w: int = _check_window(window)
         self._window: float = float(window)
@@ -297,8 +322,7 @@ class SlidingLog:
             i += 1
         return i
 
-    def hit(self, key: str, now: float, cost: int = 1) -> Result:
-        """Count a request of ``cost`` for ``key`` at ``now`` if it fits; see the module docs."""
+    def _hit(self, key: str, now: float, cost: int = 1) -> Result:
         _check_key(key)
         t = _to_us(now)
         cost = _check_cost(cost, self._limit)
@@ -324,8 +348,7 @@ class SlidingLog:
         stamps.extend([t] * cost)
         return True, count + cost, w / 1e6
 
-    def peek(self, key: str, now: float) -> Result:
-        """Return what a unit ``hit`` would return, without counting or touching recency."""
+    def _peek(self, key: str, now: float) -> Result:
         _check_key(key)
         t = _to_us(now)
         st = self._entries.get(key)
@@ -361,8 +384,7 @@ class SlidingLog:
         """Forget every key."""
         self._entries.clear()
 
-    def sweep(self, now: float) -> int:
-        """Drop every key that is idle at ``now``; return how many were dropped."""
+    def _sweep(self, now: float) -> int:
         t = _to_us(now)
         idle = [k for k, st in self._entries.items() if self._idle(st, t)]
         for k in idle:
@@ -370,7 +392,7 @@ class SlidingLog:
         return len(idle)
 
 
-class GCRA:
+class GCRA(_Locked):
     """GCRA / token bucket: sustained ``limit`` per ``window`` seconds, bucket depth ``burst``.
 
     ``burst`` defaults to ``limit``; at most ``max_keys`` tracked keys.
@@ -387,6 +409,7 @@ class GCRA:
         burst: int | None = None,
         max_keys: int = 100_000,
     ) -> None:
+        super().__init__()
         self._limit: int = _check_int(limit, "limit")
         self._w: int = _check_window(window)
         self._window: float = float(window)
@@ -430,8 +453,7 @@ class GCRA:
     def _idle(self, st: list[int], now: int) -> bool:
         return self._level(st, now)[1] == 0
 
-    def hit(self, key: str, now: float, cost: int = 1) -> Result:
-        """Count a request of ``cost`` for ``key`` at ``now`` if it fits; see the module docs."""
+    def _hit(self, key: str, now: float, cost: int = 1) -> Result:
         _check_key(key)
         t = _to_us(now)
         cost = _check_cost(cost, self._burst)
@@ -452,8 +474,7 @@ class GCRA:
         st[0] = new
         return True, _ceil_div(new, w), _ceil_div(new, self._limit) / 1e6
 
-    def peek(self, key: str, now: float) -> Result:
-        """Return what a unit ``hit`` would return, without counting or touching recency."""
+    def _peek(self, key: str, now: float) -> Result:
         _check_key(key)
         t = _to_us(now)
         st = self._entries.get(key)
@@ -485,8 +506,7 @@ class GCRA:
         """Forget every key."""
         self._entries.clear()
 
-    def sweep(self, now: float) -> int:
-        """Drop every key that is idle at ``now``; return how many were dropped."""
+    def _sweep(self, now: float) -> int:
         t = _to_us(now)
         idle = [k for k, st in self._entries.items() if self._idle(st, t)]
         for k in idle:
