@@ -22,9 +22,12 @@ WORKER = textwrap.dedent(
 
 READER = textwrap.dedent(
     """
+    import sys
     from crown_nexus.core.metrics import MetricsService
     m = MetricsService()
     m.create_counter("jobs_total", "Jobs", ["kind"])
+    for pid in sys.argv[1:]:
+        m.mark_process_dead(int(pid))
     print(m.get_counter_sum("jobs_total", {"kind": "email"}))
     print(m.render_latest()[0].decode())
     """
@@ -32,13 +35,15 @@ READER = textwrap.dedent(
 
 
 def test_counts_from_several_processes_are_aggregated(tmp_path) -> None:
-    """Three worker processes write; a fourth process exposes and sums all of them."""
+    """Three worker processes write; a fourth sums them all (counters, histograms) and
+    live gauges drop the worker marked dead."""
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
     workers = [subprocess.Popen([sys.executable, "-c", WORKER, str(n)], env=env) for n in (3, 4, 5)]
     assert [w.wait(timeout=60) for w in workers] == [0, 0, 0]
     assert any(tmp_path.iterdir())
+    dead = [str(workers[0].pid)]
     out = subprocess.run(
-        [sys.executable, "-c", READER],
+        [sys.executable, "-c", READER, *dead],
         env=env,
         check=True,
         timeout=60,
@@ -49,3 +54,5 @@ def test_counts_from_several_processes_are_aggregated(tmp_path) -> None:
     assert float(first) == 12.0
     assert 'jobs_total{kind="email"} 12.0' in body
     assert 'job_seconds_count{kind="email"} 12.0' in body
+    # live gauges: the worker marked dead no longer counts (livesum of the two others)
+    assert 'workers_busy{kind="email"} 2.0' in body

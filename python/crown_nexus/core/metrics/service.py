@@ -720,6 +720,15 @@ class MetricsService:
         (every worker in multiprocess mode)."""
         return generate_latest(self._exposition_registry()), CONTENT_TYPE_LATEST
 
+    def mark_process_dead(self, pid: int | None = None) -> None:
+        """In multiprocess mode, drop a finished worker's live gauges (call from the process
+        manager when worker ``pid`` exits; default: this process). No-op otherwise."""
+        if not self.multiprocess_dir:
+            return
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(os.getpid() if pid is None else pid, self.multiprocess_dir)
+
     def _multiprocess_sum(self, name: str, labels: Mapping[Any, Any] | None) -> float:
         metric = self._metrics.get(name)
         if metric is None:
