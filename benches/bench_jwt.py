@@ -3,7 +3,9 @@
 Groups: ``jwt-decode-HS256``, ``jwt-decode-EdDSA`` (verify + claim checks), ``jwt-encode``, and
 ``decode_token-HS256`` / ``decode_token-EdDSA`` (the public API ``crown_nexus.core.security
 .decode_token`` on each implementation, against PyJWT's ``jwt.decode`` with the same checks).
-Every benchmark first checks that its implementation gives the right answer.
+Every benchmark first checks that its implementation gives the right answer. Timings are CPU
+time of this process (``time.process_time``): the calls are single-threaded and do no I/O, and
+CPU time keeps the ratios honest on a machine shared with other jobs.
 Run: ``pytest benches/bench_jwt.py --benchmark-enable --benchmark-group-by=group``.
 """
 
@@ -19,6 +21,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from crown_nexus import accel
+
+pytestmark = pytest.mark.benchmark(timer=time.process_time)
 
 IMPLS = accel.available("jwt")
 KINDS = sorted(IMPLS)

@@ -1221,16 +1221,20 @@ fn public_jwk<'py>(
 pub fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add("IMPLEMENTATION", "native")?;
-    m.add("InvalidTokenError", invalid_token_error(py)?)?;
-    let pure_mod = pure(py)?;
-    for name in ["SUPPORTED_ALGORITHMS", "REASONS", "DEFAULT_REQUIRE"] {
-        m.add(name, pure_mod.getattr(name)?)?;
-    }
     m.add("MAX_JSON_DEPTH", MAX_JSON_DEPTH)?;
     m.add("DEFAULT_MAX_LENGTH", DEFAULT_MAX_LENGTH)?;
     m.add_function(wrap_pyfunction!(decode, m)?)?;
     m.add_function(wrap_pyfunction!(encode, m)?)?;
     m.add_function(wrap_pyfunction!(get_unverified_header, m)?)?;
     m.add_function(wrap_pyfunction!(public_jwk, m)?)?;
+    // The pure module owns the shared exception class and constants. If it cannot be imported
+    // the jwt hot path is unusable anyway (accel needs the pure twin too), but the other
+    // submodules of this extension must still load: no error here.
+    if let Ok(pure_mod) = pure(py) {
+        m.add("InvalidTokenError", invalid_token_error(py)?)?;
+        for name in ["SUPPORTED_ALGORITHMS", "REASONS", "DEFAULT_REQUIRE"] {
+            m.add(name, pure_mod.getattr(name)?)?;
+        }
+    }
     Ok(())
 }

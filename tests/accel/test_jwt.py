@@ -102,6 +102,9 @@ def test_surface_is_the_contract(impl: ModuleType) -> None:
     assert issubclass(impl.InvalidTokenError, Exception)
     assert impl.SUPPORTED_ALGORITHMS == frozenset(KEYS)
     assert "none" not in impl.SUPPORTED_ALGORITHMS
+    for constant in ("REASONS", "DEFAULT_REQUIRE", "DEFAULT_MAX_LENGTH", "MAX_JSON_DEPTH"):
+        assert getattr(impl, constant) == getattr(pure, constant)
+    assert impl.IMPLEMENTATION in ("pure", "native")
 
 
 def test_invalid_token_error_has_fixed_messages_and_pickles(impl: ModuleType) -> None:
