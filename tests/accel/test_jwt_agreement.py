@@ -314,3 +314,37 @@ def test_encode_errors_agree(body: dict[Any, Any], alg: str) -> None:
         )
 
     agree(roundtrip)
+
+
+# ------------------------------------------------------------------ key formats
+
+
+def _key_variants(pem: bytes) -> dict[str, bytes]:
+    return {
+        "plain": pem,
+        "crlf": pem.replace(b"\n", b"\r\n"),
+        "no-final-newline": pem.rstrip(b"\n"),
+        "leading-text": b"my key\n" + pem,
+        "trailing-text": pem + b"junk\n",
+        "lowercase": pem.lower(),
+        "blank-lines": pem.replace(b"\n", b"\n\n"),
+        "unwrapped": pem.replace(b"\n", b"", 2),
+        "truncated": pem[: len(pem) // 2],
+    }
+
+
+@pytest.mark.parametrize("alg", ["EdDSA", "ES256"])
+def test_key_formats_agree(alg: str) -> None:
+    """PEM variants (line endings, surrounding text, damage) are accepted or refused alike."""
+    priv = {"EdDSA": ED_PRIV, "ES256": EC_PRIV}[alg]
+    token = PURE.encode({"sub": "u"}, priv, alg)
+    for name, key in _key_variants(VERIFY_KEYS[alg]).items():
+        kind, _ = agree(lambda impl, key=key: impl.decode(token, key, algorithms=[alg], require=()))
+        assert kind in ("ok", "invalid"), name
+    for name, key in _key_variants(priv).items():
+        kind, _ = agree(
+            lambda impl, key=key: PURE.decode(
+                impl.encode({"sub": "u"}, key, alg), VERIFY_KEYS[alg], algorithms=[alg], require=()
+            )
+        )
+        assert kind in ("ok", "exception"), name
