@@ -205,7 +205,7 @@ class JwtKey:
 class KeyRing:
     """One signing key plus any number of verification keys, looked up by ``kid``."""
 
-    __slots__ = ("_keys", "_signing")
+    __slots__ = ("_keys", "_signing", "single")
 
     def __init__(self, signing_key: JwtKey, verification_keys: Iterable[JwtKey] = ()) -> None:
         if not signing_key.can_sign:
@@ -214,6 +214,12 @@ class KeyRing:
         self._keys: dict[str, JwtKey] = {signing_key.kid: signing_key}
         for key in verification_keys:
             self._keys.setdefault(key.kid, key)
+        #: the only key when the ring holds exactly one (decoding skips the header lookup)
+        self.single: JwtKey | None = None
+        self._refresh()
+
+    def _refresh(self) -> None:
+        self.single = self._signing if len(self._keys) == 1 else None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> KeyRing:
@@ -266,11 +272,12 @@ class KeyRing:
 
     def only_key(self) -> JwtKey | None:
         """The single key when the ring holds exactly one (a fast path for decoding)."""
-        return self._signing if len(self._keys) == 1 else None
+        return self.single
 
     def add(self, key: JwtKey) -> None:
         """Accept tokens signed by ``key`` (verification only)."""
         self._keys[key.kid] = key
+        self._refresh()
 
     def rotate(self, new_signing_key: JwtKey) -> JwtKey:
         """Sign with ``new_signing_key`` from now on; the old key keeps verifying. Return the old one."""
@@ -279,6 +286,7 @@ class KeyRing:
         old = self._signing
         self._keys[new_signing_key.kid] = new_signing_key
         self._signing = new_signing_key
+        self._refresh()
         return old
 
     def retire(self, kid: str) -> None:
@@ -286,6 +294,7 @@ class KeyRing:
         if kid == self._signing.kid:
             raise ConfigurationException(message="cannot retire the current signing key")
         self._keys.pop(kid, None)
+        self._refresh()
 
     def jwks(self, jwt_impl: ModuleType | None = None) -> dict[str, list[dict[str, Any]]]:
         """The public keys as a JWK Set (``{"keys": [...]}``); HMAC keys are never included."""

@@ -32,7 +32,13 @@ from crown_nexus.core.security._telemetry import SecurityTelemetry
 from crown_nexus.core.security.blacklist import TokenBlacklist, create_blacklist
 from crown_nexus.core.security.headers import get_security_headers
 from crown_nexus.core.security.keys import KeyRing
-from crown_nexus.core.security.tokens import TokenData, TokenManager, TokenPair, TokenType
+from crown_nexus.core.security.tokens import (
+    TokenData,
+    TokenManager,
+    TokenPair,
+    TokenType,
+    _auth_error,
+)
 from crown_nexus.settings import Settings
 
 __all__ = ["SecurityService", "configure_security", "get_security_service"]
@@ -286,7 +292,12 @@ class SecurityService:
         try:
             data = tokens.verify(token, expected_type)
             if check_revocation:
-                await tokens.check_revocation(data)
+                try:
+                    revoked = await tokens.blacklist.is_revoked(data.jti, data.fam)
+                except Exception:
+                    raise _auth_error("revocation_check_failed") from None
+                if revoked:
+                    raise _auth_error("revoked")
         except AuthenticationException:
             if sampled:
                 telemetry.observe(

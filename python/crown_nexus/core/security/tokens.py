@@ -222,8 +222,10 @@ class TokenData:
     @classmethod
     def from_claims(cls, claims: dict[str, Any]) -> TokenData:
         """Build from verified claims; raises ``ValueError`` when a claim has the wrong shape."""
+        # the hot path has checked exp/iat/nbf are numbers, exp in the future and iat/nbf not;
+        # only the far bound is left (a datetime must exist for exp)
         exp = claims["exp"]
-        if not _valid_ts(exp):
+        if not exp <= _MAX_TS:
             raise ValueError("exp")
         token_type = _TOKEN_TYPES.get(claims["type"])  # type: ignore[call-overload]
         if token_type is None:
@@ -236,16 +238,12 @@ class TokenData:
         user_data = get("user_data")
         fam = get("fam")
         iss = get("iss")
-        iat = get("iat")
-        nbf = get("nbf")
         if (
             (role is not None and type(role) is not str)
             or type(perms) is not list
             or (user_data is not None and type(user_data) is not dict)
             or (fam is not None and type(fam) is not str)
             or (iss is not None and type(iss) is not str)
-            or (iat is not None and not _valid_ts(iat))
-            or (nbf is not None and not _valid_ts(nbf))
         ):
             raise ValueError("claims")
         for p in perms:
@@ -256,8 +254,8 @@ class TokenData:
             exp,
             token_type,
             claims["jti"],
-            iat,
-            nbf,
+            get("iat"),
+            get("nbf"),
             role,
             perms,
             user_data,
@@ -323,10 +321,6 @@ class TokenManager:
         if self.leeway:
             options["leeway"] = self.leeway
         self._decode_options = options  # max_length: the hot path's default, 8192
-
-    @property
-    def _only_key(self) -> JwtKey | None:
-        return self.key_ring.only_key()
 
     # --- creation --------------------------------------------------------------------------
 
@@ -417,7 +411,7 @@ class TokenManager:
         try:
             if type(token) is not str:
                 raise _auth_error("malformed")
-            key: JwtKey | None = self._only_key
+            key: JwtKey | None = self.key_ring.single
             if key is None:
                 header = jwt.get_unverified_header(token, _MAX_TOKEN_LENGTH)
                 key = self.key_ring.get(header.get("kid"))
