@@ -1,0 +1,77 @@
+"""The event system (guide §10, SPEC §6): publish events, handle them here or in Celery workers.
+
+``event_service`` (registered as ``"event_service"``; :func:`get_event_service` returns it)::
+
+    event_service = get_event_service()
+
+    @event_service.event_handler("user.created")
+    async def on_user_created(event): ...
+
+    await event_service.initialize(EventBackendType.MEMORY)
+    await event_service.publish("user.created", {"user_id": "1"}, context={"request_id": rid})
+
+Handlers receive ``{"id", "name", "data", "context", "timestamp"}``. Typed events live in
+:mod:`crown_nexus.core.events.domain_events`, exceptions in
+:mod:`crown_nexus.core.events.exceptions`, the transactional outbox in
+:mod:`crown_nexus.core.events.outbox`. The Celery backend (``crown_nexus.core.celery_app``) is
+imported only when chosen.
+"""
+
+from __future__ import annotations
+
+from crown_nexus.core.events.backends import EventBackend, MemoryEventBackend
+from crown_nexus.core.events.domain_events import DomainEvent, UserCreatedEvent, UserData
+from crown_nexus.core.events.exceptions import (
+    EventConfigurationException,
+    EventDataException,
+    EventErrorCode,
+    EventException,
+    EventHandlerException,
+    EventPublishException,
+)
+from crown_nexus.core.events.service import (
+    EventBackendType,
+    EventConfig,
+    EventHandler,
+    EventService,
+    HandlerStats,
+    Subscription,
+    get_event_service,
+    handler_id,
+)
+
+__all__ = [
+    "DomainEvent",
+    "EventBackend",
+    "EventBackendType",
+    "EventConfig",
+    "EventConfigurationException",
+    "EventDataException",
+    "EventErrorCode",
+    "EventException",
+    "EventHandler",
+    "EventHandlerException",
+    "EventPublishException",
+    "EventService",
+    "HandlerStats",
+    "MemoryEventBackend",
+    "Subscription",
+    "UserCreatedEvent",
+    "UserData",
+    "event_service",
+    "get_event_service",
+    "handler_id",
+]
+
+#: the process-wide event service (the guide's ``event_service``)
+event_service: EventService = get_event_service()
+
+
+def _register() -> None:
+    from crown_nexus.core.dependency_manager import get_registry, register_service
+
+    if "event_service" not in get_registry().names():
+        register_service(get_event_service, name="event_service")
+
+
+_register()

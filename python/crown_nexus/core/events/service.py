@@ -1,0 +1,683 @@
+"""``EventService``: publish events, register handlers, pick a backend (guide §10, SPEC §6).
+
+Handlers receive ``{"id": str, "name": str, "data": payload, "context": dict, "timestamp": ISO}``.
+The payload and context are validated when published: they must be JSON-serializable (orjson;
+dataclasses and pydantic models are turned into dicts) and the encoded event at most
+``EventConfig.max_event_bytes`` long, otherwise :class:`EventPublishException` is raised. Handlers
+get the decoded JSON, so they see the same data on every backend and never share mutable
+objects with the publisher.
+
+A handler that raises (or exceeds its timeout) is logged, reported through
+``crown_nexus.core.error.report_error``, counted in ``event_handler_errors_total`` and does not
+stop the other handlers. Metrics (``crown_nexus.core.metrics``): ``events_published_total``
+``{event_type, backend}``, ``event_handler_errors_total{event_type, handler}``,
+``event_handler_duration_seconds{event_type, handler}``.
+
+Handlers may be registered before :meth:`EventService.initialize` (the guide registers them at
+import time); publishing before ``initialize`` uses the memory backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import inspect
+import os
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import orjson
+
+from crown_nexus.core.events.backends.base import EventBackend
+from crown_nexus.core.events.backends.memory import MemoryEventBackend
+from crown_nexus.core.events.exceptions import (
+    EventConfigurationException,
+    EventException,
+    EventHandlerException,
+    EventPublishException,
+)
+from crown_nexus.logging import get_logger
+
+__all__ = [
+    "EventBackendType",
+    "EventConfig",
+    "EventHandler",
+    "EventService",
+    "Subscription",
+    "get_event_service",
+    "handler_id",
+]
+
+logger = get_logger("crown_nexus.core.events")
+
+EventHandler = Callable[[dict[str, Any]], Awaitable[Any] | Any]
+F = TypeVar("F", bound=Callable[..., Any])
+
+ALL_EVENTS = "*"
+MAX_EVENT_NAME_LENGTH = 255
+
+
+class EventBackendType(enum.StrEnum):
+    """Where events are delivered: ``MEMORY`` (this process) or ``CELERY`` (worker processes)."""
+
+    MEMORY = "memory"
+    CELERY = "celery"
+
+
+def _env_float(name: str, default: float | None) -> float | None:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    if raw.strip().lower() in {"none", "off"}:
+        return None
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise EventConfigurationException(f"{name} must be a number, not {raw!r}") from exc
+
+
+@dataclass
+class EventConfig:
+    """Limits of the event system (``from_env`` reads ``CROWN_NEXUS_EVENT_*``).
+
+    - ``max_event_bytes``: largest encoded event (payload + context) accepted (1 MiB).
+    - ``handler_timeout``: default seconds a handler may run (``None``: no limit).
+    - ``max_pending``: memory backend bound on scheduled handler runs (backpressure).
+    - ``backpressure_timeout``: seconds ``publish`` may wait for room (``None``: as long as needed).
+    - ``shutdown_timeout``: seconds ``shutdown`` waits for pending handlers before cancelling them.
+    """
+
+    max_event_bytes: int = 1_048_576
+    handler_timeout: float | None = 30.0
+    max_pending: int = 10_000
+    backpressure_timeout: float | None = None
+    shutdown_timeout: float | None = 10.0
+
+    @classmethod
+    def from_env(cls) -> EventConfig:
+        """Defaults overridden by ``CROWN_NEXUS_EVENT_MAX_BYTES``, ``..._HANDLER_TIMEOUT``,
+        ``..._MAX_PENDING``, ``..._BACKPRESSURE_TIMEOUT`` and ``..._SHUTDOWN_TIMEOUT``."""
+        d = cls()
+        max_bytes = _env_float("CROWN_NEXUS_EVENT_MAX_BYTES", d.max_event_bytes)
+        max_pending = _env_float("CROWN_NEXUS_EVENT_MAX_PENDING", d.max_pending)
+        return cls(
+            max_event_bytes=int(max_bytes or d.max_event_bytes),
+            handler_timeout=_env_float("CROWN_NEXUS_EVENT_HANDLER_TIMEOUT", d.handler_timeout),
+            max_pending=int(max_pending or d.max_pending),
+            backpressure_timeout=_env_float(
+                "CROWN_NEXUS_EVENT_BACKPRESSURE_TIMEOUT", d.backpressure_timeout
+            ),
+            shutdown_timeout=_env_float("CROWN_NEXUS_EVENT_SHUTDOWN_TIMEOUT", d.shutdown_timeout),
+        )
+
+
+def handler_id(handler: Callable[..., Any]) -> str:
+    """A stable name for ``handler``: ``module:qualname`` (the same in every process)."""
+    module = getattr(handler, "__module__", None) or type(handler).__module__
+    qualname = getattr(handler, "__qualname__", None) or type(handler).__qualname__
+    return f"{module}:{qualname}"
+
+
+@dataclass(eq=False)
+class Subscription:
+    """One handler subscribed to one event name (``"*"``: every event)."""
+
+    event_name: str
+    handler: EventHandler
+    filter_func: Callable[[dict[str, Any]], Any] | None = None
+    timeout: float | None = None
+    id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            self.id = handler_id(self.handler)
+
+
+def _utc_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _default(obj: Any) -> Any:
+    """orjson fallback: pydantic models and sets; anything else is not serializable."""
+    dump = getattr(obj, "model_dump", None)
+    if callable(dump):
+        return dump(mode="json")
+    if isinstance(obj, (set, frozenset)):
+        return list(obj)
+    raise TypeError(f"Type is not JSON serializable: {type(obj).__name__}")
+
+
+def _current_request_id() -> str | None:
+    try:
+        from crown_nexus.logging import get_current_request_id
+
+        rid = get_current_request_id()
+    except Exception:
+        return None
+    return str(rid) if rid else None
+
+
+class _Metrics:
+    """The three event metrics, looked up lazily; recording never raises."""
+
+    _DEFS = (
+        ("events_published_total", "counter", "Events published", ["event_type", "backend"]),
+        ("event_handler_errors_total", "counter", "Event handler failures",
+         ["event_type", "handler"]),
+        ("event_handler_duration_seconds", "histogram", "Event handler run time",
+         ["event_type", "handler"]),
+    )
+
+    def __init__(self) -> None:
+        self._service: Any = None
+        self._retry_at = 0.0
+
+    def _get(self) -> Any:
+        service = self._service
+        if service is not None:
+            return service
+        now = time.monotonic()
+        if now < self._retry_at:
+            return None
+        try:
+            from crown_nexus.core.dependency_manager import get_service
+
+            service = get_service("metrics_service")
+            for name, kind, doc, labels in self._DEFS:
+                if kind == "counter":
+                    service.create_counter(name, doc, labels)
+                else:
+                    service.create_histogram(
+                        name, doc, labels,
+                        buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30),
+                    )
+        except Exception as exc:
+            logger.debug("event metrics unavailable", error=repr(exc))
+            self._retry_at = now + 30.0
+            return None
+        self._service = service
+        return service
+
+    def reset(self) -> None:
+        self._service = None
+        self._retry_at = 0.0
+
+    def published(self, name: str, backend: str) -> None:
+        service = self._get()
+        if service is not None:
+            try:
+                service.increment_counter(
+                    "events_published_total", labels={"event_type": name, "backend": backend}
+                )
+            except Exception as exc:
+                logger.debug("event metric failed", error=repr(exc))
+
+    def handler_error(self, name: str, handler: str) -> None:
+        service = self._get()
+        if service is not None:
+            try:
+                service.increment_counter(
+                    "event_handler_errors_total", labels={"event_type": name, "handler": handler}
+                )
+            except Exception as exc:
+                logger.debug("event metric failed", error=repr(exc))
+
+    def duration(self, name: str, handler: str, seconds: float) -> None:
+        service = self._get()
+        if service is not None:
+            try:
+                service.observe_histogram(
+                    "event_handler_duration_seconds",
+                    seconds,
+                    labels={"event_type": name, "handler": handler},
+                )
+            except Exception as exc:
+                logger.debug("event metric failed", error=repr(exc))
+
+
+@dataclass
+class HandlerStats:
+    """Counts of handler runs in this process (for tests and health checks)."""
+
+    succeeded: int = 0
+    failed: int = 0
+    timed_out: int = 0
+    filtered_out: int = 0
+
+
+class EventService:
+    """Publishes events to a backend and runs the handlers registered here.
+
+    Registered as ``"event_service"``; :func:`get_event_service` returns the same instance.
+    """
+
+    def __init__(self, config: EventConfig | None = None) -> None:
+        self.config = config or EventConfig.from_env()
+        self._subs: dict[str, list[Subscription]] = {}
+        self._default_context: dict[str, Any] = {}
+        self._backend: EventBackend | None = None
+        self._backend_type: EventBackendType | None = None
+        self._metrics = _Metrics()
+        self._relays: list[Any] = []
+        self.stats = HandlerStats()
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def backend(self) -> EventBackend | None:
+        """The active backend (``None`` before the first ``initialize`` or publish)."""
+        return self._backend
+
+    @property
+    def backend_type(self) -> EventBackendType | None:
+        """The active backend's type."""
+        return self._backend_type
+
+    @property
+    def initialized(self) -> bool:
+        """True once a backend is active."""
+        return self._backend is not None
+
+    async def initialize(
+        self, backend_type: EventBackendType | str | None = None, **options: Any
+    ) -> None:
+        """Start delivering events through ``backend_type`` (default: ``settings.event_backend``).
+
+        Calling it again with the same type keeps the backend (options ignored); another type
+        drains and closes the old backend first. Options go to the backend (memory:
+        ``max_pending``, ``backpressure_timeout``; Celery: ``app``, ``task_options``).
+        Raises :class:`EventConfigurationException` for an unknown type or a missing extra.
+        """
+        if backend_type is None:
+            from crown_nexus.core.config import settings
+
+            backend_type = getattr(settings, "event_backend", "memory")
+        try:
+            kind = EventBackendType(
+                backend_type.value if isinstance(backend_type, enum.Enum) else backend_type
+            )
+        except ValueError:
+            raise EventConfigurationException(
+                f"unknown event backend {backend_type!r}; use 'memory' or 'celery'"
+            ) from None
+        if self._backend is not None and self._backend_type is kind and not options:
+            if getattr(self._backend, "_closed", False):
+                self._backend._closed = False  # type: ignore[attr-defined]
+            return
+        old = self._backend
+        self._backend = self._build_backend(kind, options)
+        self._backend_type = kind
+        if old is not None:
+            await old.close(self.config.shutdown_timeout)
+        logger.info("event system initialized", backend=kind.value)
+
+    def _build_backend(self, kind: EventBackendType, options: dict[str, Any]) -> EventBackend:
+        if kind is EventBackendType.MEMORY:
+            return MemoryEventBackend(
+                self,
+                max_pending=options.pop("max_pending", self.config.max_pending),
+                backpressure_timeout=options.pop(
+                    "backpressure_timeout", self.config.backpressure_timeout
+                ),
+            )
+        try:
+            from crown_nexus.core.events.backends.celery import CeleryEventBackend
+        except ImportError as exc:
+            raise EventConfigurationException(
+                "the Celery event backend needs the celery extra: pip install 'crown-nexus[celery]'"
+            ) from exc
+        return CeleryEventBackend(**options)
+
+    async def shutdown(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        """Stop outbox relays, wait for pending handler runs (then cancel), close the backend.
+
+        Handlers stay registered; the next ``initialize`` (or publish) starts again.
+        """
+        for relay in list(self._relays):
+            await relay.stop()
+        backend = self._backend
+        if backend is not None:
+            await backend.close(self.config.shutdown_timeout if timeout is None else timeout)
+        self._backend = None
+        self._backend_type = None
+
+    close = shutdown
+
+    async def wait_for_pending(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
+        """Wait until in-process handler runs of published events (and the events they publish)
+        have finished. Returns False when ``timeout`` seconds passed first."""
+        backend = self._backend
+        if backend is None:
+            return True
+        return await backend.wait_for_pending(timeout)
+
+    def pending_count(self) -> int:
+        """Handler runs scheduled or running in this process."""
+        return 0 if self._backend is None else self._backend.pending_count()
+
+    # ------------------------------------------------------------------ handlers
+    def subscribe(
+        self,
+        event_name: str,
+        handler: EventHandler,
+        filter_func: Callable[[dict[str, Any]], Any] | None = None,
+        *,
+        timeout: float | None = None,
+        name: str | None = None,
+    ) -> Subscription:
+        """Run ``handler(event)`` for every event named ``event_name`` (``"*"``: all events)
+        for which ``filter_func(event)`` is true. ``timeout`` overrides the default handler
+        timeout; ``name`` overrides the handler's id (``module:qualname``). Returns the
+        subscription (pass it, or the handler, to :meth:`unsubscribe`)."""
+        if not isinstance(event_name, str) or not event_name:
+            raise EventConfigurationException("event_name must be a non-empty string")
+        if not callable(handler):
+            raise EventConfigurationException(f"handler for {event_name!r} is not callable")
+        if filter_func is not None and not callable(filter_func):
+            raise EventConfigurationException(f"filter_func for {event_name!r} is not callable")
+        sub = Subscription(event_name, handler, filter_func, timeout, name or "")
+        # copy-on-write: publishers iterate the old list safely
+        self._subs[event_name] = [*self._subs.get(event_name, ()), sub]
+        return sub
+
+    def unsubscribe(
+        self, event_name: str, handler: EventHandler | Subscription | None = None
+    ) -> int:
+        """Remove ``handler`` (or a subscription) from ``event_name``; without one, every handler
+        of that name. Returns how many subscriptions were removed."""
+        subs = self._subs.get(event_name, [])
+        if handler is None:
+            keep: list[Subscription] = []
+        elif isinstance(handler, Subscription):
+            keep = [s for s in subs if s is not handler]
+        else:
+            keep = [s for s in subs if s.handler is not handler]
+        removed = len(subs) - len(keep)
+        if keep:
+            self._subs[event_name] = keep
+        else:
+            self._subs.pop(event_name, None)
+        return removed
+
+    def event_handler(
+        self,
+        event_name: str,
+        filter_func: Callable[[dict[str, Any]], Any] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> Callable[[F], F]:
+        """Decorator: subscribe the function to ``event_name`` (see :meth:`subscribe`); the
+        function is returned unchanged. Works before :meth:`initialize`."""
+
+        def decorator(func: F) -> F:
+            self.subscribe(event_name, func, filter_func, timeout=timeout)
+            return func
+
+        return decorator
+
+    def handlers_for(self, event_name: str) -> list[Subscription]:
+        """The subscriptions an event named ``event_name`` runs, in subscription order."""
+        exact = self._subs.get(event_name)
+        wildcard = self._subs.get(ALL_EVENTS)
+        if wildcard is None:
+            return exact or []
+        if exact is None or event_name == ALL_EVENTS:
+            return wildcard
+        return [*exact, *wildcard]
+
+    def subscriptions(self) -> dict[str, list[Subscription]]:
+        """Every subscription, by event name."""
+        return {k: list(v) for k, v in self._subs.items()}
+
+    def set_default_context(self, context: Mapping[str, Any]) -> None:
+        """Context merged under every published event's own context (theirs wins)."""
+        if not isinstance(context, Mapping):
+            raise EventConfigurationException("default context must be a mapping")
+        try:
+            orjson.dumps(dict(context), default=_default)
+        except TypeError as exc:
+            raise EventConfigurationException(
+                f"default context is not JSON-serializable: {exc}"
+            ) from exc
+        self._default_context = dict(context)
+
+    @property
+    def default_context(self) -> dict[str, Any]:
+        """A copy of the default context."""
+        return dict(self._default_context)
+
+    # ------------------------------------------------------------------ publishing
+    def build_event(
+        self, event_name: str, payload: Any, context: Mapping[str, Any] | None = None
+    ) -> tuple[dict[str, Any], bytes]:
+        """Validate and encode an event; return ``(event dict, its JSON)``.
+
+        The dict is decoded from the JSON, so it holds exactly what a handler will receive.
+        Raises :class:`EventPublishException` for a bad name, a payload or context that is not
+        JSON-serializable, or an event larger than ``config.max_event_bytes``.
+        """
+        if not isinstance(event_name, str) or not event_name or event_name == ALL_EVENTS:
+            raise EventPublishException(
+                "event_name must be a non-empty string (and not '*')",
+                details={"event_name_type": type(event_name).__name__},
+            )
+        if len(event_name) > MAX_EVENT_NAME_LENGTH:
+            raise EventPublishException(
+                f"event_name longer than {MAX_EVENT_NAME_LENGTH} characters",
+                event_name=event_name[:MAX_EVENT_NAME_LENGTH],
+            )
+        if context is not None and not isinstance(context, Mapping):
+            raise EventPublishException(
+                f"context must be a mapping, not {type(context).__name__}", event_name=event_name
+            )
+        if self._default_context:
+            ctx = {**self._default_context, **(context or {})}
+        else:
+            ctx = dict(context) if context else {}
+        if "request_id" not in ctx:
+            rid = _current_request_id()
+            if rid is not None:
+                ctx["request_id"] = rid
+        event = {
+            "id": os.urandom(16).hex(),
+            "name": event_name,
+            "data": payload,
+            "context": ctx,
+            "timestamp": _utc_iso(),
+        }
+        try:
+            encoded = orjson.dumps(event, default=_default)
+        except TypeError as exc:
+            raise EventPublishException(
+                f"event payload or context is not JSON-serializable: {exc}",
+                event_name=event_name,
+                original_exception=exc,
+            ) from None
+        limit = self.config.max_event_bytes
+        if len(encoded) > limit:
+            raise EventPublishException(
+                f"event is {len(encoded)} bytes, larger than the {limit} bytes allowed",
+                event_name=event_name,
+                details={"size": len(encoded), "max_bytes": limit},
+            )
+        return orjson.loads(encoded), encoded
+
+    async def _active_backend(self) -> EventBackend:
+        backend = self._backend
+        if backend is None:
+            await self.initialize(EventBackendType.MEMORY)
+            backend = self._backend
+            assert backend is not None
+        return backend
+
+    async def publish(
+        self,
+        event_name: str,
+        payload: Any,
+        context: Mapping[str, Any] | None = None,
+        *,
+        session: Any = None,
+    ) -> str:
+        """Publish ``payload`` as event ``event_name``; return the event's id.
+
+        Without ``session`` the event goes to the backend now (memory: handler tasks are
+        scheduled, this waits only when ``max_pending`` runs are pending; Celery: sent to the
+        broker). With an SQLAlchemy ``AsyncSession`` the event is written to the outbox table in
+        the session's transaction and delivered by an :class:`~crown_nexus.core.events.outbox.OutboxRelay`
+        after commit; a rollback publishes nothing. Raises :class:`EventPublishException`.
+        """
+        event, encoded = self.build_event(event_name, payload, context)
+        if session is not None:
+            from crown_nexus.core.events.outbox import write_to_outbox
+
+            await write_to_outbox(session, event, encoded, relays=self._relays)
+            self._metrics.published(event_name, "outbox")
+            return str(event["id"])
+        await self.deliver(event, encoded)
+        return str(event["id"])
+
+    async def deliver(self, event: dict[str, Any], encoded: bytes | None = None) -> None:
+        """Hand an already built event (from :meth:`build_event` or the outbox) to the backend.
+
+        Raises :class:`EventPublishException` when the backend fails.
+        """
+        backend = self._backend or await self._active_backend()
+        if encoded is None:
+            encoded = orjson.dumps(event)
+        try:
+            await backend.publish(event, encoded)
+        except EventException:
+            raise
+        except Exception as exc:
+            raise EventPublishException(
+                f"event backend {backend.name!r} failed: {type(exc).__name__}",
+                event_name=event.get("name"),
+                original_exception=exc,
+            ) from exc
+        self._metrics.published(event["name"], backend.name)
+
+    # ------------------------------------------------------------------ running handlers
+    async def run_handler(self, sub: Subscription, event: dict[str, Any]) -> bool:
+        """Run one subscription for ``event``: filter, timeout, metrics, error reporting.
+
+        Returns True when the handler succeeded or the filter skipped it, False when it failed
+        (it is then logged, reported and counted). Never raises (except cancellation).
+        """
+        name = event["name"]
+        if sub.filter_func is not None:
+            try:
+                wanted = sub.filter_func(event)
+            except Exception as exc:
+                await self._failed(sub, event, exc, "filter")
+                return False
+            if not wanted:
+                self.stats.filtered_out += 1
+                return True
+        timeout = sub.timeout if sub.timeout is not None else self.config.handler_timeout
+        start = time.perf_counter()
+        deadline: asyncio.Timeout | None = None
+        try:
+            result = sub.handler(event)
+            if inspect.isawaitable(result):
+                if timeout is None:
+                    await result
+                else:
+                    deadline = asyncio.timeout(timeout)
+                    async with deadline:
+                        await result
+        except TimeoutError as exc:
+            self._metrics.duration(name, sub.id, time.perf_counter() - start)
+            if deadline is None or not deadline.expired():
+                await self._failed(sub, event, exc, "error")
+                return False
+            self.stats.timed_out += 1
+            err = EventHandlerException(
+                f"event handler {sub.id} exceeded its {timeout}s timeout",
+                event_name=name,
+                handler=sub.id,
+                original_exception=exc,
+            )
+            await self._failed(sub, event, err, "timeout")
+            return False
+        except Exception as exc:
+            self._metrics.duration(name, sub.id, time.perf_counter() - start)
+            await self._failed(sub, event, exc, "error")
+            return False
+        self._metrics.duration(name, sub.id, time.perf_counter() - start)
+        self.stats.succeeded += 1
+        return True
+
+    async def _failed(
+        self, sub: Subscription, event: dict[str, Any], exc: BaseException, stage: str
+    ) -> None:
+        self.stats.failed += 1
+        self._metrics.handler_error(event["name"], sub.id)
+        ctx = event.get("context") or {}
+        logger.error(
+            "Event handler failed",
+            event_name=event["name"],
+            event_id=event.get("id"),
+            handler=sub.id,
+            stage=stage,
+            error_type=type(exc).__name__,
+            error=str(exc)[:500],
+        )
+        try:
+            from crown_nexus.core.error import report_error
+
+            await report_error(
+                exc,
+                {
+                    "function": sub.id,
+                    "user_id": ctx.get("user_id") if isinstance(ctx, Mapping) else None,
+                    "request_id": ctx.get("request_id") if isinstance(ctx, Mapping) else None,
+                    "event_name": event["name"],
+                    "event_id": event.get("id"),
+                    "handler": sub.id,
+                    "stage": stage,
+                },
+            )
+        except Exception as report_exc:  # reporting must never break event processing
+            logger.warning("could not report event handler error", error=repr(report_exc))
+
+    async def dispatch(
+        self, event: dict[str, Any], handler_ids: list[str] | None = None
+    ) -> list[str]:
+        """Run the handlers of ``event`` here, concurrently, and wait for them (a worker's job).
+
+        ``handler_ids`` restricts the run to those handlers (a retry of the ones that failed).
+        Returns the ids of the handlers that failed.
+        """
+        subs = self.handlers_for(event["name"])
+        if handler_ids is not None:
+            wanted = set(handler_ids)
+            subs = [s for s in subs if s.id in wanted]
+        if not subs:
+            return []
+        results = await asyncio.gather(*(self.run_handler(s, event) for s in subs))
+        return [s.id for s, ok in zip(subs, results, strict=True) if not ok]
+
+    # ------------------------------------------------------------------ outbox
+    def attach_relay(self, relay: Any) -> None:
+        """Let ``publish(session=...)`` wake ``relay`` after commit; ``shutdown`` stops it."""
+        if relay not in self._relays:
+            self._relays.append(relay)
+
+    def detach_relay(self, relay: Any) -> None:
+        """Forget ``relay`` (it is not stopped)."""
+        if relay in self._relays:
+            self._relays.remove(relay)
+
+
+_service: EventService | None = None
+
+
+def get_event_service() -> EventService:
+    """The process-wide event service (the one registered as ``"event_service"``)."""
+    global _service
+    if _service is None:
+        _service = EventService()
+    return _service
+
