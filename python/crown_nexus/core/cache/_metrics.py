@@ -1,8 +1,8 @@
 """Cheap cache metrics: count locally on the hot path, hand totals to the metrics service in batches.
 
 A cache hit costs well under a microsecond on the memory backend, while one call into the metrics
-service costs more than that. So each operation only bumps a local counter (and one operation in
-``sample_every`` is timed); the totals are handed to ``metrics_service`` (``increment_counter``
+service costs more than that. So each operation only bumps a local counter (and is timed while fewer than ``max_samples``
+durations wait to be handed over); the totals are handed to ``metrics_service`` (``increment_counter``
 with the batch amount, ``observe_histogram`` per timed sample) at most every 20 ms (the first operation after a quiet
 spell is handed over at the end of its event-loop iteration), when 256 operations have piled up,
 on :meth:`CacheMetrics.flush` (``CacheService.flush_metrics()``), and at shutdown.
@@ -40,13 +40,15 @@ BACKEND_UP = "cache_backend_up"
 class CacheMetrics:
     """Local counters for one cache service, flushed to the metrics service in batches."""
 
-    def __init__(self, component: str = "cache", *, enabled: bool = True, sample_every: int = 8):
+    def __init__(self, component: str = "cache", *, enabled: bool = True, max_samples: int = 16):
         self.component = component
         self.enabled = enabled
         # (operation, backend, outcome) -> count; outcome: "hit", "miss" or "" (no hit/miss)
         self.counts: dict[tuple[str, str, str], int] = {}
         self.samples: list[tuple[str, str, float]] = []
-        self.sample_mask = max(1, sample_every) - 1
+        #: durations timed per hand-over: every operation at low traffic, a bounded sample at
+        #: high traffic (so the histogram costs at most ``max_samples`` observations per 20 ms)
+        self.max_samples = max_samples
         self.ops = 0
         self.pending = 0
         self._scheduled = False

@@ -349,7 +349,10 @@ def cached(
                 raise _key_error(exc) from exc
             service = active.service or get_service("cache_service")
             try:
-                value = await service.get(key, _MISS)
+                if getattr(service, "in_process", False):  # memory: no coroutine on the hit path
+                    value = service.get_nowait(key, _MISS)
+                else:
+                    value = await service.get(key, _MISS)
             except CacheException as exc:
                 state.warn("cache read failed; calling the function uncached", exc)
                 return await func(*args, **kwargs)

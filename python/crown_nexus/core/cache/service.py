@@ -101,7 +101,9 @@ class CacheService:
         elif name == "redis":  # pragma: no cover - settings.redis_url always gives a URL here
             raise CacheConfigurationException("CACHE_DEFAULT_BACKEND is redis but no Redis URL")
         self._default: CacheBackend = self._backends[name]
-        self._n = 0
+        self._nowait = getattr(self._default, "get_nowait", None)
+        #: True when the default backend answers without I/O (memory, null): see get_nowait
+        self.in_process: bool = self._nowait is not None
         self._parent: CacheService | None = None
         self.initialized = False
 
@@ -151,17 +153,37 @@ class CacheService:
         """Return the value cached at ``key``, or ``default`` (``None``) on a miss."""
         backend = self._default
         metrics = self.metrics
-        n = self._n = self._n + 1
-        if n & metrics.sample_mask:
-            value = await backend.get(key, _MISS)
-        else:
+        if len(metrics.samples) < metrics.max_samples:
             t0 = _perf()
             value = await backend.get(key, _MISS)
             metrics.samples.append(("get", backend.active_name, _perf() - t0))
+        else:
+            value = await backend.get(key, _MISS)
         if value is _MISS:
             metrics.count(("get", backend.active_name, "miss"))
             return default
         metrics.count(("get", backend.active_name, "hit"))
+        return value
+
+    def get_nowait(self, key: str, default: Any = None) -> Any:
+        """:meth:`get` without awaiting, for in-process default backends (:attr:`in_process`).
+
+        Raises ``RuntimeError`` when the default backend is out of process (Redis): use ``get``.
+        """
+        get = self._nowait
+        if get is None:
+            raise RuntimeError(f"the {self._default.name} backend must be awaited: use get()")
+        metrics = self.metrics
+        if len(metrics.samples) < metrics.max_samples:
+            t0 = _perf()
+            value = get(key, _MISS)
+            metrics.samples.append(("get", self._default.name, _perf() - t0))
+        else:
+            value = get(key, _MISS)
+        if value is _MISS:
+            metrics.count(("get", self._default.name, "miss"))
+            return default
+        metrics.count(("get", self._default.name, "hit"))
         return value
 
     async def set(
@@ -181,13 +203,12 @@ class CacheService:
         if isinstance(tags, str):
             tags = (tags,)
         metrics = self.metrics
-        n = self._n = self._n + 1
-        if n & metrics.sample_mask:
-            await backend.set(key, value, self.default_ttl if ttl is None else ttl, tags)
-        else:
+        if len(metrics.samples) < metrics.max_samples:
             t0 = _perf()
             await backend.set(key, value, self.default_ttl if ttl is None else ttl, tags)
             metrics.samples.append(("set", backend.active_name, _perf() - t0))
+        else:
+            await backend.set(key, value, self.default_ttl if ttl is None else ttl, tags)
         metrics.count(("set", backend.active_name, ""))
 
     async def _op(self, operation: str, *args: Any) -> Any:
@@ -195,7 +216,8 @@ class CacheService:
         t0 = _perf()
         result = await getattr(backend, operation)(*args)
         name = backend.active_name
-        self.metrics.samples.append((operation, name, _perf() - t0))
+        if len(self.metrics.samples) < self.metrics.max_samples:
+            self.metrics.samples.append((operation, name, _perf() - t0))
         self.metrics.count((operation, name, ""))
         return result
 
@@ -221,7 +243,8 @@ class CacheService:
         t0 = _perf()
         found: dict[str, Any] = await backend.get_many(ks)
         name = backend.active_name
-        self.metrics.samples.append(("get_many", name, _perf() - t0))
+        if len(self.metrics.samples) < self.metrics.max_samples:
+            self.metrics.samples.append(("get_many", name, _perf() - t0))
         counts = self.metrics.counts
         for outcome, n in (("hit", len(found)), ("miss", len(ks) - len(found))):
             if n:
@@ -281,7 +304,6 @@ class CacheService:
         """
         view = copy.copy(self)
         view.metrics = CacheMetrics(component, enabled=self.metrics.enabled)
-        view._n = 0
         view._parent = self._parent or self
         return view
 

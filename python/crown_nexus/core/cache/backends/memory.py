@@ -125,6 +125,19 @@ class MemoryCacheBackend(CacheBackend):
         self._data.move_to_end(key)
         return serialization.loads(entry[0]) if self.serialize else entry[0]
 
+    def get_nowait(self, key: str, default: Any = None) -> Any:
+        """:meth:`get` without the coroutine (the store is in-process, nothing to wait for)."""
+        entry = self._data.get(key)
+        if entry is None:
+            return default
+        exp = entry[1]
+        if exp and exp <= self._clock():
+            del self._data[key]
+            self._unlink(key, entry)
+            return default
+        self._data.move_to_end(key)
+        return serialization.loads(entry[0]) if self.serialize else entry[0]
+
     async def set(
         self, key: str, value: Any, ttl: float | None = None, tags: Iterable[str] | None = None
     ) -> None:

@@ -27,6 +27,10 @@ class NullCacheBackend(CacheBackend):
         """Always a miss: return ``default``."""
         return default
 
+    def get_nowait(self, key: str, default: Any = None) -> Any:
+        """Always a miss: return ``default``."""
+        return default
+
     async def set(
         self, key: str, value: Any, ttl: float | None = None, tags: Iterable[str] | None = None
     ) -> None:
