@@ -425,6 +425,22 @@ def _install_stdlib_bridge(min_level: int) -> None:
         root.setLevel(min_level)
 
 
+def console_location(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """Console processor: fold ``filename``/``lineno``/``func_name`` into one readable
+    ``at="path/relative/to/cwd.py:12 in func"`` field."""
+    filename = event_dict.pop("filename", None)
+    lineno = event_dict.pop("lineno", None)
+    func = event_dict.pop("func_name", None)
+    if filename is not None:
+        try:
+            rel = os.path.relpath(filename)
+            shown = filename if rel.startswith("..") else rel
+        except ValueError:  # another drive (Windows)
+            shown = filename
+        event_dict["at"] = f"{shown}:{lineno} in {func}"
+    return event_dict
+
+
 def _console_renderer() -> Any:
     colors = "NO_COLOR" not in os.environ
     return structlog.dev.ConsoleRenderer(
@@ -446,7 +462,11 @@ def build_processors(
     """
     redactor = redactor or Redactor()
     if log_format == "console":
-        return [EventPreparer(redactor, structured_exceptions=False), _console_renderer()]
+        return [
+            EventPreparer(redactor, structured_exceptions=False),
+            console_location,
+            _console_renderer(),
+        ]
     return [EventPreparer(redactor), JSONRenderer(render_kind)]
 
 
