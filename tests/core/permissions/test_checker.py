@@ -215,3 +215,23 @@ def test_check_owner_permission() -> None:
     assert check_owner_permission("5", 5)
     assert not check_owner_permission("5", "6")
     assert not check_owner_permission(None, None)
+
+
+async def test_a_failing_event_service_does_not_break_checks() -> None:
+    """An event service that raises (sync or async) leaves the decision and the caller alone."""
+
+    class Broken:
+        async def publish(self, **_: Any) -> None:
+            raise RuntimeError("bus down")
+
+    class BrokenSync:
+        def publish(self, **_: Any) -> None:
+            raise RuntimeError("bus down")
+
+    for service in (Broken(), BrokenSync()):
+        with override_service("event_service", service):
+            assert not PermissionChecker.has_permission(
+                User(5, UserRole.GUEST), Permission.ORDER_DELETE
+            )
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)

@@ -52,6 +52,12 @@ def _is_superuser(registry: Any, mask: int) -> bool:
     return mask != 0 and bool(registry.has(mask, _SYSTEM_ADMIN))
 
 
+def _finished(task: asyncio.Task[Any]) -> None:
+    _background.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        logger.debug("Permission event was not published", error=repr(task.exception()))
+
+
 def _publish(event_name: str, payload: dict[str, Any]) -> None:
     """Publish a denial event if an event service is registered; never raises."""
     try:
@@ -70,9 +76,9 @@ def _publish(event_name: str, payload: dict[str, Any]) -> None:
                 return
             task = loop.create_task(result)
             _background.add(task)
-            task.add_done_callback(_background.discard)
+            task.add_done_callback(_finished)
     except Exception as exc:  # events must never break an authorization decision
-        logger.debug("Could not publish permission event", event=event_name, error=repr(exc))
+        logger.debug("Could not publish permission event", event_name=event_name, error=repr(exc))
 
 
 def _resource_of(obj: Any) -> tuple[str, str | None]:
