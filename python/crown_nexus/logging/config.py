@@ -83,7 +83,7 @@ _STATE = _State()
 _get_rid = _request_id.get
 _get_uid = _user_id.get
 _get_extra = _extra.get
-_D3 = _P._DIGITS3
+_TS = _P._TS
 _SKIP = SKIP_FILES
 _CONFIG_LOCK = threading.RLock()
 #: the processor chain shared by every logger (mutated in place on reconfiguration)
@@ -227,12 +227,9 @@ def _level_method(method: str, number: int) -> Any:
                     if len(_EVENT_CACHE) > 2048:
                         _EVENT_CACHE.clear()
                     _EVENT_CACHE[event] = scrubbed
-                ns = _P._wall_ns()
-                if ns // 1_000_000_000 != _P._ts_second:
-                    _P.now_iso()
-                micros = (ns // 1000) % 1_000_000
+                ms = _P._wall_ns() // 1_000_000
                 out = {
-                    "timestamp": _P._ts_prefix + _D3[micros // 1000] + _D3[micros % 1000] + "Z",
+                    "timestamp": _TS[1] if ms == _TS[0] else _P.stamp_ms(ms),
                     "level": level_name,
                     "logger": self._name,
                     "event": scrubbed,

@@ -89,27 +89,31 @@ LEVEL_NUMBERS: Final[dict[str, int]] = {
 }
 
 # --------------------------------------------------------------------------- timestamps
-_ts_second = -1
-_ts_prefix = ""
 #: wall clock of log timestamps in ns (``crown_nexus.testing.freeze_time`` replaces it)
 _wall_ns = time.time_ns
 _DIGITS3: Final = tuple(f"{i:03d}" for i in range(1000))
+#: [millisecond of the cached stamp, the stamp, second of the cached prefix, the prefix]
+_TS: list[Any] = [-1, "", -1, ""]
+
+
+def stamp_ms(ms: int) -> str:
+    """Return the ISO-8601 UTC stamp of epoch millisecond ``ms``: ``2026-01-02T03:04:05.123Z``
+    (cached: the date part per second, the whole stamp per millisecond)."""
+    ts = _TS
+    if ms != ts[0]:
+        sec = ms // 1000
+        if sec != ts[2]:
+            ts[3] = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec))
+            ts[2] = sec
+        ts[1] = ts[3] + _DIGITS3[ms - sec * 1000] + "Z"
+        ts[0] = ms
+    return ts[1]  # type: ignore[no-any-return]
 
 
 def now_iso() -> str:
-    """Return the current time as ISO-8601 UTC with microseconds: ``2026-01-02T03:04:05.123456Z``.
-
-    The ``YYYY-MM-DDTHH:MM:SS`` part is cached per second, so a call costs little more than
-    ``time.time()``.
-    """
-    global _ts_second, _ts_prefix
-    ns = _wall_ns()
-    sec = ns // 1_000_000_000
-    if sec != _ts_second:
-        _ts_prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec))
-        _ts_second = sec
-    micros = (ns // 1000) % 1_000_000
-    return _ts_prefix + _DIGITS3[micros // 1000] + _DIGITS3[micros % 1000] + "Z"
+    """Return the current time as ISO-8601 UTC with milliseconds: ``2026-01-02T03:04:05.123Z``
+    (the log line's ``timestamp``; costs little more than ``time.time_ns()``)."""
+    return stamp_ms(_wall_ns() // 1_000_000)
 
 
 # --------------------------------------------------------------------------- core fields
@@ -421,15 +425,8 @@ class EventPreparer:
                 _EVENT_CACHE[event] = scrubbed
         else:
             scrubbed = redactor.redact_value(event)
-        global _ts_second, _ts_prefix
-        ns = _wall_ns()
-        sec = ns // 1_000_000_000
-        if sec != _ts_second:
-            _ts_prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec))
-            _ts_second = sec
-        micros = (ns // 1000) % 1_000_000
         out: dict[str, Any] = {
-            "timestamp": _ts_prefix + _DIGITS3[micros // 1000] + _DIGITS3[micros % 1000] + "Z",
+            "timestamp": now_iso(),
             "level": LEVEL_NAMES.get(method_name, method_name),
             "logger": logger_name,
             "event": scrubbed,
