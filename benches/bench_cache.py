@@ -67,14 +67,19 @@ def _info(benchmark: Any, row: str, correct: bool, batch: int = BATCH) -> None:
     assert correct, f"{row} did not return the stored value"
 
 
-def _run(benchmark: Any, loop: asyncio.AbstractEventLoop, op: Callable[[], Awaitable[Any]],
-         batch: int = BATCH) -> None:
+def _run(
+    benchmark: Any,
+    loop: asyncio.AbstractEventLoop,
+    op: Callable[[], Awaitable[Any]],
+    batch: int = BATCH,
+) -> None:
     async def go() -> None:
         for _ in range(batch):
             await op()
 
-    benchmark.pedantic(lambda: loop.run_until_complete(go()), rounds=ROUNDS, warmup_rounds=3,
-                       iterations=1)
+    benchmark.pedantic(
+        lambda: loop.run_until_complete(go()), rounds=ROUNDS, warmup_rounds=3, iterations=1
+    )
 
 
 # ------------------------------------------------------------------------------- clients
@@ -105,7 +110,9 @@ def _aiocache(kind: str, redis_url: str | None = None) -> Any:
     return RedisCache(endpoint=u.hostname, port=u.port, db=0)
 
 
-def _peer_ops(loop: asyncio.AbstractEventLoop, row: str, redis_url: str | None) -> tuple[Any, Any, Any]:
+def _peer_ops(
+    loop: asyncio.AbstractEventLoop, row: str, redis_url: str | None
+) -> tuple[Any, Any, Any]:
     """(get, set, close) coroutine factories of one peer row."""
     if row.startswith("cashews"):
         cache = _cashews("mem://" if redis_url is None else redis_url)
@@ -163,8 +170,9 @@ REDIS_ROWS = [
 REDIS_BATCH = 50
 
 
-def _redis_ops(loop: asyncio.AbstractEventLoop, row: str, url: str,
-               key: str = KEY) -> tuple[Any, Any, Any, Any]:
+def _redis_ops(
+    loop: asyncio.AbstractEventLoop, row: str, url: str, key: str = KEY
+) -> tuple[Any, Any, Any, Any]:
     """(get, set, close, decode) of one Redis row; ``decode`` turns its get result into VALUE."""
     if row == "crown_nexus-service":
         svc = _crown(loop, "redis", url)
@@ -178,15 +186,21 @@ def _redis_ops(loop: asyncio.AbstractEventLoop, row: str, url: str,
         else:
             client = aioredis.Redis.from_url(url, socket_timeout=None)
         payload = orjson.dumps(VALUE)
-        return (lambda: client.get(key), lambda: client.set(key, payload, ex=60), client.aclose,
-                orjson.loads)
+        return (
+            lambda: client.get(key),
+            lambda: client.set(key, payload, ex=60),
+            client.aclose,
+            orjson.loads,
+        )
     get, set_, close = _peer_ops(loop, row, url)
     return get, set_, close, None
 
 
 @pytest.mark.benchmark(group="cache-get-redis")
 @pytest.mark.parametrize("row", REDIS_ROWS)
-def test_get_redis(benchmark: Any, loop: asyncio.AbstractEventLoop, redis_url: str, row: str) -> None:
+def test_get_redis(
+    benchmark: Any, loop: asyncio.AbstractEventLoop, redis_url: str, row: str
+) -> None:
     """One GET of the same small dict from the same redis-server (decoding included for caches)."""
     get, set_, close, decode = _redis_ops(loop, row, redis_url)
     loop.run_until_complete(set_())
@@ -198,7 +212,9 @@ def test_get_redis(benchmark: Any, loop: asyncio.AbstractEventLoop, redis_url: s
 
 @pytest.mark.benchmark(group="cache-set-redis")
 @pytest.mark.parametrize("row", REDIS_ROWS)
-def test_set_redis(benchmark: Any, loop: asyncio.AbstractEventLoop, redis_url: str, row: str) -> None:
+def test_set_redis(
+    benchmark: Any, loop: asyncio.AbstractEventLoop, redis_url: str, row: str
+) -> None:
     """One SET (60 s TTL) of the same small dict on the same redis-server (encoding included)."""
     get, set_, close, decode = _redis_ops(loop, row, redis_url)
     loop.run_until_complete(set_())
@@ -218,8 +234,9 @@ CACHED_ROWS = [f"crown_nexus-cached-{k}" for k in sorted(accel.available("cache_
 
 @pytest.mark.benchmark(group="cache-cached-hit")
 @pytest.mark.parametrize("row", CACHED_ROWS)
-def test_cached_hit(benchmark: Any, loop: asyncio.AbstractEventLoop, row: str,
-                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cached_hit(
+    benchmark: Any, loop: asyncio.AbstractEventLoop, row: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A decorated function's cache hit (memory backend) against calling the function itself."""
 
     async def product(product_id: int, lang: str = "en") -> dict[str, Any]:
@@ -263,7 +280,9 @@ def test_cached_hit(benchmark: Any, loop: asyncio.AbstractEventLoop, row: str,
 
 # ------------------------------------------------------------------------------- interleaved ratio
 @pytest.mark.benchmark(group="cache-get-redis-interleaved")
-def test_get_redis_interleaved_ratio(benchmark: Any, loop: asyncio.AbstractEventLoop, redis_url: str) -> None:
+def test_get_redis_interleaved_ratio(
+    benchmark: Any, loop: asyncio.AbstractEventLoop, redis_url: str
+) -> None:
     """CacheService.get vs bare redis-py GET, alternating batches in one run (robust to load drift).
 
     Each round runs one batch of every row back to back; ``extra_info`` holds each row's best and
@@ -272,8 +291,10 @@ def test_get_redis_interleaved_ratio(benchmark: Any, loop: asyncio.AbstractEvent
     import statistics
     import time
 
-    rows = {name: _redis_ops(loop, name, redis_url, key=f"{KEY}:{name}") for name in
-            ("crown_nexus-service", "redis-py-default", "redis-py-no-socket-timeout")}
+    rows = {
+        name: _redis_ops(loop, name, redis_url, key=f"{KEY}:{name}")
+        for name in ("crown_nexus-service", "redis-py-default", "redis-py-no-socket-timeout")
+    }
     for get, set_, _close, _decode in rows.values():
         loop.run_until_complete(set_())
     times: dict[str, list[float]] = {name: [] for name in rows}
@@ -285,8 +306,9 @@ def test_get_redis_interleaved_ratio(benchmark: Any, loop: asyncio.AbstractEvent
                 await get()
             times[name].append((time.perf_counter() - t0) / REDIS_BATCH * 1e6)
 
-    benchmark.pedantic(lambda: loop.run_until_complete(one_round()), rounds=ROUNDS, warmup_rounds=3,
-                       iterations=1)
+    benchmark.pedantic(
+        lambda: loop.run_until_complete(one_round()), rounds=ROUNDS, warmup_rounds=3, iterations=1
+    )
     best = {name: min(v) for name, v in times.items()}
     median = {name: statistics.median(v) for name, v in times.items()}
     svc = "crown_nexus-service"
@@ -294,7 +316,9 @@ def test_get_redis_interleaved_ratio(benchmark: Any, loop: asyncio.AbstractEvent
     benchmark.extra_info["median_us"] = median
     benchmark.extra_info["ratio_vs_default_best"] = best[svc] / best["redis-py-default"]
     benchmark.extra_info["ratio_vs_default_median"] = median[svc] / median["redis-py-default"]
-    benchmark.extra_info["ratio_vs_no_timeout_best"] = best[svc] / best["redis-py-no-socket-timeout"]
+    benchmark.extra_info["ratio_vs_no_timeout_best"] = (
+        best[svc] / best["redis-py-no-socket-timeout"]
+    )
     benchmark.extra_info["ratio_vs_no_timeout_median"] = (
         median[svc] / median["redis-py-no-socket-timeout"]
     )

@@ -113,9 +113,18 @@ async def test_tag_membership_expires_with_entries(service: CacheService) -> Non
         ("nothing:*", set()),
     ],
 )
-async def test_invalidate_pattern_glob(service: CacheService, pattern: str, expected: set[str]) -> None:
+async def test_invalidate_pattern_glob(
+    service: CacheService, pattern: str, expected: set[str]
+) -> None:
     """Patterns follow Redis glob rules identically on every backend."""
-    keys = ["products:list:a", "products:list:b", "products:1:x", "products:2:y", "products:*", "other"]
+    keys = [
+        "products:list:a",
+        "products:list:b",
+        "products:1:x",
+        "products:2:y",
+        "products:*",
+        "other",
+    ]
     await service.set_many({k: k for k in keys}, ttl=60)
     assert await service.invalidate_pattern(pattern) == len(expected)
     left = set(await service.get_many(keys))

@@ -219,8 +219,11 @@ async def test_cache_aside_with_key_func_and_tags(service: CacheService) -> None
     """cache_aside stores under key_func's key with the given tags."""
     calls = 0
 
-    @cache_aside(key_func=lambda category_id, **kw: f"products:list:{category_id}", ttl=60,
-                 tags=["products", "catalog"])
+    @cache_aside(
+        key_func=lambda category_id, **kw: f"products:list:{category_id}",
+        ttl=60,
+        tags=["products", "catalog"],
+    )
     async def get_products_by_category(category_id: str) -> list[str]:
         nonlocal calls
         calls += 1

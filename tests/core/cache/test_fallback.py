@@ -30,8 +30,9 @@ async def resilient(redis_server: RedisServer) -> AsyncIterator[CacheService]:
         retry_interval=0.1,
     )
     metrics = MetricsService()
-    with get_registry().override("metrics_service", metrics), get_registry().override(
-        "cache_service", svc
+    with (
+        get_registry().override("metrics_service", metrics),
+        get_registry().override("cache_service", svc),
     ):
         await svc.initialize()
         try:

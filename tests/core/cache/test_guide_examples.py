@@ -19,7 +19,7 @@ from crown_nexus.core.dependency_manager import get_registry
 from crown_nexus.core.metrics.service import MetricsService
 from crown_nexus.logging import get_logger
 
-BASIC_USAGE = '''
+BASIC_USAGE = """
 from crown_nexus.core.dependency_manager import get_service
 
 # Get the cache service
@@ -41,9 +41,9 @@ async def get_user_profile(user_id: str):
     await cache_service.set(cache_key, profile, ttl=600)
 
     return profile
-'''
+"""
 
-DECORATORS = '''
+DECORATORS = """
 from crown_nexus.core.cache import cached, invalidate_cache
 
 # Cache the result of this function for 5 minutes
@@ -59,9 +59,9 @@ async def update_product(product_id: str, data: dict):
     # This will invalidate all cache keys matching the pattern
     await product_repository.update(product_id, data)
     return {"status": "updated"}
-'''
+"""
 
-ADVANCED = '''
+ADVANCED = """
 from crown_nexus.core.cache import cached, cache_aside, memoize
 from crown_nexus.core.cache.keys import generate_model_key, generate_list_key
 
@@ -84,9 +84,9 @@ def calculate_complex_value(input_value: int):
 async def get_products_by_category(category_id: str):
     # Fetch from database
     return await product_repository.list_by_category(category_id)
-'''
+"""
 
-TAGS = '''
+TAGS = """
 from crown_nexus.core.dependency_manager import get_service
 
 cache_service = get_service("cache_service")
@@ -108,9 +108,9 @@ async def clear_product_cache():
         await redis_backend.delete(tag_key)
 
     return {"invalidated": len(keys)}
-'''
+"""
 
-EXCEPTIONS = '''
+EXCEPTIONS = """
 from crown_nexus.core.cache.exceptions import CacheException, CacheOperationException
 
 async def get_cached_data(key: str):
@@ -125,9 +125,9 @@ async def get_cached_data(key: str):
         logger.error(f"Cache system error: {e}")
         # More severe error, may need to be reported
         raise
-'''
+"""
 
-ERROR_INTEGRATION = '''
+ERROR_INTEGRATION = """
 from crown_nexus.core.cache.exceptions import CacheException, CacheOperationException
 
 try:
@@ -140,9 +140,9 @@ except CacheException as e:
     # Handle general cache errors
     logger.error(f"Cache error: {e}")
     # More severe error handling
-'''
+"""
 
-METRICS = '''
+METRICS = """
 # These metrics are available automatically
 metrics_service = get_service("metrics_service")
 
@@ -162,9 +162,9 @@ miss_count = metrics_service.get_counter_sum(
     "cache_miss_total",
     {"backend": "redis"}
 )
-'''
+"""
 
-DEPENDENCY_INJECTION = '''
+DEPENDENCY_INJECTION = """
 # In service classes
 class ProductService:
     def __init__(self, db):
@@ -189,7 +189,7 @@ class ProductService:
             await self.cache_service.set(cache_key, product, ttl=300)
 
         return product
-'''
+"""
 
 
 class _Base(DeclarativeBase):
@@ -298,8 +298,12 @@ async def test_exception_handling(service: CacheService) -> None:
         return "from-db"
 
     await service.set("k", "cached", ttl=60)
-    ns = _run(EXCEPTIONS, get_service=get_service, logger=get_logger("guide"),
-              fetch_from_database=fetch_from_database)
+    ns = _run(
+        EXCEPTIONS,
+        get_service=get_service,
+        logger=get_logger("guide"),
+        fetch_from_database=fetch_from_database,
+    )
     assert await ns["get_cached_data"]("k") == "cached"
     assert await ns["get_cached_data"]("missing") is None
 
@@ -319,8 +323,12 @@ async def test_exception_handling_falls_back_to_database() -> None:
     from crown_nexus.settings import Settings
 
     with get_registry().override("cache_service", Broken(Settings())):
-        ns = _run(EXCEPTIONS, get_service=get_service, logger=get_logger("guide"),
-                  fetch_from_database=fetch_from_database)
+        ns = _run(
+            EXCEPTIONS,
+            get_service=get_service,
+            logger=get_logger("guide"),
+            fetch_from_database=fetch_from_database,
+        )
         assert await ns["get_cached_data"]("k") == "from-db"
 
 

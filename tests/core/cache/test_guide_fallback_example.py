@@ -233,10 +233,16 @@ async def test_caching_with_fallback_and_metrics(service: CacheService, tmp_path
     sessions = async_sessionmaker(engine, expire_on_commit=False)
     async with sessions() as db:
         db.add(Product(id="p-1", name="Widget"))
-        db.add_all([Review(id=1, product_id="p-1", stars=4), Review(id=2, product_id="p-1", stars=2)])
+        db.add_all(
+            [Review(id=1, product_id="p-1", stars=4), Review(id=2, product_id="p-1", stars=2)]
+        )
         await db.commit()
-    namespace: dict[str, Any] = {"__name__": "example", "select": select, "Product": Product,
-                                 "Review": Review}
+    namespace: dict[str, Any] = {
+        "__name__": "example",
+        "select": select,
+        "Product": Product,
+        "Review": Review,
+    }
     exec(compile(EXAMPLE, "<guide: Caching with Fallback and Metrics>", "exec"), namespace)
     inventory = Inventory()
 
@@ -276,8 +282,11 @@ async def test_caching_with_fallback_and_metrics(service: CacheService, tmp_path
                 third = await svc.get_product_with_details("p-1")
                 assert third["product"]["name"] == "Gadget"
                 assert inventory.calls == 2
-            assert metrics.get_histogram_quantile(
-                "product_details_duration_seconds", 0.5, {"cache_hit": "True"}
-            ) > 0
+            assert (
+                metrics.get_histogram_quantile(
+                    "product_details_duration_seconds", 0.5, {"cache_hit": "True"}
+                )
+                > 0
+            )
     finally:
         await engine.dispose()

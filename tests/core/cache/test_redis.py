@@ -13,7 +13,9 @@ async def _stats(client: Any) -> dict[str, int]:
     return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in info.items()}
 
 
-async def test_tag_sets_live_as_long_as_their_longest_entry(redis_url: str, redis_client: Any) -> None:
+async def test_tag_sets_live_as_long_as_their_longest_entry(
+    redis_url: str, redis_client: Any
+) -> None:
     """A tag set gets its entry's TTL, is extended by longer entries, and never shortened."""
     svc = CacheService(Settings(), default_backend="redis", redis_url=redis_url)
     await svc.initialize()

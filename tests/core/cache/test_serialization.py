@@ -57,8 +57,9 @@ plain = st.recursive(
     | st.floats(allow_nan=False)
     | st.text()
     | st.binary(),
-    lambda children: st.lists(children, max_size=5)
-    | st.dictionaries(st.text(max_size=10), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5)
+    ),
     max_leaves=20,
 )
 
@@ -93,7 +94,9 @@ def test_arbitrary_bytes_decode_or_raise_typed(data: bytes) -> None:
 def test_typed_objects_round_trip() -> None:
     """Pydantic models (nested too), dataclasses, Structs and lists of them keep their class."""
     customer = Customer(
-        id=1, name="Ada", address=Address(city="Paris"),
+        id=1,
+        name="Ada",
+        address=Address(city="Paris"),
         created=dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
     )
     assert loads(dumps(customer)) == customer
@@ -141,7 +144,9 @@ def test_forged_type_tag_cannot_import_or_build_arbitrary_classes() -> None:
 async def test_round_trips_through_every_backend(service: CacheService) -> None:
     """Typed values round-trip through memory and a real Redis alike."""
     customer = Customer(
-        id=7, name="Grace", address=Address(city="NYC", zip="10001"),
+        id=7,
+        name="Grace",
+        address=Address(city="NYC", zip="10001"),
         created=dt.datetime(2024, 5, 6, tzinfo=dt.UTC),
     )
     values = {
@@ -162,7 +167,8 @@ async def test_round_trips_through_every_backend(service: CacheService) -> None:
 
 
 async def test_redis_refuses_unserializable_and_reads_corrupt_as_miss(
-    redis_url: str, redis_client  # type: ignore[no-untyped-def]
+    redis_url: str,
+    redis_client,  # type: ignore[no-untyped-def]
 ) -> None:
     """On Redis, an unserializable value raises on set; a foreign/corrupt entry reads as a miss."""
     from crown_nexus.settings import Settings

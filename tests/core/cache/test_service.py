@@ -111,9 +111,12 @@ async def test_metrics_component_label() -> None:
             await svc.get("x")
         svc.flush_metrics()
         assert metrics.get_counter_sum("cache_miss_total", {"component": "product_service"}) == 8
-        assert metrics.get_histogram_quantile(
-            "cache_operation_duration_seconds", 0.95, {"component": "product_service"}
-        ) >= 0
+        assert (
+            metrics.get_histogram_quantile(
+                "cache_operation_duration_seconds", 0.95, {"component": "product_service"}
+            )
+            >= 0
+        )
 
 
 async def test_memory_backend_is_lru_bounded() -> None:
@@ -172,8 +175,11 @@ async def test_for_component_labels_metrics_and_shares_entries(service: CacheSer
         service.flush_metrics()
         assert metrics.get_counter_sum("cache_hit_total", {"component": "product_service"}) == 8
         assert metrics.get_counter_sum("cache_hit_total", {"component": "cache"}) == 1
-        assert metrics.get_histogram_quantile(
-            "cache_operation_duration_seconds", 0.95, {"component": "product_service"}
-        ) > 0
+        assert (
+            metrics.get_histogram_quantile(
+                "cache_operation_duration_seconds", 0.95, {"component": "product_service"}
+            )
+            > 0
+        )
     await view.shutdown()
     assert await service.get("shared") == 1  # the shared backends stay open

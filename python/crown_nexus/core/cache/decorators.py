@@ -292,9 +292,7 @@ def _require_async(func: Callable[..., Any], decorator: str) -> None:
         )
 
 
-def _attach(
-    wrapper: Any, key_for: Callable[..., str], state: _CacheState | None
-) -> None:
+def _attach(wrapper: Any, key_for: Callable[..., str], state: _CacheState | None) -> None:
     async def invalidate(*args: Any, **kwargs: Any) -> bool:
         """Remove the cached result of this call."""
         result: bool = await _service().delete(key_for(*args, **kwargs))
@@ -566,8 +564,12 @@ def memoize(ttl: float | Callable[..., Any] | None = None, maxsize: int = 1024) 
 
         def cache_info() -> dict[str, int]:
             """Hits, misses and current size of this function's memo."""
-            return {"hits": store.hits, "misses": store.misses, "size": len(store.data),
-                    "maxsize": maxsize}
+            return {
+                "hits": store.hits,
+                "misses": store.misses,
+                "size": len(store.data),
+                "maxsize": maxsize,
+            }
 
         wrapper.cache_clear = store.clear
         wrapper.cache_info = cache_info

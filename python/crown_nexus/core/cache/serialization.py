@@ -132,9 +132,7 @@ def _resolve(code: int, path: str) -> type:
 def _orm_columns(obj: Any) -> dict[str, Any]:
     state = obj._sa_instance_state
     loaded = state.dict
-    return {
-        attr.key: loaded[attr.key] for attr in state.mapper.column_attrs if attr.key in loaded
-    }
+    return {attr.key: loaded[attr.key] for attr in state.mapper.column_attrs if attr.key in loaded}
 
 
 def _enc_hook(obj: Any) -> Any:
@@ -157,7 +155,9 @@ def _ext_hook(code: int, data: memoryview) -> Any:
         fresh_until, inner = _decoder.decode(data)
         return StaleEnvelope(loads(inner), fresh_until)
     if code not in _KIND_CHECK:
-        raise CacheSerializationException("unknown type tag in cached value", operation="deserialize")
+        raise CacheSerializationException(
+            "unknown type tag in cached value", operation="deserialize"
+        )
     path, payload = _decoder.decode(data)
     cls = _resolve(code, path)
     if code == _EXT_MODEL:

@@ -332,8 +332,9 @@ class CacheService:
             try:
                 await backend.close()
             except Exception as exc:
-                logger.warning("cache backend did not close cleanly", backend=backend.name,
-                               error=repr(exc))
+                logger.warning(
+                    "cache backend did not close cleanly", backend=backend.name, error=repr(exc)
+                )
         self.initialized = False
 
     def flush_metrics(self) -> None:

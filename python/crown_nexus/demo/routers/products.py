@@ -68,7 +68,9 @@ def _respond(request: Request, response: Response, data: Any, hit: bool) -> Any:
     response.headers["X-Cache"] = "hit" if hit else "miss"
     response.headers["ETag"] = etag
     if request.headers.get("if-none-match") == etag:
-        return Response(status_code=304, headers={"ETag": etag, "X-Cache": response.headers["X-Cache"]})
+        return Response(
+            status_code=304, headers={"ETag": etag, "X-Cache": response.headers["X-Cache"]}
+        )
     return data
 
 

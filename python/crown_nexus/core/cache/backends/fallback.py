@@ -175,7 +175,9 @@ class FallbackCacheBackend(CacheBackend):
                 await self._replay()
         except Exception as exc:
             self._next_probe = _monotonic() + self.retry_interval
-            logger.debug("cache primary still unavailable", backend=self.primary.name, error=repr(exc))
+            logger.debug(
+                "cache primary still unavailable", backend=self.primary.name, error=repr(exc)
+            )
             return
         if self._pending_overflow:
             logger.warning(
@@ -218,7 +220,9 @@ class FallbackCacheBackend(CacheBackend):
                 if not self.up:
                     return _DOWN
                 raise CacheOperationException(
-                    f"cache {op} failed", backend=self.primary.name, operation=op,
+                    f"cache {op} failed",
+                    backend=self.primary.name,
+                    operation=op,
                     original_exception=exc,
                 ) from exc
             finally:
@@ -260,7 +264,9 @@ class FallbackCacheBackend(CacheBackend):
             except Exception as exc:
                 if self.up:
                     raise CacheOperationException(
-                        "cache get failed", backend=self.primary.name, operation="get",
+                        "cache get failed",
+                        backend=self.primary.name,
+                        operation="get",
                         original_exception=exc,
                     ) from exc
             finally:

@@ -468,7 +468,9 @@ class RedisCacheBackend(CacheBackend):
         """``SET cache:lock:<name> <token> NX PX``: the token when taken, else ``None``."""
         token = secrets.token_hex(16)
         try:
-            ok = await self._execute("SET", self._k(_LOCK_PREFIX + name), token, "NX", "PX", _ms(ttl))
+            ok = await self._execute(
+                "SET", self._k(_LOCK_PREFIX + name), token, "NX", "PX", _ms(ttl)
+            )
         except Exception as exc:
             self._fail(exc, "acquire_lock")
         return token if ok else None
