@@ -55,10 +55,49 @@ static ESCAPE: [u8; 256] = {
     table
 };
 
+/// True when any byte of `word` needs escaping (< 0x20, `"` or `\\`).
+#[inline]
+fn needs_escape(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
+    (below_space | has_zero(word ^ (ONES * b'"' as u64)) | has_zero(word ^ (ONES * b'\\' as u64)))
+        != 0
+}
+
+/// True when any byte of `bytes` needs escaping (checked 8 bytes at a time).
+#[inline]
+fn has_escape(bytes: &[u8]) -> bool {
+    let len = bytes.len();
+    if len < 8 {
+        return bytes.iter().any(|&b| ESCAPE[b as usize] != 0);
+    }
+    let word = |at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&bytes[at..at + 8]);
+        u64::from_le_bytes(w)
+    };
+    let mut at = 0;
+    while at + 8 <= len {
+        if needs_escape(word(at)) {
+            return true;
+        }
+        at += 8;
+    }
+    // the last (overlapping) 8 bytes cover the tail
+    at < len && needs_escape(word(len - 8))
+}
+
 fn write_str(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     out.reserve(bytes.len() + 2);
     out.push(b'"');
+    if !has_escape(bytes) {
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let esc = ESCAPE[b as usize];
@@ -91,36 +130,36 @@ impl Writer<'_> {
         write_str(&mut self.out, &marker);
     }
 
-    /// Write `S(value)` for a value enclosed by `depth` containers.
-    fn value(&mut self, value: &Bound<'_, PyAny>, depth: usize) -> PyResult<()> {
+    /// Write an exact str (valid UTF-8), int (64-bit range), float, bool or None; return false,
+    /// writing nothing, for any other value. Runs no Python code, so `value` may be borrowed.
+    #[inline]
+    fn scalar(&mut self, value: &Bound<'_, PyAny>) -> bool {
         if value.is_exact_instance_of::<PyString>() {
-            if let Ok(text) = unsafe { value.downcast_unchecked::<PyString>() }.to_str() {
-                write_str(&mut self.out, text);
-                return Ok(());
-            }
-            return self.sanitized(value, depth);
-        }
-        if value.is_none() {
-            self.out.extend_from_slice(b"null");
-            return Ok(());
-        }
-        if value.is_exact_instance_of::<PyBool>() {
-            let truth = unsafe { value.downcast_unchecked::<PyBool>() }.is_true();
-            self.out
-                .extend_from_slice(if truth { b"true" } else { b"false" });
-            return Ok(());
+            return match unsafe { value.downcast_unchecked::<PyString>() }.to_str() {
+                Ok(text) => {
+                    write_str(&mut self.out, text);
+                    true
+                }
+                Err(_) => false,
+            };
         }
         if value.is_exact_instance_of::<PyInt>() {
+            let mut overflow: std::os::raw::c_int = 0;
+            let v = unsafe { ffi::PyLong_AsLongLongAndOverflow(value.as_ptr(), &mut overflow) };
             let mut buf = itoa::Buffer::new();
-            if let Ok(v) = value.extract::<i64>() {
+            if overflow == 0 {
                 self.out.extend_from_slice(buf.format(v).as_bytes());
-                return Ok(());
+                return true;
             }
-            if let Ok(v) = value.extract::<u64>() {
-                self.out.extend_from_slice(buf.format(v).as_bytes());
-                return Ok(());
+            if overflow > 0 {
+                let u = unsafe { ffi::PyLong_AsUnsignedLongLong(value.as_ptr()) };
+                if u != u64::MAX || unsafe { ffi::PyErr_Occurred() }.is_null() {
+                    self.out.extend_from_slice(buf.format(u).as_bytes());
+                    return true;
+                }
+                unsafe { ffi::PyErr_Clear() };
             }
-            return self.sanitized(value, depth);
+            return false;
         }
         if value.is_exact_instance_of::<PyFloat>() {
             let v = unsafe { value.downcast_unchecked::<PyFloat>() }.value();
@@ -130,38 +169,81 @@ impl Writer<'_> {
             } else {
                 self.out.extend_from_slice(b"null");
             }
+            return true;
+        }
+        if value.is_none() {
+            self.out.extend_from_slice(b"null");
+            return true;
+        }
+        if value.is_exact_instance_of::<PyBool>() {
+            let truth = unsafe { value.downcast_unchecked::<PyBool>() }.is_true();
+            self.out
+                .extend_from_slice(if truth { b"true" } else { b"false" });
+            return true;
+        }
+        false
+    }
+
+    /// Write the item held by a borrowed pointer: scalars in place, anything else through an
+    /// owned reference (so Python code run by a conversion cannot free it under us).
+    #[inline]
+    fn item(&mut self, py: Python<'_>, ptr: *mut ffi::PyObject, depth: usize) -> PyResult<()> {
+        let item = unsafe { Borrowed::from_ptr(py, ptr) };
+        if self.scalar(&item) {
             return Ok(());
         }
-        if value.is_exact_instance_of::<PyList>() {
+        let owned = item.to_owned();
+        self.value(&owned, depth)
+    }
+
+    /// Write `S(value)` for a value enclosed by `depth` containers.
+    fn value(&mut self, value: &Bound<'_, PyAny>, depth: usize) -> PyResult<()> {
+        if self.scalar(value) {
+            return Ok(());
+        }
+        let py = value.py();
+        let is_list = value.is_exact_instance_of::<PyList>();
+        if is_list || value.is_exact_instance_of::<PyTuple>() {
             if depth >= self.pure.max_depth {
                 self.marker();
                 return Ok(());
             }
             self.out.push(b'[');
-            let mut first = true;
-            for item in unsafe { value.downcast_unchecked::<PyList>() }.iter() {
-                if !first {
+            let seq = value.as_ptr();
+            let mut i: ffi::Py_ssize_t = 0;
+            loop {
+                // lists are re-measured on every step: a conversion may have resized them
+                let (len, ptr) = unsafe {
+                    if is_list {
+                        let len = ffi::PyList_Size(seq);
+                        (
+                            len,
+                            if i < len {
+                                ffi::PyList_GetItem(seq, i)
+                            } else {
+                                std::ptr::null_mut()
+                            },
+                        )
+                    } else {
+                        let len = ffi::PyTuple_Size(seq);
+                        (
+                            len,
+                            if i < len {
+                                ffi::PyTuple_GetItem(seq, i)
+                            } else {
+                                std::ptr::null_mut()
+                            },
+                        )
+                    }
+                };
+                if i >= len || ptr.is_null() {
+                    break;
+                }
+                if i > 0 {
                     self.out.push(b',');
                 }
-                first = false;
-                self.value(&item, depth + 1)?;
-            }
-            self.out.push(b']');
-            return Ok(());
-        }
-        if value.is_exact_instance_of::<PyTuple>() {
-            if depth >= self.pure.max_depth {
-                self.marker();
-                return Ok(());
-            }
-            self.out.push(b'[');
-            let mut first = true;
-            for item in unsafe { value.downcast_unchecked::<PyTuple>() }.iter() {
-                if !first {
-                    self.out.push(b',');
-                }
-                first = false;
-                self.value(&item, depth + 1)?;
+                self.item(py, ptr, depth + 1)?;
+                i += 1;
             }
             self.out.push(b']');
             return Ok(());
@@ -185,13 +267,12 @@ impl Writer<'_> {
         let mut value_ptr: *mut ffi::PyObject = std::ptr::null_mut();
         let mut first = true;
         // PyDict_Next re-reads the table on every call, so a conversion that mutates the dict
-        // cannot make this read freed memory; the borrowed pointers are turned into owned
-        // references before any Python code runs.
+        // cannot make this read freed memory; a borrowed value is turned into an owned
+        // reference before any Python code runs (see `item`).
         while unsafe { ffi::PyDict_Next(dict.as_ptr(), &mut pos, &mut key_ptr, &mut value_ptr) }
             != 0
         {
-            let key = unsafe { Bound::from_borrowed_ptr(py, key_ptr) };
-            let value = unsafe { Bound::from_borrowed_ptr(py, value_ptr) };
+            let key = unsafe { Borrowed::from_ptr(py, key_ptr) };
             if !first {
                 self.out.push(b',');
             }
@@ -203,7 +284,7 @@ impl Writer<'_> {
                 return self.sanitized(dict, depth);
             }
             self.out.push(b':');
-            self.value(&value, depth + 1)?;
+            self.item(py, value_ptr, depth + 1)?;
         }
         self.out.push(b'}');
         Ok(())
@@ -236,7 +317,7 @@ impl Writer<'_> {
 fn render_bytes(py: Python<'_>, event: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
     let mut writer = Writer {
         pure: pure(py)?,
-        out: Vec::with_capacity(256),
+        out: Vec::with_capacity(1024),
     };
     if event.is_instance_of::<PyDict>() {
         writer.value(event, 0)?;
