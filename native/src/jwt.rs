@@ -902,7 +902,8 @@ fn decode_fast<'py>(
                 })
                 .ok_or(Fail::Delegate)?;
             match ed25519_dalek::Signature::from_slice(&parts.signature) {
-                Ok(sig) => vk.verify(msg, &sig).is_ok(),
+                // tens of microseconds of curve arithmetic: let other Python threads run
+                Ok(sig) => py.allow_threads(|| vk.verify(msg, &sig).is_ok()),
                 Err(_) => false,
             }
         }
@@ -913,7 +914,8 @@ fn decode_fast<'py>(
                 })
                 .ok_or(Fail::Delegate)?;
             match p256::ecdsa::Signature::from_slice(&parts.signature) {
-                Ok(sig) => vk.verify(msg, &sig).is_ok(),
+                // tens of microseconds of curve arithmetic: let other Python threads run
+                Ok(sig) => py.allow_threads(|| vk.verify(msg, &sig).is_ok()),
                 Err(_) => false,
             }
         }
@@ -1174,9 +1176,9 @@ fn encode_fast<'py>(
     URL_SAFE_NO_PAD.encode_string(&payload_json, &mut token);
     let signature: Vec<u8> = match signer {
         Signer_::Hs(state) => hmac_sign(state, token.as_bytes()),
-        Signer_::Ed(sk) => sk.sign(token.as_bytes()).to_bytes().to_vec(),
+        Signer_::Ed(sk) => py.allow_threads(|| sk.sign(token.as_bytes()).to_bytes().to_vec()),
         Signer_::Es(sk) => {
-            let sig: p256::ecdsa::Signature = sk.sign(token.as_bytes());
+            let sig: p256::ecdsa::Signature = py.allow_threads(|| sk.sign(token.as_bytes()));
             sig.to_bytes().to_vec()
         }
     };
