@@ -3,12 +3,15 @@
 A processor is a callable ``(logger, method_name, event_dict) -> event_dict``; the chain is a
 list (see :func:`crown_nexus.logging.config.build_processors`). The JSON chain is::
 
-    add_core_fields -> format_exception -> Redactor -> JSONRenderer
+    EventPreparer -> JSONRenderer
 
-``add_core_fields`` orders the line as ``timestamp, level, logger, event, request_id, user_id,
-<trace fields>, <event fields>, filename, lineno, func_name``. The final step is the hot path
-``accel.get("log_render").render(event_dict) -> bytes`` (Rust or orjson); it never raises, and a
-failure anywhere earlier in the chain is turned into a minimal line by the logger itself.
+``EventPreparer`` is ``add_core_fields``, ``format_exception`` and ``Redactor`` (each also usable
+alone) fused into one pass. A line is ordered ``timestamp, level, logger, event, request_id,
+user_id, <context fields (trace ids)>, <event fields>, filename, lineno, func_name[, exception]``.
+The final step is the hot path ``accel.get("log_render").render(event_dict) -> bytes`` (Rust or
+orjson); it never raises, and a failure anywhere earlier in the chain is turned into a minimal
+line (:func:`fallback_line`) by the logger itself. ``CrownLogger`` runs this exact chain inline
+for the common case (same bytes; a test checks it).
 """
 
 from __future__ import annotations
