@@ -1,0 +1,195 @@
+"""The Celery app behind the Celery event backend (guide §10 ``from app.core.celery_app import celery_app``).
+
+Importing this module needs the ``celery`` extra (``pip install 'crown-nexus[celery]'``); nothing
+else in crown-nexus imports it unless the Celery backend is chosen.
+
+Configuration (environment, read when the app is built):
+
+- broker: ``settings.celery_broker_url`` (``CROWN_NEXUS_CELERY_BROKER_URL``), else
+  ``settings.redis_url`` (``REDIS_URI``), else ``redis://localhost:6379/0``;
+- ``CROWN_NEXUS_CELERY_VISIBILITY_TIMEOUT`` (seconds, default 3600): how long a delivered but
+  unacknowledged message waits before Redis hands it to another worker;
+- ``CROWN_NEXUS_CELERY_QUEUE`` (default ``crown-nexus-events``);
+- ``CROWN_NEXUS_EVENT_HANDLER_MODULES``: comma-separated modules a worker imports to register
+  its handlers (``@event_service.event_handler(...)`` at import time);
+- ``CROWN_NEXUS_EVENT_MAX_RETRIES`` (default 5), ``CROWN_NEXUS_EVENT_RETRY_BACKOFF`` (first
+  delay, seconds, default 1.0, doubling each retry), ``CROWN_NEXUS_EVENT_RETRY_BACKOFF_MAX``
+  (default 600).
+
+Delivery is at least once: tasks are acknowledged late (after the handlers ran), a task whose
+worker process died is rejected back to the queue, and handlers that failed are retried alone
+with exponential backoff. Events travel as one orjson-encoded JSON string through Celery's
+``json`` serializer; ``accept_content`` is ``["json"]`` (never pickle).
+
+Run a worker::
+
+    CROWN_NEXUS_EVENT_HANDLER_MODULES=myapp.handlers \\
+        celery -A crown_nexus.core.celery_app:celery_app worker --pool=solo
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import random
+import threading
+from typing import Any
+
+import orjson
+from celery import Celery, Task
+
+from crown_nexus.logging import get_logger
+
+__all__ = [
+    "DISPATCH_TASK",
+    "celery_app",
+    "create_celery_app",
+    "dispatch_event",
+    "load_handler_modules",
+    "retry_delay",
+]
+
+logger = get_logger("crown_nexus.core.celery_app")
+
+#: name of the task that runs an event's handlers in a worker
+DISPATCH_TASK = "crown_nexus.events.dispatch"
+
+
+def _env_number(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        logger.warning("ignoring non-numeric setting", name=name)
+        return default
+
+
+def _broker_url() -> str:
+    url = os.environ.get("CROWN_NEXUS_CELERY_BROKER_URL")
+    if url:
+        return url
+    try:
+        from crown_nexus.core.config import settings
+
+        return settings.celery_broker_url or settings.redis_url or "redis://localhost:6379/0"
+    except Exception:
+        return "redis://localhost:6379/0"
+
+
+def create_celery_app(broker_url: str | None = None, **conf: Any) -> Celery:
+    """A Celery app configured for events (JSON only, late acks, Redis broker); ``conf`` overrides."""
+    app = Celery("crown_nexus", broker=broker_url or _broker_url(), set_as_current=False)
+    queue = os.environ.get("CROWN_NEXUS_CELERY_QUEUE", "crown-nexus-events")
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue=queue,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={
+            "visibility_timeout": _env_number("CROWN_NEXUS_CELERY_VISIBILITY_TIMEOUT", 3600.0),
+        },
+        worker_hijack_root_logger=False,
+    )
+    app.conf.update(conf)
+    app.task(
+        name=DISPATCH_TASK,
+        bind=True,
+        acks_late=True,
+        reject_on_worker_lost=True,
+        max_retries=int(_env_number("CROWN_NEXUS_EVENT_MAX_RETRIES", 5)),
+    )(dispatch_event)
+    return app
+
+
+def load_handler_modules(modules: str | None = None) -> list[str]:
+    """Import the handler modules named in ``modules`` (default ``CROWN_NEXUS_EVENT_HANDLER_MODULES``,
+    comma-separated); return their names. An unimportable module raises ``ImportError``."""
+    raw = os.environ.get("CROWN_NEXUS_EVENT_HANDLER_MODULES", "") if modules is None else modules
+    names = [m.strip() for m in raw.split(",") if m.strip()]
+    for name in names:
+        importlib.import_module(name)
+    return names
+
+
+def retry_delay(retries: int) -> float:
+    """Seconds before retry number ``retries + 1``: exponential from
+    ``CROWN_NEXUS_EVENT_RETRY_BACKOFF``, capped, with up to 10 % jitter."""
+    base = _env_number("CROWN_NEXUS_EVENT_RETRY_BACKOFF", 1.0)
+    cap = _env_number("CROWN_NEXUS_EVENT_RETRY_BACKOFF_MAX", 600.0)
+    delay = min(cap, base * (2 ** max(0, retries)))
+    return delay * (1.0 + random.random() * 0.1)  # jitter, not security
+
+
+class _Worker:
+    """Per-process state of a worker: its event loop and whether handlers are loaded."""
+
+    def __init__(self) -> None:
+        self.pid = -1
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.lock = threading.Lock()
+
+    def run(self, coro: Any) -> Any:
+        with self.lock:
+            if self.pid != os.getpid() or self.loop is None or self.loop.is_closed():
+                self.pid = os.getpid()
+                self.loop = asyncio.new_event_loop()
+                load_handler_modules()
+                self.loop.run_until_complete(self._start())
+            return self.loop.run_until_complete(coro)
+
+    @staticmethod
+    async def _start() -> None:
+        from crown_nexus.core.events import EventBackendType, get_event_service
+
+        service = get_event_service()
+        if not service.initialized:
+            # events published by handlers in the worker go back through the broker
+            await service.initialize(EventBackendType.CELERY, app=celery_app)
+
+
+_worker = _Worker()
+
+
+def dispatch_event(self: Task, encoded: str, handler_ids: list[str] | None = None) -> list[str]:
+    """Run the handlers of one event in this worker; retry the ones that failed with backoff.
+
+    Returns the ids of handlers still failing after the last retry (empty when all succeeded).
+    """
+    from crown_nexus.core.events import get_event_service
+
+    event = orjson.loads(encoded)
+    service = get_event_service()
+    failed: list[str] = _worker.run(service.dispatch(event, handler_ids))
+    if not failed:
+        return []
+    retries = int(self.request.retries or 0)
+    if retries >= (self.max_retries or 0):
+        logger.error(
+            "Event handlers still failing after retries; giving up",
+            event_name=event.get("name"),
+            event_id=event.get("id"),
+            handlers=failed,
+            retries=retries,
+        )
+        return failed
+    delay = retry_delay(retries)
+    logger.warning(
+        "Event handlers failed; retrying",
+        event_name=event.get("name"),
+        event_id=event.get("id"),
+        handlers=failed,
+        retry_in=round(delay, 3),
+    )
+    raise self.retry(args=(encoded, failed), countdown=delay)
+
+
+#: the app the guide imports (``from crown_nexus.core.celery_app import celery_app``)
+celery_app: Celery = create_celery_app()

@@ -1,0 +1,147 @@
+"""The Celery backend against a real Redis broker and real worker processes (no eager mode)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from crown_nexus.core.events import EventBackendType, EventService
+
+pytestmark = pytest.mark.celery
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+class Worker:
+    """A `celery worker --pool=solo` subprocess with the test handlers loaded."""
+
+    def __init__(self, broker: str, record_dir: Path, visibility_timeout: float = 2.0) -> None:
+        env = {
+            **os.environ,
+            "CROWN_NEXUS_CELERY_BROKER_URL": broker,
+            "CROWN_NEXUS_EVENT_HANDLER_MODULES": "tests.core.events.celery_handlers",
+            "CROWN_NEXUS_TEST_EVENT_DIR": str(record_dir),
+            "CROWN_NEXUS_CELERY_VISIBILITY_TIMEOUT": str(visibility_timeout),
+            "CROWN_NEXUS_EVENT_RETRY_BACKOFF": "0.2",
+            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+            "ENVIRONMENT": "test",
+        }
+        self.log = open(record_dir / f"worker-{time.monotonic_ns()}.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "crown_nexus.core.celery_app:celery_app",
+             "worker", "--pool=solo", "--without-heartbeat", "--without-gossip",
+             "--without-mingle", "-l", "INFO"],
+            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+        )
+
+    def kill(self) -> None:
+        """SIGKILL the worker (no chance to ack or requeue anything)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        """Stop the worker (TERM, then KILL)."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.log.close()
+
+
+@pytest.fixture
+def workers(redis_server, tmp_path: Path) -> Iterator[Callable[[], Worker]]:  # type: ignore[no-untyped-def]
+    """Start workers on a private Redis broker; all are stopped after the test."""
+    started: list[Worker] = []
+
+    def start() -> Worker:
+        w = Worker(redis_server.url, tmp_path)
+        started.append(w)
+        return w
+
+    yield start
+    for w in started:
+        w.stop()
+
+
+@pytest.fixture
+async def publisher(redis_server) -> EventService:  # type: ignore[no-untyped-def]
+    """An EventService on the Celery backend, sending to the private broker."""
+    from crown_nexus.core.celery_app import create_celery_app
+
+    svc = EventService()
+    await svc.initialize(EventBackendType.CELERY, app=create_celery_app(redis_server.url))
+    return svc
+
+
+def _handled(record_dir: Path) -> list[list[str]]:
+    path = record_dir / "handled.log"
+    if not path.exists():
+        return []
+    return [line.split() for line in path.read_text().splitlines()]
+
+
+async def _wait(predicate: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(0.1)
+    return predicate()
+
+
+async def test_events_handled_exactly_once(workers, publisher: EventService, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Each published event is handled exactly once by the worker when nothing goes wrong."""
+    workers()
+    ids = [await publisher.publish("celery.test.record", {"n": n}) for n in range(5)]
+    assert await _wait(lambda: len(_handled(tmp_path)) >= 5, 30), _handled(tmp_path)
+    await asyncio.sleep(2.5)  # past the visibility timeout: nothing is delivered twice
+    handled = _handled(tmp_path)
+    assert sorted(row[0] for row in handled) == sorted(ids)
+    await publisher.shutdown()
+
+
+async def test_failed_handler_retried_with_backoff_alone(workers, publisher: EventService, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A failing handler is retried until it succeeds; the other handler ran once only."""
+    workers()
+    event_id = await publisher.publish("celery.test.flaky", {})
+    assert await _wait(lambda: any(r[1] == "flaky" for r in _handled(tmp_path)), 30)
+    await asyncio.sleep(0.5)
+    handled = _handled(tmp_path)
+    assert sorted(r[1] for r in handled if r[0] == event_id) == ["flaky", "steady"]
+    assert (tmp_path / f"attempts-{event_id}").read_text() == "3"
+    await publisher.shutdown()
+
+
+async def test_handler_publishes_through_broker(workers, publisher: EventService, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """An event published by a handler in the worker goes back through Celery and is handled."""
+    workers()
+    await publisher.publish("celery.test.chain", {})
+    assert await _wait(lambda: len(_handled(tmp_path)) >= 1, 30)
+    await publisher.shutdown()
+
+
+async def test_event_survives_worker_killed_mid_handler(workers, publisher: EventService, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A worker SIGKILLed mid-handler loses nothing: late ack makes Redis redeliver the event."""
+    first = workers()
+    event_id = await publisher.publish("celery.test.slow_once", {})
+    marker = tmp_path / f"started-{event_id}"
+    assert await _wait(marker.exists, 30), "first worker never started the handler"
+    first.kill()
+    assert _handled(tmp_path) == []
+    workers()
+    assert await _wait(lambda: len(_handled(tmp_path)) >= 1, 40), "event was lost with the worker"
+    [row] = _handled(tmp_path)
+    assert row[0] == event_id and row[1] == "slow_once"
+    assert row[2] != marker.read_text()
+    await publisher.shutdown()
