@@ -27,9 +27,10 @@ Check order of :func:`decode` (the first failing check gives the reason)
        header ``alg`` missing or not a string; header ``kid`` present and not a string
        -> ``malformed``
     4. ``alg`` is ``none``, not in ``algorithms``, not supported, or does not fit the key (an HMAC
-       algorithm with an empty key or a key that looks like PEM / an SSH public key — algorithm
-       confusion —, an asymmetric algorithm with a key that is not a public key of its type)
-       -> ``algorithm_not_allowed``
+       algorithm with an empty key or a key containing ``-----BEGIN``, ``ssh-`` or
+       ``ecdsa-sha2-`` — a PEM or SSH key used as a secret is algorithm confusion —, an
+       asymmetric algorithm with a key that is not a PEM SPKI public key of its type: Ed25519,
+       P-256, RSA) -> ``algorithm_not_allowed``
     5. signature wrong (HMAC compared in constant time) -> ``bad_signature``
     6. claims not a JSON object -> ``malformed``
     7. a name in ``require`` absent or ``null`` -> ``missing_claim``
