@@ -1,0 +1,45 @@
+"""Shared helpers for the guide example tests: an app built with ``setup_app`` and the error body check."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+
+from crown_nexus.integrations.fastapi import setup_app
+from crown_nexus.settings import Settings
+
+ERROR_KEYS = {"success", "message", "code", "details", "request_id", "timestamp"}
+
+
+def guide_app(*routers: APIRouter, **settings: Any) -> FastAPI:
+    """A FastAPI app with the guide's routers mounted and ``setup_app`` applied."""
+    app = FastAPI()
+    for router in routers:
+        app.include_router(router)
+    setup_app(
+        app,
+        Settings(**settings),
+        manage_services=False,
+    )
+    return app
+
+
+def assert_error_body(body: dict[str, Any], code: str, message: str | None = None) -> None:
+    """``body`` is the SPEC §3 error body with ``code`` (and ``message`` when given)."""
+    assert set(body) == ERROR_KEYS, body
+    assert body["success"] is False
+    assert body["code"] == code
+    if message is not None:
+        assert body["message"] == message
+    assert isinstance(body["request_id"], str) and body["request_id"]
+    ts = datetime.fromisoformat(body["timestamp"].replace("Z", "+00:00"))
+    assert ts.utcoffset() is not None and ts.utcoffset().total_seconds() == 0
+
+
+def data_of(body: dict[str, Any]) -> Any:
+    """The original body of a successful response (unwraps the ResponseFormatter envelope)."""
+    if isinstance(body, dict) and body.get("success") is True and "data" in body:
+        return body["data"]
+    return body
