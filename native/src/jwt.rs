@@ -11,6 +11,9 @@
 //! argument types other than list/tuple/dict; claim or header values other than
 //! None/bool/int/float/str/list/tuple/dict (e.g. `datetime`); `public_jwk`.
 //! `InvalidTokenError` is the pure module's class, imported once.
+//! Parsed public/private keys and keyed HMAC states (secret already absorbed) are cached per key
+//! bytes, at most 64 per kind (the cache is emptied when full); only secrets that fit HMAC are
+//! cached. Ed25519/P-256 signing and verifying run with the GIL released.
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
