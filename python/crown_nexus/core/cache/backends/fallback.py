@@ -11,7 +11,9 @@ Bounding time without a per-command timeout: the wrapper counts operations in fl
 operations completed; a timer checks every ``check_interval`` seconds, and if operations have
 been in flight with none completing for ``op_timeout`` seconds it trips and drops the primary's
 connections (:meth:`RedisCacheBackend.reset`), so stuck commands fail and fall back. The hot path
-pays three integer updates instead of a timer per command.
+pays three integer updates instead of a timer per command. Bulk operations that may legitimately
+run long (``invalidate_pattern``'s SCAN walk, ``invalidate_tags``, ``clear``) are not watched; each
+runs under its own ``bulk_timeout`` instead (rare calls, so a timer each costs nothing).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class FallbackCacheBackend(CacheBackend):
         check_interval: float = 0.1,
         retry_interval: float = 1.0,
         max_pending_invalidations: int = 10_000,
+        bulk_timeout: float = 30.0,
         on_state_change: Callable[[bool], None] | None = None,
     ) -> None:
         self.primary = primary
@@ -61,6 +64,7 @@ class FallbackCacheBackend(CacheBackend):
         self.retry_interval = retry_interval
         self.on_state_change = on_state_change
         self.max_pending_invalidations = max_pending_invalidations
+        self.bulk_timeout = bulk_timeout
         self.up = True
         self.fallback_count = 0
         self.recovery_count = 0
@@ -148,23 +152,26 @@ class FallbackCacheBackend(CacheBackend):
 
     async def _replay(self) -> None:
         """Apply the outage's invalidations to the primary, oldest first."""
-        while self._pending:
+        pending = self._pending
+        while pending:
             batch: list[str] = []
-            while self._pending and self._pending[0][0] == "key":
-                batch.append(self._pending.popleft()[1])
-                if len(batch) >= 500:
+            for kind, value in pending:
+                if kind != "key" or len(batch) >= 500:
                     break
+                batch.append(value)
             if batch:
                 await self.primary.delete_many(batch)
+                for _ in batch:  # removed only once applied: a failed replay resumes here
+                    pending.popleft()
                 continue
-            kind, value = self._pending[0]
+            kind, value = pending[0]
             if kind == "pattern":
                 await self.primary.invalidate_pattern(value)
             elif kind == "tags":
                 await self.primary.invalidate_tags(value)
             elif kind == "clear":
                 await self.primary.clear()
-            self._pending.popleft()
+            pending.popleft()
 
     async def _probe(self) -> None:
         try:
@@ -198,6 +205,36 @@ class FallbackCacheBackend(CacheBackend):
         if self.on_state_change is not None:
             self.on_state_change(True)
 
+    async def _bulk_call(self, op: str, args: tuple[Any, ...]) -> Any:
+        """A long-running operation (SCAN walk, tag script, clear): not seen by the stall
+        watchdog (it may legitimately run for long), bounded by its own generous timeout."""
+        try:
+            async with asyncio.timeout(self.bulk_timeout):
+                return await getattr(self.primary, op)(*args)
+        except TimeoutError as exc:
+            self._trip(exc, op)
+            if self._reset_task is None or self._reset_task.done():
+                self._reset_task = asyncio.get_running_loop().create_task(self._reset_primary())
+            return _DOWN
+        except CacheException as exc:
+            if not self.up:
+                return _DOWN
+            if not exc.unavailable:
+                raise
+            self._trip(exc, op)
+            return _DOWN
+        except (ValueError, TypeError):
+            raise
+        except Exception as exc:
+            if not self.up:
+                return _DOWN
+            raise CacheOperationException(
+                f"cache {op} failed",
+                backend=self.primary.name,
+                operation=op,
+                original_exception=exc,
+            ) from exc
+
     async def _primary_call(self, op: str, args: tuple[Any, ...], retry: bool) -> Any:
         """Run ``op`` on the primary; return ``_DOWN`` when it is (or just went) unavailable."""
         attempts = 2 if retry else 1
@@ -230,11 +267,16 @@ class FallbackCacheBackend(CacheBackend):
                 self._completed += 1
         return _DOWN  # pragma: no cover - the loop always returns
 
-    async def _call(self, op: str, *args: Any, retry: bool = True, record: Any = None) -> Any:
+    async def _call(
+        self, op: str, *args: Any, retry: bool = True, record: Any = None, bulk: bool = False
+    ) -> Any:
         if self._loop is not _running_loop():
             self._bind()
         if self.up:
-            result = await self._primary_call(op, args, retry)
+            if bulk:
+                result = await self._bulk_call(op, args)
+            else:
+                result = await self._primary_call(op, args, retry)
             if result is not _DOWN:
                 return result
         if record is not None:
@@ -321,13 +363,17 @@ class FallbackCacheBackend(CacheBackend):
 
     async def invalidate_pattern(self, pattern: str) -> int:
         """Invalidate by glob pattern on the serving backend (replayed after an outage)."""
-        result: int = await self._call("invalidate_pattern", pattern, record=("pattern", pattern))
+        result: int = await self._call(
+            "invalidate_pattern", pattern, record=("pattern", pattern), bulk=True
+        )
         return result
 
     async def invalidate_tags(self, tags: Iterable[str]) -> int:
         """Invalidate by tags on the serving backend (replayed after an outage)."""
         tag_list = list(tags)
-        result: int = await self._call("invalidate_tags", tag_list, record=("tags", tag_list))
+        result: int = await self._call(
+            "invalidate_tags", tag_list, record=("tags", tag_list), bulk=True
+        )
         return result
 
     async def get_set_members(self, set_key: str) -> list[str]:
@@ -337,7 +383,7 @@ class FallbackCacheBackend(CacheBackend):
 
     async def clear(self) -> None:
         """Clear the serving backend (replayed on the primary after an outage)."""
-        await self._call("clear", record=("clear", None))
+        await self._call("clear", record=("clear", None), bulk=True)
 
     async def acquire_lock(self, name: str, ttl: float) -> str | None:
         """Take a lease on the serving backend."""
