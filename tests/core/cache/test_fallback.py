@@ -127,6 +127,7 @@ async def test_stalled_redis_is_bounded_and_recovers(
     await resilient.set("k", "v", ttl=60)
     await resilient.set("k3", "old", ttl=60)
     await resilient.set("list:1", "old", ttl=60)
+    await resilient.set("tagged", "old", ttl=60, tags=["grp"])
     assert redis_server.proc is not None
     pid = redis_server.proc.pid
     os.kill(pid, signal.SIGSTOP)
@@ -141,6 +142,7 @@ async def test_stalled_redis_is_bounded_and_recovers(
         assert await resilient.get("k2") == "v2"
         await resilient.set("k3", "new", ttl=60)
         await resilient.invalidate_pattern("list:*")
+        await resilient.invalidate_tags(["grp"])
     finally:
         os.kill(pid, signal.SIGCONT)
     assert await _wait_until(lambda: resilient.active_backend_name == "redis")
@@ -149,6 +151,7 @@ async def test_stalled_redis_is_bounded_and_recovers(
     assert await resilient.get("k2") is None
     assert await resilient.get("k3") is None
     assert await resilient.get("list:1") is None
+    assert await resilient.get("tagged") is None
 
 
 async def test_errors_that_are_not_outages_still_raise(resilient: CacheService) -> None:
