@@ -224,3 +224,14 @@ def test_render_latest_content_type() -> None:
 def test_metric_type_values() -> None:
     """MetricType values name the four kinds."""
     assert [t.value for t in MetricType] == ["counter", "gauge", "histogram", "summary"]
+
+
+def test_reset_forgets_every_metric() -> None:
+    """reset() drops metrics and their figures; names can be reused with another type."""
+    m = MetricsService()
+    m.increment_counter("things_total", 3)
+    m.reset()
+    assert m.get_counter_sum("things_total") == 0
+    assert b"things_total" not in m.render_latest()[0]
+    m.set_gauge("things_total", 1)
+    assert m.get_metric("things_total") is not None

@@ -182,6 +182,13 @@ class MetricsService:
             thread.join(timeout=5)
         self.initialized = False
 
+    def reset(self) -> None:
+        """Forget every metric and start a fresh registry (tests; the exporter, if running,
+        keeps serving the old registry until restarted)."""
+        with self._lock:
+            self._metrics = {}
+            self.registry = CollectorRegistry(auto_describe=True)
+
     # ------------------------------------------------------------------ creation
     def _create(
         self,
