@@ -80,14 +80,38 @@ def _info(benchmark: Any, row: str, correct: bool) -> None:
     assert correct, f"{row} did not admit exactly the limit"
 
 
-def _run_async(benchmark: Any, loop: asyncio.AbstractEventLoop, op: Callable[[str], Awaitable[Any]]) -> None:
+def _run_async(
+    benchmark: Any,
+    loop: asyncio.AbstractEventLoop,
+    op: Callable[[str], Awaitable[Any]],
+    baseline: Callable[[str], Awaitable[Any]],
+    baseline_name: str,
+) -> None:
+    """Time ``BATCH`` awaits of ``op`` per round; before each round (untimed) run the same
+    batch of ``baseline``, so ``extra_info`` holds the median paired ratio op / baseline --
+    robust on a loaded machine, where rows measured minutes apart are not comparable."""
     counter = iter(range(10**9))
+    base_times: list[float] = []
+    op_times: list[float] = []
 
-    async def batch() -> None:
+    async def batch(fn: Callable[[str], Awaitable[Any]]) -> None:
         for _ in range(BATCH):
-            await op(KEYS[next(counter) % 1000])
+            await fn(KEYS[next(counter) % 1000])
 
-    benchmark.pedantic(lambda: loop.run_until_complete(batch()), rounds=ROUNDS, warmup_rounds=3, iterations=1)
+    def setup() -> None:
+        started = time.perf_counter()
+        loop.run_until_complete(batch(baseline))
+        base_times.append(time.perf_counter() - started)
+
+    def target() -> None:
+        started = time.perf_counter()
+        loop.run_until_complete(batch(op))
+        op_times.append(time.perf_counter() - started)
+
+    benchmark.pedantic(target, setup=setup, rounds=ROUNDS, warmup_rounds=3, iterations=1)
+    ratios = sorted(o / b for o, b in zip(op_times, base_times))
+    benchmark.extra_info[f"ratio_vs_{baseline_name}_median"] = round(ratios[len(ratios) // 2], 3)
+    benchmark.extra_info[f"ratio_vs_{baseline_name}_best"] = round(min(op_times) / min(base_times), 3)
 
 
 def _exact_async(loop: asyncio.AbstractEventLoop, op: Callable[[str], Awaitable[bool]], limit: int) -> bool:
@@ -121,6 +145,10 @@ def test_redis_check(benchmark: Any, loop: asyncio.AbstractEventLoop, redis_url:
     from crown_nexus.core.rate_limiting.redis import RedisRateLimitBackend
 
     cleanup: list[Callable[[], Awaitable[Any]]] = []
+    get_client = aioredis.Redis.from_url(redis_url)  # default client: the bare GET baseline
+    cleanup.append(get_client.aclose)
+    loop.run_until_complete(get_client.set("bench-get", "v"))
+    bare_get = lambda key: get_client.get("bench-get")  # noqa: E731
     if row.startswith("crown_nexus"):
         algo = RateLimitAlgorithm(row.rsplit("-", 1)[1])
         rule = RateLimitRule(requests_per_window=LIMIT, window_seconds=WINDOW, algorithm=algo)
@@ -145,11 +173,10 @@ def test_redis_check(benchmark: Any, loop: asyncio.AbstractEventLoop, redis_url:
     else:
         client = aioredis.Redis.from_url(redis_url)
         cleanup.append(client.aclose)
-        loop.run_until_complete(client.set("bench-get", "v"))
         op = lambda key: client.get("bench-get")  # noqa: E731
         correct = loop.run_until_complete(client.get("bench-get")) == b"v"
     _info(benchmark, row, correct)
-    _run_async(benchmark, loop, op)
+    _run_async(benchmark, loop, op, bare_get, "redis_get")
     for close in cleanup:
         loop.run_until_complete(close())
 
@@ -169,6 +196,9 @@ MEMORY_ROWS = [f"crown_nexus-service-{kind}" for kind in sorted(IMPLS)] + [
 def test_memory_check(benchmark: Any, loop: asyncio.AbstractEventLoop, row: str) -> None:
     """One allowed check through the async API on in-process storage."""
     benchmark.group = "rate-limit-memory"
+    peer = AioMoving(AioMemoryStorage())
+    peer_item = limits.parse(f"{LIMIT}/minute")
+    peer_op = lambda key: peer.hit(peer_item, key)  # noqa: E731
     if row.startswith("crown_nexus"):
         impl = IMPLS[row.rsplit("-", 1)[1]]
         service = RateLimitingService(MemoryRateLimitBackend(impl=impl), settings=Settings())
@@ -183,7 +213,7 @@ def test_memory_check(benchmark: Any, loop: asyncio.AbstractEventLoop, row: str)
         op = lambda key: strategy.hit(item, key)  # noqa: E731
         correct = _exact_async(loop, lambda key: strategy.hit(limits.parse("5/minute"), key), 5)
     _info(benchmark, row, correct)
-    _run_async(benchmark, loop, op)
+    _run_async(benchmark, loop, op, peer_op, "limits_moving_window")
 
 
 # ---------------------------------------------------------------------------- window, sync

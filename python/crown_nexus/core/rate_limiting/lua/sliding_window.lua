@@ -1,7 +1,8 @@
 -- Sliding-window counter (crown_nexus._pure.rate_window.SlidingWindowCounter, same arithmetic):
 -- bucket b = floor(now_us / w), e = now_us - b*w, used = curr + floor(prev * (w - e) / w);
 -- a hit is allowed iff used + cost <= limit. State: one string "b prev curr last_seen_us",
--- written with SET ... PX so the key expires once it no longer matters (bucket b + 2).
+-- written with SET ... PX so the key expires once it no longer matters (bucket b + 2); that
+-- moment depends only on b, so writes within the same bucket keep the TTL (KEEPTTL, cheaper).
 -- KEYS[1] key; ARGV limit, window_us, cost[, now_us]. Clock: the server's (TIME), in us.
 -- Returns {allowed, count, reset_us}: reset_us is, when allowed, the time until the count is
 -- back to zero; when denied, the time until a hit of the same cost would be admitted.
@@ -20,6 +21,7 @@ if not now then
   now = tonumber(tm[1]) * 1000000 + tonumber(tm[2])
 end
 local prev, curr = 0, 0
+local same_bucket = false
 local state = redis.call('GET', key)
 if state then
   local sb, sp, sc, st = string.match(state, '^(%d+) (%d+) (%d+) (%d+)$')
@@ -30,6 +32,7 @@ if state then
     local bn = fdiv(now, w)
     if bn == b0 then
       prev = tonumber(sp); curr = tonumber(sc)
+      same_bucket = true
     elseif bn == b0 + 1 then
       prev = tonumber(sc)
     end
@@ -40,8 +43,12 @@ local start = b * w
 local used = curr + fdiv(prev * (w - (now - start)), w)
 if used + cost <= limit then
   curr = curr + cost
-  redis.call('SET', key, string.format('%d %d %d %d', b, prev, curr, now),
-             'PX', math.ceil((start + 2 * w - now) / 1000))
+  if same_bucket then
+    redis.call('SET', key, string.format('%d %d %d %d', b, prev, curr, now), 'KEEPTTL')
+  else
+    redis.call('SET', key, string.format('%d %d %d %d', b, prev, curr, now),
+               'PX', math.ceil((start + 2 * w - now) / 1000))
+  end
   return {1, used + cost, start + w + fdiv(w * (curr - 1), curr) + 1 - now}
 end
 local r = limit - cost - curr
