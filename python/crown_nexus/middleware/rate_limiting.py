@@ -181,7 +181,7 @@ class RateLimitMiddleware:
                 blocked=self.block_exceeding_requests,
             )
             if self.block_exceeding_requests:
-                exc = exceeded_from_result(
+                exceeded = exceeded_from_result(
                     result,
                     details={
                         "limit": result.limit,
@@ -189,7 +189,7 @@ class RateLimitMiddleware:
                         "retry_after": result.retry_after_seconds,
                     },
                 )
-                await self._send_error(exc, send)
+                await self._send_error(exceeded, send)
                 return
         else:
             _metrics.record_request(
