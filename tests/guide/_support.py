@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -43,3 +45,20 @@ def data_of(body: dict[str, Any]) -> Any:
     if isinstance(body, dict) and body.get("success") is True and "data" in body:
         return body["data"]
     return body
+
+
+@contextmanager
+def registered(name: str, factory: Callable[..., Any]) -> Iterator[Callable[..., Any]]:
+    """Register the user's ``factory`` as service ``name`` (as the guide's code would), removed after."""
+    from crown_nexus.core.dependency_manager import (
+        has_service,
+        register_service,
+        unregister_service,
+    )
+
+    assert not has_service(name), f"service {name!r} is already registered"
+    register_service(factory, name=name)
+    try:
+        yield factory
+    finally:
+        unregister_service(name)
