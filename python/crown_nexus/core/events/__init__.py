@@ -29,6 +29,13 @@ from crown_nexus.core.events.exceptions import (
     EventHandlerException,
     EventPublishException,
 )
+from crown_nexus.core.events.outbox import (
+    OutboxRelay,
+    create_outbox_tables,
+    dead_letter_table,
+    outbox_metadata,
+    outbox_table,
+)
 from crown_nexus.core.events.service import (
     EventBackendType,
     EventConfig,
@@ -55,12 +62,17 @@ __all__ = [
     "EventService",
     "HandlerStats",
     "MemoryEventBackend",
+    "OutboxRelay",
     "Subscription",
     "UserCreatedEvent",
     "UserData",
+    "create_outbox_tables",
+    "dead_letter_table",
     "event_service",
     "get_event_service",
     "handler_id",
+    "outbox_metadata",
+    "outbox_table",
 ]
 
 #: the process-wide event service (the guide's ``event_service``)

@@ -1,0 +1,201 @@
+"""The transactional outbox on SQLite and PostgreSQL: commit/rollback, relay crash, dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from sqlalchemy import Column, Integer, MetaData, String, Table, delete, func, insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+from crown_nexus.core.events import (
+    EventBackendType,
+    EventPublishException,
+    EventService,
+    OutboxRelay,
+    create_outbox_tables,
+    dead_letter_table,
+    outbox_table,
+)
+from crown_nexus.testing import capture_errors
+
+app_metadata = MetaData()
+orders = Table(
+    "outbox_test_orders",
+    app_metadata,
+    Column("id", Integer, primary_key=True),
+    Column("item", String(50)),
+)
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on SQLite or PostgreSQL with the outbox tables created and emptied."""
+    eng = create_async_engine(database_url)
+    await create_outbox_tables(eng)
+    async with eng.begin() as conn:
+        await conn.run_sync(app_metadata.create_all)
+        for table in (outbox_table, dead_letter_table, orders):
+            await conn.execute(delete(table))
+    try:
+        yield eng
+    finally:
+        await eng.dispose()
+
+
+@pytest.fixture
+async def events(service: EventService) -> list[dict[str, Any]]:
+    """Events of name "order.created" that reached a handler."""
+    got: list[dict[str, Any]] = []
+    service.subscribe("order.created", got.append)
+    return got
+
+
+async def _place_order(engine: AsyncEngine, service: EventService, item: str, commit: bool) -> str:
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    async with sessions() as session:
+        await session.execute(insert(orders).values(item=item))
+        event_id = await service.publish("order.created", {"item": item}, session=session)
+        if commit:
+            await session.commit()
+        else:
+            await session.rollback()
+    return event_id
+
+
+async def _count(engine: AsyncEngine, table: Table) -> int:
+    async with engine.connect() as conn:
+        return int((await conn.execute(select(func.count()).select_from(table))).scalar_one())
+
+
+async def test_commit_writes_both_and_relay_delivers(engine, service, events) -> None:  # type: ignore[no-untyped-def]
+    """Committed: the row and its event exist; the relay delivers the event once and marks it."""
+    event_id = await _place_order(engine, service, "lamp", commit=True)
+    assert events == []  # nothing is delivered before the relay runs
+    relay = OutboxRelay(engine, service)
+    assert [p["id"] for p in await relay.pending()] == [event_id]
+    assert await relay.run_once() == 1
+    assert await service.wait_for_pending(2)
+    assert [e["id"] for e in events] == [event_id] and events[0]["data"] == {"item": "lamp"}
+    assert await relay.pending() == []
+    assert await relay.run_once() == 0
+    assert await relay.purge_delivered() == 1
+
+
+async def test_rollback_publishes_nothing(engine, service, events) -> None:  # type: ignore[no-untyped-def]
+    """Rolled back: neither the row nor the event exists, and nothing is ever delivered."""
+    await _place_order(engine, service, "kettle", commit=False)
+    assert await _count(engine, orders) == 0
+    assert await _count(engine, outbox_table) == 0
+    relay = OutboxRelay(engine, service)
+    assert await relay.run_once() == 0
+    assert await service.wait_for_pending(1)
+    assert events == []
+
+
+async def test_bad_payload_in_transaction_raises_and_writes_nothing(engine, service) -> None:  # type: ignore[no-untyped-def]
+    """A non-serializable payload raises EventPublishException before anything is written."""
+    sessions = async_sessionmaker(engine)
+    async with sessions() as session:
+        with pytest.raises(EventPublishException):
+            await service.publish("order.created", {"bad": object()}, session=session)
+        await session.commit()
+    assert await _count(engine, outbox_table) == 0
+
+
+async def test_relay_not_running_at_commit_delivers_on_start(engine, service, events) -> None:  # type: ignore[no-untyped-def]
+    """Events committed while no relay ran (it had crashed) are delivered when one starts."""
+    ids = [await _place_order(engine, service, f"i{n}", commit=True) for n in range(3)]
+    relay = OutboxRelay(engine, service, poll_interval=0.05)
+    relay.start()
+    try:
+        for _ in range(100):
+            if len(events) == 3:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await relay.stop()
+    assert [e["id"] for e in events] == ids
+
+
+async def test_relay_crash_mid_delivery_redelivers_after_claim_lapses(engine, service, events) -> None:  # type: ignore[no-untyped-def]
+    """A relay killed while delivering leaves its claimed events to the next relay."""
+    event_id = await _place_order(engine, service, "hammer", commit=True)
+    entered = asyncio.Event()
+
+    async def hang(event: dict[str, Any], body: bytes) -> None:
+        entered.set()
+        await asyncio.sleep(60)
+
+    crashing = OutboxRelay(engine, service, deliver=hang, claim_timeout=0.3)
+    task = asyncio.create_task(crashing.run_once())
+    await asyncio.wait_for(entered.wait(), 5)
+    task.cancel()  # the relay dies mid-delivery
+    await asyncio.gather(task, return_exceptions=True)
+    restarted = OutboxRelay(engine, service, claim_timeout=0.3)
+    assert await restarted.run_once() == 0  # still claimed by the dead relay
+    await asyncio.sleep(0.35)
+    assert await restarted.run_once() == 1
+    assert await service.wait_for_pending(1)
+    assert [e["id"] for e in events] == [event_id]
+
+
+async def test_failures_retry_then_dead_letter_then_replay(engine, service, events) -> None:  # type: ignore[no-untyped-def]
+    """Failed deliveries are retried with backoff, then parked; replay delivers them."""
+    event_id = await _place_order(engine, service, "desk", commit=True)
+    calls: list[str] = []
+
+    async def broken(event: dict[str, Any], body: bytes) -> None:
+        calls.append(event["id"])
+        raise ConnectionError("broker down")
+
+    failing = OutboxRelay(engine, service, deliver=broken, max_attempts=3, retry_backoff=0.05)
+    with capture_errors() as reporter:
+        assert await failing.run_once() == 0
+        [row] = await failing.pending()
+        assert row["attempts"] == 1 and "broker down" in row["last_error"]
+        assert await failing.run_once() == 0  # backoff not over yet
+        assert calls == [event_id]
+        for _ in range(2):
+            await asyncio.sleep(0.25)
+            await failing.run_once()
+    assert calls == [event_id] * 3
+    assert await failing.pending() == []
+    [dead] = await failing.dead_letters()
+    assert dead["id"] == event_id and dead["attempts"] == 3 and dead["event"]["name"] == "order.created"
+    assert [r.type for r in reporter.recent()] == ["ConnectionError"]
+    working = OutboxRelay(engine, service)
+    assert await working.replay() == 1
+    assert await working.dead_letters() == []
+    assert await working.run_once() == 1
+    assert await service.wait_for_pending(1)
+    assert [e["id"] for e in events] == [event_id]
+
+
+async def test_commit_wakes_background_relay(engine, service, events) -> None:  # type: ignore[no-untyped-def]
+    """A running relay delivers right after commit, without waiting for its poll interval."""
+    relay = OutboxRelay(engine, service, poll_interval=30)
+    relay.start()
+    await asyncio.sleep(0.05)  # first (empty) pass done; now sleeping for 30 s
+    try:
+        event_id = await _place_order(engine, service, "screw", commit=True)
+        for _ in range(100):
+            if events:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await relay.stop()
+    assert [e["id"] for e in events] == [event_id]
+
+
+async def test_service_shutdown_stops_relays(engine) -> None:  # type: ignore[no-untyped-def]
+    """EventService.shutdown stops the relays attached to it."""
+    svc = EventService()
+    await svc.initialize(EventBackendType.MEMORY)
+    relay = OutboxRelay(engine, svc, poll_interval=30)
+    relay.start()
+    assert relay.running
+    await svc.shutdown()
+    assert not relay.running
