@@ -254,3 +254,12 @@ def test_backend_needs_url_or_client() -> None:
     """Constructing without a url or client is a clear ValueError."""
     with pytest.raises(ValueError, match="url or a client"):
         RedisRateLimitBackend()
+
+
+def test_client_reused_on_another_event_loop_never_raises(redis_url: str) -> None:
+    """A service first used on one event loop and then on another still answers (no exception)."""
+    svc = RateLimitingService(RedisRateLimitBackend(redis_url, timeout=2.0), settings=Settings())
+    rule = RateLimitRule(requests_per_window=5, window_seconds=60, name=f"loops{time.monotonic_ns()}")
+    first = asyncio.run(svc.check("loop", rule))
+    second = asyncio.run(svc.check("loop", rule))
+    assert first.allowed and second.allowed

@@ -36,7 +36,7 @@ try:
     import redis.asyncio as aioredis
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
-    from redis.exceptions import NoScriptError, RedisError
+    from redis.exceptions import NoScriptError
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
         "the Redis rate-limit backend needs redis-py: pip install 'crown-nexus[redis]'"
@@ -184,7 +184,7 @@ class RedisRateLimitBackend(RateLimitBackend):
                     f"Redis did not answer within {deadlines.timeout} s"
                 ) from None
             raise
-        except (RedisError, OSError) as exc:
+        except Exception as exc:  # RedisError, OSError, a client bound to a closed loop, ...
             raise RateLimitBackendError(f"Redis call failed: {type(exc).__name__}") from exc
         finally:
             if task is not None:
@@ -230,7 +230,7 @@ class RedisRateLimitBackend(RateLimitBackend):
                         f"Redis did not answer within {deadlines.timeout} s"
                     ) from None
                 raise
-            except (RedisError, OSError) as exc:
+            except Exception as exc:  # RedisError, OSError, a client bound to a closed loop, ...
                 raise RateLimitBackendError(f"Redis call failed: {type(exc).__name__}") from exc
             finally:
                 if task is not None:
