@@ -158,3 +158,78 @@ def test_traceparent_round_trip() -> None:
     )
     assert parse_traceparent(None) is None
     assert parse_traceparent(b"\xff") is None
+
+
+async def test_guide_s13_examples_for_our_middleware() -> None:
+    """Guide §13: the three add_middleware calls as written, together, on one app."""
+    from fastapi import FastAPI
+
+    from crown_nexus.middleware import MetricsMiddleware
+
+    app = FastAPI()
+
+    @app.get("/items/{item_id}")
+    async def item(item_id: int) -> dict:
+        return {"id": item_id, "request_id": get_current_request_id(), "trace": get_log_context()}
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"ok": True}
+
+    # --- guide §13's three calls, as written (add_middleware prepends: the last added is
+    # outermost, so RequestContext -> Tracing -> Metrics as the guide orders them) ---
+    app.add_middleware(MetricsMiddleware, ignore_paths=["/metrics", "/health"])
+    app.add_middleware(TracingMiddleware, service_name="api-service")
+    app.add_middleware(RequestContextMiddleware)
+    # --- end ---
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        resp = await c.get("/items/5", headers={"X-Request-ID": "guide-13"})
+        assert (await c.get("/health")).status_code == 200
+    body = resp.json()
+    assert body["request_id"] == "guide-13" and resp.headers["x-request-id"] == "guide-13"
+    assert body["trace"]["service"] == "api-service"
+    assert parse_traceparent(resp.headers["traceparent"])[0] == body["trace"]["trace_id"]
+
+
+async def test_guide_s13_logging_integration_example() -> None:
+    """Guide §13 'Logging System Integration': a dispatch using request_context, as written."""
+    import uuid
+
+    from fastapi import FastAPI, Request  # noqa: F401 - Request annotates the guide's dispatch
+    from starlette.middleware.base import BaseHTTPMiddleware
+
+    # --- guide §13, as written (inside a user's BaseHTTPMiddleware) ---
+    from crown_nexus.logging import get_logger, request_context
+
+    # In your middleware
+    logger = get_logger("app.middleware.example")
+
+    async def dispatch(self, request: Request, call_next):
+        request_id = request.headers.get("X-Request-ID") or str(uuid.uuid4())
+        with request_context(request_id=request_id):
+            logger.info("Processing request", path=request.url.path)
+            # Process request
+            return await call_next(request)
+
+    # --- end ---
+
+    class Example(BaseHTTPMiddleware):
+        pass
+
+    Example.dispatch = dispatch  # type: ignore[method-assign]
+    app = FastAPI()
+
+    @app.get("/x")
+    async def x() -> dict:
+        return {"request_id": get_current_request_id()}
+
+    app.add_middleware(Example)
+    transport = httpx.ASGITransport(app=app)
+    with capture_logs() as logs:
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            resp = await c.get("/x", headers={"X-Request-ID": "user-mw"})
+    assert resp.json()["request_id"] == "user-mw"
+    line = [e for e in logs if e["event"] == "Processing request"][0]
+    assert line["request_id"] == "user-mw" and line["path"] == "/x"
