@@ -321,3 +321,39 @@ async def test_configuration_example(unused_tcp_port: int) -> None:
     finally:
         await service.shutdown()
         service.config = previous
+
+
+def test_guide_s09_metrics_integration_readers() -> None:
+    """Guide §9 'Metrics Integration': the readers over cache metrics, as written."""
+    service = get_service("metrics_service")
+    for hit, backend, component in [
+        (True, "redis", "product_service"),
+        (True, "redis", "product_service"),
+        (True, "memory", "user_profile"),
+        (False, "redis", "product_service"),
+    ]:
+        service.track_cache_operation(
+            operation="get", backend=backend, hit=hit, duration=0.002, component=component
+        )
+
+    # --- guide §9, as written ---
+    # These metrics are available automatically
+    metrics_service = get_service("metrics_service")
+
+    # Get hit rate over the last 5 minutes
+    hit_rate = metrics_service.get_counter_rate(
+        "cache_hit_total"
+    ) / metrics_service.get_counter_rate("cache_operations_total")
+
+    # Get p95 latency for cache operations
+    latency = metrics_service.get_histogram_quantile(
+        "cache_operation_duration_seconds", 0.95, {"component": "product_service"}
+    )
+
+    # Get miss count by backend
+    miss_count = metrics_service.get_counter_sum("cache_miss_total", {"backend": "redis"})
+    # --- end ---
+
+    assert hit_rate == pytest.approx(0.75)
+    assert latency == pytest.approx(0.002)
+    assert miss_count == 1
