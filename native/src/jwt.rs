@@ -365,7 +365,7 @@ impl<'a, 'py> JsonParser<'a, 'py> {
             if self.peek() != Some(b'"') {
                 return malformed();
             }
-            let key = self.string()?;
+            let key = self.key()?;
             self.skip_ws();
             if self.peek() != Some(b':') {
                 return malformed();
@@ -433,6 +433,28 @@ impl<'a, 'py> JsonParser<'a, 'py> {
         }
         self.i += 4;
         Ok(v)
+    }
+
+    /// An object key: the names of registered and common claims/headers come from interned
+    /// strings (no allocation, cached hash, pointer-equal dict lookups); others as `string`.
+    fn key(&mut self) -> R<Bound<'py, PyString>> {
+        let start = self.i + 1;
+        let mut j = start;
+        while j < self.b.len() {
+            match self.b[j] {
+                b'"' => {
+                    if let Some(k) = known_key(self.py, &self.s[start..j]) {
+                        self.i = j + 1;
+                        return Ok(k);
+                    }
+                    break;
+                }
+                b'\\' => break,
+                c if c < 0x20 => break,
+                _ => j += 1,
+            }
+        }
+        self.string()
     }
 
     fn string(&mut self) -> R<Bound<'py, PyString>> {
@@ -570,6 +592,29 @@ impl<'a, 'py> JsonParser<'a, 'py> {
         }
         Ok(PyFloat::new(self.py, f).into_any())
     }
+}
+
+/// Interned Python strings for the keys almost every token has.
+fn known_key<'py>(py: Python<'py>, name: &str) -> Option<Bound<'py, PyString>> {
+    use pyo3::intern;
+    let key = match name {
+        "alg" => intern!(py, "alg"),
+        "typ" => intern!(py, "typ"),
+        "kid" => intern!(py, "kid"),
+        "sub" => intern!(py, "sub"),
+        "exp" => intern!(py, "exp"),
+        "iat" => intern!(py, "iat"),
+        "nbf" => intern!(py, "nbf"),
+        "jti" => intern!(py, "jti"),
+        "iss" => intern!(py, "iss"),
+        "aud" => intern!(py, "aud"),
+        "type" => intern!(py, "type"),
+        "role" => intern!(py, "role"),
+        "permissions" => intern!(py, "permissions"),
+        "user_data" => intern!(py, "user_data"),
+        _ => return None,
+    };
+    Some(key.clone())
 }
 
 /// Parse `raw` as a strict JSON object (see the pure module): `malformed` otherwise.
