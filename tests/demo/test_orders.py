@@ -1,0 +1,119 @@
+"""HTTP-level tests of the demo's event-driven order workflow (SQLite, memory event bus)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from crown_nexus.core.events import outbox_table
+from crown_nexus.demo.app import create_app
+from crown_nexus.demo.models_orders import InventoryReservation
+from crown_nexus.demo.routers.orders import PAYMENT_LIMIT_CENTS
+from crown_nexus.settings import Settings
+from crown_nexus.testing import app_client
+
+FINAL = {"completed", "payment_failed"}
+
+
+def _data(resp: Any) -> Any:
+    body = resp.json()
+    return body["data"] if isinstance(body, dict) and "data" in body and "success" in body else body
+
+
+@pytest.fixture
+async def client(tmp_path) -> AsyncIterator[Any]:  # type: ignore[no-untyped-def]
+    """A client of a fresh demo app on its own SQLite file."""
+    app = create_app(Settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/orders.db"))
+    async with app_client(app) as c:
+        c.app = app
+        yield c
+
+
+async def _wait_final(client: Any, order_id: str, seconds: float = 10.0) -> dict[str, Any]:
+    """Poll until the order reached a final status and its last step ran (4 events)."""
+    statuses: list[str] = []
+    async with asyncio.timeout(seconds):
+        while True:
+            order = _data(await client.get(f"/orders/{order_id}"))
+            if not statuses or statuses[-1] != order["status"]:
+                statuses.append(order["status"])
+            if order["status"] in FINAL and len(order["events"]) == 4:
+                order["seen_statuses"] = statuses
+                return order
+            await asyncio.sleep(0.02)
+
+
+async def test_order_completes_through_events(client: Any) -> None:
+    """A small order goes pending → ... → completed, with its events in order."""
+    resp = await client.post("/orders", json={"items": [{"product_id": 1, "quantity": 2}],
+                                              "user_id": "u1"})
+    assert resp.status_code == 202
+    placed = _data(resp)
+    assert placed["status"] == "pending" and placed["total_cents"] == 2 * 1999
+    order = await _wait_final(client, placed["id"])
+    assert order["status"] == "completed"
+    assert order["payment_id"].startswith("pay_") and order["failure_reason"] is None
+    assert [e["name"] for e in order["events"]] == [
+        "order.created", "inventory.reserved", "payment.succeeded", "order.completed"
+    ]
+
+
+async def test_order_over_limit_fails_payment_and_releases_stock(client: Any) -> None:
+    """An order over the card limit ends payment_failed and its reservations are released."""
+    quantity = PAYMENT_LIMIT_CENTS // 3450 + 1
+    resp = await client.post("/orders", json={"items": [{"product_id": 3, "quantity": quantity}]})
+    assert resp.status_code == 202
+    order_id = _data(resp)["id"]
+    order = await _wait_final(client, order_id)
+    assert order["status"] == "payment_failed"
+    assert order["failure_reason"] == "amount over the card limit" and order["payment_id"] is None
+    assert [e["name"] for e in order["events"]] == [
+        "order.created", "inventory.reserved", "payment.failed", "inventory.release_requested"
+    ]
+    async with client.app.state.sessionmaker() as db:
+        statuses = list(await db.scalars(
+            select(InventoryReservation.status).where(InventoryReservation.order_id == order_id)
+        ))
+    assert statuses == ["released"]
+
+
+async def test_both_outcomes_side_by_side(client: Any) -> None:
+    """Concurrent orders each reach their own outcome."""
+    small = [{"product_id": 2, "quantity": 1}]
+    large = [{"product_id": 4, "quantity": 100}]
+    ids = [_data(await client.post("/orders", json={"items": items}))["id"]
+           for items in (small, large, small, large)]
+    finals = [await _wait_final(client, i) for i in ids]
+    assert [o["status"] for o in finals] == ["completed", "payment_failed"] * 2
+
+
+async def test_unknown_product_is_422_and_publishes_nothing(client: Any) -> None:
+    """An order naming an unknown product is rejected and leaves no outbox event."""
+    resp = await client.post("/orders", json={"items": [{"product_id": 999, "quantity": 1}]})
+    assert resp.status_code == 422
+    assert resp.json()["code"] == "VALIDATION_ERROR"
+    async with client.app.state.engine.connect() as conn:
+        count = (await conn.execute(select(func.count()).select_from(outbox_table))).scalar_one()
+    assert count == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"items": []}, {"items": [{"product_id": 1, "quantity": 0}]}, {"items": "x"}],
+)
+async def test_bad_order_body_is_422(client: Any, body: Any) -> None:
+    """Malformed order bodies get the 422 error body, never a 500."""
+    resp = await client.post("/orders", json=body)
+    assert resp.status_code == 422
+    assert resp.json()["success"] is False
+
+
+async def test_unknown_order_is_404(client: Any) -> None:
+    """GET of an unknown order id is 404 RESOURCE_NOT_FOUND."""
+    resp = await client.get("/orders/nope")
+    assert resp.status_code == 404
+    assert resp.json()["code"] == "RESOURCE_NOT_FOUND"
