@@ -6,6 +6,7 @@
 //! `_reduce`, so the rules for the rarer types (Enum, datetime, dataclasses, ...) live in one
 //! place. Errors are the pure module's `UnhashableValueError`.
 use pyo3::exceptions::PyTypeError;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
 use pyo3::types::{
@@ -22,6 +23,13 @@ struct Pure {
     reduce: PyObject,
     unhashable: Py<PyType>,
     max_depth: usize,
+    // exact types encoded here without a call to `_reduce` (same bytes as `_reduce` gives)
+    uuid: Py<PyType>,
+    datetime: Py<PyType>,
+    date: Py<PyType>,
+    time: Py<PyType>,
+    timedelta: Py<PyType>,
+    decimal: Py<PyType>,
 }
 
 static PURE: GILOnceCell<Pure> = GILOnceCell::new();
@@ -36,8 +44,22 @@ fn pure(py: Python<'_>) -> PyResult<&'static Pure> {
                 .downcast_into::<PyType>()?
                 .unbind(),
             max_depth: module.getattr("MAX_DEPTH")?.extract()?,
+            uuid: class(py, "uuid", "UUID")?,
+            datetime: class(py, "datetime", "datetime")?,
+            date: class(py, "datetime", "date")?,
+            time: class(py, "datetime", "time")?,
+            timedelta: class(py, "datetime", "timedelta")?,
+            decimal: class(py, "decimal", "Decimal")?,
         })
     })
+}
+
+fn class(py: Python<'_>, module: &str, name: &str) -> PyResult<Py<PyType>> {
+    Ok(py
+        .import(module)?
+        .getattr(name)?
+        .downcast_into::<PyType>()?
+        .unbind())
 }
 
 /// `"{module}.{qualname}"` of the value's type, as the pure module names it.
@@ -210,7 +232,42 @@ impl Encoder<'_> {
             close_node(out, at, members.len());
             return Ok(());
         }
+        if self.encode_known(value, out)? {
+            return Ok(());
+        }
         self.encode_reduced(value, depth, out)
+    }
+
+    /// Encode an exact UUID, datetime, date, time, timedelta or Decimal as `_reduce` would;
+    /// return false (writing nothing) for any other value.
+    fn encode_known(&self, value: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<bool> {
+        let py = value.py();
+        let ty = value.get_type_ptr();
+        let pure = self.pure;
+        if ty == pure.uuid.as_ptr().cast() {
+            let int: u128 = value.getattr(intern!(py, "int"))?.extract()?;
+            leaf(out, b'u', &int.to_be_bytes());
+        } else if ty == pure.datetime.as_ptr().cast() {
+            let text = value.call_method0(intern!(py, "isoformat"))?;
+            leaf(out, b'D', text.downcast::<PyString>()?.to_str()?.as_bytes());
+        } else if ty == pure.date.as_ptr().cast() {
+            let text = value.call_method0(intern!(py, "isoformat"))?;
+            leaf(out, b'a', text.downcast::<PyString>()?.to_str()?.as_bytes());
+        } else if ty == pure.time.as_ptr().cast() {
+            let text = value.call_method0(intern!(py, "isoformat"))?;
+            leaf(out, b'm', text.downcast::<PyString>()?.to_str()?.as_bytes());
+        } else if ty == pure.timedelta.as_ptr().cast() {
+            let days: i64 = value.getattr(intern!(py, "days"))?.extract()?;
+            let seconds: i64 = value.getattr(intern!(py, "seconds"))?.extract()?;
+            let micros: i64 = value.getattr(intern!(py, "microseconds"))?.extract()?;
+            leaf(out, b'e', format!("{days},{seconds},{micros}").as_bytes());
+        } else if ty == pure.decimal.as_ptr().cast() {
+            let text = value.str()?;
+            leaf(out, b'c', text.to_str()?.as_bytes());
+        } else {
+            return Ok(false);
+        }
+        Ok(true)
     }
 
     fn encode_reduced(
