@@ -263,3 +263,21 @@ def test_client_reused_on_another_event_loop_never_raises(redis_url: str) -> Non
     first = asyncio.run(svc.check("loop", rule))
     second = asyncio.run(svc.check("loop", rule))
     assert first.allowed and second.allowed
+
+
+async def test_more_concurrent_checks_than_connections(redis_url: str) -> None:
+    """With 2 connection slots, 80 concurrent checks all complete, exactly the limit admitted."""
+    backend = RedisRateLimitBackend(redis_url, max_connections=2, timeout=5.0,
+                                    prefix=f"slots{time.monotonic_ns()}:")
+    rule = RateLimitRule(requests_per_window=30, window_seconds=3600,
+                         algorithm=RateLimitAlgorithm.SLIDING_LOG)
+    results = await asyncio.gather(*(backend.hit("s", rule) for _ in range(80)))
+    assert sum(r.allowed for r in results) == 30
+    assert backend._slots.busy == 0 and not backend._slots.waiters
+    await backend.close()
+
+
+def test_max_connections_must_be_positive() -> None:
+    """max_connections below 1 is a clear ValueError."""
+    with pytest.raises(ValueError, match="max_connections"):
+        RedisRateLimitBackend("redis://127.0.0.1:1/0", max_connections=0)
