@@ -142,7 +142,8 @@ def _class_name(obj: Any) -> bytes:
     return f"{cls.__module__}.{cls.__qualname__}".encode("utf-8", "surrogatepass")
 
 
-def _pydantic_base() -> type | None:
+def _pydantic_base() -> Any:
+    """Return ``pydantic.BaseModel`` if pydantic is imported (else None): no import here."""
     module = sys.modules.get("pydantic")
     return getattr(module, "BaseModel", None) if module is not None else None
 

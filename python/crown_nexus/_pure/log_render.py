@@ -117,7 +117,8 @@ def _int_text(value: int) -> str:
         return hex(value)
 
 
-def _pydantic_base() -> type | None:
+def _pydantic_base() -> Any:
+    """Return ``pydantic.BaseModel`` if pydantic is imported (else None): no import here."""
     module = sys.modules.get("pydantic")
     return getattr(module, "BaseModel", None) if module is not None else None
 
