@@ -233,6 +233,35 @@ def test_signed_json_payloads_agree(value: Any, edits: list[tuple[int, str, bool
 
 @FUZZ
 @given(
+    header=st.dictionaries(
+        st.sampled_from(["alg", "kid", "typ", "x"]),
+        st.sampled_from(["HS256", "k1", None, 1, [1, {"a": "HS256"}], {"alg": "EdDSA"}, 1.5]),
+    ),
+    edits=st.lists(
+        st.tuples(
+            st.integers(0, 10_000),
+            st.sampled_from(list('{}[]":,.-+eE0123456789 \\u"tfnHS\x00\x1f\xff')),
+            st.booleans(),
+        ),
+        max_size=3,
+    ),
+)
+def test_signed_broken_headers_agree(
+    header: dict[str, Any], edits: list[tuple[int, str, bool]]
+) -> None:
+    """Signed tokens whose header JSON is arbitrary or randomly broken: same outcome on both."""
+    text = orjson.dumps(header).decode()
+    for pos, char, insert in edits:
+        pos %= len(text) + 1
+        text = text[:pos] + char + text[pos + (0 if insert else 1) :]
+    token = sign_hs256(text.encode("utf-8", "surrogatepass"), orjson.dumps({"sub": "u"}))
+    kind, _ = agree(lambda impl: impl.decode(token, SECRET, algorithms=["HS256"], require=()))
+    assert kind in ("ok", "invalid")
+    agree(lambda impl: impl.get_unverified_header(token))
+
+
+@FUZZ
+@given(
     payload=st.binary(max_size=60)
     | st.sampled_from(
         [
