@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from crown_nexus.core.dependency_manager import get_service
 from crown_nexus.core.rate_limiting.models import RateLimitResult, RateLimitRule
 from crown_nexus.logging import get_logger
 
@@ -89,13 +90,12 @@ def _service() -> Any:
             return None
         _state["retry_at"] = 0.0
     try:
-        from crown_nexus.core.dependency_manager import get_service
-
         svc = get_service("metrics_service")
     except Exception:
         _state["retry_at"] = time.monotonic() + RETRY_LOOKUP_SECONDS
         return None
-    _ensure_all(svc)
+    if id(svc) not in _state["created"]:
+        _ensure_all(svc)
     return svc
 
 
