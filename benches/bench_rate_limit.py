@@ -57,6 +57,10 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
     """One event loop for every async row of this module."""
     lp = asyncio.new_event_loop()
     yield lp
+    pending = asyncio.all_tasks(lp)  # e.g. limits.aio's memory-expiry task
+    for task in pending:
+        task.cancel()
+    lp.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
     lp.close()
 
 
