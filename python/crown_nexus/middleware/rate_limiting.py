@@ -201,6 +201,7 @@ class RateLimitMiddleware:
         extra = _encode_headers(result.headers())
 
         async def send_with_headers(message: Message) -> None:
+            """Add the rate-limit headers the application did not set itself."""
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers") or ())
                 present = {name.lower() for name, _ in headers}

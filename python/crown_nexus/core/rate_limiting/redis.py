@@ -88,6 +88,7 @@ class _Deadlines:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def enter(self) -> asyncio.Task[Any] | None:
+        """Record the current task's deadline (the caller pops it when done); return the task."""
         task = _current_task()
         if task is None:  # not inside a task: nothing to cancel, run unbounded
             return None

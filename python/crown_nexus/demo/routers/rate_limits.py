@@ -69,6 +69,7 @@ def middleware_options(app: Any, settings: Settings) -> dict[str, dict[str, Any]
 
     @asynccontextmanager
     async def lifespan(the_app: Any) -> AsyncIterator[Any]:
+        """Run the app's lifespan, then close the rate limiting service."""
         try:
             async with inner(the_app) as state:
                 yield state
