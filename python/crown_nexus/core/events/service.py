@@ -39,7 +39,7 @@ from crown_nexus.core.events.exceptions import (
     EventHandlerException,
     EventPublishException,
 )
-from crown_nexus.logging import get_logger
+from crown_nexus.logging import get_current_request_id, get_logger
 
 __all__ = [
     "EventBackendType",
@@ -88,6 +88,8 @@ class EventConfig:
     - ``max_pending``: memory backend bound on scheduled handler runs (backpressure).
     - ``backpressure_timeout``: seconds ``publish`` may wait for room (``None``: as long as needed).
     - ``shutdown_timeout``: seconds ``shutdown`` waits for pending handlers before cancelling them.
+    - ``duration_sample_every``: ``event_handler_duration_seconds`` observes the first run of
+      each subscription, then one run in this many (1: every run).
     """
 
     max_event_bytes: int = 1_048_576
@@ -95,6 +97,7 @@ class EventConfig:
     max_pending: int = 10_000
     backpressure_timeout: float | None = None
     shutdown_timeout: float | None = 10.0
+    duration_sample_every: int = 8
 
     @classmethod
     def from_env(cls) -> EventConfig:
@@ -111,6 +114,10 @@ class EventConfig:
                 "CROWN_NEXUS_EVENT_BACKPRESSURE_TIMEOUT", d.backpressure_timeout
             ),
             shutdown_timeout=_env_float("CROWN_NEXUS_EVENT_SHUTDOWN_TIMEOUT", d.shutdown_timeout),
+            duration_sample_every=int(
+                _env_float("CROWN_NEXUS_EVENT_DURATION_SAMPLE_EVERY", d.duration_sample_every)
+                or d.duration_sample_every
+            ),
         )
 
 
@@ -130,14 +137,26 @@ class Subscription:
     filter_func: Callable[[dict[str, Any]], Any] | None = None
     timeout: float | None = None
     id: str = ""
+    runs: int = 0
 
     def __post_init__(self) -> None:
         if not self.id:
             self.id = handler_id(self.handler)
 
 
+_ts_cache: list[Any] = [-1, ""]
+
+
 def _utc_iso() -> str:
-    return datetime.now(UTC).isoformat()
+    """Now as ISO-8601 UTC with millisecond precision (``...T12:00:00.123+00:00``).
+
+    The string is reused within one millisecond (a burst of events formats it once).
+    """
+    ms = time.time_ns() // 1_000_000
+    if ms != _ts_cache[0]:
+        _ts_cache[0] = ms
+        _ts_cache[1] = datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+    return str(_ts_cache[1])
 
 
 def _default(obj: Any) -> Any:
@@ -152,8 +171,6 @@ def _default(obj: Any) -> Any:
 
 def _current_request_id() -> str | None:
     try:
-        from crown_nexus.logging import get_current_request_id
-
         rid = get_current_request_id()
     except Exception:
         return None
@@ -161,7 +178,15 @@ def _current_request_id() -> str | None:
 
 
 class _Metrics:
-    """The three event metrics, looked up lazily; recording never raises."""
+    """The three event metrics, looked up lazily; recording never raises.
+
+    Published counts are added up locally and handed to the metrics service at most every
+    :attr:`FLUSH_INTERVAL` seconds (and on :meth:`flush`); handler durations are observed for
+    the first run of each subscription and then one run in ``sample_every``; errors are
+    counted at once.
+    """
+
+    FLUSH_INTERVAL = 0.05
 
     _DEFS = (
         ("events_published_total", "counter", "Events published", ["event_type", "backend"]),
@@ -171,9 +196,13 @@ class _Metrics:
          ["event_type", "handler"]),
     )
 
-    def __init__(self) -> None:
+    def __init__(self, sample_every: int = 1) -> None:
         self._service: Any = None
         self._retry_at = 0.0
+        self.sample_every = max(1, int(sample_every))
+        self._published: dict[tuple[str, str], int] = {}
+        self._flush_at = 0.0
+        self._flush_handle: asyncio.TimerHandle | None = None
 
     def _get(self) -> Any:
         service = self._service
@@ -206,11 +235,35 @@ class _Metrics:
         self._retry_at = 0.0
 
     def published(self, name: str, backend: str) -> None:
+        key = (name, backend)
+        pending = self._published
+        pending[key] = pending.get(key, 0) + 1
+        now = time.monotonic()
+        if now >= self._flush_at:
+            self.flush()
+            self._flush_at = now + self.FLUSH_INTERVAL
+        elif self._flush_handle is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return
+            self._flush_handle = loop.call_later(self.FLUSH_INTERVAL, self.flush)
+
+    def flush(self) -> None:
+        """Hand the locally added-up published counts to the metrics service."""
+        handle, self._flush_handle = self._flush_handle, None
+        if handle is not None:
+            handle.cancel()
+        if not self._published:
+            return
+        pending, self._published = self._published, {}
         service = self._get()
-        if service is not None:
+        if service is None:
+            return
+        for (name, backend), amount in pending.items():
             try:
                 service.increment_counter(
-                    "events_published_total", labels={"event_type": name, "backend": backend}
+                    "events_published_total", amount, {"event_type": name, "backend": backend}
                 )
             except Exception as exc:
                 logger.debug("event metric failed", error=repr(exc))
@@ -225,14 +278,18 @@ class _Metrics:
             except Exception as exc:
                 logger.debug("event metric failed", error=repr(exc))
 
-    def duration(self, name: str, handler: str, seconds: float) -> None:
+    def duration(self, sub: Subscription, name: str, seconds: float) -> None:
+        n = sub.runs
+        sub.runs = n + 1
+        if n % self.sample_every:
+            return
         service = self._get()
         if service is not None:
             try:
                 service.observe_histogram(
                     "event_handler_duration_seconds",
                     seconds,
-                    labels={"event_type": name, "handler": handler},
+                    {"event_type": name, "handler": sub.id},
                 )
             except Exception as exc:
                 logger.debug("event metric failed", error=repr(exc))
@@ -260,7 +317,7 @@ class EventService:
         self._default_context: dict[str, Any] = {}
         self._backend: EventBackend | None = None
         self._backend_type: EventBackendType | None = None
-        self._metrics = _Metrics()
+        self._metrics = _Metrics(self.config.duration_sample_every)
         self._relays: list[Any] = []
         self.stats = HandlerStats()
 
@@ -342,6 +399,7 @@ class EventService:
             await backend.close(self.config.shutdown_timeout if timeout is None else timeout)
         self._backend = None
         self._backend_type = None
+        self._metrics.flush()
 
     close = shutdown
 
@@ -350,8 +408,15 @@ class EventService:
         have finished. Returns False when ``timeout`` seconds passed first."""
         backend = self._backend
         if backend is None:
+            self._metrics.flush()
             return True
-        return await backend.wait_for_pending(timeout)
+        done = await backend.wait_for_pending(timeout)
+        self._metrics.flush()
+        return done
+
+    def flush_metrics(self) -> None:
+        """Hand locally batched metric counts to the metrics service now."""
+        self._metrics.flush()
 
     def pending_count(self) -> int:
         """Handler runs scheduled or running in this process."""
@@ -559,11 +624,19 @@ class EventService:
         self._metrics.published(event["name"], backend.name)
 
     # ------------------------------------------------------------------ running handlers
-    async def run_handler(self, sub: Subscription, event: dict[str, Any]) -> bool:
+    def timeout_of(self, sub: Subscription) -> float | None:
+        """The timeout that applies to ``sub`` (its own, else the configured default)."""
+        return sub.timeout if sub.timeout is not None else self.config.handler_timeout
+
+    async def run_handler(
+        self, sub: Subscription, event: dict[str, Any], *, enforce_timeout: bool = True
+    ) -> bool:
         """Run one subscription for ``event``: filter, timeout, metrics, error reporting.
 
         Returns True when the handler succeeded or the filter skipped it, False when it failed
-        (it is then logged, reported and counted). Never raises (except cancellation).
+        (it is then logged, reported and counted). Never raises (except cancellation). With
+        ``enforce_timeout=False`` the caller enforces the timeout (the memory backend's
+        watchdog) and reports it through :meth:`handler_timed_out`.
         """
         name = event["name"]
         if sub.filter_func is not None:
@@ -575,7 +648,7 @@ class EventService:
             if not wanted:
                 self.stats.filtered_out += 1
                 return True
-        timeout = sub.timeout if sub.timeout is not None else self.config.handler_timeout
+        timeout = self.timeout_of(sub) if enforce_timeout else None
         start = time.perf_counter()
         deadline: asyncio.Timeout | None = None
         try:
@@ -588,26 +661,33 @@ class EventService:
                     async with deadline:
                         await result
         except TimeoutError as exc:
-            self._metrics.duration(name, sub.id, time.perf_counter() - start)
             if deadline is None or not deadline.expired():
+                self._metrics.duration(sub, name, time.perf_counter() - start)
                 await self._failed(sub, event, exc, "error")
                 return False
-            self.stats.timed_out += 1
-            err = EventHandlerException(
-                f"event handler {sub.id} exceeded its {timeout}s timeout",
-                event_name=name,
-                handler=sub.id,
-                original_exception=exc,
-            )
-            await self._failed(sub, event, err, "timeout")
+            await self.handler_timed_out(sub, event, time.perf_counter() - start)
             return False
         except Exception as exc:
-            self._metrics.duration(name, sub.id, time.perf_counter() - start)
+            self._metrics.duration(sub, name, time.perf_counter() - start)
             await self._failed(sub, event, exc, "error")
             return False
-        self._metrics.duration(name, sub.id, time.perf_counter() - start)
+        self._metrics.duration(sub, name, time.perf_counter() - start)
         self.stats.succeeded += 1
         return True
+
+    async def handler_timed_out(
+        self, sub: Subscription, event: dict[str, Any], elapsed: float
+    ) -> None:
+        """Record that ``sub`` was stopped after exceeding its timeout (logged, reported, counted)."""
+        self._metrics.duration(sub, event["name"], elapsed)
+        self.stats.timed_out += 1
+        timeout = self.timeout_of(sub)
+        err = EventHandlerException(
+            f"event handler {sub.id} exceeded its {timeout}s timeout",
+            event_name=event["name"],
+            handler=sub.id,
+        )
+        await self._failed(sub, event, err, "timeout")
 
     async def _failed(
         self, sub: Subscription, event: dict[str, Any], exc: BaseException, stage: str

@@ -7,6 +7,9 @@ or running at once: past that, ``publish`` waits for room (backpressure), and ra
 published from inside a handler never wait (a chain of handlers cannot deadlock on a full
 queue), so the bound may be overshot by such chained events.
 
+Handler timeouts are enforced by one watchdog timer per loop (every :data:`WATCHDOG_TICK`
+seconds while runs are pending), so a run costs no timer of its own.
+
 State is kept per event loop: a backend used from a new loop (e.g. another test) starts afresh.
 """
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import time
 from typing import TYPE_CHECKING, Any
 
 from crown_nexus.core.events.backends.base import EventBackend
@@ -22,7 +26,11 @@ from crown_nexus.core.events.exceptions import EventPublishException
 if TYPE_CHECKING:
     from crown_nexus.core.events.service import EventService, Subscription
 
-__all__ = ["MemoryEventBackend", "in_handler"]
+__all__ = ["WATCHDOG_TICK", "MemoryEventBackend", "in_handler"]
+
+#: how often (seconds) the watchdog looks for handler runs past their timeout; a timeout is
+#: enforced within this much of its deadline
+WATCHDOG_TICK = 0.02
 
 _IN_HANDLER: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "crown_nexus_event_in_handler", default=False
@@ -35,7 +43,7 @@ def in_handler() -> bool:
 
 
 class _LoopState:
-    __slots__ = ("loop", "pending", "space", "tasks")
+    __slots__ = ("deadlines", "expired", "loop", "pending", "space", "tasks", "watchdog")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -43,6 +51,9 @@ class _LoopState:
         self.space = asyncio.Event()
         self.space.set()
         self.tasks: set[asyncio.Task[Any]] = set()
+        self.deadlines: dict[asyncio.Task[Any], float] = {}
+        self.expired: set[asyncio.Task[Any]] = set()
+        self.watchdog: asyncio.TimerHandle | None = None
 
 
 class MemoryEventBackend(EventBackend):
@@ -106,13 +117,39 @@ class MemoryEventBackend(EventBackend):
 
     async def _run(self, sub: Subscription, event: dict[str, Any], state: _LoopState) -> None:
         _IN_HANDLER.set(True)
+        task: asyncio.Task[Any] = asyncio.current_task()  # type: ignore[assignment]
+        timeout = self._service.timeout_of(sub)
+        start = time.perf_counter()
+        if timeout is not None:
+            state.deadlines[task] = state.loop.time() + timeout
+            if state.watchdog is None:
+                state.watchdog = state.loop.call_later(WATCHDOG_TICK, self._watch, state)
         try:
-            await self._service.run_handler(sub, event)
+            await self._service.run_handler(sub, event, enforce_timeout=False)
+        except asyncio.CancelledError:
+            if task not in state.expired:
+                raise
+            state.expired.discard(task)
+            task.uncancel()
+            await self._service.handler_timed_out(sub, event, time.perf_counter() - start)
         finally:
+            state.deadlines.pop(task, None)
             state.pending -= 1
-            state.tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
+            state.tasks.discard(task)
             if state.pending < self.max_pending:
                 state.space.set()
+
+    def _watch(self, state: _LoopState) -> None:
+        """Cancel handler runs past their deadline (one timer for all runs, not one per run)."""
+        state.watchdog = None
+        now = state.loop.time()
+        overdue = [t for t, deadline in state.deadlines.items() if deadline <= now]
+        for task in overdue:
+            del state.deadlines[task]
+            state.expired.add(task)
+            task.cancel()
+        if state.deadlines:
+            state.watchdog = state.loop.call_later(WATCHDOG_TICK, self._watch, state)
 
     def pending_count(self) -> int:
         """Handler runs scheduled or running on the current loop's state."""
