@@ -9,7 +9,7 @@ checks with metrics and cached permission lookups. The bit tests run in Cython w
 
 from __future__ import annotations
 
-from crown_nexus.core.permissions.checker import PermissionChecker
+from crown_nexus.core.permissions.checker import PermissionChecker, wait_for_events
 from crown_nexus.core.permissions.decorators import (
     require_admin,
     require_permission,
@@ -63,6 +63,7 @@ __all__ = [
     "require_permissions",
     "reset_registry",
     "set_user_loader",
+    "wait_for_events",
 ]
 
 

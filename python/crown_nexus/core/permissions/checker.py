@@ -26,7 +26,7 @@ from crown_nexus.core.permissions.models import Permission
 from crown_nexus.core.permissions.registry import get_registry
 from crown_nexus.logging import get_logger
 
-__all__ = ["PermissionChecker", "object_denied"]
+__all__ = ["PermissionChecker", "object_denied", "wait_for_events"]
 
 logger = get_logger("crown_nexus.core.permissions")
 
@@ -56,6 +56,16 @@ def _finished(task: asyncio.Task[Any]) -> None:
     _background.discard(task)
     if not task.cancelled() and task.exception() is not None:
         logger.debug("Permission event was not published", error=repr(task.exception()))
+
+
+async def wait_for_events() -> None:
+    """Wait until every denial event scheduled by a check has been handed to the event service.
+
+    Checks are synchronous, so under a running loop they publish in a background task; await this
+    (then ``event_service.wait_for_pending()`` for the handlers) to observe the events in order.
+    """
+    while _background:
+        await asyncio.gather(*list(_background), return_exceptions=True)
 
 
 def _publish(event_name: str, payload: dict[str, Any]) -> None:

@@ -1,0 +1,902 @@
+"""Guide §11 (Permission System) and its §14 usages, run as written with the user's objects supplied.
+
+Endpoints run under ``setup_app`` over HTTP with real bearer tokens; SPEC §4/§10 rules are
+cross-checked (user from ``current_user`` or from the token / API key, 401 vs 403, object rule).
+"""
+# ruff: noqa: I001, E402, F811, F841, UP006, UP035 - the guide's blocks are copied verbatim
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Dict, List
+
+import pytest
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel
+
+from crown_nexus.core.error import wait_for_reports
+from crown_nexus.core.exceptions import PermissionDeniedException, ResourceNotFoundException
+from crown_nexus.core.permissions import get_permission_service, set_user_loader, wait_for_events
+from crown_nexus.core.permissions.models import Permission, UserRole, ROLE_PERMISSIONS
+from crown_nexus.core.security import create_token
+from crown_nexus.core.security.dependencies import get_current_user_id
+from crown_nexus.logging import get_logger
+from crown_nexus.core.error import handle_exception
+from crown_nexus.testing import app_client, capture_errors
+from tests.guide._support import assert_error_body, data_of, guide_app
+
+logger = get_logger("app.permissions.example")
+
+# --- the user's own objects ---------------------------------------------------------------------
+
+
+@dataclass
+class User:
+    """The application's user model (SPEC §4)."""
+
+    id: str
+    role: UserRole
+    permissions: list[Permission] = field(default_factory=list)
+    is_active: bool = True
+
+
+@dataclass
+class Product:
+    """The application's product model."""
+
+    id: str
+    created_by_id: str
+    price: float = 100.0
+
+
+USERS: dict[str, User] = {}
+PRODUCTS: dict[str, Product] = {}
+
+
+@pytest.fixture(autouse=True)
+def _data() -> Iterator[None]:
+    """Fresh users and products per test; the permission service's user loader reads USERS."""
+    USERS.clear()
+    USERS.update(
+        admin=User("admin", UserRole.ADMIN),
+        manager=User("manager", UserRole.MANAGER),
+        client=User("client", UserRole.CLIENT),
+        owner=User("owner", UserRole.USER, permissions=[Permission.PRODUCT_UPDATE]),
+        gone=User("gone", UserRole.ADMIN, is_active=False),
+    )
+    PRODUCTS.clear()
+    PRODUCTS.update(p1=Product("p1", created_by_id="owner", price=100.0))
+    set_user_loader(lambda user_id, db: USERS.get(user_id))
+    yield
+    set_user_loader(None)
+
+
+def bearer(user_id: str) -> dict[str, str]:
+    """An Authorization header with a real access token carrying the user's role and grants."""
+    user = USERS[user_id]
+    token = create_token(user.id, role=user.role, permissions=[p.value for p in user.permissions])
+    return {"Authorization": f"Bearer {token}"}
+
+
+class AsyncSession:
+    """The user's database session (commits are counted)."""
+
+    def __init__(self) -> None:
+        self.commits = 0
+
+    async def commit(self) -> None:
+        self.commits += 1
+
+
+db = AsyncSession()
+
+
+async def get_db() -> Any:
+    """The user's ``get_db`` dependency."""
+    yield db
+
+
+async def get_current_user(user_id: str = Depends(get_current_user_id)) -> User:
+    """The user's ``get_current_user``: the token's subject loaded from their user table."""
+    return USERS[user_id]
+
+
+async def get_user_by_id(db: Any, user_id: str) -> User:
+    """The user's loader."""
+    return USERS[user_id]
+
+
+class ProductCreate(BaseModel):
+    """The user's request body for new products."""
+
+    name: str
+
+
+class ProductUpdate(BaseModel):
+    """The user's request body for product updates."""
+
+    name: str
+
+
+class _ProductService:
+    async def create_product(self, data: ProductCreate, user_id: str) -> dict[str, Any]:
+        return {"name": data.name, "created_by": user_id}
+
+    async def update_product(self, product_id: str, data: ProductUpdate, user_id: str) -> dict[str, Any]:
+        return {"id": product_id, "name": data.name, "updated_by": user_id}
+
+    async def get_sensitive_data(self, product_id: str) -> dict[str, Any]:
+        return {"id": product_id, "cost_price": 42.0}
+
+
+class _ReportService:
+    async def get_reports(self) -> list[str]:
+        return ["q1"]
+
+
+class _UserService:
+    async def delete_user(self, user_id: str) -> dict[str, Any]:
+        return {"deleted": user_id}
+
+
+class _ProductRepository:
+    async def get_by_id(self, *args: Any) -> Product | None:
+        return PRODUCTS.get(args[-1])  # the guide calls it as (db, id) and as (id)
+
+    async def save(self, product: Product) -> None:
+        PRODUCTS[product.id] = product
+
+
+class _UserRepository:
+    async def get_by_id(self, user_id: str) -> User | None:
+        return USERS.get(user_id)
+
+
+product_service = _ProductService()
+report_service = _ReportService()
+user_service = _UserService()
+product_repository = _ProductRepository()
+user_repository = _UserRepository()
+
+
+# --- 'Permission Models' ------------------------------------------------------------------------
+
+
+def test_permission_models(capsys: pytest.CaptureFixture[str]) -> None:
+    """Enums, ROLE_PERMISSIONS lookup and iteration print what the guide shows."""
+    from crown_nexus.core.permissions.models import Permission, UserRole, ROLE_PERMISSIONS
+
+    # Using predefined permissions
+    required_permission = Permission.USER_CREATE
+
+    # Check if a role has necessary permissions
+    admin_permissions = ROLE_PERMISSIONS[UserRole.ADMIN]
+    if Permission.USER_CREATE in admin_permissions:
+        print("Admins can create users")
+
+    # Available permissions are defined as enums
+    print("Available permissions:")
+    for permission in Permission:
+        print(f"- {permission.name}: {permission.value}")
+
+    out = capsys.readouterr().out.splitlines()
+    assert required_permission == "user:create" and Permission.SYSTEM_ADMIN == "system:admin"
+    assert out[0] == "Admins can create users" and out[1] == "Available permissions:"
+    assert out[2:] == [f"- {p.name}: {p.value}" for p in Permission]
+    assert "- PRODUCT_CREATE: product:create" in out
+
+
+# --- 'Basic Permission Checking' and 'Object-Level Permissions', verbatim ---------------------
+
+from crown_nexus.core.permissions.checker import PermissionChecker
+
+# Simple permission check
+def check_user_access(user, permission):
+    if PermissionChecker.has_permission(user, permission):
+        print(f"User has permission: {permission}")
+        return True
+    else:
+        print(f"Permission denied: {permission}")
+        return False
+
+# Check multiple permissions with AND logic
+def check_advanced_access(user, permissions):
+    if PermissionChecker.has_permissions(user, permissions, require_all=True):
+        print("User has all required permissions")
+        return True
+    else:
+        print("User is missing one or more required permissions")
+        return False
+
+# Check multiple permissions with OR logic
+def check_any_permission(user, permissions):
+    if PermissionChecker.has_permissions(user, permissions, require_all=False):
+        print("User has at least one of the required permissions")
+        return True
+    else:
+        print("User has none of the required permissions")
+        return False
+
+from crown_nexus.core.permissions.checker import PermissionChecker
+
+# Check if user can access a specific product
+def check_product_access(user, product, permission):
+    if PermissionChecker.check_object_permission(user, product, permission, owner_field="created_by_id"):
+        print(f"User can {permission.name} this product")
+        return True
+    else:
+        print(f"User cannot {permission.name} this product")
+        return False
+
+# Enforce object permission with automatic exception
+def enforce_product_access(user, product, permission):
+    try:
+        PermissionChecker.ensure_object_permission(user, product, permission, owner_field="created_by_id")
+        print(f"Access granted: {permission}")
+        return True
+    except PermissionDeniedException as e:
+        print(f"Access denied: {e}")
+        # Re-raise or handle as needed
+        raise
+
+
+def test_basic_permission_checking(capsys: pytest.CaptureFixture[str]) -> None:
+    """Single, all-of and any-of checks answer by role and grants and print the guide's lines."""
+    client, admin = USERS["client"], USERS["admin"]
+    assert check_user_access(client, Permission.ORDER_CREATE) is True
+    assert check_user_access(client, Permission.ORDER_DELETE) is False
+    assert check_user_access(USERS["gone"], Permission.ORDER_READ) is False  # inactive: nothing
+    assert check_user_access({"id": "d", "role": "client"}, "order:read") is True  # dicts work
+    out = capsys.readouterr().out
+    assert "User has permission: order:create" in out and "Permission denied: order:delete" in out
+    assert check_advanced_access(client, [Permission.ORDER_CREATE, Permission.ORDER_READ]) is True
+    assert check_advanced_access(client, [Permission.ORDER_CREATE, Permission.ORDER_ADMIN]) is False
+    assert check_any_permission(client, [Permission.ORDER_ADMIN, Permission.ORDER_READ]) is True
+    assert check_any_permission(client, [Permission.ORDER_ADMIN, Permission.USER_DELETE]) is False
+    assert check_advanced_access(admin, [Permission.ORDER_ADMIN, Permission.USER_DELETE]) is True
+    out = capsys.readouterr().out
+    assert "User has all required permissions" in out
+    assert "User is missing one or more required permissions" in out
+    assert "User has at least one of the required permissions" in out
+    assert "User has none of the required permissions" in out
+
+
+def test_object_level_rule(capsys: pytest.CaptureFixture[str]) -> None:
+    """SPEC §4 object rule: system:admin, or <resource>:admin, or permission + ownership."""
+    product = PRODUCTS["p1"]
+    owner, client, manager, admin = (USERS[n] for n in ("owner", "client", "manager", "admin"))
+    assert check_product_access(owner, product, Permission.PRODUCT_UPDATE) is True  # holds + owns
+    assert check_product_access(manager, product, Permission.PRODUCT_UPDATE) is True  # product:admin
+    assert check_product_access(admin, product, Permission.PRODUCT_DELETE) is True  # system:admin
+    assert check_product_access(client, product, Permission.PRODUCT_UPDATE) is False
+    assert check_product_access(owner, product, Permission.PRODUCT_DELETE) is False  # owns, lacks it
+    other = Product("p2", created_by_id="someone-else")
+    assert check_product_access(owner, other, Permission.PRODUCT_UPDATE) is False  # holds, not owner
+    numeric = User("7", UserRole.USER, permissions=[Permission.PRODUCT_UPDATE])
+    assert check_product_access(numeric, Product("p3", created_by_id=7), Permission.PRODUCT_UPDATE)
+    out = capsys.readouterr().out
+    assert "User can PRODUCT_UPDATE this product" in out
+    assert "User cannot PRODUCT_UPDATE this product" in out
+
+    assert enforce_product_access(owner, product, Permission.PRODUCT_UPDATE) is True
+    assert "Access granted: product:update" in capsys.readouterr().out
+    with pytest.raises(PermissionDeniedException) as info:
+        enforce_product_access(client, product, Permission.PRODUCT_UPDATE)
+    assert info.value.status_code == 403 and info.value.code == "PERMISSION_DENIED"
+    assert info.value.permission == "product:update"
+    assert f"Access denied: {info.value.message}" in capsys.readouterr().out
+
+
+# --- 'Using Permission Decorators', verbatim -------------------------------------------------------
+
+
+def decorator_router() -> APIRouter:
+    router = APIRouter()
+
+    from crown_nexus.core.permissions.decorators import require_permission, require_permissions, require_admin
+    from crown_nexus.core.permissions.models import Permission
+
+    # Simple permission requirement
+    @router.post("/products/")
+    @require_permission(Permission.PRODUCT_CREATE)
+    async def create_product(product_data: ProductCreate, current_user: User = Depends(get_current_user)):
+        """
+        Create a new product.
+        Requires product:create permission.
+        """
+        return await product_service.create_product(product_data, current_user.id)
+
+    # Multiple permission requirements (ALL)
+    @router.put("/products/{product_id}")
+    @require_permissions([Permission.PRODUCT_UPDATE, Permission.PRODUCT_ADMIN], require_all=True)
+    async def update_product(
+        product_id: str,
+        product_data: ProductUpdate,
+        current_user: User = Depends(get_current_user)
+    ):
+        """
+        Update a product.
+        Requires both product:update AND product:admin permissions.
+        """
+        return await product_service.update_product(product_id, product_data, current_user.id)
+
+    # Multiple permission requirements (ANY)
+    @router.get("/reports/")
+    @require_permissions([Permission.PRODUCT_ADMIN, Permission.SYSTEM_ADMIN], require_all=False)
+    async def view_reports(current_user: User = Depends(get_current_user)):
+        """
+        View system reports.
+        Requires EITHER product:admin OR system:admin permission.
+        """
+        return await report_service.get_reports()
+
+    # Admin-only endpoint
+    @router.delete("/users/{user_id}")
+    @require_admin()
+    async def delete_user(user_id: str, current_user: User = Depends(get_current_user)):
+        """
+        Delete a user.
+        Requires system:admin permission.
+        """
+        return await user_service.delete_user(user_id)
+
+    return router
+
+
+async def test_decorators_over_http() -> None:
+    """Each decorated endpoint: 200 with the permission(s), 403 without, 401 (Bearer) with no credentials."""
+    app = guide_app(decorator_router())
+    async with app_client(app) as client:
+        r = await client.post("/products/", json={"name": "Lamp"}, headers=bearer("manager"))
+        assert r.status_code == 200, r.text
+        assert data_of(r.json()) == {"name": "Lamp", "created_by": "manager"}
+        r = await client.post("/products/", json={"name": "Lamp"}, headers=bearer("client"))
+        assert r.status_code == 403
+        assert_error_body(r.json(), "PERMISSION_DENIED")
+        assert r.json()["details"]["permission"] == "product:create"
+        r = await client.post("/products/", json={"name": "Lamp"})
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+        assert_error_body(r.json(), "AUTHENTICATION_ERROR")
+        r = await client.post("/products/", json={"name": "Lamp"}, headers={"Authorization": "Bearer junk"})
+        assert r.status_code == 401
+
+        # ALL: manager holds both; owner holds product:update only
+        r = await client.put("/products/p1", json={"name": "New"}, headers=bearer("manager"))
+        assert r.status_code == 200 and data_of(r.json())["updated_by"] == "manager"
+        r = await client.put("/products/p1", json={"name": "New"}, headers=bearer("owner"))
+        assert r.status_code == 403
+        assert_error_body(r.json(), "PERMISSION_DENIED")
+
+        # ANY: product:admin (manager) or system:admin (admin); client has neither
+        for who, status in (("manager", 200), ("admin", 200), ("client", 403)):
+            r = await client.get("/reports/", headers=bearer(who))
+            assert r.status_code == status, who
+        assert data_of(r.json()) if status == 200 else True
+
+        # admin only
+        r = await client.delete("/users/u9", headers=bearer("admin"))
+        assert r.status_code == 200 and data_of(r.json()) == {"deleted": "u9"}
+        r = await client.delete("/users/u9", headers=bearer("manager"))
+        assert r.status_code == 403
+        # the docstrings survive the decorators (OpenAPI descriptions)
+        schema = (await client.get("/openapi.json")).json()
+        assert "Requires system:admin permission." in schema["paths"]["/users/{user_id}"]["delete"]["description"]
+
+
+def test_decorated_functions_called_directly() -> None:
+    """Called without FastAPI, the decorators read ``current_user``: 403 / 401 as typed exceptions."""
+    import asyncio
+
+    from crown_nexus.core.exceptions import AuthenticationException
+    from crown_nexus.core.permissions.decorators import require_admin
+
+    @require_admin()
+    async def purge(current_user: User | None = None) -> str:
+        return "purged"
+
+    assert asyncio.run(purge(current_user=USERS["admin"])) == "purged"
+    with pytest.raises(PermissionDeniedException):
+        asyncio.run(purge(current_user=USERS["manager"]))
+    with pytest.raises(AuthenticationException):
+        asyncio.run(purge())
+
+
+# --- SPEC §10: the user from the token / API key when there is no current_user --------------------
+
+
+def token_only_router() -> APIRouter:
+    from crown_nexus.core.permissions.decorators import require_permission, require_permissions
+
+    router = APIRouter()
+
+    @router.get("/catalogue")
+    @require_permission(Permission.PRODUCT_READ)
+    async def catalogue() -> dict[str, Any]:
+        return {"items": ["lamp"]}
+
+    @router.get("/audit")
+    @require_permissions([Permission.SYSTEM_ADMIN, Permission.PRODUCT_ADMIN], require_all=False)
+    async def audit(request: Request) -> dict[str, Any]:
+        return {"path": request.url.path}
+
+    @router.get("/sync-catalogue")
+    @require_permission(Permission.PRODUCT_READ)
+    def sync_catalogue(limit: int = 10) -> dict[str, Any]:
+        return {"limit": limit}
+
+    return router
+
+
+async def test_require_permission_reads_bearer_token_and_api_key() -> None:
+    """SPEC §10: with no current_user the decorators use the bearer token or API key claims."""
+    from crown_nexus.core.security import generate_api_key, verify_api_key
+    from crown_nexus.core.security.dependencies import register_api_key_resolver
+
+    key = generate_api_key("svc-1", "reporting", [Permission.PRODUCT_READ.value])
+    stored = {key.key_id: key}
+
+    async def resolve(api_key: str, request: Request) -> dict[str, Any] | None:
+        data = stored.get(api_key.split(".", 1)[0])
+        if data is None or not verify_api_key(api_key, data.hashed_secret):
+            return None
+        return {"id": data.user_id, "role": None, "permissions": list(data.permissions)}
+
+    app = guide_app(token_only_router())
+    register_api_key_resolver(resolve, app=app)
+    async with app_client(app) as client:
+        ok = await client.get("/catalogue", headers=bearer("client"))
+        assert ok.status_code == 200, ok.text
+        assert data_of(ok.json()) == {"items": ["lamp"]}
+        none = await client.get("/catalogue")
+        assert none.status_code == 401 and none.headers["www-authenticate"] == "Bearer"
+        assert_error_body(none.json(), "AUTHENTICATION_ERROR")
+        bad = await client.get("/catalogue", headers={"Authorization": "Bearer not.a.jwt"})
+        assert bad.status_code == 401
+        inactive_grants = await client.get("/audit", headers=bearer("client"))
+        assert inactive_grants.status_code == 403
+        assert_error_body(inactive_grants.json(), "PERMISSION_DENIED")
+        assert (await client.get("/audit", headers=bearer("manager"))).status_code == 200
+        by_key = await client.get("/catalogue", headers={"X-API-Key": key.api_key})
+        assert by_key.status_code == 200, by_key.text
+        key_denied = await client.get("/audit", headers={"X-API-Key": key.api_key})
+        assert key_denied.status_code == 403
+        wrong_key = await client.get("/catalogue", headers={"X-API-Key": f"{key.key_id}.nope"})
+        assert wrong_key.status_code == 401
+        sync_ok = await client.get("/sync-catalogue", params={"limit": 3}, headers=bearer("client"))
+        assert sync_ok.status_code == 200 and data_of(sync_ok.json()) == {"limit": 3}
+        assert (await client.get("/sync-catalogue")).status_code == 401
+        # the hidden request parameter does not appear in the API schema
+        schema = (await client.get("/openapi.json")).json()
+        params = schema["paths"]["/sync-catalogue"]["get"].get("parameters", [])
+        assert [p["name"] for p in params] == ["limit"]
+        assert "parameters" not in schema["paths"]["/catalogue"]["get"]
+
+
+# --- 'Permission Service', verbatim ------------------------------------------------------------------
+
+
+def sensitive_router() -> APIRouter:
+    router = APIRouter()
+
+    from crown_nexus.core.permissions import get_permission_service
+
+    # Get permission service through dependency injection
+    @router.get("/products/{product_id}/sensitive-data")
+    async def get_product_sensitive_data(
+        product_id: str,
+        current_user: User = Depends(get_current_user),
+        db: AsyncSession = Depends(get_db)
+    ):
+        # Get permission service
+        permission_service = get_permission_service(db)
+
+        # Get the product
+        product = await product_repository.get_by_id(db, product_id)
+        if not product:
+            raise ResourceNotFoundException(resource_type="Product", resource_id=product_id)
+
+        # Check object-level permission
+        await permission_service.ensure_object_permission(
+            current_user,
+            product,
+            Permission.PRODUCT_ADMIN,
+            owner_field="created_by_id"
+        )
+
+        # If we get here, the user has permission
+        return await product_service.get_sensitive_data(product_id)
+
+    return router
+
+
+async def test_permission_service_endpoint() -> None:
+    """Resource admins get the data; the owner without product:admin gets 403; unknown product 404."""
+    app = guide_app(sensitive_router())
+    async with app_client(app) as client:
+        ok = await client.get("/products/p1/sensitive-data", headers=bearer("manager"))
+        denied = await client.get("/products/p1/sensitive-data", headers=bearer("owner"))
+        missing = await client.get("/products/zz/sensitive-data", headers=bearer("manager"))
+        anonymous = await client.get("/products/p1/sensitive-data")
+    assert ok.status_code == 200 and data_of(ok.json()) == {"id": "p1", "cost_price": 42.0}
+    assert denied.status_code == 403
+    assert_error_body(denied.json(), "PERMISSION_DENIED")
+    assert denied.json()["details"]["permission"] == "product:admin"
+    assert missing.status_code == 404
+    assert_error_body(missing.json(), "RESOURCE_NOT_FOUND", "Product with id zz not found")
+    assert anonymous.status_code == 401
+
+
+# --- 'Permission in Service Classes', verbatim -------------------------------------------------------
+
+from crown_nexus.core.dependency_manager import get_service
+
+class ProductService:
+    def __init__(self, db):
+        self.db = db
+        self.permission_service = get_service("permission_service", db=db)
+
+    async def update_product_price(self, product_id: str, new_price: float, user_id: str):
+        # Get the user
+        user = await get_user_by_id(self.db, user_id)
+
+        # Get the product
+        product = await self.repository.get_by_id(product_id)
+        if not product:
+            raise ResourceNotFoundException(resource_type="Product", resource_id=product_id)
+
+        # Check permissions
+        has_permission = await self.permission_service.check_object_permission(
+            user,
+            product,
+            Permission.PRODUCT_UPDATE,
+            owner_field="created_by_id"
+        )
+
+        if not has_permission:
+            # For price changes > 20%, require admin permission
+            price_change_pct = abs(new_price - product.price) / product.price * 100
+            if price_change_pct > 20:
+                await self.permission_service.ensure_permission(
+                    user,
+                    Permission.PRODUCT_ADMIN,
+                    resource_type="Product",
+                    resource_id=product_id
+                )
+
+        # Update the product
+        product.price = new_price
+        await self.repository.save(product)
+
+        return product
+
+
+async def test_permission_in_service_classes() -> None:
+    """Owners change any price; others only by up to 20 %; beyond that product:admin is required."""
+    service = ProductService(db)
+    service.repository = product_repository
+    assert service.permission_service.db is db
+    assert (await service.update_product_price("p1", 300.0, "owner")).price == 300.0
+    assert (await service.update_product_price("p1", 330.0, "client")).price == 330.0  # +10 %
+    with pytest.raises(PermissionDeniedException) as info:
+        await service.update_product_price("p1", 500.0, "client")  # +51 %
+    assert info.value.permission == "product:admin" and info.value.resource_type == "Product"
+    assert info.value.details["resource_id"] == "p1"
+    assert PRODUCTS["p1"].price == 330.0
+    with pytest.raises(ResourceNotFoundException):
+        await service.update_product_price("nope", 1.0, "owner")
+
+
+# --- 'Retrieving User Permissions', verbatim ----------------------------------------------------------
+
+from crown_nexus.core.dependency_manager import get_service
+
+# Get all permissions for a user
+async def get_user_permissions(user_id: str, db: AsyncSession):
+    permission_service = get_permission_service(db)
+
+    try:
+        # Get all permissions for the user
+        permissions = await permission_service.get_user_permissions(user_id)
+
+        return {
+            "user_id": user_id,
+            "permissions": [p.value for p in permissions]
+        }
+    except Exception as e:
+        logger.error(f"Error retrieving user permissions: {e}", user_id=user_id)
+        handle_exception(e, user_id=user_id)
+        raise
+
+
+async def test_retrieving_user_permissions() -> None:
+    """A user's role permissions plus grants as strings; an unknown user is 404 and reported."""
+    result = await get_user_permissions("client", db)
+    assert result["user_id"] == "client"
+    assert sorted(result["permissions"]) == sorted(p.value for p in ROLE_PERMISSIONS[UserRole.CLIENT])
+    owner = await get_user_permissions("owner", db)
+    assert "product:update" in owner["permissions"]
+    assert (await get_user_permissions("gone", db))["permissions"] == []  # inactive
+    with capture_errors() as reporter:
+        with pytest.raises(ResourceNotFoundException):
+            await get_user_permissions("nobody", db)
+        await wait_for_reports()
+    [entry] = reporter.recent()
+    assert entry.context.user_id == "nobody" and entry.context.function == "get_user_permissions"
+
+
+# --- 'Utility Functions', verbatim -------------------------------------------------------------------
+
+from crown_nexus.core.permissions.utils import has_any_permission, has_all_permissions, check_owner_permission
+
+# Utility to check ownership
+def is_owner(user_id: str, entity_user_id: str):
+    return check_owner_permission(user_id, entity_user_id)
+
+# Utility to check if user has any of the specified permissions
+def can_perform_any(user, permissions: List[str]):
+    return has_any_permission(user, permissions)
+
+# Utility to check if user has all specified permissions
+def can_perform_all(user, permissions: List[str]):
+    return has_all_permissions(user, permissions)
+
+
+def test_utility_functions() -> None:
+    """Ownership compares ids as strings; any/all over permission strings."""
+    assert is_owner("u1", "u1") is True and is_owner("u1", "u2") is False
+    client = USERS["client"]
+    assert can_perform_any(client, ["order:admin", "order:read"]) is True
+    assert can_perform_any(client, ["order:admin", "user:delete"]) is False
+    assert can_perform_all(client, ["order:create", "order:read"]) is True
+    assert can_perform_all(client, ["order:admin", "order:read"]) is False
+
+
+# --- 'Cache Integration', verbatim -------------------------------------------------------------------
+
+# Invalidate cached permissions when user roles/permissions change
+async def update_user_role(user_id: str, new_role: UserRole):
+    # Update in database
+    user = await user_repository.get_by_id(user_id)
+    user.role = new_role
+    await db.commit()
+
+    # Invalidate permission cache
+    permission_service = get_permission_service(db)
+    await permission_service.invalidate_permissions_cache(user_id)
+
+    return user
+
+
+async def test_cache_integration() -> None:
+    """Permissions looked up by id are cached until update_user_role invalidates them."""
+    await get_permission_service(db).invalidate_permissions_cache("client")
+    before = await get_user_permissions("client", db)
+    assert "order:admin" not in before["permissions"]
+    USERS["client"].role = UserRole.MANAGER  # changed behind the service's back: still cached
+    assert (await get_user_permissions("client", db)) == before
+    USERS["client"].role = UserRole.CLIENT
+    commits = db.commits
+    user = await update_user_role("client", UserRole.MANAGER)
+    assert user.role is UserRole.MANAGER and db.commits == commits + 1
+    after = await get_user_permissions("client", db)
+    assert "order:admin" in after["permissions"]
+    await get_permission_service(db).invalidate_permissions_cache("client")
+
+
+# --- 'Metrics Integration' ----------------------------------------------------------------------------
+
+
+async def test_metrics_recorded_automatically() -> None:
+    """The service's checks feed the guide's counters and histograms in the metrics service."""
+    from crown_nexus.core.metrics import get_metrics_service
+
+    metrics = get_metrics_service()
+    service = get_permission_service(db)
+
+    def total(name: str) -> float:
+        return metrics.get_counter_sum(name)
+
+    checks, multi, objects = (
+        total("permission_checks_total"),
+        total("multiple_permissions_checks_total"),
+        total("object_permission_checks_total"),
+    )
+    assert await service.has_permission(USERS["client"], Permission.ORDER_READ)
+    assert not await service.has_permissions(USERS["client"], [Permission.ORDER_ADMIN])
+    assert await service.check_object_permission(
+        USERS["owner"], PRODUCTS["p1"], Permission.PRODUCT_UPDATE, owner_field="created_by_id"
+    )
+    assert total("permission_checks_total") == checks + 1
+    assert total("multiple_permissions_checks_total") == multi + 1
+    assert total("object_permission_checks_total") == objects + 1
+    for histogram in (
+        "permission_check_duration_seconds",
+        "multiple_permissions_check_duration_seconds",
+        "object_permission_check_duration_seconds",
+    ):
+        assert metrics.get_metric(histogram) is not None, histogram
+    await service.invalidate_permissions_cache("owner")
+    await service.get_user_permissions("owner")
+    hits = total("user_permissions_cache_hits_total")
+    await service.get_user_permissions("owner")
+    assert total("user_permissions_cache_hits_total") == hits + 1
+    assert metrics.get_metric("get_user_permissions_duration_seconds") is not None
+
+
+# --- 'Events Integration', verbatim -----------------------------------------------------------------
+
+
+async def test_permission_denied_event_handler() -> None:
+    """A failed check publishes permission.denied with the fields the guide's handler reads."""
+    from crown_nexus.core.events import event_service
+
+    class SecurityAuditService:  # the user's own audit sink
+        def __init__(self) -> None:
+            self.logged: list[tuple[str, str, dict[str, Any]]] = []
+
+        async def log_event(self, kind: str, user_id: str, details: dict[str, Any]) -> None:
+            self.logged.append((kind, user_id, details))
+
+    security_audit_service = SecurityAuditService()
+
+    # Example event handler for security monitoring
+    @event_service.event_handler("permission.denied")
+    async def log_permission_denied(event):
+        data = event["data"]
+        logger.warning(
+            "Permission denied event",
+            user_id=data["user_id"],
+            permission=data["permission"],
+            resource_type=data["resource_type"],
+            resource_id=data["resource_id"],
+            action=data["action"]
+        )
+
+        # Add to security audit log
+        await security_audit_service.log_event(
+            "PERMISSION_DENIED",
+            user_id=data["user_id"],
+            details=data
+        )
+
+    object_events: list[dict[str, Any]] = []
+
+    @event_service.event_handler("permission.object_denied")
+    async def on_object_denied(event: dict[str, Any]) -> None:
+        object_events.append(event["data"])
+
+    try:
+        service = get_permission_service(db)
+        assert not await service.has_permission(USERS["client"], Permission.USER_DELETE)
+        assert not await service.check_object_permission(
+            USERS["client"], PRODUCTS["p1"], Permission.PRODUCT_UPDATE, owner_field="created_by_id"
+        )
+        await wait_for_events()  # the checks handed their events to the event service
+        assert await event_service.wait_for_pending(timeout=5)
+    finally:
+        event_service.unsubscribe("permission.denied", log_permission_denied)
+        event_service.unsubscribe("permission.object_denied", on_object_denied)
+    [(kind, user_id, details)] = security_audit_service.logged
+    assert (kind, user_id) == ("PERMISSION_DENIED", "client")
+    assert details["permission"] == "user:delete" and details["action"] == "delete"
+    [obj] = object_events
+    assert obj["user_id"] == "client" and obj["permission"] == "product:update"
+    assert obj["resource_type"] == "Product" and obj["resource_id"] == "p1"
+
+
+# --- §14 'Securing API Endpoints with Multiple Layers', verbatim ------------------------------------
+
+
+def secured_router() -> APIRouter:
+    from fastapi import Depends, APIRouter
+    from crown_nexus.core.security.dependencies import get_current_user_id
+    from crown_nexus.core.permissions.decorators import require_permission
+    from crown_nexus.core.security.validation import detect_suspicious_content
+    from crown_nexus.core.exceptions import SecurityException, ErrorCode
+    from crown_nexus.core.security import get_security_service
+
+    router = APIRouter()
+
+    # Define multiple security layers
+    async def validate_content(request: Request):
+        """Middleware to check for malicious content."""
+        body = await request.json()
+        content = json.dumps(body)
+
+        if detect_suspicious_content(content):
+            raise SecurityException(
+                message="Potentially malicious content detected",
+                code=ErrorCode.SECURITY_ERROR
+            )
+        return body
+
+    @router.post("/documents")
+    @require_permission(Permission.DOCUMENT_CREATE)  # Permission check
+    async def create_document(
+        request: Request,
+        body: Dict[str, Any] = Depends(validate_content),  # Content validation
+        current_user_id: str = Depends(get_current_user_id),  # Authentication
+        db: AsyncSession = Depends(get_db)
+    ):
+        """Create a new document.
+
+        This endpoint is protected by:
+        1. Authentication (get_current_user_id)
+        2. Permission check (require_permission)
+        3. Content validation (validate_content)
+        4. Rate limiting (RateLimitMiddleware)
+        5. CSRF protection (from security middleware)
+        """
+        security_service = get_security_service()
+
+        # Get CSRF token from header
+        csrf_token = request.headers.get("X-CSRF-Token")
+        if not csrf_token or not security_service.validate_csrf_token(csrf_token, current_user_id):
+            raise SecurityException(message="Invalid CSRF token")
+
+        # Create document
+        document_service = get_service("document_service", db=db)
+        document = await document_service.create_document(body, current_user_id)
+
+        return document
+
+    return router
+
+
+class DocumentService:
+    """The user's document service (registered as "document_service")."""
+
+    def __init__(self, db: Any = None) -> None:
+        self.db = db
+
+    async def create_document(self, body: dict[str, Any], user_id: str) -> dict[str, Any]:
+        return {"title": body["title"], "owner_id": user_id}
+
+
+async def test_securing_endpoint_with_multiple_layers() -> None:
+    """Authentication 401, permission 403, suspicious content 403, CSRF 403, and 200 when all pass."""
+    from crown_nexus.core.security import get_security_service
+    from tests.guide._support import registered
+
+    csrf = get_security_service().generate_csrf_token("owner")
+    app = guide_app(secured_router())
+    with registered("document_service", DocumentService):
+        async with app_client(app) as client:
+            ok = await client.post(
+                "/documents", json={"title": "Plan"}, headers={**bearer("owner"), "X-CSRF-Token": csrf}
+            )
+            anonymous = await client.post("/documents", json={"title": "Plan"})
+            no_perm = await client.post(
+                "/documents", json={"title": "Plan"}, headers={**bearer("client"), "X-CSRF-Token": csrf}
+            )
+            evil = await client.post(
+                "/documents",
+                json={"title": "<script>alert(1)</script>"},
+                headers={**bearer("owner"), "X-CSRF-Token": csrf},
+            )
+            no_csrf = await client.post("/documents", json={"title": "Plan"}, headers=bearer("owner"))
+            wrong_csrf = await client.post(
+                "/documents",
+                json={"title": "Plan"},
+                headers={**bearer("owner"), "X-CSRF-Token": get_security_service().generate_csrf_token("other")},
+            )
+    assert ok.status_code == 200, ok.text
+    assert data_of(ok.json()) == {"title": "Plan", "owner_id": "owner"}
+    assert anonymous.status_code == 401
+    assert_error_body(anonymous.json(), "AUTHENTICATION_ERROR")
+    assert no_perm.status_code == 403
+    assert_error_body(no_perm.json(), "PERMISSION_DENIED")
+    assert evil.status_code == 403
+    assert_error_body(evil.json(), "SECURITY_ERROR", "Potentially malicious content detected")
+    for response in (no_csrf, wrong_csrf):
+        assert response.status_code == 403
+        assert_error_body(response.json(), "SECURITY_ERROR", "Invalid CSRF token")
+
+
+def test_permission_denied_with_message_alone() -> None:
+    """SPEC: PermissionDeniedException(message=...) alone works (403, PERMISSION_DENIED)."""
+    exc = PermissionDeniedException(message="You don't have permission to create products")
+    assert exc.status_code == 403 and exc.code == "PERMISSION_DENIED"
+    assert exc.message == "You don't have permission to create products"
