@@ -14,6 +14,7 @@
 //! Parsed public/private keys and keyed HMAC states (secret already absorbed) are cached per key
 //! bytes, at most 64 per kind (the cache is emptied when full); only secrets that fit HMAC are
 //! cached. Ed25519/P-256 signing and verifying run with the GIL released.
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -298,6 +299,12 @@ fn str_eq(a: &Bound<'_, PyString>, b: &str) -> bool {
 
 // ------------------------------------------------------------------------------ strict JSON
 
+enum JsonNum {
+    I(i64),
+    U(u64),
+    F(f64),
+}
+
 struct JsonParser<'a, 'py> {
     py: Python<'py>,
     s: &'a str,
@@ -334,12 +341,68 @@ impl<'a, 'py> JsonParser<'a, 'py> {
         }
     }
 
-    fn literal(&mut self, word: &[u8], value: Bound<'py, PyAny>) -> R<Bound<'py, PyAny>> {
+    fn literal_ok(&mut self, word: &[u8]) -> R<()> {
         if self.b[self.i..].starts_with(word) {
             self.i += word.len();
-            Ok(value)
+            Ok(())
         } else {
             malformed()
+        }
+    }
+
+    fn literal(&mut self, word: &[u8], value: Bound<'py, PyAny>) -> R<Bound<'py, PyAny>> {
+        self.literal_ok(word)?;
+        Ok(value)
+    }
+
+    /// Check one value without building it (same grammar and limits as `value`).
+    fn skip_value(&mut self) -> R<()> {
+        match self.peek() {
+            Some(b'{') => self.skip_container(b'}', true),
+            Some(b'[') => self.skip_container(b']', false),
+            Some(b'"') => self.string_raw().map(|_| ()),
+            Some(b't') => self.literal_ok(b"true"),
+            Some(b'f') => self.literal_ok(b"false"),
+            Some(b'n') => self.literal_ok(b"null"),
+            Some(b'-' | b'0'..=b'9') => self.number_raw().map(|_| ()),
+            _ => malformed(),
+        }
+    }
+
+    fn skip_container(&mut self, close: u8, is_object: bool) -> R<()> {
+        self.enter()?;
+        if self.peek() == Some(close) {
+            self.i += 1;
+            self.depth -= 1;
+            return Ok(());
+        }
+        loop {
+            if is_object {
+                if self.peek() != Some(b'"') {
+                    return malformed();
+                }
+                self.string_raw()?;
+                self.skip_ws();
+                if self.peek() != Some(b':') {
+                    return malformed();
+                }
+                self.i += 1;
+                self.skip_ws();
+            }
+            self.skip_value()?;
+            self.skip_ws();
+            match self.peek() {
+                Some(b',') => {
+                    self.i += 1;
+                    self.skip_ws();
+                }
+                Some(c) if c == close => {
+                    self.i += 1;
+                    self.depth -= 1;
+                    return Ok(());
+                }
+                _ => return malformed(),
+            }
         }
     }
 
@@ -458,6 +521,12 @@ impl<'a, 'py> JsonParser<'a, 'py> {
     }
 
     fn string(&mut self) -> R<Bound<'py, PyString>> {
+        let text = self.string_raw()?;
+        Ok(PyString::new(self.py, &text))
+    }
+
+    /// One JSON string (at its opening quote), unescaped; borrowed when it has no escapes.
+    fn string_raw(&mut self) -> R<Cow<'a, str>> {
         self.i += 1; // opening quote
         let start = self.i;
         // fast path: no escapes
@@ -466,7 +535,7 @@ impl<'a, 'py> JsonParser<'a, 'py> {
                 b'"' => {
                     let s = &self.s[start..self.i];
                     self.i += 1;
-                    return Ok(PyString::new(self.py, s));
+                    return Ok(Cow::Borrowed(s));
                 }
                 b'\\' => break,
                 c if c < 0x20 => return malformed(),
@@ -481,7 +550,7 @@ impl<'a, 'py> JsonParser<'a, 'py> {
             match c {
                 b'"' => {
                     self.i += 1;
-                    return Ok(PyString::new(self.py, &out));
+                    return Ok(Cow::Owned(out));
                 }
                 b'\\' => {
                     self.i += 1;
@@ -545,6 +614,14 @@ impl<'a, 'py> JsonParser<'a, 'py> {
     }
 
     fn number(&mut self) -> R<Bound<'py, PyAny>> {
+        Ok(match self.number_raw()? {
+            JsonNum::I(v) => v.into_pyobject(self.py).map_err(PyErr::from)?.into_any(),
+            JsonNum::U(v) => v.into_pyobject(self.py).map_err(PyErr::from)?.into_any(),
+            JsonNum::F(v) => PyFloat::new(self.py, v).into_any(),
+        })
+    }
+
+    fn number_raw(&mut self) -> R<JsonNum> {
         let start = self.i;
         let negative = self.peek() == Some(b'-');
         if negative {
@@ -580,17 +657,17 @@ impl<'a, 'py> JsonParser<'a, 'py> {
             // integers within 64 bits stay integers (`-0` is 0); larger ones become floats
             if negative {
                 if let Ok(v) = text.parse::<i64>() {
-                    return Ok(v.into_pyobject(self.py).map_err(PyErr::from)?.into_any());
+                    return Ok(JsonNum::I(v));
                 }
             } else if let Ok(v) = text.parse::<u64>() {
-                return Ok(v.into_pyobject(self.py).map_err(PyErr::from)?.into_any());
+                return Ok(JsonNum::U(v));
             }
         }
         let f: f64 = text.parse().map_err(|_| Fail::Reason("malformed"))?;
         if !f.is_finite() {
             return malformed();
         }
-        Ok(PyFloat::new(self.py, f).into_any())
+        Ok(JsonNum::F(f))
     }
 }
 
@@ -641,26 +718,14 @@ fn parse_json_object<'py>(py: Python<'py>, raw: &[u8]) -> R<Bound<'py, PyDict>> 
 
 // ------------------------------------------------------------------------------ token text
 
-struct Parts<'py> {
-    header: Bound<'py, PyDict>,
-    alg: String,
-    signing_input_len: usize,
-    payload: Vec<u8>,
-    signature: Vec<u8>,
-}
-
 fn b64_decode(segment: &str) -> R<Vec<u8>> {
     URL_SAFE_NO_PAD
         .decode(segment)
         .map_err(|_| Fail::Reason("malformed"))
 }
 
-/// Steps 1-3 of the check order; returns the parts and the token text.
-fn split<'py, 't>(
-    py: Python<'py>,
-    token: &'t Bound<'py, PyAny>,
-    max_length: i64,
-) -> R<(Parts<'py>, &'t str)> {
+/// Steps 1-2 and the segment split: (token text, header, payload, signature segments).
+fn segments<'t>(token: &'t Bound<'_, PyAny>, max_length: i64) -> R<[&'t str; 4]> {
     let Ok(token) = token.downcast::<PyString>() else {
         return malformed();
     };
@@ -671,41 +736,105 @@ fn split<'py, 't>(
     let Ok(text) = token.to_str() else {
         return malformed();
     };
-    let mut segments = text.split('.');
-    let (Some(h), Some(p), Some(s), None) = (
-        segments.next(),
-        segments.next(),
-        segments.next(),
-        segments.next(),
-    ) else {
+    let mut parts = text.split('.');
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return malformed();
     };
+    Ok([text, h, p, s])
+}
+
+/// Step 3 for `get_unverified_header`: the header as a dict, other segments checked.
+fn header_dict<'py>(
+    py: Python<'py>,
+    token: &Bound<'py, PyAny>,
+    max_length: i64,
+) -> R<Bound<'py, PyDict>> {
+    let [_, h, p, s] = segments(token, max_length)?;
     let header = parse_json_object(py, &b64_decode(h)?)?;
-    let payload = b64_decode(p)?;
-    let signature = b64_decode(s)?;
-    let alg = match header.get_item(pyo3::intern!(py, "alg"))? {
-        Some(a) => match a.downcast::<PyString>() {
-            Ok(a) => a.to_str()?.to_owned(),
-            Err(_) => return malformed(),
-        },
-        None => return malformed(),
-    };
+    b64_decode(p)?;
+    b64_decode(s)?;
+    match header.get_item(pyo3::intern!(py, "alg"))? {
+        Some(a) if a.is_instance_of::<PyString>() => {}
+        _ => return malformed(),
+    }
     if let Some(kid) = header.get_item(pyo3::intern!(py, "kid"))? {
         if !kid.is_instance_of::<PyString>() {
             return malformed();
         }
     }
-    let signing_input_len = h.len() + 1 + p.len();
-    Ok((
-        Parts {
-            header,
-            alg,
-            signing_input_len,
-            payload,
-            signature,
-        },
-        text,
-    ))
+    Ok(header)
+}
+
+/// Step 3 for `decode`: the header JSON checked like `parse_json_object` but without building
+/// it; returns `alg` (a string; `kid`, when present, a string), last duplicate winning.
+fn scan_header(py: Python<'_>, raw: &[u8]) -> R<String> {
+    let s = std::str::from_utf8(raw).map_err(|_| Fail::Reason("malformed"))?;
+    let mut p = JsonParser {
+        py,
+        s,
+        b: raw,
+        i: 0,
+        depth: 0,
+    };
+    p.skip_ws();
+    if p.peek() != Some(b'{') {
+        return malformed();
+    }
+    p.enter()?;
+    // None: absent; Some(None): not a string
+    let mut alg: Option<Option<String>> = None;
+    let mut kid_ok = true;
+    if p.peek() == Some(b'}') {
+        p.i += 1;
+    } else {
+        loop {
+            if p.peek() != Some(b'"') {
+                return malformed();
+            }
+            let key = p.string_raw()?;
+            p.skip_ws();
+            if p.peek() != Some(b':') {
+                return malformed();
+            }
+            p.i += 1;
+            p.skip_ws();
+            let is_str = p.peek() == Some(b'"');
+            match key.as_ref() {
+                "alg" if is_str => alg = Some(Some(p.string_raw()?.into_owned())),
+                "alg" => {
+                    p.skip_value()?;
+                    alg = Some(None);
+                }
+                "kid" => {
+                    p.skip_value()?;
+                    kid_ok = is_str;
+                }
+                _ => p.skip_value()?,
+            }
+            p.skip_ws();
+            match p.peek() {
+                Some(b',') => {
+                    p.i += 1;
+                    p.skip_ws();
+                }
+                Some(b'}') => {
+                    p.i += 1;
+                    break;
+                }
+                _ => return malformed(),
+            }
+        }
+    }
+    p.skip_ws();
+    if p.i != raw.len() {
+        return malformed();
+    }
+    match alg {
+        Some(Some(alg)) if kid_ok => Ok(alg),
+        _ => malformed(),
+    }
 }
 
 // ------------------------------------------------------------------------------ claims
@@ -925,23 +1054,26 @@ fn decode_fast<'py>(
     let max_length = max_length_of(max_length)?;
 
     // 1-3 token text
-    let (parts, text) = split(py, token, max_length)?;
+    let [text, h, p, s] = segments(token, max_length)?;
+    let alg_name = scan_header(py, &b64_decode(h)?)?;
+    let payload = b64_decode(p)?;
+    let signature = b64_decode(s)?;
 
     // 4 algorithm
-    if !allowed.iter().any(|a| str_eq(a, &parts.alg)) {
+    if !allowed.iter().any(|a| str_eq(a, &alg_name)) {
         return reason("algorithm_not_allowed");
     }
-    let Some(alg) = parse_alg(&parts.alg) else {
+    let Some(alg) = parse_alg(&alg_name) else {
         return reason("algorithm_not_allowed");
     };
-    let msg = &text.as_bytes()[..parts.signing_input_len];
+    let msg = &text.as_bytes()[..h.len() + 1 + p.len()];
     // 5 signature
     let ok = match alg {
         Alg::Hs(kind) => {
             let Some(state) = hmac_state(kind, key) else {
                 return reason("algorithm_not_allowed");
             };
-            hmac_verify(state, msg, &parts.signature)
+            hmac_verify(state, msg, &signature)
         }
         Alg::EdDsa => {
             let vk = ED_PUBLIC
@@ -949,7 +1081,7 @@ fn decode_fast<'py>(
                     ed25519_dalek::VerifyingKey::from_public_key_pem(pem_str(pem)?).ok()
                 })
                 .ok_or(Fail::Delegate)?;
-            match ed25519_dalek::Signature::from_slice(&parts.signature) {
+            match ed25519_dalek::Signature::from_slice(&signature) {
                 // tens of microseconds of curve arithmetic: let other Python threads run
                 Ok(sig) => py.allow_threads(|| vk.verify(msg, &sig).is_ok()),
                 Err(_) => false,
@@ -961,7 +1093,7 @@ fn decode_fast<'py>(
                     p256::ecdsa::VerifyingKey::from_public_key_pem(pem_str(pem)?).ok()
                 })
                 .ok_or(Fail::Delegate)?;
-            match p256::ecdsa::Signature::from_slice(&parts.signature) {
+            match p256::ecdsa::Signature::from_slice(&signature) {
                 // tens of microseconds of curve arithmetic: let other Python threads run
                 Ok(sig) => py.allow_threads(|| vk.verify(msg, &sig).is_ok()),
                 Err(_) => false,
@@ -973,7 +1105,7 @@ fn decode_fast<'py>(
         return reason("bad_signature");
     }
     // 6-13 claims
-    let claims = parse_json_object(py, &parts.payload)?;
+    let claims = parse_json_object(py, &payload)?;
     check_claims(&claims, &require, now, leeway, issuer.as_ref(), &audiences)?;
     Ok(claims)
 }
@@ -1027,9 +1159,9 @@ fn get_unverified_header<'py>(
     token: &Bound<'py, PyAny>,
     max_length: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let result = max_length_of(max_length).and_then(|n| split(py, token, n));
+    let result = max_length_of(max_length).and_then(|n| header_dict(py, token, n));
     match result {
-        Ok((parts, _)) => Ok(parts.header.into_any()),
+        Ok(header) => Ok(header.into_any()),
         Err(Fail::Reason(r)) => Err(raise_reason(py, r)),
         Err(Fail::Py(err)) => Err(err),
         Err(Fail::Delegate) => pure(py)?
