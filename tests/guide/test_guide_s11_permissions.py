@@ -7,7 +7,9 @@ cross-checked (user from ``current_user`` or from the token / API key, 401 vs 40
 
 from __future__ import annotations
 
+import datetime
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Dict, List
@@ -480,6 +482,7 @@ async def test_require_permission_reads_bearer_token_and_api_key() -> None:
 def sensitive_router() -> APIRouter:
     router = APIRouter()
 
+    from crown_nexus.core.dependency_manager import get_service  # noqa: F401 - as written
     from crown_nexus.core.permissions import get_permission_service
 
     # Get permission service through dependency injection
@@ -790,7 +793,7 @@ async def test_permission_denied_event_handler() -> None:
 
 
 def secured_router() -> APIRouter:
-    from fastapi import Depends, APIRouter
+    from fastapi import Depends, Request, APIRouter  # noqa: F401 - as written
     from crown_nexus.core.security.dependencies import get_current_user_id
     from crown_nexus.core.permissions.decorators import require_permission
     from crown_nexus.core.security.validation import detect_suspicious_content
@@ -900,3 +903,238 @@ def test_permission_denied_with_message_alone() -> None:
     exc = PermissionDeniedException(message="You don't have permission to create products")
     assert exc.status_code == 403 and exc.code == "PERMISSION_DENIED"
     assert exc.message == "You don't have permission to create products"
+
+
+# --- §14 'Combining Authentication, Permissions and Business Logic', verbatim ---------------------
+
+
+@dataclass
+class Document:
+    """The user's document row."""
+
+    id: str
+    owner_id: str
+    name: str = "Plan"
+    type: str = "report"
+
+
+@dataclass
+class DocumentShare:
+    """The user's share row."""
+
+    document_id: str
+    recipient_id: str
+    permissions: list[str]
+    created_by: str
+    created_at: datetime.datetime
+    updated_at: datetime.datetime | None = None
+    updated_by: str | None = None
+
+
+class DocumentShareSchema(BaseModel):
+    """The user's share request schema."""
+
+    recipient_id: str
+    permissions: list[str]
+
+
+class _DocumentRepository:
+    def __init__(self) -> None:
+        self.documents = {"d1": Document("d1", owner_id="owner")}
+        self.shares: dict[tuple[str, str], DocumentShare] = {}
+
+    async def get_by_id(self, document_id: str) -> Document | None:
+        return self.documents.get(document_id)
+
+    async def get_share(self, document_id: str, recipient_id: str) -> DocumentShare | None:
+        return self.shares.get((document_id, recipient_id))
+
+
+class _ShareSession(AsyncSession):
+    def __init__(self, repository: _DocumentRepository) -> None:
+        super().__init__()
+        self.repository = repository
+
+    def add(self, share: DocumentShare) -> None:
+        self.repository.shares[(share.document_id, share.recipient_id)] = share
+
+
+def document_service_class() -> type:
+    from crown_nexus.core.exceptions import BusinessException
+
+    class DocumentService:
+        def __init__(self, db):
+            self.db = db
+            self.logger = get_logger("app.domains.documents.service")
+            self.security_service = get_service("security_service", db=db)
+            self.permission_service = get_service("permission_service", db=db)
+            self.validation_service = get_service("validation_service", db=db)
+            self.cache_service = get_service("cache_service")
+            self.metrics_service = get_service("metrics_service")
+
+        async def share_document(self, document_id: str, share_data: Dict[str, Any], user_id: str):
+            """Share a document with another user or group."""
+            start_time = time.monotonic()
+            success = False
+
+            try:
+                self.logger.info("Document share requested", document_id=document_id, user_id=user_id)
+
+                # Get current user
+                user = await get_user_by_id(self.db, user_id)
+
+                # Get the document
+                document = await self.repository.get_by_id(document_id)
+                if not document:
+                    raise ResourceNotFoundException(resource_type="Document", resource_id=document_id)
+
+                # Check document permission (requires either document:admin or document:share)
+                await self.permission_service.ensure_object_permission(
+                    user,
+                    document,
+                    Permission.DOCUMENT_SHARE,
+                    owner_field="owner_id"
+                )
+
+                # Validate share data
+                validated_data = self.validation_service.validate_data(share_data, DocumentShareSchema)
+
+                # Business logic validations
+                if validated_data.recipient_id == user_id:
+                    raise BusinessException(
+                        message="Cannot share a document with yourself",
+                        details={"document_id": document_id}
+                    )
+
+                # Check if recipient exists
+                recipient = await get_user_by_id(self.db, validated_data.recipient_id)
+
+                # Check if already shared
+                existing_share = await self.repository.get_share(document_id, validated_data.recipient_id)
+                if existing_share:
+                    # Update existing share
+                    existing_share.permissions = validated_data.permissions
+                    existing_share.updated_at = datetime.datetime.now(datetime.UTC)
+                    existing_share.updated_by = user_id
+                else:
+                    # Create new share
+                    share = DocumentShare(
+                        document_id=document_id,
+                        recipient_id=validated_data.recipient_id,
+                        permissions=validated_data.permissions,
+                        created_by=user_id,
+                        created_at=datetime.datetime.now(datetime.UTC)
+                    )
+                    self.db.add(share)
+
+                await self.db.commit()
+
+                # Invalidate caches
+                await self.cache_service.delete(f"document:access:{document_id}:{validated_data.recipient_id}")
+                await self.cache_service.delete(f"user:documents:{validated_data.recipient_id}")
+
+                # Audit logging
+                audit_service = get_service("audit_service")
+                await audit_service.log_action(
+                    user_id=user_id,
+                    action="document_share",
+                    resource_type="Document",
+                    resource_id=document_id,
+                    target_id=validated_data.recipient_id,
+                    details={"permissions": validated_data.permissions}
+                )
+
+                # Publish event
+                event_service = get_service("event_service")
+                await event_service.publish(
+                    event_name="document.shared",
+                    payload={
+                        "document_id": document_id,
+                        "shared_by": user_id,
+                        "shared_with": validated_data.recipient_id,
+                        "permissions": validated_data.permissions,
+                        "document_name": document.name
+                    }
+                )
+
+                success = True
+                self.logger.info(
+                    "Document shared successfully",
+                    document_id=document_id,
+                    user_id=user_id,
+                    recipient_id=validated_data.recipient_id
+                )
+
+                return {
+                    "document_id": document_id,
+                    "recipient_id": validated_data.recipient_id,
+                    "permissions": validated_data.permissions,
+                    "success": True
+                }
+
+            except Exception as e:
+                handle_exception(
+                    e,
+                    document_id=document_id,
+                    user_id=user_id,
+                    recipient_id=share_data.get("recipient_id")
+                )
+                raise
+
+            finally:
+                # Record metrics
+                duration = time.monotonic() - start_time
+                self.metrics_service.observe_histogram(
+                    "document_share_duration_seconds",
+                    duration,
+                    {
+                        "success": str(success),
+                        "document_type": getattr(document, "type", "unknown")
+                    }
+                )
+                self.metrics_service.increment_counter(
+                    "document_shares_total",
+                    labels={
+                        "success": str(success),
+                        "document_type": getattr(document, "type", "unknown")
+                    }
+                )
+
+    return DocumentService
+
+
+async def test_combining_auth_permissions_and_business_logic() -> None:
+    """Owner shares (audited, event published); non-owner 403; self-share 400; unknown document 404."""
+    pytest.importorskip("crown_nexus.core.validation", reason="validation (guide §5) has not landed")
+    from crown_nexus.core.error import AuditService
+    from crown_nexus.core.events import event_service
+
+    shared: list[dict[str, Any]] = []
+
+    @event_service.event_handler("document.shared")
+    async def on_shared(event: dict[str, Any]) -> None:
+        shared.append(event["data"])
+
+    repository = _DocumentRepository()
+    USERS["reader"] = User("reader", UserRole.CLIENT)
+    service = document_service_class()(_ShareSession(repository))
+    service.repository = repository
+    try:
+        result = await service.share_document("d1", {"recipient_id": "reader", "permissions": ["read"]}, "owner")
+        assert result == {"document_id": "d1", "recipient_id": "reader", "permissions": ["read"], "success": True}
+        assert repository.shares[("d1", "reader")].created_by == "owner"
+        audit = AuditService().recent(1)[0]
+        assert (audit["user_id"], audit["action"], audit["resource_id"]) == ("owner", "document_share", "d1")
+        with pytest.raises(PermissionDeniedException):
+            await service.share_document("d1", {"recipient_id": "owner", "permissions": ["read"]}, "client")
+        from crown_nexus.core.exceptions import BusinessException
+
+        with pytest.raises(BusinessException) as info:
+            await service.share_document("d1", {"recipient_id": "owner", "permissions": ["read"]}, "owner")
+        assert info.value.status_code == 400
+        with pytest.raises(ResourceNotFoundException):
+            await service.share_document("d9", {"recipient_id": "reader", "permissions": []}, "owner")
+        await event_service.wait_for_pending(timeout=5)
+    finally:
+        event_service.unsubscribe("document.shared", on_shared)
+    assert [e["shared_with"] for e in shared] == ["reader"]
