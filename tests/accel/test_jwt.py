@@ -594,3 +594,38 @@ def test_public_jwk_refuses_hmac(impl: ModuleType) -> None:
     with pytest.raises(ValueError) as info:
         impl.public_jwk(SECRET, "HS256", "k1")
     assert SECRET.decode() not in str(info.value)
+
+
+# ------------------------------------------------------------------------- hygiene
+
+
+def test_error_messages_never_echo_token_or_key(impl: ModuleType) -> None:
+    """Every refusal carries only its fixed generic message (no token text, no key)."""
+    secret_claim = "very-secret-claim-value"
+    cases = [
+        (impl.encode(claims(data=secret_claim), SECRET, "HS256"), b"wrong-key-material"),
+        (impl.encode(claims(data=secret_claim, exp=NOW - 5), SECRET, "HS256"), SECRET),
+        ("x" * 9000, SECRET),
+        (H + ".e30." + secret_claim, SECRET),
+    ]
+    for token, key in cases:
+        with pytest.raises(impl.InvalidTokenError) as info:
+            impl.decode(token, key, algorithms=["HS256"], now=NOW)
+        message = str(info.value)
+        assert message == impl.REASONS[info.value.reason]
+        assert secret_claim not in message and key.decode() not in message
+
+
+def test_concurrent_decodes_in_threads(impl: ModuleType) -> None:
+    """Decoding from several threads at once (the GIL is released around curve math) is correct."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    tokens = {alg: impl.encode(claims(alg=alg), KEYS[alg][0], alg) for alg in COMPILED_ALGS}
+
+    def work(i: int) -> bool:
+        alg = COMPILED_ALGS[i % len(COMPILED_ALGS)]
+        got = impl.decode(tokens[alg], KEYS[alg][1], algorithms=[alg], now=NOW)
+        return got == claims(alg=alg)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        assert all(pool.map(work, range(60)))
