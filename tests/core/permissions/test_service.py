@@ -6,6 +6,7 @@ import inspect
 from typing import Any
 
 import pytest
+from starlette.requests import Request
 
 from crown_nexus.core.dependency_manager import get_service
 from crown_nexus.core.exceptions import (
@@ -185,7 +186,10 @@ async def test_decorators_take_the_user_from_current_user() -> None:
     with pytest.raises(PermissionDeniedException):
         await delete("u", current_user=manager)
     assert await delete("u", current_user={"id": 3, "role": "admin"}) == "deleted u"
-    assert list(inspect.signature(create).parameters) == ["name", "current_user"]
+    params = list(inspect.signature(create).parameters.values())
+    # the endpoint's own parameters, then only the hidden keyword-only Request (SPEC §10)
+    assert [p.name for p in params[:2]] == ["name", "current_user"] and len(params) == 3
+    assert params[2].kind is inspect.Parameter.KEYWORD_ONLY and params[2].annotation is Request
 
 
 async def test_decorators_fall_back_to_the_requests_authenticated_user() -> None:
