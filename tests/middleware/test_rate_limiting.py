@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 
 import httpx
 import pytest
@@ -233,7 +234,55 @@ async def test_settings_build_a_service_per_app() -> None:
     assert isinstance(mw.service.backend, MemoryRateLimitBackend)
     private = RateLimitMiddleware(FastAPI(), use_redis=False)
     assert isinstance(private.service.backend, MemoryRateLimitBackend)
-    assert private.rules[0].requests_per_window == 100
+    assert private.rules[0].requests_per_window == 1000
+    assert not private.rules[0].matches("/health")
+
+
+async def test_each_app_has_its_own_counters_and_closes_them(redis_url: str) -> None:
+    """Without a service, each app builds one for app.state.settings (Redis when configured)
+    and closes it when its lifespan ends."""
+    from crown_nexus.core.rate_limiting.redis import RedisRateLimitBackend
+
+    def make(settings: Settings, name: str = "default") -> FastAPI:
+        app = FastAPI()
+
+        @app.get("/x")
+        async def x() -> dict[str, bool]:
+            return {"ok": True}
+
+        app.state.settings = settings
+        rule = RateLimitRule(requests_per_window=1, window_seconds=60, name=name)
+        app.add_middleware(RateLimitMiddleware, rules=[rule])
+        return app
+
+    one, two = make(Settings()), make(Settings())
+    async with client(one) as c1, client(two) as c2:
+        assert (await c1.get("/x")).status_code == 200
+        assert (await c1.get("/x")).status_code == 429
+        assert (await c2.get("/x")).status_code == 200  # another app, other counters
+    redis_app = make(Settings(REDIS_URI=redis_url), name=f"lifespan{time.monotonic_ns()}")
+    # drive the ASGI lifespan protocol as a server does (startup, requests, shutdown)
+    inbox: asyncio.Queue = asyncio.Queue()
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    await inbox.put({"type": "lifespan.startup"})
+    lifespan = asyncio.create_task(
+        redis_app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, inbox.get, send)
+    )
+    async with client(redis_app) as c:
+        r = await c.get("/x")
+        assert r.status_code == 200
+        mw = redis_app.middleware_stack
+        while not isinstance(mw, RateLimitMiddleware):
+            mw = mw.app
+        assert isinstance(mw.service.backend, RedisRateLimitBackend)
+    await inbox.put({"type": "lifespan.shutdown"})
+    await lifespan
+    assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert mw._service is None  # closed and dropped at shutdown
 
 
 async def test_user_strategy_keys_by_bearer_token_subject() -> None:

@@ -29,11 +29,10 @@ from crown_nexus.core.rate_limiting.models import (
 from crown_nexus.core.rate_limiting.service import (
     RateLimitingService,
     create_rate_limiting_service,
-    get_rate_limiting_service,
     user_id_from_scope,
 )
 from crown_nexus.logging import get_logger
-from crown_nexus.settings import Settings
+from crown_nexus.settings import Settings, get_settings
 
 __all__ = ["DEFAULT_RULES", "RateLimitMiddleware"]
 
@@ -45,9 +44,14 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 logger = get_logger("crown_nexus.middleware.rate_limiting")
 
-#: used when no rules are given: 100 requests per minute per client IP on every path
+#: used when no rules are given (e.g. by ``setup_app``): 1000 requests per minute per client IP
+#: on every path except health checks, metrics and the API docs
 DEFAULT_RULES: tuple[RateLimitRule, ...] = (
-    RateLimitRule(requests_per_window=100, window_seconds=60),
+    RateLimitRule(
+        requests_per_window=1000,
+        window_seconds=60,
+        exclude_paths=["/health", "/metrics", "/docs", "/redoc", "/openapi.json"],
+    ),
 )
 
 
@@ -89,12 +93,16 @@ def _encode_headers(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
 class RateLimitMiddleware:
     """Pure ASGI rate limiting (never ``BaseHTTPMiddleware``).
 
-    ``rules``: the limits (default :data:`DEFAULT_RULES`). ``use_redis``: share counters
-    through the application's rate limiting service (Redis when configured, memory otherwise);
-    ``False`` keeps private per-process counters. ``enable_headers``: add rate-limit headers to
+    ``rules``: the limits (default :data:`DEFAULT_RULES`). ``use_redis``: keep counters in Redis
+    when the settings configure it (``REDIS_URI``), so every worker shares them; otherwise, and
+    with ``False``, counters live in this process. ``enable_headers``: add rate-limit headers to
     admitted responses. ``block_exceeding_requests``: answer 429 when a limit is exceeded
-    (``False`` only reports it in headers and metrics). ``service`` / ``settings`` pin the
-    service or the settings it is built from (a fresh service for those settings).
+    (``False`` only reports it in headers and metrics).
+
+    ``service`` pins the :class:`RateLimitingService` to use. Without it the middleware builds
+    its own on the first request, for ``settings`` or else the app's ``app.state.settings``
+    (set by ``setup_app``) or else ``crown_nexus.core.config.settings``, and closes it when the
+    app's lifespan shuts down. Each app therefore has its own in-memory counters.
     """
 
     def __init__(
@@ -116,13 +124,8 @@ class RateLimitMiddleware:
         self.use_redis = bool(use_redis)
         self.enable_headers = bool(enable_headers)
         self.block_exceeding_requests = bool(block_exceeding_requests)
-        if service is None and settings is not None:
-            if use_redis:
-                service = create_rate_limiting_service(settings)
-            else:
-                service = RateLimitingService(MemoryRateLimitBackend(), settings=settings)
-        elif service is None and not use_redis:
-            service = RateLimitingService(MemoryRateLimitBackend())
+        self._settings = settings
+        self._owns_service = service is None
         self._service = service
         self._needs_user = any(
             rule.strategy is not RateLimitStrategy.IP for rule in self.rules
@@ -130,10 +133,36 @@ class RateLimitMiddleware:
 
     @property
     def service(self) -> RateLimitingService:
-        """The rate limiting service this middleware checks against."""
+        """The rate limiting service this middleware checks against (built on first use)."""
         if self._service is None:
-            self._service = get_rate_limiting_service()
+            self._service = self._build_service(None)
         return self._service
+
+    def _build_service(self, scope: Scope | None) -> RateLimitingService:
+        settings = self._settings
+        if settings is None and scope is not None:
+            app_settings = getattr(getattr(scope.get("app"), "state", None), "settings", None)
+            if isinstance(app_settings, Settings):
+                settings = app_settings
+        if settings is None:
+            settings = get_settings()
+        if self.use_redis:
+            return create_rate_limiting_service(settings)
+        return RateLimitingService(MemoryRateLimitBackend(), settings=settings)
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the lifespan through; close the service this middleware built at shutdown."""
+
+        async def send_closing(message: Message) -> None:
+            if message["type"] == "lifespan.shutdown.complete" and self._service is not None:
+                service, self._service = self._service, None
+                try:
+                    await service.close()
+                except Exception as exc:
+                    logger.warning("rate limiting service did not close", error=str(exc))
+            await send(message)
+
+        await self.app(scope, receive, send_closing)
 
     def matching_rules(self, path: str) -> Sequence[RateLimitRule]:
         """The rules that apply to ``path``."""
@@ -141,6 +170,9 @@ class RateLimitMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            if scope["type"] == "lifespan" and self._owns_service:
+                await self._lifespan(scope, receive, send)
+                return
             await self.app(scope, receive, send)
             return
         rules = self.matching_rules(scope["path"])
@@ -151,7 +183,9 @@ class RateLimitMiddleware:
             await _authenticate(scope)
         timed = _metrics.should_time("request")
         started = time.perf_counter() if timed else 0.0
-        service = self.service
+        service = self._service
+        if service is None:
+            service = self._service = self._build_service(scope)
         checked: list[tuple[RateLimitRule, RateLimitResult]] = []
         try:
             for rule in rules:
