@@ -9,6 +9,8 @@ Configuration (environment, read when the app is built):
   ``settings.redis_url`` (``REDIS_URI``), else ``redis://localhost:6379/0``;
 - ``CROWN_NEXUS_CELERY_VISIBILITY_TIMEOUT`` (seconds, default 3600): how long a delivered but
   unacknowledged message waits before Redis hands it to another worker;
+- ``CROWN_NEXUS_CELERY_RESTORE_INTERVAL`` (seconds): how often a worker looks for such
+  messages of dead workers (kombu's default is about every 100 s; a starting worker looks once);
 - ``CROWN_NEXUS_CELERY_QUEUE`` (default ``crown-nexus-events``);
 - ``CROWN_NEXUS_EVENT_HANDLER_MODULES``: comma-separated modules a worker imports to register
   its handlers (``@event_service.event_handler(...)`` at import time);
@@ -79,6 +81,18 @@ def _broker_url() -> str:
         return "redis://localhost:6379/0"
 
 
+def _transport_options() -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "visibility_timeout": _env_number("CROWN_NEXUS_CELERY_VISIBILITY_TIMEOUT", 3600.0),
+    }
+    restore = _env_number("CROWN_NEXUS_CELERY_RESTORE_INTERVAL", 0.0)
+    if restore > 0:
+        # look for messages of dead workers every `restore` seconds (kombu: 10 s x 10)
+        options["unacked_restore_interval"] = restore
+        options["unacked_restore_throttle"] = 1
+    return options
+
+
 def create_celery_app(broker_url: str | None = None, **conf: Any) -> Celery:
     """A Celery app configured for events (JSON only, late acks, Redis broker); ``conf`` overrides."""
     app = Celery("crown_nexus", broker=broker_url or _broker_url(), set_as_current=False)
@@ -93,9 +107,7 @@ def create_celery_app(broker_url: str | None = None, **conf: Any) -> Celery:
         worker_prefetch_multiplier=1,
         task_default_queue=queue,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={
-            "visibility_timeout": _env_number("CROWN_NEXUS_CELERY_VISIBILITY_TIMEOUT", 3600.0),
-        },
+        broker_transport_options=_transport_options(),
         worker_hijack_root_logger=False,
     )
     app.conf.update(conf)

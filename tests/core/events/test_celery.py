@@ -8,12 +8,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from crown_nexus.core.events import EventBackendType, EventService
+from tests._servers import RedisServer
 
 pytestmark = pytest.mark.celery
 
@@ -30,6 +31,7 @@ class Worker:
             "CROWN_NEXUS_EVENT_HANDLER_MODULES": "tests.core.events.celery_handlers",
             "CROWN_NEXUS_TEST_EVENT_DIR": str(record_dir),
             "CROWN_NEXUS_CELERY_VISIBILITY_TIMEOUT": str(visibility_timeout),
+            "CROWN_NEXUS_CELERY_RESTORE_INTERVAL": "1",
             "CROWN_NEXUS_EVENT_RETRY_BACKOFF": "0.2",
             "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
             "ENVIRONMENT": "test",
@@ -59,9 +61,34 @@ class Worker:
         self.log.close()
 
 
+@pytest.fixture(scope="module")
+def broker() -> Iterator[str]:
+    """A private redis-server for this module's shared worker."""
+    server = RedisServer()
+    try:
+        server.start()
+    except FileNotFoundError as exc:
+        pytest.skip(f"no Redis server can run here: {exc}")
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def shared(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One worker for the tests that do not kill it; yields the directory it records to."""
+    record_dir = tmp_path_factory.mktemp("celery-shared")
+    worker = Worker(broker, record_dir)
+    try:
+        yield record_dir
+    finally:
+        worker.stop()
+
+
 @pytest.fixture
 def workers(redis_server, tmp_path: Path) -> Iterator[Callable[[], Worker]]:  # type: ignore[no-untyped-def]
-    """Start workers on a private Redis broker; all are stopped after the test."""
+    """Start workers on a private Redis broker (this test's own); all stopped after the test."""
     started: list[Worker] = []
 
     def start() -> Worker:
@@ -74,14 +101,20 @@ def workers(redis_server, tmp_path: Path) -> Iterator[Callable[[], Worker]]:  # 
         w.stop()
 
 
-@pytest.fixture
-async def publisher(redis_server) -> EventService:  # type: ignore[no-untyped-def]
-    """An EventService on the Celery backend, sending to the private broker."""
+async def _publisher(url: str) -> EventService:
     from crown_nexus.core.celery_app import create_celery_app
 
     svc = EventService()
-    await svc.initialize(EventBackendType.CELERY, app=create_celery_app(redis_server.url))
+    await svc.initialize(EventBackendType.CELERY, app=create_celery_app(url))
     return svc
+
+
+@pytest.fixture
+async def publisher(broker: str) -> AsyncIterator[EventService]:
+    """An EventService on the Celery backend, sending to the shared worker's broker."""
+    svc = await _publisher(broker)
+    yield svc
+    await svc.shutdown()
 
 
 def _handled(record_dir: Path) -> list[list[str]]:
@@ -100,39 +133,37 @@ async def _wait(predicate: Callable[[], bool], seconds: float) -> bool:
     return predicate()
 
 
-async def test_events_handled_exactly_once(workers, publisher: EventService, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_events_handled_exactly_once(shared: Path, publisher: EventService) -> None:
     """Each published event is handled exactly once by the worker when nothing goes wrong."""
-    workers()
     ids = [await publisher.publish("celery.test.record", {"n": n}) for n in range(5)]
-    assert await _wait(lambda: len(_handled(tmp_path)) >= 5, 30), _handled(tmp_path)
+
+    def handled() -> list[str]:
+        return [r[0] for r in _handled(shared) if r[0] in ids]
+
+    assert await _wait(lambda: len(handled()) >= 5, 30), _handled(shared)
     await asyncio.sleep(2.5)  # past the visibility timeout: nothing is delivered twice
-    handled = _handled(tmp_path)
-    assert sorted(row[0] for row in handled) == sorted(ids)
-    await publisher.shutdown()
+    assert sorted(handled()) == sorted(ids)
 
 
-async def test_failed_handler_retried_with_backoff_alone(workers, publisher: EventService, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_failed_handler_retried_with_backoff_alone(shared: Path, publisher: EventService) -> None:
     """A failing handler is retried until it succeeds; the other handler ran once only."""
-    workers()
     event_id = await publisher.publish("celery.test.flaky", {})
-    assert await _wait(lambda: any(r[1] == "flaky" for r in _handled(tmp_path)), 30)
+    assert await _wait(lambda: any(r[:2] == [event_id, "flaky"] for r in _handled(shared)), 30)
     await asyncio.sleep(0.5)
-    handled = _handled(tmp_path)
-    assert sorted(r[1] for r in handled if r[0] == event_id) == ["flaky", "steady"]
-    assert (tmp_path / f"attempts-{event_id}").read_text() == "3"
-    await publisher.shutdown()
+    assert sorted(r[1] for r in _handled(shared) if r[0] == event_id) == ["flaky", "steady"]
+    assert (shared / f"attempts-{event_id}").read_text() == "3"
 
 
-async def test_handler_publishes_through_broker(workers, publisher: EventService, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_handler_publishes_through_broker(shared: Path, publisher: EventService) -> None:
     """An event published by a handler in the worker goes back through Celery and is handled."""
-    workers()
+    before = len(_handled(shared))
     await publisher.publish("celery.test.chain", {})
-    assert await _wait(lambda: len(_handled(tmp_path)) >= 1, 30)
-    await publisher.shutdown()
+    assert await _wait(lambda: len(_handled(shared)) > before, 30)
 
 
-async def test_event_survives_worker_killed_mid_handler(workers, publisher: EventService, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_event_survives_worker_killed_mid_handler(workers, redis_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """A worker SIGKILLed mid-handler loses nothing: late ack makes Redis redeliver the event."""
+    publisher = await _publisher(redis_server.url)
     first = workers()
     event_id = await publisher.publish("celery.test.slow_once", {})
     marker = tmp_path / f"started-{event_id}"
