@@ -1,11 +1,12 @@
 //! cache_keys hot path: the compiled twin of `crown_nexus._pure.cache_keys`.
 //!
 //! Follows the canonical encoding defined in that module's docstring byte for byte:
-//! `node = tag + u64le(len(head)) + head + u64le(n) + children`, sha256 over a domain prefix.
+//! leaves, containers and composites with u32le lengths, sha256 over a domain prefix.
 //! Exact builtin types are encoded here; every other value goes through the pure module's
 //! `_reduce`, so the rules for the rarer types (Enum, datetime, dataclasses, ...) live in one
 //! place. Errors are the pure module's `UnhashableValueError`.
 use pyo3::exceptions::PyTypeError;
+use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
@@ -76,37 +77,27 @@ fn type_name(value: &Bound<'_, PyAny>) -> String {
     format!("{module}.{qualname}")
 }
 
-fn put_len(out: &mut Vec<u8>, n: usize) {
-    out.extend_from_slice(&(n as u64).to_le_bytes());
-}
+/// Tags whose node is a leaf (`tag + u32le(len(head)) + head`), as in the pure module.
+const LEAF_TAGS: &[u8] = b"NTFifsbyDamecu";
 
-fn leaf(out: &mut Vec<u8>, tag: u8, head: &[u8]) {
-    out.push(tag);
-    put_len(out, head.len());
-    out.extend_from_slice(head);
-    put_len(out, 0);
-}
-
-/// Start a node with an empty head; returns the offset of its child count (patched later).
-fn open_node(out: &mut Vec<u8>, tag: u8, head: &[u8]) -> usize {
-    out.push(tag);
-    put_len(out, head.len());
-    out.extend_from_slice(head);
-    let at = out.len();
-    put_len(out, 0);
-    at
-}
-
-fn close_node(out: &mut [u8], at: usize, n: usize) {
-    out[at..at + 8].copy_from_slice(&(n as u64).to_le_bytes());
-}
-
-fn hex_i64(v: i64) -> String {
+/// Lowercase hex of an i64 with a leading `-` when negative, as Python's `format(v, "x")`.
+fn put_hex_i64(buf: &mut Vec<u8>, v: i64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     if v < 0 {
-        format!("-{:x}", v.unsigned_abs())
-    } else {
-        format!("{v:x}")
+        buf.push(b'-');
     }
+    let mut n = v.unsigned_abs();
+    let mut digits = [0u8; 16];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = HEX[(n & 0xf) as usize];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    buf.extend_from_slice(&digits[i..]);
 }
 
 struct Encoder<'a> {
@@ -114,14 +105,75 @@ struct Encoder<'a> {
 }
 
 impl Encoder<'_> {
+    fn error(&self, py: Python<'_>, message: String) -> PyErr {
+        PyErr::from_type(self.pure.unhashable.bind(py).clone(), message)
+    }
+
     fn too_deep(&self, py: Python<'_>) -> PyErr {
-        PyErr::from_type(
-            self.pure.unhashable.bind(py).clone(),
+        self.error(
+            py,
             format!(
                 "cannot hash a value nested more than {} levels deep (or one that contains itself)",
                 self.pure.max_depth
             ),
         )
+    }
+
+    fn u32_of(&self, py: Python<'_>, n: usize) -> PyResult<[u8; 4]> {
+        match u32::try_from(n) {
+            Ok(v) => Ok(v.to_le_bytes()),
+            Err(_) => Err(self.error(
+                py,
+                "cannot hash a value with more than 4294967295 bytes or items in one piece"
+                    .to_owned(),
+            )),
+        }
+    }
+
+    /// `tag + u32le(len(head)) + head`
+    fn leaf(&self, py: Python<'_>, out: &mut Vec<u8>, tag: u8, head: &[u8]) -> PyResult<()> {
+        let len = self.u32_of(py, head.len())?;
+        out.push(tag);
+        out.extend_from_slice(&len);
+        out.extend_from_slice(head);
+        Ok(())
+    }
+
+    /// Write `tag` and a placeholder child count; returns where the count goes.
+    fn open(out: &mut Vec<u8>, tag: u8) -> usize {
+        out.push(tag);
+        let at = out.len();
+        out.extend_from_slice(&[0u8; 4]);
+        at
+    }
+
+    fn close(&self, py: Python<'_>, out: &mut [u8], at: usize, n: usize) -> PyResult<()> {
+        let count = self.u32_of(py, n)?;
+        out[at..at + 4].copy_from_slice(&count);
+        Ok(())
+    }
+
+    /// Encode each member into `scratch`, then append them to `out` sorted bytewise.
+    fn sorted_into(
+        &self,
+        py: Python<'_>,
+        out: &mut Vec<u8>,
+        tag: u8,
+        pieces: &[(usize, usize)],
+        scratch: &[u8],
+    ) -> PyResult<()> {
+        let mut order: Vec<&[u8]> = pieces.iter().map(|&(a, b)| &scratch[a..b]).collect();
+        order.sort_unstable();
+        let at = Self::open(out, tag);
+        for piece in &order {
+            out.extend_from_slice(piece);
+        }
+        let n = if tag == b'd' {
+            2 * pieces.len()
+        } else {
+            pieces.len()
+        };
+        self.close(py, out, at, n)
     }
 
     fn encode(&self, value: &Bound<'_, PyAny>, depth: usize, out: &mut Vec<u8>) -> PyResult<()> {
@@ -131,32 +183,39 @@ impl Encoder<'_> {
         }
         if value.is_exact_instance_of::<PyString>() {
             let s = unsafe { value.downcast_unchecked::<PyString>() };
-            match s.to_str() {
-                Ok(text) => leaf(out, b's', text.as_bytes()),
+            return match s.to_str() {
+                Ok(text) => self.leaf(py, out, b's', text.as_bytes()),
                 Err(_) => {
                     let raw = s.call_method1("encode", ("utf-8", "surrogatepass"))?;
-                    leaf(out, b's', raw.downcast::<PyBytes>()?.as_bytes());
+                    self.leaf(py, out, b's', raw.downcast::<PyBytes>()?.as_bytes())
                 }
-            }
-            return Ok(());
+            };
         }
         if value.is_exact_instance_of::<PyInt>() {
-            match value.extract::<i64>() {
-                Ok(v) => leaf(out, b'i', hex_i64(v).as_bytes()),
-                Err(_) => {
-                    let text = value.call_method1("__format__", ("x",))?;
-                    leaf(out, b'i', text.downcast::<PyString>()?.to_str()?.as_bytes());
-                }
+            let mut overflow: std::os::raw::c_int = 0;
+            let v = unsafe { ffi::PyLong_AsLongLongAndOverflow(value.as_ptr(), &mut overflow) };
+            if overflow == 0 && !(v == -1 && !unsafe { ffi::PyErr_Occurred() }.is_null()) {
+                let mut head = Vec::with_capacity(17);
+                put_hex_i64(&mut head, v);
+                return self.leaf(py, out, b'i', &head);
             }
-            return Ok(());
+            if overflow == 0 {
+                return Err(PyErr::fetch(py));
+            }
+            let text = value.call_method1(intern!(py, "__format__"), ("x",))?;
+            return self.leaf(
+                py,
+                out,
+                b'i',
+                text.downcast::<PyString>()?.to_str()?.as_bytes(),
+            );
         }
         if value.is_none() {
-            leaf(out, b'N', b"");
-            return Ok(());
+            return self.leaf(py, out, b'N', b"");
         }
         if value.is_exact_instance_of::<PyBool>() {
-            leaf(out, if value.is_truthy()? { b'T' } else { b'F' }, b"");
-            return Ok(());
+            let truth = unsafe { value.downcast_unchecked::<PyBool>() }.is_true();
+            return self.leaf(py, out, if truth { b'T' } else { b'F' }, b"");
         }
         if value.is_exact_instance_of::<PyFloat>() {
             let v = unsafe { value.downcast_unchecked::<PyFloat>() }.value();
@@ -165,72 +224,64 @@ impl Encoder<'_> {
             } else {
                 v.to_bits()
             };
-            leaf(out, b'f', &bits.to_be_bytes());
-            return Ok(());
+            return self.leaf(py, out, b'f', &bits.to_be_bytes());
         }
         if value.is_exact_instance_of::<PyBytes>() {
-            leaf(
-                out,
-                b'b',
-                unsafe { value.downcast_unchecked::<PyBytes>() }.as_bytes(),
-            );
-            return Ok(());
+            let raw = unsafe { value.downcast_unchecked::<PyBytes>() }.as_bytes();
+            return self.leaf(py, out, b'b', raw);
         }
         if value.is_exact_instance_of::<PyList>() {
-            let at = open_node(out, b'l', b"");
+            let at = Self::open(out, b'l');
             let mut n = 0;
             for item in unsafe { value.downcast_unchecked::<PyList>() }.iter() {
                 self.encode(&item, depth + 1, out)?;
                 n += 1;
             }
-            close_node(out, at, n);
-            return Ok(());
+            return self.close(py, out, at, n);
         }
         if value.is_exact_instance_of::<PyTuple>() {
-            let at = open_node(out, b't', b"");
+            let at = Self::open(out, b't');
             let mut n = 0;
             for item in unsafe { value.downcast_unchecked::<PyTuple>() }.iter() {
                 self.encode(&item, depth + 1, out)?;
                 n += 1;
             }
-            close_node(out, at, n);
-            return Ok(());
+            return self.close(py, out, at, n);
         }
         if value.is_exact_instance_of::<PyDict>() {
-            let dict = unsafe { value.downcast_unchecked::<PyDict>() };
-            // snapshot the items: encoding may run Python code (via _reduce)
-            let items = dict.items();
-            let mut pairs: Vec<Vec<u8>> = Vec::with_capacity(items.len());
-            for item in items.iter() {
-                let pair = item.downcast_into::<PyTuple>()?;
-                let mut buf = Vec::new();
-                self.encode(&pair.get_item(0)?, depth + 1, &mut buf)?;
-                self.encode(&pair.get_item(1)?, depth + 1, &mut buf)?;
-                pairs.push(buf);
+            // snapshot the pairs first: encoding may run Python code (via _reduce)
+            let mut pairs: Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)> = Vec::new();
+            let mut pos: ffi::Py_ssize_t = 0;
+            let mut key: *mut ffi::PyObject = std::ptr::null_mut();
+            let mut val: *mut ffi::PyObject = std::ptr::null_mut();
+            while unsafe { ffi::PyDict_Next(value.as_ptr(), &mut pos, &mut key, &mut val) } != 0 {
+                pairs.push(unsafe {
+                    (
+                        Bound::from_borrowed_ptr(py, key),
+                        Bound::from_borrowed_ptr(py, val),
+                    )
+                });
             }
-            pairs.sort_unstable();
-            let at = open_node(out, b'd', b"");
-            for pair in &pairs {
-                out.extend_from_slice(pair);
+            let mut scratch = Vec::with_capacity(64 * pairs.len());
+            let mut pieces = Vec::with_capacity(pairs.len());
+            for (k, v) in &pairs {
+                let start = scratch.len();
+                self.encode(k, depth + 1, &mut scratch)?;
+                self.encode(v, depth + 1, &mut scratch)?;
+                pieces.push((start, scratch.len()));
             }
-            close_node(out, at, 2 * pairs.len());
-            return Ok(());
+            return self.sorted_into(py, out, b'd', &pieces, &scratch);
         }
         let is_set = value.is_exact_instance_of::<PySet>();
         if is_set || value.is_exact_instance_of::<PyFrozenSet>() {
-            let mut members: Vec<Vec<u8>> = Vec::new();
+            let mut scratch = Vec::new();
+            let mut pieces = Vec::new();
             for item in value.try_iter()? {
-                let mut buf = Vec::new();
-                self.encode(&item?, depth + 1, &mut buf)?;
-                members.push(buf);
+                let start = scratch.len();
+                self.encode(&item?, depth + 1, &mut scratch)?;
+                pieces.push((start, scratch.len()));
             }
-            members.sort_unstable();
-            let at = open_node(out, if is_set { b'S' } else { b'z' }, b"");
-            for member in &members {
-                out.extend_from_slice(member);
-            }
-            close_node(out, at, members.len());
-            return Ok(());
+            return self.sorted_into(py, out, if is_set { b'S' } else { b'z' }, &pieces, &scratch);
         }
         if self.encode_known(value, out)? {
             return Ok(());
@@ -246,24 +297,44 @@ impl Encoder<'_> {
         let pure = self.pure;
         if ty == pure.uuid.as_ptr().cast() {
             let int: u128 = value.getattr(intern!(py, "int"))?.extract()?;
-            leaf(out, b'u', &int.to_be_bytes());
+            self.leaf(py, out, b'u', &int.to_be_bytes())?;
         } else if ty == pure.datetime.as_ptr().cast() {
             let text = value.call_method0(intern!(py, "isoformat"))?;
-            leaf(out, b'D', text.downcast::<PyString>()?.to_str()?.as_bytes());
+            self.leaf(
+                py,
+                out,
+                b'D',
+                text.downcast::<PyString>()?.to_str()?.as_bytes(),
+            )?;
         } else if ty == pure.date.as_ptr().cast() {
             let text = value.call_method0(intern!(py, "isoformat"))?;
-            leaf(out, b'a', text.downcast::<PyString>()?.to_str()?.as_bytes());
+            self.leaf(
+                py,
+                out,
+                b'a',
+                text.downcast::<PyString>()?.to_str()?.as_bytes(),
+            )?;
         } else if ty == pure.time.as_ptr().cast() {
             let text = value.call_method0(intern!(py, "isoformat"))?;
-            leaf(out, b'm', text.downcast::<PyString>()?.to_str()?.as_bytes());
+            self.leaf(
+                py,
+                out,
+                b'm',
+                text.downcast::<PyString>()?.to_str()?.as_bytes(),
+            )?;
         } else if ty == pure.timedelta.as_ptr().cast() {
             let days: i64 = value.getattr(intern!(py, "days"))?.extract()?;
             let seconds: i64 = value.getattr(intern!(py, "seconds"))?.extract()?;
             let micros: i64 = value.getattr(intern!(py, "microseconds"))?.extract()?;
-            leaf(out, b'e', format!("{days},{seconds},{micros}").as_bytes());
+            self.leaf(
+                py,
+                out,
+                b'e',
+                format!("{days},{seconds},{micros}").as_bytes(),
+            )?;
         } else if ty == pure.decimal.as_ptr().cast() {
             let text = value.str()?;
-            leaf(out, b'c', text.to_str()?.as_bytes());
+            self.leaf(py, out, b'c', text.to_str()?.as_bytes())?;
         } else {
             return Ok(false);
         }
@@ -289,15 +360,21 @@ impl Encoder<'_> {
         if tag_bytes.len() != 1 {
             return Err(PyTypeError::new_err("_reduce returned a malformed tag"));
         }
-        let head = reduced.get_item(1)?;
-        let at = open_node(out, tag_bytes[0], head.downcast::<PyBytes>()?.as_bytes());
+        let head_obj = reduced.get_item(1)?;
+        let head = head_obj.downcast::<PyBytes>()?.as_bytes();
+        if LEAF_TAGS.contains(&tag_bytes[0]) {
+            return self.leaf(py, out, tag_bytes[0], head);
+        }
+        // composite: tag + u32le(len(head)) + head + u32le(n) + children
+        self.leaf(py, out, tag_bytes[0], head)?;
+        let at = out.len();
+        out.extend_from_slice(&[0u8; 4]);
         let mut n = 0;
         for child in children.iter() {
             self.encode(&child, depth + 1, out)?;
             n += 1;
         }
-        close_node(out, at, n);
-        Ok(())
+        self.close(py, out, at, n)
     }
 }
 

@@ -315,19 +315,23 @@ GOLDEN = {
 }
 
 
-GOLDEN_KEY = "419a0e86cbc011b46f6265ce3cb34c7900c2fce8730edc5b4686369e1ade3443"
-GOLDEN_VALUE = "4b6da3dd50c2365ae1d6e516001aae925e6be239de3e61938e2783f93a98b0bc"
+GOLDEN_KEY = "8f951c0f281ce90459a2e0069a8b7cfdad3bb8eaa86c5d470b648412747bd053"
+GOLDEN_VALUE = "7243042a787552b7c4f4e9ac6ddfa090d2ed7b6b81a2645717932d9b8e7c8324"
+
+
+def _u32(n: int) -> bytes:
+    return n.to_bytes(4, "little")
 
 
 def _doc_node(tag: bytes, head: bytes = b"", children: list[bytes] | None = None) -> bytes:
-    kids = children or []
-    return (
-        tag
-        + len(head).to_bytes(8, "little")
-        + head
-        + len(kids).to_bytes(8, "little")
-        + b"".join(kids)
-    )
+    """A node as the docstring writes it: leaf, container or composite, by tag."""
+    if tag in (b"l", b"t", b"d", b"S", b"z"):
+        kids = children or []
+        return tag + _u32(len(kids)) + b"".join(kids)
+    if tag in (b"E", b"C", b"P"):
+        kids = children or []
+        return tag + _u32(len(head)) + head + _u32(len(kids)) + b"".join(kids)
+    return tag + _u32(len(head)) + head
 
 
 def _doc_digest(node: bytes) -> str:
@@ -354,6 +358,16 @@ def test_encoding_is_the_documented_one(impl: ModuleType) -> None:
         ({"a": 1}, _doc_node(b"d", b"", [_doc_node(b"s", b"a"), one])),
         (uuid.UUID(int=1), _doc_node(b"u", uuid.UUID(int=1).bytes)),
         (Color.BLUE, _doc_node(b"E", f"{__name__}.Color".encode(), [two])),
+        (
+            Point(1, 2),
+            _doc_node(
+                b"C",
+                f"{__name__}.Point".encode(),
+                [_doc_node(b"s", b"x"), one, _doc_node(b"s", b"y"), two],
+            ),
+        ),
+        (dt.date(2024, 1, 2), _doc_node(b"a", b"2024-01-02")),
+        (decimal.Decimal("1.50"), _doc_node(b"c", b"1.50")),
     ]
     for value, node in cases:
         assert impl.hash_value(value) == _doc_digest(node), value

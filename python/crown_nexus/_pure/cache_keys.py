@@ -7,14 +7,16 @@ both give the same digest for the same input, in every process and every run (no
 Canonical encoding
 ==================
 
-Every value is encoded as one *node*::
+Every value is encoded as one self-delimiting *node*; its tag (one ASCII byte) fixes its form::
 
-    node  = tag (1 byte) + u64le(len(head)) + head + u64le(n) + child_1 + ... + child_n
+    leaf       = tag + u32le(len(head)) + head                           tags N T F i f s b y D a m e u c
+    container  = tag + u32le(n) + child_1 + ... + child_n                tags l t d S z
+    composite  = tag + u32le(len(head)) + head + u32le(n) + children     tags E C P
 
-where each child is itself a node, so the encoding is self-delimiting and unambiguous. A value
-nested more than :data:`MAX_DEPTH` levels deep (the root is depth 0; the children of a node at
-depth ``d`` are at ``d + 1``), which includes every self-containing value, raises
-:class:`UnhashableValueError`.
+where each child is itself a node, so the encoding is unambiguous. A value nested more than
+:data:`MAX_DEPTH` levels deep (the root is depth 0; the children of a node at depth ``d`` are at
+``d + 1``), which includes every self-containing value, raises :class:`UnhashableValueError`; so
+does a head or a child count that does not fit in 32 bits.
 
 ====================  ====  ==========================================  ==========================
 value                 tag   head                                        children
@@ -29,13 +31,13 @@ str                   s     UTF-8 (``surrogatepass`` for lone           none
                             surrogates)
 bytes                 b     the bytes                                   none
 bytearray             y     the bytes                                   none
-list                  l     empty                                       the items, in order
-tuple                 t     empty                                       the items, in order
-dict                  d     empty                                       ``2n`` nodes: the pairs
+list                  l     --                                          the items, in order
+tuple                 t     --                                          the items, in order
+dict                  d     --                                          ``2n`` nodes: the pairs
                                                                         ``node(k) + node(v)``
                                                                         sorted bytewise
-set                   S     empty                                       the member nodes sorted
-frozenset             z     empty                                       the member nodes sorted
+set                   S     --                                          the member nodes sorted
+frozenset             z     --                                          the member nodes sorted
 datetime              D     ASCII ``v.isoformat()``                     none
 date                  a     ASCII ``v.isoformat()``                     none
 time                  m     ASCII ``v.isoformat()``                     none
@@ -95,7 +97,9 @@ MAX_DEPTH: Final = 128
 _KEY_DOMAIN: Final = b"cnk1"
 _VALUE_DOMAIN: Final = b"cnv1"
 _NAN: Final = bytes.fromhex("7ff8000000000000")
-_ZERO: Final = b"\x00" * 8
+_LEAF_TAGS: Final = frozenset(b"NTFifsbyDamecu")
+_U32_MAX: Final = 0xFFFFFFFF
+_pack_u32 = struct.Struct("<I").pack
 _pack_double = struct.Struct(">d").pack
 
 
@@ -122,8 +126,20 @@ def _too_deep() -> UnhashableValueError:
     )
 
 
+def _too_large() -> UnhashableValueError:
+    return UnhashableValueError(
+        "cannot hash a value with more than 4294967295 bytes or items in one piece"
+    )
+
+
+def _u32(n: int) -> bytes:
+    if n > _U32_MAX:
+        raise _too_large()
+    return _pack_u32(n)
+
+
 def _leaf(tag: bytes, head: bytes) -> bytes:
-    return tag + len(head).to_bytes(8, "little") + head + _ZERO
+    return tag + _u32(len(head)) + head
 
 
 def _float_head(value: float) -> bytes:
@@ -212,14 +228,8 @@ def _reduce(value: Any) -> tuple[bytes | None, bytes, tuple[Any, ...]]:
     raise _unsupported(value)
 
 
-def _node(tag: bytes, head: bytes, children: list[bytes]) -> bytes:
-    return (
-        tag
-        + len(head).to_bytes(8, "little")
-        + head
-        + len(children).to_bytes(8, "little")
-        + b"".join(children)
-    )
+def _container(tag: bytes, children: list[bytes]) -> bytes:
+    return tag + _u32(len(children)) + b"".join(children)
 
 
 def _encode(value: Any, depth: int) -> bytes:
@@ -241,20 +251,23 @@ def _encode(value: Any, depth: int) -> bytes:
         return _leaf(b"b", value)
     if kind is list or kind is tuple:
         inner = depth + 1
-        return _node(b"l" if kind is list else b"t", b"", [_encode(v, inner) for v in value])
+        return _container(b"l" if kind is list else b"t", [_encode(v, inner) for v in value])
     if kind is dict:
         inner = depth + 1
         pairs = sorted([_encode(k, inner) + _encode(v, inner) for k, v in value.items()])
-        return b"d" + _ZERO + (2 * len(pairs)).to_bytes(8, "little") + b"".join(pairs)
+        return b"d" + _u32(2 * len(pairs)) + b"".join(pairs)
     if kind is set or kind is frozenset:
         inner = depth + 1
         members = sorted([_encode(v, inner) for v in value])
-        return _node(b"S" if kind is set else b"z", b"", members)
+        return _container(b"S" if kind is set else b"z", members)
     tag, head, children = _reduce(value)
     if tag is None:
         return _encode(children[0], depth)
+    if tag[0] in _LEAF_TAGS:
+        return _leaf(tag, head)
     inner = depth + 1
-    return _node(tag, head, [_encode(v, inner) for v in children])
+    encoded = [_encode(v, inner) for v in children]
+    return tag + _u32(len(head)) + head + _u32(len(encoded)) + b"".join(encoded)
 
 
 def make_key(qualname: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
