@@ -476,6 +476,27 @@ async def test_require_permission_reads_bearer_token_and_api_key() -> None:
         assert "parameters" not in schema["paths"]["/catalogue"]["get"]
 
 
+async def test_stacked_decorators_over_http() -> None:
+    """Two stacked decorators both check the token's user; each can refuse (SPEC §10)."""
+    from crown_nexus.core.permissions.decorators import require_admin, require_permission
+
+    router = APIRouter()
+
+    @router.get("/stacked/{item}")
+    @require_permission(Permission.PRODUCT_READ)
+    @require_admin()
+    async def stacked(item: str) -> dict[str, str]:
+        return {"item": item}
+
+    app = guide_app(router)
+    async with app_client(app) as client:
+        ok = await client.get("/stacked/a", headers=bearer("admin"))
+        manager = await client.get("/stacked/a", headers=bearer("manager"))
+        anonymous = await client.get("/stacked/a")
+    assert ok.status_code == 200 and data_of(ok.json()) == {"item": "a"}
+    assert manager.status_code == 403 and anonymous.status_code == 401
+
+
 # --- 'Permission Service', verbatim ------------------------------------------------------------------
 
 
@@ -713,6 +734,16 @@ async def test_metrics_recorded_automatically() -> None:
     )
     assert total("permission_checks_total") == checks + 1
     assert total("multiple_permissions_checks_total") == multi + 1
+    await service.ensure_permissions(USERS["client"], [Permission.ORDER_READ])
+    with pytest.raises(PermissionDeniedException):
+        await service.ensure_permission(USERS["client"], Permission.ORDER_ADMIN)
+    with pytest.raises(PermissionDeniedException):
+        await service.ensure_permissions(USERS["client"], [Permission.ORDER_ADMIN])
+    assert total("permission_checks_total") == checks + 2  # ensure_* are counted as checks too
+    assert total("multiple_permissions_checks_total") == multi + 3
+    assert metrics.get_counter_sum(
+        "multiple_permissions_checks_total", {"require_all": "True", "granted": "False"}
+    ) >= 2
     assert total("object_permission_checks_total") == objects + 1
     for histogram in (
         "permission_check_duration_seconds",

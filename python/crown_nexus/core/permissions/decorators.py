@@ -121,11 +121,13 @@ def _signature_with_request(func: Callable[..., Any]) -> inspect.Signature | Non
 def _guard(check: Callable[[Any], None]) -> Callable[[F], F]:
     def decorate(func: F) -> F:
         signature = _signature_with_request(func)
+        # only the decorator that added the hidden parameter removes it (stacked ones share it)
+        hidden = signature is not None
         if inspect.iscoroutinefunction(func):
 
             @functools.wraps(func)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                request = kwargs.pop(_REQUEST_PARAM, None)
+                request = kwargs.pop(_REQUEST_PARAM, None) if hidden else None
                 check(await _user_async(kwargs, request))
                 return await func(*args, **kwargs)
 
@@ -134,7 +136,7 @@ def _guard(check: Callable[[Any], None]) -> Callable[[F], F]:
 
             @functools.wraps(func)
             def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
-                request = kwargs.pop(_REQUEST_PARAM, None)
+                request = kwargs.pop(_REQUEST_PARAM, None) if hidden else None
                 check(_user_sync(kwargs, request))
                 return func(*args, **kwargs)
 

@@ -158,7 +158,14 @@ class PermissionService:
         self, user: Any, permissions: Iterable[Permission | str], require_all: bool = True
     ) -> None:
         """Raise ``PermissionDeniedException`` (403) unless all (or any) are held."""
-        PermissionChecker.ensure_permissions(user, permissions, require_all=require_all)
+        t0 = time.perf_counter()
+        labels = {"require_all": str(require_all)}
+        try:
+            PermissionChecker.ensure_permissions(user, permissions, require_all=require_all)
+        except Exception:
+            self._record("multiple_permissions", t0, {**labels, "granted": "False"})
+            raise
+        self._record("multiple_permissions", t0, {**labels, "granted": "True"})
 
     async def ensure_object_permission(
         self, user: Any, obj: Any, permission: Permission | str, owner_field: str = "owner_id"
