@@ -281,3 +281,22 @@ def test_max_connections_must_be_positive() -> None:
     """max_connections below 1 is a clear ValueError."""
     with pytest.raises(ValueError, match="max_connections"):
         RedisRateLimitBackend("redis://127.0.0.1:1/0", max_connections=0)
+
+
+async def test_outside_cancellation_is_not_a_timeout(redis_server) -> None:  # type: ignore[no-untyped-def]
+    """A check cancelled from outside (client gone) raises CancelledError and frees its slot."""
+    backend = RedisRateLimitBackend(redis_server.url, timeout=5.0, max_connections=1)
+    rule = RateLimitRule(requests_per_window=3, window_seconds=60)
+    await backend.hit("c", rule)
+    redis_server.proc.send_signal(signal.SIGSTOP)
+    try:
+        task = asyncio.create_task(backend.hit("c", rule))
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert backend._slots.busy == 0 and not backend._deadlines.inflight
+    finally:
+        redis_server.proc.send_signal(signal.SIGCONT)
+    assert (await backend.hit("c", rule)).allowed
+    await backend.close()
