@@ -459,3 +459,16 @@ async def test_request_id_from_logging_context(service: EventService) -> None:
         await service.publish("r", {})
     assert await service.wait_for_pending(1)
     assert got[0]["context"]["request_id"] == "req-123"
+
+
+def test_importing_events_imports_no_celery_or_redis() -> None:
+    """The event system imports Celery (and redis) only when the Celery backend is chosen."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, crown_nexus.core.events as e; "
+        "print(sorted(m for m in ('celery', 'kombu', 'redis') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
