@@ -243,3 +243,52 @@ async def test_in_service_classes() -> None:
     entry = AuditService().recent(1)[0]
     assert (entry["user_id"], entry["action"]) == ("u5", "user_update")
     assert entry["details"] == {"fields": ["email", "name"]}
+
+
+# every shipped service the guide fetches with get_service(...)
+GUIDE_SERVICES = {
+    "audit_service": "crown_nexus.core.error",
+    "cache_service": "crown_nexus.core.cache",
+    "error_service": "crown_nexus.core.error",
+    "event_service": "crown_nexus.core.events",
+    "feature_service": "crown_nexus.core.features",
+    "metrics_service": "crown_nexus.core.metrics",
+    "permission_service": "crown_nexus.core.permissions",
+    "rate_limiting_service": "crown_nexus.core.rate_limiting",
+    "security_service": "crown_nexus.core.security",
+    "validation_service": "crown_nexus.core.validation",
+}
+
+
+def test_guide_service_names_are_known() -> None:
+    """Each shipped service name the guide passes to get_service maps to the module providing it."""
+    from crown_nexus.core.dependency_manager import BUILTIN_PROVIDERS
+
+    for name, module in GUIDE_SERVICES.items():
+        assert BUILTIN_PROVIDERS.get(name) == module, name
+
+
+def test_get_service_works_with_only_the_dependency_manager_imported() -> None:
+    """As in §3 (``error_service = get_service("error_service")``): no other import is needed."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    landed = [
+        name for name, module in GUIDE_SERVICES.items() if importlib.util.find_spec(module) is not None
+    ]
+    assert "error_service" in landed and "permission_service" in landed
+    code = (
+        "import sys\n"
+        "from crown_nexus.core.dependency_manager import get_service\n"
+        f"for name in {landed!r}:\n"
+        "    svc = get_service(name)\n"
+        "    assert svc is get_service(name), name\n"
+        "    print('SERVICE', name, type(svc).__name__)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    found = [line.split()[1] for line in out.stdout.splitlines() if line.startswith("SERVICE ")]
+    assert found == landed

@@ -42,6 +42,7 @@ BUILTIN_PROVIDERS: dict[str, str] = {
     "validation_service": "crown_nexus.core.validation",
     "pagination_service": "crown_nexus.core.pagination",
     "feature_flag_service": "crown_nexus.core.features",
+    "feature_service": "crown_nexus.core.features",  # the name guide §14 fetches
 }
 
 
