@@ -363,3 +363,69 @@ async def test_plain_exception_does_not_leak_in_production() -> None:
     body = response.json()
     assert_error_body(body, "INTERNAL_SERVER_ERROR")
     assert "hunter2" not in response.text and "RuntimeError" not in response.text
+
+
+# --- §14 constructions of the exception system ----------------------------------------------------
+
+
+def unique_email_error() -> None:
+    """§14 'Validation in Services': positional message plus an errors list."""
+    from crown_nexus.core.exceptions import ValidationException
+
+    raise ValidationException(
+        "Validation failed",
+        errors=[{
+            "loc": ["email"],
+            "msg": "Email already registered",
+            "type": "unique_error"
+        }]
+    )
+
+
+def report_limit_error() -> None:
+    """§14 'Rate Limited Service Methods': RateLimitExceededException with details only."""
+    from crown_nexus.core.exceptions import RateLimitExceededException
+
+    user_id, limit, report_type = "u1", 5, "sales"
+    raise RateLimitExceededException(
+        message="Report generation limit exceeded",
+        details={
+            "user_id": user_id,
+            "limit": limit,
+            "window": "1 hour",
+            "report_type": report_type
+        }
+    )
+
+
+def test_section14_constructions() -> None:
+    """The §14 forms build the same typed exceptions: errors readable as ``e.errors``, Retry-After present."""
+    with pytest.raises(AppException) as info:
+        unique_email_error()
+    assert info.value.status_code == 422 and info.value.message == "Validation failed"
+    assert info.value.errors == [
+        {"loc": ["email"], "msg": "Email already registered", "type": "unique_error"}
+    ]
+    with pytest.raises(AppException) as info:
+        report_limit_error()
+    exc = info.value
+    assert exc.status_code == 429 and exc.code == "RATE_LIMIT_EXCEEDED"
+    assert int(exc.headers["Retry-After"]) >= 1
+    assert exc.details["limit"] == 5 and exc.details["headers"] == exc.headers
+
+
+async def test_section14_constructions_over_http() -> None:
+    """Raised from endpoints they render 422 / 429 (with Retry-After) in the SPEC §3 body."""
+    router = APIRouter()
+    router.add_api_route("/unique", unique_email_error, methods=["POST"])
+    router.add_api_route("/report", report_limit_error, methods=["POST"])
+    app = guide_app(router)
+    async with app_client(app) as client:
+        unique = await client.post("/unique")
+        limited = await client.post("/report")
+    assert unique.status_code == 422
+    assert_error_body(unique.json(), "VALIDATION_ERROR", "Validation failed")
+    assert unique.json()["details"][0]["type"] == "unique_error"
+    assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+    assert_error_body(limited.json(), "RATE_LIMIT_EXCEEDED", "Report generation limit exceeded")
+    assert limited.json()["details"]["window"] == "1 hour"
