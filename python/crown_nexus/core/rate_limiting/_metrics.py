@@ -117,6 +117,13 @@ def _ensure_all(svc: Any) -> None:
     created.add(id(svc))
 
 
+#: label dicts reused per (backend, algorithm, allowed) and per (path, strategy): the sets are
+#: small and fixed, and building them per check costs more than the increment
+_MAX_CACHED_LABELS = 256
+_check_labels: dict[tuple[str, str, bool], dict[str, str]] = {}
+_exceeded_labels: dict[tuple[str, str], dict[str, str]] = {}
+
+
 def record_check(
     rule: RateLimitRule, result: RateLimitResult, duration: float | None, backend: str
 ) -> None:
@@ -125,26 +132,29 @@ def record_check(
     svc = _service()
     if svc is None:
         return
-    try:
-        svc.increment_counter(
-            "rate_limiting_checks_total",
-            1,
-            {
-                "backend": backend,
-                "algorithm": rule.effective_algorithm.value,
-                "result": "allowed" if result.allowed else "limited",
-            },
+    allowed = result.allowed
+    algorithm = rule.hot_params[0].value
+    labels = _check_labels.get((backend, algorithm, allowed))
+    if labels is None:
+        labels = _check_labels.setdefault(
+            (backend, algorithm, allowed),
+            {"backend": backend, "algorithm": algorithm,
+             "result": "allowed" if allowed else "limited"},
         )
+    try:
+        svc.increment_counter("rate_limiting_checks_total", 1, labels)
         if duration is not None:
             svc.observe_histogram(
                 "rate_limiting_check_duration_seconds", duration, {"backend": backend}
             )
-        if not result.allowed:
-            svc.increment_counter(
-                "rate_limit_exceeded_total",
-                1,
-                {"path": rule.path_pattern or "*", "strategy": rule.strategy.value},
-            )
+        if not allowed:
+            key = (rule.path_pattern or "*", rule.strategy.value)
+            exceeded = _exceeded_labels.get(key)
+            if exceeded is None:
+                exceeded = {"path": key[0], "strategy": key[1]}
+                if len(_exceeded_labels) < _MAX_CACHED_LABELS:
+                    _exceeded_labels[key] = exceeded
+            svc.increment_counter("rate_limit_exceeded_total", 1, exceeded)
     except Exception as exc:  # metrics never break a check
         logger.debug("rate limit metrics not recorded", error=str(exc))
 
