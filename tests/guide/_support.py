@@ -23,7 +23,6 @@ def guide_app(*routers: APIRouter, **settings: Any) -> FastAPI:
     setup_app(
         app,
         Settings(**settings),
-        manage_services=False,
     )
     return app
 
