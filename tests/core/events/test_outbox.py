@@ -194,8 +194,7 @@ async def test_service_shutdown_stops_relays(engine) -> None:  # type: ignore[no
     """EventService.shutdown stops the relays attached to it."""
     svc = EventService()
     await svc.initialize(EventBackendType.MEMORY)
-    relay = OutboxRelay(engine, svc, poll_interval=30)
-    relay.start()
-    assert relay.running
+    relay = svc.start_outbox_relay(engine, poll_interval=30)
+    assert isinstance(relay, OutboxRelay) and relay.running
     await svc.shutdown()
     assert not relay.running

@@ -14,7 +14,8 @@ stop the other handlers. Metrics (``crown_nexus.core.metrics``): ``events_publis
 ``event_handler_duration_seconds{event_type, handler}``.
 
 Handlers may be registered before :meth:`EventService.initialize` (the guide registers them at
-import time); publishing before ``initialize`` uses the memory backend.
+import time); publishing before ``initialize`` uses the memory backend (after ``shutdown``: the
+backend last initialized).
 """
 
 from __future__ import annotations
@@ -317,6 +318,7 @@ class EventService:
         self._default_context: dict[str, Any] = {}
         self._backend: EventBackend | None = None
         self._backend_type: EventBackendType | None = None
+        self._last: tuple[EventBackendType, dict[str, Any]] = (EventBackendType.MEMORY, {})
         self._metrics = _Metrics(self.config.duration_sample_every)
         self._relays: list[Any] = []
         self.stats = HandlerStats()
@@ -364,6 +366,7 @@ class EventService:
                 self._backend._closed = False  # type: ignore[attr-defined]
             return
         old = self._backend
+        self._last = (kind, dict(options))
         self._backend = self._build_backend(kind, options)
         self._backend_type = kind
         if old is not None:
@@ -390,7 +393,8 @@ class EventService:
     async def shutdown(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
         """Stop outbox relays, wait for pending handler runs (then cancel), close the backend.
 
-        Handlers stay registered; the next ``initialize`` (or publish) starts again.
+        Handlers stay registered; the next ``initialize`` starts again, and so does a publish
+        (with the backend last initialized, memory if none was).
         """
         for relay in list(self._relays):
             await relay.stop()
@@ -572,7 +576,8 @@ class EventService:
     async def _active_backend(self) -> EventBackend:
         backend = self._backend
         if backend is None:
-            await self.initialize(EventBackendType.MEMORY)
+            kind, options = self._last
+            await self.initialize(kind, **options)
             backend = self._backend
             assert backend is not None
         return backend
@@ -740,6 +745,16 @@ class EventService:
         return [s.id for s, ok in zip(subs, results, strict=True) if not ok]
 
     # ------------------------------------------------------------------ outbox
+    def start_outbox_relay(self, engine: Any, **options: Any) -> Any:
+        """Create and start an :class:`~crown_nexus.core.events.outbox.OutboxRelay` delivering
+        ``engine``'s outbox through this service (``options`` go to the relay); ``shutdown``
+        stops it. Call from a running event loop (e.g. the app's start-up)."""
+        from crown_nexus.core.events.outbox import OutboxRelay
+
+        relay = OutboxRelay(engine, self, **options)
+        relay.start()
+        return relay
+
     def attach_relay(self, relay: Any) -> None:
         """Let ``publish(session=...)`` wake ``relay`` after commit; ``shutdown`` stops it."""
         if relay not in self._relays:
