@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from crown_nexus.core.events import EventBackendType, EventService
+from crown_nexus.core.events import EventBackendType, EventPublishException, EventService
 from tests._servers import RedisServer
 
 pytestmark = pytest.mark.celery
@@ -175,4 +175,17 @@ async def test_event_survives_worker_killed_mid_handler(workers, redis_server, t
     [row] = _handled(tmp_path)
     assert row[0] == event_id and row[1] == "slow_once"
     assert row[2] != marker.read_text()
+    await publisher.shutdown()
+
+
+async def test_broker_down_and_bad_payload_raise_publish_exception() -> None:
+    """With no broker listening, publish raises EventPublishException (after a short retry);
+    a bad payload raises it before anything is sent."""
+    from tests._servers import free_port
+
+    publisher = await _publisher(f"redis://127.0.0.1:{free_port()}/0")
+    with pytest.raises(EventPublishException, match="Celery broker"):
+        await publisher.publish("celery.test.record", {"n": 1})
+    with pytest.raises(EventPublishException, match="not JSON-serializable"):
+        await publisher.publish("celery.test.record", {"n": object()})
     await publisher.shutdown()

@@ -138,3 +138,31 @@ def test_published_dict_round_trips_via_publish() -> None:
     asyncio.run(run())
     back = UserCreatedEvent.from_dict(got[0])
     assert back.data == e.data and back.user_id == "1"
+
+
+_any = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=10), c, max_size=4),
+    max_leaves=10,
+)
+_event_dicts = st.fixed_dictionaries(
+    {},
+    optional={
+        "id": _any, "name": _any, "timestamp": _any | st.datetimes().map(str),
+        "data": _any | st.fixed_dictionaries(
+            {"user_id": st.text(), "username": st.text(), "email": st.text()}
+        ),
+        "context": _any | st.dictionaries(st.sampled_from(["user_id", "request_id", "x"]), _any),
+    },
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(d=_event_dicts | _any)
+def test_from_dict_bad_input_raises_only_event_data_exception(d: Any) -> None:
+    """from_dict on arbitrary input returns an event or raises EventDataException, nothing else."""
+    try:
+        e = UserCreatedEvent.from_dict(d)
+    except EventDataException:
+        return
+    assert isinstance(e.data, UserData)
