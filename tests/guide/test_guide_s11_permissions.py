@@ -709,6 +709,31 @@ async def test_cache_integration() -> None:
     await get_permission_service(db).invalidate_permissions_cache("client")
 
 
+async def test_checks_by_user_id_use_the_cached_permissions() -> None:
+    """'Cache Integration': checks given a user id are answered from the cached permission list."""
+    from crown_nexus.core.metrics import get_metrics_service
+
+    metrics = get_metrics_service()
+    service = get_permission_service(db)
+    await service.invalidate_permissions_cache("owner")
+    assert await service.has_permission("owner", Permission.PRODUCT_UPDATE)  # loads and caches
+    hits = metrics.get_counter_sum("permission_check_cache_hits_total")
+    assert not await service.has_permission("owner", Permission.PRODUCT_ADMIN)
+    assert await service.check_object_permission(
+        "owner", PRODUCTS["p1"], Permission.PRODUCT_UPDATE, owner_field="created_by_id"
+    )
+    assert metrics.get_counter_sum("permission_check_cache_hits_total") == hits + 2
+    USERS["owner"].role = UserRole.ADMIN  # not seen until the cache is invalidated
+    assert not await service.has_permission("owner", Permission.SYSTEM_ADMIN)
+    await update_user_role("owner", UserRole.ADMIN)
+    assert await service.has_permission("owner", Permission.SYSTEM_ADMIN)
+    with pytest.raises(PermissionDeniedException):
+        await service.ensure_permission("client", Permission.USER_DELETE)
+    with pytest.raises(ResourceNotFoundException):
+        await service.has_permission("nobody", Permission.PRODUCT_READ)
+    await service.invalidate_permissions_cache("owner")
+
+
 # --- 'Metrics Integration' ----------------------------------------------------------------------------
 
 

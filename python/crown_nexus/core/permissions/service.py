@@ -9,6 +9,9 @@ into a user by the loader set with :func:`set_user_loader` (``loader(user_id, db
 async, returning the user or ``None``). Results are cached under ``permissions:user:{user_id}``
 (in the cache service when one is registered, else in process) until
 :meth:`PermissionService.invalidate_permissions_cache` or the TTL.
+
+The checks take a user id too: it is resolved through that same cached lookup (a cache hit counts
+``permission_check_cache_hits_total``), so checking by id costs no user load while cached.
 """
 
 from __future__ import annotations
@@ -76,6 +79,11 @@ def _label(value: Any) -> str:
     return str(getattr(value, "value", value))
 
 
+def _is_id(user: Any) -> bool:
+    """True when ``user`` is a user id (str, int or UUID) rather than a user object or dict."""
+    return isinstance(user, (str, int)) or type(user).__name__ == "UUID"
+
+
 class PermissionService:
     """Async permission checks with metrics; user permission lookup with caching."""
 
@@ -101,6 +109,7 @@ class PermissionService:
     async def has_permission(self, user: Any, permission: Permission | str) -> bool:
         """True when ``user`` holds ``permission`` (see ``PermissionChecker.has_permission``)."""
         t0 = time.perf_counter()
+        user = await self._as_user(user)
         ok = PermissionChecker.has_permission(user, permission)
         self._record("permission", t0, {"permission": _label(permission), "granted": str(ok)})
         return ok
@@ -110,6 +119,7 @@ class PermissionService:
     ) -> bool:
         """All (``require_all``) or any of ``permissions``."""
         t0 = time.perf_counter()
+        user = await self._as_user(user)
         ok = PermissionChecker.has_permissions(user, permissions, require_all=require_all)
         self._record(
             "multiple_permissions",
@@ -123,6 +133,7 @@ class PermissionService:
     ) -> bool:
         """The object-level rule (see ``PermissionChecker.check_object_permission``)."""
         t0 = time.perf_counter()
+        user = await self._as_user(user)
         ok = PermissionChecker.check_object_permission(user, obj, permission, owner_field)
         self._record(
             "object_permission",
@@ -145,6 +156,7 @@ class PermissionService:
     ) -> None:
         """Raise ``PermissionDeniedException`` (403) unless ``user`` holds ``permission``."""
         t0 = time.perf_counter()
+        user = await self._as_user(user)
         try:
             PermissionChecker.ensure_permission(
                 user, permission, resource_type, resource_id, action
@@ -159,6 +171,7 @@ class PermissionService:
     ) -> None:
         """Raise ``PermissionDeniedException`` (403) unless all (or any) are held."""
         t0 = time.perf_counter()
+        user = await self._as_user(user)
         labels = {"require_all": str(require_all)}
         try:
             PermissionChecker.ensure_permissions(user, permissions, require_all=require_all)
@@ -175,6 +188,17 @@ class PermissionService:
             raise object_denied(obj, permission)
 
     # -- lookup and cache -----------------------------------------------------------
+    async def _as_user(self, user: Any) -> Any:
+        """``user`` itself, or for a user id ``{"id", "permissions"}`` from the cached lookup."""
+        if not _is_id(user):
+            return user
+        uid = str(user)
+        names = await self._cached(uid, "permission_check_cache_hits_total")
+        if names is None:
+            names = get_registry().permissions_of(user_mask(await self._load_user(uid)))
+            await self._store(uid, names)
+        return {"id": uid, "role": None, "permissions": names}
+
     async def _load_user(self, user_id: str) -> Any:
         loader = _state["loader"]
         if loader is None:
@@ -198,7 +222,7 @@ class PermissionService:
         ``ResourceNotFoundException`` when the loader finds nobody.
         """
         t0 = time.perf_counter()
-        if isinstance(user, (str, int)) or type(user).__name__ == "UUID":
+        if _is_id(user):
             uid = str(user)
             names = await self._cached(uid)
             if names is None:
@@ -221,7 +245,9 @@ class PermissionService:
             except Exception as exc:
                 logger.debug("Could not record permission metrics", error=repr(exc))
 
-    async def _cached(self, uid: str) -> list[str] | None:
+    async def _cached(
+        self, uid: str, hit_counter: str = "user_permissions_cache_hits_total"
+    ) -> list[str] | None:
         cache = _service("cache_service")
         names: list[str] | None = None
         if cache is not None:
@@ -238,7 +264,7 @@ class PermissionService:
             metrics = _service("metrics_service")
             if metrics is not None:
                 try:
-                    metrics.increment_counter("user_permissions_cache_hits_total")
+                    metrics.increment_counter(hit_counter)
                 except Exception as exc:
                     logger.debug("Could not record permission metrics", error=repr(exc))
         return names
