@@ -405,6 +405,23 @@ def test_decorated_functions_called_directly() -> None:
         asyncio.run(purge())
 
 
+def test_decorator_signatures_stay_valid() -> None:
+    """The hidden request parameter fits any signature (``*args``, ``**kwargs``) and direct calls still work."""
+    import asyncio
+    import inspect
+
+    from crown_nexus.core.permissions.decorators import require_permission
+
+    @require_permission(Permission.PRODUCT_READ)
+    async def flexible(a: int, *rest: int, current_user: Any = None, **extra: Any) -> tuple[Any, ...]:
+        return a, rest, extra
+
+    params = list(inspect.signature(flexible).parameters.values())
+    assert [p.kind for p in params][-1] is inspect.Parameter.VAR_KEYWORD
+    assert params[-2].kind is inspect.Parameter.KEYWORD_ONLY and params[-2].annotation is Request
+    assert asyncio.run(flexible(1, 2, 3, current_user=USERS["client"], x=4)) == (1, (2, 3), {"x": 4})
+
+
 # --- SPEC §10: the user from the token / API key when there is no current_user --------------------
 
 
