@@ -40,6 +40,7 @@ from typing import Any
 
 import orjson
 from celery import Celery, Task
+from celery.signals import worker_init
 
 from crown_nexus.logging import get_logger
 
@@ -201,6 +202,20 @@ def dispatch_event(self: Task, encoded: str, handler_ids: list[str] | None = Non
         retry_in=round(delay, 3),
     )
     raise self.retry(args=(encoded, failed), countdown=delay)
+
+
+@worker_init.connect
+def _load_handlers_at_start(**_: Any) -> None:
+    """A worker imports its handler modules before taking tasks: a bad module name stops it
+    at start-up instead of failing events later."""
+    try:
+        names = load_handler_modules()
+    except ImportError as exc:
+        logger.critical("cannot import the event handler modules", error=str(exc))
+        # Celery logs and swallows exceptions from signal receivers; SystemExit stops the worker
+        raise SystemExit(f"crown-nexus: cannot import event handler modules: {exc}") from exc
+    if names:
+        logger.info("event handler modules loaded", modules=names)
 
 
 #: the app the guide imports (``from crown_nexus.core.celery_app import celery_app``)

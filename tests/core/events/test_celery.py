@@ -24,11 +24,17 @@ ROOT = Path(__file__).resolve().parents[3]
 class Worker:
     """A `celery worker --pool=solo` subprocess with the test handlers loaded."""
 
-    def __init__(self, broker: str, record_dir: Path, visibility_timeout: float = 2.0) -> None:
+    def __init__(
+        self,
+        broker: str,
+        record_dir: Path,
+        visibility_timeout: float = 2.0,
+        modules: str = "tests.core.events.celery_handlers",
+    ) -> None:
         env = {
             **os.environ,
             "CROWN_NEXUS_CELERY_BROKER_URL": broker,
-            "CROWN_NEXUS_EVENT_HANDLER_MODULES": "tests.core.events.celery_handlers",
+            "CROWN_NEXUS_EVENT_HANDLER_MODULES": modules,
             "CROWN_NEXUS_TEST_EVENT_DIR": str(record_dir),
             "CROWN_NEXUS_CELERY_VISIBILITY_TIMEOUT": str(visibility_timeout),
             "CROWN_NEXUS_CELERY_RESTORE_INTERVAL": "1",
@@ -189,3 +195,14 @@ async def test_broker_down_and_bad_payload_raise_publish_exception() -> None:
     with pytest.raises(EventPublishException, match="not JSON-serializable"):
         await publisher.publish("celery.test.record", {"n": object()})
     await publisher.shutdown()
+
+
+def test_worker_with_unimportable_handler_module_fails_at_start(redis_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A misconfigured CROWN_NEXUS_EVENT_HANDLER_MODULES stops the worker at start-up."""
+    worker = Worker(redis_server.url, tmp_path, modules="tests.core.events.no_such_module")
+    try:
+        assert worker.proc.wait(30) != 0
+    finally:
+        worker.stop()
+    log = next(tmp_path.glob("worker-*.log")).read_text()
+    assert "no_such_module" in log
