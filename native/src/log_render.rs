@@ -66,38 +66,93 @@ fn needs_escape(word: u64) -> bool {
         != 0
 }
 
-/// True when any byte of `bytes` needs escaping (checked 8 bytes at a time).
+/// Write `s` as a JSON string: quoted, escaped exactly as orjson escapes.
 #[inline]
-fn has_escape(bytes: &[u8]) -> bool {
-    let len = bytes.len();
-    if len < 8 {
-        return bytes.iter().any(|&b| ESCAPE[b as usize] != 0);
-    }
-    let word = |at: usize| {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&bytes[at..at + 8]);
-        u64::from_le_bytes(w)
-    };
-    let mut at = 0;
-    while at + 8 <= len {
-        if needs_escape(word(at)) {
-            return true;
-        }
-        at += 8;
-    }
-    // the last (overlapping) 8 bytes cover the tail
-    at < len && needs_escape(word(len - 8))
-}
-
 fn write_str(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
-    out.reserve(bytes.len() + 2);
-    out.push(b'"');
-    if !has_escape(bytes) {
-        out.extend_from_slice(bytes);
-        out.push(b'"');
-        return;
+    let len = bytes.len();
+    out.reserve(len + 2);
+    let base = out.len();
+    // Fast path: copy and check in one pass (8 bytes at a time), no escapes expected.
+    // SAFETY: `reserve` made room for `len + 2` bytes past `base`; every write below stays in
+    // `base .. base + len + 2`, and `set_len` only covers bytes written.
+    unsafe {
+        let dst = out.as_mut_ptr().add(base);
+        let src = bytes.as_ptr();
+        *dst = b'"';
+        let mut i = 0;
+        let mut clean = true;
+        #[cfg(target_arch = "x86_64")]
+        {
+            // SSE2 is part of x86_64: 16 bytes per step
+            use std::arch::x86_64::*;
+            let space = _mm_set1_epi8(0x20);
+            let quote = _mm_set1_epi8(b'"' as i8);
+            let backslash = _mm_set1_epi8(b'\\' as i8);
+            while i + 16 <= len {
+                let chunk = _mm_loadu_si128(src.add(i) as *const __m128i);
+                // unsigned chunk < 0x20  <=>  max(chunk, 0x20) != chunk
+                let control = _mm_xor_si128(
+                    _mm_cmpeq_epi8(_mm_max_epu8(chunk, space), chunk),
+                    _mm_set1_epi8(-1),
+                );
+                let special = _mm_or_si128(
+                    control,
+                    _mm_or_si128(
+                        _mm_cmpeq_epi8(chunk, quote),
+                        _mm_cmpeq_epi8(chunk, backslash),
+                    ),
+                );
+                if _mm_movemask_epi8(special) != 0 {
+                    clean = false;
+                    break;
+                }
+                _mm_storeu_si128(dst.add(1 + i) as *mut __m128i, chunk);
+                i += 16;
+            }
+        }
+        while clean && i + 8 <= len {
+            let word = (src.add(i) as *const u64).read_unaligned();
+            if needs_escape(u64::from_le(word)) {
+                clean = false;
+                break;
+            }
+            (dst.add(1 + i) as *mut u64).write_unaligned(word);
+            i += 8;
+        }
+        if clean && i < len {
+            if len >= 8 {
+                // the last 8 bytes, overlapping what was already copied
+                let word = (src.add(len - 8) as *const u64).read_unaligned();
+                if needs_escape(u64::from_le(word)) {
+                    clean = false;
+                } else {
+                    (dst.add(1 + len - 8) as *mut u64).write_unaligned(word);
+                }
+            } else {
+                while i < len {
+                    let b = *src.add(i);
+                    if ESCAPE[b as usize] != 0 {
+                        clean = false;
+                        break;
+                    }
+                    *dst.add(1 + i) = b;
+                    i += 1;
+                }
+            }
+        }
+        if clean {
+            *dst.add(1 + len) = b'"';
+            out.set_len(base + len + 2);
+            return;
+        }
     }
+    write_escaped(out, bytes);
+}
+
+#[cold]
+fn write_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(b'"');
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let esc = ESCAPE[b as usize];
