@@ -472,3 +472,24 @@ def test_importing_events_imports_no_celery_or_redis() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+async def test_publish_does_not_wait_for_handlers_which_run_concurrently(
+    service: EventService,
+) -> None:
+    """publish returns before its handlers finish, and handlers of many events overlap."""
+    gate = asyncio.Event()
+    running: list[int] = []
+
+    async def slow(event: dict[str, Any]) -> None:
+        running.append(event["data"])
+        await gate.wait()
+
+    service.subscribe("slow.many", slow)
+    for n in range(20):
+        await asyncio.wait_for(service.publish("slow.many", n), 0.5)
+    await asyncio.sleep(0.01)
+    assert sorted(running) == list(range(20)) and service.pending_count() == 20
+    gate.set()
+    assert await service.wait_for_pending(1)
+    assert service.pending_count() == 0
