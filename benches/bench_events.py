@@ -29,6 +29,7 @@ from crown_nexus import accel
 from crown_nexus.core.events import EventBackendType, EventService
 
 BATCH = 1000
+ROUNDS = 30
 PAYLOAD = {"order_id": "3f2a9c", "user_id": "42", "total_amount": 1999, "items": [1, 2, 3]}
 
 
@@ -68,6 +69,13 @@ class Counter:
             self.done.set()
 
 
+def _run_batches(benchmark: Any, loop: asyncio.AbstractEventLoop, batch: Any) -> None:
+    """Time whole batches: a fixed number of rounds after warm-up, the same for every peer."""
+    benchmark.pedantic(
+        lambda: loop.run_until_complete(batch()), rounds=ROUNDS, iterations=1, warmup_rounds=2
+    )
+
+
 def _crown(loop: asyncio.AbstractEventLoop, counter: Counter) -> EventService:
     svc = EventService()
     loop.run_until_complete(svc.initialize(EventBackendType.MEMORY))
@@ -88,7 +96,7 @@ def test_throughput_crown_nexus(benchmark: Any, loop: asyncio.AbstractEventLoop)
         await done.wait()
         await svc.wait_for_pending()
 
-    benchmark(lambda: loop.run_until_complete(batch()))
+    _run_batches(benchmark, loop, batch)
     assert counter.n == BATCH
     loop.run_until_complete(svc.shutdown())
 
@@ -111,7 +119,7 @@ def test_throughput_pyee(benchmark: Any, loop: asyncio.AbstractEventLoop) -> Non
             ee.emit("order.created", PAYLOAD)
         await done.wait()
 
-    benchmark(lambda: loop.run_until_complete(batch()))
+    _run_batches(benchmark, loop, batch)
     assert counter.n == BATCH
 
 
@@ -127,7 +135,7 @@ def test_throughput_blinker(benchmark: Any, loop: asyncio.AbstractEventLoop) -> 
         for _ in range(BATCH):
             await signal.send_async(None, payload=PAYLOAD)
 
-    benchmark(lambda: loop.run_until_complete(batch()))
+    _run_batches(benchmark, loop, batch)
     assert counter.n == BATCH
 
 
