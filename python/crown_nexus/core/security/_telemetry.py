@@ -57,7 +57,9 @@ class SecurityTelemetry:
     two registry updates.
     """
 
-    def __init__(self, flush_interval: float = 1.0, sample_every: int = 16) -> None:
+    def __init__(
+        self, flush_interval: float = 1.0, sample_every: int = 16, max_samples: int = 128
+    ) -> None:
         self._service: Any = None
         self._labelnames = {name: spec[2] for name, spec in METRICS.items()}
         self._disabled = False
@@ -68,6 +70,12 @@ class SecurityTelemetry:
         self._next_flush = 0.0
         self._sample_every = max(1, sample_every)
         self._sample_counter = 0
+        #: sampled validation durations waiting for the next flush (at most ``max_samples``)
+        self._samples: list[tuple[float, str]] = []
+        self._max_samples = max_samples
+        self._countdown = 1
+        #: True when the next token validation should be timed (see :meth:`validation`)
+        self.time_next = False
 
     # --- metrics ---------------------------------------------------------------------------
 
@@ -127,6 +135,31 @@ class SecurityTelemetry:
         if time.monotonic() >= self._next_flush:
             self.flush()
 
+    def validation(self, key: tuple[str, tuple[str, ...]], start: float) -> None:
+        """Record one token validation; ``key`` is ``("token_validations_total", (success,
+        token_type))``.
+
+        ``start`` is the ``time.perf_counter()`` at which it began when :attr:`time_next` asked
+        for a timing (one validation in ``sample_every``), else ``0.0``. The count and the
+        sampled durations (at most ``max_samples`` per flush) are kept locally and reach the
+        metrics service at the next :meth:`flush`, at most ``flush_interval`` seconds away; a
+        validation costs a dict update and a clock read.
+        """
+        pending = self._pending
+        pending[key] = pending.get(key, 0) + 1
+        if start:
+            self.time_next = False
+            if len(self._samples) < self._max_samples:
+                self._samples.append((time.perf_counter() - start, key[1][0]))
+        else:
+            countdown = self._countdown - 1
+            if countdown <= 0:
+                countdown = self._sample_every
+                self.time_next = True
+            self._countdown = countdown
+        if time.monotonic() >= self._next_flush:
+            self.flush()
+
     def should_sample(self) -> bool:
         """True for one call in ``sample_every`` (time the hot path only then)."""
         self._sample_counter += 1
@@ -138,6 +171,10 @@ class SecurityTelemetry:
     def flush(self) -> None:
         """Move the locally counted events into the metrics service."""
         self._next_flush = time.monotonic() + self._flush_interval
+        if self._samples:
+            samples, self._samples = self._samples, []
+            for elapsed, success in samples:
+                self.observe("token_validation_duration_seconds", elapsed, success)
         if not self._pending:
             return
         pending, self._pending = self._pending, {}

@@ -43,6 +43,14 @@ class TokenBlacklist(abc.ABC):
     async def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release connections (no-op for the memory backend)."""
 
+    def is_revoked_nowait(self, jti: str | None, family: str | None = None) -> bool | None:
+        """:meth:`is_revoked` answered without waiting, or ``None`` when only the async call can.
+
+        Backends that hold their entries in process answer here, so token verification need
+        not await; the default (network backends) is ``None``.
+        """
+        return None
+
 
 def _ttl(ttl_seconds: float) -> int:
     return max(1, math.ceil(ttl_seconds))
@@ -101,8 +109,11 @@ class MemoryTokenBlacklist(TokenBlacklist):
         self._entries[key] = max(current, now + _ttl(ttl_seconds))
 
     async def is_revoked(self, jti: str | None, family: str | None = None) -> bool:
-        entries = self._entries
-        if not entries:
+        return self.is_revoked_nowait(jti, family)
+
+    def is_revoked_nowait(self, jti: str | None, family: str | None = None) -> bool:
+        """:meth:`is_revoked` as a plain call: a dict lookup (none at all while nothing is revoked)."""
+        if not self._entries:
             return False
         now = self._clock()
         if jti is not None and self._live("jti:" + jti, now):

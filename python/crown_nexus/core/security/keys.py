@@ -205,7 +205,7 @@ class JwtKey:
 class KeyRing:
     """One signing key plus any number of verification keys, looked up by ``kid``."""
 
-    __slots__ = ("_keys", "_signing", "single")
+    __slots__ = ("_keys", "_signing", "single", "single_args")
 
     def __init__(self, signing_key: JwtKey, verification_keys: Iterable[JwtKey] = ()) -> None:
         if not signing_key.can_sign:
@@ -216,10 +216,16 @@ class KeyRing:
             self._keys.setdefault(key.kid, key)
         #: the only key when the ring holds exactly one (decoding skips the header lookup)
         self.single: JwtKey | None = None
+        #: ``(verification_key, algorithms)`` of :attr:`single`, ready for the hot path's decode
+        self.single_args: tuple[bytes, tuple[str, ...]] | None = None
         self._refresh()
 
     def _refresh(self) -> None:
-        self.single = self._signing if len(self._keys) == 1 else None
+        single = self._signing if len(self._keys) == 1 else None
+        self.single = single
+        self.single_args = (
+            None if single is None else (single.verification_key, single.algorithms)
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> KeyRing:

@@ -221,49 +221,71 @@ class TokenData:
 
     @classmethod
     def from_claims(cls, claims: dict[str, Any]) -> TokenData:
-        """Build from verified claims; raises ``ValueError`` when a claim has the wrong shape."""
-        # the hot path has checked exp/iat/nbf are numbers, exp in the future and iat/nbf not;
-        # only the far bound is left (a datetime must exist for exp)
-        exp = claims["exp"]
-        if not exp <= _MAX_TS:
-            raise ValueError("exp")
-        token_type = _TOKEN_TYPES.get(claims["type"])  # type: ignore[call-overload]
-        if token_type is None:
-            raise ValueError("type")
+        """Build from verified claims; raises ``ValueError`` when a claim has the wrong shape.
+
+        The hot path has already checked that ``exp``/``iat``/``nbf`` are numbers (``exp`` in
+        the future, ``iat``/``nbf`` not) and ``sub``/``jti`` strings; this checks the rest:
+        ``exp`` within datetime's range, ``type`` a :class:`TokenType`, ``role``/``fam``/``iss``
+        strings, ``user_data`` an object and ``permissions`` a list of strings (all optional).
+        The slots are filled directly: no ``__init__`` call on this hot path.
+        """
         get = claims.get
+        token_type = _TOKEN_TYPES.get(claims["type"])  # type: ignore[call-overload]
+        exp = claims["exp"]
         role = get("role")
         perms = get("permissions")
-        if perms is None:
-            perms = []
         user_data = get("user_data")
         fam = get("fam")
         iss = get("iss")
         if (
-            (role is not None and type(role) is not str)
-            or type(perms) is not list
+            token_type is None
+            or not exp <= _MAX_TS
+            or (role is not None and type(role) is not str)
             or (user_data is not None and type(user_data) is not dict)
             or (fam is not None and type(fam) is not str)
             or (iss is not None and type(iss) is not str)
         ):
             raise ValueError("claims")
-        for p in perms:
-            if type(p) is not str:
-                raise ValueError("permissions")
-        return cls(
-            claims["sub"],
-            exp,
-            token_type,
-            claims["jti"],
-            get("iat"),
-            get("nbf"),
-            role,
-            perms,
-            user_data,
-            iss,
-            get("aud"),
-            fam,
-            claims,
+        if perms is None:
+            perms = []
+        elif type(perms) is not list:
+            raise ValueError("permissions")
+        else:
+            for p in perms:
+                if type(p) is not str:
+                    raise ValueError("permissions")
+        self = _new(cls)
+        self.sub = claims["sub"]
+        self._exp = exp
+        self.type = token_type
+        self.jti = claims["jti"]
+        self._iat = get("iat")
+        self._nbf = get("nbf")
+        self.role = role
+        self.permissions = perms
+        self.user_data = user_data
+        self.iss = iss
+        self.aud = get("aud")
+        self.fam = fam
+        self.claims = claims
+        return self
+
+
+_new = object.__new__
+
+
+def _defining_class(cls: type, name: str) -> type:
+    return next(klass for klass in cls.__mro__ if name in vars(klass))
+
+
+def _nowait_matches(cls: type) -> bool:
+    """True when ``cls.is_revoked_nowait`` is defined where ``is_revoked`` is (or below it)."""
+    try:
+        return issubclass(
+            _defining_class(cls, "is_revoked_nowait"), _defining_class(cls, "is_revoked")
         )
+    except StopIteration:
+        return False
 
 
 def _auth_error(reason: str) -> AuthenticationException:
@@ -306,7 +328,8 @@ class TokenManager:
     ) -> None:
         self.settings = settings
         self.key_ring = key_ring or KeyRing.from_settings(settings)
-        self.blacklist: TokenBlacklist = blacklist or MemoryTokenBlacklist()
+        self.revoked_nowait: Callable[[str | None, str | None], bool | None] | None = None
+        self.blacklist = blacklist or MemoryTokenBlacklist()
         self.jwt: ModuleType = jwt_impl or accel.get("jwt")
         self.access_lifetime = timedelta(minutes=settings.access_token_expire_minutes)
         self.refresh_lifetime = timedelta(days=settings.refresh_token_expire_days)
@@ -321,6 +344,21 @@ class TokenManager:
         if self.leeway:
             options["leeway"] = self.leeway
         self._decode_options = options  # max_length: the hot path's default, 8192
+        self._leeway_arg: float | None = self.leeway or None
+
+    @property
+    def blacklist(self) -> TokenBlacklist:
+        """The revocation backend (assigning one also sets :attr:`revoked_nowait`)."""
+        return self._blacklist
+
+    @blacklist.setter
+    def blacklist(self, blacklist: TokenBlacklist) -> None:
+        self._blacklist = blacklist
+        #: the backend's synchronous ``is_revoked_nowait`` when it answers the same as its
+        #: ``is_revoked`` (not overridden by a subclass that left the former alone), else None
+        self.revoked_nowait = (
+            blacklist.is_revoked_nowait if _nowait_matches(type(blacklist)) else None
+        )
 
     # --- creation --------------------------------------------------------------------------
 
@@ -405,21 +443,26 @@ class TokenManager:
         """Check signature, claims and type (not revocation); ``AuthenticationException`` if refused.
 
         This is the one place token errors are mapped: the hot path's ``InvalidTokenError`` and
-        anything else raised while parsing become ``AuthenticationException``.
+        anything else raised while parsing become ``AuthenticationException``. With a single key
+        in the ring its prepared ``(key, algorithms)`` go straight to the hot path's ``decode``
+        (the signature still pins the algorithm and key); with several, the ``kid`` header
+        chooses the key.
         """
         jwt = self.jwt
         try:
-            if type(token) is not str:
-                raise _auth_error("malformed")
-            key: JwtKey | None = self.key_ring.single
-            if key is None:
-                header = jwt.get_unverified_header(token, _MAX_TOKEN_LENGTH)
-                key = self.key_ring.get(header.get("kid"))
-                if key is None:
-                    raise _auth_error("unknown_key")
-            claims = jwt.decode(
-                token, key.verification_key, algorithms=key.algorithms, **self._decode_options
-            )
+            single = self.key_ring.single_args
+            if single is not None and type(token) is str:
+                claims = jwt.decode(
+                    token,
+                    single[0],
+                    algorithms=single[1],
+                    issuer=self.issuer,
+                    audience=self.audience,
+                    leeway=self._leeway_arg,
+                    require=_REQUIRE,
+                )
+            else:
+                claims = self._decode_by_kid(token)
             data = TokenData.from_claims(claims)
         except AuthenticationException:
             raise
@@ -427,9 +470,27 @@ class TokenManager:
             raise _auth_error(getattr(exc, "reason", "invalid")) from None
         except Exception:
             raise _auth_error("invalid_claim") from None
-        if expected_type is not None and data.type != expected_type:
+        if (
+            expected_type is not None
+            and data.type is not expected_type
+            and data.type != expected_type
+        ):
             raise _auth_error("wrong_token_type")
         return data
+
+    def _decode_by_kid(self, token: Any) -> dict[str, Any]:
+        """Decode with the key the token's ``kid`` header names (several keys in the ring)."""
+        if type(token) is not str:
+            raise _auth_error("malformed")
+        jwt = self.jwt
+        header = jwt.get_unverified_header(token, _MAX_TOKEN_LENGTH)
+        key = self.key_ring.get(header.get("kid"))
+        if key is None:
+            raise _auth_error("unknown_key")
+        claims: dict[str, Any] = jwt.decode(
+            token, key.verification_key, algorithms=key.algorithms, **self._decode_options
+        )
+        return claims
 
     async def decode_token(
         self,
@@ -449,9 +510,15 @@ class TokenManager:
         return data
 
     async def check_revocation(self, data: TokenData) -> None:
-        """Refuse ``data`` when its ``jti`` or family is revoked, or when that cannot be checked."""
+        """Refuse ``data`` when its ``jti`` or family is revoked, or when that cannot be checked.
+
+        An in-process backend answers without awaiting (:attr:`revoked_nowait`).
+        """
         try:
-            revoked = await self.blacklist.is_revoked(data.jti, data.fam)
+            nowait = self.revoked_nowait
+            revoked = None if nowait is None else nowait(data.jti, data.fam)
+            if revoked is None:
+                revoked = await self._blacklist.is_revoked(data.jti, data.fam)
         except Exception:
             raise _auth_error("revocation_check_failed") from None
         if revoked:
