@@ -223,9 +223,7 @@ class KeyRing:
     def _refresh(self) -> None:
         single = self._signing if len(self._keys) == 1 else None
         self.single = single
-        self.single_args = (
-            None if single is None else (single.verification_key, single.algorithms)
-        )
+        self.single_args = None if single is None else (single.verification_key, single.algorithms)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> KeyRing:

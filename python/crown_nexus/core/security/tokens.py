@@ -32,7 +32,7 @@ from typing import Any
 from crown_nexus import accel
 from crown_nexus.core.exceptions import AuthenticationException
 from crown_nexus.core.security.blacklist import MemoryTokenBlacklist, TokenBlacklist
-from crown_nexus.core.security.keys import JwtKey, KeyRing
+from crown_nexus.core.security.keys import KeyRing
 from crown_nexus.settings import Settings
 
 __all__ = [
