@@ -283,3 +283,14 @@ def test_floats_and_strings_match_orjson(number: float, string: str) -> None:
     expected = orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE)
     for module in accel.available("log_render").values():
         assert module.render(event) == expected
+
+
+@pytest.mark.parametrize("special", ['"', "\\", "\n", "\x01", "\x1f", "é", "\x7f", "\u2028"])
+def test_escapes_at_every_position_match_orjson(impl: ModuleType, special: str) -> None:
+    """A special character anywhere in strings of 0-40 chars is written exactly as orjson does."""
+    for length in range(41):
+        for pos in range(length):
+            text = "ab" * (length // 2) + "c" * (length % 2)
+            text = text[:pos] + special + text[pos + 1 :]
+            event = {text: text}
+            assert impl.render(event) == orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE)
