@@ -430,12 +430,33 @@ async def test_initialize_rejects_unknown_backend() -> None:
 
 
 async def test_initialize_twice_keeps_backend(service: EventService) -> None:
-    """A second initialize with the same type keeps the running backend."""
+    """A second initialize with the same type, or with no type, keeps the running backend."""
     backend = service.backend
     await service.initialize(EventBackendType.MEMORY)
     assert service.backend is backend
     await service.initialize("memory")
+    await service.initialize()
     assert service.backend is backend
+
+
+async def test_initialize_without_type_keeps_celery_backend() -> None:
+    """An app start-up's initialize() does not undo an earlier initialize(CELERY)."""
+    svc = EventService()
+    await svc.initialize(EventBackendType.CELERY)
+    await svc.initialize()
+    assert svc.backend_type is EventBackendType.CELERY
+    await svc.shutdown()
+
+
+async def test_initialize_rejects_unknown_options() -> None:
+    """Unknown or bad backend options raise EventConfigurationException."""
+    svc = EventService()
+    with pytest.raises(EventConfigurationException):
+        await svc.initialize(EventBackendType.MEMORY, max_pendings=3)
+    with pytest.raises(EventConfigurationException):
+        await svc.initialize(EventBackendType.MEMORY, max_pending=0)
+    with pytest.raises(EventConfigurationException):
+        await svc.initialize(EventBackendType.CELERY, broker="x")
 
 
 def test_subscribe_validates_arguments() -> None:

@@ -344,12 +344,15 @@ class EventService:
     ) -> None:
         """Start delivering events through ``backend_type`` (default: ``settings.event_backend``).
 
-        Calling it again with the same type keeps the backend (options ignored); another type
-        drains and closes the old backend first. Options go to the backend (memory:
+        Without ``backend_type`` an initialized service keeps its backend (the app's start-up
+        calls ``initialize()`` on every service). Calling it again with the same type and no
+        options keeps the backend; another type (or new options) drains and closes the old one. Options go to the backend (memory:
         ``max_pending``, ``backpressure_timeout``; Celery: ``app``, ``task_options``).
         Raises :class:`EventConfigurationException` for an unknown type or a missing extra.
         """
         if backend_type is None:
+            if self._backend is not None and not options:
+                return
             from crown_nexus.core.config import settings
 
             backend_type = getattr(settings, "event_backend", "memory")
@@ -375,19 +378,32 @@ class EventService:
 
     def _build_backend(self, kind: EventBackendType, options: dict[str, Any]) -> EventBackend:
         if kind is EventBackendType.MEMORY:
-            return MemoryEventBackend(
-                self,
-                max_pending=options.pop("max_pending", self.config.max_pending),
-                backpressure_timeout=options.pop(
-                    "backpressure_timeout", self.config.backpressure_timeout
-                ),
-            )
+            unknown = sorted(set(options) - {"max_pending", "backpressure_timeout"})
+            if unknown:
+                raise EventConfigurationException(
+                    f"unknown memory backend options {unknown}", details={"options": unknown}
+                )
+            try:
+                return MemoryEventBackend(
+                    self,
+                    max_pending=options.get("max_pending", self.config.max_pending),
+                    backpressure_timeout=options.get(
+                        "backpressure_timeout", self.config.backpressure_timeout
+                    ),
+                )
+            except (TypeError, ValueError) as exc:
+                raise EventConfigurationException(f"bad memory backend options: {exc}") from exc
         try:
             from crown_nexus.core.events.backends.celery import CeleryEventBackend
         except ImportError as exc:
             raise EventConfigurationException(
                 "the Celery event backend needs the celery extra: pip install 'crown-nexus[celery]'"
             ) from exc
+        unknown = sorted(set(options) - {"app", "task_options"})
+        if unknown:
+            raise EventConfigurationException(
+                f"unknown Celery backend options {unknown}", details={"options": unknown}
+            )
         return CeleryEventBackend(**options)
 
     async def shutdown(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
