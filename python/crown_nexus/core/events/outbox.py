@@ -102,6 +102,18 @@ async def create_outbox_tables(engine: AsyncEngine) -> None:
         await conn.run_sync(outbox_metadata.create_all)
 
 
+_last_created = [0.0]
+
+
+def _creation_time() -> float:
+    """Wall-clock time, strictly increasing within this process (relays deliver in this order)."""
+    now = time.time()
+    if now <= _last_created[0]:
+        now = _last_created[0] + 1e-6
+    _last_created[0] = now
+    return now
+
+
 async def write_to_outbox(
     session: Any, event: dict[str, Any], encoded: bytes, relays: Iterable[OutboxRelay] = ()
 ) -> None:
@@ -110,7 +122,7 @@ async def write_to_outbox(
     Relays in ``relays`` are woken when the session commits. Raises
     :class:`EventPublishException` when the insert fails (e.g. the tables were not created).
     """
-    now = time.time()
+    now = _creation_time()
     stmt = insert(outbox_table).values(
         id=event["id"],
         name=event["name"],
