@@ -198,3 +198,19 @@ async def test_service_shutdown_stops_relays(engine) -> None:  # type: ignore[no
     assert isinstance(relay, OutboxRelay) and relay.running
     await svc.shutdown()
     assert not relay.running
+
+
+async def test_events_of_one_transaction_delivered_in_publish_order(engine, service) -> None:  # type: ignore[no-untyped-def]
+    """Events published in one transaction reach handlers in publish order."""
+    got: list[int] = []
+    service.subscribe("seq", lambda e: got.append(e["data"]))
+    sessions = async_sessionmaker(engine)
+    async with sessions() as session:
+        for n in range(30):
+            await service.publish("seq", n, session=session)
+        await session.commit()
+    relay = OutboxRelay(engine, service, batch_size=7)
+    while await relay.run_once():
+        pass
+    assert await service.wait_for_pending(2)
+    assert got == list(range(30))
