@@ -514,3 +514,43 @@ async def test_publish_does_not_wait_for_handlers_which_run_concurrently(
     gate.set()
     assert await service.wait_for_pending(1)
     assert service.pending_count() == 0
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    failing=st.lists(st.booleans(), min_size=1, max_size=4),
+    events=st.lists(st.integers(min_value=0, max_value=3), max_size=25),
+    max_pending=st.integers(min_value=1, max_value=8),
+)
+def test_every_handler_sees_every_event_once_in_order(
+    failing: list[bool], events: list[int], max_pending: int
+) -> None:
+    """Whatever fails and however small the bound: each handler runs once per event, in order."""
+    svc = EventService(EventConfig(shutdown_timeout=2.0))
+    seen: dict[int, list[int]] = {i: [] for i in range(len(failing))}
+
+    def make(i: int, fails: bool) -> Any:
+        async def handler(event: dict[str, Any]) -> None:
+            seen[i].append(event["data"]["seq"])
+            await asyncio.sleep(0)
+            if fails:
+                raise RuntimeError("boom")
+
+        return handler
+
+    for i, fails in enumerate(failing):
+        svc.subscribe(f"topic.{i % 2}", make(i, fails))
+
+    async def run() -> None:
+        await svc.initialize(EventBackendType.MEMORY, max_pending=max_pending)
+        with capture_errors():
+            for seq, topic in enumerate(events):
+                await svc.publish(f"topic.{topic}", {"seq": seq})
+            assert await svc.wait_for_pending(5)
+        await svc.shutdown()
+
+    asyncio.run(run())
+    for i in seen:
+        expected = [seq for seq, topic in enumerate(events) if topic == i % 2]
+        assert seen[i] == expected
+    assert svc.stats.failed == sum(len(seen[i]) for i, f in enumerate(failing) if f)
