@@ -1,0 +1,479 @@
+"""Guide §6 (Metrics System) and its §14 usages, run as written with the user's objects supplied."""
+# ruff: noqa: I001, E402, F811, F841, E501 - the guide's blocks are copied verbatim (their imports and order)
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from fastapi import APIRouter
+from sqlalchemy import Integer, String, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from crown_nexus.core.metrics import MetricsService
+from crown_nexus.testing import app_client, override_service
+from tests.guide._support import guide_app
+
+# --- the user's own objects ------------------------------------------------------------------------
+
+
+class Base(DeclarativeBase):
+    """The user's declarative base."""
+
+
+class User(Base):
+    """The user's User model."""
+
+    __tablename__ = "guide_s06_users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    role: Mapped[str] = mapped_column(String(20))
+
+
+class Order(Base):
+    """The user's Order model."""
+
+    __tablename__ = "guide_s06_orders"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item: Mapped[str] = mapped_column(String(50))
+
+
+@pytest.fixture
+async def db() -> AsyncIterator[AsyncSession]:
+    """The user's database session (SQLite in memory) with two users."""
+    engine = create_async_engine("sqlite+aiosqlite:///:memory:")
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+    async with async_sessionmaker(engine, expire_on_commit=False)() as session:
+        session.add_all([User(id=1, role="admin"), User(id=2, role="customer")])
+        await session.commit()
+        yield session
+    await engine.dispose()
+
+
+@pytest.fixture
+def metrics() -> Any:
+    """A fresh metrics service registered as "metrics_service" for the test."""
+    service = MetricsService()
+    with override_service("metrics_service", service):
+        yield service
+
+
+result = {"done": True}
+
+
+# --- §6 'Basic Usage', verbatim --------------------------------------------------------------------
+
+
+def basic_usage() -> tuple[Any, Any, Any]:
+    """The guide's block; returns the created metric objects."""
+    from crown_nexus.core.dependency_manager import get_service
+
+    # Get the metrics service
+    metrics_service = get_service("metrics_service")
+
+    # Create and use counter metrics
+    counter = metrics_service.create_counter(
+        name="user_registrations_total",
+        description="Total number of user registrations",
+        labelnames=["source", "role"]
+    )
+
+    # Increment counter
+    metrics_service.increment_counter(
+        "user_registrations_total",
+        amount=1,
+        labels={"source": "web", "role": "customer"}
+    )
+
+    # Create and use gauge metrics
+    gauge = metrics_service.create_gauge(
+        name="active_users",
+        description="Number of currently active users",
+        labelnames=["tenant"]
+    )
+
+    # Set gauge value
+    metrics_service.set_gauge(
+        "active_users",
+        value=42,
+        labels={"tenant": "main"}
+    )
+
+    # Create and use histogram metrics
+    histogram = metrics_service.create_histogram(
+        name="order_processing_seconds",
+        description="Time spent processing orders",
+        labelnames=["type"],
+        buckets=[0.1, 0.5, 1.0, 5.0, 10.0]
+    )
+
+    # Observe histogram value
+    metrics_service.observe_histogram(
+        "order_processing_seconds",
+        value=1.7,
+        labels={"type": "standard"}
+    )
+    return counter, gauge, histogram
+
+
+def _sample(service: MetricsService, name: str, labels: dict[str, str]) -> float | None:
+    return service.registry.get_sample_value(name, labels)
+
+
+def test_basic_usage_values_are_readable(metrics: MetricsService) -> None:
+    """Counter, gauge and histogram hold the recorded values (prometheus registry and readers)."""
+    counter, gauge, histogram = basic_usage()
+    basic_usage()  # creating again returns the same metrics; the counter goes to 2
+    assert _sample(metrics, "user_registrations_total", {"source": "web", "role": "customer"}) == 2.0
+    assert metrics.get_counter_sum("user_registrations_total", {"source": "web"}) == 2.0
+    assert _sample(metrics, "active_users", {"tenant": "main"}) == 42.0
+    assert _sample(metrics, "order_processing_seconds_count", {"type": "standard"}) == 2.0
+    assert _sample(metrics, "order_processing_seconds_bucket", {"type": "standard", "le": "1.0"}) == 0.0
+    assert _sample(metrics, "order_processing_seconds_bucket", {"type": "standard", "le": "5.0"}) == 2.0
+    assert metrics.get_histogram_quantile("order_processing_seconds", 0.95) == pytest.approx(1.7)
+    assert counter is metrics.get_metric("user_registrations_total")
+    assert gauge is metrics.get_metric("active_users") and histogram is metrics.get_metric("order_processing_seconds")
+    body, _ = metrics.render_latest()
+    assert b'user_registrations_total{role="customer",source="web"} 2.0' in body
+
+
+# --- §6 'Tracking Operations', verbatim ------------------------------------------------------------
+
+
+def tracking_operations() -> None:
+    """The guide's block."""
+    from crown_nexus.core.dependency_manager import get_service
+
+    metrics_service = get_service("metrics_service")
+
+    # Track HTTP request
+    metrics_service.track_request(
+        method="GET",
+        endpoint="/api/users",
+        status_code=200,
+        duration=0.125
+    )
+
+    # Track database query
+    metrics_service.track_db_query(
+        operation="SELECT",
+        entity="user",
+        duration=0.087
+    )
+
+    # Track service call
+    metrics_service.track_service_call(
+        component="external_api",
+        action="get_weather",
+        duration=0.342
+    )
+
+    # Track cache operation
+    metrics_service.track_cache_operation(
+        operation="get",
+        backend="redis",
+        hit=True,
+        duration=0.004,
+        component="user_profile"
+    )
+
+
+def test_tracking_operations(metrics: MetricsService) -> None:
+    """Each tracker counts the operation and observes its duration under readable names."""
+    tracking_operations()
+    assert metrics.get_counter_sum("http_requests_total", {"method": "GET", "endpoint": "/api/users", "status_code": "200"}) == 1
+    assert metrics.get_counter_sum("http_errors_total") == 0
+    assert metrics.get_histogram_quantile("http_request_duration_seconds", 0.5) == pytest.approx(0.125)
+    assert metrics.get_counter_sum("db_queries_total", {"operation": "SELECT", "entity": "user"}) == 1
+    assert metrics.get_histogram_quantile("db_query_duration_seconds", 0.5) == pytest.approx(0.087)
+    assert metrics.get_counter_sum("service_calls_total", {"component": "external_api", "action": "get_weather"}) == 1
+    assert metrics.get_counter_sum("cache_operations_total", {"backend": "redis", "component": "user_profile"}) == 1
+    assert metrics.get_counter_sum("cache_hit_total", {"backend": "redis"}) == 1
+    assert metrics.get_counter_sum("cache_miss_total") == 0
+    assert metrics.get_histogram_quantile("cache_operation_duration_seconds", 0.5, {"component": "user_profile"}) == pytest.approx(0.004)
+
+
+# --- §6 'Function Timing', verbatim ----------------------------------------------------------------
+
+
+def function_timing() -> tuple[Any, Any, Any]:
+    """The guide's block; returns the three decorated functions."""
+    from crown_nexus.core.dependency_manager import get_service
+    from crown_nexus.core.metrics import MetricType
+
+    metrics_service = get_service("metrics_service")
+
+    # Timing synchronous functions
+    @metrics_service.timed_function(
+        name="process_user_data_duration",
+        metric_type=MetricType.HISTOGRAM
+    )
+    def process_user_data(user_id, data):
+        # Processing logic
+        return result
+
+    # Timing asynchronous functions with labels
+    @metrics_service.async_timed_function(
+        name="fetch_external_data_duration",
+        metric_type=MetricType.HISTOGRAM,
+        labels_func=lambda resource_id, **kwargs: {"resource_type": resource_id.split("-")[0]}
+    )
+    async def fetch_external_data(resource_id):
+        # Async processing logic
+        return result
+
+    # Tracking in-progress operations
+    @metrics_service.async_timed_function(
+        name="long_running_operation_duration",
+        track_in_progress_flag=True,
+        in_progress_metric="long_running_operations_in_progress"
+    )
+    async def long_running_operation():
+        # Long-running operation logic
+        await release.wait()
+        return result
+
+    return process_user_data, fetch_external_data, long_running_operation
+
+
+release: asyncio.Event
+
+
+async def test_function_timing(metrics: MetricsService) -> None:
+    """Durations land in the named histograms, labels come from labels_func, in-progress is counted."""
+    global release
+    release = asyncio.Event()
+    process_user_data, fetch_external_data, long_running_operation = function_timing()
+    assert process_user_data("u1", {}) is result
+    assert await fetch_external_data("weather-42") is result
+    assert await fetch_external_data(resource_id="stock-1") is result
+    assert _sample(metrics, "process_user_data_duration_count", {}) == 1
+    assert _sample(metrics, "fetch_external_data_duration_count", {"resource_type": "weather"}) == 1
+    assert _sample(metrics, "fetch_external_data_duration_count", {"resource_type": "stock"}) == 1
+    task = asyncio.create_task(long_running_operation())
+    await asyncio.sleep(0.01)
+    assert _sample(metrics, "long_running_operations_in_progress", {}) == 1
+    release.set()
+    assert await task is result
+    assert _sample(metrics, "long_running_operations_in_progress", {}) == 0
+    assert _sample(metrics, "long_running_operation_duration_count", {}) == 1
+    assert metrics.get_histogram_quantile("long_running_operation_duration", 0.5) >= 0.005
+
+
+# --- §6 'Integration with Database Operations', verbatim -------------------------------------------
+
+from crown_nexus.core.metrics import track_db_select, track_db_insert
+
+# Track SELECT operations
+@track_db_select(entity="user")
+async def get_users_by_role(db, role):
+    query = select(User).where(User.role == role)
+    result = await db.execute(query)
+    return list(result.scalars().all())
+
+# Track INSERT operations
+@track_db_insert(entity="order")
+async def create_order(db, order_data):
+    order = Order(**order_data)
+    db.add(order)
+    await db.commit()
+    await db.refresh(order)
+    return order
+
+
+async def test_db_operation_decorators(db: AsyncSession, metrics: MetricsService) -> None:
+    """The decorated queries run and are counted and timed by operation and entity."""
+    admins = await get_users_by_role(db, "admin")
+    assert [u.id for u in admins] == [1]
+    order = await create_order(db, {"item": "book"})
+    assert order.id is not None and order.item == "book"
+    with pytest.raises(TypeError):
+        await create_order(db, {"nope": 1})
+    selects = metrics.get_counter_sum("db_queries_total", {"entity": "user"})
+    inserts = metrics.get_counter_sum("db_queries_total", {"entity": "order"})
+    assert selects == 1 and inserts == 2
+    assert metrics.get_counter_sum("db_errors_total", {"entity": "order"}) == 1
+    assert metrics.get_counter_sum("db_queries_total", {"entity": "order", "status": "error"}) == 1
+    ops = {s.labels["operation"] for s in metrics._matching("db_queries_total", None)}
+    assert {op.upper() for op in ops} == {"SELECT", "INSERT"}
+
+
+# --- §6 'Middleware Integration', verbatim (the user's own BaseHTTPMiddleware) ---------------------
+
+from starlette.middleware.base import BaseHTTPMiddleware
+from crown_nexus.core.dependency_manager import get_service
+from crown_nexus.core.metrics import MetricName, MetricTag
+
+class MetricsMiddleware(BaseHTTPMiddleware):
+    async def dispatch(self, request, call_next):
+        metrics_service = get_service("metrics_service")
+        start_time = time.monotonic()
+
+        # Track in-progress requests
+        labels = {
+            MetricTag.METHOD: request.method,
+            MetricTag.ENDPOINT: request.url.path
+        }
+        metrics_service.track_in_progress(MetricName.HTTP_IN_PROGRESS, labels, 1)
+
+        try:
+            response = await call_next(request)
+            duration = time.monotonic() - start_time
+
+            # Track completed request
+            metrics_service.track_request(
+                method=request.method,
+                endpoint=request.url.path,
+                status_code=response.status_code,
+                duration=duration,
+                error_code=response.headers.get("X-Error-Code")
+            )
+
+            return response
+        except Exception as e:
+            duration = time.monotonic() - start_time
+
+            # Track failed request
+            metrics_service.track_request(
+                method=request.method,
+                endpoint=request.url.path,
+                status_code=500,
+                duration=duration,
+                error_code=type(e).__name__
+            )
+
+            raise
+        finally:
+            # Ensure we decrement the in-progress counter
+            metrics_service.track_in_progress(MetricName.HTTP_IN_PROGRESS, labels, -1)
+
+
+async def test_users_metrics_middleware_in_our_stack(metrics: MetricsService) -> None:
+    """The user's BaseHTTPMiddleware, added to a setup_app app, counts requests; in-progress ends at 0."""
+    router = APIRouter()
+
+    @router.get("/api/ping")
+    async def ping() -> dict[str, str]:
+        return {"pong": "yes"}
+
+    app = guide_app(router, ENVIRONMENT="test")
+    app.add_middleware(MetricsMiddleware)
+    async with app_client(app) as client:
+        for _ in range(3):
+            assert (await client.get("/api/ping")).status_code == 200
+        assert (await client.get("/api/none")).status_code == 404
+    ping_count = metrics.get_counter_sum("http_requests_total", {"endpoint": "/api/ping", "status_code": "200"})
+    assert ping_count >= 3  # ours (3) plus our own MetricsMiddleware's when it records path names
+    assert metrics.get_counter_sum("http_errors_total", {"endpoint": "/api/none", "status_code": "404"}) >= 1
+    assert _sample(metrics, "http_requests_in_progress", {"method": "GET", "endpoint": "/api/ping"}) == 0
+
+
+# --- §6 'Configuration', verbatim ------------------------------------------------------------------
+
+from crown_nexus.core.metrics import MetricsConfig
+from crown_nexus.core.dependency_manager import get_service
+from crown_nexus.core.config import settings
+
+# In app startup
+async def startup():
+    metrics_config = MetricsConfig(
+        namespace="crown_nexus",
+        subsystem="api",
+        default_labels={"environment": settings.ENVIRONMENT.value},
+        enable_prometheus=True,
+        endpoint_port=9090
+    )
+
+    metrics_service = get_service("metrics_service")
+    await metrics_service.initialize(metrics_config)
+
+
+async def test_configuration_startup(metrics: MetricsService) -> None:
+    """After startup, new metrics are exported as crown_nexus_api_<name> with the environment label."""
+    await startup()
+    try:
+        metrics.increment_counter("logins_total", 1, {"kind": "password"})
+        body, content_type = metrics.render_latest()
+        assert content_type.startswith("text/plain")
+        expected = f'crown_nexus_api_logins_total{{environment="{settings.ENVIRONMENT.value}",kind="password"}} 1.0'
+        assert expected.encode() in body
+        assert metrics.get_counter_sum("logins_total", {"kind": "password"}) == 1
+    finally:
+        await metrics.shutdown()
+
+
+# --- §14 'Metrics in Services', verbatim -----------------------------------------------------------
+
+from crown_nexus.logging import get_logger
+
+
+class Repository:
+    """The user's product repository (an empty query fails)."""
+
+    async def search(self, query: str, filters: Any = None) -> list[dict[str, Any]]:
+        if query == "boom":
+            raise ConnectionError("search backend down")
+        return [{"id": "p1"}, {"id": "p2"}] if query else [{"id": "p3"}]
+
+
+class ProductService:
+    def __init__(self, db):
+        self.db = db
+        self.metrics_service = get_service("metrics_service")
+        self.logger = get_logger("app.domains.products.service")
+
+    @track_db_select(entity="product")
+    async def search_products(self, query, filters=None):
+        self.logger.info("Searching products", query=query, filters=filters)
+
+        # Track search operation
+        start_time = time.monotonic()
+        result_count = 0
+        error = None
+
+        try:
+            # Perform search
+            products = await self.repository.search(query, filters)
+            result_count = len(products)
+            return products
+        except Exception as e:
+            error = type(e).__name__
+            raise
+        finally:
+            duration = time.monotonic() - start_time
+
+            # Track search metrics
+            self.metrics_service.track_service_call(
+                component="product_service",
+                action="search",
+                duration=duration,
+                error=error
+            )
+
+            # Track result count
+            if not error:
+                self.metrics_service.set_gauge(
+                    "product_search_result_count",
+                    value=result_count,
+                    labels={"query_type": "text" if query else "filter"}
+                )
+
+
+async def test_metrics_in_services(metrics: MetricsService) -> None:
+    """§14: searches are counted (success/error), result counts land in the gauge, errors re-raise."""
+    service = ProductService(db=None)
+    service.repository = Repository()
+    assert len(await service.search_products("lamp")) == 2
+    assert len(await service.search_products("", {"cat": 1})) == 1
+    with pytest.raises(ConnectionError):
+        await service.search_products("boom")
+    assert _sample(metrics, "product_search_result_count", {"query_type": "text"}) == 2
+    assert _sample(metrics, "product_search_result_count", {"query_type": "filter"}) == 1
+    assert metrics.get_counter_sum("service_calls_total", {"component": "product_service", "status": "success"}) == 2
+    assert metrics.get_counter_sum("service_errors_total", {"error_type": "ConnectionError"}) == 1
+    assert metrics.get_counter_sum("db_queries_total", {"entity": "product"}) == 3
+    assert metrics.get_counter_sum("db_errors_total", {"entity": "product"}) == 1
