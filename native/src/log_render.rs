@@ -9,9 +9,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use pyo3::exceptions::PyException;
 use pyo3::ffi;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
 
 const FALLBACK_LINE: &[u8] = b"{\"event\":\"<unrenderable event>\"}\n";
 
@@ -20,6 +21,22 @@ struct Pure {
     sanitize: PyObject,
     max_depth: usize,
     depth_marker: String,
+    // exact types written here as `S()` gives them, without calling `_sanitize`
+    datetime: Py<PyType>,
+    date: Py<PyType>,
+    time: Py<PyType>,
+    timedelta: Py<PyType>,
+    uuid: Py<PyType>,
+    decimal: Py<PyType>,
+    enum_base: Py<PyType>,
+}
+
+fn class(py: Python<'_>, module: &str, name: &str) -> PyResult<Py<PyType>> {
+    Ok(py
+        .import(module)?
+        .getattr(name)?
+        .downcast_into::<PyType>()?
+        .unbind())
 }
 
 static PURE: GILOnceCell<Pure> = GILOnceCell::new();
@@ -31,6 +48,13 @@ fn pure(py: Python<'_>) -> PyResult<&'static Pure> {
             sanitize: module.getattr("_sanitize")?.unbind(),
             max_depth: module.getattr("MAX_DEPTH")?.extract()?,
             depth_marker: module.getattr("_DEPTH_MARKER")?.extract()?,
+            datetime: class(py, "datetime", "datetime")?,
+            date: class(py, "datetime", "date")?,
+            time: class(py, "datetime", "time")?,
+            timedelta: class(py, "datetime", "timedelta")?,
+            uuid: class(py, "uuid", "UUID")?,
+            decimal: class(py, "decimal", "Decimal")?,
+            enum_base: class(py, "enum", "Enum")?,
         })
     })
 }
@@ -310,7 +334,43 @@ impl Writer<'_> {
             }
             return self.dict(value, depth);
         }
+        if self.known(value)? {
+            return Ok(());
+        }
         self.sanitized(value, depth)
+    }
+
+    /// Write an exact datetime/date/time (`isoformat()`), timedelta/UUID/Decimal (`str()`), or an
+    /// Enum member whose value is a plain scalar, as `S()` does; false (nothing written) else.
+    fn known(&mut self, value: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let py = value.py();
+        let ty = value.get_type_ptr();
+        let pure = self.pure;
+        let text = if ty == pure.datetime.as_ptr().cast()
+            || ty == pure.date.as_ptr().cast()
+            || ty == pure.time.as_ptr().cast()
+        {
+            value.call_method0(intern!(py, "isoformat"))?
+        } else if ty == pure.uuid.as_ptr().cast()
+            || ty == pure.decimal.as_ptr().cast()
+            || ty == pure.timedelta.as_ptr().cast()
+        {
+            value.str()?.into_any()
+        } else if value.is_instance(pure.enum_base.bind(py))? {
+            let Ok(inner) = value.getattr(intern!(py, "value")) else {
+                return Ok(false);
+            };
+            return Ok(self.scalar(&inner));
+        } else {
+            return Ok(false);
+        };
+        match text.downcast::<PyString>()?.to_str() {
+            Ok(s) => {
+                write_str(&mut self.out, s);
+                Ok(true)
+            }
+            Err(_) => Ok(false),
+        }
     }
 
     fn dict(&mut self, dict: &Bound<'_, PyAny>, depth: usize) -> PyResult<()> {

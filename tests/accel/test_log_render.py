@@ -294,3 +294,33 @@ def test_escapes_at_every_position_match_orjson(impl: ModuleType, special: str) 
             text = text[:pos] + special + text[pos + 1 :]
             event = {text: text}
             assert impl.render(event) == orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE)
+
+
+def test_twins_agree_on_enum_and_date_edge_cases() -> None:
+    """Enum members with container, big-int or surrogate values, and datetime subclasses."""
+    import enum
+
+    class Odd(enum.Enum):
+        """Enum values that are not plain scalars."""
+
+        LIST = (1, [2, 3])
+        BIG = 2**80
+        SURROGATE = "x\ud800"
+
+    class MyDate(dt.date):
+        """A date subclass (rendered by the pure rules, not the fast path)."""
+
+    event = {
+        "list": Odd.LIST,
+        "big": Odd.BIG,
+        "surrogate": Odd.SURROGATE,
+        "mydate": MyDate(2024, 1, 2),
+        "aware": dt.datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=dt.timezone(dt.timedelta(hours=-3))),
+        "td": dt.timedelta(days=-1, microseconds=5),
+        "dec": decimal.Decimal("-0E-7"),
+    }
+    impls = _require_twins()
+    expected = impls["pure"].render(event)
+    for module in impls.values():
+        assert module.render(event) == expected
+    assert parse(expected)["big"] == str(2**80)
