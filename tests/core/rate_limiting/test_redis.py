@@ -119,25 +119,43 @@ async def test_noscript_reloads_the_script(rbackend: RedisRateLimitBackend) -> N
 
 
 async def test_one_round_trip_per_check(rbackend: RedisRateLimitBackend) -> None:
-    """A check sends exactly one command (EVALSHA) once the script is loaded."""
+    """A check sends exactly one command (EVALSHA) once the script is loaded, counted by the server."""
     rule = RateLimitRule(requests_per_window=3, window_seconds=60)
     await rbackend.hit("rt", rule)
-    sent: list[tuple] = []
-    real = rbackend.client.execute_command
 
-    async def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
-        sent.append(args)
-        return await real(*args, **kwargs)
+    async def calls() -> dict[str, int]:
+        stats = await rbackend.client.info("commandstats")
+        return {name: v["calls"] for name, v in stats.items()}
 
-    rbackend.client.execute_command = counting
-    try:
-        before = (await real("INFO", "commandstats"))["cmdstat_evalsha"]["calls"]
-        await rbackend.hit("rt", rule)
-        after = (await real("INFO", "commandstats"))["cmdstat_evalsha"]["calls"]
-    finally:
-        del rbackend.client.execute_command
-    assert [a[0] for a in sent] == ["EVALSHA"]
-    assert after - before == 1
+    before = await calls()
+    result = await rbackend.hit("rt", rule)
+    after = await calls()
+    delta = {k: n - before.get(k, 0) for k, n in after.items() if n != before.get(k, 0)}
+    assert result.allowed and result.count == 2
+    assert delta["cmdstat_evalsha"] == 1
+    # besides the script's own calls (TIME/GET/SET) only our INFO (and its connection's HELLO)
+    assert set(delta) <= {"cmdstat_evalsha", "cmdstat_info", "cmdstat_hello",
+                          "cmdstat_time", "cmdstat_get", "cmdstat_set"}
+
+
+async def test_fast_path_survives_a_dropped_connection(rbackend: RedisRateLimitBackend) -> None:
+    """A pooled connection killed by the server (CLIENT KILL) is replaced; the check still counts once."""
+    rule = RateLimitRule(requests_per_window=10, window_seconds=60)
+    assert (await rbackend.hit("drop", rule)).count == 1
+    await rbackend.client.client_kill_filter(_type="normal", skipme=True)
+    assert (await rbackend.hit("drop", rule)).count == 2
+    assert (await rbackend.hit("drop", rule)).count == 3
+
+
+async def test_key_bytes_are_utf8_on_the_fast_path(rbackend: RedisRateLimitBackend) -> None:
+    """Non-ASCII client keys are sent with their UTF-8 byte length and stored under that key."""
+    rule = RateLimitRule(requests_per_window=10, window_seconds=60)
+    key = "usér:ключ:🔑"
+    assert (await rbackend.hit(key, rule)).count == 1
+    assert (await rbackend.hit(key, rule)).count == 2
+    assert await rbackend.client.exists(rbackend.storage_key(key, rule))
+    two = await rbackend.hit(key, rule, cost=2)
+    assert two.count == 4
 
 
 _WORKER = textwrap.dedent(

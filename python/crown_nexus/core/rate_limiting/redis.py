@@ -38,7 +38,7 @@ try:
     import redis.asyncio as aioredis
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
-    from redis.exceptions import NoScriptError
+    from redis.exceptions import ConnectionError, NoScriptError, ResponseError
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
         "the Redis rate-limit backend needs redis-py: pip install 'crown-nexus[redis]'"
@@ -56,6 +56,16 @@ _TOKEN_BUCKET = RateLimitAlgorithm.TOKEN_BUCKET
 _SPARE_CONNECTIONS = 4
 _monotonic = time.monotonic
 _current_task = asyncio.current_task
+_get_running_loop = asyncio.get_running_loop
+
+
+def _drop(conn: Any) -> None:
+    """Abandon a connection in an unknown state: abort its socket without awaiting (redis-py
+    has usually disconnected it already; on a closed event loop nothing more can be done)."""
+    writer = getattr(conn, "_writer", None)
+    if writer is not None:
+        with contextlib.suppress(Exception):
+            writer.transport.abort()
 
 
 def load_script(algorithm: RateLimitAlgorithm) -> str:
@@ -196,6 +206,11 @@ class RedisRateLimitBackend(RateLimitBackend):
         self._deadlines = _Deadlines(float(timeout))
         self._sources = {algo: load_script(algo) for algo in _SCRIPT_FILES}
         self._shas: dict[RateLimitAlgorithm, str] = {}
+        #: per rule signature: (sha, RESP head, RESP tail) of the unit-cost EVALSHA
+        self._packs: dict[str, tuple[str, bytes, bytes]] = {}
+        #: idle connections for the hot path (redis-py connections, used one call at a time)
+        self._idle: list[Any] = []
+        self._conn_loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def client(self) -> Any:
@@ -260,21 +275,94 @@ class RedisRateLimitBackend(RateLimitBackend):
             sha = await self._load(algo)
             return await execute("EVALSHA", sha, 1, rkey, *args)
 
+    # ------------------------------------------------------------------ hot path
+    def _packed(self, algo: RateLimitAlgorithm, sha: str, rule: RateLimitRule, cost: int) -> tuple[bytes, bytes]:
+        """The RESP bytes of ``EVALSHA sha 1`` (head) and of the rule's arguments (tail).
+
+        Cached per rule signature for unit-cost checks; the key goes in between per call.
+        """
+        _, limit, window_us, capacity, signature, _, _ = rule.hot_params
+        args: tuple[int, ...] = (limit, window_us, cost)
+        if algo is _TOKEN_BUCKET:
+            args += (capacity,)
+        shab = sha.encode()
+        head = b"*%d\r\n$7\r\nEVALSHA\r\n$%d\r\n%s\r\n$1\r\n1\r\n" % (
+            4 + len(args), len(shab), shab,
+        )
+        tail = b"".join(b"$%d\r\n%d\r\n" % (len(b"%d" % a), a) for a in args)
+        if cost == 1:
+            self._packs[signature] = (sha, head, tail)
+        return head, tail
+
+    def _take_connection(self) -> tuple[Any, bool]:
+        """An idle connection of this event loop (``reused=True``) or a new, unconnected one."""
+        loop = _get_running_loop()
+        if loop is not self._conn_loop:  # connections are bound to the loop that opened them
+            self._idle = []
+            self._conn_loop = loop
+        idle = self._idle
+        if idle:
+            return idle.pop(), True
+        return self._new_connection(), False
+
+    def _new_connection(self) -> Any:
+        pool = self._client.connection_pool
+        kwargs = dict(pool.connection_kwargs)
+        kwargs["socket_timeout"] = None  # bounded by the watchdog instead (see module docs)
+        kwargs["retry"] = Retry(NoBackoff(), 0)
+        return pool.connection_class(**kwargs)
+
+    async def _roundtrip(self, packed: bytes) -> Any:
+        """Send ``packed`` on an idle connection and read the reply (one round trip).
+
+        A reused connection found dead (server restarted, socket closed) is replaced and the
+        command sent once more, as redis-py's own one-retry policy would; any other failure
+        drops the connection and propagates.
+        """
+        conn, reused = self._take_connection()
+        while True:
+            try:
+                await conn.send_packed_command(packed, False)
+                reply = await conn.read_response()
+            except ResponseError:  # a script error or NOSCRIPT: the connection is fine
+                self._idle.append(conn)
+                raise
+            except (ConnectionError, OSError, RuntimeError):
+                _drop(conn)
+                if not reused:
+                    raise
+                conn, reused = self._new_connection(), False
+                continue
+            except BaseException:
+                _drop(conn)
+                raise
+            self._idle.append(conn)
+            return reply
+
     async def hit(self, key: str, rule: RateLimitRule, cost: int = 1) -> RateLimitResult:
-        """Run the rule's script once for ``key`` (one round trip, atomic on the server)."""
+        """Run the rule's script once for ``key`` (one round trip, atomic on the server).
+
+        The hot path writes the pre-encoded ``EVALSHA`` straight onto a pooled redis-py
+        connection and reads the reply: no per-call argument packing, pool lock or timeout
+        context (the watchdog bounds the call).
+        """
         algo, limit, window_us, capacity, signature, policy_name, window = rule.hot_params
         if cost != 1:
             check_cost(rule, cost)
-        rkey = f"{self._prefix}{signature}:{key}"
-        if algo is _TOKEN_BUCKET:
-            args: tuple[Any, ...] = ("EVALSHA", None, 1, rkey, limit, window_us, cost, capacity)
-        else:
-            args = ("EVALSHA", None, 1, rkey, limit, window_us, cost)
         sha = self._shas.get(algo)
         if sha is None:
-            reply = await self._bounded(self._evalsha(algo, rkey, args[4:]))
+            if algo is _TOKEN_BUCKET:
+                args: tuple[Any, ...] = (limit, window_us, cost, capacity)
+            else:
+                args = (limit, window_us, cost)
+            rkey = f"{self._prefix}{signature}:{key}"
+            reply = await self._bounded(self._evalsha(algo, rkey, args))
         else:
-            # the hot path, inlined: one EVALSHA under the watchdog deadline
+            packs = self._packs.get(signature) if cost == 1 else None
+            if packs is not None and packs[0] is sha:
+                head, tail = packs[1], packs[2]
+            else:
+                head, tail = self._packed(algo, sha, rule, cost)
             deadlines = self._deadlines
             task = deadlines.enter()
             slots = self._slots
@@ -285,11 +373,15 @@ class RedisRateLimitBackend(RateLimitBackend):
                 else:
                     slots.busy += 1
                 taken = True
-                reply = await self._client.execute_command("EVALSHA", sha, *args[2:])
+                kb = (self._prefix + signature + ":" + key).encode()
+                reply = await self._roundtrip(b"%s$%d\r\n%s\r\n%s" % (head, len(kb), kb, tail))
             except NoScriptError:
                 slots.release()
                 taken = False
-                reply = await self._bounded(self._evalsha(algo, rkey, args[4:]))
+                rkey = f"{self._prefix}{signature}:{key}"
+                args = (limit, window_us, cost, capacity) if algo is _TOKEN_BUCKET else (
+                    limit, window_us, cost)
+                reply = await self._bounded(self._evalsha(algo, rkey, args))
             except asyncio.CancelledError:
                 if task is not None and task in deadlines.expired:
                     deadlines.expired.discard(task)
@@ -325,5 +417,9 @@ class RedisRateLimitBackend(RateLimitBackend):
 
     async def close(self) -> None:
         """Close the client (and its pool) when this backend created it."""
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            with contextlib.suppress(Exception):
+                await conn.disconnect()
         if self._owns_client:
             await self._client.aclose(close_connection_pool=True)
