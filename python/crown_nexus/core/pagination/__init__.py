@@ -1,0 +1,72 @@
+"""Pagination (guide §7): offset and keyset (cursor) pagination over SQLAlchemy 2 async queries.
+
+Parameters (:class:`OffsetPaginationParams`, :class:`CursorPaginationParams`, :class:`SortField`)
+reject bad values with :class:`~crown_nexus.core.pagination.exceptions.InvalidPaginationParamsException`;
+unknown sort fields raise ``InvalidSortFieldException`` and bad cursors ``InvalidCursorException``
+(all 422 with their own codes). Cursors are opaque base64url tokens signed with HMAC-SHA256.
+``get_service("pagination_service", db=db)`` or :func:`get_pagination_service` returns a
+:class:`PaginationService`.
+"""
+
+from __future__ import annotations
+
+from crown_nexus.core.pagination._cursor import CursorCodec, decode_cursor, encode_cursor
+from crown_nexus.core.pagination._paginate import (
+    paginate_with_cursor,
+    paginate_with_offset,
+    record_pagination_metrics,
+)
+from crown_nexus.core.pagination._service import PaginationService, get_pagination_service
+from crown_nexus.core.pagination.exceptions import (
+    InvalidCursorException,
+    InvalidPaginationParamsException,
+    InvalidSortFieldException,
+    PaginationException,
+)
+from crown_nexus.core.pagination.models import (
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE,
+    MAX_PAGE_SIZE,
+    CursorPaginationParams,
+    CursorPaginationResult,
+    OffsetPaginationParams,
+    OffsetPaginationResult,
+    PaginationResult,
+    SortDirection,
+    SortField,
+)
+
+__all__ = [
+    "DEFAULT_PAGE_SIZE",
+    "MAX_PAGE",
+    "MAX_PAGE_SIZE",
+    "CursorCodec",
+    "CursorPaginationParams",
+    "CursorPaginationResult",
+    "InvalidCursorException",
+    "InvalidPaginationParamsException",
+    "InvalidSortFieldException",
+    "OffsetPaginationParams",
+    "OffsetPaginationResult",
+    "PaginationException",
+    "PaginationResult",
+    "PaginationService",
+    "SortDirection",
+    "SortField",
+    "decode_cursor",
+    "encode_cursor",
+    "get_pagination_service",
+    "paginate_with_cursor",
+    "paginate_with_offset",
+    "record_pagination_metrics",
+]
+
+
+def _register() -> None:
+    from crown_nexus.core.dependency_manager import get_registry, register_service
+
+    if "pagination_service" not in get_registry().names():
+        register_service(get_pagination_service, name="pagination_service")
+
+
+_register()

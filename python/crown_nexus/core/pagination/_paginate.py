@@ -1,0 +1,309 @@
+"""Offset and keyset (cursor) pagination over SQLAlchemy 2 async ``select()`` queries.
+
+Ordering comes from ``params.sort`` followed by the model's primary key (the tie-breaker that
+makes every order total and stable); the query's own ``ORDER BY`` is replaced. Sort fields
+must be mapped columns of ``model_class`` (and in ``allowed_sort_fields`` when given); cursor
+pagination also needs them non-nullable. Every call records ``pagination_duration_seconds`` and
+``pagination_operations_total`` (labels ``type``, ``model``, ``error``) in the metrics service.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, false, func, inspect, or_, select
+from sqlalchemy.exc import NoInspectionAvailable, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crown_nexus.core.exceptions import ConfigurationException, DatabaseException
+from crown_nexus.core.pagination._cursor import CursorCodec, _default_secret
+from crown_nexus.core.pagination.exceptions import (
+    InvalidCursorException,
+    InvalidPaginationParamsException,
+    InvalidSortFieldException,
+)
+from crown_nexus.core.pagination.models import (
+    CursorPaginationParams,
+    CursorPaginationResult,
+    OffsetPaginationParams,
+    OffsetPaginationResult,
+    SortDirection,
+    SortField,
+)
+from crown_nexus.logging import get_logger
+
+__all__ = ["paginate_with_cursor", "paginate_with_offset", "record_pagination_metrics"]
+
+_logger = get_logger("crown_nexus.core.pagination")
+
+DURATION_METRIC = "pagination_duration_seconds"
+OPERATIONS_METRIC = "pagination_operations_total"
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    name: str
+    column: Any
+    descending: bool
+
+
+def record_pagination_metrics(kind: str, model: str, duration: float, error: str = "") -> None:
+    """Record one pagination call in ``pagination_duration_seconds`` and
+    ``pagination_operations_total`` (labels ``type``, ``model``, ``error``)."""
+    from crown_nexus.core.dependency_manager import get_service
+
+    labels = {"type": kind, "model": model, "error": error}
+    try:
+        metrics = get_service("metrics_service")
+        metrics.observe_histogram(DURATION_METRIC, duration, labels)
+        metrics.increment_counter(OPERATIONS_METRIC, labels=labels)
+    except Exception as exc:  # metrics never break a listing
+        _logger.warning("Pagination metrics not recorded", error=type(exc).__name__)
+
+
+def _mapper(model_class: Any) -> Any:
+    try:
+        return inspect(model_class)
+    except NoInspectionAvailable:
+        raise ConfigurationException(f"{model_class!r} is not a mapped SQLAlchemy model") from None
+
+
+def _sort_keys(
+    model_class: Any,
+    sort: Sequence[SortField],
+    allowed: Iterable[str] | None,
+    *,
+    non_null: bool,
+) -> list[_Key]:
+    """The ORDER BY keys: the requested sort fields, then the primary key columns (ascending)."""
+    mapper = _mapper(model_class)
+    columns = {attr.key: attr for attr in mapper.column_attrs}
+    permitted = set(columns) if allowed is None else set(allowed) & set(columns)
+    if non_null:
+        permitted = {
+            k for k in permitted if not any(getattr(c, "nullable", False) for c in columns[k].columns)
+        }
+    keys: list[_Key] = []
+    seen: set[str] = set()
+    for item in sort:
+        if item.field not in permitted:
+            raise InvalidSortFieldException(item.field, permitted)
+        if item.field in seen:
+            continue
+        seen.add(item.field)
+        keys.append(
+            _Key(item.field, getattr(mapper.class_, item.field), item.direction is SortDirection.DESC)
+        )
+    for pk_column in mapper.primary_key:
+        name = mapper.get_property_by_column(pk_column).key
+        if name not in seen:
+            seen.add(name)
+            keys.append(_Key(name, getattr(mapper.class_, name), False))
+    return keys
+
+
+def _order_by(keys: Sequence[_Key], reverse: bool = False) -> list[Any]:
+    return [k.column.asc() if k.descending == reverse else k.column.desc() for k in keys]
+
+
+def _single_entity(query: Any, model_class: Any) -> bool:
+    descriptions = query.column_descriptions
+    return len(descriptions) == 1 and descriptions[0].get("type") is model_class
+
+
+def _entity_of(row: Any, model_class: Any) -> Any:
+    if isinstance(row, model_class):
+        return row
+    for element in row:
+        if isinstance(element, model_class):
+            return element
+    return None
+
+
+def _value(row: Any, model_class: Any, name: str) -> Any:
+    entity = _entity_of(row, model_class)
+    if entity is not None:
+        return getattr(entity, name)
+    try:
+        return row._mapping[name]
+    except (AttributeError, KeyError):
+        raise ConfigurationException(
+            f"cursor pagination: the query's rows carry neither a {model_class.__name__} nor a {name!r} column"
+        ) from None
+
+
+def _transform(
+    rows: Sequence[Any], response_model: Any, transform_func: Callable[[Any], Any] | None
+) -> list[Any]:
+    items: list[Any] = list(rows)
+    if transform_func is not None:
+        items = [transform_func(r) for r in items]
+    if response_model is not None:
+        items = [response_model.model_validate(i, from_attributes=True) for i in items]
+    return items
+
+
+async def _rows(db: AsyncSession, query: Any, model_class: Any) -> list[Any]:
+    result = await db.execute(query)
+    if _single_entity(query, model_class):
+        return list(result.scalars().all())
+    return list(result.all())
+
+
+async def _count(db: AsyncSession, query: Any) -> int:
+    count_query = select(func.count()).select_from(query.order_by(None).subquery())
+    return int(await db.scalar(count_query) or 0)
+
+
+def _check_params(params: Any, expected: type) -> Any:
+    if params is None:
+        return expected()
+    if not isinstance(params, expected):
+        raise InvalidPaginationParamsException(
+            f"Expected {expected.__name__}, got {type(params).__name__}"
+        )
+    return params
+
+
+async def _timed(kind: str, model_class: Any, call: Callable[[], Any]) -> Any:
+    start = time.monotonic()
+    error = ""
+    try:
+        return await call()
+    except SQLAlchemyError as exc:
+        error = type(exc).__name__
+        _logger.error("Pagination query failed", model=getattr(model_class, "__name__", "?"), error=error)
+        raise DatabaseException("Database error while paginating") from exc
+    except Exception as exc:
+        error = type(exc).__name__
+        raise
+    finally:
+        record_pagination_metrics(
+            kind, getattr(model_class, "__name__", str(model_class)), time.monotonic() - start, error
+        )
+
+
+async def paginate_with_offset(
+    db: AsyncSession,
+    model_class: Any,
+    query: Any = None,
+    params: OffsetPaginationParams | None = None,
+    response_model: Any = None,
+    transform_func: Callable[[Any], Any] | None = None,
+    *,
+    allowed_sort_fields: Iterable[str] | None = None,
+) -> OffsetPaginationResult[Any]:
+    """One page of ``query`` (default ``select(model_class)``) by page number.
+
+    Returns an :class:`OffsetPaginationResult` whose ``items`` are the rows (entities, or
+    ``Row`` tuples for multi-entity queries) passed through ``transform_func`` and then
+    ``response_model.model_validate(..., from_attributes=True)`` when given. ``total`` counts the
+    whole query. Raises :class:`InvalidSortFieldException` / :class:`InvalidPaginationParamsException`
+    (422) for bad parameters and :class:`DatabaseException` when the database fails.
+    """
+    params = _check_params(params, OffsetPaginationParams)
+
+    async def run() -> OffsetPaginationResult[Any]:
+        keys = _sort_keys(model_class, params.sort, allowed_sort_fields, non_null=False)
+        base = query if query is not None else select(model_class)
+        total = await _count(db, base)
+        page_query = (
+            base.order_by(None).order_by(*_order_by(keys)).offset(params.offset).limit(params.page_size)
+        )
+        rows = await _rows(db, page_query, model_class) if params.offset < total else []
+        items = _transform(rows, response_model, transform_func)
+        return OffsetPaginationResult.build(items, params.page, params.page_size, total)
+
+    result: OffsetPaginationResult[Any] = await _timed("offset", model_class, run)
+    return result
+
+
+def _fingerprint(model_class: Any, keys: Sequence[_Key]) -> str:
+    spec = _mapper(model_class).class_.__name__ + "|" + ",".join(
+        f"{k.name}:{'d' if k.descending else 'a'}" for k in keys
+    )
+    return hashlib.sha256(spec.encode()).hexdigest()[:16]
+
+
+def _after(keys: Sequence[_Key], values: Sequence[Any], backwards: bool) -> Any:
+    """Rows strictly after ``values`` in the order of ``keys`` (before them when ``backwards``)."""
+    clauses = []
+    for i, key in enumerate(keys):
+        greater = key.descending == backwards
+        value = values[i]
+        step = key.column > value if greater else key.column < value
+        equal = [keys[j].column == values[j] for j in range(i)]
+        clauses.append(and_(*equal, step) if equal else step)
+    return or_(*clauses) if clauses else false()
+
+
+async def paginate_with_cursor(
+    db: AsyncSession,
+    model_class: Any,
+    query: Any = None,
+    params: CursorPaginationParams | None = None,
+    response_model: Any = None,
+    transform_func: Callable[[Any], Any] | None = None,
+    *,
+    allowed_sort_fields: Iterable[str] | None = None,
+    include_total: bool = True,
+    secret_key: str | bytes | None = None,
+) -> CursorPaginationResult[Any]:
+    """One keyset page of ``query`` (default ``select(model_class)``) after ``params.cursor``.
+
+    ``next_cursor`` continues after the last item, ``prev_cursor`` goes back before the first;
+    both are signed with ``secret_key`` (default: the settings' secret key) and bound to this
+    model and sort order. Rows inserted or deleted between requests never make a page repeat or
+    skip a surviving row. ``total`` counts the whole query unless ``include_total=False``.
+    Raises :class:`InvalidCursorException`, :class:`InvalidSortFieldException` or
+    :class:`InvalidPaginationParamsException` (all 422) for bad input.
+    """
+    params = _check_params(params, CursorPaginationParams)
+    codec = CursorCodec(secret_key or _default_secret())
+
+    async def run() -> CursorPaginationResult[Any]:
+        keys = _sort_keys(model_class, params.sort, allowed_sort_fields, non_null=True)
+        fingerprint = _fingerprint(model_class, keys)
+        base = (query if query is not None else select(model_class)).order_by(None)
+        backwards = False
+        page_query = base
+        if params.cursor is not None:
+            direction, values = codec.decode(params.cursor, fingerprint)
+            if len(values) != len(keys):
+                raise InvalidCursorException(reason="mismatch")
+            backwards = direction == "p"
+            page_query = page_query.where(_after(keys, values, backwards))
+        page_query = page_query.order_by(*_order_by(keys, reverse=backwards)).limit(params.limit + 1)
+        rows = await _rows(db, page_query, model_class)
+        more = len(rows) > params.limit
+        rows = rows[: params.limit]
+        if backwards:
+            rows.reverse()
+            has_prev, has_next = more, True
+        else:
+            has_next, has_prev = more, params.cursor is not None
+
+        def cursor_at(row: Any, direction: str) -> str:
+            return codec.encode(
+                fingerprint, [_value(row, model_class, k.name) for k in keys], direction
+            )
+
+        next_cursor = cursor_at(rows[-1], "n") if rows and has_next else None
+        prev_cursor = cursor_at(rows[0], "p") if rows and has_prev else None
+        total = await _count(db, base) if include_total else None
+        return CursorPaginationResult(
+            items=_transform(rows, response_model, transform_func),
+            limit=params.limit,
+            total=total,
+            has_next=has_next and next_cursor is not None,
+            has_prev=has_prev and prev_cursor is not None,
+            next_cursor=next_cursor,
+            prev_cursor=prev_cursor,
+        )
+
+    result: CursorPaginationResult[Any] = await _timed("cursor", model_class, run)
+    return result
