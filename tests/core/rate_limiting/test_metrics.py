@@ -38,9 +38,33 @@ async def test_checks_and_refusals_are_counted() -> None:
     exceeded = total("rate_limit_exceeded_total", {"path": "/metrics-test/"})
     for _ in range(5):
         await svc.check("m", rule)
+    _metrics.flush()
     assert total("rate_limiting_checks_total", {"backend": "memory"}) == checks + 5
     assert total("rate_limiting_checks_total", {"result": "limited"}) == limited + 3
     assert total("rate_limit_exceeded_total", {"path": "/metrics-test/"}) == exceeded + 3
+
+
+async def test_allowed_checks_are_batched_and_written(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Allowed checks reach rate_limiting_checks_total in batches: every FLUSH_EVERY, by the timer,
+    and on flush(); none is lost or counted twice."""
+    import asyncio
+
+    _metrics.reset()
+    monkeypatch.setattr(_metrics, "FLUSH_AFTER_SECONDS", 0.05)
+    svc = RateLimitingService(MemoryRateLimitBackend(), settings=Settings())
+    rule = RateLimitRule(requests_per_window=10_000, window_seconds=60, name="batched")
+    labels = {"backend": "memory", "result": "allowed"}
+    start = total("rate_limiting_checks_total", labels)
+    for _ in range(_metrics.FLUSH_EVERY + 3):
+        await svc.check("b", rule)
+    # the first (timed) check was written at once, then one full batch of FLUSH_EVERY
+    assert total("rate_limiting_checks_total", labels) == start + 1 + _metrics.FLUSH_EVERY
+    await asyncio.sleep(0.15)  # the timer writes the remaining 2
+    assert total("rate_limiting_checks_total", labels) == start + _metrics.FLUSH_EVERY + 3
+    await svc.check("b", rule)
+    _metrics.flush()
+    _metrics.flush()
+    assert total("rate_limiting_checks_total", labels) == start + _metrics.FLUSH_EVERY + 4
 
 
 async def test_every_guide_metric_exists_after_traffic() -> None:

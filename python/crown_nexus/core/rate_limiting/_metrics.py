@@ -12,12 +12,18 @@
   like the check duration)
 * ``rate_limiting_backend_errors_total{backend}`` / ``rate_limiting_backend_recoveries_total``
 
+Allowed, untimed checks -- nearly all of them -- are batched: :func:`count_allowed` adds one to a
+local tally, written to ``rate_limiting_checks_total`` every :data:`FLUSH_EVERY` checks, at the
+latest :data:`FLUSH_AFTER_SECONDS` after the first unwritten one (an event-loop timer), on any
+refused or timed check, and by :func:`flush` (call it before reading the counter directly).
+
 The metrics service is looked up once (``get_service("metrics_service")``); metrics are created
 on first use. When the metrics system is unavailable nothing is recorded and checks go on.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -27,8 +33,12 @@ from crown_nexus.logging import get_logger
 
 __all__ = [
     "DURATION_SAMPLE_EVERY",
+    "FLUSH_AFTER_SECONDS",
+    "FLUSH_EVERY",
     "backend_error",
     "backend_recovered",
+    "count_allowed",
+    "flush",
     "record_check",
     "record_request",
     "reset",
@@ -65,7 +75,16 @@ DURATION_SAMPLE_EVERY = 16
 #: when the metrics service could not be found, look again after this many seconds
 RETRY_LOOKUP_SECONDS = 30.0
 
+#: allowed checks are written to the counter in batches of at most this many
+FLUSH_EVERY = 256
+#: ... and at most this long after the first unwritten one
+FLUSH_AFTER_SECONDS = 1.0
+
 _state: dict[str, Any] = {"retry_at": 0.0, "created": set()}
+#: allowed checks not yet written, per (backend, algorithm)
+_pending: dict[tuple[str, str], int] = {}
+_pending_total = [0]
+_timer: list[Any] = [None]
 _samples = {"check": 0, "request": 0}
 
 
@@ -81,6 +100,55 @@ def reset() -> None:
     _state["retry_at"] = 0.0
     _state["created"] = set()
     _samples["check"] = _samples["request"] = 0
+    _pending.clear()
+    _pending_total[0] = 0
+    _cancel_timer()
+
+
+def _cancel_timer() -> None:
+    handle = _timer[0]
+    _timer[0] = None
+    if handle is not None:
+        handle.cancel()
+
+
+def count_allowed(backend: str, algorithm: str) -> None:
+    """Count one allowed check in the local tally (see the module docs); O(1), no I/O."""
+    key = (backend, algorithm)
+    _pending[key] = _pending.get(key, 0) + 1
+    n = _pending_total[0] + 1
+    _pending_total[0] = n
+    if n >= FLUSH_EVERY:
+        flush()
+    elif n == 1:
+        try:
+            _timer[0] = asyncio.get_running_loop().call_later(FLUSH_AFTER_SECONDS, flush)
+        except RuntimeError:  # no running loop (a synchronous caller): write now
+            flush()
+
+
+def flush() -> None:
+    """Write the tally of allowed checks to ``rate_limiting_checks_total`` now."""
+    _cancel_timer()
+    if not _pending_total[0]:
+        return
+    pending = list(_pending.items())
+    _pending.clear()
+    _pending_total[0] = 0
+    svc = _service()
+    if svc is None:
+        return
+    try:
+        for (backend, algorithm), n in pending:
+            labels = _check_labels.get((backend, algorithm, True))
+            if labels is None:
+                labels = _check_labels.setdefault(
+                    (backend, algorithm, True),
+                    {"backend": backend, "algorithm": algorithm, "result": "allowed"},
+                )
+            svc.increment_counter("rate_limiting_checks_total", n, labels)
+    except Exception as exc:  # metrics never break a check
+        logger.debug("rate limit metrics not recorded", error=str(exc))
 
 
 def _service() -> Any:
@@ -128,7 +196,9 @@ def record_check(
     rule: RateLimitRule, result: RateLimitResult, duration: float | None, backend: str
 ) -> None:
     """Count one check (and its duration when timed); a refusal also counts
-    ``rate_limit_exceeded_total``."""
+    ``rate_limit_exceeded_total``. Writes the batched tally too."""
+    if _pending_total[0]:
+        flush()
     svc = _service()
     if svc is None:
         return

@@ -44,6 +44,7 @@ logger = get_logger("crown_nexus.core.rate_limiting")
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _perf_counter = time.perf_counter
+_count_allowed = _metrics.count_allowed
 _UNKNOWN_CLIENT = "unknown"
 
 
@@ -191,6 +192,7 @@ class RateLimitingService:
         self._clock = clock
         self._down_until = 0.0
         self._degraded = False
+        self._checks = 0
 
     # ------------------------------------------------------------------ keys
     def client_ip(self, request: Any) -> str:
@@ -234,16 +236,23 @@ class RateLimitingService:
         :class:`RateLimiterUnavailableException` when failing closed. Raises ``TypeError`` /
         ``ValueError`` for a key that is not a string or a cost outside ``1..rule.burst``.
         """
-        if not isinstance(key, str):
+        if type(key) is not str and not isinstance(key, str):
             raise TypeError(f"key must be a str, not {type(key).__name__}")
         backend = self.backend
-        timed = _metrics.should_time("check")
-        started = _perf_counter() if timed else 0.0
+        # durations are sampled (the first check, then 1 in DURATION_SAMPLE_EVERY): reading the
+        # clock twice and observing a histogram would cost more than a memory check
+        n = self._checks
+        self._checks = n + 1 if n + 1 < _metrics.DURATION_SAMPLE_EVERY else 0
+        started = _perf_counter() if n == 0 else 0.0
         if not self._degraded or backend is self.fallback:
             try:
                 result = await backend.hit(key, rule, cost)
             except RateLimitBackendError as exc:
                 result = await self._backend_down(key, rule, cost, exc)
+            else:
+                if n and result.allowed:  # the common case: one tally update, no metrics call
+                    _count_allowed(backend.name, rule.hot_params[0].value)
+                    return result
         elif self._clock() >= self._down_until:
             try:
                 result = await backend.hit(key, rule, cost)
@@ -256,7 +265,7 @@ class RateLimitingService:
         else:
             result = await self._degraded_check(key, rule, cost)
         _metrics.record_check(
-            rule, result, (_perf_counter() - started) if timed else None, backend.name
+            rule, result, (_perf_counter() - started) if n == 0 else None, backend.name
         )
         return result
 
@@ -314,7 +323,8 @@ class RateLimitingService:
             )
 
     async def close(self) -> None:
-        """Close the backend(s)."""
+        """Close the backend(s) (writing any batched metrics first)."""
+        _metrics.flush()
         await self.backend.close()
         if self.fallback is not self.backend:
             await self.fallback.close()
