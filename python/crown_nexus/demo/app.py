@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from crown_nexus.demo.db import Base, create_engine_for
 from crown_nexus.demo.routers import auth, errors, health, rate_limits
+from crown_nexus.demo.routers import catalog as catalog_router
 from crown_nexus.demo.routers import metrics as metrics_router
 from crown_nexus.demo.routers import orders as orders_router
 from crown_nexus.demo.routers import permissions as permissions_router
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics_router.router)
     app.include_router(rate_limits.router)
     app.include_router(permissions_router.router)
+    app.include_router(catalog_router.router)
     auth.install(app)
     products_router.install(app)
     orders_router.install(app)
