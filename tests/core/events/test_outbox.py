@@ -86,7 +86,12 @@ async def test_commit_writes_both_and_relay_delivers(engine, service, events) ->
 
 
 async def test_rollback_publishes_nothing(engine, service, events) -> None:  # type: ignore[no-untyped-def]
-    """Rolled back: neither the row nor the event exists, and nothing is ever delivered."""
+    """Rolled back: neither the row nor the event exists, nothing is delivered or counted."""
+    from crown_nexus.core.dependency_manager import get_service
+
+    metrics = get_service("metrics_service")
+    service.flush_metrics()
+    before = metrics.get_counter_sum("events_published_total", {"event_type": "order.created"})
     await _place_order(engine, service, "kettle", commit=False)
     assert await _count(engine, orders) == 0
     assert await _count(engine, outbox_table) == 0
@@ -94,6 +99,8 @@ async def test_rollback_publishes_nothing(engine, service, events) -> None:  # t
     assert await relay.run_once() == 0
     assert await service.wait_for_pending(1)
     assert events == []
+    after = metrics.get_counter_sum("events_published_total", {"event_type": "order.created"})
+    assert after == before
 
 
 async def test_bad_payload_in_transaction_raises_and_writes_nothing(engine, service) -> None:  # type: ignore[no-untyped-def]

@@ -612,14 +612,14 @@ class EventService:
         scheduled, this waits only when ``max_pending`` runs are pending; Celery: sent to the
         broker). With an SQLAlchemy ``AsyncSession`` the event is written to the outbox table in
         the session's transaction and delivered by an :class:`~crown_nexus.core.events.outbox.OutboxRelay`
-        after commit; a rollback publishes nothing. Raises :class:`EventPublishException`.
+        after commit; a rollback publishes nothing (``events_published_total`` counts the event
+        when the relay delivers it). Raises :class:`EventPublishException`.
         """
         event, encoded = self.build_event(event_name, payload, context)
         if session is not None:
             from crown_nexus.core.events.outbox import write_to_outbox
 
             await write_to_outbox(session, event, encoded, relays=self._relays)
-            self._metrics.published(event_name, "outbox")
             return str(event["id"])
         await self.deliver(event, encoded)
         return str(event["id"])
