@@ -1,0 +1,513 @@
+"""Guide §9 (Cache System), its §13/§14 usages, run as written with the user's objects supplied."""
+# ruff: noqa: I001, E402, F401, F811, F841, E501 - the guide's blocks are copied verbatim (their imports and order)
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from sqlalchemy import Integer, String
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from crown_nexus.core.cache import CacheService
+from crown_nexus.core.metrics import MetricsService
+from crown_nexus.logging import get_logger
+from crown_nexus.settings import Settings
+from crown_nexus.testing import override_service, override_services
+
+logger = get_logger("app.guide.s09")
+
+
+def _make(kind: str, request: pytest.FixtureRequest, redis_url: str | None = None) -> CacheService:
+    url = redis_url or (request.getfixturevalue("redis_url") if kind == "redis" else None)
+    return CacheService(
+        Settings(ENVIRONMENT="test"),
+        default_backend=kind,
+        redis_url=url,
+        key_prefix=f"g9{uuid.uuid4().hex[:8]}:" if kind == "redis" else "",
+    )
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def cache(request: pytest.FixtureRequest) -> AsyncIterator[CacheService]:
+    """A started cache service registered as "cache_service" (memory, then real Redis), with fresh metrics."""
+    svc = _make(request.param, request)
+    with override_services({"cache_service": svc, "metrics_service": MetricsService()}):
+        await svc.initialize()
+        try:
+            yield svc
+        finally:
+            await svc.clear()
+            await svc.shutdown()
+
+
+# --- the user's own objects ------------------------------------------------------------------------
+
+
+class Repo:
+    """The user's repository: records every call; products can be updated."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+        self.products: dict[str, dict[str, Any]] = {"p1": {"id": "p1", "name": "Lamp"}}
+
+    async def get_profile(self, user_id: str) -> dict[str, Any]:
+        self.calls.append(("get_profile", user_id))
+        return {"id": user_id, "bio": f"bio of {user_id}"}
+
+    async def get_details(self, product_id: str) -> dict[str, Any]:
+        self.calls.append(("get_details", product_id))
+        return dict(self.products[product_id])
+
+    async def update(self, product_id: str, data: dict[str, Any]) -> None:
+        self.calls.append(("update", product_id))
+        self.products[product_id].update(data)
+
+    async def list_by_category(self, category_id: str) -> list[dict[str, Any]]:
+        self.calls.append(("list_by_category", category_id))
+        return [{"id": "p1", "category": category_id}]
+
+
+user_repository = product_repository = Repo()
+
+
+@pytest.fixture(autouse=True)
+def fresh_repo() -> None:
+    """Each test starts with an empty call log."""
+    user_repository.calls.clear()
+    user_repository.products = {"p1": {"id": "p1", "name": "Lamp"}}
+
+
+# --- §9 'Basic Usage', verbatim --------------------------------------------------------------------
+
+
+def basic_usage() -> Any:
+    """The guide's block; returns ``get_user_profile``."""
+    from crown_nexus.core.dependency_manager import get_service
+
+    # Get the cache service
+    cache_service = get_service("cache_service")
+
+    # Basic cache operations
+    async def get_user_profile(user_id: str):
+        # Try to get from cache first
+        cache_key = f"user:profile:{user_id}"
+        cached_profile = await cache_service.get(cache_key)
+
+        if cached_profile is not None:
+            return cached_profile
+
+        # Not in cache, fetch from database
+        profile = await user_repository.get_profile(user_id)
+
+        # Store in cache for future requests (TTL: 10 minutes)
+        await cache_service.set(cache_key, profile, ttl=600)
+
+        return profile
+
+    return get_user_profile
+
+
+async def test_basic_usage(cache: CacheService) -> None:
+    """The second read is served from the cache; the entry is stored under the guide's key."""
+    get_user_profile = basic_usage()
+    first = await get_user_profile("u1")
+    second = await get_user_profile("u1")
+    assert first == second == {"id": "u1", "bio": "bio of u1"}
+    assert user_repository.calls == [("get_profile", "u1")]
+    assert await cache.get("user:profile:u1") == first
+    assert await cache.exists("user:profile:u1")
+
+
+async def test_basic_usage_survives_redis_outage(redis_server: Any, request: pytest.FixtureRequest) -> None:
+    """'Falls back to the memory backend if Redis is unavailable': the example keeps working with Redis down."""
+    svc = CacheService(Settings(ENVIRONMENT="test"), default_backend="redis", redis_url=redis_server.url, op_timeout=0.5)
+    with override_services({"cache_service": svc, "metrics_service": MetricsService()}):
+        await svc.initialize()
+        try:
+            get_user_profile = basic_usage()
+            assert await get_user_profile("u1") == {"id": "u1", "bio": "bio of u1"}
+            redis_server.stop()
+            assert await get_user_profile("u2") == {"id": "u2", "bio": "bio of u2"}
+            assert await get_user_profile("u2") == {"id": "u2", "bio": "bio of u2"}
+            assert svc.active_backend_name == "memory"
+            assert user_repository.calls == [("get_profile", "u1"), ("get_profile", "u2")]
+        finally:
+            redis_server.start()
+            await svc.shutdown()
+
+
+# --- §9 'Using Decorators', verbatim ---------------------------------------------------------------
+
+from crown_nexus.core.cache import cached, invalidate_cache
+
+# Cache the result of this function for 5 minutes
+@cached(ttl=300)
+async def get_product_details(product_id: str):
+    # This expensive operation will only run on cache misses
+    result = await product_repository.get_details(product_id)
+    return result
+
+# Invalidate cache entries when data changes
+@invalidate_cache(pattern="product:*")
+async def update_product(product_id: str, data: dict):
+    # This will invalidate all cache keys matching the pattern
+    await product_repository.update(product_id, data)
+    return {"status": "updated"}
+
+
+async def test_decorators(cache: CacheService) -> None:
+    """cached runs the body only on misses; invalidate_cache removes every key matching product:*."""
+    assert await get_product_details("p1") == {"id": "p1", "name": "Lamp"}
+    assert await get_product_details("p1") == {"id": "p1", "name": "Lamp"}
+    assert user_repository.calls == [("get_details", "p1")]
+    await cache.set("product:p1", {"old": True}, ttl=60)
+    await cache.set("product:list:all", [1], ttl=60)
+    await cache.set("order:1", "keep", ttl=60)
+    assert await update_product("p1", {"name": "Desk lamp"}) == {"status": "updated"}
+    assert await cache.get("product:p1") is None and await cache.get("product:list:all") is None
+    assert await cache.get("order:1") == "keep"
+
+
+async def test_invalidate_pattern_reaches_cached_keys_with_matching_prefix(cache: CacheService) -> None:
+    """With key_prefix="product", the cached function's entries match "product:*" and are invalidated."""
+
+    @cached(ttl=300, key_prefix="product")
+    async def details(product_id: str) -> dict[str, Any]:
+        return await product_repository.get_details(product_id)
+
+    assert (await details("p1"))["name"] == "Lamp"
+    assert await update_product("p1", {"name": "Desk lamp"}) == {"status": "updated"}
+    assert (await details("p1"))["name"] == "Desk lamp"
+    assert user_repository.calls == [("get_details", "p1"), ("update", "p1"), ("get_details", "p1")]
+
+
+async def test_cached_concurrent_misses_run_once(cache: CacheService) -> None:
+    """Ten concurrent first calls run the expensive body once (no stampede)."""
+    results = await asyncio.gather(*(get_product_details("p1") for _ in range(10)))
+    assert all(r == {"id": "p1", "name": "Lamp"} for r in results)
+    assert user_repository.calls == [("get_details", "p1")]
+
+
+# --- §9 'Advanced Caching Patterns', verbatim ------------------------------------------------------
+
+result = 4242
+
+from crown_nexus.core.cache import cached, cache_aside, memoize
+from crown_nexus.core.cache.keys import generate_model_key, generate_list_key
+
+# Memoize an expensive function (in-memory caching)
+@memoize(ttl=60)  # 60 seconds
+def calculate_complex_value(input_value: int):
+    # Complex calculation
+    calls.append(input_value)
+    return result
+
+calls: list[int] = []
+
+# Cache using custom key generation
+@cache_aside(
+    key_func=lambda category_id, **kwargs: generate_list_key(
+        prefix="products",
+        model_name="product",
+        filters={"category_id": category_id}
+    ),
+    ttl=600,
+    tags=["products", "catalog"]
+)
+async def get_products_by_category(category_id: str):
+    # Fetch from database
+    return await product_repository.list_by_category(category_id)
+
+
+async def test_advanced_patterns(cache: CacheService) -> None:
+    """memoize caches a sync function in process; cache_aside stores under the custom key with both tags."""
+    calls.clear()
+    n = uuid.uuid4().int % 10**9  # memoized across tests for 60 s: a fresh input each run
+    assert calculate_complex_value(n) == calculate_complex_value(n) == 4242
+    assert calls == [n]
+    assert await get_products_by_category("c1") == await get_products_by_category("c1")
+    assert user_repository.calls == [("list_by_category", "c1")]
+    key = generate_list_key(prefix="products", model_name="product", filters={"category_id": "c1"})
+    assert key.startswith("products:product:list:")
+    assert await cache.get(key) == [{"id": "p1", "category": "c1"}]
+    for tag in ("products", "catalog"):
+        assert key in await cache._get_backend("redis").get_set_members(f"cache:tag:{tag}")
+    assert await cache.invalidate_tags("catalog") >= 1
+    assert await cache.get(key) is None
+    assert generate_model_key("products", "product", 5) == "products:product:5"
+
+
+# --- §9 'Cache Tags for Group Invalidation', verbatim ----------------------------------------------
+
+
+def tags_block() -> Any:
+    """The guide's block; returns ``clear_product_cache``."""
+    from crown_nexus.core.dependency_manager import get_service
+
+    cache_service = get_service("cache_service")
+
+    # Invalidate all product-related cache entries
+    async def clear_product_cache():
+        # Get Redis backend
+        redis_backend = cache_service._get_backend("redis")
+
+        # Get all keys with product tag
+        tag_key = "cache:tag:products"
+        keys = await redis_backend.get_set_members(tag_key)
+
+        # Delete all keys
+        if keys:
+            await cache_service.delete_many(keys)
+
+            # Also remove the tag itself
+            await redis_backend.delete(tag_key)
+
+        return {"invalidated": len(keys)}
+
+    return clear_product_cache
+
+
+async def test_tag_group_invalidation(cache: CacheService) -> None:
+    """Every entry tagged "products" goes, the tag set too; other entries stay."""
+    clear_product_cache = tags_block()
+    await get_products_by_category("c1")
+    await cache.set("product:9", {"id": 9}, ttl=60, tags=["products"])
+    await cache.set("other", 1, ttl=60, tags=["misc"])
+    assert await clear_product_cache() == {"invalidated": 2}
+    assert await cache.get("product:9") is None and await cache.get("other") == 1
+    assert await cache._get_backend("redis").get_set_members("cache:tag:products") == []
+    assert await clear_product_cache() == {"invalidated": 0}
+    await get_products_by_category("c1")  # a miss again: recomputed
+    assert user_repository.calls == [("list_by_category", "c1"), ("list_by_category", "c1")]
+
+
+# --- §9 'Exception Handling' + 'Error Handling Integration', verbatim ------------------------------
+
+from crown_nexus.core.cache.exceptions import CacheException, CacheOperationException
+from crown_nexus.core.dependency_manager import get_service
+
+
+async def fetch_from_database():
+    """The user's fallback."""
+    return "from-db"
+
+
+async def get_cached_data(key: str):
+    try:
+        cache_service = get_service("cache_service")
+        return await cache_service.get(key)
+    except CacheOperationException as e:
+        logger.warning(f"Cache operation failed: {e}")
+        # Fallback to database
+        return await fetch_from_database()
+    except CacheException as e:
+        logger.error(f"Cache system error: {e}")
+        # More severe error, may need to be reported
+        raise
+
+
+class BrokenCache:
+    """A cache whose reads fail the way a cache operation fails."""
+
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+    async def get(self, key: str, default: Any = None) -> Any:
+        raise self.exc
+
+
+async def test_exception_handling(cache: CacheService) -> None:
+    """A value is returned; an operation failure falls back to the database; other cache errors propagate."""
+    from crown_nexus.core.cache import CacheConfigurationException
+
+    await cache.set("k", "cached", ttl=60)
+    assert await get_cached_data("k") == "cached"
+    assert issubclass(CacheOperationException, CacheException)
+    with override_service("cache_service", BrokenCache(CacheOperationException("read failed"))):
+        assert await get_cached_data("k") == "from-db"
+    with override_service("cache_service", BrokenCache(CacheConfigurationException("bad config"))):
+        with pytest.raises(CacheException):
+            await get_cached_data("k")
+
+
+async def test_unstorable_value_is_a_cache_operation_exception(request: pytest.FixtureRequest) -> None:
+    """Redis: a value that cannot be stored raises CacheOperationException (the guide's except clause)."""
+    cache_service = _make("redis", request)
+    await cache_service.initialize()
+    try:
+        try:
+            value = await cache_service.set("bad", object(), ttl=10)
+        except CacheOperationException as e:
+            logger.warning(f"Cache operation failed: {e}")
+            value = "fallback"
+    finally:
+        await cache_service.shutdown()
+    assert value == "fallback"
+
+
+# --- §9 'Metrics Integration', verbatim ------------------------------------------------------------
+
+
+async def test_metrics_integration(cache: CacheService) -> None:
+    """Hit rate, p95 latency and miss counts are readable from the metrics service after cache traffic."""
+    for _ in range(3):
+        await cache.get("absent")
+    await cache.set("present", 1, ttl=60)
+    await cache.get("present")
+    cache.flush_metrics()
+
+    # These metrics are available automatically
+    metrics_service = get_service("metrics_service")
+
+    # Get hit rate over the last 5 minutes
+    hit_rate = metrics_service.get_counter_rate("cache_hit_total") / \
+               metrics_service.get_counter_rate("cache_operations_total")
+
+    # Get p95 latency for cache operations
+    latency = metrics_service.get_histogram_quantile(
+        "cache_operation_duration_seconds",
+        0.95,
+        {"component": "product_service"}
+    )
+
+    # Get miss count by backend
+    miss_count = metrics_service.get_counter_sum(
+        "cache_miss_total",
+        {"backend": "redis"}
+    )
+
+    assert hit_rate == pytest.approx(1 / 5)
+    assert latency == 0.0  # nothing was labelled product_service
+    assert metrics_service.get_histogram_quantile("cache_operation_duration_seconds", 0.95) > 0
+    assert miss_count == (3 if cache.default_backend_name == "redis" else 0)
+    assert metrics_service.get_counter_sum("cache_miss_total") == 3
+
+
+# --- §9 'Dependency Injection' (ProductService), verbatim, on a real database ----------------------
+
+
+class Base(DeclarativeBase):
+    """The user's declarative base."""
+
+
+class Product(Base):
+    """The user's Product model."""
+
+    __tablename__ = "guide_s09_products"
+    id: Mapped[str] = mapped_column(String(20), primary_key=True)
+    name: Mapped[str] = mapped_column(String(50))
+    stock: Mapped[int] = mapped_column(Integer, default=0)
+
+
+from sqlalchemy import select
+
+
+class ProductService:
+    def __init__(self, db):
+        self.db = db
+        self.cache_service = get_service("cache_service")
+
+    async def get_product(self, product_id):
+        # Use cache service
+        cache_key = f"product:{product_id}"
+        product = await self.cache_service.get(cache_key)
+        if product:
+            return product
+
+        # Cache miss - get from database
+        product = await self.db.execute(
+            select(Product).where(Product.id == product_id)
+        )
+        product = product.scalar_one_or_none()
+
+        # Cache for next time
+        if product:
+            await self.cache_service.set(cache_key, product, ttl=300)
+
+        return product
+
+
+@pytest.fixture
+async def db() -> AsyncIterator[AsyncSession]:
+    """The user's database session (SQLite in memory) holding one product."""
+    engine = create_async_engine("sqlite+aiosqlite:///:memory:")
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+    async with async_sessionmaker(engine, expire_on_commit=False)() as session:
+        session.add(Product(id="p1", name="Lamp", stock=3))
+        await session.commit()
+        yield session
+    await engine.dispose()
+
+
+async def test_product_service_caches_orm_objects(cache: CacheService, db: AsyncSession) -> None:
+    """The ORM object is cached and read back as a Product with its columns; a missing id gives None."""
+    service = ProductService(db)
+    first = await service.get_product("p1")
+    await db.execute(Product.__table__.update().values(name="Renamed"))
+    second = await service.get_product("p1")
+    assert isinstance(second, Product)
+    assert (second.id, second.name, second.stock) == ("p1", "Lamp", 3)  # from the cache, not the db
+    assert await service.get_product("nope") is None
+
+
+# --- §9 'Configuration' ----------------------------------------------------------------------------
+
+
+def test_configuration_names(monkeypatch: pytest.MonkeyPatch, redis_url: str) -> None:
+    """The guide's setting names are read as written from the environment."""
+    monkeypatch.setenv("CACHE_DEFAULT_BACKEND", "redis")
+    monkeypatch.setenv("REDIS_URI", redis_url)
+    monkeypatch.setenv("REDIS_HOST", "localhost")
+    monkeypatch.setenv("REDIS_PORT", "6379")
+    monkeypatch.setenv("REDIS_DB", "0")
+    monkeypatch.setenv("REDIS_PASSWORD", "optional_password")
+    monkeypatch.setenv("CACHE_DEFAULT_TTL", "300")
+    settings = Settings()
+    assert settings.CACHE_DEFAULT_BACKEND == "redis" and settings.CACHE_DEFAULT_TTL == 300
+    assert settings.REDIS_URI == redis_url and settings.REDIS_PORT == 6379
+    svc = CacheService(settings)
+    assert svc.default_backend_name == "redis" and svc.default_ttl == 300
+    monkeypatch.setenv("CACHE_DEFAULT_BACKEND", "null")
+    assert CacheService(Settings()).default_backend_name == "null"
+
+
+async def test_null_backend_stores_nothing(request: pytest.FixtureRequest) -> None:
+    """The null backend acts like a cache but stores nothing: the example always reaches the repository."""
+    svc = _make("null", request)
+    with override_services({"cache_service": svc, "metrics_service": MetricsService()}):
+        get_user_profile = basic_usage()
+        await get_user_profile("u1")
+        await get_user_profile("u1")
+    assert user_repository.calls == [("get_profile", "u1"), ("get_profile", "u1")]
+
+
+# --- §13 'Cache System Integration' (in a user's middleware) ---------------------------------------
+
+
+async def test_middleware_cache_integration(cache: CacheService) -> None:
+    """§13: a middleware reads a cached response by path through get_service("cache_service")."""
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+
+    async def dispatch(request: Request) -> Any:
+        from crown_nexus.core.dependency_manager import get_service
+
+        # In your middleware
+        cache_service = get_service("cache_service")
+        cached_response = await cache_service.get(f"response:{request.url.path}")
+        if cached_response:
+            return cached_response
+        return None
+
+    await cache.set("response:/hello", "cached body", ttl=60)
+    req = Request({"type": "http", "method": "GET", "path": "/hello", "headers": [], "query_string": b"", "server": ("t", 80), "scheme": "http", "root_path": ""})
+    assert await dispatch(req) == "cached body"
+    other = Request({**req.scope, "path": "/other"})
+    assert await dispatch(other) is None
+    assert PlainTextResponse  # the user would wrap the cached body in a response
