@@ -1,9 +1,14 @@
-"""Security public API: token creation per jwt implementation vs PyJWT, API key and CSRF checks.
+"""Security public API per jwt implementation vs PyJWT: token verification and creation.
 
-Groups: ``create_token-HS256`` / ``create_token-EdDSA`` (``crown_nexus.core.security
-.create_token`` on each jwt implementation vs building the same claims and ``jwt.encode``),
+Groups: ``decode_token-HS256`` / ``decode_token-EdDSA`` (``crown_nexus.core.security
+.decode_token`` — signature, exp/nbf/iat, iss, aud, required claims, type, revocation check,
+metrics — on each jwt implementation, against PyJWT's ``jwt.decode`` of the same token with the
+same checks), ``decode_token-HS256-interleaved`` (the native/PyJWT ratio measured in alternating
+rounds, in ``extra_info``: robust to load drift on a shared machine), ``create_token-HS256`` /
+``create_token-EdDSA`` (``create_token`` vs building the same claims and ``jwt.encode``),
 ``create_token_pair`` and ``verify-cheap`` (API key and CSRF verification, which run on every
-request that uses them). ``decode_token`` is benchmarked in ``bench_jwt.py``.
+request that uses them). Timings are CPU time of this process (``time.process_time``): the calls
+are single-threaded and do no I/O.
 Run: ``pytest benches/bench_security.py --benchmark-enable --benchmark-group-by=group``.
 """
 
@@ -11,6 +16,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import jwt as pyjwt
@@ -18,18 +24,23 @@ import pytest
 
 from crown_nexus import accel
 from crown_nexus.core import security
+from crown_nexus.core.exceptions import AuthenticationException
 from crown_nexus.settings import Settings
+
+pytestmark = pytest.mark.benchmark(timer=time.process_time)
 
 IMPLS = accel.available("jwt")
 KINDS = sorted(IMPLS)
+ISSUER, AUDIENCE = "crown-nexus", "crown-nexus-api"
+REQUIRE = ["exp", "iat", "sub", "jti", "type"]
 
 
 def _configure(alg: str, impl: str) -> Any:
     settings = Settings(
         secret_key="bench-secret-key-0123456789-0123456789-0123456789",
         jwt_algorithm=alg,
-        jwt_issuer="crown-nexus",
-        jwt_audience="crown-nexus-api",
+        jwt_issuer=ISSUER,
+        jwt_audience=AUDIENCE,
     )
     return security.configure_security(
         settings, jwt_impl=IMPLS["pure" if impl == "pyjwt" else impl]
@@ -63,8 +74,8 @@ def test_create_token(benchmark: Any, alg: str, impl: str) -> None:
                     "type": "access",
                     "role": "admin",
                     "permissions": ["user:read", "user:write"],
-                    "iss": "crown-nexus",
-                    "aud": "crown-nexus-api",
+                    "iss": ISSUER,
+                    "aud": AUDIENCE,
                 }
                 return pyjwt.encode(
                     claims, key.signing_key, algorithm=alg, headers={"kid": key.kid}
@@ -80,6 +91,103 @@ def test_create_token(benchmark: Any, alg: str, impl: str) -> None:
         verifier = TokenCheck(service)
         assert verifier(run()) == "user-12345"
         benchmark(run)
+    finally:
+        security.configure_security(None)
+
+
+def _drive(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run a coroutine that never suspends (memory blacklist) without an event loop's cost."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value
+    coro.close()
+    raise RuntimeError("decode_token suspended; the benchmark needs the in-memory blacklist")
+
+
+def _pyjwt_decoder(service: Any, token: str, alg: str) -> Callable[[], Any]:
+    """PyJWT's ``jwt.decode`` of ``token`` with the checks decode_token makes."""
+    key = service.key_ring.get(pyjwt.get_unverified_header(token)["kid"])
+    verification_key = key.verification_key
+
+    def run() -> Any:
+        return pyjwt.decode(
+            token,
+            verification_key,
+            algorithms=[alg],
+            issuer=ISSUER,
+            audience=AUDIENCE,
+            options={"require": REQUIRE},
+        )
+
+    return run
+
+
+def _decode_token_runner(alg: str, impl: str) -> tuple[Callable[[], Any], str]:
+    """A no-argument call verifying one fresh token, and the ``sub`` it must return."""
+    service = _configure(alg, impl)
+    token = security.create_token(
+        "user-12345", role="admin", permissions=["user:read", "user:write"]
+    )
+    if impl == "pyjwt":
+        run = _pyjwt_decoder(service, token, alg)
+        return (lambda: run()["sub"]), "user-12345"
+    decode_token = security.decode_token
+
+    def verify() -> Any:
+        return _drive(decode_token(token))
+
+    return (lambda: verify().sub), "user-12345"
+
+
+@pytest.mark.parametrize("alg", ["HS256", "EdDSA"])
+@pytest.mark.parametrize("impl", [*KINDS, "pyjwt"])
+def test_decode_token(benchmark: Any, alg: str, impl: str) -> None:
+    """decode_token per jwt implementation; PyJWT's jwt.decode (same token, same checks) as peer."""
+    benchmark.group = f"decode_token-{alg}"
+    _info(benchmark, impl)
+    try:
+        run, sub = _decode_token_runner(alg, impl)
+        assert run() == sub
+        if impl != "pyjwt":
+            revoked = security.create_token("someone-else")
+            _drive(security.revoke_token(revoked))
+            with pytest.raises(AuthenticationException):
+                _drive(security.decode_token(revoked))
+            assert run() == sub  # a non-empty blacklist is still consulted on the hot path
+        benchmark(run)
+    finally:
+        security.configure_security(None)
+
+
+def _cpu_per_call(run: Callable[[], Any], calls: int) -> float:
+    start = time.process_time()
+    for _ in range(calls):
+        run()
+    return (time.process_time() - start) / calls
+
+
+@pytest.mark.skipif("native" not in IMPLS, reason="native jwt extension not built")
+def test_decode_token_interleaved_ratio(benchmark: Any) -> None:
+    """Native decode_token vs PyJWT in alternating rounds; the median ratio goes to extra_info."""
+    benchmark.group = "decode_token-HS256-interleaved"
+    _info(benchmark, "native")
+    try:
+        ours, sub = _decode_token_runner("HS256", "native")
+        service = security.get_security_service()
+        token = security.create_token("user-12345", role="admin")
+        peer = _pyjwt_decoder(service, token, "HS256")
+        assert ours() == sub and peer()["sub"] == sub
+        ratios = []
+        for _ in range(15):
+            theirs = _cpu_per_call(peer, 200)
+            mine = _cpu_per_call(ours, 200)
+            if mine > 0:
+                ratios.append(theirs / mine)
+        ratios.sort()
+        benchmark.extra_info["pyjwt_over_decode_token_median"] = round(ratios[len(ratios) // 2], 2)
+        benchmark.extra_info["pyjwt_over_decode_token_best"] = round(ratios[-1], 2)
+        benchmark(ours)
     finally:
         security.configure_security(None)
 

@@ -43,6 +43,7 @@ from crown_nexus.core.security.passwords import (
     verify_password,
 )
 from crown_nexus.core.security.service import (
+    RevocationPending,
     SecurityService,
     configure_security,
     get_security_service,
@@ -138,9 +139,12 @@ async def decode_token(
     or oversized tokens, expired / not-yet-valid, wrong ``iss``/``aud``, revoked ``jti`` or
     family, and a token whose ``type`` is not ``expected_type`` (``None`` accepts any).
     """
-    return await get_security_service().decode_token(
-        token, expected_type=expected_type, check_revocation=check_revocation
-    )
+    service = get_security_service()
+    # the service's steps inline (one coroutine, not two: this is every request's hot path)
+    result = service.decode_token_nowait(token, expected_type, check_revocation)
+    if type(result) is RevocationPending:
+        return await service.finish_revocation_check(result)
+    return result  # type: ignore[return-value]
 
 
 async def refresh_tokens(refresh_token: str) -> TokenPair:

@@ -59,66 +59,77 @@ def _ttl(ttl_seconds: float) -> int:
 class MemoryTokenBlacklist(TokenBlacklist):
     """In-process blacklist; each entry disappears when its time to live has passed.
 
-    Expired entries are swept lazily (on lookup, and in bulk every ``sweep_every`` writes), so
-    memory stays bounded by the number of live revoked tokens.
+    Revoked token ids and families live in two dicts (id -> deadline on ``clock``). A lookup is
+    one dict probe per id, and the clock is read only when an id is found. Expired entries are
+    swept lazily (on lookup, and in bulk every ``sweep_every`` writes), so memory stays bounded
+    by the number of live revoked tokens.
     """
 
     def __init__(
         self, clock: Callable[[], float] = time.monotonic, sweep_every: int = 1024
     ) -> None:
         self._clock = clock
-        self._entries: dict[str, float] = {}
+        self._jtis: dict[str, float] = {}
+        self._families: dict[str, float] = {}
         self._writes = 0
         self._sweep_every = sweep_every
 
-    def _live(self, key: str, now: float) -> bool:
-        deadline = self._entries.get(key)
+    @staticmethod
+    def _live(entries: dict[str, float], key: str, now: float) -> bool:
+        deadline = entries.get(key)
         if deadline is None:
             return False
         if deadline <= now:
-            del self._entries[key]
+            del entries[key]
             return False
         return True
 
-    def _put(self, key: str, ttl_seconds: float, now: float) -> None:
-        self._entries[key] = now + _ttl(ttl_seconds)
+    def _wrote(self, now: float) -> None:
         self._writes += 1
         if self._writes % self._sweep_every == 0:
             self._sweep(now)
 
     def _sweep(self, now: float) -> None:
-        for key in [k for k, d in self._entries.items() if d <= now]:
-            del self._entries[key]
+        for entries in (self._jtis, self._families):
+            for key in [k for k, d in entries.items() if d <= now]:
+                del entries[key]
 
     def __len__(self) -> int:
         self._sweep(self._clock())
-        return len(self._entries)
+        return len(self._jtis) + len(self._families)
 
     async def add(self, jti: str, ttl_seconds: float) -> bool:
         now = self._clock()
-        key = "jti:" + jti
-        if self._live(key, now):
+        if self._live(self._jtis, jti, now):
             return False
-        self._put(key, ttl_seconds, now)
+        self._jtis[jti] = now + _ttl(ttl_seconds)
+        self._wrote(now)
         return True
 
     async def revoke_family(self, family: str, ttl_seconds: float) -> None:
         now = self._clock()
-        key = "fam:" + family
-        current = self._entries.get(key, 0.0)
-        self._entries[key] = max(current, now + _ttl(ttl_seconds))
+        current = self._families.get(family, 0.0)
+        self._families[family] = max(current, now + _ttl(ttl_seconds))
+        self._wrote(now)
 
     async def is_revoked(self, jti: str | None, family: str | None = None) -> bool:
         return self.is_revoked_nowait(jti, family)
 
     def is_revoked_nowait(self, jti: str | None, family: str | None = None) -> bool:
-        """:meth:`is_revoked` as a plain call: a dict lookup (none at all while nothing is revoked)."""
-        if not self._entries:
-            return False
-        now = self._clock()
-        if jti is not None and self._live("jti:" + jti, now):
-            return True
-        return family is not None and self._live("fam:" + family, now)
+        """:meth:`is_revoked` as a plain call: a dict probe per id; the clock only on a hit."""
+        if jti is not None:
+            deadline = self._jtis.get(jti)
+            if deadline is not None:
+                if deadline > self._clock():
+                    return True
+                self._jtis.pop(jti, None)
+        if family is not None:
+            deadline = self._families.get(family)
+            if deadline is not None:
+                if deadline > self._clock():
+                    return True
+                self._families.pop(family, None)
+        return False
 
 
 def create_blacklist(redis_url: str | None = None, **kwargs: Any) -> TokenBlacklist:

@@ -41,9 +41,27 @@ from crown_nexus.core.security.tokens import (
 )
 from crown_nexus.settings import Settings
 
-__all__ = ["SecurityService", "configure_security", "get_security_service"]
+__all__ = ["RevocationPending", "SecurityService", "configure_security", "get_security_service"]
 
 _perf_counter = time.perf_counter
+
+
+def _failure_key(expected_type: TokenType | str | None) -> tuple[str, tuple[str, str]]:
+    return ("token_validations_total", ("false", str(expected_type or "any")))
+
+
+class RevocationPending:
+    """A verified token whose revocation check must await the blacklist (see
+    :meth:`SecurityService.decode_token_nowait`)."""
+
+    __slots__ = ("data", "expected_type", "start")
+
+    def __init__(self, data: TokenData, expected_type: TokenType | None, start: float) -> None:
+        self.data = data
+        self.expected_type = expected_type
+        self.start = start
+
+
 #: the ``token_validations_total`` label key of a successful validation, per token type
 _VALID_KEYS = {t: ("token_validations_total", ("true", t.value)) for t in TokenType}
 
@@ -293,27 +311,58 @@ class SecurityService:
         The hot path of every authenticated request: with the in-memory blacklist nothing here
         awaits, and the metrics cost a dict update (:meth:`SecurityTelemetry.validation`).
         """
+        result = self.decode_token_nowait(token, expected_type, check_revocation)
+        if type(result) is RevocationPending:
+            return await self.finish_revocation_check(result)
+        return result  # type: ignore[return-value]
+
+    def decode_token_nowait(
+        self,
+        token: str,
+        expected_type: TokenType | None = TokenType.ACCESS,
+        check_revocation: bool = True,
+    ) -> TokenData | RevocationPending:
+        """:meth:`decode_token` up to the point where it would have to await.
+
+        Returns the verified :class:`TokenData`, or a :class:`RevocationPending` when the
+        blacklist can only be asked asynchronously (Redis): pass it to
+        :meth:`finish_revocation_check`. Refusals raise ``AuthenticationException``.
+        """
         telemetry = self.telemetry
         start = _perf_counter() if telemetry.time_next else 0.0
         tokens = self.tokens
         try:
             data = tokens.verify(token, expected_type)
             if check_revocation:
+                nowait = tokens.revoked_nowait
+                if nowait is None:
+                    return RevocationPending(data, expected_type, start)
                 try:
-                    nowait = tokens.revoked_nowait
-                    revoked = None if nowait is None else nowait(data.jti, data.fam)
-                    if revoked is None:
-                        revoked = await tokens.blacklist.is_revoked(data.jti, data.fam)
+                    revoked = nowait(data.jti, data.fam)
                 except Exception:
                     raise _auth_error("revocation_check_failed") from None
                 if revoked:
                     raise _auth_error("revoked")
         except AuthenticationException:
-            telemetry.validation(
-                ("token_validations_total", ("false", str(expected_type or "any"))), start
-            )
+            telemetry.validation(_failure_key(expected_type), start)
             raise
         telemetry.validation(_VALID_KEYS[data.type], start)
+        return data
+
+    async def finish_revocation_check(self, pending: RevocationPending) -> TokenData:
+        """Ask the blacklist about a verified token :meth:`decode_token_nowait` handed over."""
+        data = pending.data
+        try:
+            try:
+                revoked = await self.tokens.blacklist.is_revoked(data.jti, data.fam)
+            except Exception:
+                raise _auth_error("revocation_check_failed") from None
+            if revoked:
+                raise _auth_error("revoked")
+        except AuthenticationException:
+            self.telemetry.validation(_failure_key(pending.expected_type), pending.start)
+            raise
+        self.telemetry.validation(_VALID_KEYS[data.type], pending.start)
         return data
 
     async def refresh_tokens(self, refresh_token: str) -> TokenPair:

@@ -43,7 +43,9 @@ __all__ = [
 ]
 
 _RESERVED = frozenset({"sub", "exp", "iat", "nbf", "jti", "type"})
-_REQUIRE = ("exp", "iat", "sub", "jti", "type")
+#: claims every token must carry besides exp, iat and sub (which the hot path's decode requires
+#: by default): TokenData.from_claims refuses a token without them ("missing_claim")
+_REQUIRED_HERE = ("jti", "type")
 #: the fixed, client-safe message per refusal reason (never the token, key or parsed values)
 _MESSAGES = {
     "expired": "Token has expired",
@@ -288,6 +290,13 @@ def _nowait_matches(cls: type) -> bool:
         return False
 
 
+def _claims_reason(claims: Any) -> str:
+    """Why verified claims were refused: a required claim absent / null, or one malformed."""
+    if type(claims) is dict and any(claims.get(name) is None for name in _REQUIRED_HERE):
+        return "missing_claim"
+    return "invalid_claim"
+
+
 def _auth_error(reason: str) -> AuthenticationException:
     """The one place a refusal becomes an exception: a fixed message and the reason code."""
     return AuthenticationException(
@@ -336,7 +345,7 @@ class TokenManager:
         self.issuer = settings.jwt_issuer
         self.audience = settings.jwt_audience
         self.leeway = float(settings.jwt_leeway_seconds)
-        options: dict[str, Any] = {"require": _REQUIRE}
+        options: dict[str, Any] = {}
         if self.issuer is not None:
             options["issuer"] = self.issuer
         if self.audience is not None:
@@ -449,6 +458,7 @@ class TokenManager:
         chooses the key.
         """
         jwt = self.jwt
+        claims: Any = None
         try:
             single = self.key_ring.single_args
             if single is not None and type(token) is str:
@@ -459,7 +469,6 @@ class TokenManager:
                     issuer=self.issuer,
                     audience=self.audience,
                     leeway=self._leeway_arg,
-                    require=_REQUIRE,
                 )
             else:
                 claims = self._decode_by_kid(token)
@@ -469,7 +478,7 @@ class TokenManager:
         except jwt.InvalidTokenError as exc:
             raise _auth_error(getattr(exc, "reason", "invalid")) from None
         except Exception:
-            raise _auth_error("invalid_claim") from None
+            raise _auth_error(_claims_reason(claims)) from None
         if (
             expected_type is not None
             and data.type is not expected_type
