@@ -1,24 +1,69 @@
-"""``GET /health``: version, hot path implementations and the backends in use."""
+"""``GET /health``: version, hot path implementations and the backends in use right now."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import APIRouter, Request
+from sqlalchemy import text
 
 import crown_nexus
 from crown_nexus import accel
+from crown_nexus.core.dependency_manager import get_service
 
 router = APIRouter(tags=["health"])
 
 
+async def _database_status(request: Request) -> dict[str, Any]:
+    url: str = request.app.state.settings.database_url
+    status = "ok"
+    try:
+        async with request.app.state.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception as exc:  # report, never fail the health check itself
+        status = f"error: {type(exc).__name__}"
+    return {"driver": url.split(":", 1)[0], "status": status}
+
+
+def _service_backends() -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    try:
+        cache = get_service("cache_service")
+        out["cache"] = {
+            "configured": type(cache.backend).__name__,
+            "active": cache.active_backend_name,
+        }
+    except Exception as exc:
+        out["cache"] = {"error": type(exc).__name__}
+    try:
+        events = get_service("event_service")
+        backend_type = events.backend_type
+        out["events"] = backend_type.value if backend_type is not None else "not initialized"
+    except Exception as exc:
+        out["events"] = {"error": type(exc).__name__}
+    try:
+        security = get_service("security_service")
+        out["token_revocation"] = type(security.blacklist).__name__
+    except Exception as exc:
+        out["token_revocation"] = {"error": type(exc).__name__}
+    return out
+
+
 @router.get("/health")
 async def health(request: Request) -> dict[str, Any]:
-    """Report liveness, the package version, ``accel.implementations()`` and the backends."""
+    """Report liveness, the package version, ``accel.implementations()`` and the backends.
+
+    ``backends.database`` names the SQLAlchemy driver in use; ``backends.services`` says which
+    backend the cache (and whether it currently falls back to memory), the event bus and the
+    token revocation list use. A failing backend is reported, never turned into a 500.
+    """
     state = request.app.state
     backends: dict[str, Any] = dict(getattr(state, "backends", {}))
+    database = await _database_status(request)
+    backends["database_status"] = database["status"]
+    backends["services"] = _service_backends()
     return {
-        "status": "ok",
+        "status": "ok" if database["status"] == "ok" else "degraded",
         "version": crown_nexus.__version__,
         "environment": state.settings.ENVIRONMENT.value,
         "implementations": accel.implementations(),
