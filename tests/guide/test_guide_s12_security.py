@@ -1,0 +1,952 @@
+"""Guide §12 (Security System) and SPEC §5/§10, run as written with the user's objects supplied.
+
+Three guide blocks use ``await`` inside a plain ``def`` (``create_user_api_key``,
+``store_secure_data``, ``retrieve_secure_data``): Python cannot compile them as written, so they
+run here with ``async def`` - the only change - and the report names them.
+"""
+# ruff: noqa: I001, E402, F401, F811, F841, E501, UP006, UP035, UP045, B008, T201 - the guide's blocks are copied verbatim
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, Dict, List, Optional
+
+import bcrypt
+import pytest
+from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
+from pydantic import BaseModel
+from sqlalchemy import JSON, Integer, String, Text, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from crown_nexus.core.error import handle_exception
+from crown_nexus.core.exceptions import (
+    AuthenticationException,
+    ErrorCode,
+    PermissionDeniedException,
+    ResourceNotFoundException,
+    SecurityException,
+    ValidationException,
+)
+from crown_nexus.logging import get_logger
+from crown_nexus.testing import app_client
+from tests.guide._support import assert_error_body, data_of, guide_app
+
+logger = get_logger("app.guide.s12")
+SECRET = "guide-s12-" + "x" * 54
+
+
+def app_with(*routers: APIRouter) -> FastAPI:
+    """A setup_app app (production settings, a strong secret) with the routers mounted."""
+    return guide_app(*routers, ENVIRONMENT="production", secret_key=SECRET)
+
+
+# --- §12 'Token Management', verbatim --------------------------------------------------------------
+
+from crown_nexus.core.security import create_token, create_token_pair, TokenType, TokenPair
+
+
+def token_management() -> tuple[str, TokenPair]:
+    """The guide's block; returns the token and the pair."""
+    # Create a simple token
+    access_token = create_token(
+        subject="user-123",  # User ID
+        token_type=TokenType.ACCESS,
+        role="admin",
+        permissions=["user:read", "user:write"]
+    )
+
+    # Create a token pair (access + refresh tokens)
+    token_pair: TokenPair = create_token_pair(
+        user_id="user-123",
+        role="admin",
+        permissions=["user:read", "user:write"],
+        user_data={"name": "John Doe", "email": "john@example.com"}
+    )
+
+    print(f"Access token: {token_pair.access_token}")
+    print(f"Refresh token: {token_pair.refresh_token}")
+    print(f"Expires in: {token_pair.expires_in} seconds")
+    return access_token, token_pair
+
+
+async def test_token_management(capsys: pytest.CaptureFixture[str]) -> None:
+    """Tokens carry subject, role and permissions; the pair's expires_in is the access lifetime."""
+    from crown_nexus.core.security import decode_token
+
+    access_token, token_pair = token_management()
+    out = capsys.readouterr().out
+    assert f"Access token: {token_pair.access_token}" in out
+    data = await decode_token(access_token)
+    assert (data.sub, data.type, data.role) == ("user-123", TokenType.ACCESS, "admin")
+    assert list(data.permissions) == ["user:read", "user:write"]
+    pair_data = await decode_token(token_pair.access_token)
+    assert pair_data.user_data == {"name": "John Doe", "email": "john@example.com"}
+    lifetime = (pair_data.exp - pair_data.iat).total_seconds() if isinstance(pair_data.iat, datetime.datetime) else None
+    assert token_pair.expires_in > 0
+    if lifetime is not None:
+        assert abs(lifetime - token_pair.expires_in) <= 1
+    assert pair_data.exp.tzinfo is not None  # SPEC §5: an aware datetime
+
+
+# --- §12 'Token Validation and Refresh', verbatim ----------------------------------------------------
+
+from crown_nexus.core.security import decode_token, refresh_tokens, revoke_token
+
+# Validate a token
+async def validate_user_token(token: str):
+    try:
+        # Decode and validate the token
+        token_data = await decode_token(token)
+
+        # Token is valid, return user information
+        return {
+            "user_id": token_data.sub,
+            "role": token_data.role,
+            "permissions": token_data.permissions,
+            "expires_at": token_data.exp.isoformat()
+        }
+    except AuthenticationException as e:
+        logger.warning(f"Token validation failed: {str(e)}")
+        raise
+
+# Refresh tokens
+async def refresh_user_tokens(refresh_token: str):
+    try:
+        # Refresh tokens (will validate and blacklist the old refresh token)
+        new_tokens = await refresh_tokens(refresh_token)
+        return new_tokens
+    except AuthenticationException as e:
+        logger.warning(f"Token refresh failed: {str(e)}")
+        raise
+
+# Logout (revoke token)
+async def logout_user(token: str, user_id: str):
+    try:
+        # Revoke the token (add to blacklist)
+        await revoke_token(token)
+        return {"success": True, "message": "Logged out successfully"}
+    except Exception as e:
+        logger.error(f"Logout failed: {str(e)}")
+        handle_exception(e, user_id=user_id)
+        raise
+
+
+async def test_validation_refresh_logout() -> None:
+    """Validate, rotate (old refresh token rejected, reuse revokes the family), and logout revokes."""
+    _, pair = token_management()
+    info = await validate_user_token(pair.access_token)
+    assert info["user_id"] == "user-123" and info["role"] == "admin"
+    assert datetime.datetime.fromisoformat(info["expires_at"]) > datetime.datetime.now(datetime.UTC)
+    with pytest.raises(AuthenticationException):
+        await validate_user_token("not.a.token")
+    with pytest.raises(AuthenticationException):
+        await validate_user_token(pair.refresh_token)  # a refresh token is not an access token
+    new = await refresh_user_tokens(pair.refresh_token)
+    assert new.access_token != pair.access_token and new.refresh_token != pair.refresh_token
+    assert (await validate_user_token(new.access_token))["user_id"] == "user-123"
+    with pytest.raises(AuthenticationException):
+        await refresh_user_tokens(pair.refresh_token)  # rotated: the old one is revoked
+    with pytest.raises(AuthenticationException):
+        await refresh_user_tokens(new.refresh_token)  # reuse detected: the family is revoked
+    other = create_token_pair(user_id="user-9")
+    assert await logout_user(other.access_token, "user-9") == {"success": True, "message": "Logged out successfully"}
+    with pytest.raises(AuthenticationException):
+        await validate_user_token(other.access_token)
+
+
+async def test_alg_none_and_tampering_rejected() -> None:
+    """SPEC §5: alg none and a tampered signature are AuthenticationException, never another type."""
+    import base64
+    import json
+
+    token = create_token("user-1")
+    header, payload, sig = token.split(".")
+    none_header = base64.urlsafe_b64encode(json.dumps({"alg": "none", "typ": "JWT"}).encode()).rstrip(b"=").decode()
+    for bad in (f"{none_header}.{payload}.", f"{header}.{payload}.{sig[:-2]}AA", f"{header}.{payload}", "", "a.b.c"):
+        with pytest.raises(AuthenticationException):
+            await decode_token(bad)
+
+
+# --- §12 'Using the Security Service' (login endpoint), verbatim -----------------------------------
+
+from crown_nexus.core.security import get_password_hash
+
+
+class LoginRequest(BaseModel):
+    """The user's login body."""
+
+    email: str
+    password: str
+
+
+class PermissionValue:
+    """A permission with ``.value`` as the user's enum members have."""
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+
+class StoredUser:
+    """The user's User row."""
+
+    def __init__(self) -> None:
+        self.id = 7
+        self.email = "ann@example.com"
+        self.name = "Ann"
+        self.role = "manager"
+        self.permissions = [PermissionValue("product:read"), PermissionValue("product:create")]
+        self.hashed_password = get_password_hash("C0rrect-Horse!")
+
+
+class UserRepository:
+    """The user's repository."""
+
+    def __init__(self) -> None:
+        self.users = {"ann@example.com": StoredUser()}
+
+    async def get_by_email(self, email: str) -> StoredUser | None:
+        return self.users.get(email)
+
+    async def get_by_id(self, user_id: str) -> Any:
+        return next((u for u in self.users.values() if str(u.id) == str(user_id)), None)
+
+
+user_repository = UserRepository()
+
+
+class FakeSession:
+    """The user's session marker (endpoints that do not touch the database)."""
+
+
+async def get_db() -> AsyncIterator[Any]:
+    """The user's ``get_db`` dependency."""
+    yield FakeSession()
+
+
+def login_router() -> APIRouter:
+    router = APIRouter()
+
+    from crown_nexus.core.dependency_manager import get_service
+    from crown_nexus.core.security import get_security_service
+
+    # Get security service through dependency injection
+    @router.post("/auth/login")
+    async def login(
+        login_data: LoginRequest,
+        request: Request,
+        response: Response,
+        db: AsyncSession = Depends(get_db)
+    ):
+        # Get security service
+        security_service = get_security_service(db)
+
+        # Validate credentials
+        user = await user_repository.get_by_email(login_data.email)
+        if not user:
+            raise AuthenticationException(message="Invalid credentials")
+
+        # Verify password
+        is_valid = await security_service.verify_password(
+            login_data.password,
+            user.hashed_password,
+            user_id=str(user.id)
+        )
+
+        if not is_valid:
+            raise AuthenticationException(message="Invalid credentials")
+
+        # Create tokens
+        token_pair = await security_service.create_token_pair(
+            user_id=str(user.id),
+            role=user.role,
+            permissions=[p.value for p in user.permissions],
+            user_data={"name": user.name, "email": user.email}
+        )
+
+        # Set CSRF token (for cookie-based auth)
+        csrf_token = security_service.generate_csrf_token(str(user.id))
+        response.set_cookie(
+            key="csrf_token",
+            value=csrf_token,
+            httponly=False,  # Accessible by JavaScript
+            secure=True,
+            samesite="strict"
+        )
+
+        return token_pair
+
+    return router
+
+
+async def test_login_endpoint() -> None:
+    """Right password: a token pair and a CSRF cookie; wrong/unknown: 401 with the error body and a challenge."""
+    from crown_nexus.core.security import get_security_service
+
+    app = app_with(login_router())
+    events: list[dict[str, Any]] = []
+    async with app_client(app, base_url="https://testserver") as client:
+        from crown_nexus.core.dependency_manager import get_service
+
+        event_service = get_service("event_service")
+
+        @event_service.event_handler("security.password_verification_failed")
+        async def on_failed(event: dict[str, Any]) -> None:
+            events.append(event)
+
+        ok = await client.post("/auth/login", json={"email": "ann@example.com", "password": "C0rrect-Horse!"})
+        wrong = await client.post("/auth/login", json={"email": "ann@example.com", "password": "nope"})
+        unknown = await client.post("/auth/login", json={"email": "bob@example.com", "password": "x"})
+        malformed = await client.post("/auth/login", json={"email": "ann@example.com"})
+        await event_service.wait_for_pending(5)
+        event_service.unsubscribe("security.password_verification_failed", on_failed)
+    assert ok.status_code == 200, ok.text
+    pair = data_of(ok.json())
+    assert set(pair) >= {"access_token", "refresh_token", "token_type", "expires_in"}
+    token = await decode_token(pair["access_token"])
+    assert token.sub == "7" and token.role == "manager"
+    assert list(token.permissions) == ["product:read", "product:create"]
+    cookie = ok.headers["set-cookie"]
+    assert cookie.startswith("csrf_token=") and "Secure" in cookie and "SameSite=strict" in cookie
+    csrf = ok.cookies["csrf_token"]
+    assert get_security_service().validate_csrf_token(csrf, "7")
+    for bad in (wrong, unknown):
+        assert bad.status_code == 401
+        assert_error_body(bad.json(), "AUTHENTICATION_ERROR", "Invalid credentials")
+        assert bad.headers["WWW-Authenticate"].startswith("Bearer")
+    assert malformed.status_code == 422
+    assert [e["data"]["user_id"] for e in events] == ["7"]
+
+
+# --- §12 'Password Management', verbatim -----------------------------------------------------------
+
+from crown_nexus.core.security import get_password_hash, verify_password, validate_password_policy
+
+# Hash a password
+def hash_user_password(plain_password: str):
+    hashed = get_password_hash(plain_password)
+    return hashed
+
+# Verify a password
+def check_user_password(plain_password: str, hashed_password: str):
+    return verify_password(plain_password, hashed_password)
+
+# Validate password against security policy
+async def validate_new_password(password: str, user_id: Optional[str] = None):
+    is_valid, message = await validate_password_policy(password, user_id)
+
+    if not is_valid:
+        raise ValidationException(
+            message="Password policy validation failed",
+            errors=[{
+                "loc": ["password"],
+                "msg": message,
+                "type": "password_policy_error"
+            }]
+        )
+
+    return True
+
+
+async def test_password_management() -> None:
+    """Argon2id hashes verify; bcrypt verifies and needs a rehash; weak passwords fail the policy with a 422."""
+    from crown_nexus.core.security import needs_rehash
+
+    hashed = hash_user_password("Tr1cky-Passw0rd")
+    assert hashed.startswith("$argon2id$") and "Tr1cky" not in hashed
+    assert check_user_password("Tr1cky-Passw0rd", hashed) is True
+    assert check_user_password("tr1cky-passw0rd", hashed) is False
+    assert check_user_password("x", "not a hash") is False
+    assert needs_rehash(hashed) is False
+    legacy = bcrypt.hashpw(b"Old-Secret-1", bcrypt.gensalt(4)).decode()
+    assert check_user_password("Old-Secret-1", legacy) is True and needs_rehash(legacy) is True
+    assert await validate_new_password("Unusual-Kettle-93") is True
+    for weak in ("short1!", "alllowercase1!", "Password1!", "NoDigitsHere!"):
+        with pytest.raises(ValidationException) as info:
+            await validate_new_password(weak)
+        assert info.value.status_code == 422
+        [error] = info.value.errors
+        assert error["loc"] == ["password"] and error["type"] == "password_policy_error" and error["msg"]
+        assert weak not in error["msg"]
+    with pytest.raises(ValidationException):
+        await validate_new_password("Xy-annabelle-77", user_id="annabelle")
+
+
+# --- §12 'API Key Management' (async def: the block awaits) -----------------------------------------
+
+
+class Base(DeclarativeBase):
+    """The user's declarative base."""
+
+
+class ApiKey(Base):
+    """The user's ApiKey table."""
+
+    __tablename__ = "guide_s12_api_keys"
+    id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(40))
+    name: Mapped[str] = mapped_column(String(80))
+    hashed_secret: Mapped[str] = mapped_column(String(128))
+    permissions: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[datetime.datetime] = mapped_column()
+
+
+class UserSecureData(Base):
+    """The user's encrypted-record table."""
+
+    __tablename__ = "guide_s12_secure"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: uuid.uuid4().hex)
+    user_id: Mapped[str] = mapped_column(String(40))
+    encrypted_data: Mapped[str] = mapped_column(Text)
+
+
+db: AsyncSession
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[AsyncSession]:
+    """The user's module-level ``db`` session (SQLite in memory)."""
+    global db
+    engine = create_async_engine("sqlite+aiosqlite:///:memory:")
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+    async with async_sessionmaker(engine, expire_on_commit=False)() as db:
+        yield db
+    await engine.dispose()
+
+
+from crown_nexus.core.security import generate_api_key, verify_api_key
+
+# Generate an API key for a user
+async def create_user_api_key(user_id: str, name: str, permissions: List[str]):
+    api_key_data = generate_api_key(user_id, name, permissions)
+
+    # Store the hashed key in database (never store the actual key)
+    db_api_key = ApiKey(
+        id=api_key_data.key_id,
+        user_id=user_id,
+        name=name,
+        hashed_secret=api_key_data.hashed_secret,
+        permissions=permissions,
+        created_at=datetime.datetime.now(datetime.UTC)
+    )
+    db.add(db_api_key)
+    await db.commit()
+
+    # Return the API key to the user (this is the only time they'll see it)
+    return {
+        "api_key": api_key_data.api_key,
+        "name": name,
+        "permissions": permissions,
+        "created_at": db_api_key.created_at.isoformat()
+    }
+
+# Verify an API key
+async def verify_user_api_key(api_key: str):
+    # Extract key ID from the API key
+    parts = api_key.split(".")
+    if len(parts) != 2:
+        raise AuthenticationException(message="Invalid API key format")
+
+    key_id, _ = parts
+
+    # Find the stored key data
+    stored_key = await db.execute(select(ApiKey).where(ApiKey.id == key_id))
+    stored_key = stored_key.scalar_one_or_none()
+
+    if not stored_key:
+        raise AuthenticationException(message="Invalid API key")
+
+    # Verify the key
+    if not verify_api_key(api_key, stored_key.hashed_secret):
+        raise AuthenticationException(message="Invalid API key")
+
+    # At this point, the API key is valid
+    return {
+        "user_id": stored_key.user_id,
+        "key_id": stored_key.id,
+        "name": stored_key.name,
+        "permissions": stored_key.permissions
+    }
+
+
+async def test_api_keys(session: AsyncSession) -> None:
+    """The key is '<key_id>.<secret>', only a hash is stored, and only the exact key verifies."""
+    created = await create_user_api_key("u1", "ci", ["product:read"])
+    key = created["api_key"]
+    key_id, secret = key.split(".")
+    row = (await db.execute(select(ApiKey))).scalar_one()
+    assert row.id == key_id and secret not in row.hashed_secret and key not in repr(row.__dict__)
+    assert await verify_user_api_key(key) == {"user_id": "u1", "key_id": key_id, "name": "ci", "permissions": ["product:read"]}
+    for bad in (key + "x", f"{key_id}.{'A' * len(secret)}", "no-dot", "a.b.c", f"ck_unknown.{secret}"):
+        with pytest.raises(AuthenticationException):
+            await verify_user_api_key(bad)
+    assert verify_api_key(key, row.hashed_secret) is True and verify_api_key("", row.hashed_secret) is False
+
+
+# --- §12 'CSRF Protection', verbatim -----------------------------------------------------------------
+
+from crown_nexus.core.security import generate_csrf_token, validate_csrf_token
+
+# Generate a CSRF token
+def get_csrf_token(session_id: str):
+    return generate_csrf_token(session_id)
+
+# Validate a CSRF token
+def check_csrf_token(token: str, session_id: str):
+    is_valid = validate_csrf_token(token, session_id)
+
+    if not is_valid:
+        raise SecurityException(
+            message="CSRF validation failed",
+            code=ErrorCode.SECURITY_ERROR,
+            details={"error": "Invalid or expired CSRF token"}
+        )
+
+    return True
+
+
+def test_csrf_functions() -> None:
+    """A token validates for its own session only; tampering fails with a 403 SecurityException."""
+    token = get_csrf_token("session-1")
+    assert check_csrf_token(token, "session-1") is True
+    for bad_token, session_id in ((token, "session-2"), (token[:-2] + "xx", "session-1"), ("", "session-1"), ("garbage", "session-1")):
+        with pytest.raises(SecurityException) as info:
+            check_csrf_token(bad_token, session_id)
+        assert info.value.status_code == 403 and info.value.code == "SECURITY_ERROR"
+
+
+def csrf_router() -> APIRouter:
+    router = APIRouter()
+    from crown_nexus.core.security import get_security_service
+    from crown_nexus.core.security.dependencies import get_current_user_id
+
+    # Example of CSRF protection in a FastAPI endpoint
+    @router.post("/users/{user_id}/settings")
+    async def update_user_settings(
+        user_id: str,
+        settings_data: Dict[str, Any],
+        csrf_token: str = Header(...),
+        current_user_id: str = Depends(get_current_user_id)
+    ):
+        # Verify user identity
+        if user_id != current_user_id:
+            raise PermissionDeniedException(message="Cannot modify another user's settings")
+
+        # Validate CSRF token
+        security_service = get_security_service()
+        if not security_service.validate_csrf_token(csrf_token, current_user_id):
+            raise SecurityException(message="Invalid CSRF token")
+
+        # Process the request
+        # ...
+
+        return {"success": True}
+
+    return router
+
+
+async def test_csrf_endpoint() -> None:
+    """Own settings with a valid CSRF header: 200; bad CSRF: 403; other user: 403; no token: 401; no header: 422."""
+    app = app_with(csrf_router())
+    async with app_client(app) as client:
+        token = create_token("u5")
+        csrf = generate_csrf_token("u5")
+        auth = {"Authorization": f"Bearer {token}"}
+        ok = await client.post("/users/u5/settings", json={"theme": "dark"}, headers={**auth, "csrf-token": csrf})
+        bad = await client.post("/users/u5/settings", json={}, headers={**auth, "csrf-token": generate_csrf_token("u6")})
+        other = await client.post("/users/u6/settings", json={}, headers={**auth, "csrf-token": csrf})
+        anon = await client.post("/users/u5/settings", json={}, headers={"csrf-token": csrf})
+        missing = await client.post("/users/u5/settings", json={}, headers=auth)
+    assert ok.status_code == 200 and data_of(ok.json()) == {"success": True}
+    assert bad.status_code == 403
+    assert_error_body(bad.json(), "SECURITY_ERROR", "Invalid CSRF token")
+    assert other.status_code == 403
+    assert_error_body(other.json(), "PERMISSION_DENIED", "Cannot modify another user's settings")
+    assert anon.status_code == 401 and anon.headers["WWW-Authenticate"].startswith("Bearer")
+    assert missing.status_code == 422
+    assert_error_body(missing.json(), "VALIDATION_ERROR")
+
+
+# --- §12 'Encryption' (async def: the blocks await) --------------------------------------------------
+
+from crown_nexus.core.security import encrypt_data, decrypt_data
+
+# Encrypt sensitive data
+async def store_secure_data(user_id: str, sensitive_data: dict):
+    try:
+        # Encrypt the data
+        encrypted = encrypt_data(sensitive_data)
+
+        # Store in database
+        secure_record = UserSecureData(
+            user_id=user_id,
+            encrypted_data=encrypted
+        )
+        db.add(secure_record)
+        await db.commit()
+
+        return {"id": secure_record.id, "success": True}
+    except Exception as e:
+        logger.error(f"Encryption error: {str(e)}")
+        handle_exception(e, user_id=user_id)
+        raise
+
+# Decrypt sensitive data
+async def retrieve_secure_data(user_id: str, record_id: str):
+    try:
+        # Get from database
+        record = await db.execute(
+            select(UserSecureData)
+            .where(UserSecureData.id == record_id)
+            .where(UserSecureData.user_id == user_id)
+        )
+        record = record.scalar_one_or_none()
+
+        if not record:
+            raise ResourceNotFoundException(
+                resource_type="UserSecureData",
+                resource_id=record_id
+            )
+
+        # Decrypt the data
+        decrypted = decrypt_data(record.encrypted_data)
+
+        return decrypted
+    except Exception as e:
+        logger.error(f"Decryption error: {str(e)}")
+        handle_exception(e, user_id=user_id)
+        raise
+
+
+async def test_encryption_round_trip(session: AsyncSession) -> None:
+    """The dict is stored encrypted (no plaintext in the row) and decrypts back equal; others get 404."""
+    secret = {"ssn": "123-45-6789", "card": {"last4": "4242"}}
+    stored = await store_secure_data("u1", secret)
+    assert stored["success"] is True
+    row = (await db.execute(select(UserSecureData))).scalar_one()
+    assert "123-45-6789" not in row.encrypted_data and "ssn" not in row.encrypted_data
+    assert await retrieve_secure_data("u1", stored["id"]) == secret
+    with pytest.raises(ResourceNotFoundException):
+        await retrieve_secure_data("u2", stored["id"])
+    assert encrypt_data(secret) != row.encrypted_data  # fresh IV each time
+    with pytest.raises(Exception) as info:
+        decrypt_data(row.encrypted_data[:-4] + "AAAA")
+    assert "123-45-6789" not in str(info.value)
+
+
+# --- §12 'Input Validation and Sanitization', verbatim ---------------------------------------------
+
+from crown_nexus.core.security.validation import (
+    sanitize_input,
+    detect_suspicious_content,
+    validate_json_input,
+    is_valid_hostname,
+    is_trusted_ip,
+    moderate_content
+)
+
+# Sanitize user input
+def clean_user_input(input_text: str):
+    return sanitize_input(input_text)
+
+# Detect potentially malicious content
+def check_user_content(content: str):
+    if detect_suspicious_content(content):
+        logger.warning("Suspicious content detected", content_length=len(content))
+        raise SecurityException(
+            message="Potentially malicious content detected",
+            code=ErrorCode.SECURITY_ERROR
+        )
+    return content
+
+# Validate JSON input
+def validate_client_json(json_data: Any):
+    if not validate_json_input(json_data):
+        raise ValidationException(
+            message="Invalid JSON data",
+            errors=[{
+                "loc": ["body"],
+                "msg": "Invalid or malicious JSON data",
+                "type": "json_validation_error"
+            }]
+        )
+    return json_data
+
+# Content moderation
+async def moderate_user_content(content: str, content_type: str = "text"):
+    is_allowed, reason = moderate_content(content, content_type)
+
+    if not is_allowed:
+        raise ValidationException(
+            message="Content moderation failed",
+            errors=[{
+                "loc": ["content"],
+                "msg": reason or "Content violates community guidelines",
+                "type": "content_moderation_error"
+            }]
+        )
+
+    return content
+
+
+async def test_input_validation() -> None:
+    """Markup is neutralised, attacks are detected, deep JSON is refused, plain input passes."""
+    cleaned = clean_user_input("<script>alert(1)</script>Hello")
+    assert "<script" not in cleaned and "Hello" in cleaned
+    assert check_user_content("A perfectly normal review.") == "A perfectly normal review."
+    for attack in ("<script>alert(1)</script>", "' OR 1=1 --", "../../etc/passwd", "javascript:alert(1)"):
+        with pytest.raises(SecurityException) as info:
+            check_user_content(attack)
+        assert info.value.status_code == 403
+    assert validate_client_json({"a": [1, {"b": "c"}]}) == {"a": [1, {"b": "c"}]}
+    deep: Any = 1
+    for _ in range(100):
+        deep = {"x": deep}
+    with pytest.raises(ValidationException):
+        validate_client_json(deep)
+    assert await moderate_user_content("hello world") == "hello world"
+    assert is_valid_hostname("api.example.com") and not is_valid_hostname("bad host!")
+    assert is_trusted_ip("10.0.0.1", ["10.0.0.0/8"]) and not is_trusted_ip("8.8.8.8", ["10.0.0.0/8"])
+
+
+# --- §12 'Security Headers', verbatim (the user's @app.middleware) ---------------------------------
+
+
+async def test_security_headers_middleware() -> None:
+    """The user's http middleware adds every header get_security_headers returns, errors included."""
+    from crown_nexus.core.security import get_security_headers, get_security_service
+
+    app = FastAPI()
+
+    @app.get("/ok")
+    async def ok() -> dict[str, bool]:
+        return {"ok": True}
+
+    # Middleware to add security headers
+    @app.middleware("http")
+    async def add_security_headers(request: Request, call_next):
+        response = await call_next(request)
+
+        # Get security headers
+        security_service = get_security_service()
+        security_headers = security_service.get_security_headers()
+
+        # Add headers to response
+        for name, value in security_headers.items():
+            response.headers[name] = value
+
+        return response
+
+    expected = get_security_headers()
+    assert {"X-Content-Type-Options", "X-Frame-Options", "Content-Security-Policy"} <= set(expected)
+    async with app_client(app) as client:
+        for path in ("/ok", "/missing"):
+            response = await client.get(path)
+            for name, value in expected.items():
+                assert response.headers[name] == value
+
+
+# --- §12 'FastAPI Authentication Dependencies', verbatim --------------------------------------------
+
+
+class ProductRow:
+    """The user's product with ``to_response``."""
+
+    def __init__(self, id: str, name: str, owner: str = "") -> None:
+        self.id, self.name, self.owner = id, name, owner
+
+    def to_response(self) -> dict[str, str]:
+        return {"id": self.id, "name": self.name, "owner": self.owner}
+
+
+class ProductRepository:
+    """The user's product repository."""
+
+    def __init__(self) -> None:
+        self.items = {"p1": ProductRow("p1", "Lamp")}
+
+    async def get_by_id(self, product_id: str) -> ProductRow | None:
+        return self.items.get(product_id)
+
+    async def create(self, data: Any, user_id: str) -> ProductRow:
+        row = ProductRow(f"p{len(self.items) + 1}", data.name, user_id)
+        self.items[row.id] = row
+        return row
+
+
+class ProductViewService:
+    """The user's view recorder."""
+
+    def __init__(self) -> None:
+        self.views: list[tuple[str, str]] = []
+
+    async def record_view(self, product_id: str, user_id: str) -> None:
+        self.views.append((product_id, user_id))
+
+
+class ProductCreate(BaseModel):
+    """The user's product body."""
+
+    name: str
+
+
+class _Me:
+    id = "u1"
+
+    def to_response(self) -> dict[str, str]:
+        return {"id": "u1", "name": "Ann"}
+
+
+product_repository = ProductRepository()
+product_view_service = ProductViewService()
+
+
+def deps_router() -> APIRouter:
+    router = APIRouter()
+    users = {"u1": _Me()}
+
+    class _Repo:
+        async def get_by_id(self, user_id: str) -> Any:
+            return users.get(user_id)
+
+    user_repository = _Repo()
+
+    from crown_nexus.core.security.dependencies import (
+        get_current_user_id,
+        get_optional_user_id,
+        get_current_user_with_permissions
+    )
+
+    # Endpoint requiring authentication
+    @router.get("/users/me")
+    async def get_current_user_profile(
+        current_user_id: str = Depends(get_current_user_id),
+        db: AsyncSession = Depends(get_db)
+    ):
+        # Get user by ID
+        user = await user_repository.get_by_id(current_user_id)
+
+        if not user:
+            raise ResourceNotFoundException(resource_type="User", resource_id=current_user_id)
+
+        return user.to_response()
+
+    # Endpoint with optional authentication
+    @router.get("/products/{product_id}")
+    async def get_product(
+        product_id: str,
+        user_id: Optional[str] = Depends(get_optional_user_id),
+        db: AsyncSession = Depends(get_db)
+    ):
+        # Get product
+        product = await product_repository.get_by_id(product_id)
+
+        if not product:
+            raise ResourceNotFoundException(resource_type="Product", resource_id=product_id)
+
+        # If user is authenticated, record view
+        if user_id:
+            await product_view_service.record_view(product_id, user_id)
+
+        return product.to_response()
+
+    # Endpoint requiring authentication with permissions
+    @router.post("/products")
+    async def create_product(
+        product_data: ProductCreate,
+        user_data: dict = Depends(get_current_user_with_permissions),
+        db: AsyncSession = Depends(get_db)
+    ):
+        # Check permission
+        if "product:create" not in user_data["permissions"]:
+            raise PermissionDeniedException(
+                message="You don't have permission to create products",
+                action="create",
+                resource_type="product",
+                permission="product:create"
+            )
+
+        # Create product
+        product = await product_repository.create(product_data, user_data["id"])
+
+        return product.to_response()
+
+    return router
+
+
+async def test_authentication_dependencies() -> None:
+    """Required auth: 401 without/with a bad token; optional auth records views only when signed in; permissions gate creation."""
+    app = app_with(deps_router())
+    product_view_service.views.clear()
+    async with app_client(app) as client:
+        me_token = create_token("u1", permissions=["product:read"])
+        creator = create_token("u2", permissions=["product:create"])
+        ghost = create_token("u404")
+        me = await client.get("/users/me", headers={"Authorization": f"Bearer {me_token}"})
+        anon_me = await client.get("/users/me")
+        bad_me = await client.get("/users/me", headers={"Authorization": "Bearer nope"})
+        ghost_me = await client.get("/users/me", headers={"Authorization": f"Bearer {ghost}"})
+        anon_product = await client.get("/products/p1")
+        signed_product = await client.get("/products/p1", headers={"Authorization": f"Bearer {me_token}"})
+        bad_optional = await client.get("/products/p1", headers={"Authorization": "Bearer nope"})
+        denied = await client.post("/products", json={"name": "Desk"}, headers={"Authorization": f"Bearer {me_token}"})
+        created = await client.post("/products", json={"name": "Desk"}, headers={"Authorization": f"Bearer {creator}"})
+    assert me.status_code == 200 and data_of(me.json()) == {"id": "u1", "name": "Ann"}
+    for r in (anon_me, bad_me):
+        assert r.status_code == 401
+        assert_error_body(r.json(), "AUTHENTICATION_ERROR")
+        assert r.headers["WWW-Authenticate"].startswith("Bearer")
+    assert ghost_me.status_code == 404
+    assert anon_product.status_code == 200 and signed_product.status_code == 200
+    assert product_view_service.views == [("p1", "u1")]
+    assert bad_optional.status_code == 401  # invalid credentials are never silently anonymous
+    assert denied.status_code == 403
+    assert_error_body(denied.json(), "PERMISSION_DENIED", "You don't have permission to create products")
+    assert created.status_code == 200 and data_of(created.json())["owner"] == "u2"
+
+
+# --- §12 'Metrics and Events Integration', verbatim -------------------------------------------------
+
+
+async def test_token_revoked_event_and_metrics() -> None:
+    """The guide's handler sees security.token_revoked with user_id and reason; counters move."""
+    from crown_nexus.core.dependency_manager import get_service
+    from crown_nexus.core.metrics import get_metrics_service
+    from crown_nexus.core.security import get_security_service
+
+    event_service = get_service("event_service")
+    await event_service.initialize()
+    seen: list[dict[str, Any]] = []
+
+    # Example event handler for monitoring
+    @event_service.event_handler("security.token_revoked")
+    async def log_token_revocation(event):
+        data = event["data"]
+        logger.info(
+            "Token revoked",
+            user_id=data["user_id"],
+            reason=data["reason"]
+        )
+        seen.append(data)
+
+    metrics = get_metrics_service()
+    service = get_security_service()
+    before_created = metrics.get_counter_sum("tokens_created_total")
+    before_csrf = metrics.get_counter_sum("csrf_validations_total")
+    try:
+        token = create_token("user-rev")
+        await logout_user(token, "user-rev")
+        service.validate_csrf_token("bad", "s")
+        service.generate_api_key("user-rev", "k")
+        await event_service.wait_for_pending(5)
+    finally:
+        event_service.unsubscribe("security.token_revoked", log_token_revocation)
+    assert [(d["user_id"], d["reason"]) for d in seen] == [("user-rev", "logout")]
+    service.telemetry.flush()  # batched token counts handed to the metrics service
+    assert metrics.get_counter_sum("tokens_created_total") >= before_created + 1
+    assert metrics.get_counter_sum("csrf_validations_total") >= before_csrf + 1
+    assert metrics.get_counter_sum("api_keys_created_total") >= 1
