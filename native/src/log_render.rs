@@ -7,7 +7,7 @@
 //! whose plain result is then written here. Never raises for an ordinary `Exception` inside a conversion.
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use pyo3::exceptions::PyException;
+use pyo3::exceptions::{PyException, PyRuntimeError};
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -376,6 +376,7 @@ impl Writer<'_> {
     fn dict(&mut self, dict: &Bound<'_, PyAny>, depth: usize) -> PyResult<()> {
         let py = dict.py();
         let start = self.out.len();
+        let size = unsafe { ffi::PyDict_Size(dict.as_ptr()) };
         self.out.push(b'{');
         let mut pos: ffi::Py_ssize_t = 0;
         let mut key_ptr: *mut ffi::PyObject = std::ptr::null_mut();
@@ -400,6 +401,12 @@ impl Writer<'_> {
             }
             self.out.push(b':');
             self.item(py, value_ptr, depth + 1)?;
+            if unsafe { ffi::PyDict_Size(dict.as_ptr()) } != size {
+                // as Python's own dict iteration (and so the pure renderer) fails
+                return Err(PyRuntimeError::new_err(
+                    "dictionary changed size during iteration",
+                ));
+            }
         }
         self.out.push(b'}');
         Ok(())

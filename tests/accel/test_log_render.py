@@ -324,3 +324,21 @@ def test_twins_agree_on_enum_and_date_edge_cases() -> None:
     for module in impls.values():
         assert module.render(event) == expected
     assert parse(expected)["big"] == str(2**80)
+
+
+class Mutator:
+    """A value whose __str__ resizes the event dict that holds it."""
+
+    def __init__(self, target: dict[str, Any]) -> None:
+        self.target = target
+
+    def __str__(self) -> str:
+        self.target.update({f"x{i}": i for i in range(20)})
+        return "mutated"
+
+
+def test_an_event_resized_while_rendering_gives_the_fallback_line(impl: ModuleType) -> None:
+    """A conversion that resizes the dict being rendered never crashes or raises."""
+    event: dict[str, Any] = {"a": 1}
+    event["m"] = Mutator(event)
+    assert impl.render(event) == b'{"event":"<unrenderable event>"}\n'
