@@ -47,6 +47,9 @@ or ``str(v)`` when ``S`` gives a non-string.
 When two keys of one dict give the same string, the later value wins, at the first key's
 position (as in a Python dict).
 
+When rendering fails anyway -- a conversion resizes a dict while it is being rendered, or the
+interpreter runs out of recursion -- the line is ``{"event":"<unrenderable event>"}``.
+
 The fast path hands the dict to orjson directly; anything orjson would render differently from
 ``S`` (datetimes, dataclasses, subclasses, big ints, non-str keys, surrogates, odd objects, too
 deep) makes orjson raise, and the dict is then rendered through ``S``.
@@ -228,5 +231,5 @@ def render(event_dict: dict[str, Any]) -> bytes:
         event = {"event": event}
     try:
         return _dumps(_sanitize(event, 0), option=orjson.OPT_APPEND_NEWLINE)
-    except Exception:  # pragma: no cover - S() yields plain JSON types only
+    except Exception:  # a dict resized while rendered, recursion exhausted
         return b'{"event":"<unrenderable event>"}\n'
