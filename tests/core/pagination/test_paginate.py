@@ -1,0 +1,269 @@
+"""Offset and keyset pagination over SQLAlchemy 2 async on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+from sqlalchemy import DateTime, ForeignKey, Integer, String, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from crown_nexus.core.dependency_manager import get_service
+from crown_nexus.core.exceptions import ConfigurationException, DatabaseException
+from crown_nexus.core.pagination import (
+    CursorPaginationParams,
+    InvalidCursorException,
+    InvalidPaginationParamsException,
+    InvalidSortFieldException,
+    OffsetPaginationParams,
+    PaginationService,
+    SortDirection,
+    SortField,
+    get_pagination_service,
+    paginate_with_cursor,
+    paginate_with_offset,
+)
+
+SUFFIX = uuid.uuid4().hex[:8]
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Shelf(Base):
+    __tablename__ = f"pg_shelves_{SUFFIX}"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    label: Mapped[str] = mapped_column(String(50))
+
+
+class Book(Base):
+    __tablename__ = f"pg_books_{SUFFIX}"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    title: Mapped[str] = mapped_column(String(100))
+    pages: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    shelf_id: Mapped[int] = mapped_column(ForeignKey(f"{Shelf.__tablename__}.id"))
+    note: Mapped[str | None] = mapped_column(String(50), nullable=True)
+
+
+class _Unmigrated(DeclarativeBase):
+    pass
+
+
+class Ghost(_Unmigrated):
+    """A mapped model whose table is never created."""
+
+    __tablename__ = f"pg_ghost_{SUFFIX}"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+
+
+class BookOut(BaseModel):
+    id: int
+    title: str
+    pages: int
+
+
+def _book(i: int) -> Book:
+    return Book(id=i, title=f"t{i % 4}", pages=100 + (i % 3) * 10, created_at=T0 + timedelta(hours=i % 5),
+                shelf_id=1 + i % 2, note=None)
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[AsyncSession]:
+    """A session on SQLite or PostgreSQL holding 2 shelves and 23 books (tables dropped afterwards)."""
+    engine = create_async_engine(database_url)
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+    try:
+        async with async_sessionmaker(engine, expire_on_commit=False)() as session:
+            session.add_all([Shelf(id=1, label="left"), Shelf(id=2, label="right")])
+            await session.flush()
+            session.add_all(_book(i) for i in range(1, 24))
+            await session.commit()
+            yield session
+    finally:
+        async with engine.begin() as conn:
+            await conn.run_sync(Base.metadata.drop_all)
+        await engine.dispose()
+
+
+def _expected(books: list[Book], sort: list[tuple[str, bool]]) -> list[int]:
+    ordered = sorted(books, key=lambda b: b.id)
+    for name, desc in reversed(sort):  # stable sorts, least significant key first
+        ordered.sort(key=lambda b: getattr(b, name), reverse=desc)
+    return [b.id for b in ordered]
+
+
+async def test_offset_pages_cover_all_rows_in_order(db: AsyncSession) -> None:
+    """Pages partition the query's rows in sort order (ties broken by id) with correct metadata."""
+    sort = [SortField(field="pages", direction=SortDirection.DESC), SortField(field="created_at")]
+    ids: list[int] = []
+    for page in range(1, 5):
+        result = await paginate_with_offset(
+            db=db, model_class=Book, query=select(Book), params=OffsetPaginationParams(page=page, page_size=6, sort=sort),
+            response_model=BookOut,
+        )
+        assert (result.total, result.pages, result.has_prev, result.has_next) == (23, 4, page > 1, page < 4)
+        assert all(isinstance(i, BookOut) for i in result.items)
+        ids += [i.id for i in result.items]
+    books = [_book(i) for i in range(1, 24)]
+    assert ids == _expected(books, [("pages", True), ("created_at", False)])
+
+
+async def test_offset_respects_filters_and_default_order(db: AsyncSession) -> None:
+    """The query's WHERE clause is kept (also in the count); without sort the order is the primary key."""
+    result = await paginate_with_offset(db, Book, select(Book).where(Book.shelf_id == 1), OffsetPaginationParams(page_size=5))
+    assert result.total == 11 and [b.id for b in result.items] == [2, 4, 6, 8, 10]
+    past = await paginate_with_offset(db, Book, select(Book), OffsetPaginationParams(page=50, page_size=5))
+    assert past.items == [] and past.total == 23 and past.has_next is False
+
+
+async def test_custom_transform_on_joined_rows(db: AsyncSession) -> None:
+    """transform_func receives each (Book, Shelf) row of a join, as the guide's example unpacks it."""
+    query = select(Book, Shelf).join(Shelf, Book.shelf_id == Shelf.id).where(Book.pages > 100)
+
+    def transform(row: Any) -> dict[str, Any]:
+        book, shelf = row
+        return {"id": book.id, "shelf": {"id": shelf.id, "label": shelf.label}}
+
+    result = await paginate_with_offset(db=db, model_class=Book, query=query,
+                                        params=OffsetPaginationParams(page=1, page_size=3), transform_func=transform)
+    assert result.total == 16
+    assert result.items == [{"id": 1, "shelf": {"id": 2, "label": "right"}}, {"id": 2, "shelf": {"id": 1, "label": "left"}},
+                            {"id": 4, "shelf": {"id": 1, "label": "left"}}]
+    cursor_page = await paginate_with_cursor(db, Book, query, CursorPaginationParams(limit=3), transform_func=transform,
+                                             secret_key="k")
+    nxt = await paginate_with_cursor(db, Book, query, CursorPaginationParams(limit=3, cursor=cursor_page.next_cursor),
+                                     transform_func=transform, secret_key="k")
+    assert [i["id"] for i in nxt.items] == [5, 7, 8]
+
+
+async def test_unknown_or_disallowed_sort_field(db: AsyncSession) -> None:
+    """Unknown and not-allowed sort fields raise InvalidSortFieldException naming the field."""
+    with pytest.raises(InvalidSortFieldException) as info:
+        await paginate_with_offset(db, Book, params=OffsetPaginationParams(sort=[SortField(field="nope")]))
+    assert info.value.details["field"] == "nope" and "title" in info.value.details["allowed"]
+    with pytest.raises(InvalidSortFieldException):
+        await paginate_with_offset(db, Book, params=OffsetPaginationParams(sort=[SortField(field="pages")]),
+                                   allowed_sort_fields=["title"])
+    with pytest.raises(InvalidSortFieldException):  # nullable columns cannot drive a keyset
+        await paginate_with_cursor(db, Book, params=CursorPaginationParams(sort=[SortField(field="note")]), secret_key="k")
+
+
+async def test_wrong_params_type_and_non_model(db: AsyncSession) -> None:
+    """Cursor params passed to offset pagination and a non-model class are typed errors."""
+    with pytest.raises(InvalidPaginationParamsException):
+        await paginate_with_offset(db, Book, params=CursorPaginationParams())  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationException):
+        await paginate_with_offset(db, dict, params=OffsetPaginationParams())
+
+
+@pytest.mark.parametrize(
+    "sort",
+    [[], [("title", False)], [("pages", True), ("title", False)], [("created_at", True)], [("title", True), ("created_at", False)]],
+)
+async def test_cursor_walk_forward_and_back(db: AsyncSession, sort: list[tuple[str, bool]]) -> None:
+    """Forward pages visit every row once in sort order; walking back with prev_cursor returns the same pages."""
+    fields = [SortField(field=f, direction=SortDirection.DESC if d else SortDirection.ASC) for f, d in sort]
+    service = PaginationService(db, secret_key="walk-key")
+    pages: list[list[int]] = []
+    cursor = None
+    while True:
+        result = await service.paginate_with_cursor(Book, select(Book), CursorPaginationParams(cursor=cursor, limit=5, sort=fields))
+        pages.append([b.id for b in result.items])
+        assert result.total == 23 and result.has_prev == (cursor is not None)
+        if not result.has_next:
+            assert result.next_cursor is None
+            break
+        cursor = result.next_cursor
+    assert [i for p in pages for i in p] == _expected([_book(i) for i in range(1, 24)], sort)
+    back_pages = [pages[-1]]
+    prev = result.prev_cursor
+    while prev is not None:
+        back = await service.paginate_with_cursor(Book, select(Book), CursorPaginationParams(cursor=prev, limit=5, sort=fields))
+        back_pages.append([b.id for b in back.items])
+        prev = back.prev_cursor
+    assert back_pages[::-1] == pages
+
+
+async def test_cursor_stable_under_inserts_and_deletes(db: AsyncSession) -> None:
+    """Rows inserted before the position and deleted rows never make the next page repeat or skip a surviving row."""
+    params = CursorPaginationParams(limit=5, sort=[SortField(field="title")])
+    first = await paginate_with_cursor(db, Book, select(Book), params, secret_key="k")
+    seen = [b.id for b in first.items]
+    assert seen == [4, 8, 12, 16, 20]  # every "t0"; the cursor sits at ("t0", 20)
+    db.add(Book(id=0, title="t0", pages=1, created_at=T0, shelf_id=1))  # sorts before the cursor
+    await db.delete(await db.get(Book, 1))  # the row right after the cursor ("t1", 1)
+    await db.commit()
+    rest: list[int] = []
+    cursor = first.next_cursor
+    while cursor:
+        page = await paginate_with_cursor(db, Book, select(Book), params.model_copy(update={"cursor": cursor}), secret_key="k")
+        rest += [b.id for b in page.items]
+        cursor = page.next_cursor
+    assert not set(seen) & set(rest) and 0 not in rest and 1 not in rest
+    assert sorted(seen + rest) == list(range(2, 24))
+
+
+async def test_cursor_errors(db: AsyncSession) -> None:
+    """Garbage, another key's and another sort's cursors raise InvalidCursorException."""
+    params = CursorPaginationParams(limit=3)
+    first = await paginate_with_cursor(db, Book, params=params, secret_key="k")
+    for bad in ("garbage", first.next_cursor + "x"):
+        with pytest.raises(InvalidCursorException):
+            await paginate_with_cursor(db, Book, params=CursorPaginationParams(cursor=bad), secret_key="k")
+    with pytest.raises(InvalidCursorException):
+        await paginate_with_cursor(db, Book, params=CursorPaginationParams(cursor=first.next_cursor), secret_key="other")
+    with pytest.raises(InvalidCursorException):
+        await paginate_with_cursor(db, Book, params=CursorPaginationParams(cursor=first.next_cursor, sort=[SortField(field="title")]),
+                                   secret_key="k")
+
+
+async def test_include_total_false_skips_count(db: AsyncSession) -> None:
+    """include_total=False leaves total as None."""
+    result = await paginate_with_cursor(db, Book, params=CursorPaginationParams(limit=2), include_total=False, secret_key="k")
+    assert result.total is None and len(result.items) == 2
+
+
+async def test_metrics_recorded_per_call(db: AsyncSession) -> None:
+    """Each call adds to pagination_operations_total and pagination_duration_seconds, errors labelled."""
+    metrics = get_service("metrics_service")
+    labels = {"type": "offset", "model": "Book", "error": ""}
+    before = metrics.get_counter_sum("pagination_operations_total", labels)
+    await paginate_with_offset(db, Book, params=OffsetPaginationParams())
+    assert metrics.get_counter_sum("pagination_operations_total", labels) == before + 1
+    assert metrics.get_histogram_quantile("pagination_duration_seconds", 1.0, labels) > 0
+    err = {"type": "cursor", "model": "Book", "error": "InvalidCursorException"}
+    before_err = metrics.get_counter_sum("pagination_operations_total", err)
+    with pytest.raises(InvalidCursorException):
+        await paginate_with_cursor(db, Book, params=CursorPaginationParams(cursor="bad"), secret_key="k")
+    assert metrics.get_counter_sum("pagination_operations_total", err) == before_err + 1
+    assert metrics.get_histogram_quantile("pagination_duration_seconds", 1.0, err) > 0
+
+
+async def test_database_failure_is_database_exception(db: AsyncSession) -> None:
+    """A failing query (missing table) raises DatabaseException, not a raw driver error."""
+    try:
+        with pytest.raises(DatabaseException):
+            await paginate_with_offset(db, Ghost, params=OffsetPaginationParams())
+    finally:
+        await db.rollback()
+
+
+async def test_service_registration_and_session(db: AsyncSession) -> None:
+    """get_service('pagination_service', db=db) builds a service on that session; none without a session fails."""
+    service = get_service("pagination_service", db=db)
+    assert isinstance(service, PaginationService) and service.db is db
+    assert (await service.paginate_with_offset(Book, select(Book), OffsetPaginationParams(page_size=1))).total == 23
+    assert get_pagination_service(db).db is db
+    with pytest.raises(ConfigurationException):
+        await PaginationService().paginate_with_offset(Book, select(Book), OffsetPaginationParams())
+    token = service.encode_cursor("fp", [1])
+    assert service.decode_cursor(token, "fp") == ("n", [1])
