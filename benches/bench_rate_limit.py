@@ -60,7 +60,8 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
     pending = asyncio.all_tasks(lp)  # e.g. limits.aio's memory-expiry task
     for task in pending:
         task.cancel()
-    lp.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    if pending:
+        lp.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
     lp.close()
 
 

@@ -7,14 +7,19 @@ intrusive doubly linked list (borrowed pointers, the dict owns the entries), so 
 lookup, a few pointer moves and integer arithmetic (128-bit where products can exceed 64 bits).
 """
 
+cimport cython
 from cpython.dict cimport PyDict_GetItem
 from cpython.long cimport PyLong_AsLongLongAndOverflow
-from cpython.ref cimport PyObject
+from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_SET_ITEM
 from libc.math cimport floor, isfinite
 from libc.stdlib cimport free, realloc
 
 cdef extern from *:
     ctypedef long long i128 "__int128"
+
+cdef extern from "Python.h":
+    Py_ssize_t Py_REFCNT(object o)
 
 ctypedef long long i64
 
@@ -51,6 +56,8 @@ cdef i64 _check_window(object value) except -1:
 
 
 cdef inline int _check_key(object key) except -1:
+    if type(key) is str:
+        return 0
     if not isinstance(key, str):
         raise TypeError(f"key must be a str, got {type(key).__name__}")
     return 0
@@ -107,6 +114,7 @@ cdef inline i64 _muldiv(i64 a, i64 b, i64 c) noexcept:
     return <i64>(p // c)
 
 
+@cython.final
 cdef class _Entry:
     """One tracked key: recency links plus the state of every algorithm (only one is used)."""
 
@@ -176,8 +184,10 @@ cdef class _Windows:
     cdef double _window
     cdef object _limit_obj
     cdef object _max_keys_obj
+    cdef tuple _res
 
     def __cinit__(self, *args, **kwargs):
+        self._res = (False, 0, 0.0)
         self._map = {}
         self._head = _Entry()
         self._head.prev = <PyObject*>self._head
@@ -204,6 +214,34 @@ cdef class _Windows:
 
     cdef bint _idle(self, _Entry e, i64 now):
         return True
+
+    cdef tuple _result(self, bint allowed, object count, object reset):
+        """The ``(allowed, count, reset)`` tuple of a hit.
+
+        Like CPython's ``zip``, the previous result tuple is refilled in place when nobody else
+        holds it any more (its only references are ``self._res`` and the local here), which
+        saves allocating, GC-tracking and freeing a tuple per hit; otherwise a new one is made.
+        """
+        cdef tuple res = self._res
+        cdef object flag = True if allowed else False
+        cdef PyObject* old
+        if Py_REFCNT(res) == 2:
+            old = PyTuple_GET_ITEM(res, 0)
+            Py_INCREF(flag)
+            PyTuple_SET_ITEM(res, 0, flag)
+            Py_DECREF(<object>old)
+            old = PyTuple_GET_ITEM(res, 1)
+            Py_INCREF(count)
+            PyTuple_SET_ITEM(res, 1, count)
+            Py_DECREF(<object>old)
+            old = PyTuple_GET_ITEM(res, 2)
+            Py_INCREF(reset)
+            PyTuple_SET_ITEM(res, 2, reset)
+            Py_DECREF(<object>old)
+            return res
+        res = (flag, count, reset)
+        self._res = res
+        return res
 
     cdef inline void _unlink(self, _Entry e) noexcept:
         (<_Entry>e.prev).next = e.next
@@ -309,7 +347,7 @@ cdef class SlidingWindowCounter(_Windows):
         cdef i64 start = b * w
         cdef i64 e = now - start
         cdef i64 r
-        used[0] = curr + _muldiv(prev, w - e, w)
+        used[0] = curr + _muldiv(prev, w - e, w) if prev else curr
         if used[0] + cost <= self._limit:
             reset[0] = 0
             return True
@@ -322,9 +360,19 @@ cdef class SlidingWindowCounter(_Windows):
         return False
 
     cdef inline void _view(self, _Entry st, i64 *now, i64 *b, i64 *prev, i64 *curr) noexcept:
+        cdef i64 w = self._w
+        cdef i64 start
         if now[0] < st.last:
             now[0] = st.last
-        b[0] = _floordiv(now[0], self._w)
+        # st.last lies in bucket st.bucket and now >= st.last: the bucket is found without a
+        # division while the key is hit at least once per window (the common case)
+        start = st.bucket * w
+        if now[0] - start < w:
+            b[0] = st.bucket
+        elif now[0] - start < 2 * w:
+            b[0] = st.bucket + 1
+        else:
+            b[0] = _floordiv(now[0], w)
         if b[0] == st.bucket:
             prev[0] = st.pcount
             curr[0] = st.ccount
@@ -356,9 +404,9 @@ cdef class SlidingWindowCounter(_Windows):
         st.ccount = curr
         st.last = t
         if not allowed:
-            return False, used, reset / 1e6
+            return self._result(False, used, reset / 1e6)
         st.ccount = curr + c
-        return True, used + c, self._zero_after(b, prev, curr + c, t) / 1e6
+        return self._result(True, used + c, self._zero_after(b, prev, curr + c, t) / 1e6)
 
     def peek(self, key, now):
         """Return what a unit ``hit`` would return, without counting or touching recency."""
@@ -381,6 +429,8 @@ cdef class SlidingLog(_Windows):
     Raises ``TypeError``/``ValueError`` for arguments of the wrong type or range.
     """
 
+    cdef object _w_sec
+
     def __init__(self, limit, window, *, max_keys=100_000):
         self._limit_obj = _check_int(limit, "limit")
         self._limit = self._limit_obj
@@ -388,6 +438,7 @@ cdef class SlidingLog(_Windows):
         self._window = float(window)
         self._max_keys_obj = _check_int(max_keys, "max_keys")
         self._max_keys = self._max_keys_obj
+        self._w_sec = self._w / 1e6  # the reset of every admitted hit: one shared float
 
     cdef bint _idle(self, _Entry e, i64 now):
         if now < e.last:
@@ -415,9 +466,9 @@ cdef class SlidingLog(_Windows):
             st.n -= 1
         if st.n + c > self._limit:
             k = st.n + c - self._limit
-            return False, st.n, (st.at(k - 1) + w - t) / 1e6
+            return self._result(False, st.n, (st.at(k - 1) + w - t) / 1e6)
         st.push(t, c, self._limit)
-        return True, st.n, w / 1e6
+        return self._result(True, st.n, self._w_sec)
 
     def peek(self, key, now):
         """Return what a unit ``hit`` would return, without counting or touching recency."""
@@ -503,10 +554,11 @@ cdef class GCRA(_Windows):
         st.last = t
         new = level + <i128>c * w
         if new > self._cap:
-            return (False, <i64>_ceil_div(level, w),
-                    <double>_ceil_div(new - self._cap, self._limit) / 1e6)
+            return self._result(False, <i64>_ceil_div(level, w),
+                                <double>_ceil_div(new - self._cap, self._limit) / 1e6)
         st.level = new
-        return True, <i64>_ceil_div(new, w), <double>_ceil_div(new, self._limit) / 1e6
+        return self._result(True, <i64>_ceil_div(new, w),
+                            <double>_ceil_div(new, self._limit) / 1e6)
 
     def peek(self, key, now):
         """Return what a unit ``hit`` would return, without counting or touching recency."""
