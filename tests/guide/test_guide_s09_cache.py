@@ -1,5 +1,5 @@
 """Guide §9 (Cache System), its §13/§14 usages, run as written with the user's objects supplied."""
-# ruff: noqa: I001, E402, F401, F811, F841, E501 - the guide's blocks are copied verbatim (their imports and order)
+# ruff: noqa: I001, E402, F401, F811, F841, E501, F541 - the guide's blocks are copied verbatim (their imports and order)
 
 from __future__ import annotations
 
@@ -511,3 +511,275 @@ async def test_middleware_cache_integration(cache: CacheService) -> None:
     other = Request({**req.scope, "path": "/other"})
     assert await dispatch(other) is None
     assert PlainTextResponse  # the user would wrap the cached body in a response
+
+
+# --- §14 'Caching with Fallback and Metrics', verbatim ---------------------------------------------
+
+
+class Review(Base):
+    """The user's Review model."""
+
+    __tablename__ = "guide_s09_reviews"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    product_id: Mapped[str] = mapped_column(String(20))
+    stars: Mapped[int] = mapped_column(Integer)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "stars": self.stars}
+
+
+def _product_to_dict(self: Product) -> dict[str, Any]:
+    return {"id": self.id, "name": self.name, "stock": self.stock}
+
+
+Product.to_dict = _product_to_dict  # type: ignore[attr-defined]
+
+
+def fallback_block() -> type:
+    """The guide's block (module-level in the guide); returns its ``ProductService``."""
+    from crown_nexus.core.dependency_manager import get_service
+    from crown_nexus.core.cache.exceptions import CacheOperationException
+    from crown_nexus.logging import get_logger
+    from crown_nexus.core.error import handle_exception
+    import time
+
+    logger = get_logger("app.services.product_service")
+
+    class ProductService:
+        def __init__(self, db):
+            self.db = db
+            self.cache_service = get_service("cache_service")
+            self.metrics_service = get_service("metrics_service")
+
+        async def get_product_with_details(self, product_id: str):
+            """Get product with complete details, using caching with proper fallback.
+
+            This method demonstrates caching with:
+            1. Proper key generation
+            2. Error handling with fallback
+            3. Metrics tracking
+            4. Cache invalidation on updates
+            """
+            logger.info("Fetching product with details", product_id=product_id)
+
+            # Define cache key
+            cache_key = f"product:details:{product_id}"
+
+            # Start metrics timer
+            start_time = time.monotonic()
+            cache_hit = False
+
+            try:
+                # Try to get from cache first
+                cached_data = await self.cache_service.get(cache_key)
+
+                if cached_data is not None:
+                    logger.debug("Cache hit for product details", product_id=product_id)
+                    cache_hit = True
+                    return cached_data
+
+                logger.debug("Cache miss for product details", product_id=product_id)
+
+                # Get from database
+                product = await self.db.execute(
+                    select(Product).where(Product.id == product_id)
+                )
+                product = product.scalar_one_or_none()
+
+                if not product:
+                    logger.warning("Product not found", product_id=product_id)
+                    return None
+
+                # Get additional data
+                reviews = await self.db.execute(
+                    select(Review).where(Review.product_id == product_id)
+                )
+                reviews = list(reviews.scalars().all())
+
+                inventory = await self.inventory_repository.get_levels(product_id)
+                related_products = await self.get_related_products(product_id)
+
+                # Combine into a complete response
+                result = {
+                    "product": product.to_dict(),
+                    "reviews": [r.to_dict() for r in reviews],
+                    "inventory": inventory,
+                    "related_products": related_products,
+                    "calculated_rating": self._calculate_rating(reviews)
+                }
+
+                # Cache the result (15 minutes TTL)
+                try:
+                    await self.cache_service.set(
+                        cache_key,
+                        result,
+                        ttl=900,
+                        tags=["products", f"product:{product_id}"]
+                    )
+                except CacheOperationException as cache_err:
+                    # Log but don't fail if caching fails
+                    logger.warning(
+                        "Failed to cache product details",
+                        product_id=product_id,
+                        error=str(cache_err)
+                    )
+
+                return result
+
+            except Exception as e:
+                # Handle and report the exception
+                handle_exception(e, product_id=product_id)
+                logger.error(
+                    "Error fetching product details",
+                    product_id=product_id,
+                    error=str(e)
+                )
+                raise
+
+            finally:
+                # Record metrics regardless of success/failure
+                duration = time.monotonic() - start_time
+                self.metrics_service.observe_histogram(
+                    "product_details_duration_seconds",
+                    duration,
+                    {
+                        "cache_hit": str(cache_hit),
+                        "product_id": product_id[:5]  # First 5 chars for cardinality
+                    }
+                )
+
+        async def update_product(self, product_id: str, data: dict, user_id: str):
+            """Update product data and invalidate related caches."""
+            logger.info("Updating product", product_id=product_id, user_id=user_id)
+
+            try:
+                # Update in database
+                product = await self.repository.update(product_id, data, user_id)
+
+                # Invalidate caches
+                try:
+                    # Invalidate specific product cache
+                    await self.cache_service.delete(f"product:details:{product_id}")
+
+                    # Invalidate any list caches that might contain this product
+                    await self.cache_service.invalidate_pattern(f"products:list:*")
+
+                    # If using Redis with tags
+                    redis_backend = self.cache_service._get_backend("redis")
+                    if hasattr(redis_backend, "get_set_members"):
+                        # Invalidate all caches tagged with this product
+                        tag_key = f"cache:tag:product:{product_id}"
+                        tagged_keys = await redis_backend.get_set_members(tag_key)
+                        if tagged_keys:
+                            await self.cache_service.delete_many(tagged_keys)
+                            await redis_backend.delete(tag_key)
+
+                except Exception as cache_err:
+                    # Log but continue if cache invalidation fails
+                    logger.warning(
+                        "Failed to invalidate cache for product update",
+                        product_id=product_id,
+                        error=str(cache_err)
+                    )
+
+                # Audit log the update
+                audit_service = get_service("audit_service")
+                await audit_service.log_action(
+                    user_id=user_id,
+                    action="product_update",
+                    resource_id=product_id,
+                    details={"fields_updated": list(data.keys())}
+                )
+
+                return product
+
+            except Exception as e:
+                handle_exception(e, product_id=product_id, user_id=user_id)
+                raise
+
+    return ProductService
+
+
+class InventoryRepository:
+    """The user's inventory levels."""
+
+    async def get_levels(self, product_id: str) -> dict[str, int]:
+        return {"warehouse": 3}
+
+
+class ProductRepository:
+    """The user's product writer (updates the real row)."""
+
+    def __init__(self, db: AsyncSession) -> None:
+        self.db = db
+
+    async def update(self, product_id: str, data: dict[str, Any], user_id: str) -> dict[str, Any]:
+        await self.db.execute(Product.__table__.update().where(Product.id == product_id).values(**data))
+        await self.db.commit()
+        return {"id": product_id, **data}
+
+
+def _service(db: AsyncSession) -> Any:
+    service = fallback_block()(db)
+    service.inventory_repository = InventoryRepository()
+    service.repository = ProductRepository(db)
+
+    async def get_related_products(product_id: str) -> list[str]:
+        return ["p2"]
+
+    service.get_related_products = get_related_products
+    service._calculate_rating = lambda reviews: sum(r.stars for r in reviews) / len(reviews) if reviews else None
+    return service
+
+
+async def test_caching_with_fallback_and_metrics(cache: CacheService, db: AsyncSession) -> None:
+    """§14: a miss builds and caches the details (tagged), a hit skips the db; update invalidates; metrics and audit recorded."""
+    from crown_nexus.core.error import get_audit_service
+
+    db.add_all([Review(id=1, product_id="p1", stars=4), Review(id=2, product_id="p1", stars=2)])
+    await db.commit()
+    service = _service(db)
+    first = await service.get_product_with_details("p1")
+    assert first == {
+        "product": {"id": "p1", "name": "Lamp", "stock": 3},
+        "reviews": [{"id": 1, "stars": 4}, {"id": 2, "stars": 2}],
+        "inventory": {"warehouse": 3},
+        "related_products": ["p2"],
+        "calculated_rating": 3.0,
+    }
+    await cache.set("products:list:all", ["p1"], ttl=60)
+    await db.execute(Product.__table__.update().values(name="Changed behind the cache"))
+    assert (await service.get_product_with_details("p1"))["product"]["name"] == "Lamp"  # a hit
+    tagged = await cache._get_backend("redis").get_set_members("cache:tag:product:p1")
+    assert tagged == ["product:details:p1"]
+    assert await service.get_product_with_details("nope") is None
+    metrics = service.metrics_service
+    assert metrics.registry.get_sample_value("product_details_duration_seconds_count", {"cache_hit": "False", "product_id": "p1"}) == 1
+    assert metrics.registry.get_sample_value("product_details_duration_seconds_count", {"cache_hit": "True", "product_id": "p1"}) == 1
+
+    assert await service.update_product("p1", {"name": "Desk lamp"}, "u9") == {"id": "p1", "name": "Desk lamp"}
+    assert await cache.get("product:details:p1") is None and await cache.get("products:list:all") is None
+    assert await cache._get_backend("redis").get_set_members("cache:tag:product:p1") == []
+    assert (await service.get_product_with_details("p1"))["product"]["name"] == "Desk lamp"
+    entry = get_audit_service().recent(1)[0]
+    assert (entry["user_id"], entry["action"], entry["resource_id"]) == ("u9", "product_update", "p1")
+    assert entry["details"] == {"fields_updated": ["name"]}
+
+
+async def test_caching_with_fallback_when_redis_is_down(redis_server: Any, db: AsyncSession) -> None:
+    """§14 'Error handling with fallback': with Redis stopped the details are still served (and cached in memory)."""
+    svc = CacheService(Settings(ENVIRONMENT="test"), default_backend="redis", redis_url=redis_server.url, op_timeout=0.5)
+    with override_services({"cache_service": svc, "metrics_service": MetricsService()}):
+        await svc.initialize()
+        try:
+            redis_server.stop()
+            service = _service(db)
+            first = await service.get_product_with_details("p1")
+            second = await service.get_product_with_details("p1")
+            assert first == second and first["product"]["name"] == "Lamp"
+            assert svc.active_backend_name == "memory"
+            assert await service.update_product("p1", {"stock": 1}, "u1") == {"id": "p1", "stock": 1}
+            assert (await service.get_product_with_details("p1"))["product"]["stock"] == 1
+        finally:
+            redis_server.start()
+            await svc.shutdown()
