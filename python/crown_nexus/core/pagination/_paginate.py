@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import and_, false, func, inspect, or_, select
 from sqlalchemy.exc import NoInspectionAvailable, SQLAlchemyError
@@ -39,6 +39,8 @@ from crown_nexus.logging import get_logger
 __all__ = ["paginate_with_cursor", "paginate_with_offset", "record_pagination_metrics"]
 
 _logger = get_logger("crown_nexus.core.pagination")
+
+R = TypeVar("R")
 
 DURATION_METRIC = "pagination_duration_seconds"
 OPERATIONS_METRIC = "pagination_operations_total"
@@ -106,6 +108,12 @@ def _sort_keys(
     return keys
 
 
+def _select_all(model_class: Any) -> Any:
+    """``select(model_class)`` (typed loosely: the model class is only known at run time)."""
+    select_: Any = select
+    return select_(model_class)
+
+
 def _order_by(keys: Sequence[_Key], reverse: bool = False) -> list[Any]:
     return [k.column.asc() if k.descending == reverse else k.column.desc() for k in keys]
 
@@ -169,11 +177,11 @@ def _check_params(params: Any, expected: type) -> Any:
     return params
 
 
-async def _timed(kind: str, model_class: Any, call: Callable[[], Any]) -> Any:
+async def _timed(kind: str, model_class: Any, call: Coroutine[Any, Any, R]) -> R:
     start = time.monotonic()
     error = ""
     try:
-        return await call()
+        return await call
     except SQLAlchemyError as exc:
         error = type(exc).__name__
         _logger.error("Pagination query failed", model=getattr(model_class, "__name__", "?"), error=error)
@@ -205,21 +213,32 @@ async def paginate_with_offset(
     whole query. Raises :class:`InvalidSortFieldException` / :class:`InvalidPaginationParamsException`
     (422) for bad parameters and :class:`DatabaseException` when the database fails.
     """
-    params = _check_params(params, OffsetPaginationParams)
+    checked: OffsetPaginationParams = _check_params(params, OffsetPaginationParams)
+    return await _timed(
+        "offset",
+        model_class,
+        _offset_page(db, model_class, query, checked, response_model, transform_func, allowed_sort_fields),
+    )
 
-    async def run() -> OffsetPaginationResult[Any]:
-        keys = _sort_keys(model_class, params.sort, allowed_sort_fields, non_null=False)
-        base = query if query is not None else select(model_class)
-        total = await _count(db, base)
-        page_query = (
-            base.order_by(None).order_by(*_order_by(keys)).offset(params.offset).limit(params.page_size)
-        )
-        rows = await _rows(db, page_query, model_class) if params.offset < total else []
-        items = _transform(rows, response_model, transform_func)
-        return OffsetPaginationResult.build(items, params.page, params.page_size, total)
 
-    result: OffsetPaginationResult[Any] = await _timed("offset", model_class, run)
-    return result
+async def _offset_page(
+    db: AsyncSession,
+    model_class: Any,
+    query: Any,
+    params: OffsetPaginationParams,
+    response_model: Any,
+    transform_func: Callable[[Any], Any] | None,
+    allowed_sort_fields: Iterable[str] | None,
+) -> OffsetPaginationResult[Any]:
+    keys = _sort_keys(model_class, params.sort, allowed_sort_fields, non_null=False)
+    base = query if query is not None else _select_all(model_class)
+    total = await _count(db, base)
+    page_query = (
+        base.order_by(None).order_by(*_order_by(keys)).offset(params.offset).limit(params.page_size)
+    )
+    rows = await _rows(db, page_query, model_class) if params.offset < total else []
+    items = _transform(rows, response_model, transform_func)
+    return OffsetPaginationResult.build(items, params.page, params.page_size, total)
 
 
 def _fingerprint(model_class: Any, keys: Sequence[_Key]) -> str:
@@ -262,48 +281,62 @@ async def paginate_with_cursor(
     Raises :class:`InvalidCursorException`, :class:`InvalidSortFieldException` or
     :class:`InvalidPaginationParamsException` (all 422) for bad input.
     """
-    params = _check_params(params, CursorPaginationParams)
+    checked: CursorPaginationParams = _check_params(params, CursorPaginationParams)
     codec = CursorCodec(secret_key or _default_secret())
+    return await _timed(
+        "cursor",
+        model_class,
+        _cursor_page(
+            db, model_class, query, checked, response_model, transform_func,
+            allowed_sort_fields, include_total, codec,
+        ),
+    )
 
-    async def run() -> CursorPaginationResult[Any]:
-        keys = _sort_keys(model_class, params.sort, allowed_sort_fields, non_null=True)
-        fingerprint = _fingerprint(model_class, keys)
-        base = (query if query is not None else select(model_class)).order_by(None)
-        backwards = False
-        page_query = base
-        if params.cursor is not None:
-            direction, values = codec.decode(params.cursor, fingerprint)
-            if len(values) != len(keys):
-                raise InvalidCursorException(reason="mismatch")
-            backwards = direction == "p"
-            page_query = page_query.where(_after(keys, values, backwards))
-        page_query = page_query.order_by(*_order_by(keys, reverse=backwards)).limit(params.limit + 1)
-        rows = await _rows(db, page_query, model_class)
-        more = len(rows) > params.limit
-        rows = rows[: params.limit]
-        if backwards:
-            rows.reverse()
-            has_prev, has_next = more, True
-        else:
-            has_next, has_prev = more, params.cursor is not None
 
-        def cursor_at(row: Any, direction: str) -> str:
-            return codec.encode(
-                fingerprint, [_value(row, model_class, k.name) for k in keys], direction
-            )
+async def _cursor_page(
+    db: AsyncSession,
+    model_class: Any,
+    query: Any,
+    params: CursorPaginationParams,
+    response_model: Any,
+    transform_func: Callable[[Any], Any] | None,
+    allowed_sort_fields: Iterable[str] | None,
+    include_total: bool,
+    codec: CursorCodec,
+) -> CursorPaginationResult[Any]:
+    keys = _sort_keys(model_class, params.sort, allowed_sort_fields, non_null=True)
+    fingerprint = _fingerprint(model_class, keys)
+    base = (query if query is not None else _select_all(model_class)).order_by(None)
+    backwards = False
+    page_query = base
+    if params.cursor is not None:
+        direction, values = codec.decode(params.cursor, fingerprint)
+        if len(values) != len(keys):
+            raise InvalidCursorException(reason="mismatch")
+        backwards = direction == "p"
+        page_query = page_query.where(_after(keys, values, backwards))
+    page_query = page_query.order_by(*_order_by(keys, reverse=backwards)).limit(params.limit + 1)
+    rows = await _rows(db, page_query, model_class)
+    more = len(rows) > params.limit
+    rows = rows[: params.limit]
+    if backwards:
+        rows.reverse()
+        has_prev, has_next = more, True
+    else:
+        has_next, has_prev = more, params.cursor is not None
 
-        next_cursor = cursor_at(rows[-1], "n") if rows and has_next else None
-        prev_cursor = cursor_at(rows[0], "p") if rows and has_prev else None
-        total = await _count(db, base) if include_total else None
-        return CursorPaginationResult(
-            items=_transform(rows, response_model, transform_func),
-            limit=params.limit,
-            total=total,
-            has_next=has_next and next_cursor is not None,
-            has_prev=has_prev and prev_cursor is not None,
-            next_cursor=next_cursor,
-            prev_cursor=prev_cursor,
-        )
+    def cursor_at(row: Any, direction: str) -> str:
+        return codec.encode(fingerprint, [_value(row, model_class, k.name) for k in keys], direction)
 
-    result: CursorPaginationResult[Any] = await _timed("cursor", model_class, run)
-    return result
+    next_cursor = cursor_at(rows[-1], "n") if rows and has_next else None
+    prev_cursor = cursor_at(rows[0], "p") if rows and has_prev else None
+    total = await _count(db, base) if include_total else None
+    return CursorPaginationResult(
+        items=_transform(rows, response_model, transform_func),
+        limit=params.limit,
+        total=total,
+        has_next=has_next and next_cursor is not None,
+        has_prev=has_prev and prev_cursor is not None,
+        next_cursor=next_cursor,
+        prev_cursor=prev_cursor,
+    )

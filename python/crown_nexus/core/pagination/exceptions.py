@@ -6,7 +6,7 @@ carries the ``errors`` list (``loc``, ``msg``, ``type`` per item).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from crown_nexus.core.exceptions import ErrorCode, ValidationException
@@ -71,7 +71,7 @@ class InvalidSortFieldException(PaginationException):
     default_code = ErrorCode.INVALID_SORT_FIELD
     default_message = "Invalid sort field"
 
-    def __init__(self, field: str, allowed: Sequence[str] = (), message: str | None = None) -> None:
+    def __init__(self, field: str, allowed: Iterable[str] = (), message: str | None = None) -> None:
         shown = field if len(field) <= 100 else field[:100] + "..."
         msg = message or f"Invalid sort field: {shown}"
         super().__init__(

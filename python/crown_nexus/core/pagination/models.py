@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import math
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -122,7 +122,6 @@ class CursorPaginationResult(BaseModel, Generic[T]):
     ``has_next``, ``has_prev`` and ``total`` (``None`` when counting was skipped)."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
-    kind: ClassVar[str] = "cursor"
 
     items: list[T]
     limit: int
