@@ -950,3 +950,36 @@ async def test_token_revoked_event_and_metrics() -> None:
     assert metrics.get_counter_sum("tokens_created_total") >= before_created + 1
     assert metrics.get_counter_sum("csrf_validations_total") >= before_csrf + 1
     assert metrics.get_counter_sum("api_keys_created_total") >= 1
+
+
+# --- SPEC §10: sync/async split and signatures -----------------------------------------------------
+
+
+def test_spec_sync_async_and_signatures() -> None:
+    """The functions the guide calls plainly are sync, the awaited ones async; create_token's signature is SPEC §10's."""
+    import inspect
+
+    import crown_nexus.core.security as security
+
+    for name in ("generate_api_key", "verify_api_key", "encrypt_data", "decrypt_data", "generate_csrf_token",
+                 "validate_csrf_token", "get_password_hash", "verify_password", "create_token", "create_token_pair",
+                 "needs_rehash"):
+        assert callable(getattr(security, name)) and not inspect.iscoroutinefunction(getattr(security, name)), name
+    for name in ("decode_token", "refresh_tokens", "revoke_token", "validate_password_policy"):
+        assert inspect.iscoroutinefunction(getattr(security, name)), name
+    params = inspect.signature(security.create_token).parameters
+    assert list(params)[:2] == ["subject", "token_type"] and params["token_type"].default == TokenType.ACCESS
+    for keyword in ("expires_delta", "role", "permissions", "user_data"):
+        assert params[keyword].kind is inspect.Parameter.KEYWORD_ONLY and params[keyword].default is None
+    assert any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    assert isinstance(security.needs_rehash(get_password_hash("Abc-12345!x")), bool)
+
+
+async def test_expired_and_custom_claims() -> None:
+    """expires_delta in the past gives an expired token (401 type); extra claims cannot override registered ones."""
+    expired = create_token("u1", expires_delta=datetime.timedelta(seconds=-120))
+    with pytest.raises(AuthenticationException):
+        await decode_token(expired)
+    with pytest.raises(ValueError):
+        create_token("u1", sub="someone-else")
+    assert (await decode_token(create_token("u1", tenant="t1"))).sub == "u1"
