@@ -493,3 +493,35 @@ async def test_rate_limited_service_method(service: RateLimitingService) -> None
     assert exc.details["limit"] == 5 and exc.details["report_type"] == "sales"
     assert exc.details["headers"]["Retry-After"] == exc.headers["Retry-After"]
     assert await analytics.generate_report(f"x{user}", "sales") is report
+
+
+# --- 'Support for different rate limit strategies (IP-based, user-based, combined)' ----------------
+
+
+async def test_user_strategy_counts_each_user_separately() -> None:
+    """Under setup_app, a USER rule keys authenticated callers by user id (bearer token), anonymous ones by IP."""
+    from crown_nexus.core.security import create_token
+    from crown_nexus.integrations.fastapi import setup_app
+
+    app = _routes(FastAPI())
+    setup_app(
+        app,
+        Settings(ENVIRONMENT="production", secret_key="r" * 64),
+        middleware_options={
+            "RateLimitMiddleware": {
+                "rules": [RateLimitRule(requests_per_window=2, window_seconds=60, strategy=RateLimitStrategy.USER, path_pattern="/api/v1/")],
+                "use_redis": False,
+            }
+        },
+    )
+    async with app_client(app) as client:
+        ann = {"Authorization": f"Bearer {create_token('ann')}"}
+        bob = {"Authorization": f"Bearer {create_token('bob')}"}
+        ann_codes = [(await client.get("/api/v1/items", headers=ann)).status_code for _ in range(3)]
+        bob_codes = [(await client.get("/api/v1/items", headers=bob)).status_code for _ in range(3)]
+        anon_codes = [(await client.get("/api/v1/items")).status_code for _ in range(3)]
+        forged = await client.get("/api/v1/items", headers={"Authorization": "Bearer forged"})
+    assert ann_codes == [200, 200, 429]
+    assert bob_codes == [200, 200, 429]
+    assert anon_codes == [200, 200, 429]
+    assert forged.status_code == 429  # an invalid token is anonymous: counted with the IP
