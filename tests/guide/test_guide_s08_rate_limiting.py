@@ -142,6 +142,11 @@ async def test_middleware_example(store: str, request: pytest.FixtureRequest) ->
             admitted = [await client.post("/api/v1/auth/login") for _ in range(20)]
             refused = await client.post("/api/v1/auth/login")
             other = await client.get("/api/v1/items")
+            layer = app.middleware_stack
+            while type(layer).__name__ != "RateLimitMiddleware":
+                layer = layer.app
+            backend_name = layer.service.backend.name
+    assert backend_name == ("redis" if store == "redis" else "memory")
     assert [r.status_code for r in admitted] == [200] * 20
     assert admitted[0].headers["X-RateLimit-Limit"] == "20"
     assert admitted[0].headers["X-RateLimit-Remaining"] == "19"
