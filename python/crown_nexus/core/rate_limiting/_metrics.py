@@ -14,8 +14,9 @@
 
 Allowed, untimed checks -- nearly all of them -- are batched: :func:`count_allowed` adds one to a
 local tally, written to ``rate_limiting_checks_total`` every :data:`FLUSH_EVERY` checks, at the
-latest :data:`FLUSH_AFTER_SECONDS` after the first unwritten one (an event-loop timer), on any
-refused or timed check, and by :func:`flush` (call it before reading the counter directly).
+latest :data:`FLUSH_AFTER_SECONDS` after the first unwritten one (an event-loop timer), and by
+:func:`flush` (call it before reading the counter directly; the service's ``close`` does).
+Refused checks are written at once.
 
 The metrics service is looked up once (``get_service("metrics_service")``); metrics are created
 on first use. When the metrics system is unavailable nothing is recorded and checks go on.
@@ -43,6 +44,8 @@ __all__ = [
     "record_request",
     "reset",
     "should_time",
+    "tally_cell",
+    "tally_noted",
 ]
 
 logger = get_logger("crown_nexus.core.rate_limiting")
@@ -70,7 +73,7 @@ _DEFINITIONS: dict[str, tuple[str, str, list[str]]] = {
 }
 
 #: one check (and one middleware request) in this many has its duration observed
-DURATION_SAMPLE_EVERY = 16
+DURATION_SAMPLE_EVERY = 64
 
 #: when the metrics service could not be found, look again after this many seconds
 RETRY_LOOKUP_SECONDS = 30.0
@@ -81,9 +84,9 @@ FLUSH_EVERY = 256
 FLUSH_AFTER_SECONDS = 1.0
 
 _state: dict[str, Any] = {"retry_at": 0.0, "created": set()}
-#: allowed checks not yet written, per (backend, algorithm)
-_pending: dict[tuple[str, str], int] = {}
-_pending_total = [0]
+#: allowed checks not yet written: one ``[count]`` cell per (backend, algorithm); callers keep
+#: the cell and bump it in place (see :func:`tally_cell`)
+_cells: dict[tuple[str, str], list[int]] = {}
 _timer: list[Any] = [None]
 _samples = {"check": 0, "request": 0}
 
@@ -100,8 +103,8 @@ def reset() -> None:
     _state["retry_at"] = 0.0
     _state["created"] = set()
     _samples["check"] = _samples["request"] = 0
-    _pending.clear()
-    _pending_total[0] = 0
+    for cell in _cells.values():
+        cell[0] = 0
     _cancel_timer()
 
 
@@ -112,29 +115,47 @@ def _cancel_timer() -> None:
         handle.cancel()
 
 
-def count_allowed(backend: str, algorithm: str) -> None:
-    """Count one allowed check in the local tally (see the module docs); O(1), no I/O."""
+def tally_cell(backend: str, algorithm: str) -> list[int]:
+    """The ``[count]`` cell of allowed checks not yet written for ``(backend, algorithm)``.
+
+    A hot path keeps the cell and, per allowed check, does ``c = cell[0] + 1; cell[0] = c`` and
+    calls :func:`tally_noted` when ``c == 1 or c >= FLUSH_EVERY`` (see :func:`count_allowed`).
+    """
     key = (backend, algorithm)
-    _pending[key] = _pending.get(key, 0) + 1
-    n = _pending_total[0] + 1
-    _pending_total[0] = n
-    if n >= FLUSH_EVERY:
+    cell = _cells.get(key)
+    if cell is None:
+        cell = _cells.setdefault(key, [0])
+    return cell
+
+
+def tally_noted(count: int) -> None:
+    """A cell reached ``count``: write everything at ``FLUSH_EVERY``; start the timer at 1."""
+    if count >= FLUSH_EVERY:
         flush()
-    elif n == 1:
+    elif _timer[0] is None:
         try:
             _timer[0] = asyncio.get_running_loop().call_later(FLUSH_AFTER_SECONDS, flush)
         except RuntimeError:  # no running loop (a synchronous caller): write now
             flush()
 
 
+def count_allowed(backend: str, algorithm: str) -> None:
+    """Count one allowed check in the local tally (see the module docs); O(1), no I/O."""
+    cell = tally_cell(backend, algorithm)
+    c = cell[0] + 1
+    cell[0] = c
+    if c == 1 or c >= FLUSH_EVERY:
+        tally_noted(c)
+
+
 def flush() -> None:
     """Write the tally of allowed checks to ``rate_limiting_checks_total`` now."""
     _cancel_timer()
-    if not _pending_total[0]:
+    pending = [(key, cell[0]) for key, cell in _cells.items() if cell[0]]
+    if not pending:
         return
-    pending = list(_pending.items())
-    _pending.clear()
-    _pending_total[0] = 0
+    for key, _ in pending:
+        _cells[key][0] = 0
     svc = _service()
     if svc is None:
         return
@@ -196,14 +217,16 @@ def record_check(
     rule: RateLimitRule, result: RateLimitResult, duration: float | None, backend: str
 ) -> None:
     """Count one check (and its duration when timed); a refusal also counts
-    ``rate_limit_exceeded_total``. Writes the batched tally too."""
-    if _pending_total[0]:
-        flush()
+    ``rate_limit_exceeded_total``. An allowed check goes to the batched tally."""
+    allowed = result.allowed
+    algorithm = rule.hot_params[0].value
+    if allowed:
+        count_allowed(backend, algorithm)
+        if duration is None:
+            return
     svc = _service()
     if svc is None:
         return
-    allowed = result.allowed
-    algorithm = rule.hot_params[0].value
     labels = _check_labels.get((backend, algorithm, allowed))
     if labels is None:
         labels = _check_labels.setdefault(
@@ -212,7 +235,8 @@ def record_check(
              "result": "allowed" if allowed else "limited"},
         )
     try:
-        svc.increment_counter("rate_limiting_checks_total", 1, labels)
+        if not allowed:
+            svc.increment_counter("rate_limiting_checks_total", 1, labels)
         if duration is not None:
             svc.observe_histogram(
                 "rate_limiting_check_duration_seconds", duration, {"backend": backend}

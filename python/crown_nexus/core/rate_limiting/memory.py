@@ -85,8 +85,20 @@ class MemoryRateLimitBackend(RateLimitBackend):
         now = self._clock()
         if now >= self._next_sweep:
             self.sweep(now)
-        allowed, count, reset = self._window(rule).hit(key, now, cost)
-        return make_result(rule, allowed, count, reset)
+        _, _, _, capacity, signature, policy_name, window = rule.hot_params
+        win = self._windows.get(signature)
+        if win is None:
+            win = self._window(rule)
+        allowed, count, reset = win.hit(key, now, cost)
+        if allowed:
+            return RateLimitResult(
+                True, capacity, count, capacity - count if capacity > count else 0, reset, 0.0,
+                window, policy_name,
+            )
+        return RateLimitResult(
+            False, capacity, count, capacity - count if capacity > count else 0, reset, reset,
+            window, policy_name,
+        )
 
     async def hit(self, key: str, rule: RateLimitRule, cost: int = 1) -> RateLimitResult:
         """Count ``cost`` requests for ``key`` under ``rule`` if they fit (atomic, no I/O)."""

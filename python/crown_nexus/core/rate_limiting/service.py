@@ -44,7 +44,8 @@ logger = get_logger("crown_nexus.core.rate_limiting")
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _perf_counter = time.perf_counter
-_count_allowed = _metrics.count_allowed
+_tally_noted = _metrics.tally_noted
+_FLUSH_EVERY = _metrics.FLUSH_EVERY
 _UNKNOWN_CLIENT = "unknown"
 
 
@@ -193,6 +194,15 @@ class RateLimitingService:
         self._down_until = 0.0
         self._degraded = False
         self._checks = 0
+        self._backend_name = self.backend.name
+        #: per rule signature: the metrics tally cell of allowed checks
+        self._cells: dict[str, list[int]] = {}
+        #: the memory backend's synchronous check (it never waits and is never down)
+        self._memory_hit = (
+            self.backend.hit_now
+            if type(self.backend) is MemoryRateLimitBackend and self.fallback is self.backend
+            else None
+        )
 
     # ------------------------------------------------------------------ keys
     def client_ip(self, request: Any) -> str:
@@ -238,11 +248,27 @@ class RateLimitingService:
         """
         if type(key) is not str and not isinstance(key, str):
             raise TypeError(f"key must be a str, not {type(key).__name__}")
-        backend = self.backend
         # durations are sampled (the first check, then 1 in DURATION_SAMPLE_EVERY): reading the
         # clock twice and observing a histogram would cost more than a memory check
-        n = self._checks
-        self._checks = n + 1 if n + 1 < _metrics.DURATION_SAMPLE_EVERY else 0
+        n = self._checks + 1
+        self._checks = n if n < _metrics.DURATION_SAMPLE_EVERY else 0
+        n -= 1
+        memory_hit = self._memory_hit
+        if memory_hit is not None and n:
+            # in-process backend: a synchronous call, never down, nothing to await
+            result = memory_hit(key, rule, cost)
+            if result.allowed:  # the common case: one tally bump, no metrics call
+                cell = self._cells.get(rule.hot_params[4])
+                if cell is None:
+                    cell = self._cell(rule)
+                c = cell[0] + 1
+                cell[0] = c
+                if c == 1 or c >= _FLUSH_EVERY:
+                    _tally_noted(c)
+                return result
+            _metrics.record_check(rule, result, None, self._backend_name)
+            return result
+        backend = self.backend
         started = _perf_counter() if n == 0 else 0.0
         if not self._degraded or backend is self.fallback:
             try:
@@ -250,8 +276,14 @@ class RateLimitingService:
             except RateLimitBackendError as exc:
                 result = await self._backend_down(key, rule, cost, exc)
             else:
-                if n and result.allowed:  # the common case: one tally update, no metrics call
-                    _count_allowed(backend.name, rule.hot_params[0].value)
+                if n and result.allowed:  # the common case: one tally bump, no metrics call
+                    cell = self._cells.get(rule.hot_params[4])
+                    if cell is None:
+                        cell = self._cell(rule)
+                    c = cell[0] + 1
+                    cell[0] = c
+                    if c == 1 or c >= _FLUSH_EVERY:
+                        _tally_noted(c)
                     return result
         elif self._clock() >= self._down_until:
             try:
@@ -268,6 +300,14 @@ class RateLimitingService:
             rule, result, (_perf_counter() - started) if n == 0 else None, backend.name
         )
         return result
+
+    def _cell(self, rule: RateLimitRule) -> list[int]:
+        """The metrics tally cell of allowed checks for ``rule``'s algorithm on the backend."""
+        algo, _, _, _, signature, _, _ = rule.hot_params
+        cell = _metrics.tally_cell(self._backend_name, algo.value)
+        if len(self._cells) < 1024:
+            self._cells[signature] = cell
+        return cell
 
     async def _backend_down(
         self, key: str, rule: RateLimitRule, cost: int, exc: BaseException
