@@ -141,22 +141,23 @@ async def test_unknown_sort_field_is_422(client: Any) -> None:
     _assert_error(await client.get("/catalog/products/cursor", params={"sort": "-secret"}), "INVALID_SORT_FIELD")
 
 
-@pytest.mark.parametrize(
-    ("path", "params"),
-    [
-        ("/catalog/products", {"page": 0}),
-        ("/catalog/products", {"page_size": 0}),
-        ("/catalog/products", {"page_size": 101}),
-        ("/catalog/products", {"page": 10**9}),
-        ("/catalog/products", {"sort": "-"}),
-        ("/catalog/products/cursor", {"limit": 0}),
-        ("/catalog/products/cursor", {"limit": 1000}),
-        ("/catalog/products/cursor", {"cursor": "x" * 5000}),
-    ],
-)
-async def test_out_of_range_params_are_422(client: Any, path: str, params: dict[str, Any]) -> None:
+BAD_PARAMS = [
+    ("/catalog/products", {"page": 0}),
+    ("/catalog/products", {"page_size": 0}),
+    ("/catalog/products", {"page_size": 101}),
+    ("/catalog/products", {"page": 10**9}),
+    ("/catalog/products", {"sort": "-"}),
+    ("/catalog/products", {"sort": "name," * 60}),
+    ("/catalog/products/cursor", {"limit": 0}),
+    ("/catalog/products/cursor", {"limit": 1000}),
+    ("/catalog/products/cursor", {"cursor": "x" * 5000}),
+]
+
+
+async def test_out_of_range_params_are_422(client: Any) -> None:
     """Page, page size, limit, sort or cursor out of range answer 422 INVALID_PAGINATION_PARAMS."""
-    _assert_error(await client.get(path, params=params), "INVALID_PAGINATION_PARAMS")
+    for path, params in BAD_PARAMS:
+        _assert_error(await client.get(path, params=params), "INVALID_PAGINATION_PARAMS")
 
 
 async def test_non_integer_page_is_fastapi_422(client: Any) -> None:

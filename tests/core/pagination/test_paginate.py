@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel
 from sqlalchemy import DateTime, ForeignKey, Integer, String, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
@@ -267,3 +270,55 @@ async def test_service_registration_and_session(db: AsyncSession) -> None:
         await PaginationService().paginate_with_offset(Book, select(Book), OffsetPaginationParams())
     token = service.encode_cursor("fp", [1])
     assert service.decode_cursor(token, "fp") == ("n", [1])
+
+
+_FUZZ_ENGINE: dict[str, Any] = {}
+
+
+def _fuzz_session_factory() -> Any:
+    """One in-memory SQLite (with the tables and a few books) shared by the fuzz examples."""
+    if "loop" not in _FUZZ_ENGINE:
+        loop = asyncio.new_event_loop()
+        engine = create_async_engine("sqlite+aiosqlite://")
+
+        async def setup() -> None:
+            async with engine.begin() as conn:
+                await conn.run_sync(Base.metadata.create_all)
+            async with async_sessionmaker(engine)() as session:
+                session.add_all([Shelf(id=1, label="l"), Shelf(id=2, label="r")])
+                await session.flush()
+                session.add_all(_book(i) for i in range(1, 6))
+                await session.commit()
+
+        loop.run_until_complete(setup())
+        _FUZZ_ENGINE.update(loop=loop, engine=engine, factory=async_sessionmaker(engine))
+    return _FUZZ_ENGINE
+
+
+@pytest.fixture(scope="module", autouse=False)
+def fuzz_db() -> Iterator[dict[str, Any]]:
+    """The shared fuzz database, disposed after the module."""
+    state = _fuzz_session_factory()
+    yield state
+    state["loop"].run_until_complete(state["engine"].dispose())
+    state["loop"].close()
+    _FUZZ_ENGINE.clear()
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cursor=st.one_of(st.text(max_size=200), st.text(alphabet="ABCDEFabcdef0123456789-_.", max_size=120)),
+       sort=st.lists(st.sampled_from(["title", "pages", "id", "created_at", "nope"]), max_size=2))
+def test_fuzz_paginate_with_cursor_only_typed_errors(fuzz_db: dict[str, Any], cursor: str, sort: list[str]) -> None:
+    """Any cursor string and sort list give a page or a typed 422 pagination error, never anything else."""
+
+    async def run() -> None:
+        async with fuzz_db["factory"]() as session:
+            params = CursorPaginationParams(cursor=cursor or None, sort=[SortField(field=f) for f in sort])
+            await paginate_with_cursor(session, Book, select(Book), params, secret_key="fuzz")
+
+    try:
+        fuzz_db["loop"].run_until_complete(run())
+    except (InvalidCursorException, InvalidSortFieldException, InvalidPaginationParamsException) as exc:
+        assert exc.status_code == 422
+    else:
+        assert not cursor  # only the first page (no cursor) can succeed: nothing forges a signature
