@@ -67,7 +67,6 @@ class SecurityTelemetry:
         self._events_available: bool | None = None
         self._pending: dict[tuple[str, tuple[str, ...]], int] = {}
         self._flush_interval = flush_interval
-        self._next_flush = 0.0
         self._sample_every = max(1, sample_every)
         self._sample_counter = 0
         #: sampled validation durations waiting for the next flush (at most ``max_samples``)
@@ -76,6 +75,12 @@ class SecurityTelemetry:
         self._countdown = 1
         #: True when the next token validation should be timed (see :meth:`validation`)
         self.time_next = False
+        #: successful validations per token type since the last flush (the decode hot path
+        #: counts here inline, then calls :meth:`sample_validation` once in ``sample_every``)
+        self.ok_counts: dict[str, int] = {}
+        #: ``time.monotonic()`` after which the next validation flushes
+        self.next_flush = 0.0
+        self.sample_every = self._sample_every
 
     # --- metrics ---------------------------------------------------------------------------
 
@@ -132,7 +137,7 @@ class SecurityTelemetry:
         key = (name, values)
         pending = self._pending
         pending[key] = pending.get(key, 0) + 1
-        if time.monotonic() >= self._next_flush:
+        if time.monotonic() >= self.next_flush:
             self.flush()
 
     def validation(self, key: tuple[str, tuple[str, ...]], start: float) -> None:
@@ -157,8 +162,18 @@ class SecurityTelemetry:
                 countdown = self._sample_every
                 self.time_next = True
             self._countdown = countdown
-        if time.monotonic() >= self._next_flush:
+        if time.monotonic() >= self.next_flush:
             self.flush()
+
+    def sample_validation(self, start: float, success: str) -> None:
+        """The hot path's once-in-``sample_every`` step: keep the duration of a timed
+        validation (``start`` from ``time.perf_counter()``), or ask for the next one to be timed."""
+        if start:
+            self.time_next = False
+            if len(self._samples) < self._max_samples:
+                self._samples.append((time.perf_counter() - start, success))
+        else:
+            self.time_next = True
 
     def should_sample(self) -> bool:
         """True for one call in ``sample_every`` (time the hot path only then)."""
@@ -170,11 +185,15 @@ class SecurityTelemetry:
 
     def flush(self) -> None:
         """Move the locally counted events into the metrics service."""
-        self._next_flush = time.monotonic() + self._flush_interval
+        self.next_flush = time.monotonic() + self._flush_interval
         if self._samples:
             samples, self._samples = self._samples, []
             for elapsed, success in samples:
                 self.observe("token_validation_duration_seconds", elapsed, success)
+        if self.ok_counts:
+            ok_counts, self.ok_counts = self.ok_counts, {}
+            for token_type, amount in ok_counts.items():
+                self.inc("token_validations_total", "true", str(token_type), amount=amount)
         if not self._pending:
             return
         pending, self._pending = self._pending, {}

@@ -44,6 +44,7 @@ from crown_nexus.settings import Settings
 __all__ = ["RevocationPending", "SecurityService", "configure_security", "get_security_service"]
 
 _perf_counter = time.perf_counter
+_monotonic = time.monotonic
 
 
 def _failure_key(expected_type: TokenType | str | None) -> tuple[str, tuple[str, str]]:
@@ -346,7 +347,15 @@ class SecurityService:
         except AuthenticationException:
             telemetry.validation(_failure_key(expected_type), start)
             raise
-        telemetry.validation(_VALID_KEYS[data.type], start)
+        # success, counted inline (SecurityTelemetry.ok_counts): a dict update and a clock read
+        ok_counts = telemetry.ok_counts
+        token_type = data.type
+        count = ok_counts.get(token_type, 0) + 1
+        ok_counts[token_type] = count
+        if start or not count % telemetry.sample_every:
+            telemetry.sample_validation(start, "true")
+        if _monotonic() >= telemetry.next_flush:
+            telemetry.flush()
         return data
 
     async def finish_revocation_check(self, pending: RevocationPending) -> TokenData:

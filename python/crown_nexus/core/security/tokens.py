@@ -27,7 +27,9 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import ModuleType
-from typing import Any
+from typing import Annotated, Any
+
+import msgspec
 
 from crown_nexus import accel
 from crown_nexus.core.exceptions import AuthenticationException
@@ -86,11 +88,6 @@ class TokenPair:
 _MIN_TS, _MAX_TS = -62135510400, 253402214400  # inside datetime's range (0001-01-02 .. 9999-12-30)
 
 
-def _valid_ts(value: Any) -> bool:
-    t = type(value)
-    return (t is int or t is float) and _MIN_TS <= value <= _MAX_TS
-
-
 def _ts(value: Any) -> datetime | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
         try:
@@ -100,92 +97,54 @@ def _ts(value: Any) -> datetime | None:
     return None
 
 
-_TOKEN_TYPES = {"access": TokenType.ACCESS, "refresh": TokenType.REFRESH}
+_Timestamp = Annotated[int, msgspec.Meta(le=_MAX_TS)] | Annotated[float, msgspec.Meta(le=_MAX_TS)]
+_OptionalNumber = int | float | None
+#: the name the raw-claims field has in a claims mapping; always overwritten by from_claims
+_CLAIMS_FIELD = "__crown_nexus_claims__"
 
 
-class TokenData:
+class TokenData(msgspec.Struct):
     """A verified token's claims. ``exp``/``iat``/``nbf`` are timezone-aware UTC datetimes.
 
     Attributes: ``sub``, ``exp``, ``iat``, ``nbf``, ``jti``, ``type`` (:class:`TokenType`),
-    ``role``, ``permissions``, ``user_data``, ``iss``, ``aud``, ``fam`` and ``claims`` (all of
-    them, raw). The datetimes are built on first access (verification is a hot path).
+    ``role``, ``permissions`` (a list, empty when the token has none), ``user_data``, ``iss``,
+    ``aud``, ``fam`` and ``claims`` (all of them, raw). The raw timestamps are kept as
+    ``exp_ts``/``iat_ts``/``nbf_ts``; the datetimes are built on access (verification is a hot
+    path). Positional construction follows the field order ``sub, exp, type, jti, iat, nbf,
+    role, permissions, user_data, iss, aud, fam, claims``.
     """
 
-    __slots__ = (
-        "_exp",
-        "_iat",
-        "_nbf",
-        "aud",
-        "claims",
-        "fam",
-        "iss",
-        "jti",
-        "permissions",
-        "role",
-        "sub",
-        "type",
-        "user_data",
-    )
-
-    def __init__(
-        self,
-        sub: str,
-        exp: datetime | float,
-        type: TokenType,
-        jti: str,
-        iat: datetime | float | None = None,
-        nbf: datetime | float | None = None,
-        role: str | None = None,
-        permissions: list[str] | None = None,
-        user_data: dict[str, Any] | None = None,
-        iss: str | None = None,
-        aud: str | list[str] | None = None,
-        fam: str | None = None,
-        claims: dict[str, Any] | None = None,
-    ) -> None:
-        self.sub = sub
-        self._exp: Any = exp
-        self.type = type
-        self.jti = jti
-        self._iat: Any = iat
-        self._nbf: Any = nbf
-        self.role = role
-        self.permissions: list[str] = permissions if permissions is not None else []
-        self.user_data = user_data
-        self.iss = iss
-        self.aud = aud
-        self.fam = fam
-        self.claims: dict[str, Any] = claims if claims is not None else {}
-
-    @staticmethod
-    def _as_datetime(value: Any) -> datetime | None:
-        if value is None or isinstance(value, datetime):
-            return value
-        return _ts(value)
+    sub: str
+    exp_ts: _Timestamp | datetime = msgspec.field(name="exp")
+    type: TokenType
+    jti: str
+    iat_ts: _OptionalNumber | datetime = msgspec.field(default=None, name="iat")
+    nbf_ts: _OptionalNumber | datetime = msgspec.field(default=None, name="nbf")
+    role: str | None = None
+    permissions: list[str] = []
+    user_data: dict[str, Any] | None = None
+    iss: str | None = None
+    aud: str | list[str] | None = None
+    fam: str | None = None
+    claims: dict[str, Any] = msgspec.field(default_factory=dict, name=_CLAIMS_FIELD)
 
     @property
     def exp(self) -> datetime:
         """Expiry as an aware UTC datetime."""
-        value = self._exp
-        if not isinstance(value, datetime):
-            value = self._exp = _ts(value)
-        return value  # type: ignore[no-any-return]
+        value = self.exp_ts
+        return value if isinstance(value, datetime) else _ts(value)  # type: ignore[return-value]
 
     @property
     def iat(self) -> datetime | None:
         """Issue time as an aware UTC datetime (``None`` if absent)."""
-        value = self._iat
-        if value is not None and not isinstance(value, datetime):
-            value = self._iat = _ts(value)
-        return value  # type: ignore[no-any-return]
+        value = self.iat_ts
+        return value if value is None or isinstance(value, datetime) else _ts(value)
 
     @property
     def nbf(self) -> datetime | None:
         """Not-before time as an aware UTC datetime (``None`` if absent)."""
-        value = self._nbf
-        if value is not None and not isinstance(value, datetime):
-            value = self._nbf = _ts(value)
-        return value  # type: ignore[no-any-return]
+        value = self.nbf_ts
+        return value if value is None or isinstance(value, datetime) else _ts(value)
 
     @property
     def user_id(self) -> str:
@@ -226,54 +185,23 @@ class TokenData:
         """Build from verified claims; raises ``ValueError`` when a claim has the wrong shape.
 
         The hot path has already checked that ``exp``/``iat``/``nbf`` are numbers (``exp`` in
-        the future, ``iat``/``nbf`` not) and ``sub``/``jti`` strings; this checks the rest:
-        ``exp`` within datetime's range, ``type`` a :class:`TokenType`, ``role``/``fam``/``iss``
-        strings, ``user_data`` an object and ``permissions`` a list of strings (all optional).
-        The slots are filled directly: no ``__init__`` call on this hot path.
+        the future, ``iat``/``nbf`` not) and ``sub``/``jti`` strings; msgspec checks the rest in
+        one compiled pass: ``jti`` and ``type`` present, ``exp`` within datetime's range,
+        ``type`` a :class:`TokenType`, ``role``/``fam``/``iss`` strings, ``user_data`` an object,
+        ``permissions`` a list of strings and ``aud`` a string or list of strings (all optional).
         """
-        get = claims.get
-        token_type = _TOKEN_TYPES.get(claims["type"])  # type: ignore[call-overload]
-        exp = claims["exp"]
-        role = get("role")
-        perms = get("permissions")
-        user_data = get("user_data")
-        fam = get("fam")
-        iss = get("iss")
-        if (
-            token_type is None
-            or not exp <= _MAX_TS
-            or (role is not None and type(role) is not str)
-            or (user_data is not None and type(user_data) is not dict)
-            or (fam is not None and type(fam) is not str)
-            or (iss is not None and type(iss) is not str)
-        ):
-            raise ValueError("claims")
-        if perms is None:
-            perms = []
-        elif type(perms) is not list:
-            raise ValueError("permissions")
-        else:
-            for p in perms:
-                if type(p) is not str:
-                    raise ValueError("permissions")
-        self = _new(cls)
-        self.sub = claims["sub"]
-        self._exp = exp
-        self.type = token_type
-        self.jti = claims["jti"]
-        self._iat = get("iat")
-        self._nbf = get("nbf")
-        self.role = role
-        self.permissions = perms
-        self.user_data = user_data
-        self.iss = iss
-        self.aud = get("aud")
-        self.fam = fam
-        self.claims = claims
-        return self
+        try:
+            data = _convert(claims, cls)
+        except msgspec.ValidationError:
+            if claims.get("permissions", ()) is not None:
+                raise
+            # "permissions": null means none (as an absent claim does)
+            data = _convert({k: v for k, v in claims.items() if k != "permissions"}, cls)
+        data.claims = claims
+        return data
 
 
-_new = object.__new__
+_convert = msgspec.convert
 
 
 def _defining_class(cls: type, name: str) -> type:
