@@ -338,3 +338,77 @@ async def test_validation_service_endpoint(db: Any) -> None:
     validation_service = get_service("validation_service", db=db)
     assert validation_service.db is db
     assert await validation_service.validate_unique("email", "alice@example.com", User) is False
+
+
+# --- guide §14 "Validation in Services" -------------------------------------------------------
+
+from pydantic import BaseModel
+from crown_nexus.logging import get_logger
+
+
+class UserCreateSchema(BaseModel):
+    """The user's creation schema."""
+
+    username: str
+    email: str
+
+
+class UserService:
+    def __init__(self, db):
+        self.db = db
+        self.validation_service = get_service("validation_service", db=db)
+        self.logger = get_logger("app.domains.users.service")
+
+    async def create_user(self, user_data):
+        self.logger.info("Creating new user", email=user_data.get("email"))
+
+        # Validate data against schema
+        try:
+            validated_data = self.validation_service.validate_data(user_data, UserCreateSchema)
+        except ValidationException as e:
+            self.logger.warning("User data validation failed", errors=e.errors)
+            raise
+
+        # Check for unique email
+        is_unique = await self.validation_service.validate_unique(
+            "email", validated_data.email, User
+        )
+
+        if not is_unique:
+            self.logger.warning("Email already exists", email=validated_data.email)
+            raise ValidationException(
+                "Validation failed",
+                errors=[{
+                    "loc": ["email"],
+                    "msg": "Email already registered",
+                    "type": "unique_error"
+                }]
+            )
+
+        # Create user
+        user = User(**validated_data.model_dump())
+        self.db.add(user)
+        await self.db.commit()
+        await self.db.refresh(user)
+
+        self.logger.info("User created successfully", user_id=user.id)
+        return user
+
+
+async def test_validation_in_services(db: Any) -> None:
+    """§14 Validation in Services: creates a user; a schema failure and a taken email raise ValidationException."""
+    from crown_nexus.testing import capture_logs
+
+    service = UserService(db)
+    with capture_logs() as logs:
+        user = await service.create_user({"username": "bob", "email": "bob@example.com"})
+        with pytest.raises(ValidationException) as invalid:
+            await service.create_user({"username": "nomail"})
+        with pytest.raises(ValidationException) as taken:
+            await service.create_user({"username": "alice2", "email": "alice@example.com"})
+    assert user.id == 2 and user.username == "bob"
+    assert invalid.value.errors[0]["loc"] == ["email"] and invalid.value.status_code == 422
+    assert taken.value.errors == [{"loc": ["email"], "msg": "Email already registered", "type": "unique_error"}]
+    events = [entry["event"] for entry in logs]
+    assert "User data validation failed" in events and "Email already exists" in events
+    assert "User created successfully" in events
