@@ -1,7 +1,7 @@
 //! cache_keys hot path: the compiled twin of `crown_nexus._pure.cache_keys`.
 //!
 //! Follows the canonical encoding defined in that module's docstring byte for byte:
-//! leaves, containers and composites with u32le lengths, sha256 over a domain prefix.
+//! leaves, containers and composites with u32le lengths, BLAKE2b-256 over a domain prefix.
 //! Exact builtin types are encoded here; every other value goes through the pure module's
 //! `_reduce`, so the rules for the rarer types (Enum, datetime, dataclasses, ...) live in one
 //! place. Errors are the pure module's `UnhashableValueError`.
@@ -13,7 +13,12 @@ use pyo3::sync::GILOnceCell;
 use pyo3::types::{
     PyBool, PyBytes, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PySet, PyString, PyTuple, PyType,
 };
-use sha2::{Digest, Sha256};
+use blake2::digest::consts::U32;
+use blake2::{Blake2b, Digest};
+use std::cell::RefCell;
+
+/// BLAKE2b with a 256-bit digest (`hashlib.blake2b(digest_size=32)`).
+type Blake2b256 = Blake2b<U32>;
 
 const KEY_DOMAIN: &[u8] = b"cnk1";
 const VALUE_DOMAIN: &[u8] = b"cnv1";
@@ -80,24 +85,25 @@ fn type_name(value: &Bound<'_, PyAny>) -> String {
 /// Tags whose node is a leaf (`tag + u32le(len(head)) + head`), as in the pure module.
 const LEAF_TAGS: &[u8] = b"NTFifsbyDamecu";
 
-/// Lowercase hex of an i64 with a leading `-` when negative, as Python's `format(v, "x")`.
-fn put_hex_i64(buf: &mut Vec<u8>, v: i64) {
+/// Lowercase hex of an i64 with a leading `-` when negative, as Python's `format(v, "x")`,
+/// written right-aligned into `buf`; returns where it starts.
+fn put_hex_i64(buf: &mut [u8; 17], v: i64) -> usize {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    if v < 0 {
-        buf.push(b'-');
-    }
     let mut n = v.unsigned_abs();
-    let mut digits = [0u8; 16];
-    let mut i = digits.len();
+    let mut i = buf.len();
     loop {
         i -= 1;
-        digits[i] = HEX[(n & 0xf) as usize];
+        buf[i] = HEX[(n & 0xf) as usize];
         n >>= 4;
         if n == 0 {
             break;
         }
     }
-    buf.extend_from_slice(&digits[i..]);
+    if v < 0 {
+        i -= 1;
+        buf[i] = b'-';
+    }
+    i
 }
 
 struct Encoder<'a> {
@@ -159,14 +165,14 @@ impl Encoder<'_> {
         py: Python<'_>,
         out: &mut Vec<u8>,
         tag: u8,
-        pieces: &[(usize, usize)],
+        pieces: &mut [(usize, usize)],
         scratch: &[u8],
     ) -> PyResult<()> {
-        let mut order: Vec<&[u8]> = pieces.iter().map(|&(a, b)| &scratch[a..b]).collect();
-        order.sort_unstable();
+        pieces.sort_unstable_by(|&(a, b), &(c, d)| scratch[a..b].cmp(&scratch[c..d]));
         let at = Self::open(out, tag);
-        for piece in &order {
-            out.extend_from_slice(piece);
+        out.reserve(scratch.len());
+        for &(a, b) in pieces.iter() {
+            out.extend_from_slice(&scratch[a..b]);
         }
         let n = if tag == b'd' {
             2 * pieces.len()
@@ -195,9 +201,9 @@ impl Encoder<'_> {
             let mut overflow: std::os::raw::c_int = 0;
             let v = unsafe { ffi::PyLong_AsLongLongAndOverflow(value.as_ptr(), &mut overflow) };
             if overflow == 0 && !(v == -1 && !unsafe { ffi::PyErr_Occurred() }.is_null()) {
-                let mut head = Vec::with_capacity(17);
-                put_hex_i64(&mut head, v);
-                return self.leaf(py, out, b'i', &head);
+                let mut head = [0u8; 17];
+                let start = put_hex_i64(&mut head, v);
+                return self.leaf(py, out, b'i', &head[start..]);
             }
             if overflow == 0 {
                 return Err(PyErr::fetch(py));
@@ -250,7 +256,8 @@ impl Encoder<'_> {
         }
         if value.is_exact_instance_of::<PyDict>() {
             // snapshot the pairs first: encoding may run Python code (via _reduce)
-            let mut pairs: Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)> = Vec::new();
+            let len = unsafe { ffi::PyDict_Size(value.as_ptr()) }.max(0) as usize;
+            let mut pairs: Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)> = Vec::with_capacity(len);
             let mut pos: ffi::Py_ssize_t = 0;
             let mut key: *mut ffi::PyObject = std::ptr::null_mut();
             let mut val: *mut ffi::PyObject = std::ptr::null_mut();
@@ -262,7 +269,7 @@ impl Encoder<'_> {
                     )
                 });
             }
-            let mut scratch = Vec::with_capacity(64 * pairs.len());
+            let mut scratch = Vec::with_capacity(32 * pairs.len());
             let mut pieces = Vec::with_capacity(pairs.len());
             for (k, v) in &pairs {
                 let start = scratch.len();
@@ -270,7 +277,8 @@ impl Encoder<'_> {
                 self.encode(v, depth + 1, &mut scratch)?;
                 pieces.push((start, scratch.len()));
             }
-            return self.sorted_into(py, out, b'd', &pieces, &scratch);
+            drop(pairs);
+            return self.sorted_into(py, out, b'd', &mut pieces, &scratch);
         }
         let is_set = value.is_exact_instance_of::<PySet>();
         if is_set || value.is_exact_instance_of::<PyFrozenSet>() {
@@ -281,7 +289,8 @@ impl Encoder<'_> {
                 self.encode(&item?, depth + 1, &mut scratch)?;
                 pieces.push((start, scratch.len()));
             }
-            return self.sorted_into(py, out, if is_set { b'S' } else { b'z' }, &pieces, &scratch);
+            let tag = if is_set { b'S' } else { b'z' };
+            return self.sorted_into(py, out, tag, &mut pieces, &scratch);
         }
         if self.encode_known(value, out)? {
             return Ok(());
@@ -378,25 +387,66 @@ impl Encoder<'_> {
     }
 }
 
-fn hex_digest(data: &[u8]) -> String {
+/// Two lowercase hex digits for every byte value.
+const HEX_PAIRS: [[u8; 2]; 256] = {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digest = Sha256::digest(data);
-    let mut s = String::with_capacity(64);
-    for byte in digest {
-        s.push(HEX[(byte >> 4) as usize] as char);
-        s.push(HEX[(byte & 0xf) as usize] as char);
+    let mut table = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        table[i] = [HEX[i >> 4], HEX[i & 0xf]];
+        i += 1;
     }
-    s
+    table
+};
+
+thread_local! {
+    /// Encoding buffer reused between calls on this thread (taken out while in use, so a call
+    /// re-entered from Python code run by `_reduce` simply gets a fresh one).
+    static BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Largest buffer kept between calls (a huge argument does not pin its memory).
+const KEEP_BUFFER: usize = 16 * 1024;
+
+/// Encode into the reused buffer (`domain` first) and return the hex BLAKE2b-256 digest.
+fn digest_with<'py>(
+    py: Python<'py>,
+    domain: &[u8],
+    fill: impl FnOnce(&mut Vec<u8>) -> PyResult<()>,
+) -> PyResult<Bound<'py, PyString>> {
+    let mut out = BUFFER.with(|b| b.take());
+    out.clear();
+    if out.capacity() == 0 {
+        out.reserve(256);
+    }
+    out.extend_from_slice(domain);
+    let filled = fill(&mut out);
+    let digest = filled.map(|()| Blake2b256::digest(&out));
+    if out.capacity() <= KEEP_BUFFER {
+        BUFFER.with(|b| {
+            let mut slot = b.borrow_mut();
+            if slot.capacity() == 0 {
+                *slot = out;
+            }
+        });
+    }
+    let digest = digest?;
+    let mut hex = [0u8; 64];
+    for (pair, byte) in hex.chunks_exact_mut(2).zip(digest.iter()) {
+        pair.copy_from_slice(&HEX_PAIRS[*byte as usize]);
+    }
+    // SAFETY: every byte is an ASCII hex digit
+    Ok(PyString::new(py, unsafe { std::str::from_utf8_unchecked(&hex) }))
 }
 
 /// Stable hex digest (64 chars) of the call `qualname(*args, **kwargs)`; see the pure module.
 #[pyfunction]
-fn make_key(
-    py: Python<'_>,
+fn make_key<'py>(
+    py: Python<'py>,
     qualname: &Bound<'_, PyAny>,
     args: &Bound<'_, PyAny>,
     kwargs: &Bound<'_, PyAny>,
-) -> PyResult<String> {
+) -> PyResult<Bound<'py, PyString>> {
     if !qualname.is_instance_of::<PyString>() {
         return Err(PyTypeError::new_err(format!(
             "qualname must be a str, not {}",
@@ -416,32 +466,28 @@ fn make_key(
         )));
     }
     let encoder = Encoder { pure: pure(py)? };
-    let mut out = Vec::with_capacity(256);
-    out.extend_from_slice(KEY_DOMAIN);
-    encoder.encode(qualname, 0, &mut out)?;
-    if args.is_exact_instance_of::<PyTuple>() {
-        encoder.encode(args, 0, &mut out)?;
-    } else {
-        let exact = py.get_type::<PyTuple>().call1((args,))?;
-        encoder.encode(&exact, 0, &mut out)?;
-    }
-    if kwargs.is_exact_instance_of::<PyDict>() {
-        encoder.encode(kwargs, 0, &mut out)?;
-    } else {
-        let exact = py.get_type::<PyDict>().call1((kwargs,))?;
-        encoder.encode(&exact, 0, &mut out)?;
-    }
-    Ok(hex_digest(&out))
+    digest_with(py, KEY_DOMAIN, |out| {
+        encoder.encode(qualname, 0, out)?;
+        if args.is_exact_instance_of::<PyTuple>() {
+            encoder.encode(args, 0, out)?;
+        } else {
+            let exact = py.get_type::<PyTuple>().call1((args,))?;
+            encoder.encode(&exact, 0, out)?;
+        }
+        if kwargs.is_exact_instance_of::<PyDict>() {
+            encoder.encode(kwargs, 0, out)
+        } else {
+            let exact = py.get_type::<PyDict>().call1((kwargs,))?;
+            encoder.encode(&exact, 0, out)
+        }
+    })
 }
 
 /// Stable hex digest (64 chars) of one value (a strong ETag); see the pure module.
 #[pyfunction]
-fn hash_value(py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<String> {
+fn hash_value<'py>(py: Python<'py>, value: &Bound<'_, PyAny>) -> PyResult<Bound<'py, PyString>> {
     let encoder = Encoder { pure: pure(py)? };
-    let mut out = Vec::with_capacity(128);
-    out.extend_from_slice(VALUE_DOMAIN);
-    encoder.encode(value, 0, &mut out)?;
-    Ok(hex_digest(&out))
+    digest_with(py, VALUE_DOMAIN, |out| encoder.encode(value, 0, out))
 }
 
 pub fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -315,8 +315,8 @@ GOLDEN = {
 }
 
 
-GOLDEN_KEY = "8f951c0f281ce90459a2e0069a8b7cfdad3bb8eaa86c5d470b648412747bd053"
-GOLDEN_VALUE = "7243042a787552b7c4f4e9ac6ddfa090d2ed7b6b81a2645717932d9b8e7c8324"
+GOLDEN_KEY = "a463f341b9de90477fd43a6b275ca8626425512315d61c633cbfe67f4179a1e3"
+GOLDEN_VALUE = "cb8493a9149ce37ed1cc638d2c6ca526fa636585361fc96bba24d383273f9518"
 
 
 def _u32(n: int) -> bytes:
@@ -337,7 +337,7 @@ def _doc_node(tag: bytes, head: bytes = b"", children: list[bytes] | None = None
 def _doc_digest(node: bytes) -> str:
     import hashlib
 
-    return hashlib.sha256(b"cnv1" + node).hexdigest()
+    return hashlib.blake2b(b"cnv1" + node, digest_size=32).hexdigest()
 
 
 def test_encoding_is_the_documented_one(impl: ModuleType) -> None:

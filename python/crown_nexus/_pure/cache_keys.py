@@ -65,12 +65,17 @@ Subclasses of the builtin types (other than Enum members) are encoded as their b
 Digests
 =======
 
-- ``make_key(qualname, args, kwargs)`` is ``sha256(b"cnk1" + node(qualname) + node(args) +
-  node(kwargs)).hexdigest()``; ``args`` (a tuple, encoded as a tuple even if it is a subclass) and
-  ``kwargs`` (a dict) are encoded at depth 0.
-- ``hash_value(value)`` is ``sha256(b"cnv1" + node(value)).hexdigest()``.
+The digest is BLAKE2b with a 256-bit output (``hashlib.blake2b(data, digest_size=32)``: no key,
+salt or personalization), chosen over SHA-256 because it is about twice as fast in software on
+these short inputs (CPUs without SHA extensions) with the same 128-bit collision resistance.
 
-Both return 64 lowercase hex characters. orjson is not used: its output cannot tell a tuple from
+- ``make_key(qualname, args, kwargs)`` is ``blake2b(b"cnk1" + node(qualname) + node(args) +
+  node(kwargs), digest_size=32).hexdigest()``; ``args`` (a tuple, encoded as a tuple even if it is
+  a subclass) and ``kwargs`` (a dict) are encoded at depth 0.
+- ``hash_value(value)`` is ``blake2b(b"cnv1" + node(value), digest_size=32).hexdigest()``.
+
+Both return 64 lowercase hex characters. (Format history: before BLAKE2b the digest was SHA-256;
+keys are not persisted across versions, so nothing migrates.) orjson is not used: its output cannot tell a tuple from
 a list or NaN from ``None``, and cannot carry ints beyond 64 bits, sets or non-str keys.
 
 The compiled twin encodes the builtin types itself and calls :func:`_reduce` (this module) for
@@ -101,6 +106,7 @@ _LEAF_TAGS: Final = frozenset(b"NTFifsbyDamecu")
 _U32_MAX: Final = 0xFFFFFFFF
 _pack_u32 = struct.Struct("<I").pack
 _pack_double = struct.Struct(">d").pack
+_blake2b = hashlib.blake2b
 
 
 class UnhashableValueError(TypeError):
@@ -290,7 +296,7 @@ def make_key(qualname: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> st
         + _encode(args if type(args) is tuple else tuple(args), 0)
         + _encode(kwargs if type(kwargs) is dict else dict(kwargs), 0)
     )
-    return hashlib.sha256(data).hexdigest()
+    return _blake2b(data, digest_size=32).hexdigest()
 
 
 def hash_value(value: Any) -> str:
@@ -299,4 +305,4 @@ def hash_value(value: Any) -> str:
     Equal for values with the same canonical encoding, in every process and run. Raises
     :class:`UnhashableValueError` (a ``TypeError``) for a value that cannot be hashed stably.
     """
-    return hashlib.sha256(_VALUE_DOMAIN + _encode(value, 0)).hexdigest()
+    return _blake2b(_VALUE_DOMAIN + _encode(value, 0), digest_size=32).hexdigest()

@@ -6,13 +6,13 @@ process and run (see :mod:`crown_nexus._pure.cache_keys` for the canonical encod
 
 Key shapes (``:`` separated, so ``pattern="prefix:model:*"`` invalidation works):
 
-- ``generate_cache_key("mod.fn", args, kwargs, prefix="cache")`` -> ``cache:mod.fn:<sha256 hex>``
+- ``generate_cache_key("mod.fn", args, kwargs, prefix="cache")`` -> ``cache:mod.fn:<blake2b-256 hex>``
 - ``generate_model_key("app", "user", 42)`` -> ``app:user:42`` (``app:user:42:profile`` with
   ``field="profile"``)
 - ``generate_list_key(prefix="products", model_name="product", filters={...})`` ->
-  ``products:product:list:<sha256 hex of filters>`` (``products:product:list`` without filters)
-- ``generate_query_key("app", "search", {...})`` -> ``app:search:<sha256 hex of params>``
-- ``content_hash(value)`` -> ``<sha256 hex>`` (a strong ETag)
+  ``products:product:list:<blake2b-256 hex of filters>`` (``products:product:list`` without filters)
+- ``generate_query_key("app", "search", {...})`` -> ``app:search:<blake2b-256 hex of params>``
+- ``content_hash(value)`` -> ``<blake2b-256 hex>`` (a strong ETag)
 
 A value that cannot be hashed stably raises
 :class:`~crown_nexus.core.cache.exceptions.CacheKeyException` (422, also a ``TypeError``).
@@ -82,7 +82,7 @@ def generate_cache_key(
 
 
 def content_hash(value: Any) -> str:
-    """Return the stable sha256 hex digest of ``value`` (a strong ETag, equal across processes).
+    """Return the stable BLAKE2b-256 hex digest of ``value`` (a strong ETag, equal across processes).
 
     Raises :class:`CacheKeyException` for a value that cannot be hashed stably.
     """
