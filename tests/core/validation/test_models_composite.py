@@ -7,6 +7,8 @@ from enum import Enum
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel, Field
 
 from crown_nexus.core.exceptions import ConfigurationException, ValidationException
@@ -133,3 +135,14 @@ def test_composite_bad_input_and_bad_rules() -> None:
         validate_composite({"a": 1}, {"a": {"no_such_rule": True}})
     with pytest.raises(ConfigurationException):
         validate_composite({"a": "x"}, {"a": {"length": 5}})
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(st.sampled_from(["username", "email", "password", "age", "website", "other"]),
+                       st.one_of(st.none(), st.text(max_size=60), st.integers(), st.floats(), st.lists(st.integers(), max_size=3)),
+                       max_size=6))
+def test_composite_never_raises_for_any_data(data: dict[str, Any]) -> None:
+    """Arbitrary field values give (bool, errors) with well-formed errors; validity means no errors."""
+    ok, errors = validate_composite(data, RULES)
+    assert ok is (not errors)
+    assert all(set(e) == {"loc", "msg", "type"} and e["loc"][0] in RULES for e in errors)
