@@ -477,3 +477,24 @@ async def test_metrics_in_services(metrics: MetricsService) -> None:
     assert metrics.get_counter_sum("service_errors_total", {"error_type": "ConnectionError"}) == 1
     assert metrics.get_counter_sum("db_queries_total", {"entity": "product"}) == 3
     assert metrics.get_counter_sum("db_errors_total", {"entity": "product"}) == 1
+
+
+async def test_error_responses_carry_x_error_code_for_the_guides_middleware(metrics: MetricsService) -> None:
+    """The guide's MetricsMiddleware labels errors from the response's X-Error-Code: our error responses send it."""
+    from crown_nexus.core.exceptions import BusinessException
+
+    router = APIRouter()
+
+    @router.get("/api/sell")
+    async def sell() -> None:
+        raise BusinessException("Out of stock")
+
+    app = guide_app(router, ENVIRONMENT="test")
+    app.add_middleware(MetricsMiddleware)
+    async with app_client(app) as client:
+        response = await client.get("/api/sell")
+        missing = await client.get("/api/none")
+    assert response.status_code == 400 and response.headers["X-Error-Code"] == "BUSINESS_LOGIC_ERROR"
+    assert missing.headers["X-Error-Code"] == missing.json()["code"]
+    labels = {"endpoint": "/api/sell", "status_code": "400", "error_code": "BUSINESS_LOGIC_ERROR"}
+    assert metrics.get_counter_sum("http_errors_total", labels) >= 1

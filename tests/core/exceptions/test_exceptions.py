@@ -361,7 +361,7 @@ def test_http_exception_any_detail_renders(status, detail, headers) -> None:
     )
     assert isinstance(decoded["code"], str)
     assert decoded["details"] is None or isinstance(decoded["details"], dict | list)
-    assert out_headers == dict(headers or {})
+    assert out_headers == {**dict(headers or {}), "X-Error-Code": decoded["code"]}
 
 
 def test_validation_exception_from_pydantic_drops_input() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
@@ -75,6 +76,10 @@ def _shape_details(details: Any) -> dict[str, Any] | list[Any] | None:
     return shaped if isinstance(shaped, dict | list) else {"detail": shaped}
 
 
+#: codes sent as ``X-Error-Code`` (others, e.g. non-ASCII custom codes, stay in the body only)
+_HEADER_SAFE_CODE = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+
+
 def error_response_parts(
     status_code: int,
     message: str,
@@ -83,10 +88,17 @@ def error_response_parts(
     headers: Mapping[str, str] | None = None,
     request_id: str | None = None,
 ) -> tuple[int, bytes, dict[str, str]]:
-    """``(status, body bytes, headers)`` of one SPEC §3 error response."""
+    """``(status, body bytes, headers)`` of one SPEC §3 error response.
+
+    The headers also carry ``X-Error-Code: <code>`` (the body's code), which the guide's §6
+    metrics middleware and ``MetricsMiddleware`` read to label ``http_errors_total``.
+    """
     rid = request_id if request_id is not None else current_request_id()
     body = error_body(message, code, _shape_details(details), rid)
-    return status_code, json_dumps(body), dict(headers or {})
+    out = dict(headers or {})
+    if _HEADER_SAFE_CODE.fullmatch(body["code"]):
+        out.setdefault("X-Error-Code", body["code"])
+    return status_code, json_dumps(body), out
 
 
 def render_exception(
