@@ -374,6 +374,9 @@ async def test_metrics_recorded(service: RateLimitingService) -> None:
     app = _routes(middleware_app())
     async with app_client(app) as client:
         assert (await client.get("/api/v1/items")).status_code == 200
+    from crown_nexus.core.rate_limiting import _metrics
+
+    _metrics.flush()  # allowed checks are tallied in batches (flushed within 1 s); read them now
     assert metrics.get_counter_sum("rate_limiting_checks_total") >= before_checks + 2
     assert metrics.get_counter_sum("rate_limit_exceeded_total") >= before_exceeded + 1
     assert metrics.get_counter_sum("rate_limiting_requests_total") >= before_requests + 1
