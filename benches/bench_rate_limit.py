@@ -8,7 +8,8 @@ Groups (compare rows within a group; every row first checks it admits exactly th
   ``SlidingWindowCounterRateLimiter``, and a bare redis-py asyncio ``GET`` (default client) on
   the same server. Target: the check is one round trip and <= 1.0x the bare ``GET``.
 * ``rate-limit-memory`` -- one allowed check through the async service on the in-memory backend
-  for each ``rate_window`` implementation, vs ``limits.aio`` memory storage.
+  for each ``rate_window`` implementation, vs ``limits.aio`` memory storage and ``limits``'
+  synchronous moving window ``hit``.
 * ``rate-window`` -- one allowed hit on the window object itself (cython, pure) vs ``limits``'
   synchronous memory strategies. Target: compiled >= 20x ``limits``' moving window.
 
@@ -197,6 +198,7 @@ async def _allowed(coro: Awaitable[Any]) -> bool:
 MEMORY_ROWS = [f"crown_nexus-service-{kind}" for kind in sorted(IMPLS)] + [
     "limits-aio-moving_window",
     "limits-aio-sliding_window_counter",
+    "limits-sync-moving_window",
 ]
 
 
@@ -211,6 +213,20 @@ def test_memory_check(benchmark: Any, loop: asyncio.AbstractEventLoop, row: str)
         small = RateLimitRule(requests_per_window=5, window_seconds=WINDOW)
         op = lambda key: service.check(key, rule)  # noqa: E731
         correct = _exact_async(loop, lambda key: _allowed(service.check(key, small)), 5)
+    elif row == "limits-sync-moving_window":
+        # the synchronous peer (no event loop at all): the service's ratio target
+        sync = MovingWindowRateLimiter(MemoryStorage())
+        sync_item = limits.parse(f"{LIMIT}/minute")
+        correct = sum(sync.hit(limits.parse("5/minute"), "k") for _ in range(8)) == 5
+        _info(benchmark, row, correct)
+        counter = iter(range(10**9))
+
+        def batch() -> None:
+            for _ in range(BATCH):
+                sync.hit(sync_item, KEYS[next(counter) % 1000])
+
+        benchmark.pedantic(batch, rounds=ROUNDS, warmup_rounds=3, iterations=1)
+        return
     else:
         storage = AioMemoryStorage()
         strategy = AioMoving(storage) if "moving" in row else AioSliding(storage)

@@ -8,7 +8,8 @@ lookup, a few pointer moves and integer arithmetic (128-bit where products can e
 """
 
 cimport cython
-from cpython.dict cimport PyDict_GetItem
+from cpython.dict cimport PyDict_GetItem, PyDict_GetItemWithError
+from cpython.float cimport PyFloat_AS_DOUBLE
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_SET_ITEM
@@ -63,7 +64,17 @@ cdef inline int _check_key(object key) except -1:
     return 0
 
 
-cdef i64 _to_us(object now) except? -1:
+cdef inline i64 _to_us(object now) except? -1:
+    """``now`` seconds as integer microseconds (inline fast path for an in-range float)."""
+    cdef double t
+    if type(now) is float:
+        t = PyFloat_AS_DOUBLE(now)
+        if isfinite(t) and (t if t >= 0.0 else -t) <= _MAX_TIME:
+            return <i64>floor(t * 1e6 + 0.5)
+    return _to_us_slow(now)
+
+
+cdef i64 _to_us_slow(object now) except? -1:
     cdef double t
     if type(now) is float:
         t = <double>now
@@ -74,6 +85,16 @@ cdef i64 _to_us(object now) except? -1:
     if not isfinite(t) or (t if t >= 0.0 else -t) > _MAX_TIME:
         raise ValueError(f"now must be a finite number of seconds with abs(now) <= {MAX_TIME:g}")
     return <i64>floor(t * 1e6 + 0.5)
+
+
+cdef object _ONE = 1
+
+
+cdef inline i64 _cost(object cost, i64 capacity) except -1:
+    """``_check_cost`` with the default cost (the cached int 1, always valid) answered inline."""
+    if cost is _ONE:
+        return 1
+    return _check_cost(cost, capacity)
 
 
 cdef i64 _check_cost(object cost, i64 capacity) except -1:
@@ -261,7 +282,7 @@ cdef class _Windows:
 
     cdef _Entry _lookup(self, object key, i64 now, bint *created):
         """Return the entry of ``key``, moved to most recent; insert a fresh one if missing."""
-        cdef PyObject* found = PyDict_GetItem(self._map, key)
+        cdef PyObject* found = PyDict_GetItemWithError(self._map, key)
         cdef _Entry e
         cdef _Entry first
         if found != NULL:
@@ -387,7 +408,7 @@ cdef class SlidingWindowCounter(_Windows):
         """Count a request of ``cost`` for ``key`` at ``now`` if it fits; see the module docs."""
         _check_key(key)
         cdef i64 t = _to_us(now)
-        cdef i64 c = _check_cost(cost, self._limit)
+        cdef i64 c = _cost(cost, self._limit)
         cdef bint created
         cdef i64 b, prev, curr, used, reset
         cdef bint allowed
@@ -449,7 +470,7 @@ cdef class SlidingLog(_Windows):
         """Count a request of ``cost`` for ``key`` at ``now`` if it fits; see the module docs."""
         _check_key(key)
         cdef i64 t = _to_us(now)
-        cdef i64 c = _check_cost(cost, self._limit)
+        cdef i64 c = _cost(cost, self._limit)
         cdef bint created
         cdef i64 w = self._w
         cdef i64 k
@@ -467,7 +488,14 @@ cdef class SlidingLog(_Windows):
         if st.n + c > self._limit:
             k = st.n + c - self._limit
             return self._result(False, st.n, (st.at(k - 1) + w - t) / 1e6)
-        st.push(t, c, self._limit)
+        if c == 1 and st.n < st.cap:  # room in the ring: store the stamp in place
+            k = st.head + st.n
+            if k >= st.cap:
+                k -= st.cap
+            st.buf[k] = t
+            st.n += 1
+        else:
+            st.push(t, c, self._limit)
         return self._result(True, st.n, self._w_sec)
 
     def peek(self, key, now):
@@ -541,7 +569,7 @@ cdef class GCRA(_Windows):
         """Count a request of ``cost`` for ``key`` at ``now`` if it fits; see the module docs."""
         _check_key(key)
         cdef i64 t = _to_us(now)
-        cdef i64 c = _check_cost(cost, self._burst)
+        cdef i64 c = _cost(cost, self._burst)
         cdef bint created
         cdef i128 level, new
         cdef i64 w = self._w
