@@ -161,3 +161,11 @@ def test_fuzz_tampered_cursor_is_rejected(data: st.DataObject) -> None:
 def test_fuzz_round_trip(values: list[Any], direction: str) -> None:
     """Any supported values round-trip exactly."""
     assert CODEC.decode(CODEC.encode("k", values, direction), "k") == (direction, values)
+
+
+def test_non_ascii_fingerprint_is_a_mismatch_not_a_crash() -> None:
+    """Comparing against any fingerprint string is constant-time on bytes and only ever a mismatch."""
+    token = CODEC.encode("fp", [1])
+    with pytest.raises(InvalidCursorException) as info:
+        CODEC.decode(token, "fingerprint-ü")
+    assert info.value.reason == "mismatch"

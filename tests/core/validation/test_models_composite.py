@@ -146,3 +146,11 @@ def test_composite_never_raises_for_any_data(data: dict[str, Any]) -> None:
     ok, errors = validate_composite(data, RULES)
     assert ok is (not errors)
     assert all(set(e) == {"loc", "msg", "type"} and e["loc"][0] in RULES for e in errors)
+
+
+def test_composite_blank_fields() -> None:
+    """A blank optional field skips its rules; a blank required one is one 'missing' error only."""
+    data = {"username": "", "email": "john@example.com", "password": "Secret123", "age": 25, "website": ""}
+    assert validate_composite(data, RULES) == (
+        False, [{"loc": ["username"], "msg": "Field is required", "type": "value_error.missing"}]
+    )

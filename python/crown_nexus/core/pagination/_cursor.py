@@ -158,7 +158,9 @@ class CursorCodec:
             or len(data["v"]) > _MAX_VALUES
         ):
             raise InvalidCursorException()
-        if fingerprint is not None and not hmac.compare_digest(data["k"], fingerprint):
+        if fingerprint is not None and not hmac.compare_digest(
+            data["k"].encode("utf-8"), str(fingerprint).encode("utf-8")
+        ):
             raise InvalidCursorException(
                 "Pagination cursor does not match this query's sort order", reason="mismatch"
             )

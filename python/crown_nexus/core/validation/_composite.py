@@ -10,7 +10,8 @@ that validator's keyword arguments), ``password`` (keyword arguments of
 ``enum`` (an ``Enum`` class), ``custom`` (a callable returning a bool, or a
 ``(callable, message)`` pair).
 
-A missing or ``None`` field that is not ``required`` skips its other rules. Each failure is one
+A missing field (absent, ``None``, blank string or empty collection) is one
+``value_error.missing`` error when ``required`` and otherwise skips its other rules. Each failure is one
 error ``{"loc": [field], "msg": str, "type": str}``; the input value is never echoed.
 """
 
@@ -129,8 +130,7 @@ def validate_composite(
         if not v.validate_required(value):
             if field_rules.get("required"):
                 errors.append({"loc": [field], "msg": "Field is required", "type": "value_error.missing"})
-            if value is None:
-                continue
+            continue
         for rule, arg in field_rules.items():
             if rule == "required" or arg is False or arg is None:
                 continue
