@@ -54,15 +54,17 @@ def _times(w: float) -> list[float]:
 
 
 @pytest.mark.skipif("cython" not in IMPLS, reason="Cython twin not built")
-@pytest.mark.parametrize("window", [1, 7, 60, 0.5])
-@pytest.mark.parametrize("limit", [1, 3, 50])
+@pytest.mark.parametrize("window", [1, 7, 60, 0.5, 123_456.789, 1e9])
+@pytest.mark.parametrize("limit", [1, 3, 50, 1_000_000_000])
 def test_counter_bucket_edges_agree(window: float, limit: int) -> None:
     """Hits at, just before and just after bucket edges (same, next, skipped buckets, clock going
-    back, huge times) give identical results on Cython and pure."""
+    back, huge times; products below and above 2**53) give identical results on Cython and pure."""
     pure = IMPLS["pure"].SlidingWindowCounter(limit, window)
     fast = IMPLS["cython"].SlidingWindowCounter(limit, window)
     for t in _times(window):
         for key in ("a", "b"):
             assert fast.hit(key, t) == pure.hit(key, t), (key, t)
+            cost = min(limit, 7)
+            assert fast.hit(key, t, cost) == pure.hit(key, t, cost), (key, t, cost)
             assert fast.peek(key, t + window / 3) == pure.peek(key, t + window / 3)
     assert fast.sweep(1e11 + 100 * window) == pure.sweep(1e11 + 100 * window)

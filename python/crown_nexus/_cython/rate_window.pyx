@@ -130,8 +130,19 @@ cdef inline i128 _ceil_div(i128 a, i64 b) noexcept:
 cdef inline i64 _muldiv(i64 a, i64 b, i64 c) noexcept:
     """``(a * b) // c`` for ``a, b >= 0, c > 0``, exact (128-bit product when needed)."""
     cdef i128 p = <i128>a * b
+    cdef i64 p64, q
     if p <= _I64_MAX:
-        return (<i64>p) // c
+        p64 = <i64>p
+        if p64 < 9007199254740992:
+            # below 2**53 both operands are exact doubles: a (much faster) floating division
+            # gives the quotient to within one, which the two integer checks make exact
+            q = <i64>(<double>p64 / <double>c)
+            if q * c > p64:
+                q -= 1
+            elif (q + 1) * c <= p64:
+                q += 1
+            return q
+        return p64 // c
     return <i64>(p // c)
 
 
