@@ -266,7 +266,8 @@ class TokenManager:
         self.settings = settings
         self.key_ring = key_ring or KeyRing.from_settings(settings)
         self.revoked_nowait: Callable[[str | None, str | None], bool | None] | None = None
-        self.blacklist = blacklist or MemoryTokenBlacklist()
+        # `is None`, not `or`: an empty MemoryTokenBlacklist is falsy (it has a length)
+        self.blacklist = blacklist if blacklist is not None else MemoryTokenBlacklist()
         self.jwt: ModuleType = jwt_impl or accel.get("jwt")
         self.access_lifetime = timedelta(minutes=settings.access_token_expire_minutes)
         self.refresh_lifetime = timedelta(days=settings.refresh_token_expire_days)
