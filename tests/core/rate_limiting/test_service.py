@@ -148,3 +148,28 @@ async def test_check_rate_limit_rejects_bad_limits() -> None:
     """Non-positive limits are a ValueError (pydantic ValidationError)."""
     with pytest.raises(ValueError):
         await check_rate_limit(key="x", max_requests=0, window_seconds=60)
+
+
+@pytest.mark.parametrize("algo", ["sliding_window", "sliding_log", "token_bucket"])
+async def test_memory_fast_path_matches_the_backend(window_impl, algo: str) -> None:  # type: ignore[no-untyped-def]
+    """The service's synchronous memory path returns exactly what the backend's hit returns
+    (allowed, refused, costs, timed and untimed checks alike)."""
+    from crown_nexus.core.rate_limiting import MemoryRateLimitBackend, RateLimitAlgorithm, _metrics
+
+    from .conftest import FakeClock
+
+    clock_a, clock_b = FakeClock(), FakeClock()
+    svc = RateLimitingService(MemoryRateLimitBackend(clock=clock_a, impl=window_impl), settings=Settings())
+    ref = MemoryRateLimitBackend(clock=clock_b, impl=window_impl)
+    rule = RateLimitRule(requests_per_window=7, window_seconds=10, algorithm=RateLimitAlgorithm(algo))
+    assert svc._memory_hit is not None
+    for i in range(3 * _metrics.DURATION_SAMPLE_EVERY):
+        cost = 1 + i % 3 if i % 5 == 0 else 1
+        key = f"k{i % 3}"
+        assert await svc.check(key, rule, cost) == await ref.hit(key, rule, cost), i
+        clock_a.advance(0.37)
+        clock_b.advance(0.37)
+    with pytest.raises(TypeError):
+        await svc.check(b"k0", rule)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        await svc.check("k0", rule, 0)
