@@ -154,3 +154,22 @@ def test_composite_blank_fields() -> None:
     assert validate_composite(data, RULES) == (
         False, [{"loc": ["username"], "msg": "Field is required", "type": "value_error.missing"}]
     )
+
+
+def test_register_rule_extends_rule_sets() -> None:
+    """A registered rule works in rule sets; built-in names cannot be replaced."""
+    from crown_nexus.core.validation import RULES, register_rule
+
+    register_rule("zip_code", lambda value, arg: (isinstance(value, str) and value.isdigit() and len(value) == 5,
+                                                  "Invalid ZIP code", "value_error.zip"))
+    try:
+        assert validate_composite({"zip": "12345"}, {"zip": {"zip_code": True}}) == (True, [])
+        assert validate_composite({"zip": "1234"}, {"zip": {"zip_code": True}})[1] == [
+            {"loc": ["zip"], "msg": "Invalid ZIP code", "type": "value_error.zip"}
+        ]
+        with pytest.raises(ConfigurationException):
+            register_rule("email", lambda value, arg: (True, "", ""))
+        with pytest.raises(ConfigurationException):
+            register_rule("required", lambda value, arg: (True, "", ""))
+    finally:
+        RULES.pop("zip_code", None)

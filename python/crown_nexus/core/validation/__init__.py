@@ -9,7 +9,7 @@ database uniqueness checks, composite rule sets and ``ValidationService``.
 from __future__ import annotations
 
 from crown_nexus.core.exceptions import ValidationException
-from crown_nexus.core.validation._composite import RULES, validate_composite
+from crown_nexus.core.validation._composite import RULES, register_rule, validate_composite
 from crown_nexus.core.validation._database import validate_unique
 from crown_nexus.core.validation._models import validate_data, validate_model
 from crown_nexus.core.validation._service import ValidationService, get_validation_service
@@ -36,6 +36,7 @@ __all__ = [
     "ValidationException",
     "ValidationService",
     "get_validation_service",
+    "register_rule",
     "validate_composite",
     "validate_credit_card",
     "validate_data",

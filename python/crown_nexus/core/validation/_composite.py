@@ -10,6 +10,8 @@ that validator's keyword arguments), ``password`` (keyword arguments of
 ``enum`` (an ``Enum`` class), ``custom`` (a callable returning a bool, or a
 ``(callable, message)`` pair).
 
+Add your own rule with :func:`register_rule` (``check(value, argument) -> (ok, msg, type)``).
+
 A missing field (absent, ``None``, blank string or empty collection) is one
 ``value_error.missing`` error when ``required`` and otherwise skips its other rules. Each failure is one
 error ``{"loc": [field], "msg": str, "type": str}``; the input value is never echoed.
@@ -23,7 +25,7 @@ from typing import Any
 from crown_nexus.core.exceptions import ConfigurationException
 from crown_nexus.core.validation import _validators as v
 
-__all__ = ["RULES", "validate_composite"]
+__all__ = ["RULES", "register_rule", "validate_composite"]
 
 
 def _kwargs(rule: str, arg: Any) -> dict[str, Any]:
@@ -107,6 +109,21 @@ RULES: dict[str, Callable[[Any, Any], tuple[bool, str, str]]] = {
     ),
     "date": _simple("date", v.validate_date, "Invalid date or out of range", "value_error.date"),
 }
+
+_BUILTIN = frozenset(RULES)
+
+
+def register_rule(name: str, check: Callable[[Any, Any], tuple[bool, str, str]]) -> None:
+    """Make ``name`` usable in rule sets; ``check(value, argument)`` returns ``(ok, message, type)``.
+
+    Built-in rule names cannot be replaced (a :class:`ConfigurationException`); registering a
+    custom name again replaces its check.
+    """
+    if name == "required" or name in _BUILTIN:
+        raise ConfigurationException(f"validation rule {name!r} is built in")
+    if not callable(check):
+        raise ConfigurationException("a validation rule needs a callable check")
+    RULES[name] = check
 
 
 def validate_composite(
