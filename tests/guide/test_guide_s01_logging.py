@@ -331,3 +331,38 @@ async def test_service_boundary_logging(lines: Any) -> None:
     ]
     failed = lines()[-1]
     assert failed["exception"]["type"] == "ValueError" and failed["error"] == "negative amount"
+
+
+# --- 'Configuration': configured at application start-up, JSON in production ---------------------
+
+
+@pytest.mark.parametrize(("environment", "json_lines"), [("production", True), ("development", False)])
+def test_setup_app_configures_logging_for_its_environment(
+    environment: str, json_lines: bool, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """An app built with production settings logs JSON lines (development: console) unless logging was configured explicitly."""
+    from crown_nexus.integrations.fastapi import setup_app
+    from crown_nexus.logging import config as logging_config
+
+    logging_config._STATE.configured = False  # as in a fresh process: first use configures
+    try:
+        get_logger("app.boot").info("booting")  # automatic configuration from the loaded settings
+        setup_app(FastAPI(), Settings(ENVIRONMENT=environment, secret_key="k" * 64))
+        capfd.readouterr()
+        get_logger("app.after").info("configured for the app", marker=environment)
+        out = [ln for ln in capfd.readouterr().out.splitlines() if "configured for the app" in ln]
+        assert len(out) == 1
+        if json_lines:
+            line = orjson.loads(out[0])
+            assert line["event"] == "configured for the app" and line["marker"] == "production"
+        else:
+            assert not out[0].lstrip().startswith("{") and "marker" in out[0]
+
+        # an explicit configuration is never overridden by an app's settings
+        stream = io.BytesIO()
+        configure_logging(Settings(ENVIRONMENT="test"), stream=stream, log_format="json", stdlib=False)
+        setup_app(FastAPI(), Settings(ENVIRONMENT="development"))
+        get_logger("app.after").info("still json")
+        assert orjson.loads(stream.getvalue().splitlines()[-1])["event"] == "still json"
+    finally:
+        configure_logging(Settings(ENVIRONMENT="test"))

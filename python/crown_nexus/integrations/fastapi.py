@@ -18,6 +18,7 @@ from typing import Any
 
 from crown_nexus.core import dependency_manager
 from crown_nexus.core.exceptions import install_exception_handlers
+from crown_nexus.logging import configure_logging_for_app
 from crown_nexus.settings import Settings
 
 __all__ = ["MIDDLEWARE_ORDER", "middleware_stack", "setup_app"]
@@ -122,6 +123,7 @@ def setup_app(
         return app
     settings = _resolve_settings(app, settings)
     app.state.settings = settings
+    configure_logging_for_app(settings)  # JSON in production, console in development
     install_exception_handlers(app)
     stack = middleware_stack(settings, middleware_options, exclude_middleware)
     for cls, kwargs in reversed(stack):  # add_middleware puts the latest outermost

@@ -14,6 +14,7 @@ from crown_nexus.logging.config import (
     StdlibBridgeHandler,
     build_processors,
     configure_logging,
+    configure_logging_for_app,
     get_logger,
     is_configured,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "build_processors",
     "clear_user_id",
     "configure_logging",
+    "configure_logging_for_app",
     "get_current_request_id",
     "get_current_user_id",
     "get_log_context",

@@ -50,6 +50,7 @@ __all__ = [
     "StdlibBridgeHandler",
     "build_processors",
     "configure_logging",
+    "configure_logging_for_app",
     "get_logger",
     "is_configured",
 ]
@@ -59,6 +60,7 @@ LogFormat = Literal["json", "console"]
 
 class _State:
     __slots__ = (
+        "automatic",
         "configured",
         "log_format",
         "min_level",
@@ -70,6 +72,9 @@ class _State:
 
     def __init__(self) -> None:
         self.configured = False
+        #: True while the configuration came from first use or an app's settings, not from an
+        #: explicit ``configure_logging`` call (which ``configure_logging_for_app`` never overrides)
+        self.automatic = False
         #: the JSON chain's two processors, for the logger's fast path (None: no fast path)
         self.preparer: Any = None
         self.renderer: Any = None
@@ -220,7 +225,8 @@ def _level_method(method: str, number: int) -> Any:
             if "exc_info" in kw or type(event) is not str:
                 out = preparer.prepare(method, self._name, event, kw, _getframe(1))
             else:
-                # inline EventPreparer.prepare for the common case (str event, no exception)
+                # EventPreparer.prepare inlined for the common case (str event, no exception);
+                # same bytes (tests/logging/test_fast_path.py checks it)
                 scrubbed = _EVENT_CACHE.get(event)
                 if scrubbed is None:
                     scrubbed = _P.scrub_text(event)
@@ -228,36 +234,59 @@ def _level_method(method: str, number: int) -> Any:
                         _EVENT_CACHE.clear()
                     _EVENT_CACHE[event] = scrubbed
                 ms = _P._wall_ns() // 1_000_000
-                out = {
-                    "timestamp": _TS[1] if ms == _TS[0] else _P.stamp_ms(ms),
-                    "level": level_name,
-                    "logger": self._name,
-                    "event": scrubbed,
-                    "request_id": _get_rid(),
-                    "user_id": _get_uid(),
-                }
                 extra = _get_extra()
+                # one dict, built by a literal (BUILD_MAP + DICT_UPDATE: cheaper than .update)
                 if extra:
-                    out.update(extra)
+                    out = {
+                        "timestamp": _TS[1] if ms == _TS[0] else _P.stamp_ms(ms),
+                        "level": level_name,
+                        "logger": self._name,
+                        "event": scrubbed,
+                        "request_id": _get_rid(),
+                        "user_id": _get_uid(),
+                        **extra,
+                        **kw,
+                    }
+                else:
+                    out = {
+                        "timestamp": _TS[1] if ms == _TS[0] else _P.stamp_ms(ms),
+                        "level": level_name,
+                        "logger": self._name,
+                        "event": scrubbed,
+                        "request_id": _get_rid(),
+                        "user_id": _get_uid(),
+                        **kw,
+                    }
                 if kw:
-                    out.update(kw)
                     redactor = preparer.redactor
-                    safe = redactor._safe
-                    for key, value in kw.items():
-                        if key not in safe and redactor.is_sensitive_key(key):
-                            out[key] = REDACTED
-                            continue
-                        t = type(value)
-                        if t is str:
-                            if len(value) > 12:
-                                out[key] = _P.scrub_text(value)
-                        elif t not in _SCALARS:
-                            out[key] = redactor.redact_value(value)
+                    if redactor._safe.issuperset(kw):
+                        # every key known safe (one C-level pass): only values are checked
+                        for key, value in kw.items():
+                            t = type(value)
+                            if t is str:
+                                if len(value) > 12:
+                                    out[key] = _P.scrub_text(value)
+                            elif t not in _SCALARS:
+                                out[key] = redactor.redact_value(value)
+                    else:
+                        safe = redactor._safe
+                        for key, value in kw.items():
+                            if key not in safe and redactor.is_sensitive_key(key):
+                                out[key] = REDACTED
+                                continue
+                            t = type(value)
+                            if t is str:
+                                if len(value) > 12:
+                                    out[key] = _P.scrub_text(value)
+                            elif t not in _SCALARS:
+                                out[key] = redactor.redact_value(value)
                 frame: Any = _getframe(1)
-                while frame is not None and frame.f_code.co_filename in _SKIP:
-                    frame = frame.f_back
+                code = frame.f_code
+                if code.co_filename in _SKIP:
+                    while frame is not None and frame.f_code.co_filename in _SKIP:
+                        frame = frame.f_back
+                    code = frame.f_code if frame is not None else None
                 if frame is not None:
-                    code = frame.f_code
                     out["filename"] = code.co_filename
                     out["lineno"] = frame.f_lineno
                     out["func_name"] = code.co_name
@@ -553,6 +582,7 @@ def configure_logging(
             cache_logger_on_first_use=False,
         )
         _STATE.configured = True
+        _STATE.automatic = False
         if stdlib:
             _install_stdlib_bridge(min_level)
 
@@ -562,11 +592,28 @@ def is_configured() -> bool:
     return _STATE.configured
 
 
+def configure_logging_for_app(settings: Any) -> bool:
+    """Configure logging from an app's ``settings`` unless it was configured explicitly.
+
+    ``setup_app`` calls it, so an app built with ``Settings(ENVIRONMENT="production")`` writes
+    JSON lines (``development``: console lines) at its ``log_level`` even when the settings loaded
+    from the environment say otherwise. A process that called :func:`configure_logging` itself
+    (its own set-up, tests) keeps that configuration. Returns whether logging was configured.
+    """
+    with _CONFIG_LOCK:
+        if _STATE.configured and not _STATE.automatic:
+            return False
+    configure_logging(settings)
+    _STATE.automatic = True
+    return True
+
+
 def _auto_configure() -> None:
     """First-use configuration; never raises (settings that fail to load fall back to the
     environment's ``ENVIRONMENT`` and INFO, so a logger is always available)."""
     try:
         configure_logging()
+        _STATE.automatic = True
         return
     except Exception as exc:  # e.g. production settings refusing a default secret
         error = exc
@@ -575,6 +622,7 @@ def _auto_configure() -> None:
         ENVIRONMENT=SimpleNamespace(value=env), log_level="INFO", log_buffered=False
     )
     configure_logging(fallback)
+    _STATE.automatic = True
     get_logger("crown_nexus.logging").warning(
         "Logging configured with defaults: settings could not be loaded",
         error=type(error).__name__,
