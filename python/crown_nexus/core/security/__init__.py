@@ -20,6 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 from crown_nexus.core.dependency_manager import register_service
+from crown_nexus.core.security import service as _service_module
 from crown_nexus.core.security.api_keys import ApiKeyData, generate_api_key, verify_api_key
 from crown_nexus.core.security.blacklist import (
     MemoryTokenBlacklist,
@@ -139,7 +140,7 @@ async def decode_token(
     or oversized tokens, expired / not-yet-valid, wrong ``iss``/``aud``, revoked ``jti`` or
     family, and a token whose ``type`` is not ``expected_type`` (``None`` accepts any).
     """
-    service = get_security_service()
+    service = _service_module._default or get_security_service()
     # the service's steps inline (one coroutine, not two: this is every request's hot path)
     result = service.decode_token_nowait(token, expected_type, check_revocation)
     if type(result) is RevocationPending:

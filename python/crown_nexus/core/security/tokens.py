@@ -401,7 +401,11 @@ class TokenManager:
                 )
             else:
                 claims = self._decode_by_kid(token)
-            data = TokenData.from_claims(claims)
+            try:  # TokenData.from_claims, inline
+                data = _convert(claims, TokenData)
+                data.claims = claims
+            except msgspec.ValidationError:
+                data = TokenData.from_claims(claims)  # the tolerated variant, or the error
         except AuthenticationException:
             raise
         except jwt.InvalidTokenError as exc:
