@@ -783,3 +783,28 @@ async def test_caching_with_fallback_when_redis_is_down(redis_server: Any, db: A
         finally:
             redis_server.start()
             await svc.shutdown()
+
+
+async def test_ttls_reach_redis(request: pytest.FixtureRequest, redis_url: str) -> None:
+    """'TTL: 10 minutes' and CACHE_DEFAULT_TTL=300 are the expiries Redis holds for the entries."""
+    import redis.asyncio as aioredis
+
+    prefix = f"g9ttl{uuid.uuid4().hex[:8]}:"
+    svc = CacheService(Settings(ENVIRONMENT="test", CACHE_DEFAULT_TTL=300), default_backend="redis", redis_url=redis_url, key_prefix=prefix)
+    client = aioredis.Redis.from_url(redis_url)
+    with override_services({"cache_service": svc, "metrics_service": MetricsService()}):
+        await svc.initialize()
+        try:
+            await basic_usage()("u1")  # ttl=600
+            await svc.set("plain", 1)  # default TTL
+            await svc.set("forever", 1, ttl=0)
+            profile_ttl = await client.ttl(f"{prefix}user:profile:u1")
+            plain_ttl = await client.ttl(f"{prefix}plain")
+            forever_ttl = await client.ttl(f"{prefix}forever")
+        finally:
+            await svc.clear()
+            await svc.shutdown()
+            await client.aclose()
+    assert 590 <= profile_ttl <= 600
+    assert 290 <= plain_ttl <= 300
+    assert forever_ttl == -1
