@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from crown_nexus.core.cache._metrics import _BATCH as _METRICS_BATCH
 from crown_nexus.core.cache._metrics import CacheMetrics
 from crown_nexus.core.cache.backends.base import CacheBackend
 from crown_nexus.core.cache.backends.fallback import FallbackCacheBackend
@@ -104,6 +105,10 @@ class CacheService:
         self._nowait = getattr(self._default, "get_nowait", None)
         #: True when the default backend answers without I/O (memory, null): see get_nowait
         self.in_process: bool = self._nowait is not None
+        # metric keys of the in-process read path, built once (no tuple per call)
+        name_ = self._default.name
+        self._get_hit_key = ("get", name_, "hit")
+        self._get_miss_key = ("get", name_, "miss")
         self._parent: CacheService | None = None
         self.initialized = False
 
@@ -181,9 +186,17 @@ class CacheService:
         else:
             value = get(key, _MISS)
         if value is _MISS:
-            metrics.count(("get", self._default.name, "miss"))
+            metrics.count(self._get_miss_key)
             return default
-        metrics.count(("get", self._default.name, "hit"))
+        # metrics.count(self._get_hit_key), inlined: this is the whole cost of a memory hit
+        counts = metrics.counts
+        key_ = self._get_hit_key
+        counts[key_] = counts.get(key_, 0) + 1
+        metrics.pending += 1
+        if not metrics._scheduled:
+            metrics._schedule()
+        elif metrics.pending >= _METRICS_BATCH:
+            metrics.flush()
         return value
 
     async def set(
