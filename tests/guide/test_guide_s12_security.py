@@ -983,3 +983,27 @@ async def test_expired_and_custom_claims() -> None:
     with pytest.raises(ValueError):
         create_token("u1", sub="someone-else")
     assert (await decode_token(create_token("u1", tenant="t1"))).sub == "u1"
+
+
+async def test_logout_is_shared_between_workers_with_redis(redis_url: str) -> None:
+    """SPEC §5: with Redis configured, a token revoked by the guide's logout is refused by another worker's service."""
+    from crown_nexus.core.security import SecurityService, configure_security, get_security_service
+    from crown_nexus.settings import Settings
+
+    previous = get_security_service().settings
+    settings = Settings(ENVIRONMENT="production", secret_key=SECRET, REDIS_URI=redis_url)
+    configure_security(settings)
+    other_worker = SecurityService(settings)
+    try:
+        pair = create_token_pair(user_id=f"w-{uuid.uuid4().hex[:6]}")
+        assert (await other_worker.decode_token(pair.access_token)).sub.startswith("w-")
+        await logout_user(pair.access_token, "w")
+        with pytest.raises(AuthenticationException):
+            await other_worker.decode_token(pair.access_token)
+        restarted = SecurityService(settings)  # a fresh process after a restart
+        with pytest.raises(AuthenticationException):
+            await restarted.decode_token(pair.access_token)
+        await restarted.close()
+    finally:
+        await other_worker.close()
+        configure_security(previous)
