@@ -246,29 +246,47 @@ WINDOW_ROWS = [f"rate_window-{kind}" for kind in sorted(IMPLS)] + [
 ]
 
 
+#: per second per key: every timed hit is allowed, and limits' moving-window log stays as short as
+#: its own rate makes it (as in benches/bench_rate_window.py)
+WINDOW_LIMIT = 10_000
+
+
 @pytest.mark.parametrize("row", WINDOW_ROWS)
 def test_window_hit(benchmark: Any, row: str) -> None:
-    """One allowed hit on an in-memory window (the compiled hot path vs limits' strategies)."""
+    """One allowed hit on an in-memory window (the compiled hot path vs limits' strategies).
+
+    A round is one hit for each of the 1 000 keys in turn, the clock read per hit (ours:
+    ``time.monotonic()``; ``limits`` reads its own), so the harness's per-call cost stays out
+    of the comparison; per-hit time = the row's time / 1 000.
+    """
     benchmark.group = "rate-window"
-    counter = iter(range(10**9))
+    keys = KEYS
     if row.startswith("rate_window"):
         impl = IMPLS[row.split("-", 1)[1]]
-        window = impl.SlidingWindowCounter(LIMIT, WINDOW)
+        window = impl.SlidingWindowCounter(WINDOW_LIMIT, 1)
         small = impl.SlidingWindowCounter(5, WINDOW)
         clock = time.monotonic
         correct = sum(small.hit("k", clock())[0] for _ in range(8)) == 5
+        whit = window.hit
 
-        def op() -> Any:
-            return window.hit(KEYS[next(counter) % 1000], clock())
+        def op() -> int:
+            allowed = 0
+            for key in keys:
+                allowed += whit(key, clock())[0]
+            return allowed
     else:
         storage = MemoryStorage()
         strategy = (MovingWindowRateLimiter if "moving" in row else SlidingWindowCounterRateLimiter)(storage)
-        item = limits.parse(f"{LIMIT}/minute")
+        item = limits.parse(f"{WINDOW_LIMIT}/second")
         small_item = limits.parse("5/minute")
         correct = sum(strategy.hit(small_item, "k") for _ in range(8)) == 5
+        shit = strategy.hit
 
-        def op() -> Any:
-            return strategy.hit(item, KEYS[next(counter) % 1000])
+        def op() -> int:
+            allowed = 0
+            for key in keys:
+                allowed += shit(item, key)
+            return allowed
     _info(benchmark, row, correct)
-    benchmark.extra_info["ops_per_round"] = 1
-    benchmark(op)
+    benchmark.extra_info["ops_per_round"] = len(keys)
+    assert benchmark(op) == len(keys)
