@@ -12,6 +12,12 @@ redis-py's per-command socket timeout costs a third of a ``GET`` (a timer per re
 switched off; instead one watchdog timer per backend runs only while checks are in flight and
 cancels any check older than ``timeout`` (:class:`_Deadlines`). Connecting is bounded by
 ``socket_connect_timeout``; waiting for a free connection slot by the same watchdog.
+
+The hot path skips redis-py's client and pool layers (pool lock, retry wrapper, observability
+hooks, argument packing): it keeps its own idle list of redis-py connections (built from the
+client pool's connection class and settings, so TLS, AUTH and database selection are redis-py's)
+and writes a pre-encoded ``EVALSHA`` (RESP bytes cached per rule; only the key is added per
+call), then reads the reply with redis-py's hiredis parser. Other calls use the client.
 """
 
 from __future__ import annotations
@@ -38,7 +44,8 @@ try:
     import redis.asyncio as aioredis
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
-    from redis.exceptions import ConnectionError, NoScriptError, ResponseError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import NoScriptError, ResponseError
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
         "the Redis rate-limit backend needs redis-py: pip install 'crown-nexus[redis]'"
@@ -327,7 +334,7 @@ class RedisRateLimitBackend(RateLimitBackend):
             except ResponseError:  # a script error or NOSCRIPT: the connection is fine
                 self._idle.append(conn)
                 raise
-            except (ConnectionError, OSError, RuntimeError):
+            except (RedisConnectionError, OSError, RuntimeError):
                 _drop(conn)
                 if not reused:
                     raise
