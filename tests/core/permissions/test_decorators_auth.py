@@ -251,3 +251,109 @@ def test_hidden_request_parameter_not_in_schema(app: FastAPI) -> None:
     ]
     assert "name" in names and "user_id" in names
     assert not [n for n in names if "request" in n.lower()]
+
+
+# --- guide §14 "Securing API Endpoints with Multiple Layers", run as written ---------------
+
+
+class DocumentService:
+    """The application's document service (the user's own domain object for the example)."""
+
+    def __init__(self, db: Any = None) -> None:
+        self.db = db
+
+    async def create_document(self, body: dict[str, Any], user_id: str) -> dict[str, Any]:
+        """Return the stored document."""
+        return {"title": body.get("title"), "owner_id": user_id}
+
+
+def _guide_multiple_layers_app() -> FastAPI:
+    import json
+    from typing import Any as _Any
+    from typing import Dict  # noqa: UP035 - as the guide writes it
+
+    from crown_nexus.core.dependency_manager import get_service
+    from crown_nexus.core.exceptions import ErrorCode, SecurityException
+    from crown_nexus.core.security import get_security_service
+    from crown_nexus.core.security.dependencies import get_current_user_id
+    from crown_nexus.core.security.validation import detect_suspicious_content
+
+    AsyncSession = _Any  # noqa: N806 - the guide's type name; no database is needed here
+
+    async def get_db() -> AsyncIterator[None]:
+        yield None
+
+    router = APIRouter()
+
+    # --- the guide's block, unchanged below this line ---
+    async def validate_content(request: Request):  # type: ignore[no-untyped-def]
+        """Middleware to check for malicious content."""
+        body = await request.json()
+        content = json.dumps(body)
+
+        if detect_suspicious_content(content):
+            raise SecurityException(
+                message="Potentially malicious content detected", code=ErrorCode.SECURITY_ERROR
+            )
+        return body
+
+    @router.post("/documents")
+    @require_permission(Permission.DOCUMENT_CREATE)  # Permission check
+    async def create_document(  # type: ignore[no-untyped-def]
+        request: Request,
+        body: Dict[str, _Any] = Depends(validate_content),  # noqa: UP006
+        current_user_id: str = Depends(get_current_user_id),  # Authentication
+        db: AsyncSession = Depends(get_db),
+    ):
+        """Create a new document."""
+        security_service = get_security_service()
+
+        # Get CSRF token from header
+        csrf_token = request.headers.get("X-CSRF-Token")
+        if not csrf_token or not security_service.validate_csrf_token(csrf_token, current_user_id):
+            raise SecurityException(message="Invalid CSRF token")
+
+        # Create document
+        document_service = get_service("document_service", db=db)
+        document = await document_service.create_document(body, current_user_id)
+
+        return document
+
+    app = FastAPI()
+    install_exception_handlers(app)
+    app.include_router(router)
+    return app
+
+
+@pytest.fixture
+def document_service() -> Iterator[None]:
+    """DocumentService registered as "document_service" for the test."""
+    from crown_nexus.core.dependency_manager import register_service, unregister_service
+
+    register_service(DocumentService, name="document_service")
+    try:
+        yield None
+    finally:
+        unregister_service("document_service")
+
+
+async def test_guide_multiple_layers_example(app: FastAPI, document_service: None) -> None:
+    """Guide §14: authentication, permission, content check and CSRF all apply, over HTTP."""
+    guide_app = _guide_multiple_layers_app()
+    transport = httpx.ASGITransport(app=guide_app)
+    doc = {"title": "Q3 plan"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        _assert_401(await c.post("/documents", json=doc))
+        user = _bearer("user")  # role user holds document:create
+        csrf = {"X-CSRF-Token": security.generate_csrf_token("user-1")}
+        created = await c.post("/documents", json=doc, headers={**user, **csrf})
+        assert created.status_code == 200
+        assert created.json() == {"title": "Q3 plan", "owner_id": "user-1"}
+        _assert_403(await c.post("/documents", json=doc, headers={**_bearer("guest"), **csrf}))
+        no_csrf = await c.post("/documents", json=doc, headers=user)
+        assert no_csrf.status_code == 403 and no_csrf.json()["code"] == "SECURITY_ERROR"
+        other = {"X-CSRF-Token": security.generate_csrf_token("someone-else")}
+        assert (await c.post("/documents", json=doc, headers={**user, **other})).status_code == 403
+        evil = {"title": "<script>alert(1)</script>"}
+        bad = await c.post("/documents", json=evil, headers={**user, **csrf})
+        assert bad.status_code == 403 and bad.json()["code"] == "SECURITY_ERROR"
