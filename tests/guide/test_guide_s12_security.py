@@ -1007,3 +1007,26 @@ async def test_logout_is_shared_between_workers_with_redis(redis_url: str) -> No
     finally:
         await other_worker.close()
         configure_security(previous)
+
+
+async def test_app_settings_secret_signs_and_checks_tokens() -> None:
+    """An app built with its own production secret refuses tokens signed with the built-in default key (SPEC §7)."""
+    import time as _time
+
+    import jwt as pyjwt
+
+    from crown_nexus.settings import DEFAULT_SECRET_KEY
+
+    strong = "app-secret-" + uuid.uuid4().hex * 2
+    app = guide_app(deps_router(), ENVIRONMENT="production", secret_key=strong)
+    now = int(_time.time())
+    claims = {"sub": "u1", "type": "access", "iat": now, "nbf": now, "exp": now + 600, "jti": uuid.uuid4().hex,
+              "role": "admin", "permissions": ["product:create"]}
+    forged = pyjwt.encode(claims, DEFAULT_SECRET_KEY, algorithm="HS256")
+    async with app_client(app) as client:
+        genuine = create_token("u1")  # the guide's module-level call, inside the running app
+        ok = await client.get("/users/me", headers={"Authorization": f"Bearer {genuine}"})
+        refused = await client.get("/users/me", headers={"Authorization": f"Bearer {forged}"})
+    assert ok.status_code == 200
+    assert refused.status_code == 401
+    assert_error_body(refused.json(), "AUTHENTICATION_ERROR")

@@ -124,6 +124,11 @@ def setup_app(
     settings = _resolve_settings(app, settings)
     app.state.settings = settings
     configure_logging_for_app(settings)  # JSON in production, console in development
+    if getattr(app.state, "security_service", None) is None:
+        # tokens are signed and checked with THIS app's secret, not the loaded settings' one
+        from crown_nexus.core.security import configure_security
+
+        app.state.security_service = configure_security(settings)
     install_exception_handlers(app)
     stack = middleware_stack(settings, middleware_options, exclude_middleware)
     for cls, kwargs in reversed(stack):  # add_middleware puts the latest outermost
