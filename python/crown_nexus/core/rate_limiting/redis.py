@@ -61,6 +61,9 @@ _SCRIPT_FILES = {
 _TOKEN_BUCKET = RateLimitAlgorithm.TOKEN_BUCKET
 #: connections beyond ``max_connections`` for calls outside the semaphore (none today)
 _SPARE_CONNECTIONS = 4
+#: at most this many rules keep a cached pre-encoded EVALSHA (rules are few; this bounds memory
+#: should an application build rules from unbounded input)
+_MAX_PACKS = 1024
 _monotonic = time.monotonic
 _current_task = asyncio.current_task
 _get_running_loop = asyncio.get_running_loop
@@ -297,7 +300,7 @@ class RedisRateLimitBackend(RateLimitBackend):
             4 + len(args), len(shab), shab,
         )
         tail = b"".join(b"$%d\r\n%d\r\n" % (len(b"%d" % a), a) for a in args)
-        if cost == 1:
+        if cost == 1 and (signature in self._packs or len(self._packs) < _MAX_PACKS):
             self._packs[signature] = (sha, head, tail)
         return head, tail
 
