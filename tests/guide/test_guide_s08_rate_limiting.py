@@ -533,3 +533,22 @@ async def test_user_strategy_counts_each_user_separately() -> None:
     assert bob_codes == [200, 200, 429]
     assert anon_codes == [200, 200, 429]
     assert forged.status_code == 429  # an invalid token is anonymous: counted with the IP
+
+
+# --- SPEC §10: Retry-After is always whole seconds, at least 1 -------------------------------------
+
+from hypothesis import given, settings as hsettings, strategies as st
+
+
+@hsettings(max_examples=150, deadline=None)
+@given(
+    header=st.one_of(st.none(), st.text(max_size=12), st.floats(allow_nan=True, allow_infinity=True).map(str), st.integers(-10**6, 10**9).map(str)),
+    reset=st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True), st.integers(-10**6, 10**9)),
+)
+def test_retry_after_always_whole_seconds(header: str | None, reset: float | None) -> None:
+    """Whatever Retry-After header or reset_seconds a caller passes, the exception sends whole seconds ≥ 1, in both places."""
+    headers = None if header is None else {"Retry-After": header}
+    exc = RateLimitExceededException(message="m", headers=headers, reset_seconds=reset)
+    value = exc.headers["Retry-After"]
+    assert value.isdigit() and int(value) >= 1, value
+    assert exc.details["headers"]["Retry-After"] == value

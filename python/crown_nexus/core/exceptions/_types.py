@@ -424,13 +424,17 @@ class TimeoutException(NetworkException):
 
 
 def _retry_after(headers: Mapping[str, str], reset_seconds: float | None) -> str:
-    """Whole seconds until a retry is admitted, at least 1 (SPEC §10)."""
+    """Whole seconds until a retry is admitted, at least 1 (SPEC §10).
+
+    A ``Retry-After`` header that is not a finite number of seconds is ignored (``reset_seconds``
+    or the default applies), so the header is always whole seconds.
+    """
     for key, value in headers.items():
         if key.lower() == "retry-after":
             try:
                 return str(max(1, math.ceil(float(value))))
-            except (TypeError, ValueError):
-                return str(value)
+            except (TypeError, ValueError, OverflowError):
+                break
     if reset_seconds is not None:
         try:
             return str(max(1, math.ceil(float(reset_seconds))))
