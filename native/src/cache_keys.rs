@@ -5,6 +5,8 @@
 //! Exact builtin types are encoded here; every other value goes through the pure module's
 //! `_reduce`, so the rules for the rarer types (Enum, datetime, dataclasses, ...) live in one
 //! place. Errors are the pure module's `UnhashableValueError`.
+use blake2::digest::consts::U32;
+use blake2::{Blake2b, Digest};
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::intern;
@@ -13,8 +15,6 @@ use pyo3::sync::GILOnceCell;
 use pyo3::types::{
     PyBool, PyBytes, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PySet, PyString, PyTuple, PyType,
 };
-use blake2::digest::consts::U32;
-use blake2::{Blake2b, Digest};
 use std::cell::RefCell;
 
 /// BLAKE2b with a 256-bit digest (`hashlib.blake2b(digest_size=32)`).
@@ -106,6 +106,52 @@ fn put_hex_i64(buf: &mut [u8; 17], v: i64) -> usize {
     i
 }
 
+/// Members of a dict or set kept on the stack (more spill to the heap).
+const SMALL: usize = 16;
+
+type Pair<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>);
+
+/// `(start, end)` of each member node written to the output, on the stack while few.
+struct Pieces {
+    stack: [(usize, usize); SMALL],
+    len: usize,
+    heap: Vec<(usize, usize)>,
+}
+
+impl Pieces {
+    fn new() -> Self {
+        Pieces {
+            stack: [(0, 0); SMALL],
+            len: 0,
+            heap: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, piece: (usize, usize)) {
+        if self.len < SMALL {
+            self.stack[self.len] = piece;
+        } else {
+            if self.heap.is_empty() {
+                self.heap.extend_from_slice(&self.stack);
+            }
+            self.heap.push(piece);
+        }
+        self.len += 1;
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [(usize, usize)] {
+        if self.len <= SMALL {
+            &mut self.stack[..self.len]
+        } else {
+            &mut self.heap
+        }
+    }
+}
+
 struct Encoder<'a> {
     pure: &'a Pure,
 }
@@ -159,26 +205,28 @@ impl Encoder<'_> {
         Ok(())
     }
 
-    /// Encode each member into `scratch`, then append them to `out` sorted bytewise.
-    fn sorted_into(
+    /// Reorder the member nodes written to `out[region..]` (at `pieces`) bytewise, then write
+    /// the child count `n` at `at`. Nothing moves when they are already in order (one member).
+    fn sort_region(
         &self,
         py: Python<'_>,
         out: &mut Vec<u8>,
-        tag: u8,
+        at: usize,
+        region: usize,
         pieces: &mut [(usize, usize)],
-        scratch: &[u8],
+        n: usize,
     ) -> PyResult<()> {
-        pieces.sort_unstable_by(|&(a, b), &(c, d)| scratch[a..b].cmp(&scratch[c..d]));
-        let at = Self::open(out, tag);
-        out.reserve(scratch.len());
-        for &(a, b) in pieces.iter() {
-            out.extend_from_slice(&scratch[a..b]);
+        if pieces.len() > 1 {
+            let data: &[u8] = out;
+            pieces.sort_unstable_by(|&(a, b), &(c, d)| data[a..b].cmp(&data[c..d]));
+            if !pieces.windows(2).all(|w| w[0].0 < w[1].0) {
+                let written = out[region..].to_vec();
+                out.truncate(region);
+                for &(a, b) in pieces.iter() {
+                    out.extend_from_slice(&written[a - region..b - region]);
+                }
+            }
         }
-        let n = if tag == b'd' {
-            2 * pieces.len()
-        } else {
-            pieces.len()
-        };
         self.close(py, out, at, n)
     }
 
@@ -256,41 +304,60 @@ impl Encoder<'_> {
         }
         if value.is_exact_instance_of::<PyDict>() {
             // snapshot the pairs first: encoding may run Python code (via _reduce)
+            // (on the stack for small dicts; no Python code runs while the snapshot is taken)
             let len = unsafe { ffi::PyDict_Size(value.as_ptr()) }.max(0) as usize;
-            let mut pairs: Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)> = Vec::with_capacity(len);
+            let mut small: [Option<Pair<'_>>; SMALL] = Default::default();
+            let mut big: Vec<Option<Pair<'_>>> = Vec::new();
+            let mut n = 0;
             let mut pos: ffi::Py_ssize_t = 0;
             let mut key: *mut ffi::PyObject = std::ptr::null_mut();
             let mut val: *mut ffi::PyObject = std::ptr::null_mut();
+            if len > SMALL {
+                big.reserve_exact(len);
+            }
             while unsafe { ffi::PyDict_Next(value.as_ptr(), &mut pos, &mut key, &mut val) } != 0 {
-                pairs.push(unsafe {
+                let pair = unsafe {
                     (
                         Bound::from_borrowed_ptr(py, key),
                         Bound::from_borrowed_ptr(py, val),
                     )
-                });
+                };
+                if len > SMALL {
+                    big.push(Some(pair));
+                } else if n < SMALL {
+                    small[n] = Some(pair);
+                }
+                n += 1;
             }
-            let mut scratch = Vec::with_capacity(32 * pairs.len());
-            let mut pieces = Vec::with_capacity(pairs.len());
-            for (k, v) in &pairs {
-                let start = scratch.len();
-                self.encode(k, depth + 1, &mut scratch)?;
-                self.encode(v, depth + 1, &mut scratch)?;
-                pieces.push((start, scratch.len()));
+            let snapshot: &[Option<Pair<'_>>] = if len > SMALL {
+                &big
+            } else {
+                &small[..n.min(SMALL)]
+            };
+            let at = Self::open(out, b'd');
+            let region = out.len();
+            let mut pieces = Pieces::new();
+            for (k, v) in snapshot.iter().flatten() {
+                let start = out.len();
+                self.encode(k, depth + 1, out)?;
+                self.encode(v, depth + 1, out)?;
+                pieces.push((start, out.len()));
             }
-            drop(pairs);
-            return self.sorted_into(py, out, b'd', &mut pieces, &scratch);
+            let count = 2 * pieces.len();
+            return self.sort_region(py, out, at, region, pieces.as_mut_slice(), count);
         }
         let is_set = value.is_exact_instance_of::<PySet>();
         if is_set || value.is_exact_instance_of::<PyFrozenSet>() {
-            let mut scratch = Vec::new();
-            let mut pieces = Vec::new();
+            let at = Self::open(out, if is_set { b'S' } else { b'z' });
+            let region = out.len();
+            let mut pieces = Pieces::new();
             for item in value.try_iter()? {
-                let start = scratch.len();
-                self.encode(&item?, depth + 1, &mut scratch)?;
-                pieces.push((start, scratch.len()));
+                let start = out.len();
+                self.encode(&item?, depth + 1, out)?;
+                pieces.push((start, out.len()));
             }
-            let tag = if is_set { b'S' } else { b'z' };
-            return self.sorted_into(py, out, tag, &mut pieces, &scratch);
+            let count = pieces.len();
+            return self.sort_region(py, out, at, region, pieces.as_mut_slice(), count);
         }
         if self.encode_known(value, out)? {
             return Ok(());
@@ -436,7 +503,9 @@ fn digest_with<'py>(
         pair.copy_from_slice(&HEX_PAIRS[*byte as usize]);
     }
     // SAFETY: every byte is an ASCII hex digit
-    Ok(PyString::new(py, unsafe { std::str::from_utf8_unchecked(&hex) }))
+    Ok(PyString::new(py, unsafe {
+        std::str::from_utf8_unchecked(&hex)
+    }))
 }
 
 /// Stable hex digest (64 chars) of the call `qualname(*args, **kwargs)`; see the pure module.
