@@ -272,10 +272,21 @@ _DIGITS4 = re.compile(r"\d[ \-]?\d[ \-]?\d[ \-]?\d")
 
 def scrub_text(text: str) -> str:
     """Return ``text`` with bearer tokens, JWTs and Luhn-valid card numbers replaced by
-    ``"[REDACTED]"`` (cheap substring checks first; the regex runs only on candidates)."""
+    ``"[REDACTED]"`` (cheap substring checks first; the regex runs only on candidates).
+
+    The checks are a necessary condition of a pattern match, so for every text of 13 characters
+    or more the result equals running the pattern itself (a hypothesis test checks it). Shorter
+    texts are returned as they are: a JWT or a card number is at least 13 characters, and a
+    bearer credential of 5 characters or fewer is not one."""
     if len(text) < 13:
         return text
-    if "earer" in text or "EARER" in text or "eyJ" in text or _DIGITS4.search(text) is not None:
+    if (
+        "earer" in text
+        or "EARER" in text
+        or "eyJ" in text
+        or _DIGITS4.search(text) is not None
+        or "bearer" in text.lower()  # mixed case ("BeArEr"): the pattern ignores case too
+    ):
         return _VALUE_PATTERN.sub(_replace_match, text)
     return text
 
