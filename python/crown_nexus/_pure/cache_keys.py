@@ -107,6 +107,10 @@ _U32_MAX: Final = 0xFFFFFFFF
 _pack_u32 = struct.Struct("<I").pack
 _pack_double = struct.Struct(">d").pack
 _blake2b = hashlib.blake2b
+_NONE_NODE: Final = b"N" + _pack_u32(0)
+_TRUE_NODE: Final = b"T" + _pack_u32(0)
+_FALSE_NODE: Final = b"F" + _pack_u32(0)
+_FLOAT_PREFIX: Final = b"f" + _pack_u32(8)
 
 
 class UnhashableValueError(TypeError):
@@ -146,17 +150,6 @@ def _u32(n: int) -> bytes:
 
 def _leaf(tag: bytes, head: bytes) -> bytes:
     return tag + _u32(len(head)) + head
-
-
-def _float_head(value: float) -> bytes:
-    return _NAN if value != value else _pack_double(value)
-
-
-def _str_head(value: str) -> bytes:
-    try:
-        return value.encode("utf-8")
-    except UnicodeEncodeError:
-        return value.encode("utf-8", "surrogatepass")
 
 
 def _class_name(obj: Any) -> bytes:
@@ -243,18 +236,24 @@ def _encode(value: Any, depth: int) -> bytes:
     if depth > MAX_DEPTH:
         raise _too_deep()
     kind = type(value)
+    # the common leaves inlined (a str or bytes head over 4 GiB is caught by _u32)
     if kind is str:
-        return _leaf(b"s", _str_head(value))
+        try:
+            head = value.encode()
+        except UnicodeEncodeError:
+            head = value.encode("utf-8", "surrogatepass")
+        return b"s" + _u32(len(head)) + head
     if kind is int:
-        return _leaf(b"i", format(value, "x").encode("ascii"))
+        head = b"%x" % value
+        return b"i" + _pack_u32(len(head)) + head
     if value is None:
-        return _leaf(b"N", b"")
+        return _NONE_NODE
     if kind is bool:
-        return _leaf(b"T" if value else b"F", b"")
+        return _TRUE_NODE if value else _FALSE_NODE
     if kind is float:
-        return _leaf(b"f", _float_head(value))
+        return _FLOAT_PREFIX + (_NAN if value != value else _pack_double(value))
     if kind is bytes:
-        return _leaf(b"b", value)
+        return b"b" + _u32(len(value)) + value
     if kind is list or kind is tuple:
         inner = depth + 1
         return _container(b"l" if kind is list else b"t", [_encode(v, inner) for v in value])
