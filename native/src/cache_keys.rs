@@ -248,7 +248,7 @@ impl Encoder<'_> {
         if value.is_exact_instance_of::<PyInt>() {
             let mut overflow: std::os::raw::c_int = 0;
             let v = unsafe { ffi::PyLong_AsLongLongAndOverflow(value.as_ptr(), &mut overflow) };
-            if overflow == 0 && !(v == -1 && !unsafe { ffi::PyErr_Occurred() }.is_null()) {
+            if overflow == 0 && (v != -1 || unsafe { ffi::PyErr_Occurred() }.is_null()) {
                 let mut head = [0u8; 17];
                 let start = put_hex_i64(&mut head, v);
                 return self.leaf(py, out, b'i', &head[start..]);
