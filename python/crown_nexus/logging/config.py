@@ -260,14 +260,25 @@ def _level_method(method: str, number: int) -> Any:
                 if kw:
                     redactor = preparer.redactor
                     if redactor._safe.issuperset(kw):
-                        # every key known safe (one C-level pass): only values are checked
-                        for key, value in kw.items():
+                        # every key known safe (one C-level pass): only values are checked,
+                        # first without their keys; a value that needs work takes the keyed loop
+                        for value in kw.values():
                             t = type(value)
                             if t is str:
                                 if len(value) > 12:
-                                    out[key] = _P.scrub_text(value)
+                                    break
                             elif t not in _SCALARS:
-                                out[key] = redactor.redact_value(value)
+                                break
+                        else:
+                            kw = None
+                        if kw is not None:
+                            for key, value in kw.items():
+                                t = type(value)
+                                if t is str:
+                                    if len(value) > 12:
+                                        out[key] = _P.scrub_text(value)
+                                elif t not in _SCALARS:
+                                    out[key] = redactor.redact_value(value)
                     else:
                         safe = redactor._safe
                         for key, value in kw.items():
