@@ -157,3 +157,39 @@ def test_inlined_fast_path_equals_the_processor_chain(
         assert _without_location(stream.getvalue()) == _without_location(expected)
     finally:
         configure_logging(Settings(ENVIRONMENT="test"))
+
+
+def test_bound_fields_follow_a_reconfigured_redactor() -> None:
+    """A logger whose bound fields were clean redacts them once the key becomes secret."""
+    stream = io.BytesIO()
+    log = get_logger("bound").bind(note="plain words", n=1)
+    try:
+        configure_logging(
+            Settings(ENVIRONMENT="test"), stream=stream, log_format="json", stdlib=False
+        )
+        log.info("first", password="hunter2")
+        configure_logging(
+            Settings(ENVIRONMENT="test"),
+            stream=stream,
+            log_format="json",
+            stdlib=False,
+            redact_add=["note"],
+        )
+        log.info("second", extra_note="x")
+    finally:
+        configure_logging(Settings(ENVIRONMENT="test"))
+    first, second = (orjson.loads(line) for line in stream.getvalue().splitlines())
+    assert first["note"] == "plain words" and first["password"] == P.REDACTED
+    assert second["note"] == P.REDACTED and second["extra_note"] == P.REDACTED
+    assert second["n"] == 1
+
+
+def test_bound_secrets_are_redacted_on_every_line(json_logs: Any) -> None:
+    """Bound secrets (by key or by value) stay redacted whatever the call adds."""
+    log = get_logger("bound").bind(api_key="k-123", auth="Bearer abcdefghijklmnop")
+    log.info("a")
+    log.info("b", api_key="override", user=1)
+    a, b = json_logs.lines()[-2:]
+    assert a["api_key"] == P.REDACTED and a["auth"] == "[REDACTED]"
+    assert b["api_key"] == P.REDACTED and b["auth"] == "[REDACTED]" and b["user"] == 1
+    assert list(b)[6:9] == ["api_key", "auth", "user"]

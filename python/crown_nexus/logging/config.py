@@ -190,6 +190,24 @@ atexit.register(_SINK.flush)
 _OPENED_FILES: list[int] = []
 
 
+def _bound_is_clean(bound: dict[str, Any], redactor: Redactor) -> bool:
+    """Return True when redaction leaves every bound field as it is: no sensitive key, and
+    each value a scalar or a str that scrubbing does not change (both immutable)."""
+    try:
+        for key, value in bound.items():
+            if redactor.is_sensitive_key(key):
+                return False
+            t = type(value)
+            if t is str:
+                if _P.scrub_text(value) != value:
+                    return False
+            elif t not in _SCALARS:
+                return False
+    except Exception:
+        return False
+    return True
+
+
 def _format_args(event: Any, args: tuple[Any, ...]) -> Any:
     try:
         return event % args
@@ -220,6 +238,7 @@ def _level_method(method: str, number: int) -> Any:
             return
         try:
             bound = self._bound
+            check = kw  # the fields whose keys and values redaction has to look at
             if bound:
                 kw = {**bound, **kw}
             if "exc_info" in kw or type(event) is not str:
@@ -257,8 +276,17 @@ def _level_method(method: str, number: int) -> Any:
                         "user_id": _get_uid(),
                         **kw,
                     }
-                if kw:
-                    redactor = preparer.redactor
+                redactor = preparer.redactor
+                if bound:
+                    # bound values were checked once per (logger, redactor): when none needs
+                    # redaction only the call's own fields are looked at
+                    clean = self._clean
+                    if clean is None or clean[0] is not redactor:
+                        clean = self._clean = (redactor, _bound_is_clean(bound, redactor))
+                    if not clean[1]:
+                        check = kw
+                if check:
+                    kw = check
                     if redactor._safe.issuperset(kw):
                         # every key known safe (one C-level pass): only values are checked,
                         # first without their keys; a value that needs work takes the keyed loop
@@ -344,6 +372,8 @@ class CrownLogger(structlog.BoundLoggerBase):
         super().__init__(logger, processors, context)
         self._name = context.get("logger")
         self._bound = {k: v for k, v in context.items() if k != "logger"}
+        #: (redactor, whether no bound value needs redaction under it), computed on first use
+        self._clean: tuple[Any, bool] | None = None
 
     def _emit(self, method: str, event: Any, args: tuple[Any, ...], kw: dict[str, Any]) -> None:
         event_dict: Any = None
