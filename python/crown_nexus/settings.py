@@ -24,7 +24,7 @@ DEFAULT_SECRET_KEY = "crown-nexus-development-secret-key-change-me"
 MIN_PRODUCTION_SECRET_LENGTH = 32
 
 
-class Environment(str, enum.Enum):
+class Environment(enum.StrEnum):
     """Where the application runs; picks console (development) or JSON (production) logs."""
 
     DEVELOPMENT = "development"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import ExitStack, asynccontextmanager, contextmanager
-from typing import Any
+from typing import Any, cast
 
 __all__ = [
     "FrozenClock",
@@ -97,8 +97,9 @@ def capture_logs(level: int | str = "debug") -> Iterator[list[dict[str, Any]]]:
     old_level = state.min_level
     state.min_level = _config._level_number(level)
     try:
-        with structlog.testing.capture_logs(processors=[EventPreparer(state.redactor)]) as entries:
-            yield entries
+        preparer: Any = EventPreparer(state.redactor)  # a structlog processor over plain dicts
+        with structlog.testing.capture_logs(processors=[preparer]) as entries:
+            yield cast(list[dict[str, Any]], entries)
     finally:
         state.min_level = old_level
 

@@ -9,7 +9,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from fastapi import Request
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.orm import DeclarativeBase
 
 __all__ = ["Base", "create_engine_for", "get_db", "get_sessionmaker"]

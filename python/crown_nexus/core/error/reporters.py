@@ -6,7 +6,7 @@ import logging
 import threading
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from crown_nexus.core.error.base import ErrorContext, ErrorReporter
 
@@ -135,7 +135,10 @@ _reporters: list[ErrorReporter] = [LoggingErrorReporter()]
 _reporters_lock = threading.Lock()
 
 
-def register_reporter(reporter: ErrorReporter) -> ErrorReporter:
+_R = TypeVar("_R", bound=ErrorReporter)
+
+
+def register_reporter(reporter: _R) -> _R:
     """Add ``reporter`` (an object with ``async report(exception, context)``); returns it.
 
     Registering the same object twice has no effect.

@@ -56,6 +56,7 @@ class RedisTokenBlacklist(TokenBlacklist):
         if self._loop is not loop:
             if self._loop is not None:
                 # the old client's connections belong to another (often closed) loop
+                assert self._url is not None  # we own the client, so it was built from a URL
                 self._client = aioredis.Redis.from_url(self._url)
             self._loop = loop
         return self._client
