@@ -27,11 +27,11 @@ class _CacheKeys(ModuleType):
 
     @staticmethod
     def make_key(qualname: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-        """Stable sha256 hex digest of the call; raises UnhashableValueError (a TypeError)."""
+        """Stable BLAKE2b-256 hex digest of the call; raises UnhashableValueError (a TypeError)."""
 
     @staticmethod
     def hash_value(value: Any) -> str:
-        """Stable sha256 hex digest of one value; raises UnhashableValueError (a TypeError)."""
+        """Stable BLAKE2b-256 hex digest of one value; raises UnhashableValueError (a TypeError)."""
 
 cache_keys: _CacheKeys
 
