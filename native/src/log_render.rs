@@ -6,6 +6,7 @@
 //! goes through the pure module's `_sanitize` (as does a dict with any key that is not a valid str),
 //! whose plain result is then written here. Never raises for an ordinary `Exception` inside a conversion.
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{LazyLock, Mutex};
 
 use pyo3::exceptions::{PyException, PyRuntimeError};
 use pyo3::ffi;
@@ -60,6 +61,21 @@ fn pure(py: Python<'_>) -> PyResult<&'static Pure> {
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Top-level keys of event dicts are nearly always the same str objects (the logger's own field
+/// names, interned keyword-argument names), so their JSON form is kept per object: a small
+/// direct-mapped cache from the object's address to its quoted, escaped bytes. Each entry holds
+/// a strong reference, so an address can only ever name the object it was computed for, and the
+/// bytes are exactly what `write_str` writes for it (strs are immutable): the output is unchanged.
+const KEY_SLOTS: usize = 256;
+
+struct KeyEntry {
+    key: Py<PyAny>,
+    json: Box<[u8]>,
+}
+
+static KEY_CACHE: LazyLock<Mutex<Vec<Option<KeyEntry>>>> =
+    LazyLock::new(|| Mutex::new((0..KEY_SLOTS).map(|_| None).collect()));
 
 /// 0: copy as is; b'u': \u00XX; anything else: backslash + that byte.
 static ESCAPE: [u8; 256] = {
@@ -393,7 +409,7 @@ impl Writer<'_> {
                 self.out.push(b',');
             }
             first = false;
-            if !self.plain_key(&key) {
+            if !self.plain_key(&key, depth == 0) {
                 // a key needs converting, and converted keys may collide ({1: .., "1": ..}):
                 // S() keeps the last value at the first position, so let S() build the dict
                 self.out.truncate(start);
@@ -413,14 +429,44 @@ impl Writer<'_> {
     }
 
     /// Write an exact, valid-UTF-8 str key; return false (writing nothing) for any other key.
-    fn plain_key(&mut self, key: &Bound<'_, PyAny>) -> bool {
-        if key.is_exact_instance_of::<PyString>() {
-            if let Ok(text) = unsafe { key.downcast_unchecked::<PyString>() }.to_str() {
-                write_str(&mut self.out, text);
-                return true;
+    /// `cached`: look the key up in (and add it to) [`KEY_CACHE`] (top-level keys only, so
+    /// that keys made up per event deeper down do not churn it).
+    fn plain_key(&mut self, key: &Bound<'_, PyAny>, cached: bool) -> bool {
+        if !key.is_exact_instance_of::<PyString>() {
+            return false;
+        }
+        let addr = key.as_ptr() as usize;
+        let slot = (addr >> 4) % KEY_SLOTS;
+        if cached {
+            // try_lock: never wait (a nested render on this thread, or a thread that released
+            // the GIL while holding it, just skips the cache)
+            if let Ok(cache) = KEY_CACHE.try_lock() {
+                if let Some(entry) = &cache[slot] {
+                    if entry.key.as_ptr() as usize == addr {
+                        self.out.extend_from_slice(&entry.json);
+                        return true;
+                    }
+                }
             }
         }
-        false
+        let Ok(text) = (unsafe { key.downcast_unchecked::<PyString>() }).to_str() else {
+            return false;
+        };
+        let start = self.out.len();
+        write_str(&mut self.out, text);
+        if cached {
+            let entry = KeyEntry {
+                key: key.clone().unbind(),
+                json: self.out[start..].into(),
+            };
+            let evicted = match KEY_CACHE.try_lock() {
+                Ok(mut cache) => cache[slot].replace(entry),
+                Err(_) => Some(entry),
+            };
+            // released after the lock (a decref never runs under it)
+            drop(evicted);
+        }
+        true
     }
 
     /// Write a value through the pure module's `_sanitize` (which returns plain JSON types).
