@@ -342,3 +342,14 @@ def test_an_event_resized_while_rendering_gives_the_fallback_line(impl: ModuleTy
     event: dict[str, Any] = {"a": 1}
     event["m"] = Mutator(event)
     assert impl.render(event) == b'{"event":"<unrenderable event>"}\n'
+
+
+def test_top_level_keys_made_per_event_render_like_pure(impl: ModuleType) -> None:
+    """Keys created fresh per event (freed, their memory reused by other strs) never pick up
+    another key's cached text: every line equals the pure renderer's."""
+    for i in range(3000):
+        key = "".join(["k", str(i % 977), "-é" * (i % 3)])
+        other = "".join(["x", str(i)])
+        event = {"level": "info", key: i, other: [key], "event": "e"}
+        assert impl.render(event) == pure_render.render(event)
+        del key, other, event
