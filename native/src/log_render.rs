@@ -398,6 +398,9 @@ impl Writer<'_> {
         let mut key_ptr: *mut ffi::PyObject = std::ptr::null_mut();
         let mut value_ptr: *mut ffi::PyObject = std::ptr::null_mut();
         let mut first = true;
+        // the key cache is locked once per top-level dict (try_lock: never waits; a nested
+        // render on this thread, or another thread meanwhile, simply goes without it)
+        let mut cache = if depth == 0 { KEY_CACHE.try_lock().ok() } else { None };
         // PyDict_Next re-reads the table on every call, so a conversion that mutates the dict
         // cannot make this read freed memory; a borrowed value is turned into an owned
         // reference before any Python code runs (see `item`).
@@ -409,7 +412,7 @@ impl Writer<'_> {
                 self.out.push(b',');
             }
             first = false;
-            if !self.plain_key(&key, depth == 0) {
+            if !self.plain_key(&key, cache.as_deref_mut()) {
                 // a key needs converting, and converted keys may collide ({1: .., "1": ..}):
                 // S() keeps the last value at the first position, so let S() build the dict
                 self.out.truncate(start);
@@ -429,23 +432,23 @@ impl Writer<'_> {
     }
 
     /// Write an exact, valid-UTF-8 str key; return false (writing nothing) for any other key.
-    /// `cached`: look the key up in (and add it to) [`KEY_CACHE`] (top-level keys only, so
-    /// that keys made up per event deeper down do not churn it).
-    fn plain_key(&mut self, key: &Bound<'_, PyAny>, cached: bool) -> bool {
+    /// `cache`: the locked [`KEY_CACHE`] to look the key up in and add it to (top-level keys
+    /// only, so that keys made up per event deeper down do not churn it).
+    fn plain_key(
+        &mut self,
+        key: &Bound<'_, PyAny>,
+        cache: Option<&mut Vec<Option<KeyEntry>>>,
+    ) -> bool {
         if !key.is_exact_instance_of::<PyString>() {
             return false;
         }
         let addr = key.as_ptr() as usize;
         let slot = (addr >> 4) % KEY_SLOTS;
-        if cached {
-            // try_lock: never wait (a nested render on this thread, or a thread that released
-            // the GIL while holding it, just skips the cache)
-            if let Ok(cache) = KEY_CACHE.try_lock() {
-                if let Some(entry) = &cache[slot] {
-                    if entry.key.as_ptr() as usize == addr {
-                        self.out.extend_from_slice(&entry.json);
-                        return true;
-                    }
+        if let Some(cache) = &cache {
+            if let Some(entry) = &cache[slot] {
+                if entry.key.as_ptr() as usize == addr {
+                    self.out.extend_from_slice(&entry.json);
+                    return true;
                 }
             }
         }
@@ -454,17 +457,12 @@ impl Writer<'_> {
         };
         let start = self.out.len();
         write_str(&mut self.out, text);
-        if cached {
-            let entry = KeyEntry {
+        if let Some(cache) = cache {
+            // an evicted str is decref'd here: freeing a str runs no Python code
+            cache[slot] = Some(KeyEntry {
                 key: key.clone().unbind(),
                 json: self.out[start..].into(),
-            };
-            let evicted = match KEY_CACHE.try_lock() {
-                Ok(mut cache) => cache[slot].replace(entry),
-                Err(_) => Some(entry),
-            };
-            // released after the lock (a decref never runs under it)
-            drop(evicted);
+            });
         }
         true
     }
