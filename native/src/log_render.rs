@@ -400,7 +400,11 @@ impl Writer<'_> {
         let mut first = true;
         // the key cache is locked once per top-level dict (try_lock: never waits; a nested
         // render on this thread, or another thread meanwhile, simply goes without it)
-        let mut cache = if depth == 0 { KEY_CACHE.try_lock().ok() } else { None };
+        let mut cache = if depth == 0 {
+            KEY_CACHE.try_lock().ok()
+        } else {
+            None
+        };
         // PyDict_Next re-reads the table on every call, so a conversion that mutates the dict
         // cannot make this read freed memory; a borrowed value is turned into an owned
         // reference before any Python code runs (see `item`).
