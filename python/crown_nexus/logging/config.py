@@ -298,7 +298,7 @@ def _level_method(method: str, number: int) -> Any:
                             elif t not in _SCALARS:
                                 break
                         else:
-                            kw = None
+                            kw = None  # type: ignore[assignment]  # "nothing to redact" marker
                         if kw is not None:
                             for key, value in kw.items():
                                 t = type(value)

@@ -91,7 +91,7 @@ def _encode_headers(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
 
 
 class RateLimitMiddleware:
-    """Pure ASGI rate limiting (never ``BaseHTTPMiddleware``).
+    """Pure ASGI rate limiting (no dispatch-style base class).
 
     ``rules``: the limits (default :data:`DEFAULT_RULES`). ``use_redis``: keep counters in Redis
     when the settings configure it (``REDIS_URI``), so every worker shares them; otherwise, and
