@@ -46,6 +46,23 @@ class _LogRender(ModuleType):
     def render(event_dict: dict[str, Any]) -> bytes:
         """Compact JSON object + ``b"\\n"``; never raises for odd values."""
 
+    @staticmethod
+    def render_event(
+        timestamp: Any,
+        level: Any,
+        logger: Any,
+        event: Any,
+        request_id: Any,
+        user_id: Any,
+        fields: Any,
+        filename: Any,
+        lineno: Any,
+        func_name: Any,
+        safe: Any,
+        redactor: Any,
+    ) -> bytes | None:
+        """The logger's fused path: ``render`` of the logger's event dict, without the dict."""
+
 log_render: _LogRender
 
 # -- jwt ----------------------------------------------------------------------------------------

@@ -13,7 +13,9 @@ use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
+use pyo3::types::{
+    PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PySet, PyString, PyTuple, PyType,
+};
 
 const FALLBACK_LINE: &[u8] = b"{\"event\":\"<unrenderable event>\"}\n";
 
@@ -512,8 +514,165 @@ fn render<'py>(py: Python<'py>, event_dict: &Bound<'py, PyAny>) -> PyResult<Boun
     }
 }
 
+/// Keys the logger writes itself: a field named like one of them takes the general path.
+const RESERVED: [&str; 9] = [
+    "timestamp",
+    "level",
+    "logger",
+    "event",
+    "request_id",
+    "user_id",
+    "filename",
+    "lineno",
+    "func_name",
+];
+
+/// Phase 1 of `render_event`: the fields' final (key text, value) pairs after redaction, or
+/// None when a key needs the general path. Redaction runs here, before anything is rendered,
+/// in the fields' order (as the logger's dict-building path does it).
+fn redact_fields<'py>(
+    fields: &Bound<'py, PyDict>,
+    safe: &Bound<'py, PyAny>,
+    redactor: &Bound<'py, PyAny>,
+) -> PyResult<Option<Vec<(Bound<'py, PyString>, Bound<'py, PyAny>)>>> {
+    let py = fields.py();
+    let mut items = Vec::with_capacity(fields.len());
+    for (key, value) in fields.iter() {
+        if !key.is_exact_instance_of::<PyString>() {
+            return Ok(None);
+        }
+        let key = unsafe { key.downcast_into_unchecked::<PyString>() };
+        let Ok(text) = key.to_str() else {
+            return Ok(None); // lone surrogates: the general path fixes (and may merge) them
+        };
+        if RESERVED.contains(&text) {
+            return Ok(None);
+        }
+        // a set (the redactor's known-safe keys): one C-level lookup; anything else: `in`
+        let known_safe = if safe.is_exact_instance_of::<PySet>() {
+            match unsafe { ffi::PySet_Contains(safe.as_ptr(), key.as_ptr()) } {
+                1 => true,
+                0 => false,
+                _ => return Err(PyErr::fetch(py)),
+            }
+        } else {
+            safe.contains(&key)?
+        };
+        if !known_safe
+            && redactor
+                .call_method1(intern!(py, "is_sensitive_key"), (&key,))?
+                .is_truthy()?
+        {
+            items.push((key, intern!(py, "[REDACTED]").clone().into_any()));
+            continue;
+        }
+        let needs_work = if value.is_exact_instance_of::<PyString>() {
+            (unsafe { ffi::PyUnicode_GetLength(value.as_ptr()) }) > 12
+        } else {
+            !(value.is_exact_instance_of::<PyInt>()
+                || value.is_exact_instance_of::<PyFloat>()
+                || value.is_exact_instance_of::<PyBool>()
+                || value.is_none())
+        };
+        if needs_work {
+            let redacted = redactor.call_method1(intern!(py, "redact_value"), (&value,))?;
+            items.push((key, redacted));
+        } else {
+            items.push((key, value));
+        }
+    }
+    Ok(Some(items))
+}
+
+/// Phase 2 of `render_event`: the line, as `render` writes the logger's dict.
+#[allow(clippy::too_many_arguments)]
+fn render_event_bytes(
+    py: Python<'_>,
+    core: [&Bound<'_, PyAny>; 6],
+    items: &[(Bound<'_, PyString>, Bound<'_, PyAny>)],
+    location: Option<[&Bound<'_, PyAny>; 3]>,
+) -> PyResult<Vec<u8>> {
+    let mut writer = Writer {
+        pure: pure(py)?,
+        out: Vec::with_capacity(512),
+    };
+    const CORE_KEYS: [&[u8]; 6] = [
+        b"{\"timestamp\":",
+        b",\"level\":",
+        b",\"logger\":",
+        b",\"event\":",
+        b",\"request_id\":",
+        b",\"user_id\":",
+    ];
+    for (key, value) in CORE_KEYS.iter().zip(core) {
+        writer.out.extend_from_slice(key);
+        writer.value(value, 1)?;
+    }
+    for (key, value) in items {
+        writer.out.push(b',');
+        write_str(&mut writer.out, key.to_str()?);
+        writer.out.push(b':');
+        writer.value(value, 1)?;
+    }
+    if let Some([filename, lineno, func_name]) = location {
+        writer.out.extend_from_slice(b",\"filename\":");
+        writer.value(filename, 1)?;
+        writer.out.extend_from_slice(b",\"lineno\":");
+        writer.value(lineno, 1)?;
+        writer.out.extend_from_slice(b",\"func_name\":");
+        writer.value(func_name, 1)?;
+    }
+    writer.out.extend_from_slice(b"}\n");
+    Ok(writer.out)
+}
+
+/// The logger's fused hot path: the line `render` writes for the logger's event dict
+/// (core fields, then `fields` redacted, then the caller location unless `filename` is None),
+/// built without that dict; None when `fields` is not a dict or a key needs the general path.
+/// Exceptions of the redaction calls propagate; rendering never raises (see `render`).
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn render_event<'py>(
+    py: Python<'py>,
+    timestamp: &Bound<'py, PyAny>,
+    level: &Bound<'py, PyAny>,
+    logger: &Bound<'py, PyAny>,
+    event: &Bound<'py, PyAny>,
+    request_id: &Bound<'py, PyAny>,
+    user_id: &Bound<'py, PyAny>,
+    fields: &Bound<'py, PyAny>,
+    filename: &Bound<'py, PyAny>,
+    lineno: &Bound<'py, PyAny>,
+    func_name: &Bound<'py, PyAny>,
+    safe: &Bound<'py, PyAny>,
+    redactor: &Bound<'py, PyAny>,
+) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    if !fields.is_exact_instance_of::<PyDict>() {
+        return Ok(None);
+    }
+    let fields = unsafe { fields.downcast_unchecked::<PyDict>() };
+    let Some(items) = redact_fields(fields, safe, redactor)? else {
+        return Ok(None);
+    };
+    let location = if filename.is_none() {
+        None
+    } else {
+        Some([filename, lineno, func_name])
+    };
+    let core = [timestamp, level, logger, event, request_id, user_id];
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        render_event_bytes(py, core, &items, location)
+    }));
+    match outcome {
+        Ok(Ok(bytes)) => Ok(Some(PyBytes::new(py, &bytes))),
+        Ok(Err(err)) if !err.is_instance_of::<PyException>(py) => Err(err),
+        _ => Ok(Some(PyBytes::new(py, FALLBACK_LINE))),
+    }
+}
+
 pub fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("IMPLEMENTATION", "native")?;
     m.add_function(wrap_pyfunction!(render, m)?)?;
+    m.add_function(wrap_pyfunction!(render_event, m)?)?;
     Ok(())
 }

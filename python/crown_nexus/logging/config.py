@@ -91,6 +91,9 @@ _get_extra = _extra.get
 _TS = _P._TS
 _SKIP = SKIP_FILES
 _CONFIG_LOCK = threading.RLock()
+#: whether the logger's fast path uses the renderer's fused ``render_event`` for the common
+#: case (no bound fields, no extra context); tests switch it off to compare with the dict path
+FUSED: list[bool] = [True]
 #: the processor chain shared by every logger (mutated in place on reconfiguration)
 _PROCESSORS: list[Any] = []
 
@@ -215,6 +218,21 @@ def _format_args(event: Any, args: tuple[Any, ...]) -> Any:
         return f"{event} {args!r}"
 
 
+def _write(sink: LogSink, line: Any) -> None:
+    """Hand one rendered line to ``sink`` (``os.write`` for bytes to a descriptor); never raises."""
+    fd = sink.fd
+    if fd is not None and type(line) is bytes:
+        try:
+            written = os.write(fd, line)
+        except Exception:  # a log call never raises; the failure is counted
+            sink.failures += 1
+            return
+        if written != len(line):  # partial write: the sink finishes it
+            sink.write(line[written:])
+        return
+    sink.write(line)
+
+
 def _level_method(method: str, number: int) -> Any:
     """Build the logger method for ``method`` at level ``number``.
 
@@ -254,6 +272,65 @@ def _level_method(method: str, number: int) -> Any:
                     _EVENT_CACHE[event] = scrubbed
                 ms = _P._wall_ns() // 1_000_000
                 extra = _get_extra()
+                frame: Any = _getframe(1)
+                code = frame.f_code
+                if code.co_filename in _SKIP:
+                    while frame is not None and frame.f_code.co_filename in _SKIP:
+                        frame = frame.f_back
+                    code = frame.f_code if frame is not None else None
+                redactor = preparer.redactor
+                fused = chain[1].render_event
+                if fused is not None and not extra and not bound and FUSED[0]:
+                    # the common case in one call: same bytes as the dict path below
+                    try:
+                        if frame is not None:
+                            line = fused(
+                                _TS[1] if ms == _TS[0] else _P.stamp_ms(ms),
+                                level_name,
+                                self._name,
+                                scrubbed,
+                                _get_rid(),
+                                _get_uid(),
+                                kw,
+                                code.co_filename,
+                                frame.f_lineno,
+                                code.co_name,
+                                redactor._safe,
+                                redactor,
+                            )
+                        else:
+                            line = fused(
+                                _TS[1] if ms == _TS[0] else _P.stamp_ms(ms),
+                                level_name,
+                                self._name,
+                                scrubbed,
+                                _get_rid(),
+                                _get_uid(),
+                                kw,
+                                None,
+                                None,
+                                None,
+                                redactor._safe,
+                                redactor,
+                            )
+                    except Exception as exc:
+                        line = fallback_line(
+                            {"level": level_name, "logger": self._name, "event": event}, exc
+                        )
+                    if line is not None:
+                        sink = self._logger
+                        fd = sink.fd
+                        if fd is not None:
+                            try:
+                                written = os.write(fd, line)
+                            except Exception:  # a log call never raises; the failure is counted
+                                sink.failures += 1
+                                return
+                            if written != len(line):  # partial write: the sink finishes it
+                                sink.write(line[written:])
+                            return
+                        sink.write(line)
+                        return
                 # one dict, built by a literal (BUILD_MAP + DICT_UPDATE: cheaper than .update)
                 if extra:
                     out = {
@@ -276,7 +353,6 @@ def _level_method(method: str, number: int) -> Any:
                         "user_id": _get_uid(),
                         **kw,
                     }
-                redactor = preparer.redactor
                 if bound:
                     # bound values were checked once per (logger, redactor): when none needs
                     # redaction only the call's own fields are looked at
@@ -319,12 +395,6 @@ def _level_method(method: str, number: int) -> Any:
                                     out[key] = _P.scrub_text(value)
                             elif t not in _SCALARS:
                                 out[key] = redactor.redact_value(value)
-                frame: Any = _getframe(1)
-                code = frame.f_code
-                if code.co_filename in _SKIP:
-                    while frame is not None and frame.f_code.co_filename in _SKIP:
-                        frame = frame.f_back
-                    code = frame.f_code if frame is not None else None
                 if frame is not None:
                     out["filename"] = code.co_filename
                     out["lineno"] = frame.f_lineno
@@ -338,18 +408,7 @@ def _level_method(method: str, number: int) -> Any:
                 {"level": LEVEL_NAMES.get(method, method), "logger": self._name, "event": event},
                 exc,
             )
-        sink = self._logger
-        fd = sink.fd
-        if fd is not None and type(line) is bytes:
-            try:
-                written = os.write(fd, line)
-            except Exception:  # a log call never raises; the failure is counted
-                sink.failures += 1
-                return
-            if written != len(line):  # partial write: the sink finishes it
-                sink.write(line[written:])
-            return
-        sink.write(line)
+        _write(self._logger, line)
 
     log_method.__name__ = log_method.__qualname__ = method
     log_method.__doc__ = f"Log ``event`` with fields ``kw`` at {method.upper()}" + (

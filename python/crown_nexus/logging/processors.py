@@ -522,6 +522,19 @@ def load_render(kind: str | None = None) -> Callable[[Mapping[str, Any]], bytes]
     return impls[kind].render  # type: ignore[no-any-return]
 
 
+def load_render_event(kind: str | None = None) -> Callable[..., bytes | None] | None:
+    """Return the fused ``render_event`` of the ``log_render`` implementation that
+    :func:`load_render` picks for ``kind`` (None when that implementation has none)."""
+    from crown_nexus import accel
+
+    try:
+        impls = accel.available("log_render")
+    except ImportError:
+        return None
+    module = accel.get("log_render") if kind is None else impls.get(kind)
+    return getattr(module, "render_event", None)
+
+
 def fallback_line(event_dict: Any, error: BaseException | None = None) -> bytes:
     """Return a minimal JSON line for an event that could not be processed or rendered.
 
@@ -549,10 +562,12 @@ class JSONRenderer:
     """Final processor: ``event_dict -> bytes`` (one JSON object and ``b"\\n"``) via the
     ``log_render`` hot path. Never raises: a renderer failure yields :func:`fallback_line`."""
 
-    __slots__ = ("kind", "render")
+    __slots__ = ("kind", "render", "render_event")
 
     def __init__(self, kind: str | None = None) -> None:
         self.render = load_render(kind)
+        #: the same implementation's fused entry, used by the logger's fast path (or None)
+        self.render_event = load_render_event(kind)
         self.kind = kind
 
     def __call__(self, logger: Any, method_name: str, event_dict: Mapping[str, Any]) -> bytes:
