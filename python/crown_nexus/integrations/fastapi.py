@@ -116,8 +116,9 @@ def setup_app(
     Installs the exception handlers (SPEC §3 body), the middleware stack in the guide's order
     (``middleware_options`` maps a middleware's class name to extra constructor arguments,
     ``exclude_middleware`` leaves some out) and, with ``manage_services``, wraps the app's
-    lifespan so registered services are started before it and stopped after it. Stores the
-    settings as ``app.state.settings``. Calling it twice on one app does nothing the second time.
+    lifespan so registered services are started before it and stopped after it. Points the
+    security system, the shared ``cache_service`` and the event service at the app's settings
+    (again at start-up, on the app's loop). Stores the settings as ``app.state.settings``. Calling it twice on one app does nothing the second time.
     """
     if getattr(app.state, "crown_nexus_setup", False):
         return app
@@ -129,6 +130,7 @@ def setup_app(
         from crown_nexus.core.security import configure_security
 
         app.state.security_service = configure_security(settings)
+    _configure_services(settings)  # the cache and event bus follow THIS app's settings too
     install_exception_handlers(app)
     stack = middleware_stack(settings, middleware_options, exclude_middleware)
     for cls, kwargs in reversed(stack):  # add_middleware puts the latest outermost
@@ -140,12 +142,38 @@ def setup_app(
     return app
 
 
+def _configure_services(settings: Settings) -> None:
+    """Point the shared cache and event services at ``settings`` (no-op when they match)."""
+    from crown_nexus.core.cache import configure_cache
+    from crown_nexus.core.events import configure_events
+
+    configure_cache(settings)
+    configure_events(settings)
+
+
+async def _start_reconfigured(started: list[str]) -> None:
+    """(Re)start on this loop the cache/event services a reconfiguration left stopped (the
+    registry skips services it believes started)."""
+    for name in ("cache_service", "event_service"):
+        if name in started or name not in dependency_manager.get_registry().names():
+            continue
+        service = dependency_manager.get_service(name)
+        if name == "cache_service" and getattr(service, "initialized", True) is False:
+            await service.initialize()
+        elif name == "event_service" and callable(getattr(service, "initialize", None)):
+            await service.initialize()
+
+
 def _with_services(inner: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """A lifespan that starts the registered services, runs ``inner``, then stops them."""
 
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[Any]:
+        settings = getattr(app.state, "settings", None)
+        if isinstance(settings, Settings):  # another app may have been set up since this one
+            _configure_services(settings)
         started = await dependency_manager.initialize()
+        await _start_reconfigured(started)
         app.state.services_started = started
         try:
             async with inner(app) as state:

@@ -2,7 +2,8 @@
 
 Public names (``from crown_nexus.core.cache import ...``):
 
-- :class:`CacheService`, :func:`get_cache_service` — the service registered as ``"cache_service"``.
+- :class:`CacheService`, :func:`get_cache_service` — the service registered as ``"cache_service"``;
+  :func:`configure_cache` points it at an app's settings (``setup_app`` calls it).
 - :func:`cached`, :func:`invalidate_cache`, :func:`cache_aside`, :func:`memoize` — decorators.
 - :class:`CacheBackend` and :class:`MemoryCacheBackend`, :class:`NullCacheBackend`,
   ``RedisCacheBackend`` (imported on first use: it needs the ``redis`` extra).
@@ -39,7 +40,7 @@ from crown_nexus.core.cache.keys import (
     generate_list_key,
     generate_model_key,
 )
-from crown_nexus.core.cache.service import CacheService, get_cache_service
+from crown_nexus.core.cache.service import CacheService, configure_cache, get_cache_service
 
 if TYPE_CHECKING:
     from crown_nexus.core.cache.backends.redis import RedisCacheBackend
@@ -59,6 +60,7 @@ __all__ = [
     "RedisCacheBackend",
     "cache_aside",
     "cached",
+    "configure_cache",
     "content_hash",
     "generate_cache_key",
     "generate_list_key",

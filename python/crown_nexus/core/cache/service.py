@@ -19,8 +19,10 @@ Every operation is ``async``; ``ttl=None`` means ``CACHE_DEFAULT_TTL`` and ``ttl
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import time
+import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -35,7 +37,7 @@ from crown_nexus.core.dependency_manager import get_service, register_service
 from crown_nexus.logging import get_logger
 from crown_nexus.settings import Settings
 
-__all__ = ["CacheService", "current_cache_service", "get_cache_service"]
+__all__ = ["CacheService", "configure_cache", "current_cache_service", "get_cache_service"]
 
 logger = get_logger("crown_nexus.core.cache")
 
@@ -71,7 +73,30 @@ class CacheService:
             from crown_nexus.core.config import settings as loaded
 
             settings = loaded
-        self.settings = settings
+        self._options: dict[str, Any] = {
+            "key_prefix": key_prefix,
+            "memory_max_size": memory_max_size,
+            "op_timeout": op_timeout,
+            "retry_interval": retry_interval,
+        }
+        self._component = component
+        self._metrics_override = metrics
+        self._retired: list[CacheBackend] = []
+        self._views: weakref.WeakSet[CacheService] = weakref.WeakSet()
+        self._build(settings, default_backend, default_ttl, redis_url)
+        enabled = settings.metrics_enabled if metrics is None else metrics
+        self.metrics = CacheMetrics(component, enabled=enabled)
+        self._parent: CacheService | None = None
+        self.initialized = False
+
+    def _build(
+        self,
+        settings: Settings,
+        default_backend: str | None = None,
+        default_ttl: float | None = None,
+        redis_url: str | None = None,
+    ) -> None:
+        """Validate the configuration and create (unconnected) backends for it."""
         name = default_backend or settings.CACHE_DEFAULT_BACKEND
         if name not in BACKEND_NAMES:
             raise CacheConfigurationException(
@@ -80,11 +105,8 @@ class CacheService:
         ttl = settings.CACHE_DEFAULT_TTL if default_ttl is None else default_ttl
         if ttl < 0:
             raise CacheConfigurationException("CACHE_DEFAULT_TTL must be >= 0")
-        self.default_ttl: float = ttl
-        self.default_backend_name = name
-        enabled = settings.metrics_enabled if metrics is None else metrics
-        self.metrics = CacheMetrics(component, enabled=enabled)
-        self._backends: dict[str, CacheBackend] = {
+        memory_max_size: int = self._options["memory_max_size"]
+        backends: dict[str, CacheBackend] = {
             "memory": MemoryCacheBackend(memory_max_size),
             "null": NullCacheBackend(),
         }
@@ -92,16 +114,21 @@ class CacheService:
         if url:
             from crown_nexus.core.cache.backends.redis import RedisCacheBackend
 
-            self._backends["redis"] = FallbackCacheBackend(
-                RedisCacheBackend(url, key_prefix=key_prefix),
+            backends["redis"] = FallbackCacheBackend(
+                RedisCacheBackend(url, key_prefix=self._options["key_prefix"]),
                 MemoryCacheBackend(memory_max_size),
-                op_timeout=op_timeout,
-                retry_interval=retry_interval,
+                op_timeout=self._options["op_timeout"],
+                retry_interval=self._options["retry_interval"],
                 on_state_change=self._on_redis_state,
             )
         elif name == "redis":  # pragma: no cover - settings.redis_url always gives a URL here
             raise CacheConfigurationException("CACHE_DEFAULT_BACKEND is redis but no Redis URL")
-        self._default: CacheBackend = self._backends[name]
+        self.settings = settings
+        self.default_ttl: float = ttl
+        self.default_backend_name = name
+        self._redis_url: str | None = url or None
+        self._backends = backends
+        self._default: CacheBackend = backends[name]
         self._nowait = getattr(self._default, "get_nowait", None)
         #: True when the default backend answers without I/O (memory, null): see get_nowait
         self.in_process: bool = self._nowait is not None
@@ -109,8 +136,71 @@ class CacheService:
         name_ = self._default.name
         self._get_hit_key = ("get", name_, "hit")
         self._get_miss_key = ("get", name_, "miss")
-        self._parent: CacheService | None = None
+
+    def configuration(self) -> tuple[str, float, str | None]:
+        """``(default backend, default TTL, Redis URL or None)``: what this service uses now."""
+        return (self.default_backend_name, self.default_ttl, self._redis_url)
+
+    @staticmethod
+    def configuration_for(settings: Settings) -> tuple[str, float, str | None]:
+        """What :meth:`configure` would make :meth:`configuration` for ``settings``."""
+        name = settings.CACHE_DEFAULT_BACKEND
+        url = settings.REDIS_URI or (settings.redis_url if name == "redis" else None)
+        return (name, float(settings.CACHE_DEFAULT_TTL), url or None)
+
+    def configure(self, settings: Settings) -> bool:
+        """Follow ``settings`` (an app's): its ``CACHE_DEFAULT_BACKEND``, ``CACHE_DEFAULT_TTL``
+        and Redis URL. Returns whether anything changed.
+
+        Nothing happens when ``settings`` give the configuration in use. Otherwise new backends
+        are created (without connecting: Redis connects on the loop that first uses it) and the
+        old ones are retired: closed by the next :meth:`initialize` or :meth:`shutdown`, on the
+        loop that runs it. Views from :meth:`for_component` follow. The service is process-wide:
+        reconfigure it when an app is set up, not while another app is serving on it. Raises
+        ``CacheConfigurationException`` for a bad configuration (the service is left unchanged).
+        """
+        if self._parent is not None:
+            return self._parent.configure(settings)
+        enabled = settings.metrics_enabled if self._metrics_override is None else (
+            self._metrics_override
+        )
+        if self.configuration() == self.configuration_for(settings):
+            self.settings = settings
+            self._set_metrics_enabled(enabled)
+            return False
+        old = list(self._backends.values())
+        self._build(settings)
+        if self.initialized:
+            self._retired.extend(old)  # opened: close them on the loop of the next start/stop
         self.initialized = False
+        self._set_metrics_enabled(enabled)
+        for view in list(self._views):
+            view._adopt(self)
+        logger.info(
+            "cache service configured",
+            backend=self.default_backend_name,
+            redis="configured" if self._redis_url else "not configured",
+        )
+        return True
+
+    def _set_metrics_enabled(self, enabled: bool) -> None:
+        if self.metrics.enabled != enabled:
+            self.metrics.flush()
+            self.metrics = CacheMetrics(self._component, enabled=enabled)
+
+    def _adopt(self, parent: CacheService) -> None:
+        """Take ``parent``'s (new) configuration and backends (a view after ``configure``)."""
+        for attr in (
+            "settings", "default_ttl", "default_backend_name", "_redis_url", "_backends",
+            "_default", "_nowait", "in_process", "_get_hit_key", "_get_miss_key",
+        ):
+            setattr(self, attr, getattr(parent, attr))
+
+    async def _close_retired(self) -> None:
+        """Close the backends a :meth:`configure` replaced (never raises)."""
+        retired, self._retired = self._retired, []
+        for backend in retired:
+            await _close_backend(backend)
 
     # --- backends --------------------------------------------------------------------------
 
@@ -318,6 +408,7 @@ class CacheService:
         view = copy.copy(self)
         view.metrics = CacheMetrics(component, enabled=self.metrics.enabled)
         view._parent = self._parent or self
+        view._parent._views.add(view)
         return view
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -327,6 +418,7 @@ class CacheService:
         if self._parent is not None:
             self.initialized = True
             return
+        await self._close_retired()
         for backend in self._backends.values():
             await backend.initialize()
         self.initialized = True
@@ -341,13 +433,9 @@ class CacheService:
         if self._parent is not None:
             self.initialized = False
             return
+        await self._close_retired()
         for backend in self._backends.values():
-            try:
-                await backend.close()
-            except Exception as exc:
-                logger.warning(
-                    "cache backend did not close cleanly", backend=backend.name, error=repr(exc)
-                )
+            await _close_backend(backend)
         self.initialized = False
 
     def flush_metrics(self) -> None:
@@ -357,6 +445,20 @@ class CacheService:
 
     def __repr__(self) -> str:
         return f"<CacheService default={self.default_backend_name!r} backends={sorted(self._backends)}>"
+
+
+async def _close_backend(backend: CacheBackend) -> None:
+    """Close ``backend`` on the running loop; connections opened on another loop are dropped
+    first (redis-py asyncio connections belong to the loop that opened them). Never raises."""
+    loop = getattr(backend, "_loop", None)
+    if loop is not None and loop is not asyncio.get_running_loop():
+        forget = getattr(getattr(backend, "primary", None), "forget_connections", None)
+        if forget is not None:
+            forget()
+    try:
+        await backend.close()
+    except Exception as exc:
+        logger.warning("cache backend did not close cleanly", backend=backend.name, error=repr(exc))
 
 
 class _Active:
@@ -389,6 +491,19 @@ def _build_cache_service() -> CacheService:
 
 
 register_service(_build_cache_service, name="cache_service")
+
+
+def configure_cache(settings: Settings) -> CacheService:
+    """Point the shared ``cache_service`` at ``settings`` (an app's) and return it.
+
+    Like ``configure_security``: ``setup_app`` calls it for the app's settings. The service is
+    rebuilt only when its backend, TTL or Redis URL differ (see :meth:`CacheService.configure`);
+    an override installed with ``override_service`` that is not a ``CacheService`` is left alone.
+    """
+    service = get_service("cache_service")
+    if isinstance(service, CacheService):
+        service.configure(settings)
+    return service  # type: ignore[no-any-return]
 
 
 def get_cache_service() -> CacheService:

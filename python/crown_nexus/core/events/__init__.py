@@ -43,6 +43,7 @@ from crown_nexus.core.events.service import (
     EventService,
     HandlerStats,
     Subscription,
+    configure_events,
     get_event_service,
     handler_id,
 )
@@ -66,6 +67,7 @@ __all__ = [
     "Subscription",
     "UserCreatedEvent",
     "UserData",
+    "configure_events",
     "create_outbox_tables",
     "dead_letter_table",
     "event_service",

@@ -48,6 +48,7 @@ __all__ = [
     "EventHandler",
     "EventService",
     "Subscription",
+    "configure_events",
     "get_event_service",
     "handler_id",
 ]
@@ -319,6 +320,8 @@ class EventService:
         self._backend: EventBackend | None = None
         self._backend_type: EventBackendType | None = None
         self._last: tuple[EventBackendType, dict[str, Any]] = (EventBackendType.MEMORY, {})
+        #: the backend an app's settings chose (:meth:`configure`); ``None``: the loaded settings
+        self._configured: EventBackendType | None = None
         self._metrics = _Metrics(self.config.duration_sample_every)
         self._relays: list[Any] = []
         self.stats = HandlerStats()
@@ -342,20 +345,30 @@ class EventService:
     async def initialize(
         self, backend_type: EventBackendType | str | None = None, **options: Any
     ) -> None:
-        """Start delivering events through ``backend_type`` (default: ``settings.event_backend``).
+        """Start delivering events through ``backend_type`` (default: the ``event_backend`` of
+        the settings given to :meth:`configure`, else of ``crown_nexus.core.config.settings``).
 
         Without ``backend_type`` an initialized service keeps its backend (the app's start-up
-        calls ``initialize()`` on every service). Calling it again with the same type and no
+        calls ``initialize()`` on every service) unless :meth:`configure` chose another one: then
+        it switches to that one. Calling it again with the same type and no
         options keeps the backend; another type (or new options) drains and closes the old one. Options go to the backend (memory:
         ``max_pending``, ``backpressure_timeout``; Celery: ``app``, ``task_options``).
         Raises :class:`EventConfigurationException` for an unknown type or a missing extra.
         """
         if backend_type is None:
-            if self._backend is not None and not options:
+            configured = self._configured
+            if (
+                self._backend is not None
+                and not options
+                and (configured is None or configured is self._backend_type)
+            ):
                 return
-            from crown_nexus.core.config import settings
+            if configured is not None:
+                backend_type = configured
+            else:
+                from crown_nexus.core.config import settings
 
-            backend_type = getattr(settings, "event_backend", "memory")
+                backend_type = getattr(settings, "event_backend", "memory")
         try:
             kind = EventBackendType(
                 backend_type.value if isinstance(backend_type, enum.Enum) else backend_type
@@ -375,6 +388,31 @@ class EventService:
         if old is not None:
             await old.close(self.config.shutdown_timeout)
         logger.info("event system initialized", backend=kind.value)
+
+    def configure(self, settings: Any) -> bool:
+        """Follow ``settings.event_backend`` (an app's ``Settings``) from now on; returns whether
+        the backend to use changed.
+
+        Takes effect at the next :meth:`initialize` without a type (the app's start-up): an
+        active backend of another type is drained and closed there, on the app's loop. Before
+        any ``initialize``, a publish uses the configured type. Raises
+        :class:`EventConfigurationException` for an unknown backend name.
+        """
+        raw = getattr(settings, "event_backend", "memory")
+        try:
+            kind = EventBackendType(raw.value if isinstance(raw, enum.Enum) else raw)
+        except ValueError:
+            raise EventConfigurationException(
+                f"unknown event backend {raw!r}; use 'memory' or 'celery'"
+            ) from None
+        current = self._backend_type if self._backend is not None else self._last[0]
+        self._configured = kind
+        if self._backend is None and self._last[0] is not kind:
+            self._last = (kind, {})
+        if current is kind:
+            return False
+        logger.info("event service configured", backend=kind.value)
+        return True
 
     def _build_backend(self, kind: EventBackendType, options: dict[str, Any]) -> EventBackend:
         if kind is EventBackendType.MEMORY:
@@ -783,6 +821,14 @@ class EventService:
 
 
 _service: EventService | None = None
+
+
+def configure_events(settings: Any) -> EventService:
+    """Point the process-wide event service at ``settings.event_backend`` (an app's settings)
+    and return it; ``setup_app`` calls it (see :meth:`EventService.configure`)."""
+    service = get_event_service()
+    service.configure(settings)
+    return service
 
 
 def get_event_service() -> EventService:
