@@ -231,3 +231,52 @@ def test_cache_configure_bad_ttl_leaves_service_unchanged() -> None:
     with pytest.raises(CacheConfigurationException):
         service.configure(bad)
     assert service.backend is backend
+
+
+def test_cache_reconfigured_across_event_loops(redis_url: str) -> None:
+    """Backends opened on a loop that is gone are dropped and closed on the new loop; the
+    reconfigured service works there (redis-py clients belong to the loop that opened them)."""
+    import asyncio
+
+    redis_settings = Settings(REDIS_URI=redis_url, CACHE_DEFAULT_BACKEND="redis")
+    service = CacheService(redis_settings, metrics=False)
+
+    async def start_and_write(key: str) -> str:
+        await service.initialize()
+        await service.set(key, key)
+        return str(service.active_backend_name)
+
+    assert asyncio.run(start_and_write("app-scope:loop1")) == "redis"  # loop 1, left open
+    old = service.backend
+    assert service.configure(Settings(CACHE_DEFAULT_BACKEND="memory")) is True
+
+    async def on_memory() -> Any:
+        await service.initialize()
+        await service.set("m", 2)
+        return await service.get("m")
+
+    assert asyncio.run(on_memory()) == 2  # loop 2 closes the retired Redis backend
+    assert old._closed is True  # type: ignore[attr-defined]
+    assert service.configure(redis_settings) is True
+
+    async def back_on_redis() -> tuple[str, Any]:
+        await service.initialize()
+        value = await service.get("app-scope:loop1")
+        name = service.active_backend_name
+        await service.shutdown()
+        return name, value
+
+    assert asyncio.run(back_on_redis()) == ("redis", "app-scope:loop1")  # loop 3
+
+
+def test_configure_cache_leaves_foreign_override_alone() -> None:
+    """An override that is not a CacheService is returned untouched by configure_cache."""
+    from crown_nexus.testing import override_service
+
+    class Fake:
+        default_backend_name = "fake"
+
+    fake = Fake()
+    with override_service("cache_service", fake):
+        assert configure_cache(Settings(CACHE_DEFAULT_BACKEND="memory")) is fake
+    assert fake.default_backend_name == "fake"
