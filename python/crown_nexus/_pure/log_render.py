@@ -291,6 +291,7 @@ def render_event(
     """
     if type(fields) is not dict:
         return None
+    # one literal (a reserved key in ``fields`` is caught below, before anything is rendered)
     out = {
         "timestamp": timestamp,
         "level": level,
@@ -298,20 +299,20 @@ def render_event(
         "event": event,
         "request_id": request_id,
         "user_id": user_id,
+        **fields,
     }
     for key, value in fields.items():
-        if type(key) is not str or key in _RESERVED or not _utf8_ok(key):
+        if type(key) is not str or key in _RESERVED or not (key.isascii() or _utf8_ok(key)):
             return None
         if key not in safe and redactor.is_sensitive_key(key):
             out[key] = _REDACTED
             continue
         kind = type(value)
         if kind is str:
-            out[key] = redactor.redact_value(value) if len(value) > 12 else value
+            if len(value) > 12:
+                out[key] = redactor.redact_value(value)
         elif kind not in _PLAIN:
             out[key] = redactor.redact_value(value)
-        else:
-            out[key] = value
     if filename is not None:
         out["filename"] = filename
         out["lineno"] = lineno
