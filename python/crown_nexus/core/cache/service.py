@@ -2,7 +2,8 @@
 
 The service is registered as ``"cache_service"`` (``get_service("cache_service")``, or
 :func:`get_cache_service`). It reads ``CACHE_DEFAULT_BACKEND``, ``CACHE_DEFAULT_TTL`` and the
-``REDIS_*`` settings from ``crown_nexus.core.config.settings`` (or the ``Settings`` passed in).
+``REDIS_*`` settings from ``crown_nexus.core.config.settings`` (or the ``Settings`` passed in);
+:func:`configure_cache` (called by ``setup_app``) points the shared one at an app's ``Settings``.
 
 Backends, by name (``_get_backend(name)``):
 

@@ -15,7 +15,8 @@ stop the other handlers. Metrics (``crown_nexus.core.metrics``): ``events_publis
 
 Handlers may be registered before :meth:`EventService.initialize` (the guide registers them at
 import time); publishing before ``initialize`` uses the memory backend (after ``shutdown``: the
-backend last initialized).
+backend last initialized). :func:`configure_events` (called by ``setup_app``) makes the
+service follow an app's ``Settings(event_backend=...)`` instead of the loaded settings.
 """
 
 from __future__ import annotations
