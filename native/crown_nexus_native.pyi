@@ -55,9 +55,8 @@ class _LogRender(ModuleType):
         request_id: Any,
         user_id: Any,
         fields: Any,
-        filename: Any,
-        lineno: Any,
-        func_name: Any,
+        frame: Any,
+        code: Any,
         safe: Any,
         redactor: Any,
     ) -> bytes | None:

@@ -584,13 +584,82 @@ fn redact_fields<'py>(
     Ok(Some(items))
 }
 
+/// The caller location as JSON (`,"filename":..,"lineno":..,"func_name":..`) per (code object,
+/// instruction): a frame's `f_lineno` scans the code's line table on every read, and the table,
+/// `co_filename` and `co_name` never change. Direct-mapped; each entry holds its code object,
+/// so the address in it names that object for as long as the entry exists.
+const LOC_SLOTS: usize = 1024;
+
+struct LocEntry {
+    code: Py<PyAny>,
+    lasti: isize,
+    json: Box<[u8]>,
+}
+
+static LOC_CACHE: LazyLock<Mutex<Vec<Option<LocEntry>>>> =
+    LazyLock::new(|| Mutex::new((0..LOC_SLOTS).map(|_| None).collect()));
+
+/// The location JSON for `frame` (whose code object is `code`), as `render` writes the three
+/// fields `code.co_filename`, `frame.f_lineno`, `code.co_name`; None when rendering them fails
+/// (the line is then the fallback line, as `render` gives). Attribute errors propagate.
+fn location_json(
+    py: Python<'_>,
+    frame: &Bound<'_, PyAny>,
+    code: &Bound<'_, PyAny>,
+) -> PyResult<Option<Vec<u8>>> {
+    let lasti: isize = frame.getattr(intern!(py, "f_lasti"))?.extract()?;
+    let addr = code.as_ptr() as usize;
+    let slot = ((addr >> 4) ^ (lasti as usize).wrapping_mul(0x9E37_79B9)) % LOC_SLOTS;
+    if let Ok(cache) = LOC_CACHE.try_lock() {
+        if let Some(entry) = &cache[slot] {
+            if entry.code.as_ptr() as usize == addr && entry.lasti == lasti {
+                return Ok(Some(entry.json.to_vec()));
+            }
+        }
+    }
+    let filename = code.getattr(intern!(py, "co_filename"))?;
+    let lineno = frame.getattr(intern!(py, "f_lineno"))?;
+    let func_name = code.getattr(intern!(py, "co_name"))?;
+    let mut writer = Writer {
+        pure: pure(py)?,
+        out: Vec::with_capacity(128),
+    };
+    let outcome = catch_unwind(AssertUnwindSafe(|| -> PyResult<()> {
+        writer.out.extend_from_slice(b",\"filename\":");
+        writer.value(&filename, 1)?;
+        writer.out.extend_from_slice(b",\"lineno\":");
+        writer.value(&lineno, 1)?;
+        writer.out.extend_from_slice(b",\"func_name\":");
+        writer.value(&func_name, 1)
+    }));
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) if !err.is_instance_of::<PyException>(py) => return Err(err),
+        _ => return Ok(None),
+    }
+    let cacheable = filename.is_exact_instance_of::<PyString>()
+        && func_name.is_exact_instance_of::<PyString>()
+        && lineno.is_exact_instance_of::<PyInt>();
+    if cacheable {
+        if let Ok(mut cache) = LOC_CACHE.try_lock() {
+            // an evicted code object is decref'd here, with the GIL held
+            cache[slot] = Some(LocEntry {
+                code: code.clone().unbind(),
+                lasti,
+                json: writer.out.clone().into_boxed_slice(),
+            });
+        }
+    }
+    Ok(Some(writer.out))
+}
+
 /// Phase 2 of `render_event`: the line, as `render` writes the logger's dict.
 #[allow(clippy::too_many_arguments)]
 fn render_event_bytes(
     py: Python<'_>,
     core: [&Bound<'_, PyAny>; 6],
     items: &[(Bound<'_, PyString>, Bound<'_, PyAny>)],
-    location: Option<[&Bound<'_, PyAny>; 3]>,
+    location: &[u8],
 ) -> PyResult<Vec<u8>> {
     let mut writer = Writer {
         pure: pure(py)?,
@@ -614,20 +683,14 @@ fn render_event_bytes(
         writer.out.push(b':');
         writer.value(value, 1)?;
     }
-    if let Some([filename, lineno, func_name]) = location {
-        writer.out.extend_from_slice(b",\"filename\":");
-        writer.value(filename, 1)?;
-        writer.out.extend_from_slice(b",\"lineno\":");
-        writer.value(lineno, 1)?;
-        writer.out.extend_from_slice(b",\"func_name\":");
-        writer.value(func_name, 1)?;
-    }
+    writer.out.extend_from_slice(location);
     writer.out.extend_from_slice(b"}\n");
     Ok(writer.out)
 }
 
 /// The logger's fused hot path: the line `render` writes for the logger's event dict
-/// (core fields, then `fields` redacted, then the caller location unless `filename` is None),
+/// (core fields, then `fields` redacted, then `code.co_filename`, `frame.f_lineno` and
+/// `code.co_name` unless `frame` is None),
 /// built without that dict; None when `fields` is not a dict or a key needs the general path.
 /// Exceptions of the redaction calls propagate; rendering never raises (see `render`).
 #[pyfunction]
@@ -641,9 +704,8 @@ fn render_event<'py>(
     request_id: &Bound<'py, PyAny>,
     user_id: &Bound<'py, PyAny>,
     fields: &Bound<'py, PyAny>,
-    filename: &Bound<'py, PyAny>,
-    lineno: &Bound<'py, PyAny>,
-    func_name: &Bound<'py, PyAny>,
+    frame: &Bound<'py, PyAny>,
+    code: &Bound<'py, PyAny>,
     safe: &Bound<'py, PyAny>,
     redactor: &Bound<'py, PyAny>,
 ) -> PyResult<Option<Bound<'py, PyBytes>>> {
@@ -654,14 +716,17 @@ fn render_event<'py>(
     let Some(items) = redact_fields(fields, safe, redactor)? else {
         return Ok(None);
     };
-    let location = if filename.is_none() {
-        None
+    let location = if frame.is_none() {
+        Vec::new()
     } else {
-        Some([filename, lineno, func_name])
+        match location_json(py, frame, code)? {
+            Some(json) => json,
+            None => return Ok(Some(PyBytes::new(py, FALLBACK_LINE))),
+        }
     };
     let core = [timestamp, level, logger, event, request_id, user_id];
     let outcome = catch_unwind(AssertUnwindSafe(|| {
-        render_event_bytes(py, core, &items, location)
+        render_event_bytes(py, core, &items, &location)
     }));
     match outcome {
         Ok(Ok(bytes)) => Ok(Some(PyBytes::new(py, &bytes))),

@@ -11,8 +11,10 @@ import datetime as dt
 import decimal
 import enum
 import io
+import sys
 import uuid
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -114,6 +116,12 @@ _FIELDS = st.dictionaries(_KEY, _VALUE, max_size=6)
 _CORE_VALUE = st.one_of(st.none(), st.text(max_size=12), st.integers(), _SECRETISH)
 
 
+def _frame(filename: str, lineno: Any, name: str, lasti: int) -> Any:
+    """A stand-in frame (a fresh code object each time): what render_event reads of a frame."""
+    code = SimpleNamespace(co_filename=filename, co_name=name)
+    return SimpleNamespace(f_code=code, f_lineno=lineno, f_lasti=lasti)
+
+
 def _module(kind: str) -> Any:
     return accel.available("log_render")[kind]
 
@@ -140,15 +148,17 @@ def _old_dict(
         elif type(value) not in P._SCALARS:
             out[key] = redactor.redact_value(value)
     if location is not None:
-        out.update(zip(LOCATION, location, strict=True))
+        frame = location
+        code = frame.f_code
+        out.update(zip(LOCATION, (code.co_filename, frame.f_lineno, code.co_name), strict=True))
     return out
 
 
 def _call(
     kind: str, core: tuple[Any, ...], fields: Any, location: Any, redactor: P.Redactor
 ) -> Any:
-    loc = location if location is not None else (None, None, None)
-    return _module(kind).render_event(*core, fields, *loc, redactor._safe, redactor)
+    code = location.f_code if location is not None else None
+    return _module(kind).render_event(*core, fields, location, code, redactor._safe, redactor)
 
 
 @pytest.mark.parametrize("kind", IMPLS)
@@ -157,7 +167,14 @@ def _call(
     core=st.tuples(*[_CORE_VALUE] * 6),
     fields=_FIELDS,
     location=st.one_of(
-        st.none(), st.tuples(st.text(max_size=10), st.integers(0, 10**6), st.text(max_size=6))
+        st.none(),
+        st.builds(
+            lambda filename, lineno, name, lasti: _frame(filename, lineno, name, lasti),
+            st.one_of(st.text(max_size=10), _SECRETISH),
+            st.one_of(st.none(), st.integers(0, 10**6)),
+            st.text(max_size=6),
+            st.integers(0, 10**4),
+        ),
     ),
 )
 def test_render_event_equals_render_of_the_old_dict(
@@ -178,7 +195,7 @@ def test_render_event_equals_render_of_the_old_dict(
 @given(core=st.tuples(*[_CORE_VALUE] * 6), fields=_FIELDS)
 def test_implementations_agree(core: tuple[Any, ...], fields: dict[str, Any]) -> None:
     """Every implementation of render_event gives the same result for the same parts."""
-    results = {kind: _call(kind, core, fields, ("f.py", 3, "fn"), P.Redactor()) for kind in IMPLS}
+    results = {kind: _call(kind, core, fields, sys._getframe(), P.Redactor()) for kind in IMPLS}
     assert len(set(results.values())) == 1, results
 
 
@@ -211,7 +228,7 @@ def test_redaction_in_the_fused_line(kind: str) -> None:
     """Sensitive keys become [REDACTED], tokens inside strings are scrubbed, nested values too."""
     core = ("t", "info", "x", "e", "r", "u")
     fields = {"password": "hunter2", "note": "Bearer abc.def-ghi-jkl", "nested": {"token": 1}}
-    line = _call(kind, core, fields, ("f.py", 1, "fn"), P.Redactor())
+    line = _call(kind, core, fields, _frame("f.py", 1, "fn", 0), P.Redactor())
     assert line == (
         b'{"timestamp":"t","level":"info","logger":"x","event":"e","request_id":"r",'
         b'"user_id":"u","password":"[REDACTED]","note":"[REDACTED]","nested":{"token":"[REDACTED]"},'
@@ -302,3 +319,28 @@ def test_fused_path_is_taken_and_context_kept(both_paths: Any) -> None:
         b'"request_id":"req-9","user_id":"u-9","n":1,"password":"[REDACTED]","filename":' in fused
     )
     assert b'"func_name":"run"' in fused
+
+
+@pytest.mark.parametrize("kind", IMPLS)
+def test_real_frames_give_their_own_lines(kind: str) -> None:
+    """Calls from different lines of one function (cached per instruction) carry their lines."""
+    core = ("t", "info", "x", "e", "r", "u")
+    lines = []
+    for _ in range(3):  # the second and third rounds are served from the location cache
+        first = _call(kind, core, {}, sys._getframe(), P.Redactor())
+        second = _call(kind, core, {}, sys._getframe(), P.Redactor())
+        lines.append((first, second))
+    here = sys._getframe().f_lineno
+    first, second = lines[0]
+    assert f'"lineno":{here - 3},'.encode() in first
+    assert f'"lineno":{here - 2},'.encode() in second
+    assert f'"filename":"{__file__}"'.encode() in first
+    assert b'"func_name":"test_real_frames_give_their_own_lines"' in second
+    assert lines[0] == lines[1] == lines[2]
+
+
+@pytest.mark.parametrize("kind", IMPLS)
+def test_frame_attribute_errors_propagate(kind: str) -> None:
+    """A frame without the attributes read raises AttributeError from every implementation."""
+    with pytest.raises(AttributeError):
+        _call(kind, ("t",) * 6, {}, SimpleNamespace(f_code=None), P.Redactor())

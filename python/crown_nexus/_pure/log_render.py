@@ -271,16 +271,16 @@ def render_event(
     request_id: Any,
     user_id: Any,
     fields: Any,
-    filename: Any,
-    lineno: Any,
-    func_name: Any,
+    frame: Any,
+    code: Any,
     safe: Any,
     redactor: Any,
 ) -> bytes | None:
     """Return the line :func:`render` writes for the logger's event dict, or None.
 
     The dict is ``timestamp, level, logger, event, request_id, user_id``, then each of
-    ``fields`` redacted, then ``filename, lineno, func_name`` unless ``filename`` is None.
+    ``fields`` redacted, then ``filename, lineno, func_name`` (``code.co_filename``,
+    ``frame.f_lineno``, ``code.co_name``; ``code`` is ``frame.f_code``) unless ``frame`` is None.
     Redaction, per field in order: a key not in ``safe`` for which
     ``redactor.is_sensitive_key(key)`` is true gives ``"[REDACTED]"``; else an exact str longer
     than 12 characters, or any value not an exact int/float/bool/None, is replaced by
@@ -313,8 +313,8 @@ def render_event(
                 out[key] = redactor.redact_value(value)
         elif kind not in _PLAIN:
             out[key] = redactor.redact_value(value)
-    if filename is not None:
-        out["filename"] = filename
-        out["lineno"] = lineno
-        out["func_name"] = func_name
+    if frame is not None:
+        out["filename"] = code.co_filename
+        out["lineno"] = frame.f_lineno
+        out["func_name"] = code.co_name
     return render(out)

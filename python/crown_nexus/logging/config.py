@@ -283,36 +283,19 @@ def _level_method(method: str, number: int) -> Any:
                 if fused is not None and not extra and not bound and FUSED[0]:
                     # the common case in one call: same bytes as the dict path below
                     try:
-                        if frame is not None:
-                            line = fused(
-                                _TS[1] if ms == _TS[0] else _P.stamp_ms(ms),
-                                level_name,
-                                self._name,
-                                scrubbed,
-                                _get_rid(),
-                                _get_uid(),
-                                kw,
-                                code.co_filename,
-                                frame.f_lineno,
-                                code.co_name,
-                                redactor._safe,
-                                redactor,
-                            )
-                        else:
-                            line = fused(
-                                _TS[1] if ms == _TS[0] else _P.stamp_ms(ms),
-                                level_name,
-                                self._name,
-                                scrubbed,
-                                _get_rid(),
-                                _get_uid(),
-                                kw,
-                                None,
-                                None,
-                                None,
-                                redactor._safe,
-                                redactor,
-                            )
+                        line = fused(
+                            _TS[1] if ms == _TS[0] else _P.stamp_ms(ms),
+                            level_name,
+                            self._name,
+                            scrubbed,
+                            _get_rid(),
+                            _get_uid(),
+                            kw,
+                            frame,
+                            code,
+                            redactor._safe,
+                            redactor,
+                        )
                     except Exception as exc:
                         line = fallback_line(
                             {"level": level_name, "logger": self._name, "event": event}, exc
