@@ -527,6 +527,9 @@ const RESERVED: [&str; 9] = [
     "func_name",
 ];
 
+/// One field of the line: its key and the value to render (after redaction).
+type Field<'py> = (Bound<'py, PyString>, Bound<'py, PyAny>);
+
 /// Phase 1 of `render_event`: the fields' final (key text, value) pairs after redaction, or
 /// None when a key needs the general path. Redaction runs here, before anything is rendered,
 /// in the fields' order (as the logger's dict-building path does it).
@@ -534,7 +537,7 @@ fn redact_fields<'py>(
     fields: &Bound<'py, PyDict>,
     safe: &Bound<'py, PyAny>,
     redactor: &Bound<'py, PyAny>,
-) -> PyResult<Option<Vec<(Bound<'py, PyString>, Bound<'py, PyAny>)>>> {
+) -> PyResult<Option<Vec<Field<'py>>>> {
     let py = fields.py();
     let mut items = Vec::with_capacity(fields.len());
     for (key, value) in fields.iter() {
