@@ -47,7 +47,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict, deque
-from typing import Final
+from typing import Any, Final
 
 __all__ = ["GCRA", "MAX_LIMIT", "MAX_WINDOW", "SlidingLog", "SlidingWindowCounter"]
 
@@ -131,7 +131,37 @@ class _Locked:
     def sweep(self, now: float) -> int:
         """Drop every key that is idle at ``now``; return how many were dropped."""
         with self._lock:
-            return self._sweep(now)  # type: ignore[attr-defined, no-any-return]
+            return self._sweep(now)
+
+    # Key bookkeeping shared by every window: subclasses hold ``_entries`` (an OrderedDict in
+    # least-recently-used order), ``_max_keys`` and ``_idle(state, now_us)``.
+    _entries: OrderedDict[str, Any]
+    _max_keys: int
+
+    def _make_room(self, now: int) -> None:
+        entries = self._entries
+        if entries:
+            first = next(iter(entries))
+            if self._idle(entries[first], now):  # type: ignore[attr-defined]
+                del entries[first]
+        while len(entries) >= self._max_keys:
+            entries.popitem(last=False)
+
+    def reset(self, key: str) -> None:
+        """Forget ``key`` (no error when it is not tracked)."""
+        _check_key(key)
+        self._entries.pop(key, None)
+
+    def clear(self) -> None:
+        """Forget every key."""
+        self._entries.clear()
+
+    def _sweep(self, now: float) -> int:
+        t = _to_us(now)
+        idle = [k for k, st in self._entries.items() if self._idle(st, t)]  # type: ignore[attr-defined]
+        for k in idle:
+            del self._entries[k]
+        return len(idle)
 
 
 class SlidingWindowCounter(_Locked):
@@ -244,31 +274,6 @@ class SlidingWindowCounter(_Locked):
             return False, used, reset / 1e6
         return True, used, self._zero_after(b, prev, curr, t) / 1e6
 
-    def _make_room(self, now: int) -> None:
-        entries = self._entries
-        if entries:
-            first = next(iter(entries))
-            if self._idle(entries[first], now):
-                del entries[first]
-        while len(entries) >= self._max_keys:
-            entries.popitem(last=False)
-
-    def reset(self, key: str) -> None:
-        """Forget ``key`` (no error when it is not tracked)."""
-        _check_key(key)
-        self._entries.pop(key, None)
-
-    def clear(self) -> None:
-        """Forget every key."""
-        self._entries.clear()
-
-    def _sweep(self, now: float) -> int:
-        t = _to_us(now)
-        idle = [k for k, st in self._entries.items() if self._idle(st, t)]
-        for k in idle:
-            del self._entries[k]
-        return len(idle)
-
 
 class SlidingLog(_Locked):
     """Sliding log: exact, one timestamp per counted request.
@@ -366,31 +371,6 @@ class SlidingLog(_Locked):
             return True, 0, 0.0
         return True, count, (stamps[-1] + w - t) / 1e6
 
-    def _make_room(self, now: int) -> None:
-        entries = self._entries
-        if entries:
-            first = next(iter(entries))
-            if self._idle(entries[first], now):
-                del entries[first]
-        while len(entries) >= self._max_keys:
-            entries.popitem(last=False)
-
-    def reset(self, key: str) -> None:
-        """Forget ``key`` (no error when it is not tracked)."""
-        _check_key(key)
-        self._entries.pop(key, None)
-
-    def clear(self) -> None:
-        """Forget every key."""
-        self._entries.clear()
-
-    def _sweep(self, now: float) -> int:
-        t = _to_us(now)
-        idle = [k for k, st in self._entries.items() if self._idle(st, t)]
-        for k in idle:
-            del self._entries[k]
-        return len(idle)
-
 
 class GCRA(_Locked):
     """GCRA / token bucket: sustained ``limit`` per ``window`` seconds, bucket depth ``burst``.
@@ -487,28 +467,3 @@ class GCRA(_Locked):
         if new > self._cap:
             return False, count, _ceil_div(new - self._cap, self._limit) / 1e6
         return True, count, _ceil_div(level, self._limit) / 1e6
-
-    def _make_room(self, now: int) -> None:
-        entries = self._entries
-        if entries:
-            first = next(iter(entries))
-            if self._idle(entries[first], now):
-                del entries[first]
-        while len(entries) >= self._max_keys:
-            entries.popitem(last=False)
-
-    def reset(self, key: str) -> None:
-        """Forget ``key`` (no error when it is not tracked)."""
-        _check_key(key)
-        self._entries.pop(key, None)
-
-    def clear(self) -> None:
-        """Forget every key."""
-        self._entries.clear()
-
-    def _sweep(self, now: float) -> int:
-        t = _to_us(now)
-        idle = [k for k, st in self._entries.items() if self._idle(st, t)]
-        for k in idle:
-            del self._entries[k]
-        return len(idle)
