@@ -103,6 +103,27 @@ def test_composite_collects_every_error() -> None:
     assert errors[0]["msg"] == "Length must be between 3 and 50"
 
 
+@pytest.mark.parametrize(
+    ("policy", "password", "ok"),
+    [
+        ({"min_length": 8, "require_uppercase": True, "require_digit": True}, "Secret123", True),
+        ({"min_length": 8, "require_uppercase": True, "require_digit": True}, "secret123", False),
+        ({"min_length": 8, "require_uppercase": True, "require_digit": True}, "SecretPwd", False),
+        ({"min_length": 8, "require_uppercase": True, "require_digit": True}, "Sec1", False),
+        ({"require_special": True}, "a!", True),
+        ({"require_special": True}, "abcdefgh", False),
+        ({"require_lowercase": True}, "A1b", True),
+        ({"max_length": 4}, "abcde", False),
+        (True, "Secret123", False),
+        (True, "Secret123!", True),
+    ],
+)
+def test_composite_password_checks_only_what_it_lists(policy: Any, password: str, ok: bool) -> None:
+    """A password rule dict checks only the listed criteria; ``True`` is the full default policy."""
+    rules = {"password": {"required": True, "password": policy}}
+    assert validate_composite({"password": password}, rules)[0] is ok
+
+
 def test_composite_more_rules() -> None:
     """regex, enum, custom, uuid, date and ip rules; blank required strings count as missing."""
 

@@ -5,9 +5,11 @@ A rule set maps a field name to ``{rule: argument}``. Rules and their arguments:
 ``required`` (bool), ``length`` (``{"min_length", "max_length"}``), ``range``
 (``{"min_value", "max_value"}``), ``regex`` (a pattern, or ``{"pattern", "flags"}``),
 ``email``, ``url``, ``phone``, ``uuid``, ``credit_card``, ``ip_address`` (``True`` or a dict of
-that validator's keyword arguments), ``password`` (keyword arguments of
-:func:`validate_password_strength`), ``date`` (keyword arguments of :func:`validate_date`),
-``enum`` (an ``Enum`` class), ``custom`` (a callable returning a bool, or a
+that validator's keyword arguments), ``password`` (``True`` for the default policy of
+:func:`validate_password_strength` — 8+ characters with lowercase, uppercase, digit and special —
+or a dict of its keyword arguments, which checks only what the dict lists: an unlisted
+``require_*`` class is not required and an unlisted ``min_length`` sets no minimum),
+``date`` (keyword arguments of :func:`validate_date`), ``enum`` (an ``Enum`` class), ``custom`` (a callable returning a bool, or a
 ``(callable, message)`` pair).
 
 Add your own rule with :func:`register_rule` (``check(value, argument) -> (ok, msg, type)``).
@@ -67,8 +69,16 @@ def _regex(value: Any, arg: Any) -> tuple[bool, str, str]:
     return v.validate_regex(value, **args), "Value does not match the required pattern", "value_error.regex"
 
 
+#: The character-class requirements of :func:`validate_password_strength`.
+_PASSWORD_CLASSES = ("require_lowercase", "require_uppercase", "require_digit", "require_special")
+
+
 def _password(value: Any, arg: Any) -> tuple[bool, str, str]:
     args = _kwargs("password", arg)
+    if isinstance(arg, Mapping):
+        # A listed policy checks only what it lists: unlisted classes are not required and an
+        # unlisted ``min_length`` sets no minimum (``max_length`` keeps its input-size cap).
+        args = {**dict.fromkeys(_PASSWORD_CLASSES, False), "min_length": 0, **args}
     return (
         v.validate_password_strength(value, **args),
         "Password does not meet the strength requirements",
