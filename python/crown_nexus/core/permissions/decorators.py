@@ -1,16 +1,24 @@
 """Endpoint decorators: ``require_permission``, ``require_permissions``, ``require_admin``.
 
-Put them under the route decorator (``@router.post(...)`` then ``@require_permission(...)``). The
-user is taken from the endpoint's ``current_user`` keyword argument (``user`` is accepted too), so
-the endpoint declares it with ``Depends(get_current_user)``; failing that, from the request's
-authenticated user (``request.state.user``, set by the security dependencies such as
-``get_current_user_id``, or ``scope["user"]``) and, failing that, from the request's own
-credentials (bearer token or API key, read with ``crown_nexus.core.security.dependencies.
-authenticate_request``; SPEC §10). The wrapped function keeps its signature, plus one hidden
-keyword-only ``Request`` parameter through which FastAPI hands the decorator the request (it is
-not part of the API schema and never reaches the endpoint). No user gives
-``AuthenticationException`` (401); a user without the permission gives
-``PermissionDeniedException`` (403).
+Put them under the route decorator (``@router.post(...)`` then ``@require_permission(...)``).
+
+Where the caller comes from (SPEC §5: never from an endpoint argument because of its name):
+
+* Served by FastAPI (a request is present), the caller is, in order: the value of a parameter
+  named ``current_user`` or ``user`` **declared as a dependency** (``= Depends(fn)`` or
+  ``Annotated[..., Depends(fn)]`` with ``fn`` a function, not a class, so FastAPI can only fill it
+  from the application's own authentication dependency, never from the body or query); the user
+  the security dependencies stored on the request (``request.state.user``, set by
+  ``get_current_user_id`` & co., or ``scope["user"]``); the request's own credentials (bearer token
+  or API key, read with ``crown_nexus.core.security.dependencies.authenticate_request``). A body or
+  query parameter named ``user`` is never looked at.
+* Called directly from code (no request among the arguments), the ``current_user`` keyword
+  argument names the caller: the code calling the function vouches for it.
+
+The wrapped function keeps its signature, plus one hidden keyword-only ``Request`` parameter
+through which FastAPI hands the decorator the request (it is not part of the API schema and never
+reaches the endpoint). No user gives ``AuthenticationException`` (401); a user without the
+permission gives ``PermissionDeniedException`` (403).
 """
 
 from __future__ import annotations
@@ -31,6 +39,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _USER_KWARGS = ("current_user", "user")
 
+#: the only keyword that names the caller of a direct (non-HTTP) call
+_DIRECT_KWARG = "current_user"
+
 
 #: the hidden parameter through which FastAPI passes the request to the decorator's wrapper
 _REQUEST_PARAM = "crown_nexus_permission_request__"
@@ -40,28 +51,79 @@ def _is_request(value: Any) -> bool:
     return isinstance(getattr(value, "scope", None), dict) and hasattr(value, "state")
 
 
-def _user_in(kwargs: dict[str, Any], request: Any) -> tuple[Any, Any]:
-    """``(user, request)``: the user from ``current_user``/``user`` or an authenticated request."""
-    for name in _USER_KWARGS:
-        user = kwargs.get(name)
-        if user is not None:
-            return user, request
+def _is_user(value: Any) -> bool:
+    return value is not None and (isinstance(value, dict) or hasattr(value, "role"))
+
+
+def _declared_dependency(param: inspect.Parameter, hint: Any) -> bool:
+    """True when FastAPI fills ``param`` only by calling a dependency function.
+
+    ``= Depends(fn)`` / ``= Security(fn)`` or ``Annotated[T, Depends(fn)]`` with ``fn`` a function;
+    a class dependency (``Depends()`` or ``Depends(Model)``) is built from request parameters, so
+    it does not count.
+    """
+    from fastapi import params
+
+    markers = [param.default]
+    annotated = hint if typing.get_origin(hint) is typing.Annotated else param.annotation
+    if typing.get_origin(annotated) is typing.Annotated:
+        markers.extend(typing.get_args(annotated)[1:])
+    for marker in markers:
+        if isinstance(marker, params.Depends):
+            dependency = marker.dependency
+            if callable(dependency) and not isinstance(dependency, type):
+                return True
+    return False
+
+
+def _trusted_user_params(func: Callable[..., Any]) -> tuple[str, ...]:
+    """The names among ``current_user``/``user`` that ``func`` declares as dependencies."""
+    try:
+        sig = inspect.signature(func)
+    except (TypeError, ValueError):
+        return ()
+    try:
+        hints = typing.get_type_hints(func, include_extras=True)
+    except Exception:  # unresolvable annotations: judge by what is written
+        hints = {}
+    return tuple(
+        name
+        for name in _USER_KWARGS
+        if name in sig.parameters
+        and _declared_dependency(sig.parameters[name], hints.get(name, sig.parameters[name].annotation))
+    )
+
+
+def _user_in(
+    kwargs: dict[str, Any], request: Any, trusted: tuple[str, ...]
+) -> tuple[Any, Any]:
+    """``(user, request)``: the caller established by a dependency or the request, if any.
+
+    Without any request (a direct call from code), ``current_user`` names the caller.
+    """
     requests = [request] if request is not None else []
     requests += [v for v in kwargs.values() if v is not request and _is_request(v)]
+    if not requests:
+        user = kwargs.get(_DIRECT_KWARG)
+        return (user if _is_user(user) else None), None
+    for name in trusted:
+        user = kwargs.get(name)
+        if _is_user(user):
+            return user, requests[0]
     for req in requests:
         user = getattr(req.state, "user", None) or req.scope.get("user")
-        if user is not None and (isinstance(user, dict) or hasattr(user, "role")):
+        if _is_user(user):
             return user, req
-    return None, requests[0] if requests else None
+    return None, requests[0]
 
 
 def _unauthenticated() -> AuthenticationException:
     return AuthenticationException(message="Authentication required")
 
 
-async def _user_async(kwargs: dict[str, Any], request: Any) -> Any:
-    """The caller: the endpoint's user argument, else the request's bearer token / API key."""
-    user, req = _user_in(kwargs, request)
+async def _user_async(kwargs: dict[str, Any], request: Any, trusted: tuple[str, ...]) -> Any:
+    """The caller (see the module docstring), else the request's bearer token / API key."""
+    user, req = _user_in(kwargs, request, trusted)
     if user is None and req is not None:
         from crown_nexus.core.security.dependencies import authenticate_request
 
@@ -71,9 +133,9 @@ async def _user_async(kwargs: dict[str, Any], request: Any) -> Any:
     return user
 
 
-def _user_sync(kwargs: dict[str, Any], request: Any) -> Any:
+def _user_sync(kwargs: dict[str, Any], request: Any, trusted: tuple[str, ...]) -> Any:
     """:func:`_user_async` for sync endpoints, which FastAPI runs in a worker thread."""
-    user, req = _user_in(kwargs, request)
+    user, req = _user_in(kwargs, request, trusted)
     if user is None and req is not None:
         import anyio.from_thread
 
@@ -121,6 +183,7 @@ def _signature_with_request(func: Callable[..., Any]) -> inspect.Signature | Non
 def _guard(check: Callable[[Any], None]) -> Callable[[F], F]:
     def decorate(func: F) -> F:
         signature = _signature_with_request(func)
+        trusted = _trusted_user_params(func)
         # only the decorator that added the hidden parameter removes it (stacked ones share it)
         hidden = signature is not None
         if inspect.iscoroutinefunction(func):
@@ -128,7 +191,7 @@ def _guard(check: Callable[[Any], None]) -> Callable[[F], F]:
             @functools.wraps(func)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 request = kwargs.pop(_REQUEST_PARAM, None) if hidden else None
-                check(await _user_async(kwargs, request))
+                check(await _user_async(kwargs, request, trusted))
                 return await func(*args, **kwargs)
 
             wrapper: Any = async_wrapper
@@ -137,7 +200,7 @@ def _guard(check: Callable[[Any], None]) -> Callable[[F], F]:
             @functools.wraps(func)
             def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
                 request = kwargs.pop(_REQUEST_PARAM, None) if hidden else None
-                check(_user_sync(kwargs, request))
+                check(_user_sync(kwargs, request, trusted))
                 return func(*args, **kwargs)
 
             wrapper = sync_wrapper
