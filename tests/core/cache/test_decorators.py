@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
 import pytest
 
 from crown_nexus.core.cache import (
+    CacheConfigurationException,
     CacheKeyException,
     CacheService,
     cache_aside,
@@ -282,20 +284,182 @@ async def test_invalidate_cache_keys_and_tags_templates(service: CacheService) -
     assert await service.get_many(["product:details:9", "x", "y"]) == {"y": "kept"}
 
 
-async def test_methods_leave_self_out_of_the_key(service: CacheService) -> None:
-    """Decorating a method works: self is not part of the key, so instances share entries."""
+class TenantOrders:
+    """A per-tenant service: the tenant names the instance in cache keys."""
+
+    calls: list[tuple[str, int]] = []
+
+    def __init__(self, tenant: str) -> None:
+        self.tenant = tenant
+
+    def __cache_key__(self) -> str:
+        return self.tenant
+
+    @cached(ttl=60)
+    async def recent(self, limit: int = 2) -> list[str]:
+        TenantOrders.calls.append((self.tenant, limit))
+        return [f"{self.tenant}-order-{i}" for i in range(limit)]
+
+    @memoize(ttl=60)
+    def count(self) -> int:
+        TenantOrders.calls.append((self.tenant, -1))
+        return len(self.tenant)
+
+
+async def test_method_results_are_per_instance(service: CacheService) -> None:
+    """Attack: globex's recent orders never come from acme's cached entry (memory and Redis)."""
+    TenantOrders.calls = []
+    assert await TenantOrders("acme").recent() == ["acme-order-0", "acme-order-1"]
+    assert await TenantOrders("globex").recent() == ["globex-order-0", "globex-order-1"]
+    # equal __cache_key__ means the same entry; so does the same instance
+    assert await TenantOrders("acme").recent() == ["acme-order-0", "acme-order-1"]
+    assert TenantOrders.calls == [("acme", 2), ("globex", 2)]
+    assert TenantOrders.recent.key_for(TenantOrders("acme")) != TenantOrders.recent.key_for(
+        TenantOrders("globex")
+    )
+    assert await TenantOrders.recent.invalidate(TenantOrders("acme"))
+    assert await TenantOrders("acme").recent() == ["acme-order-0", "acme-order-1"]
+    assert TenantOrders.calls[-1] == ("acme", 2)
+
+
+def test_memoize_method_results_are_per_instance() -> None:
+    """Attack on memoize: two tenants' instances never share a memoized result."""
+    TenantOrders.calls = []
+    TenantOrders.count.cache_clear()
+    assert TenantOrders("acme").count() == 4
+    assert TenantOrders("globex").count() == 6
+    assert TenantOrders("acme").count() == 4
+    assert TenantOrders.calls == [("acme", -1), ("globex", -1)]
+
+
+async def test_method_without_cache_key_is_refused(service: CacheService) -> None:
+    """A method of an instance that cannot be identified raises instead of sharing entries."""
     calls = 0
 
     class Repo:
+        def __init__(self, tenant: str) -> None:
+            self.tenant = tenant
+
         @cached(ttl=60)
-        async def get(self, item_id: int) -> int:
+        async def get(self, item_id: int) -> str:
             nonlocal calls
             calls += 1
-            return item_id
+            return f"{self.tenant}:{item_id}"
 
-    assert await Repo().get(1) == 1
-    assert await Repo().get(1) == 1
-    assert calls == 1
+        @memoize
+        def sync_get(self, item_id: int) -> str:
+            nonlocal calls
+            calls += 1
+            return self.tenant
+
+    with pytest.raises(CacheConfigurationException, match="__cache_key__") as info:
+        await Repo("acme").get(1)
+    assert info.value.status_code == 500
+    with pytest.raises(CacheConfigurationException, match="__cache_key__"):
+        Repo("acme").sync_get(1)
+    with pytest.raises(CacheConfigurationException):
+        Repo.get.key_for(Repo("acme"), 1)
+    assert calls == 0
+
+
+async def test_cache_key_may_be_an_attribute_or_property(service: CacheService) -> None:
+    """__cache_key__ may be a plain attribute or a property; class name is part of the key."""
+
+    class ByAttr:
+        def __init__(self, tenant: str) -> None:
+            self.__cache_key__ = tenant
+            self.tenant = tenant
+
+        @cached(ttl=60)
+        async def who(self) -> str:
+            return self.tenant
+
+    class ByProperty:
+        def __init__(self, tenant: str) -> None:
+            self.tenant = tenant
+
+        @property
+        def __cache_key__(self) -> tuple[str, str]:
+            return ("tenant", self.tenant)
+
+        @cached(ttl=60)
+        async def who(self) -> str:
+            return self.tenant
+
+    class SubOrders(TenantOrders):
+        pass
+
+    assert [await ByAttr(t).who() for t in ("a", "b", "a")] == ["a", "b", "a"]
+    assert [await ByProperty(t).who() for t in ("a", "b", "a")] == ["a", "b", "a"]
+    # an inherited method keys on the instance's own class too
+    assert TenantOrders.recent.key_for(SubOrders("acme")) != TenantOrders.recent.key_for(
+        TenantOrders("acme")
+    )
+
+
+async def test_unhashable_cache_key_is_a_configuration_error(service: CacheService) -> None:
+    """A __cache_key__ value the key encoder cannot hash is a CacheConfigurationException."""
+
+    class Bad:
+        def __cache_key__(self) -> object:
+            return object()
+
+        @cached(ttl=60)
+        async def get(self) -> int:
+            return 1
+
+    with pytest.raises(CacheConfigurationException, match="__cache_key__ returned"):
+        await Bad().get()
+
+
+async def test_unhashable_argument_of_a_method_stays_a_key_error(service: CacheService) -> None:
+    """With a good __cache_key__, an unhashable argument is still a CacheKeyException (422)."""
+    with pytest.raises(CacheKeyException):
+        await TenantOrders("acme").recent(object())  # type: ignore[arg-type]
+
+
+async def test_dataclass_instances_are_keyed_by_their_fields(service: CacheService) -> None:
+    """A dataclass (or pydantic) instance without __cache_key__ is keyed by its field values."""
+    calls: list[str] = []
+
+    @dataclasses.dataclass(frozen=True)
+    class Scoped:
+        tenant: str
+
+        @cached(ttl=60)
+        async def name(self) -> str:
+            calls.append(self.tenant)
+            return self.tenant
+
+    assert [await Scoped(t).name() for t in ("a", "b", "a")] == ["a", "b", "a"]
+    assert calls == ["a", "b"]
+
+
+async def test_classmethods_key_on_the_class_and_staticmethods_on_arguments(
+    service: CacheService,
+) -> None:
+    """A classmethod keys on its class's qualified name; subclasses get their own entries."""
+
+    class Base:
+        label = "base"
+
+        @classmethod
+        @cached(ttl=60)
+        async def describe(cls, n: int) -> str:
+            return f"{cls.label}:{n}"
+
+        @staticmethod
+        @cached(ttl=60)
+        async def double(n: int) -> int:
+            return 2 * n
+
+    class Child(Base):
+        label = "child"
+
+    assert await Base.describe(1) == "base:1"
+    assert await Child.describe(1) == "child:1"
+    assert await Base().describe(1) == "base:1"
+    assert await Base.double(2) == 4 and await Child().double(2) == 4
 
 
 async def test_unhashable_argument_is_a_typed_error(service: CacheService) -> None:

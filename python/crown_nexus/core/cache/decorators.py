@@ -7,9 +7,18 @@ on sync functions too.
 Guarantees of ``cached`` / ``cache_aside`` (async functions):
 
 - **Keys** are ``crown_nexus.core.cache.keys.generate_cache_key(func, args, kwargs,
-  prefix=key_prefix)`` (the compiled key hashing when installed): the same in every process; a
-  first parameter named ``self``/``cls`` is left out. ``cache_aside`` uses ``key_func(*args,
-  **kwargs)`` instead.
+  prefix=key_prefix)`` (the compiled key hashing when installed): the same in every process.
+  ``cache_aside`` uses ``key_func(*args, **kwargs)`` instead.
+- **Methods** (first parameter named ``self``): the instance is part of the key, so two instances
+  never share an entry unless they say they are the same. The instance names itself with
+  ``__cache_key__`` -- a method taking no arguments, a property or an attribute -- whose value
+  (hashable like any argument: str, int, tuple, dataclass...) goes into the key together with the
+  instance's class name. Without ``__cache_key__`` a dataclass or pydantic instance is keyed by
+  its field values; any other instance raises
+  :class:`~crown_nexus.core.cache.exceptions.CacheConfigurationException` at call time (define
+  ``__cache_key__``, or use ``cache_aside(key_func=...)``, which gets ``self`` and decides).
+  A first parameter named ``cls`` (a ``classmethod``) keys on the class's qualified name;
+  a ``staticmethod`` is keyed like a plain function. ``memoize`` follows the same rules.
 - **Stampede protection**: concurrent misses of one key in a process run the function once (the
   others await the same future). When entries are shared between processes (Redis up), the
   computing task holds a short Redis lease (``SET NX PX``, ``lock_timeout`` seconds); other
@@ -38,7 +47,11 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from crown_nexus import accel
-from crown_nexus.core.cache.exceptions import CacheException, CacheKeyException
+from crown_nexus.core.cache.exceptions import (
+    CacheConfigurationException,
+    CacheException,
+    CacheKeyException,
+)
 from crown_nexus.core.cache.keys import qualified_name
 from crown_nexus.core.cache.serialization import StaleEnvelope
 from crown_nexus.core.cache.service import _active
@@ -53,6 +66,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _MISS: Any = object()
 _make_key = accel.get("cache_keys").make_key
+_hash_value = accel.get("cache_keys").hash_value
 _time = time.time
 _monotonic = time.monotonic
 
@@ -66,12 +80,93 @@ def _service() -> Any:
     return service
 
 
-def _skip_self(func: Callable[..., Any]) -> int:
+_SELF, _CLS = 1, 2
+_NO_HOOK: Any = object()
+
+
+def _bound_kind(func: Callable[..., Any]) -> int:
+    """``_SELF`` / ``_CLS`` when the first parameter is named ``self`` / ``cls``, else 0."""
     try:
         params = list(inspect.signature(func).parameters)
     except (TypeError, ValueError):
         return 0
-    return 1 if params and params[0] in ("self", "cls") else 0
+    if not params:
+        return 0
+    return {"self": _SELF, "cls": _CLS}.get(params[0], 0)
+
+
+def _class_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _owner_part(first: Any) -> Any:
+    """What identifies a method's instance (or a classmethod's class) inside its cache key.
+
+    A class: its qualified name. An instance with ``__cache_key__``: ``(class name, value)``
+    (called when it is a method). Otherwise the instance itself, hashed by value (dataclass,
+    pydantic model); :func:`_owner_error` explains when that is impossible.
+    """
+    if isinstance(first, type):
+        return ("cls", _class_name(first))
+    hook = getattr(first, "__cache_key__", _NO_HOOK)
+    if hook is _NO_HOOK:
+        return first
+    value = hook() if callable(hook) else hook
+    return ("self", _class_name(type(first)), value)
+
+
+def _owner_error(name: str, first: Any, owner: Any, exc: TypeError) -> CacheException | None:
+    """A CacheConfigurationException when ``owner`` (not an argument) is what cannot be hashed."""
+    try:
+        _hash_value(owner)
+    except TypeError:
+        cls = first if isinstance(first, type) else type(first)
+        if owner is first:
+            message = (
+                f"{name} is cached per instance, but a {_class_name(cls)} has no "
+                "__cache_key__ and is not hashable by value: define __cache_key__ (a method, "
+                "property or attribute naming the instance, e.g. its tenant) or use "
+                "cache_aside(key_func=...)"
+            )
+        else:
+            message = (
+                f"{_class_name(cls)}.__cache_key__ returned a value that cannot be hashed "
+                f"for a cache key ({exc})"
+            )
+        return CacheConfigurationException(
+            message, details={"function": name, "class": _class_name(cls)}
+        )
+    return None
+
+
+def _digester(name: str, bound: int) -> Callable[[tuple[Any, ...], dict[str, Any]], str]:
+    """``digest(args, kwargs)``: the stable digest of a call, with typed errors.
+
+    For a method (``bound``) the first argument is replaced by :func:`_owner_part`. Raises
+    :class:`CacheKeyException` for an argument that cannot be hashed and
+    :class:`CacheConfigurationException` when the instance cannot be identified.
+    """
+    make_key = _make_key
+
+    def digest(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        if not (bound and args):
+            try:
+                plain: str = make_key(name, args, kwargs)
+            except TypeError as exc:
+                raise _key_error(exc) from exc
+            return plain
+        first = args[0]
+        owner = _owner_part(first)
+        try:
+            keyed: str = make_key(name, (owner, *args[1:]), kwargs)
+        except TypeError as exc:
+            error = _owner_error(name, first, owner, exc)
+            if error is not None:
+                raise error from exc
+            raise _key_error(exc) from exc
+        return keyed
+
+    return digest
 
 
 def _key_error(exc: TypeError) -> CacheKeyException:
@@ -315,7 +410,9 @@ def cached(
 
     ``ttl=None`` uses ``CACHE_DEFAULT_TTL``. Keys are ``[<key_prefix>:]<module.qualname>:<digest
     of the arguments>``. See the module docstring for stampede protection, ``stale_ttl`` and
-    ``tags``. Usable bare (``@cached``) or called (``@cached(ttl=300)``).
+    ``tags``. Usable bare (``@cached``) or called (``@cached(ttl=300)``). On a method the
+    instance is part of the key (``__cache_key__``, see the module docstring); an instance that
+    cannot be identified raises :class:`CacheConfigurationException` instead of sharing entries.
     """
     if callable(ttl):
         return cached()(ttl)
@@ -326,25 +423,26 @@ def cached(
         _require_async(func, "cached")
         name = qualified_name(func)
         base = f"{key_prefix}:{name}:" if key_prefix else f"{name}:"
-        skip = _skip_self(func)
+        bound = _bound_kind(func)
+        digest = _digester(name, bound)
         state = _CacheState(func, name, ttl, _Templates(func, tags), stale_ttl, lock_timeout)
         make_key = _make_key
 
         def key_for(*args: Any, **kwargs: Any) -> str:
-            try:
-                return base + make_key(name, args[skip:] if skip else args, kwargs)
-            except TypeError as exc:
-                raise _key_error(exc) from exc
+            return base + digest(args, kwargs)
 
         active = _active
         fill = state.fill
 
         @functools.wraps(func)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            try:
-                key = base + make_key(name, args[1:] if skip else args, kwargs)
-            except TypeError as exc:
-                raise _key_error(exc) from exc
+            if bound:
+                key = base + digest(args, kwargs)
+            else:
+                try:
+                    key = base + make_key(name, args, kwargs)
+                except TypeError as exc:
+                    raise _key_error(exc) from exc
             service = active.service or get_service("cache_service")
             try:
                 if getattr(service, "in_process", False):  # memory: no coroutine on the hit path
@@ -379,7 +477,8 @@ def cache_aside(
     """Cache-aside with your own key: ``key_func(*args, **kwargs)`` names the entry.
 
     Reads ``cache_service``; on a miss runs the function (once per key, as ``cached`` does),
-    stores the result for ``ttl`` seconds with ``tags``, and returns it.
+    stores the result for ``ttl`` seconds with ``tags``, and returns it. On a method
+    ``key_func`` receives ``self`` too: the key it returns must tell instances apart.
     """
     if not callable(key_func):
         raise TypeError("cache_aside needs key_func, a callable returning the cache key")
@@ -493,7 +592,9 @@ def memoize(ttl: float | Callable[..., Any] | None = None, maxsize: int = 1024) 
 
     Works on sync and async functions; at most ``maxsize`` results are kept (least recently used
     go first). Arguments are hashed like ``cached`` keys (``CacheKeyException`` for values that
-    cannot be hashed stably). Concurrent async calls with the same arguments run the function once.
+    cannot be hashed stably). On a method the instance is part of the key as for ``cached``
+    (``__cache_key__``, or the instance's fields; else :class:`CacheConfigurationException`).
+    Concurrent async calls with the same arguments run the function once.
     The wrapper has ``cache_clear()`` and ``cache_info()``.
     """
     if callable(ttl):
@@ -506,14 +607,7 @@ def memoize(ttl: float | Callable[..., Any] | None = None, maxsize: int = 1024) 
     def decorate(func: F) -> F:
         name = qualified_name(func)
         store = _LRU(maxsize, ttl or None)
-        make_key = _make_key
-
-        def key_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-            try:
-                digest: str = make_key(name, args, kwargs)
-            except TypeError as exc:
-                raise _key_error(exc) from exc
-            return digest
+        key_of = _digester(name, _bound_kind(func))
 
         wrapper: Any
         if inspect.iscoroutinefunction(func):
