@@ -75,6 +75,7 @@ class _Base(DeclarativeBase):
 
 class Row(_Base):
     __tablename__ = "bench_rows"
+    __sortable_fields__ = ("score",)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     score: Mapped[int] = mapped_column(Integer, index=True)
 

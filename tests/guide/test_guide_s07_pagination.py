@@ -28,6 +28,8 @@ class User(Base):
     """The user's User table (string ids, as the guide's UserResponse has)."""
 
     __tablename__ = "guide_s07_users"
+    # the columns the user lets clients sort by (the guide's endpoints sort by these)
+    __sortable_fields__ = ("username", "email", "created_at")
     id: Mapped[str] = mapped_column(String(20), primary_key=True)
     username: Mapped[str] = mapped_column(String(50))
     email: Mapped[str] = mapped_column(String(200))
@@ -47,6 +49,7 @@ class Product(Base):
     """The user's products."""
 
     __tablename__ = "guide_s07_products"
+    __sortable_fields__ = ("name", "price", "created_at")
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(50))
     price: Mapped[float]

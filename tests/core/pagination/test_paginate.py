@@ -48,12 +48,22 @@ class Shelf(Base):
 
 class Book(Base):
     __tablename__ = f"pg_books_{SUFFIX}"
+    __sortable_fields__ = ("title", "pages", "created_at", "note")
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     title: Mapped[str] = mapped_column(String(100))
     pages: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     shelf_id: Mapped[int] = mapped_column(ForeignKey(f"{Shelf.__tablename__}.id"))
     note: Mapped[str | None] = mapped_column(String(50), nullable=True)
+
+
+class Account(Base):
+    """A model with a secret column and no ``__sortable_fields__``: only ``id`` is sortable."""
+
+    __tablename__ = f"pg_accounts_{SUFFIX}"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(100))
+    hashed_password: Mapped[str] = mapped_column(String(200))
 
 
 class _Unmigrated(DeclarativeBase):
@@ -67,10 +77,22 @@ class Ghost(_Unmigrated):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
 
 
+class Misdeclared(_Unmigrated):
+    """A model whose ``__sortable_fields__`` the tests set to bad values."""
+
+    __tablename__ = f"pg_misdeclared_{SUFFIX}"
+    __sortable_fields__: Any = ()
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    title: Mapped[str] = mapped_column(String(10))
+
+
 class BookOut(BaseModel):
     id: int
     title: str
     pages: int
+
+
+HASHES = {i: f"$argon2id$v=19$m=65536,t=3,p=4$salt{i}${'QWERTY'[i % 6] * 20}" for i in range(1, 8)}
 
 
 def _book(i: int) -> Book:
@@ -89,6 +111,7 @@ async def db(database_url: str) -> AsyncIterator[AsyncSession]:
             session.add_all([Shelf(id=1, label="left"), Shelf(id=2, label="right")])
             await session.flush()
             session.add_all(_book(i) for i in range(1, 24))
+            session.add_all(Account(id=i, email=f"a{i}@example.com", hashed_password=HASHES[i]) for i in HASHES)
             await session.commit()
             yield session
     finally:
@@ -152,12 +175,55 @@ async def test_unknown_or_disallowed_sort_field(db: AsyncSession) -> None:
     """Unknown and not-allowed sort fields raise InvalidSortFieldException naming the field."""
     with pytest.raises(InvalidSortFieldException) as info:
         await paginate_with_offset(db, Book, params=OffsetPaginationParams(sort=[SortField(field="nope")]))
-    assert info.value.details["field"] == "nope" and "title" in info.value.details["allowed"]
+    assert info.value.details["field"] == "nope"
+    assert info.value.details["allowed"] == ["created_at", "id", "note", "pages", "title"]
+    with pytest.raises(InvalidSortFieldException):  # a column, but not in Book.__sortable_fields__
+        await paginate_with_offset(db, Book, params=OffsetPaginationParams(sort=[SortField(field="shelf_id")]))
     with pytest.raises(InvalidSortFieldException):
         await paginate_with_offset(db, Book, params=OffsetPaginationParams(sort=[SortField(field="pages")]),
                                    allowed_sort_fields=["title"])
     with pytest.raises(InvalidSortFieldException):  # nullable columns cannot drive a keyset
         await paginate_with_cursor(db, Book, params=CursorPaginationParams(sort=[SortField(field="note")]), secret_key="k")
+
+
+@pytest.mark.parametrize("field", ["hashed_password", "email"])
+async def test_attack_sort_by_unlisted_column_is_422_offset_and_cursor(db: AsyncSession, field: str) -> None:
+    """Without an allow-list only the primary key sorts: a secret column is a 422 for offset and cursor paging."""
+    sort = [SortField(field=field, direction=SortDirection.DESC)]
+    with pytest.raises(InvalidSortFieldException) as offset:
+        await paginate_with_offset(db, Account, select(Account), OffsetPaginationParams(sort=sort))
+    with pytest.raises(InvalidSortFieldException) as cursor:
+        await paginate_with_cursor(db, Account, select(Account), CursorPaginationParams(sort=sort), secret_key="k")
+    for exc in (offset.value, cursor.value):
+        assert exc.status_code == 422 and exc.code_value == "INVALID_SORT_FIELD"
+        assert exc.details["field"] == field and exc.details["allowed"] == ["id"]  # no column names leak
+
+
+async def test_primary_key_sorts_by_default_and_allow_list_opens_more(db: AsyncSession) -> None:
+    """The primary key is sortable with no allow-list; an explicit allow-list (a list or one name) opens others."""
+    by_id = await paginate_with_offset(db, Account, params=OffsetPaginationParams(
+        sort=[SortField(field="id", direction=SortDirection.DESC)], page_size=3))
+    assert [a.id for a in by_id.items] == [7, 6, 5]
+    first = await paginate_with_cursor(db, Account, params=CursorPaginationParams(
+        sort=[SortField(field="id", direction=SortDirection.DESC)], limit=3), secret_key="k")
+    assert [a.id for a in first.items] == [7, 6, 5]
+    for allowed in (["email"], "email"):
+        page = await paginate_with_cursor(db, Account, params=CursorPaginationParams(
+            sort=[SortField(field="email")], limit=2), allowed_sort_fields=allowed, secret_key="k")
+        assert [a.email for a in page.items] == ["a1@example.com", "a2@example.com"]
+    with pytest.raises(InvalidSortFieldException) as info:  # an explicit list is the whole list
+        await paginate_with_offset(db, Account, params=OffsetPaginationParams(sort=[SortField(field="id")]),
+                                   allowed_sort_fields=["email"])
+    assert info.value.details["allowed"] == ["email"]
+
+
+async def test_bad_sortable_fields_declaration_is_configuration_error(db: AsyncSession) -> None:
+    """A __sortable_fields__ naming no column (or given as one string) is a server configuration error."""
+    for declared in (("title", "nope"), "title", ("title", 3)):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(Misdeclared, "__sortable_fields__", declared)
+            with pytest.raises(ConfigurationException):
+                await paginate_with_offset(db, Misdeclared, params=OffsetPaginationParams())
 
 
 async def test_wrong_params_type_and_non_model(db: AsyncSession) -> None:

@@ -2,8 +2,11 @@
 
 Parameters (:class:`OffsetPaginationParams`, :class:`CursorPaginationParams`, :class:`SortField`)
 reject bad values with :class:`~crown_nexus.core.pagination.exceptions.InvalidPaginationParamsException`;
-unknown sort fields raise ``InvalidSortFieldException`` and bad cursors ``InvalidCursorException``
-(all 422 with their own codes). Cursors are opaque base64url tokens signed with HMAC-SHA256.
+sort fields outside the allow-list raise ``InvalidSortFieldException`` and bad cursors
+``InvalidCursorException`` (all 422 with their own codes).
+
+Sorting is deny-by-default: without ``allowed_sort_fields`` only the model's primary key and the
+names in its ``__sortable_fields__`` class attribute are sortable (see :func:`sortable_fields`). Cursors are opaque base64url tokens signed with HMAC-SHA256.
 ``get_service("pagination_service", db=db)`` or :func:`get_pagination_service` returns a
 :class:`PaginationService`.
 """
@@ -15,6 +18,7 @@ from crown_nexus.core.pagination._paginate import (
     paginate_with_cursor,
     paginate_with_offset,
     record_pagination_metrics,
+    sortable_fields,
 )
 from crown_nexus.core.pagination._service import PaginationService, get_pagination_service
 from crown_nexus.core.pagination.exceptions import (
@@ -59,6 +63,7 @@ __all__ = [
     "paginate_with_cursor",
     "paginate_with_offset",
     "record_pagination_metrics",
+    "sortable_fields",
 ]
 
 

@@ -1,10 +1,16 @@
 """Offset and keyset (cursor) pagination over SQLAlchemy 2 async ``select()`` queries.
 
 Ordering comes from ``params.sort`` followed by the model's primary key (the tie-breaker that
-makes every order total and stable); the query's own ``ORDER BY`` is replaced. Sort fields
-must be mapped columns of ``model_class`` (and in ``allowed_sort_fields`` when given); cursor
-pagination also needs them non-nullable. Every call records ``pagination_duration_seconds`` and
-``pagination_operations_total`` (labels ``type``, ``model``, ``error``) in the metrics service.
+makes every order total and stable); the query's own ``ORDER BY`` is replaced.
+
+Sorting is allow-listed, for offset and cursor pagination alike: a sort field must be a mapped
+column of ``model_class`` named in ``allowed_sort_fields`` when the caller gives it, otherwise
+the primary key or a name in the model's ``__sortable_fields__`` class attribute. Any other
+field (``hashed_password``, an unlisted column, a typo) raises ``InvalidSortFieldException``
+(422) before a query runs. Cursor pagination also needs the fields non-nullable.
+
+Every call records ``pagination_duration_seconds`` and ``pagination_operations_total`` (labels
+``type``, ``model``, ``error``) in the metrics service.
 """
 
 from __future__ import annotations
@@ -36,7 +42,13 @@ from crown_nexus.core.pagination.models import (
 )
 from crown_nexus.logging import get_logger
 
-__all__ = ["paginate_with_cursor", "paginate_with_offset", "record_pagination_metrics"]
+__all__ = [
+    "SORTABLE_ATTRIBUTE",
+    "paginate_with_cursor",
+    "paginate_with_offset",
+    "record_pagination_metrics",
+    "sortable_fields",
+]
 
 _logger = get_logger("crown_nexus.core.pagination")
 
@@ -44,6 +56,9 @@ R = TypeVar("R")
 
 DURATION_METRIC = "pagination_duration_seconds"
 OPERATIONS_METRIC = "pagination_operations_total"
+
+#: Class attribute a model may set to the column names clients may sort it by by default.
+SORTABLE_ATTRIBUTE = "__sortable_fields__"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +89,41 @@ def _mapper(model_class: Any) -> Any:
         raise ConfigurationException(f"{model_class!r} is not a mapped SQLAlchemy model") from None
 
 
+def _primary_key_names(mapper: Any) -> list[str]:
+    return [mapper.get_property_by_column(c).key for c in mapper.primary_key]
+
+
+def sortable_fields(model_class: Any, allowed: Iterable[str] | None = None) -> frozenset[str]:
+    """The column names a caller may sort ``model_class`` by.
+
+    ``allowed`` given: those of its names that are mapped columns (a plain string counts as one
+    name). Otherwise the primary key columns, plus the names the model lists in its
+    ``__sortable_fields__`` class attribute, if it has one. No other column is ever sortable by
+    default, so a column the developer did not list (a password hash, a token, an email) can
+    neither order a page nor end up inside a cursor. Raises :class:`ConfigurationException` when
+    ``__sortable_fields__`` is not a collection of mapped column names.
+    """
+    mapper = _mapper(model_class)
+    columns = {attr.key for attr in mapper.column_attrs}
+    if allowed is not None:
+        names = {allowed} if isinstance(allowed, str) else set(allowed)
+        return frozenset(names & columns)
+    permitted = set(_primary_key_names(mapper))
+    declared = getattr(mapper.class_, SORTABLE_ATTRIBUTE, None)
+    if declared is not None:
+        if isinstance(declared, str) or not all(isinstance(n, str) for n in declared):
+            raise ConfigurationException(
+                f"{mapper.class_.__name__}.{SORTABLE_ATTRIBUTE} must be a collection of column names"
+            )
+        unknown = sorted(set(declared) - columns)
+        if unknown:
+            raise ConfigurationException(
+                f"{mapper.class_.__name__}.{SORTABLE_ATTRIBUTE} names no mapped column: {unknown}"
+            )
+        permitted |= set(declared)
+    return frozenset(permitted)
+
+
 def _sort_keys(
     model_class: Any,
     sort: Sequence[SortField],
@@ -81,10 +131,14 @@ def _sort_keys(
     *,
     non_null: bool,
 ) -> list[_Key]:
-    """The ORDER BY keys: the requested sort fields, then the primary key columns (ascending)."""
+    """The ORDER BY keys: the requested sort fields, then the primary key columns (ascending).
+
+    A requested field outside :func:`sortable_fields` (or nullable, for a keyset) raises
+    :class:`InvalidSortFieldException`, whose ``allowed`` lists only the permitted names.
+    """
     mapper = _mapper(model_class)
     columns = {attr.key: attr for attr in mapper.column_attrs}
-    permitted = set(columns) if allowed is None else set(allowed) & set(columns)
+    permitted = set(sortable_fields(model_class, allowed))
     if non_null:
         permitted = {
             k for k in permitted if not any(getattr(c, "nullable", False) for c in columns[k].columns)
@@ -100,8 +154,7 @@ def _sort_keys(
         keys.append(
             _Key(item.field, getattr(mapper.class_, item.field), item.direction is SortDirection.DESC)
         )
-    for pk_column in mapper.primary_key:
-        name = mapper.get_property_by_column(pk_column).key
+    for name in _primary_key_names(mapper):
         if name not in seen:
             seen.add(name)
             keys.append(_Key(name, getattr(mapper.class_, name), False))
@@ -210,7 +263,8 @@ async def paginate_with_offset(
     Returns an :class:`OffsetPaginationResult` whose ``items`` are the rows (entities, or
     ``Row`` tuples for multi-entity queries) passed through ``transform_func`` and then
     ``response_model.model_validate(..., from_attributes=True)`` when given. ``total`` counts the
-    whole query. Raises :class:`InvalidSortFieldException` / :class:`InvalidPaginationParamsException`
+    whole query. ``params.sort`` may only name :func:`sortable_fields` of the model:
+    ``allowed_sort_fields`` when given, else the primary key and ``__sortable_fields__``. Raises :class:`InvalidSortFieldException` / :class:`InvalidPaginationParamsException`
     (422) for bad parameters and :class:`DatabaseException` when the database fails.
     """
     checked: OffsetPaginationParams = _check_params(params, OffsetPaginationParams)
