@@ -90,6 +90,12 @@ class Settings(BaseSettings):
     database_url: str = Field(
         default="sqlite+aiosqlite:///./crown_nexus.db", validation_alias=_env("DATABASE_URL")
     )
+    #: the audit trail's database (default: ``database_url``)
+    audit_database_url: str | None = Field(default=None, validation_alias=_env("AUDIT_DATABASE_URL"))
+    #: audit records older than this many days are deleted by ``apply_retention()`` (None: keep)
+    audit_retention_days: int | None = Field(
+        default=None, ge=1, validation_alias=_env("AUDIT_RETENTION_DAYS")
+    )
 
     # --- cache and redis (the guide's names, as written) ---------------------------------
     CACHE_DEFAULT_BACKEND: Literal["memory", "redis", "null"] = Field(
@@ -120,6 +126,28 @@ class Settings(BaseSettings):
 
     # --- rate limiting / events / metrics ------------------------------------------------
     rate_limit_fail_open: bool = Field(default=True, validation_alias=_env("RATE_LIMIT_FAIL_OPEN"))
+    #: IPv6 clients are counted by their /N network (one host usually holds a whole /64)
+    rate_limit_ipv6_prefix: int = Field(
+        default=64, ge=1, le=128, validation_alias=_env("RATE_LIMIT_IPV6_PREFIX")
+    )
+    #: failed-login backoff (crown_nexus.core.security.login_throttle): failures per account and
+    #: client network before the delay starts, the much higher per-account threshold (any
+    #: network), the first delay and its cap (seconds), and how long a failure is remembered
+    login_throttle_threshold: int = Field(
+        default=5, ge=1, validation_alias=_env("LOGIN_THROTTLE_THRESHOLD")
+    )
+    login_throttle_account_threshold: int = Field(
+        default=50, ge=1, validation_alias=_env("LOGIN_THROTTLE_ACCOUNT_THRESHOLD")
+    )
+    login_throttle_base_delay: float = Field(
+        default=1.0, gt=0, validation_alias=_env("LOGIN_THROTTLE_BASE_DELAY")
+    )
+    login_throttle_max_delay: float = Field(
+        default=300.0, gt=0, validation_alias=_env("LOGIN_THROTTLE_MAX_DELAY")
+    )
+    login_throttle_window: float = Field(
+        default=900.0, gt=0, validation_alias=_env("LOGIN_THROTTLE_WINDOW")
+    )
     event_backend: Literal["memory", "celery"] = Field(
         default="memory", validation_alias=_env("EVENT_BACKEND")
     )

@@ -35,6 +35,7 @@ __all__ = [
     "RateLimitingService",
     "TrustedProxies",
     "client_ip_from_scope",
+    "client_network",
     "create_rate_limiting_service",
     "get_rate_limiting_service",
     "user_id_from_scope",
@@ -47,6 +48,9 @@ _perf_counter = time.perf_counter
 _tally_noted = _metrics.tally_noted
 _FLUSH_EVERY = _metrics.FLUSH_EVERY
 _UNKNOWN_CLIENT = "unknown"
+#: (address, prefix) -> network string; bounded, cleared when full (addresses are attacker-chosen)
+_NETWORK_CACHE: dict[tuple[str, int], str] = {}
+_NETWORK_CACHE_MAX = 4096
 
 
 class TrustedProxies:
@@ -74,9 +78,11 @@ class TrustedProxies:
         if not self._networks:
             return False
         try:
-            ip = ipaddress.ip_address(address)
+            ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(address)
         except ValueError:
             return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped  # a dual-stack socket's view of an IPv4 peer
         return any(ip in net for net in self._networks)
 
 
@@ -128,6 +134,39 @@ def client_ip_from_scope(scope: Mapping[str, Any], trusted: TrustedProxies) -> s
     return current
 
 
+def client_network(ip: str, ipv6_prefix: int = 64) -> str:
+    """The network a client address is counted under: the normalised key text for ``ip``.
+
+    IPv4 addresses count one by one (``"203.0.113.7"``). An IPv6 address counts under its
+    ``/ipv6_prefix`` network (``"2001:db8:1:2::/64"`` for any address of that /64), because one
+    subscriber or host usually holds a whole /64 and could otherwise rotate through addresses to
+    escape every limit; ``ipv6_prefix=128`` keeps the bare address. An IPv4-mapped IPv6 address
+    (``"::ffff:203.0.113.7"``) is the IPv4 address it maps. Text that is not an IP address (e.g.
+    ``"unknown"``) is returned unchanged.
+    """
+    if ":" not in ip:
+        return ip
+    cache_key = (ip, ipv6_prefix)
+    cached = _NETWORK_CACHE.get(cache_key)
+    if cached is not None:
+        return cached
+    try:
+        addr = ipaddress.IPv6Address(ip.split("%", 1)[0])  # a zone id does not name a network
+    except ValueError:
+        return ip
+    mapped = addr.ipv4_mapped
+    if mapped is not None:
+        network = str(mapped)
+    elif ipv6_prefix >= 128:
+        network = str(addr)
+    else:
+        network = str(ipaddress.IPv6Network((addr, ipv6_prefix), strict=False))
+    if len(_NETWORK_CACHE) >= _NETWORK_CACHE_MAX:
+        _NETWORK_CACHE.clear()
+    _NETWORK_CACHE[cache_key] = network
+    return network
+
+
 def user_id_from_scope(scope: Mapping[str, Any], *, use_context: bool = True) -> str | None:
     """The authenticated user's id for an ASGI ``scope``, or ``None`` for anonymous requests.
 
@@ -160,7 +199,8 @@ class RateLimitingService:
     (default ``settings.rate_limit_fail_open``) decides what happens when the backend cannot
     answer: ``True`` checks against ``fallback`` (per-process memory limits), ``False`` raises
     :class:`RateLimiterUnavailableException`. ``trusted_proxies`` defaults to
-    ``settings.trusted_proxies``.
+    ``settings.trusted_proxies``. ``ipv6_prefix`` (default ``settings.rate_limit_ipv6_prefix``,
+    64) is the IPv6 network size clients are counted by (see :func:`client_network`).
     """
 
     def __init__(
@@ -171,6 +211,7 @@ class RateLimitingService:
         fail_open: bool | None = None,
         fallback: RateLimitBackend | None = None,
         trusted_proxies: Iterable[str] | None = None,
+        ipv6_prefix: int | None = None,
         recheck_interval: float = 1.0,
         clock: Any = time.monotonic,
     ) -> None:
@@ -189,6 +230,10 @@ class RateLimitingService:
         self.trusted_proxies = TrustedProxies(
             settings.trusted_proxies if trusted_proxies is None else trusted_proxies
         )
+        prefix = settings.rate_limit_ipv6_prefix if ipv6_prefix is None else int(ipv6_prefix)
+        if not 1 <= prefix <= 128:
+            raise ValueError(f"ipv6_prefix must be between 1 and 128, got {prefix}")
+        self.ipv6_prefix = prefix
         self.recheck_interval = float(recheck_interval)
         self._clock = clock
         self._down_until = 0.0
@@ -209,9 +254,16 @@ class RateLimitingService:
         """The client's IP for a Starlette ``Request`` (trusted proxies honoured)."""
         return client_ip_from_scope(request.scope, self.trusted_proxies)
 
+    def network_for_scope(self, scope: Mapping[str, Any]) -> str:
+        """The network the client of ``scope`` is counted under: its IPv4 address or its IPv6
+        ``/ipv6_prefix`` network (trusted proxies honoured; see :func:`client_network`)."""
+        return client_network(client_ip_from_scope(scope, self.trusted_proxies), self.ipv6_prefix)
+
     def key_for_scope(self, scope: Mapping[str, Any], rule: RateLimitRule) -> str:
         """The client key for an ASGI ``scope`` under ``rule`` (see :meth:`get_key_for_request`)."""
         ip = client_ip_from_scope(scope, self.trusted_proxies)
+        if ":" in ip:  # IPv6: counted by network (IPv4 addresses are their own key)
+            ip = client_network(ip, self.ipv6_prefix)
         scope_name = rule.name or rule.path_pattern or "global"
         strategy = rule.strategy
         if strategy is RateLimitStrategy.IP:
@@ -226,7 +278,8 @@ class RateLimitingService:
     def get_key_for_request(self, request: Any, rule: RateLimitRule) -> str:
         """The key identifying this request's client under ``rule``.
 
-        ``IP``: the client IP (``X-Forwarded-For`` believed only from ``trusted_proxies``).
+        ``IP``: the client IP (``X-Forwarded-For`` believed only from ``trusted_proxies``); an
+        IPv6 client is keyed by its ``/ipv6_prefix`` network, an IPv4 client by its address.
         ``USER``: the authenticated user id (see :func:`user_id_from_scope`), else the IP, so
         anonymous clients are still limited. ``COMBINED``: user id and IP together. The key is
         scoped by the rule's ``name`` or ``path_pattern`` so path rules count separately.
