@@ -220,12 +220,13 @@ async def test_bad_tokens_are_401(client: httpx.AsyncClient) -> None:
 
 
 async def test_api_key(client: httpx.AsyncClient, api_keys: dict[str, dict[str, Any]]) -> None:
-    """An API key authenticates too: its owner's role/permissions decide; a bad key is 401."""
-    ok = await client.post("/products", headers=_api_key(api_keys, "manager"))
-    assert ok.status_code == 200
+    """An API key grants exactly what it names, bounded by its owner's role; a bad key is 401."""
+    _assert_403(await client.post("/products", headers=_api_key(api_keys, "manager")))
+    scoped = _api_key(api_keys, "manager", [Permission.PRODUCT_CREATE.value])
+    assert (await client.post("/products", headers=scoped)).status_code == 200
     _assert_403(await client.post("/products", headers=_api_key(api_keys, "client")))
-    extra = _api_key(api_keys, "client", [Permission.PRODUCT_CREATE.value])
-    assert (await client.post("/products", headers=extra)).status_code == 200
+    beyond_owner = _api_key(api_keys, "client", [Permission.PRODUCT_CREATE.value])
+    _assert_403(await client.post("/products", headers=beyond_owner))
     _assert_401(await client.post("/products", headers={"X-API-Key": "nope.nope"}))
     real = _api_key(api_keys, "admin")
     forged = {"X-API-Key": real["X-API-Key"][:-2] + "xx"}

@@ -78,14 +78,14 @@ async def test_bearer_token(app) -> None:
 
 
 async def test_api_key(app) -> None:
-    """X-API-Key is verified through the registered resolver."""
+    """X-API-Key is verified through the registered resolver; the key carries no role (SPEC §5)."""
     headers = {"X-API-Key": app.state.test_api_key}
     async with _client(app) as client:
         full = (await client.get("/full", headers=headers)).json()
         bad = await client.get("/me", headers={"X-API-Key": app.state.test_api_key + "x"})
     assert full == {
         "id": "key-owner",
-        "role": "service",
+        "role": None,
         "permissions": ["document:read"],
         "auth_method": "api_key",
     }

@@ -8,7 +8,7 @@ from typing import Any
 
 from crown_nexus.core.permissions.registry import get_registry
 
-__all__ = ["field", "plain_permission", "user_id", "user_mask"]
+__all__ = ["CREDENTIAL_OWNER", "field", "plain_permission", "user_id", "user_mask"]
 
 
 def field(obj: Any, name: str, default: Any = None) -> Any:
@@ -36,10 +36,31 @@ def user_id(user: Any) -> str | None:
 _PLAIN_CONTAINERS = (list, tuple, set, frozenset)
 
 
+#: the key under which a delegated credential (an API key) names the user it acts for
+CREDENTIAL_OWNER = "credential_owner"
+
+
 def user_mask(user: Any) -> int:
-    """The user's permission mask: role mask | extra grants; ``0`` when inactive or ``None``."""
+    """The user's permission mask: role mask | extra grants; ``0`` when inactive or ``None``.
+
+    A credential that acts for someone (an API key: SPEC §5) carries its owner under
+    ``credential_owner``; its mask is then bounded by the owner's at the time of the check, so a
+    key never grants more than its owner still holds (nothing once the owner is inactive). An
+    owner holding ``system:admin`` holds everything, so it bounds nothing.
+    """
     if user is None:
         return 0
+    if type(user) is dict and CREDENTIAL_OWNER in user:
+        mask = _own_mask(user)
+        owner_mask = user_mask(user[CREDENTIAL_OWNER])
+        registry = get_registry()
+        if owner_mask and registry.has(owner_mask, "system:admin"):
+            return mask
+        return mask & owner_mask
+    return _own_mask(user)
+
+
+def _own_mask(user: Any) -> int:
     if type(user) is dict:
         active = user.get("is_active", True)
         role = user.get("role")

@@ -22,6 +22,7 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from crown_nexus.core.exceptions import AuthenticationException
+from crown_nexus.core.permissions._request import bind_request_user
 from crown_nexus.core.security.service import SecurityService, get_security_service
 
 __all__ = [
@@ -39,7 +40,8 @@ __all__ = [
 
 API_KEY_HEADER = "X-API-Key"
 
-#: ``async (api_key, request) -> {"id", "role", "permissions", ...} | None``
+#: ``async (api_key, request) -> {"id", "permissions", "owner", ...} | None``: ``permissions``
+#: are the key's own, ``owner`` the user it belongs to as loaded now (SPEC §4 shape)
 ApiKeyResolver = Callable[[str, Request], Awaitable[Mapping[str, Any] | None]]
 
 bearer_scheme = HTTPBearer(auto_error=False, description="Access token from /auth/login")
@@ -76,6 +78,31 @@ def _set_log_user(user_id: str) -> None:
     set_user_id(user_id)
 
 
+def _api_key_user(found: Mapping[str, Any]) -> dict[str, Any]:
+    """The caller an API key stands for: exactly the key's permissions, no role (SPEC §5).
+
+    The resolver's ``owner`` (the user the key belongs to, as loaded now) bounds the key: it is
+    kept under ``credential_owner`` and the permission checks grant a key permission only while
+    the owner still holds it. A resolver that gives only the owner's ``role`` bounds the key by
+    that role. A ``role`` never reaches the caller itself.
+    """
+    owner = found.get("owner")
+    if owner is None and found.get("role") is not None:
+        owner = {"id": str(found["id"]), "role": found["role"], "permissions": []}
+    extra = {k: v for k, v in found.items() if k not in ("owner", "role", "permissions", "id")}
+    user = {
+        "user_data": None,
+        **extra,
+        "id": str(found["id"]),
+        "role": None,
+        "permissions": [str(getattr(p, "value", p)) for p in found.get("permissions") or []],
+        "auth_method": "api_key",
+    }
+    if owner is not None:
+        user["credential_owner"] = owner
+    return user
+
+
 async def _authenticate(
     request: Request,
     credentials: HTTPAuthorizationCredentials | None,
@@ -83,6 +110,7 @@ async def _authenticate(
 ) -> dict[str, Any] | None:
     cached = getattr(request.state, _STATE_KEY, None)
     if cached is not None:
+        bind_request_user(cached, request.app)
         return dict(cached)
     if credentials is not None and credentials.credentials:
         data = await _service_for(request).decode_token(credentials.credentials)
@@ -101,18 +129,12 @@ async def _authenticate(
         found = await resolver(api_key, request)
         if not found or found.get("id") is None:
             raise AuthenticationException(message="Invalid API key")
-        user = {
-            "role": None,
-            "user_data": None,
-            **dict(found),
-            "id": str(found["id"]),
-            "permissions": [str(getattr(p, "value", p)) for p in found.get("permissions") or []],
-            "auth_method": "api_key",
-        }
+        user = _api_key_user(found)
     else:
         return None
     setattr(request.state, _STATE_KEY, user)
     request.state.user = user
+    bind_request_user(user, request.app)  # the permission service resolves this caller's id
     _set_log_user(user["id"])
     return dict(user)
 

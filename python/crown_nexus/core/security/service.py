@@ -37,11 +37,15 @@ from crown_nexus.core.security.tokens import (
     TokenManager,
     TokenPair,
     TokenType,
+    UserLoader,
     _auth_error,
 )
+from crown_nexus.logging import get_logger
 from crown_nexus.settings import Settings
 
 __all__ = ["RevocationPending", "SecurityService", "configure_security", "get_security_service"]
+
+logger = get_logger("crown_nexus.core.security")
 
 _perf_counter = time.perf_counter
 _monotonic = time.monotonic
@@ -88,15 +92,24 @@ class SecurityService:
         blacklist: TokenBlacklist | None = None,
         jwt_impl: ModuleType | None = None,
         max_concurrent_hashes: int | None = None,
+        user_loader: UserLoader | None = None,
     ) -> None:
         self.db = db
+        self.user_loader: UserLoader | None = None
+        self._warned_no_loader = False
         self.telemetry = SecurityTelemetry()
         self._max_workers = max_concurrent_hashes or _default_workers()
         self._executor: ThreadPoolExecutor | None = None
         self._semaphores: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, asyncio.Semaphore
         ] = weakref.WeakKeyDictionary()
-        self.configure(settings, key_ring=key_ring, blacklist=blacklist, jwt_impl=jwt_impl)
+        self.configure(
+            settings,
+            key_ring=key_ring,
+            blacklist=blacklist,
+            jwt_impl=jwt_impl,
+            user_loader=user_loader,
+        )
 
     # --- configuration ---------------------------------------------------------------------
 
@@ -107,9 +120,15 @@ class SecurityService:
         key_ring: KeyRing | None = None,
         blacklist: TokenBlacklist | None = None,
         jwt_impl: ModuleType | None = None,
+        user_loader: UserLoader | None = None,
     ) -> SecurityService:
-        """(Re)build the token manager for ``settings``; a Redis blacklist when Redis is set."""
+        """(Re)build the token manager for ``settings``; a Redis blacklist when Redis is set.
+
+        The user loader is replaced too (``None``: refresh copies claims, see
+        :meth:`set_user_loader`), so a reconfigured service keeps nothing of the previous app.
+        """
         self.settings = settings or get_security_settings()
+        self.user_loader = user_loader
         if blacklist is None:
             blacklist = create_blacklist(self.settings.redis_url)
         previous: TokenManager | None = getattr(self, "tokens", None)
@@ -374,8 +393,20 @@ class SecurityService:
         self.telemetry.validation(_VALID_KEYS[data.type], pending.start)
         return data
 
+    def set_user_loader(self, loader: UserLoader | None) -> None:
+        """Reload users through ``loader`` when refreshing tokens (see :data:`UserLoader`).
+
+        Refresh then refuses unknown and inactive users and issues the account's current role
+        and permissions. Without a loader, refresh copies the old token's claims (and says so
+        once in the log).
+        """
+        self.user_loader = loader
+
     async def refresh_tokens(self, refresh_token: str) -> TokenPair:
         """Rotate a refresh token (see :meth:`TokenManager.refresh_tokens`).
+
+        With a user loader (:meth:`set_user_loader`) the user is reloaded: an unknown or
+        inactive user is refused (401) and the claims are rebuilt from the account.
 
         A reuse publishes ``security.token_revoked`` (``reason: refresh_token_reuse``) for the
         token's user before the ``AuthenticationException`` propagates.
@@ -393,7 +424,16 @@ class SecurityService:
                 },
             )
 
-        pair = await self.tokens.refresh_tokens(refresh_token, on_reuse=on_reuse)
+        loader = self.user_loader
+        if loader is None and not self._warned_no_loader:
+            self._warned_no_loader = True
+            logger.warning(
+                "refresh_tokens has no user loader: refreshed tokens copy the old token's role "
+                "and permissions; call set_user_loader() so refresh reloads the user"
+            )
+        pair = await self.tokens.refresh_tokens(
+            refresh_token, on_reuse=on_reuse, user_loader=loader
+        )
         self.telemetry.count("tokens_created_total", "access")
         self.telemetry.count("tokens_created_total", "refresh")
         return pair
@@ -519,13 +559,18 @@ def configure_security(
     key_ring: KeyRing | None = None,
     blacklist: TokenBlacklist | None = None,
     jwt_impl: ModuleType | None = None,
+    user_loader: UserLoader | None = None,
 ) -> SecurityService:
     """Point the security system at ``settings`` (an app's) and return the shared service.
+
+    ``user_loader`` lets refresh reload users (see :meth:`SecurityService.set_user_loader`).
 
     The module-level functions (``create_token``, ``decode_token``, CSRF, encryption...) and
     every holder of the shared service use the new configuration from now on.
     """
     set_security_settings(settings)
     service = get_security_service()
-    service.configure(settings, key_ring=key_ring, blacklist=blacklist, jwt_impl=jwt_impl)
+    service.configure(
+        settings, key_ring=key_ring, blacklist=blacklist, jwt_impl=jwt_impl, user_loader=user_loader
+    )
     return service

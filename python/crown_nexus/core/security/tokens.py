@@ -15,7 +15,9 @@ wrong ``iss``/``aud``, revoked ``jti`` or family, and a token of the wrong ``typ
 :meth:`TokenManager.refresh_tokens` rotates: the presented refresh token is revoked (atomically)
 and a new pair of the same family issued. Presenting an already used refresh token again is
 reuse — a sign it was stolen — so the whole family (every access and refresh token since the
-login) is revoked and the call fails.
+login) is revoked and the call fails. With a user loader (:data:`UserLoader`), refresh reloads the
+account: an unknown or inactive user is refused (and the family revoked), and the new pair carries
+the account's current role and permissions, never the old token's.
 """
 
 from __future__ import annotations
@@ -42,7 +44,12 @@ __all__ = [
     "TokenManager",
     "TokenPair",
     "TokenType",
+    "UserLoader",
 ]
+
+#: ``async (user_id) -> user | None``: the account as stored now (SPEC §4: ``id``, ``role``,
+#: ``permissions``, ``is_active``; an object or a dict), used by refresh to rebuild the claims
+UserLoader = Callable[[str], Awaitable[Any]]
 
 _RESERVED = frozenset({"sub", "exp", "iat", "nbf", "jti", "type"})
 #: claims every token must carry besides exp, iat and sub (which the hot path's decode requires
@@ -54,6 +61,7 @@ _MESSAGES = {
     "revoked": "Token has been revoked",
     "reuse_detected": "Refresh token reuse detected; the session has been revoked",
     "wrong_token_type": "Wrong token type",
+    "user_inactive": "The account is unknown or inactive",
 }
 _DEFAULT_MESSAGE = "Invalid authentication token"
 _MAX_TOKEN_LENGTH = 8192
@@ -230,6 +238,12 @@ def _auth_error(reason: str) -> AuthenticationException:
     return AuthenticationException(
         message=_MESSAGES.get(reason, _DEFAULT_MESSAGE), details={"reason": reason}
     )
+
+
+def _field(obj: Any, name: str, default: Any = None) -> Any:
+    """``obj[name]`` for mappings, else ``getattr(obj, name)``; ``default`` when absent/None."""
+    value = obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
+    return default if value is None else value
 
 
 def _role_value(role: Any) -> str | None:
@@ -478,11 +492,15 @@ class TokenManager:
         self,
         refresh_token: str,
         on_reuse: Callable[[TokenData], Awaitable[None]] | None = None,
+        user_loader: UserLoader | None = None,
     ) -> TokenPair:
         """Exchange a refresh token for a new pair; revoke it; detect reuse (see module docstring).
 
         ``on_reuse(data)`` is awaited after a reuse has revoked the family (before the
-        ``AuthenticationException`` is raised), e.g. to publish an audit event.
+        ``AuthenticationException`` is raised), e.g. to publish an audit event. With
+        ``user_loader`` the account is reloaded: unknown or inactive → ``AuthenticationException``
+        (``reason: user_inactive``) and the family revoked; otherwise the new claims are the
+        account's current role and permissions.
         """
         data = await self.decode_token(
             refresh_token, expected_type=TokenType.REFRESH, check_revocation=False
@@ -505,10 +523,19 @@ class TokenManager:
             if on_reuse is not None:
                 await on_reuse(data)
             raise _auth_error("reuse_detected")
+        role: Any = data.role
+        permissions: Iterable[Any] = data.permissions
+        if user_loader is not None:
+            user = await user_loader(data.sub)
+            if user is None or not _field(user, "is_active", True):
+                await self.blacklist.revoke_family(family, self._family_ttl())
+                raise _auth_error("user_inactive")
+            role = _field(user, "role")
+            permissions = _field(user, "permissions") or ()
         return self.create_token_pair(
             data.sub,
-            role=data.role,
-            permissions=data.permissions,
+            role=role,
+            permissions=permissions,
             user_data=data.user_data,
             family=family,
         )
