@@ -97,3 +97,26 @@ async def test_demo_uses_redis_when_configured(settings: Settings, redis_url: st
         resp = await client.post("/rate-limits/reports")
     assert resp.status_code == 201
     await service.close()
+
+
+async def test_rotating_through_one_ipv6_64_does_not_escape_the_limit(settings: Settings) -> None:
+    """61 refreshes, each from another address of one IPv6 /64: the /64 shares one limit, so the
+    /auth/ rule answers 429 after its 20; another /64 is unaffected."""
+    import httpx
+
+    app = create_app(settings)
+    n = AUTH_RULE.requests_per_window
+    statuses: list[int] = []
+    async with app.router.lifespan_context(app):
+        for i in range(61):
+            transport = httpx.ASGITransport(app=app, client=(f"2001:db8:77:1::{i + 1:x}", 5000))
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+                resp = await c.post("/auth/refresh", json={"refresh_token": "x"})
+            statuses.append(resp.status_code)
+        transport = httpx.ASGITransport(app=app, client=("2001:db8:77:2::1", 5000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            other = await c.post("/auth/refresh", json={"refresh_token": "x"})
+    assert 429 not in statuses[:n]
+    assert statuses[n:] == [429] * (61 - n)
+    assert int(resp.headers["Retry-After"]) >= 1 and resp.json()["code"] == "RATE_LIMIT_EXCEEDED"
+    assert other.status_code != 429

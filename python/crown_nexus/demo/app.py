@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from crown_nexus.core.security.login_throttle import create_login_throttle
 from crown_nexus.demo.db import Base, create_engine_for
 from crown_nexus.demo.routers import auth, errors, health, rate_limits
 from crown_nexus.demo.routers import catalog as catalog_router
@@ -38,12 +39,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await app.state.login_throttle.close()
             await engine.dispose()
 
     app = FastAPI(title="crown-nexus reference service", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
+    #: failed-login backoff of POST /auth/login (Redis when configured, shared by workers)
+    app.state.login_throttle = create_login_throttle(settings)
     app.state.backends = {
         "database": settings.database_url.split(":", 1)[0],
         "redis": "configured" if settings.redis_url else "not configured",

@@ -33,6 +33,7 @@ from crown_nexus.core.security.dependencies import (
     get_current_user_with_permissions,
     register_api_key_resolver,
 )
+from crown_nexus.core.security.login_throttle import LoginThrottle
 from crown_nexus.demo.db import get_db
 from crown_nexus.demo.models_users import ApiKey, User
 
@@ -113,20 +114,30 @@ async def login(
     response: Response,
     db: AsyncSession = Depends(get_db),
 ) -> dict[str, Any]:
-    """Check email and password; return an access + refresh token pair and set a CSRF cookie."""
+    """Check email and password; return an access + refresh token pair and set a CSRF cookie.
+
+    Failed logins back off per account (``app.state.login_throttle``): while the account is
+    throttled for the client's network the answer is 429 with ``Retry-After`` and the password
+    is not checked. Unknown accounts count exactly like wrong passwords.
+    """
     service = _service(request)
-    user = (
-        await db.execute(select(User).where(User.email == login_data.email.strip().lower()))
-    ).scalar_one_or_none()
+    throttle: LoginThrottle = request.app.state.login_throttle
+    email = login_data.email.strip().lower()
+    network = throttle.network_of(request.scope)
+    await throttle.check(email, network)
+    user = (await db.execute(select(User).where(User.email == email))).scalar_one_or_none()
     if user is None:
         # spend the same time as a real check, so response timing does not reveal accounts
         await service.verify_password(login_data.password, await _dummy_hash(service))
+        await throttle.failed(email, network)
         raise AuthenticationException(message="Invalid credentials")
     ok, new_hash = await service.verify_and_rehash(
         login_data.password, user.hashed_password, user_id=str(user.id)
     )
     if not ok or not user.is_active:
+        await throttle.failed(email, network)
         raise AuthenticationException(message="Invalid credentials")
+    await throttle.succeeded(email, network)
     if new_hash is not None:
         user.hashed_password = new_hash
         await db.commit()
