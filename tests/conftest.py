@@ -74,6 +74,21 @@ def postgres_url() -> Iterator[str]:
         server.stop()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _audit_trail_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Code run as written (``get_service("audit_service")``) audits into a temporary SQLite file,
+    not the settings' default ``./crown_nexus.db``."""
+    from crown_nexus.core.audit import close_audit, configure_audit
+
+    path = tmp_path_factory.mktemp("audit") / "audit.db"
+    previous = configure_audit(database_url=f"sqlite+aiosqlite:///{path}")
+    try:
+        yield
+    finally:
+        close_audit()
+        configure_audit(**previous)
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request: pytest.FixtureRequest, tmp_path) -> str:  # type: ignore[no-untyped-def]
     """Every database test runs on SQLite (a file) and on a real PostgreSQL."""

@@ -2,8 +2,13 @@
 
 Every name is prefixed ``CROWN_NEXUS_`` except the guide's own names, which are accepted as
 written there: ``ENVIRONMENT``, ``CACHE_DEFAULT_BACKEND``, ``CACHE_DEFAULT_TTL``, ``REDIS_HOST``,
-``REDIS_PORT``, ``REDIS_DB``, ``REDIS_PASSWORD``, ``REDIS_URI`` (SPEC §7). Production refuses to
-start with a default or short secret key.
+``REDIS_PORT``, ``REDIS_DB``, ``REDIS_PASSWORD``, ``REDIS_URI`` (SPEC §7).
+
+The secret key: production refuses to start without one of at least 32 characters. Elsewhere
+(development, test), a missing secret — or the published :data:`DEFAULT_SECRET_KEY`, which is
+never used to sign anything — is replaced by a random key generated once per process, with a
+warning: tokens, CSRF tokens and cursors then do not survive a restart and are not shared between
+worker processes (set ``CROWN_NEXUS_SECRET_KEY`` for that).
 
 ``crown_nexus.core.config.settings`` is the loaded object; tests build their own ``Settings(...)``.
 """
@@ -11,17 +16,37 @@ start with a default or short secret key.
 from __future__ import annotations
 
 import enum
+import logging
+import secrets
+import threading
 from functools import cached_property
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["DEFAULT_SECRET_KEY", "Environment", "Settings", "get_settings"]
 
-#: The development secret. Production refuses to start with it.
+#: A well-known placeholder that is never used as a key: a setting equal to it counts as missing.
 DEFAULT_SECRET_KEY = "crown-nexus-development-secret-key-change-me"
 MIN_PRODUCTION_SECRET_LENGTH = 32
+
+_logger = logging.getLogger("crown_nexus.settings")
+_process_secret: str | None = None
+_process_secret_lock = threading.Lock()
+
+
+def _generated_secret() -> str:
+    """The random secret of this process (made, and warned about, on first use)."""
+    global _process_secret
+    with _process_secret_lock:
+        if _process_secret is None:
+            _process_secret = secrets.token_urlsafe(48)
+            _logger.warning(
+                "CROWN_NEXUS_SECRET_KEY is not set: using a random secret key generated for this "
+                "process; tokens will not survive a restart nor be shared between workers"
+            )
+        return _process_secret
 
 
 class Environment(enum.StrEnum):
@@ -63,9 +88,8 @@ class Settings(BaseSettings):
     impl: Literal["auto", "pure"] = Field(default="auto", validation_alias=_env("IMPL"))
 
     # --- security ------------------------------------------------------------------------
-    secret_key: SecretStr = Field(
-        default=SecretStr(DEFAULT_SECRET_KEY), validation_alias=_env("SECRET_KEY")
-    )
+    secret_key: SecretStr = Field(default=SecretStr(""), validation_alias=_env("SECRET_KEY"))
+    _secret_key_generated: bool = PrivateAttr(default=False)
     jwt_algorithm: str = Field(default="HS256", validation_alias=_env("JWT_ALGORITHM"))
     access_token_expire_minutes: int = Field(
         default=30, ge=1, validation_alias=_env("ACCESS_TOKEN_EXPIRE_MINUTES")
@@ -154,16 +178,35 @@ class Settings(BaseSettings):
     celery_broker_url: str | None = Field(default=None, validation_alias=_env("CELERY_BROKER_URL"))
     metrics_enabled: bool = Field(default=True, validation_alias=_env("METRICS_ENABLED"))
 
+    # --- feature flags -------------------------------------------------------------------
+    #: ``auto``: Redis when Redis is configured, else memory; ``sql`` uses ``database_url``
+    feature_store: Literal["auto", "memory", "sql", "redis"] = Field(
+        default="auto", validation_alias=_env("FEATURE_STORE")
+    )
+    #: how often a shared flag store (SQL, Redis) is polled; default: the store's own
+    feature_poll_interval: float | None = Field(
+        default=None, gt=0, validation_alias=_env("FEATURE_POLL_INTERVAL")
+    )
+
     @model_validator(mode="after")
-    def _refuse_unsafe_production(self) -> Settings:
+    def _secure_secret_key(self) -> Settings:
+        key = self.secret_key.get_secret_value()
+        missing = not key or key == DEFAULT_SECRET_KEY
         if self.ENVIRONMENT is Environment.PRODUCTION:
-            key = self.secret_key.get_secret_value()
-            if key == DEFAULT_SECRET_KEY or len(key) < MIN_PRODUCTION_SECRET_LENGTH:
+            if missing or len(key) < MIN_PRODUCTION_SECRET_LENGTH:
                 raise ValueError(
-                    "production refuses to start with the default secret key or one shorter "
-                    f"than {MIN_PRODUCTION_SECRET_LENGTH} characters: set CROWN_NEXUS_SECRET_KEY"
+                    "production refuses to start without a secret key of at least "
+                    f"{MIN_PRODUCTION_SECRET_LENGTH} characters: set CROWN_NEXUS_SECRET_KEY"
                 )
+        elif missing:
+            self.secret_key = SecretStr(_generated_secret())
+            self._secret_key_generated = True
         return self
+
+    @property
+    def secret_key_is_generated(self) -> bool:
+        """True when no secret key was configured and this process's random one is used."""
+        return self._secret_key_generated
 
     @property
     def is_production(self) -> bool:

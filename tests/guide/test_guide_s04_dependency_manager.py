@@ -182,17 +182,18 @@ async def test_dependency_injection() -> None:
         await notifier.send_notification(user_id, "Order processed")
         audit.log_action(user_id, "order_processed", order_id=order_data["id"])
 
-    audit_log = AuditService()  # shares the registered audit service's entries
-    log_user_action("u1", "login")
-    entry = audit_log.recent(1)[0]
+    audit_log = AuditService()  # the same durable trail as the registered audit service
+    log_user_action("u1", "login")  # not awaited: the record is still written
+    entry = (await audit_log.recent(1))[0]
     assert (entry["user_id"], entry["action"]) == ("u1", "login")
     assert log_user_action.__doc__ == "Log a user action using the injected audit service."
 
     await process_order({"id": "o-7"}, "u2")
     assert SENT == [("u2", "Order processed", None)]
-    entry = audit_log.recent(1)[0]
+    entry = (await audit_log.recent(1))[0]
     assert (entry["user_id"], entry["action"]) == ("u2", "order_processed")
-    assert entry["extra"] == {"order_id": "o-7"}
+    assert entry["details"] == {"order_id": "o-7"}  # extra keyword fields land in details
+    assert (await audit_log.verify_chain()).ok
 
     # an argument passed explicitly wins over the injected service
     class Recorder:
@@ -240,7 +241,7 @@ async def test_in_service_classes() -> None:
     user = await service.update_user("u5", {"name": "Eve", "email": "e@example.com"})
     assert user == {"id": "u5", "name": "Eve", "email": "e@example.com"}
     assert SENT == [("u5", "profile updated", db)]
-    entry = AuditService().recent(1)[0]
+    entry = (await AuditService().recent(1))[0]
     assert (entry["user_id"], entry["action"]) == ("u5", "user_update")
     assert entry["details"] == {"fields": ["email", "name"]}
 

@@ -33,6 +33,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 BUILTIN_PROVIDERS: dict[str, str] = {
     "error_service": "crown_nexus.core.error",
     "audit_service": "crown_nexus.core.error",
+    "security_audit_service": "crown_nexus.core.audit",
     "metrics_service": "crown_nexus.core.metrics",
     "cache_service": "crown_nexus.core.cache",
     "event_service": "crown_nexus.core.events",

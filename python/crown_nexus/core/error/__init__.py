@@ -3,11 +3,17 @@
 ``report_error`` sends an exception with an :class:`ErrorContext` to every registered reporter
 (logging by default; add your own with ``register_reporter``); ``handle_exception`` does it from
 synchronous code with context taken from the calling function. ``error_service`` (registered as
-``"error_service"``) offers the same as methods.
+``"error_service"``) offers the same as methods. ``audit_service`` / ``security_audit_service``
+are the audit trail's (implemented in :mod:`crown_nexus.core.audit`).
 """
 
 from __future__ import annotations
 
+from crown_nexus.core.audit import (
+    SecurityAuditService,
+    audit_service,
+    security_audit_service,
+)
 from crown_nexus.core.error._api import (
     business_logic_error,
     ensure_not_none,
@@ -51,7 +57,9 @@ __all__ = [
     "LoggingReporter",
     "MemoryErrorReporter",
     "ReportedError",
+    "SecurityAuditService",
     "SyncErrorReporter",
+    "audit_service",
     "business_logic_error",
     "clear_reporters",
     "ensure_not_none",
@@ -65,6 +73,7 @@ __all__ = [
     "report_error",
     "resource_already_exists",
     "resource_not_found",
+    "security_audit_service",
     "unregister_reporter",
     "validation_error",
     "wait_for_reports",
