@@ -265,6 +265,41 @@ def test_basic_permission_checking(capsys: pytest.CaptureFixture[str]) -> None:
     assert "User has none of the required permissions" in out
 
 
+def test_basic_checks_record_the_guide_metrics(capsys: pytest.CaptureFixture[str]) -> None:
+    """'Metrics Integration': the guide's PermissionChecker functions record the metrics too."""
+    from crown_nexus.core.metrics import get_metrics_service
+
+    metrics = get_metrics_service()
+    client = USERS["client"]
+    multi = {"require_all": "True", "granted": "False"}
+    anyof = {"require_all": "False", "granted": "True"}
+    single = {"permission": "order:delete", "granted": "False"}
+    obj = {"object_type": "Product", "permission": "product:update", "granted": "True"}
+    before = [
+        metrics.get_counter_sum("multiple_permissions_checks_total", multi),
+        metrics.get_counter_sum("multiple_permissions_checks_total", anyof),
+        metrics.get_counter_sum("permission_checks_total", single),
+        metrics.get_counter_sum("object_permission_checks_total", obj),
+    ]
+    assert check_advanced_access(client, [Permission.ORDER_CREATE, Permission.ORDER_ADMIN]) is False
+    assert check_any_permission(client, [Permission.ORDER_ADMIN, Permission.ORDER_READ]) is True
+    assert check_user_access(client, Permission.ORDER_DELETE) is False
+    assert check_product_access(USERS["owner"], PRODUCTS["p1"], Permission.PRODUCT_UPDATE) is True
+    after = [
+        metrics.get_counter_sum("multiple_permissions_checks_total", multi),
+        metrics.get_counter_sum("multiple_permissions_checks_total", anyof),
+        metrics.get_counter_sum("permission_checks_total", single),
+        metrics.get_counter_sum("object_permission_checks_total", obj),
+    ]
+    assert after == [b + 1 for b in before]
+    for histogram in (
+        "permission_check_duration_seconds",
+        "multiple_permissions_check_duration_seconds",
+        "object_permission_check_duration_seconds",
+    ):
+        assert metrics.get_metric(histogram) is not None, histogram
+
+
 def test_object_level_rule(capsys: pytest.CaptureFixture[str]) -> None:
     """SPEC §4 object rule: system:admin, or <resource>:admin, or permission + ownership."""
     product = PRODUCTS["p1"]
@@ -629,6 +664,37 @@ async def test_permission_in_service_classes() -> None:
         await service.update_product_price("nope", 1.0, "owner")
 
 
+async def test_service_class_denial_event_names_the_resource() -> None:
+    """The guide's ensure_permission(..., resource_type="Product", resource_id=...) denial event
+    carries that resource (issue 13: it carried None)."""
+    from crown_nexus.core.events import event_service
+
+    seen: list[dict[str, Any]] = []
+
+    async def on_denied(event: dict[str, Any]) -> None:
+        seen.append(event["data"])
+
+    event_service.subscribe("permission.denied", on_denied)
+    try:
+        service = ProductService(db)
+        service.repository = product_repository
+        with pytest.raises(PermissionDeniedException):
+            await service.update_product_price("p1", 500.0, "client")  # +400 %: product:admin
+        await wait_for_events()
+        assert await event_service.wait_for_pending(timeout=5)
+    finally:
+        event_service.unsubscribe("permission.denied", on_denied)
+    assert seen == [
+        {
+            "user_id": "client",
+            "permission": "product:admin",
+            "resource_type": "Product",
+            "resource_id": "p1",
+            "action": "admin",
+        }
+    ]
+
+
 # --- 'Retrieving User Permissions', verbatim ----------------------------------------------------------
 
 from crown_nexus.core.dependency_manager import get_service
@@ -665,6 +731,42 @@ async def test_retrieving_user_permissions() -> None:
         await wait_for_reports()
     [entry] = reporter.recent()
     assert entry.context.user_id == "nobody" and entry.context.function == "get_user_permissions"
+
+
+async def test_retrieving_user_permissions_without_a_loader() -> None:
+    """With no set_user_loader, the guide's lookup works for the request's own authenticated user;
+    anything else is a ConfigurationException that says what to configure (issue 13)."""
+    set_user_loader(None)
+    for uid in ("owner", "client"):
+        await get_permission_service(db).invalidate_permissions_cache(uid)
+    router = APIRouter()
+
+    @router.get("/me/permissions")
+    async def my_permissions(user_id: str = Depends(get_current_user_id)) -> dict[str, Any]:
+        return await get_user_permissions(user_id, db)
+
+    @router.get("/users/{other}/permissions")
+    async def their_permissions(other: str, user_id: str = Depends(get_current_user_id)) -> dict[str, Any]:
+        return await get_user_permissions(other, db)
+
+    async with app_client(guide_app(router)) as client:
+        mine = await client.get("/me/permissions", headers=bearer("owner"))
+        theirs = await client.get("/users/client/permissions", headers=bearer("owner"))
+    assert mine.status_code == 200, mine.text
+    assert data_of(mine.json()) == {
+        "user_id": "owner",
+        "permissions": sorted(
+            {p.value for p in ROLE_PERMISSIONS[UserRole.USER]} | {"product:update"},
+            key=[p.value for p in Permission].index,
+        ),
+    }
+    assert theirs.status_code == 500 and theirs.json()["code"] == "CONFIGURATION_ERROR"
+    with pytest.raises(Exception) as info:
+        await get_user_permissions("client", db)
+    assert type(info.value).__name__ == "ConfigurationException"
+    assert "set_user_loader(loader)" in info.value.message
+    assert "loader(user_id: str, db) -> user | None" in info.value.message
+    await get_permission_service(db).invalidate_permissions_cache("owner")
 
 
 # --- 'Utility Functions', verbatim -------------------------------------------------------------------

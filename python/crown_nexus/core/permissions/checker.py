@@ -11,16 +11,26 @@ All checks read the user's mask once and test bits through the registry (``accel
   (``str(obj.<owner_field>) == str(user.id)``).
 
 A denied check logs a warning and publishes ``permission.denied`` / ``permission.object_denied``
-when an event service is registered (nothing happens when none is).
+(payload ``user_id``, ``permission``, ``resource_type``, ``resource_id``, ``action``: what the call
+was given). Every check records the guide's metrics once: ``permission_checks_total`` /
+``permission_check_duration_seconds`` (labels ``permission``, ``granted``) for one permission,
+``multiple_permissions_*`` (``require_all``, ``granted``) for several and ``object_permission_*``
+(``object_type``, ``permission``, ``granted``) for the object rule — whichever entry point ran the
+check (this class, the permission service, the decorators or the utilities). The metrics and event
+services are imported and registered on first use when the application has not done so
+(:mod:`crown_nexus.core.permissions._telemetry`); failures there never change a decision.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable
 from typing import Any
 
 from crown_nexus.core.exceptions import PermissionDeniedException
+from crown_nexus.core.permissions._telemetry import record_check
+from crown_nexus.core.permissions._telemetry import service as _registered
 from crown_nexus.core.permissions._user import field, plain_permission, user_id, user_mask
 from crown_nexus.core.permissions.models import Permission
 from crown_nexus.core.permissions.registry import get_registry
@@ -71,12 +81,9 @@ async def wait_for_events() -> None:
 def _publish(event_name: str, payload: dict[str, Any]) -> None:
     """Publish a denial event if an event service is registered; never raises."""
     try:
-        from crown_nexus.core.dependency_manager import get_registry as services
-
-        reg = services()
-        if not reg.has("event_service"):
+        service = _registered("event_service")
+        if service is None:
             return
-        service = reg.get("event_service")
         result = service.publish(event_name=event_name, payload=payload)
         if asyncio.iscoroutine(result):
             try:
@@ -125,18 +132,39 @@ def _denied(
     )
 
 
+def _check_one(
+    user: Any,
+    permission: Any,
+    resource_type: str | None = None,
+    resource_id: str | None = None,
+    action: str | None = None,
+) -> bool:
+    """One permission check: the decision, its denial log/event and its metrics."""
+    started = time.perf_counter()
+    registry = get_registry()
+    mask = user_mask(user)
+    ok = _holds(registry, mask, permission) or _is_superuser(registry, mask)
+    name = _name(permission)
+    if not ok:
+        _denied(
+            "permission.denied",
+            user,
+            name,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            action=action,
+        )
+    record_check("permission", started, {"permission": name}, ok)
+    return ok
+
+
 class PermissionChecker:
     """Static permission checks on a user (object or dict per SPEC §4)."""
 
     @staticmethod
     def has_permission(user: Any, permission: Permission | str) -> bool:
         """True when ``user`` holds ``permission`` (or ``system:admin``); a denial is logged."""
-        registry = get_registry()
-        mask = user_mask(user)
-        if _holds(registry, mask, permission) or _is_superuser(registry, mask):
-            return True
-        _denied("permission.denied", user, _name(permission))
-        return False
+        return _check_one(user, permission)
 
     @staticmethod
     def has_permissions(
@@ -146,16 +174,19 @@ class PermissionChecker:
 
         An empty list passes with ``require_all`` and fails without it.
         """
+        started = time.perf_counter()
         registry = get_registry()
         mask = user_mask(user)
         perms = list(permissions)
         if _is_superuser(registry, mask) and (perms or require_all):
-            return True
-        held = [_holds(registry, mask, p) for p in perms]
-        ok = all(held) if require_all else any(held)
-        if not ok:
-            missing = [_name(p) for p, h in zip(perms, held, strict=True) if not h]
-            _denied("permission.denied", user, ",".join(missing) or "")
+            ok = True
+        else:
+            held = [_holds(registry, mask, p) for p in perms]
+            ok = all(held) if require_all else any(held)
+            if not ok:
+                missing = [_name(p) for p, h in zip(perms, held, strict=True) if not h]
+                _denied("permission.denied", user, ",".join(missing) or "")
+        record_check("multiple_permissions", started, {"require_all": str(require_all)}, ok)
         return ok
 
     @staticmethod
@@ -163,6 +194,7 @@ class PermissionChecker:
         user: Any, obj: Any, permission: Permission | str, owner_field: str = "owner_id"
     ) -> bool:
         """The SPEC §4 object rule (admin, resource admin, or permission + ownership)."""
+        started = time.perf_counter()
         registry = get_registry()
         mask = user_mask(user)
         name = _name(permission)
@@ -170,15 +202,17 @@ class PermissionChecker:
         uid = user_id(user)
         is_owner = owner is not None and uid is not None and str(owner) == uid
         try:
-            if registry.object_allowed(mask, name, is_owner):
-                return True
+            ok = bool(registry.object_allowed(mask, name, is_owner))
         except KeyError:
             logger.warning("Permission check for an unregistered permission", permission=name)
-            if _is_superuser(registry, mask):
-                return True
-        rtype, rid = _resource_of(obj)
-        _denied("permission.object_denied", user, name, resource_type=rtype, resource_id=rid)
-        return False
+            ok = _is_superuser(registry, mask)
+        if not ok:
+            rtype, rid = _resource_of(obj)
+            _denied("permission.object_denied", user, name, resource_type=rtype, resource_id=rid)
+        record_check(
+            "object_permission", started, {"object_type": type(obj).__name__, "permission": name}, ok
+        )
+        return ok
 
     @staticmethod
     def ensure_permission(
@@ -188,15 +222,20 @@ class PermissionChecker:
         resource_id: Any = None,
         action: str | None = None,
     ) -> None:
-        """Raise ``PermissionDeniedException`` (403) unless :meth:`has_permission`."""
-        if not PermissionChecker.has_permission(user, permission):
+        """Raise ``PermissionDeniedException`` (403) unless :meth:`has_permission`.
+
+        ``resource_type``, ``resource_id`` and ``action`` go into the exception and into the
+        ``permission.denied`` event (``action`` defaults to the permission's action part).
+        """
+        rid = None if resource_id is None else str(resource_id)
+        if not _check_one(user, permission, resource_type, rid, action):
             name = _name(permission)
             raise PermissionDeniedException(
                 message=f"Permission denied: {name} required",
                 action=action,
                 resource_type=resource_type,
                 permission=name,
-                details={"resource_id": None if resource_id is None else str(resource_id)},
+                details={"resource_id": rid},
             )
 
     @staticmethod

@@ -5,8 +5,27 @@
 of :class:`~crown_nexus.core.permissions.checker.PermissionChecker`, plus the guide's metrics.
 
 ``get_user_permissions(user_or_id)`` takes a user (object or dict) or a user id. An id is turned
-into a user by the loader set with :func:`set_user_loader` (``loader(user_id, db)``, sync or
-async, returning the user or ``None``). Results are cached under ``permissions:user:{user_id}``
+into a user, in this order, by:
+
+1. the user loader the current request's app registered with ``set_user_loader(loader, app=app)``
+   (the reference service registers one for its ``User`` table);
+2. the process-wide loader registered with ``set_user_loader(loader)``;
+3. the current request's authenticated user (``request.state.user``, set by the security
+   dependencies) when its id is that id — so a request can look up its own caller's permissions
+   with no loader at all.
+
+A loader is ``loader(user_id: str, db) -> user | None`` (sync or ``async``; ``db`` is the session
+the service was built with, possibly ``None``); it returns a user object or dict (SPEC §4: ``id``,
+``role``, ``permissions``, ``is_active``) or ``None`` for nobody (``ResourceNotFoundException``).
+Register it at start-up, e.g.::
+
+    async def load_user(user_id: str, db: AsyncSession | None) -> User | None:
+        return await db.get(User, user_id)
+
+    set_user_loader(load_user)            # or set_user_loader(load_user, app=app)
+
+When none of these applies, the lookup raises ``ConfigurationException`` saying exactly that.
+Results are cached under ``permissions:user:{user_id}``
 (in the cache service when one is registered, else in process) until
 :meth:`PermissionService.invalidate_permissions_cache` or the TTL.
 
@@ -22,6 +41,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from crown_nexus.core.exceptions import ConfigurationException, ResourceNotFoundException
+from crown_nexus.core.permissions._request import request_app, request_user
+from crown_nexus.core.permissions._telemetry import record_value
 from crown_nexus.core.permissions._user import user_id as _user_id
 from crown_nexus.core.permissions._user import user_mask
 from crown_nexus.core.permissions.checker import PermissionChecker, object_denied
@@ -47,9 +68,37 @@ _state: dict[str, Any] = {"loader": None}
 _local_cache: dict[str, tuple[float, list[str]]] = {}
 
 
-def set_user_loader(loader: UserLoader | None) -> None:
-    """Set how a user id becomes a user: ``loader(user_id, db)`` (sync or async) or ``None``."""
-    _state["loader"] = loader
+#: the app attribute an app-scoped loader is kept in
+_APP_STATE_KEY = "permission_user_loader"
+
+_NO_LOADER = (
+    "No user loader is configured, so the permission service cannot turn user id {uid!r} into a "
+    "user. Register one at start-up with "
+    "crown_nexus.core.permissions.set_user_loader(loader) (or set_user_loader(loader, app=app) "
+    "for one app), where loader(user_id: str, db) -> user | None (sync or async) returns an "
+    "object or dict with id, role, permissions and is_active; or pass the user itself instead "
+    "of its id."
+)
+
+
+def set_user_loader(loader: UserLoader | None, app: Any = None) -> None:
+    """Set how a user id becomes a user: ``loader(user_id, db)`` (sync or async) or ``None``.
+
+    With ``app`` the loader is used only while that app serves an authenticated request (kept as
+    ``app.state.permission_user_loader``); without it, everywhere (``None`` removes it).
+    """
+    if app is not None:
+        setattr(app.state, _APP_STATE_KEY, loader)
+    else:
+        _state["loader"] = loader
+
+
+def _loader() -> UserLoader | None:
+    """The current request's app loader, else the process-wide one."""
+    app = request_app()
+    state = getattr(app, "state", None)
+    loader: UserLoader | None = getattr(state, _APP_STATE_KEY, None) if state is not None else None
+    return loader or _state["loader"]
 
 
 def _cache_key(user_id: str) -> str:
@@ -64,6 +113,7 @@ def _as_permission(name: str) -> Permission | PermissionName:
 
 
 def _service(name: str) -> Any:
+    """A registered service such as ``cache_service``, or ``None``."""
     from crown_nexus.core.dependency_manager import get_registry as services
 
     reg = services()
@@ -73,10 +123,6 @@ def _service(name: str) -> Any:
         return reg.get(name)
     except Exception:
         return None
-
-
-def _label(value: Any) -> str:
-    return str(getattr(value, "value", value))
 
 
 def _is_id(user: Any) -> bool:
@@ -90,61 +136,26 @@ class PermissionService:
     def __init__(self, db: Any = None) -> None:
         self.db = db
 
-    # -- metrics --------------------------------------------------------------------
-    @staticmethod
-    def _record(prefix: str, started: float, labels: dict[str, str]) -> None:
-        metrics = _service("metrics_service")
-        if metrics is None:
-            return
-        try:
-            metrics.increment_counter(f"{prefix}_checks_total", labels=labels)
-            keep = {k: v for k, v in labels.items() if k != "granted"}
-            metrics.observe_histogram(
-                f"{prefix}_check_duration_seconds", time.perf_counter() - started, labels=keep
-            )
-        except Exception as exc:  # metrics never break an authorization decision
-            logger.debug("Could not record permission metrics", error=repr(exc))
-
-    # -- checks ---------------------------------------------------------------------
+    # -- checks (each records its metrics once, in the checker) ------------------------
     async def has_permission(self, user: Any, permission: Permission | str) -> bool:
         """True when ``user`` holds ``permission`` (see ``PermissionChecker.has_permission``)."""
-        t0 = time.perf_counter()
-        user = await self._as_user(user)
-        ok = PermissionChecker.has_permission(user, permission)
-        self._record("permission", t0, {"permission": _label(permission), "granted": str(ok)})
-        return ok
+        return PermissionChecker.has_permission(await self._as_user(user), permission)
 
     async def has_permissions(
         self, user: Any, permissions: Iterable[Permission | str], require_all: bool = True
     ) -> bool:
         """All (``require_all``) or any of ``permissions``."""
-        t0 = time.perf_counter()
-        user = await self._as_user(user)
-        ok = PermissionChecker.has_permissions(user, permissions, require_all=require_all)
-        self._record(
-            "multiple_permissions",
-            t0,
-            {"require_all": str(require_all), "granted": str(ok)},
+        return PermissionChecker.has_permissions(
+            await self._as_user(user), permissions, require_all=require_all
         )
-        return ok
 
     async def check_object_permission(
         self, user: Any, obj: Any, permission: Permission | str, owner_field: str = "owner_id"
     ) -> bool:
         """The object-level rule (see ``PermissionChecker.check_object_permission``)."""
-        t0 = time.perf_counter()
-        user = await self._as_user(user)
-        ok = PermissionChecker.check_object_permission(user, obj, permission, owner_field)
-        self._record(
-            "object_permission",
-            t0,
-            {
-                "object_type": type(obj).__name__,
-                "permission": _label(permission),
-                "granted": str(ok),
-            },
+        return PermissionChecker.check_object_permission(
+            await self._as_user(user), obj, permission, owner_field
         )
-        return ok
 
     async def ensure_permission(
         self,
@@ -154,31 +165,22 @@ class PermissionService:
         resource_id: Any = None,
         action: str | None = None,
     ) -> None:
-        """Raise ``PermissionDeniedException`` (403) unless ``user`` holds ``permission``."""
-        t0 = time.perf_counter()
-        user = await self._as_user(user)
-        try:
-            PermissionChecker.ensure_permission(
-                user, permission, resource_type, resource_id, action
-            )
-        except Exception:
-            self._record("permission", t0, {"permission": _label(permission), "granted": "False"})
-            raise
-        self._record("permission", t0, {"permission": _label(permission), "granted": "True"})
+        """Raise ``PermissionDeniedException`` (403) unless ``user`` holds ``permission``.
+
+        ``resource_type``/``resource_id``/``action`` go into the exception and the
+        ``permission.denied`` event.
+        """
+        PermissionChecker.ensure_permission(
+            await self._as_user(user), permission, resource_type, resource_id, action
+        )
 
     async def ensure_permissions(
         self, user: Any, permissions: Iterable[Permission | str], require_all: bool = True
     ) -> None:
         """Raise ``PermissionDeniedException`` (403) unless all (or any) are held."""
-        t0 = time.perf_counter()
-        user = await self._as_user(user)
-        labels = {"require_all": str(require_all)}
-        try:
-            PermissionChecker.ensure_permissions(user, permissions, require_all=require_all)
-        except Exception:
-            self._record("multiple_permissions", t0, {**labels, "granted": "False"})
-            raise
-        self._record("multiple_permissions", t0, {**labels, "granted": "True"})
+        PermissionChecker.ensure_permissions(
+            await self._as_user(user), permissions, require_all=require_all
+        )
 
     async def ensure_object_permission(
         self, user: Any, obj: Any, permission: Permission | str, owner_field: str = "owner_id"
@@ -200,10 +202,14 @@ class PermissionService:
         return {"id": uid, "role": None, "permissions": names}
 
     async def _load_user(self, user_id: str) -> Any:
-        loader = _state["loader"]
+        """The user with ``user_id`` (see the module docstring for where it comes from)."""
+        loader = _loader()
         if loader is None:
+            caller = request_user()
+            if caller is not None and _user_id(caller) == user_id:
+                return caller
             raise ConfigurationException(
-                message="No user loader configured for the permission service",
+                message=_NO_LOADER.format(uid=user_id),
                 config_key="permissions.user_loader",
             )
         user = loader(user_id, self.db)
@@ -218,7 +224,7 @@ class PermissionService:
 
         Shipped permissions come back as :class:`Permission` members, the application's own as
         :class:`PermissionName` (both have ``.value``). Ids are resolved by the user loader and
-        cached; raises ``ConfigurationException`` without a loader and
+        cached; raises ``ConfigurationException`` when no loader applies (module docstring) and
         ``ResourceNotFoundException`` when the loader finds nobody.
         """
         t0 = time.perf_counter()
@@ -236,14 +242,9 @@ class PermissionService:
 
     @staticmethod
     def _record_duration(started: float) -> None:
-        metrics = _service("metrics_service")
-        if metrics is not None:
-            try:
-                metrics.observe_histogram(
-                    "get_user_permissions_duration_seconds", time.perf_counter() - started
-                )
-            except Exception as exc:
-                logger.debug("Could not record permission metrics", error=repr(exc))
+        record_value(
+            "histogram", "get_user_permissions_duration_seconds", time.perf_counter() - started
+        )
 
     async def _cached(
         self, uid: str, hit_counter: str = "user_permissions_cache_hits_total"
@@ -261,12 +262,7 @@ class PermissionService:
             if hit is not None and hit[0] > time.monotonic():
                 names = list(hit[1])
         if names is not None:
-            metrics = _service("metrics_service")
-            if metrics is not None:
-                try:
-                    metrics.increment_counter(hit_counter)
-                except Exception as exc:
-                    logger.debug("Could not record permission metrics", error=repr(exc))
+            record_value("counter", hit_counter)
         return names
 
     async def _store(self, uid: str, names: list[str]) -> None:
