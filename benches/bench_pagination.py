@@ -1,10 +1,11 @@
-"""Pagination: the signed cursor codec against itsdangerous, and a deep page by offset vs by keyset.
+"""Pagination: the encrypted cursor codec against itsdangerous, and a deep page by offset vs by keyset.
 
 Groups:
 
-* ``pagination-cursor``: encode + verify/decode one cursor of three typed values with
-  :class:`~crown_nexus.core.pagination.CursorCodec` (HMAC-SHA256, orjson) and with the peer
-  ``itsdangerous.URLSafeSerializer`` (HMAC-SHA1 by default, JSON). ``extra_info["round_trip"]``
+* ``pagination-cursor``: encode + authenticate/decode one cursor of three typed values with
+  :class:`~crown_nexus.core.pagination.CursorCodec` (AES-256-GCM, orjson) and with the peer
+  ``itsdangerous.URLSafeSerializer`` (HMAC-SHA1 by default, JSON, signed but readable: it
+  does less than the codec). ``extra_info["round_trip"]``
   records whether each gets the original values back with their types (itsdangerous turns a
   datetime into a string).
 * ``pagination-deep-page``: page 400 (20 per page) of 10 000 SQLite rows sorted by
@@ -34,6 +35,7 @@ from crown_nexus.core.pagination import (
     SortField,
     paginate_with_cursor,
     paginate_with_offset,
+    query_fingerprint,
 )
 
 VALUES = [42, "widget", datetime(2024, 5, 1, 12, 0, tzinfo=UTC)]
@@ -137,10 +139,11 @@ def test_deep_page_keyset(benchmark: Any, database: tuple[asyncio.AbstractEventL
     )
     last = before.items[-1]
     codec = CursorCodec(SECRET)
-    from crown_nexus.core.pagination._paginate import _fingerprint, _sort_keys
+    from crown_nexus.core.pagination._paginate import _dialect
 
-    keys = _sort_keys(Row, SORT, None, non_null=True)
-    cursor = codec.encode(_fingerprint(Row, keys), [last.score, last.id])
+    keys = [("score", False), ("id", False)]  # the sort and its primary-key tie-breaker
+    fingerprint = query_fingerprint(Row, keys, select(Row), _dialect(session, Row))
+    cursor = codec.encode(fingerprint, [last.score, last.id])
     params = CursorPaginationParams(cursor=cursor, limit=20, sort=SORT)
 
     def run() -> list[int]:

@@ -1,14 +1,20 @@
-"""Pagination parameters (typed 422 errors) and the signed cursor codec (fuzzed with hypothesis)."""
+"""Pagination parameters (typed 422 errors) and the encrypted cursor codec (fuzzed with hypothesis)."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import uuid
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import pytest
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -28,6 +34,7 @@ from crown_nexus.core.pagination import (
     decode_cursor,
     encode_cursor,
 )
+from crown_nexus.core.pagination._cursor import fingerprint_digest
 
 CODEC = CursorCodec("test-secret")
 
@@ -100,18 +107,68 @@ def test_cursor_round_trips_typed_values() -> None:
     assert [type(v) for v in CODEC.decode(token)[1]] == [type(v) for v in VALUES]
 
 
-def test_cursor_is_base64url_and_signed() -> None:
-    """The token is two unpadded base64url parts; another key or fingerprint is refused."""
+def _raw(token: str) -> bytes:
+    return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+
+
+def _token(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def test_cursor_is_aes_gcm_under_an_hkdf_key() -> None:
+    """A token is unpadded base64url of version 2, a 12-byte nonce and AES-256-GCM output under
+    HKDF-SHA256(secret, info=pagination) — decryptable with cryptography's primitives alone."""
     token = CODEC.encode("fp", [1, "a"])
-    payload, mac = token.split(".")
-    assert set(token) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
-    assert len(base64.urlsafe_b64decode(mac + "==")) == 16
+    assert set(token) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+    raw = _raw(token)
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+               info=b"crown-nexus/pagination-cursor/aes-256-gcm/v2").derive(b"test-secret")
+    plain = AESGCM(key).decrypt(raw[1:13], raw[13:], b"\x02")
+    assert raw[0] == 2 and len(plain) % 32 == 0
+    assert orjson.loads(plain) == {"k": fingerprint_digest("fp"), "d": "n", "v": [["i", 1], ["s", "a"]]}
+    with pytest.raises(InvalidTag):  # the raw secret is not the key
+        AESGCM(hashlib.sha256(b"test-secret").digest()).decrypt(raw[1:13], raw[13:], b"\x02")
+
+
+def test_cursor_hides_sort_values() -> None:
+    """The sort values cannot be read from a cursor: its decoded bytes hold none of a string value."""
+    secret = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$hashhashhash"
+    token = CODEC.encode("fp", [secret, 42])
+    raw = _raw(token)
+    for needle in (secret.encode(), b"argon2id", b"hashhash", orjson.dumps(secret), b"42"):
+        assert needle not in raw
+    assert secret not in token and "argon2" not in token
+    assert CODEC.decode(token, "fp") == ("n", [secret, 42])
+    # two encodings of the same position differ (random nonce); lengths only show a 32-byte bucket
+    assert CODEC.encode("fp", [secret, 42]) != token
+    assert len(CODEC.encode("fp", ["a"])) == len(CODEC.encode("fp", ["abcdef"]))
+
+
+def test_foreign_key_and_foreign_query_are_refused() -> None:
+    """Another key fails authentication; another fingerprint (query) is a mismatch; both typed 422."""
+    token = CODEC.encode("fp", [1, "a"])
     with pytest.raises(InvalidCursorException) as other_key:
         CursorCodec("another-secret").decode(token)
-    assert other_key.value.reason == "signature"
+    assert other_key.value.reason == "signature" and other_key.value.status_code == 422
     with pytest.raises(InvalidCursorException) as mismatch:
         CODEC.decode(token, "other-fp")
-    assert mismatch.value.reason == "mismatch"
+    assert mismatch.value.reason == "mismatch" and mismatch.value.code_value == "INVALID_CURSOR"
+
+
+def test_old_hmac_format_and_non_canonical_base64_are_refused() -> None:
+    """A v1 ``payload.mac`` cursor and a non-canonical spelling of a valid cursor's bytes are refused."""
+    old = _token(b'{"k":"fp","d":"n","v":[["i",1]]}') + "." + _token(bytes(16))
+    with pytest.raises(InvalidCursorException):
+        CODEC.decode(old, "fp")
+    token = next(t for n in range(0, 200, 8) if len(t := CODEC.encode("fp", ["x" * n])) % 4)
+    # the token's last char carries 2 or 4 unused bits: set the lowest one
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    twin = token[:-1] + alphabet[alphabet.index(token[-1]) ^ 1]
+    assert _raw(twin) == _raw(token) and twin != token
+    with pytest.raises(InvalidCursorException):
+        CODEC.decode(twin, "fp")
+    with pytest.raises(InvalidCursorException):
+        CODEC.decode(token + "==", "fp")
 
 
 def test_module_functions_use_settings_secret() -> None:
@@ -137,21 +194,43 @@ def test_fuzz_decoder_only_raises_invalid_cursor(cursor: Any) -> None:
         CODEC.decode(cursor)
 
 
+VALID = st.lists(st.one_of(st.integers(), st.text(max_size=10), st.datetimes()), max_size=4)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_fuzz_bit_flips_are_rejected(data: st.DataObject) -> None:
+    """Flipping any set of bits anywhere in a valid cursor's bytes is always detected (typed 422)."""
+    raw = bytearray(_raw(CODEC.encode("fp", data.draw(VALID))))
+    for i in data.draw(st.lists(st.integers(0, len(raw) - 1), min_size=1, max_size=4, unique=True)):
+        raw[i] ^= 1 << data.draw(st.integers(0, 7))
+    with pytest.raises(InvalidCursorException):
+        CODEC.decode(_token(bytes(raw)), "fp")
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.data())
-def test_fuzz_tampered_cursor_is_rejected(data: st.DataObject) -> None:
-    """Flipping any byte of a valid cursor's payload or MAC is always detected."""
-    token = CODEC.encode("fp", data.draw(st.lists(st.one_of(st.integers(), st.text(max_size=10)), max_size=4)))
-    payload, mac = token.split(".")
-    raw = bytearray(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    raw_mac = bytearray(base64.urlsafe_b64decode(mac + "=" * (-len(mac) % 4)))
-    target = raw if data.draw(st.booleans()) else raw_mac
-    i = data.draw(st.integers(0, len(target) - 1))
-    target[i] ^= data.draw(st.integers(1, 255))
-    forged = (base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode() + "." +
-              base64.urlsafe_b64encode(bytes(raw_mac)).rstrip(b"=").decode())
-    with pytest.raises(InvalidCursorException):
-        CODEC.decode(forged)
+def test_fuzz_truncated_extended_or_edited_cursors_are_rejected(data: st.DataObject) -> None:
+    """Cutting, extending, or changing characters of a valid cursor string never gets through."""
+    token = CODEC.encode("fp", data.draw(VALID))
+    raw = _raw(token)
+    cut = data.draw(st.integers(0, len(raw) - 1))
+    extra = data.draw(st.binary(min_size=1, max_size=20))
+    i = data.draw(st.integers(0, len(token) - 1))
+    char = data.draw(st.sampled_from("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.=+/ ").filter(
+        lambda c: c != token[i]))
+    for forged in (_token(raw[:cut]), _token(raw + extra), _token(extra + raw), token[:i] + char + token[i + 1:]):
+        with pytest.raises(InvalidCursorException):
+            CODEC.decode(forged, "fp")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(min_size=0, max_size=400))
+def test_fuzz_random_bytes_only_raise_invalid_cursor(raw: bytes) -> None:
+    """Random bytes in cursor form (also behind the right version byte) only raise InvalidCursorException."""
+    for forged in (_token(raw), _token(b"\x02" + raw)):
+        with pytest.raises(InvalidCursorException):
+            CODEC.decode(forged or "A", "fp")
 
 
 @settings(max_examples=150, deadline=None)

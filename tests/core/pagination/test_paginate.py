@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -295,6 +296,84 @@ async def test_cursor_errors(db: AsyncSession) -> None:
                                    secret_key="k")
 
 
+def _unb64(token: str) -> bytes:
+    return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+
+
+async def _next_cursor(db: AsyncSession, model: Any, query: Any, **options: Any) -> str:
+    page = await paginate_with_cursor(db, model, query, CursorPaginationParams(limit=2), secret_key="k", **options)
+    assert page.next_cursor is not None
+    return page.next_cursor
+
+
+async def test_attack_cursor_replay_across_queries_is_422(db: AsyncSession) -> None:
+    """A cursor is refused by a query with another filter value, filter, join, model, direction or scope."""
+    shelf1 = select(Book).where(Book.shelf_id == 1)
+    cursor = await _next_cursor(db, Book, shelf1)
+    others: list[tuple[Any, Any, dict[str, Any]]] = [
+        (Book, select(Book).where(Book.shelf_id == 2), {}),  # same SQL, another bound value (another tenant)
+        (Book, select(Book), {}),  # the filter dropped
+        (Book, select(Book).where(Book.shelf_id == 1, Book.pages > 0), {}),  # a filter added
+        (Book, select(Book, Shelf).join(Shelf, Book.shelf_id == Shelf.id).where(Book.shelf_id == 1), {}),
+        (Account, select(Account), {}),  # another model
+        (Book, shelf1, {"cursor_scope": "tenant-2"}),  # same query, another caller scope
+    ]
+    for model, query, options in others:
+        with pytest.raises(InvalidCursorException) as info:
+            await paginate_with_cursor(db, model, query, CursorPaginationParams(cursor=cursor, limit=2),
+                                       secret_key="k", **options)
+        assert info.value.status_code == 422 and info.value.reason == "mismatch"
+    with pytest.raises(InvalidCursorException):  # same field, other direction
+        await paginate_with_cursor(db, Book, shelf1, CursorPaginationParams(
+            cursor=cursor, sort=[SortField(field="id", direction=SortDirection.DESC)]), secret_key="k")
+    # the same query built again (new objects, equal values) accepts its cursor
+    again = await paginate_with_cursor(db, Book, select(Book).where(Book.shelf_id == 1),
+                                       CursorPaginationParams(cursor=cursor, limit=2), secret_key="k")
+    assert [b.id for b in again.items] == [6, 8]
+
+
+async def test_cursor_scope_and_rich_filters_round_trip(db: AsyncSession) -> None:
+    """Filters with IN lists and datetimes, and a caller scope, bind a cursor that the same query accepts."""
+
+    def query() -> Any:
+        return select(Book).where(Book.id.in_([1, 2, 3, 5, 8, 13]), Book.created_at >= T0)
+
+    params = CursorPaginationParams(limit=2, sort=[SortField(field="title")])
+    first = await paginate_with_cursor(db, Book, query(), params, secret_key="k", cursor_scope=b"user-7")
+    nxt = await paginate_with_cursor(db, Book, query(), params.model_copy(update={"cursor": first.next_cursor}),
+                                     secret_key="k", cursor_scope=b"user-7")
+    assert [b.id for b in first.items + nxt.items] == [8, 1, 5, 13]
+    with pytest.raises(InvalidCursorException):
+        await paginate_with_cursor(db, Book, query().where(Book.id != 1), params.model_copy(
+            update={"cursor": first.next_cursor}), secret_key="k", cursor_scope=b"user-7")
+    with pytest.raises(InvalidCursorException):
+        await paginate_with_cursor(db, Book, query(), params.model_copy(update={"cursor": first.next_cursor}),
+                                   secret_key="k", cursor_scope="user-7")  # str and bytes scopes differ
+
+
+async def test_attack_cursor_does_not_reveal_sorted_values(db: AsyncSession) -> None:
+    """A cursor sorted on an (allowed) string column holds none of the row's values readably."""
+    page = await paginate_with_cursor(db, Account, select(Account), CursorPaginationParams(
+        limit=1, sort=[SortField(field="email")]), allowed_sort_fields=["email"], secret_key="k")
+    assert page.items[0].email == "a1@example.com" and page.next_cursor
+    raw = _unb64(page.next_cursor)
+    assert b"a1@example.com" not in raw and b"example" not in raw and b"a1@" not in raw
+    assert "example" not in page.next_cursor
+
+
+async def test_attack_tampered_cursor_is_422(db: AsyncSession) -> None:
+    """Every single-bit flip of a real cursor's bytes is a typed 422 through paginate_with_cursor."""
+    cursor = await _next_cursor(db, Book, select(Book))
+    raw = _unb64(cursor)
+    for i in range(len(raw)):
+        flipped = bytearray(raw)
+        flipped[i] ^= 1 << (i % 8)
+        forged = base64.urlsafe_b64encode(bytes(flipped)).rstrip(b"=").decode()
+        with pytest.raises(InvalidCursorException) as info:
+            await paginate_with_cursor(db, Book, select(Book), CursorPaginationParams(cursor=forged), secret_key="k")
+        assert info.value.status_code == 422
+
+
 async def test_include_total_false_skips_count(db: AsyncSession) -> None:
     """include_total=False leaves total as None."""
     result = await paginate_with_cursor(db, Book, params=CursorPaginationParams(limit=2), include_total=False, secret_key="k")
@@ -388,3 +467,39 @@ def test_fuzz_paginate_with_cursor_only_typed_errors(fuzz_db: dict[str, Any], cu
         assert exc.status_code == 422
     else:
         assert not cursor  # only the first page (no cursor) can succeed: nothing forges a signature
+
+
+_FINGERPRINT_SCRIPT = """
+from datetime import datetime
+from sqlalchemy import String, select
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from crown_nexus.core.pagination import query_fingerprint
+
+class B(DeclarativeBase):
+    pass
+
+class Doc(B):
+    __tablename__ = "fp_docs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner: Mapped[str] = mapped_column(String(20))
+    at: Mapped[datetime]
+
+query = select(Doc).where(Doc.owner == "alice", Doc.id.in_([3, 1, 2]), Doc.at > datetime(2024, 1, 1))
+FP = query_fingerprint(Doc, [("at", True), ("id", False)], query, postgresql.dialect(), "tenant-1")
+"""
+
+
+def test_query_fingerprint_is_stable_across_processes() -> None:
+    """Another process (another worker) computes the same fingerprint for the same query and scope."""
+    import subprocess
+    import sys
+
+    here: dict[str, Any] = {}
+    exec(compile(_FINGERPRINT_SCRIPT, "<fingerprint>", "exec", dont_inherit=True), here)  # noqa: S102 - fixed script
+    out = subprocess.run([sys.executable, "-c", _FINGERPRINT_SCRIPT + "\nprint(FP)"], capture_output=True,
+                         text=True, check=True, timeout=120)
+    assert out.stdout.strip() == here["FP"] and len(here["FP"]) == 64
+    changed = here["query_fingerprint"](here["Doc"], [("at", True), ("id", False)],
+                                        here["query"].where(here["Doc"].owner != "bob"))
+    assert changed != here["FP"]

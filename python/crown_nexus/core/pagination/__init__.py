@@ -6,7 +6,13 @@ sort fields outside the allow-list raise ``InvalidSortFieldException`` and bad c
 ``InvalidCursorException`` (all 422 with their own codes).
 
 Sorting is deny-by-default: without ``allowed_sort_fields`` only the model's primary key and the
-names in its ``__sortable_fields__`` class attribute are sortable (see :func:`sortable_fields`). Cursors are opaque base64url tokens signed with HMAC-SHA256.
+names in its ``__sortable_fields__`` class attribute are sortable (see :func:`sortable_fields`).
+
+Cursors are opaque base64url tokens, encrypted and authenticated with AES-256-GCM under a key
+derived (HKDF) from the application's secret key: a client can neither read the sort values in
+one nor change them, and each is bound to the query that made it (model, sort fields and
+directions, the query's filter and bound values, an optional ``cursor_scope``), so replaying it
+against another query, tampering with it or truncating it is a 422 ``INVALID_CURSOR``.
 ``get_service("pagination_service", db=db)`` or :func:`get_pagination_service` returns a
 :class:`PaginationService`.
 """
@@ -17,6 +23,7 @@ from crown_nexus.core.pagination._cursor import CursorCodec, decode_cursor, enco
 from crown_nexus.core.pagination._paginate import (
     paginate_with_cursor,
     paginate_with_offset,
+    query_fingerprint,
     record_pagination_metrics,
     sortable_fields,
 )
@@ -62,6 +69,7 @@ __all__ = [
     "get_pagination_service",
     "paginate_with_cursor",
     "paginate_with_offset",
+    "query_fingerprint",
     "record_pagination_metrics",
     "sortable_fields",
 ]

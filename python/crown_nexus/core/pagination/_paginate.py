@@ -21,12 +21,14 @@ from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import orjson
 from sqlalchemy import and_, false, func, inspect, or_, select
+from sqlalchemy.engine import default
 from sqlalchemy.exc import NoInspectionAvailable, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crown_nexus.core.exceptions import ConfigurationException, DatabaseException
-from crown_nexus.core.pagination._cursor import CursorCodec, _default_secret
+from crown_nexus.core.pagination._cursor import CursorCodec, _default_secret, _encode_value
 from crown_nexus.core.pagination.exceptions import (
     InvalidCursorException,
     InvalidPaginationParamsException,
@@ -46,6 +48,7 @@ __all__ = [
     "SORTABLE_ATTRIBUTE",
     "paginate_with_cursor",
     "paginate_with_offset",
+    "query_fingerprint",
     "record_pagination_metrics",
     "sortable_fields",
 ]
@@ -295,11 +298,58 @@ async def _offset_page(
     return OffsetPaginationResult.build(items, params.page, params.page_size, total)
 
 
-def _fingerprint(model_class: Any, keys: Sequence[_Key]) -> str:
-    spec = _mapper(model_class).class_.__name__ + "|" + ",".join(
-        f"{k.name}:{'d' if k.descending else 'a'}" for k in keys
-    )
-    return hashlib.sha256(spec.encode()).hexdigest()[:16]
+def _canonical(value: Any) -> Any:
+    """A JSON-able, process-independent form of a bound parameter value."""
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [_canonical(v) for v in value]
+        return ["set", sorted(items, key=repr)] if isinstance(value, set | frozenset) else ["seq", items]
+    if isinstance(value, dict):
+        return ["map", sorted(([str(k), _canonical(v)] for k, v in value.items()), key=repr)]
+    if isinstance(value, bytes | bytearray | memoryview):
+        return ["bytes", bytes(value).hex()]
+    try:
+        return _encode_value(value)
+    except ConfigurationException:
+        return [type(value).__qualname__, repr(value)]
+
+
+def _dialect(db: Any, model_class: Any) -> Any:
+    """The dialect ``db`` talks to for ``model_class`` (SQLAlchemy's default one if it has no bind)."""
+    try:
+        return db.get_bind(mapper=_mapper(model_class)).dialect
+    except (SQLAlchemyError, AttributeError, TypeError):
+        return default.DefaultDialect()
+
+
+def query_fingerprint(
+    model_class: Any,
+    sort: Sequence[tuple[str, bool]],
+    query: Any,
+    dialect: Any = None,
+    scope: str | bytes | None = None,
+) -> str:
+    """The identity a cursor is bound to: SHA-256 (hex) of the model and its table, every sort
+    key (``(field, descending)`` pairs, in order), the compiled ``query`` (``ORDER BY``
+    removed: its ``SELECT``, ``FROM``/joins, ``WHERE``, ... as SQL for ``dialect``, default
+    SQLAlchemy's generic one) with its bound parameter values, and the caller's ``scope``.
+
+    Two queries that can return different rows give different fingerprints, so a cursor from
+    one is refused by the other; the same query built again gives the same one (also in
+    another process). A bound value of a type without a stable representation (an object
+    whose ``repr`` holds its address) makes the fingerprint differ per process: such cursors
+    are then refused (422), never accepted for another query."""
+    mapper = _mapper(model_class)
+    compiled = query.order_by(None).compile(dialect=dialect or default.DefaultDialect())
+    table = mapper.local_table
+    spec = {
+        "model": mapper.class_.__name__,
+        "table": str(getattr(table, "fullname", table)),
+        "sort": [[name, "d" if descending else "a"] for name, descending in sort],
+        "sql": str(compiled),
+        "params": sorted(([name, _canonical(v)] for name, v in compiled.params.items()), key=repr),
+        "scope": ["b", scope.hex()] if isinstance(scope, bytes) else ["s", scope],
+    }
+    return hashlib.sha256(orjson.dumps(spec)).hexdigest()
 
 
 def _after(keys: Sequence[_Key], values: Sequence[Any], backwards: bool) -> Any:
@@ -325,15 +375,22 @@ async def paginate_with_cursor(
     allowed_sort_fields: Iterable[str] | None = None,
     include_total: bool = True,
     secret_key: str | bytes | None = None,
+    cursor_scope: str | bytes | None = None,
 ) -> CursorPaginationResult[Any]:
     """One keyset page of ``query`` (default ``select(model_class)``) after ``params.cursor``.
 
-    ``next_cursor`` continues after the last item, ``prev_cursor`` goes back before the first;
-    both are signed with ``secret_key`` (default: the settings' secret key) and bound to this
-    model and sort order. Rows inserted or deleted between requests never make a page repeat or
-    skip a surviving row. ``total`` counts the whole query unless ``include_total=False``.
-    Raises :class:`InvalidCursorException`, :class:`InvalidSortFieldException` or
-    :class:`InvalidPaginationParamsException` (all 422) for bad input.
+    ``next_cursor`` continues after the last item, ``prev_cursor`` goes back before the first.
+    Both are encrypted and authenticated (AES-256-GCM, key derived from ``secret_key``, default
+    the settings' secret key): the sort values in them cannot be read or changed by a client.
+    Both are bound to :func:`query_fingerprint` of this call — the model, the sort fields and
+    directions, the query's SQL and bound values (its filter) and ``cursor_scope`` (anything
+    else the caller wants a cursor tied to, e.g. the tenant or user id) — so a cursor is
+    refused by any other query. ``params.sort`` may only name non-nullable
+    :func:`sortable_fields` of the model. Rows inserted or deleted between requests never make
+    a page repeat or skip a surviving row. ``total`` counts the whole query unless
+    ``include_total=False``. Raises :class:`InvalidCursorException`,
+    :class:`InvalidSortFieldException` or :class:`InvalidPaginationParamsException` (all 422)
+    for bad input.
     """
     checked: CursorPaginationParams = _check_params(params, CursorPaginationParams)
     codec = CursorCodec(secret_key or _default_secret())
@@ -342,7 +399,7 @@ async def paginate_with_cursor(
         model_class,
         _cursor_page(
             db, model_class, query, checked, response_model, transform_func,
-            allowed_sort_fields, include_total, codec,
+            allowed_sort_fields, include_total, codec, cursor_scope,
         ),
     )
 
@@ -357,10 +414,13 @@ async def _cursor_page(
     allowed_sort_fields: Iterable[str] | None,
     include_total: bool,
     codec: CursorCodec,
+    cursor_scope: str | bytes | None,
 ) -> CursorPaginationResult[Any]:
     keys = _sort_keys(model_class, params.sort, allowed_sort_fields, non_null=True)
-    fingerprint = _fingerprint(model_class, keys)
     base = (query if query is not None else _select_all(model_class)).order_by(None)
+    fingerprint = query_fingerprint(
+        model_class, [(k.name, k.descending) for k in keys], base, _dialect(db, model_class), cursor_scope
+    )
     backwards = False
     page_query = base
     if params.cursor is not None:

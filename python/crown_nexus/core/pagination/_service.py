@@ -31,7 +31,7 @@ class PaginationService:
 
     @property
     def secret_key(self) -> str | bytes:
-        """The key cursors are signed with (the settings' secret key unless one was given)."""
+        """The secret the cursor key is derived from (the settings' secret key unless one was given)."""
         return self._secret_key or _default_secret()
 
     def _session(self) -> Any:
@@ -71,11 +71,14 @@ class PaginationService:
         )
 
     def encode_cursor(self, fingerprint: str, values: Sequence[Any], direction: str = "n") -> str:
-        """A cursor signed with the service's key (for custom keyset implementations)."""
+        """A cursor encrypted with the service's key and bound to ``fingerprint`` (for custom
+        keyset implementations: make the fingerprint identify the whole query, e.g. with
+        :func:`~crown_nexus.core.pagination.query_fingerprint`)."""
         return CursorCodec(self.secret_key).encode(fingerprint, values, direction)
 
     def decode_cursor(self, cursor: Any, fingerprint: str | None = None) -> tuple[str, list[Any]]:
-        """Verify a cursor made by :meth:`encode_cursor`; raises :class:`InvalidCursorException`."""
+        """Authenticate and decrypt a cursor made by :meth:`encode_cursor` for ``fingerprint``;
+        raises :class:`InvalidCursorException` (422) for anything else."""
         return CursorCodec(self.secret_key).decode(cursor, fingerprint)
 
 
