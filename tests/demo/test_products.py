@@ -45,7 +45,8 @@ async def test_product_miss_then_hit(client: Any) -> None:
     second = await client.get("/products/1")
     assert second.headers["X-Cache"] == "hit"
     assert _data(second) == _data(first)
-    assert second.headers["ETag"] == first.headers["ETag"] == f'"{content_hash(_data(first))}"'
+    # the SPEC §3 envelope changes bytes per response (timestamp): a weak validator of the data
+    assert second.headers["ETag"] == first.headers["ETag"] == f'W/"{content_hash(_data(first))}"'
 
 
 async def test_etag_not_modified(client: Any) -> None:
@@ -101,3 +102,74 @@ async def test_client_mistakes_are_4xx(client: Any) -> None:
     assert bad.status_code == 422
     assert bad.json()["success"] is False
     assert (await client.put("/products/999", json={"name": "x"})).status_code == 404
+
+
+IDENTITY = {"Accept-Encoding": "identity"}
+GZIP = {"Accept-Encoding": "gzip"}
+
+
+async def _big_listing(client: Any) -> None:
+    """Give every product a long name so the listing is large enough to be gzipped."""
+    for pid in (1, 2, 3, 4):
+        resp = await client.put(f"/products/{pid}", json={"name": f"{pid}" + "n" * 199})
+        assert resp.status_code == 200
+
+
+async def test_gzip_and_identity_representations_have_distinct_etags(client: Any) -> None:
+    """Attack: the gzip body must not share the identity body's ETag; both Vary on encoding."""
+    await _big_listing(client)
+    plain = await client.get("/products", headers=IDENTITY)
+    zipped = await client.get("/products", headers=GZIP)
+    assert plain.status_code == zipped.status_code == 200
+    assert "content-encoding" not in plain.headers
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert _data(zipped) == _data(plain)
+    digest = content_hash(_data(plain))
+    assert plain.headers["ETag"] == f'W/"{digest}"'
+    assert zipped.headers["ETag"] == f'W/"{digest}-gzip"'
+    for resp in (plain, zipped):
+        assert "accept-encoding" in resp.headers["vary"].lower()
+
+
+async def test_gzip_clients_get_their_304(client: Any) -> None:
+    """Revalidating the -gzip ETag answers 304 carrying that same ETag (Apache bug 45023)."""
+    await _big_listing(client)
+    zipped = await client.get("/products", headers=GZIP)
+    tag = zipped.headers["ETag"]
+    again = await client.get("/products", headers={**GZIP, "If-None-Match": tag})
+    assert again.status_code == 304 and again.content == b""
+    assert again.headers["ETag"] == tag
+    assert "accept-encoding" in again.headers["vary"].lower()
+    plain_tag = (await client.get("/products", headers=IDENTITY)).headers["ETag"]
+    cross = await client.get("/products", headers={**IDENTITY, "If-None-Match": plain_tag})
+    assert cross.status_code == 304 and cross.headers["ETag"] == plain_tag
+
+
+async def test_if_none_match_uses_weak_comparison_lists_and_star(client: Any) -> None:
+    """``*``, W/ tags, strong tags and comma lists all match per RFC 9110 §13.1.2."""
+    first = await client.get("/products/2")
+    digest = content_hash(_data(first))
+    for field in (
+        "*",
+        f'"{digest}"',
+        f'W/"{digest}"',
+        f'"stale", W/"{digest}-gzip"',
+        f' "a,b" ,  , W/"{digest}"',
+    ):
+        resp = await client.get("/products/2", headers={"If-None-Match": field})
+        assert resp.status_code == 304, field
+        assert resp.content == b""
+
+
+async def test_if_none_match_stale_or_malformed_answers_200(client: Any) -> None:
+    """A stale tag, a changed resource or a malformed field gives the full 200, never a 5xx."""
+    first = await client.get("/products/3")
+    tag = first.headers["ETag"]
+    fields: list[str | bytes] = ['"nope"', "W/", '"unterminated', b'"\xff\x01"', ",,,", 'w/"x"']
+    for field in (*fields, "**", b"\x80\xfe"):
+        resp = await client.get("/products/3", headers={"If-None-Match": field})
+        assert resp.status_code == 200, field
+    await client.put("/products/3", json={"price_cents": 1})
+    changed = await client.get("/products/3", headers={"If-None-Match": tag})
+    assert changed.status_code == 200
+    assert changed.headers["ETag"] != tag

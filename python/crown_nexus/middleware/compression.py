@@ -1,4 +1,14 @@
-"""``CompressionMiddleware``: gzip for bodies of at least ``minimum_size`` bytes (pure ASGI)."""
+"""``CompressionMiddleware``: gzip for bodies of at least ``minimum_size`` bytes (pure ASGI).
+
+Representations (RFC 9110 §8.8.3.3, §12.5.5): a body this middleware gzips is a different
+representation from the identity body, so its ETag gets the coding appended inside the quotes
+(``"abc"`` -> ``"abc-gzip"``, as Apache's ``DeflateAlterETag AddSuffix``;
+:func:`crown_nexus.core.cache.etags.encoded_etag`), and every response that passes through
+(compressed or not, gzip client or not) carries ``Vary: Accept-Encoding``, so shared caches keep
+the two apart. ``If-None-Match`` evaluation strips the suffix again
+(:func:`crown_nexus.core.cache.etags.if_none_match`), so gzip clients get their 304s.
+A body the application encoded itself is left as it is, ETag included.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +17,8 @@ from collections.abc import Iterable
 from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from crown_nexus.core.cache.etags import encoded_etag
+from crown_nexus.middleware._headers import add_vary, has_header, rewrite_etag
 from crown_nexus.middleware.response_formatter import (
     DEFERRED_COMPRESSION_KEY,
     FORMATTER_SCOPE_KEY,
@@ -16,6 +28,35 @@ from crown_nexus.middleware.response_formatter import (
 __all__ = ["CompressionMiddleware"]
 
 _OUTER_SEND_KEY = "crown_nexus.compression_outer_send"
+_APP_ENCODED_KEY = "crown_nexus.compression_app_encoded"
+
+
+def _vary_send(send: Send) -> Send:
+    """``send`` that adds ``Vary: Accept-Encoding`` to the response start."""
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            raw = list(message.get("headers", ()))
+            add_vary(raw)
+            message["headers"] = raw
+        await send(message)
+
+    return wrapped
+
+
+def _representation_send(scope: Scope, send: Send) -> Send:
+    """``send`` that adds Vary and gives a body gzipped *here* its own ETag (``-gzip``)."""
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            raw = list(message.get("headers", ()))
+            add_vary(raw)
+            if not scope.get(_APP_ENCODED_KEY) and has_header(message, b"content-encoding"):
+                rewrite_etag(raw, encoded_etag)
+            message["headers"] = raw
+        await send(message)
+
+    return wrapped
 
 
 def _accepts_gzip(scope: Scope) -> bool:
@@ -52,7 +93,7 @@ class CompressionMiddleware:
         self.compresslevel = compresslevel
         self.exclude_paths = tuple(exclude_paths)
         self._gzip = GZipMiddleware(
-            app,
+            self._marked,
             minimum_size=minimum_size,
             compresslevel=compresslevel,
             exclude_content_types=exclude_content_types,
@@ -71,14 +112,27 @@ class CompressionMiddleware:
             await self.app(scope, receive, send)
             return
         if not _accepts_gzip(scope):
-            # nothing to compress for this client; uncompressed bodies need no Vary header
-            await self.app(scope, receive, send)
+            # nothing to compress for this client, but the representation still depends on it
+            await self.app(scope, receive, _vary_send(send))
             return
+        outer = _representation_send(scope, send)
         if FORMATTER_SCOPE_KEY not in scope:
-            await self._gzip(scope, receive, send)
+            await self._gzip(scope, receive, outer)
             return
-        scope[_OUTER_SEND_KEY] = send
-        await self._gzip_routed(scope, receive, send)
+        scope[_OUTER_SEND_KEY] = send  # the formatter adds Vary and the ETag suffix itself
+        await self._gzip_routed(scope, receive, outer)
+
+    async def _marked(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the app, noting in the scope when it encoded its body itself."""
+
+        async def mark(message: Message) -> None:
+            if message["type"] == "http.response.start" and has_header(
+                message, b"content-encoding"
+            ):
+                scope[_APP_ENCODED_KEY] = True
+            await send(message)
+
+        await self.app(scope, receive, mark)
 
     async def _routed(self, scope: Scope, receive: Receive, gzip_send: Send) -> None:
         """Send the formatter's candidates straight up (compression deferred), the rest via gzip."""
@@ -94,6 +148,8 @@ class CompressionMiddleware:
                     scope[DEFERRED_COMPRESSION_KEY] = (self.minimum_size, self.compresslevel)
                 else:
                     target = gzip_send
+                    if has_header(message, b"content-encoding"):
+                        scope[_APP_ENCODED_KEY] = True
             await target(message)
 
         await self.app(scope, receive, route)

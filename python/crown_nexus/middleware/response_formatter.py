@@ -14,10 +14,11 @@ from collections.abc import Iterable
 from typing import Any
 
 import orjson
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from crown_nexus.core.cache.etags import encoded_etag, weak_etag
 from crown_nexus.core.exceptions import current_request_id, utc_timestamp
+from crown_nexus.middleware._headers import add_vary, rewrite_etag
 
 __all__ = [
     "DEFERRED_COMPRESSION_KEY",
@@ -89,7 +90,9 @@ class ResponseFormatterMiddleware:
     Leaves alone: non-JSON responses, streamed bodies (no Content-Length and more than one body
     message), bodies over ``max_body_size``, error statuses, ``HEAD`` requests, bodies that
     already carry ``success``, and ``exclude_paths`` (prefixes). Content-Length is recomputed;
-    when ``CompressionMiddleware`` deferred to it, the final body is gzipped here.
+    a wrapped body's ETag is made weak (``W/"x"``: its bytes change with every response). When
+    ``CompressionMiddleware`` deferred to it, the final body is gzipped here (``Vary:
+    Accept-Encoding``, ETag ``W/"x-gzip"``).
     """
 
     def __init__(
@@ -151,7 +154,8 @@ class ResponseFormatterMiddleware:
                 payload = orjson.loads(body) if body else _UNPARSEABLE
             except orjson.JSONDecodeError:
                 payload = _UNPARSEABLE
-            if payload is not _UNPARSEABLE and not _already_enveloped(payload):
+            wrapped = payload is not _UNPARSEABLE and not _already_enveloped(payload)
+            if wrapped:
                 rid = current_request_id() or scope.get("state", {}).get("request_id")
                 body = orjson.dumps(
                     {
@@ -161,13 +165,18 @@ class ResponseFormatterMiddleware:
                     }
                 )
             raw = [h for h in start_message["headers"] if h[0].lower() != b"content-length"]
+            if wrapped:
+                # the envelope's bytes change per response (timestamp, request id): the same
+                # meaning, not the same bytes, so a strong validator would lie (RFC 9110 §8.8.1)
+                rewrite_etag(raw, weak_etag)
             deferred = scope.get(DEFERRED_COMPRESSION_KEY)
             if deferred is not None:
                 minimum_size, level = deferred
-                MutableHeaders(raw=raw).add_vary_header("Accept-Encoding")
+                add_vary(raw)
                 if len(body) >= minimum_size:
                     body = gzip.compress(body, compresslevel=level)
                     raw.append((b"content-encoding", b"gzip"))
+                    rewrite_etag(raw, encoded_etag)  # another representation: "x" -> "x-gzip"
             raw.append((b"content-length", str(len(body)).encode("ascii")))
             start_message["headers"] = raw
             await send(start_message)

@@ -8,8 +8,11 @@
 * ``PUT /products/{id}``: updates the row, then invalidates by **key** (the product's entry),
   by **pattern** (every list, ``products:product:list*``) and by **tag** (``product:<id>``).
 
-Every read answers ``X-Cache: hit|miss`` and a strong ``ETag`` (``content_hash`` of the
-data, the same in every worker); ``If-None-Match`` with that ETag answers 304. The app has its own
+Every read answers ``X-Cache: hit|miss`` and an ``ETag`` (``make_etag``: ``content_hash`` of the
+data, the same in every worker; the response formatter weakens it, compression appends ``-gzip``,
+see :mod:`crown_nexus.core.cache.etags`). ``If-None-Match`` is evaluated by
+:func:`~crown_nexus.core.cache.etags.if_none_match` (weak comparison, ``*``, lists, the ``-gzip``
+variant): a match answers 304 with the ETag the client holds. The app has its own
 :class:`~crown_nexus.core.cache.CacheService` built from its settings (Redis when ``REDIS_URI`` is
 set, with the memory fallback), started and stopped with the app (:func:`install`).
 """
@@ -25,7 +28,8 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crown_nexus.core.cache import CacheService, content_hash
+from crown_nexus.core.cache import CacheService
+from crown_nexus.core.cache.etags import if_none_match, make_etag
 from crown_nexus.core.cache.keys import generate_list_key, generate_model_key
 from crown_nexus.core.exceptions import ResourceNotFoundException
 from crown_nexus.demo.db import get_db
@@ -64,12 +68,14 @@ def _cache(request: Request) -> CacheService:
 
 
 def _respond(request: Request, response: Response, data: Any, hit: bool) -> Any:
-    etag = f'"{content_hash(data)}"'
+    etag = make_etag(data)
     response.headers["X-Cache"] = "hit" if hit else "miss"
     response.headers["ETag"] = etag
-    if request.headers.get("if-none-match") == etag:
+    held = if_none_match(request.headers.getlist("if-none-match"), etag)
+    if held is not None:
         return Response(
-            status_code=304, headers={"ETag": etag, "X-Cache": response.headers["X-Cache"]}
+            status_code=304,
+            headers={"ETag": held, "X-Cache": response.headers["X-Cache"]},
         )
     return data
 
