@@ -21,6 +21,7 @@ from crown_nexus.demo.routers import metrics as metrics_router
 from crown_nexus.demo.routers import orders as orders_router
 from crown_nexus.demo.routers import permissions as permissions_router
 from crown_nexus.demo.routers import products as products_router
+from crown_nexus.demo.routers import users as users_router
 from crown_nexus.integrations.fastapi import setup_app
 from crown_nexus.settings import Settings
 
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(permissions_router.router)
     app.include_router(catalog_router.router)
     auth.install(app)
+    users_router.install_user_loader(app)  # get_user_permissions(user_id) reads the users table
     products_router.install(app)
     orders_router.install(app)
     return app

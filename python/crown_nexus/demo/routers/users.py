@@ -1,4 +1,8 @@
-"""``GET /users/me``: the authenticated user's profile (Bearer token or ``X-API-Key``)."""
+"""``GET /users/me``: the authenticated user's profile (Bearer token or ``X-API-Key``).
+
+:func:`install_user_loader` registers the demo's ``User`` table as the permission service's user
+loader for the app, so ``get_permission_service(db).get_user_permissions(user_id)`` works there.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,12 @@ from fastapi import APIRouter, Depends
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crown_nexus.core.exceptions import ResourceNotFoundException
+from crown_nexus.core.permissions import set_user_loader
 from crown_nexus.core.security.dependencies import get_current_user_with_permissions
 from crown_nexus.demo.db import get_db
 from crown_nexus.demo.models_users import User
 
-__all__ = ["router"]
+__all__ = ["install_user_loader", "router"]
 
 router = APIRouter(prefix="/users", tags=["users"])
 
@@ -30,3 +35,20 @@ async def get_current_user_profile(
     profile["auth_method"] = user["auth_method"]
     profile["credential_permissions"] = list(user["permissions"])
     return profile
+
+
+def install_user_loader(app: Any) -> None:
+    """Resolve user ids for the permission service from this app's ``users`` table.
+
+    The loader uses the service's ``db`` when it is an ``AsyncSession``, else a session of the
+    app's own sessionmaker; an unknown id is ``None`` (the service answers 404).
+    """
+
+    async def load_user(user_id: str, db: Any) -> User | None:
+        if isinstance(db, AsyncSession):
+            return await db.get(User, user_id)
+        async with app.state.sessionmaker() as session:
+            found: User | None = await session.get(User, user_id)
+            return found
+
+    set_user_loader(load_user, app=app)
