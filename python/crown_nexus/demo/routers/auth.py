@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -22,9 +22,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crown_nexus.core.exceptions import AuthenticationException, PermissionDeniedException
+from crown_nexus.core.permissions import PermissionChecker
 from crown_nexus.core.security import (
     SecurityService,
-    configure_security,
     get_password_hash,
 )
 from crown_nexus.core.security.api_keys import parse_api_key
@@ -44,6 +44,7 @@ __all__ = [
     "resolve_api_key",
     "router",
     "seed_demo_users",
+    "user_loader_for",
 ]
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -94,6 +95,16 @@ class ApiKeyCreate(BaseModel):
 
     name: str = Field(min_length=1, max_length=200)
     permissions: list[str] = Field(default_factory=list, max_length=100)
+
+
+def _user_dict(user: User) -> dict[str, Any]:
+    """A stored account as SPEC §4 reads a user (its current role, grants and state)."""
+    return {
+        "id": str(user.id),
+        "role": user.role,
+        "permissions": list(user.permissions or []),
+        "is_active": bool(user.is_active),
+    }
 
 
 def _service(request: Request) -> SecurityService:
@@ -191,16 +202,29 @@ async def create_api_key(
     user: dict[str, Any] = Depends(get_current_user_with_permissions),
     db: AsyncSession = Depends(get_db),
 ) -> dict[str, Any]:
-    """Create an API key carrying (a subset of) the caller's permissions; shown only once."""
-    held = set(user["permissions"])
+    """Create an API key carrying (a subset of) the caller's permissions; shown only once.
+
+    The caller's permissions are checked as they are now: the account is reloaded (a demoted or
+    deactivated user cannot mint what their old token still claims), and a key used to create a
+    key can pass on only what it carries itself.
+    """
+    creator = await db.get(User, str(user["id"]))
+    if creator is None or not creator.is_active:
+        raise AuthenticationException(message="Account not found or inactive")
     wanted = list(dict.fromkeys(body.permissions))
-    if "system:admin" not in held:
-        missing = sorted(set(wanted) - held)
-        if missing:
-            raise PermissionDeniedException(
-                message="An API key cannot carry permissions you do not have",
-                details={"missing": missing},
-            )
+    missing = sorted(
+        p
+        for p in wanted
+        if not (
+            PermissionChecker.has_permission(_user_dict(creator), p)
+            and PermissionChecker.has_permission(user, p)
+        )
+    )
+    if missing:
+        raise PermissionDeniedException(
+            message="An API key cannot carry permissions you do not have",
+            details={"missing": missing},
+        )
     data = _service(request).generate_api_key(user["id"], body.name, wanted)
     row = ApiKey(
         id=data.key_id,
@@ -244,11 +268,24 @@ async def resolve_api_key(api_key: str, request: Request) -> dict[str, Any] | No
             return None
         return {
             "id": owner.id,
-            "role": owner.role,
             "permissions": list(row.permissions or []),
+            "owner": _user_dict(owner),
             "user_data": {"name": owner.name, "email": owner.email},
             "key_id": row.id,
         }
+
+
+def user_loader_for(
+    factory: async_sessionmaker[AsyncSession],
+) -> Callable[[str], Awaitable[dict[str, Any] | None]]:
+    """The security service's user loader: the account as stored now, or ``None``."""
+
+    async def load(user_id: str) -> dict[str, Any] | None:
+        async with factory() as db:
+            user = await db.get(User, str(user_id))
+            return None if user is None else _user_dict(user)
+
+    return load
 
 
 async def seed_demo_users(factory: async_sessionmaker[AsyncSession]) -> None:
@@ -282,7 +319,10 @@ def _with_seeding(inner: Callable[[Any], Any]) -> Callable[[Any], Any]:
     async def lifespan(app: Any) -> AsyncIterator[Any]:
         async with inner(app) as state:
             await seed_demo_users(app.state.sessionmaker)
-            yield state
+            try:
+                yield state
+            finally:
+                await app.state.security_service.close()
 
     return lifespan
 
@@ -291,7 +331,10 @@ def install(app: Any) -> Any:
     """Wire authentication into the demo ``app`` (after its settings and sessionmaker are set)."""
     from crown_nexus.demo.routers import users
 
-    app.state.security_service = configure_security(app.state.settings)
+    # the app's own service: its user loader reads THIS app's database (nothing process-wide)
+    app.state.security_service = SecurityService(
+        app.state.settings, user_loader=user_loader_for(app.state.sessionmaker)
+    )
     register_api_key_resolver(resolve_api_key, app=app)
     app.include_router(router)
     app.include_router(jwks_router)
