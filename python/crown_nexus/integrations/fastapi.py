@@ -143,24 +143,29 @@ def setup_app(
 
 
 def _configure_services(settings: Settings) -> None:
-    """Point the shared cache and event services at ``settings`` (no-op when they match)."""
+    """Point the shared cache, event and feature flag services at ``settings`` (no-op when they
+    match)."""
     from crown_nexus.core.cache import configure_cache
     from crown_nexus.core.events import configure_events
+    from crown_nexus.core.features import configure_features
 
     configure_cache(settings)
     configure_events(settings)
+    configure_features(settings)
 
 
 async def _start_reconfigured(started: list[str]) -> None:
     """(Re)start on this loop the cache/event services a reconfiguration left stopped (the
     registry skips services it believes started)."""
-    for name in ("cache_service", "event_service"):
+    for name in ("cache_service", "event_service", "feature_service"):
         if name in started or name not in dependency_manager.get_registry().names():
             continue
         service = dependency_manager.get_service(name)
         if name == "cache_service" and getattr(service, "initialized", True) is False:
             await service.initialize()
-        elif name == "event_service" and callable(getattr(service, "initialize", None)):
+        elif name in ("event_service", "feature_service") and callable(
+            getattr(service, "initialize", None)
+        ):
             await service.initialize()
 
 
