@@ -188,16 +188,6 @@ class Settings(BaseSettings):
         default=None, gt=0, validation_alias=_env("FEATURE_POLL_INTERVAL")
     )
 
-    # --- feature flags -------------------------------------------------------------------
-    #: ``auto``: Redis when Redis is configured, else memory; ``sql`` uses ``database_url``
-    feature_store: Literal["auto", "memory", "sql", "redis"] = Field(
-        default="auto", validation_alias=_env("FEATURE_STORE")
-    )
-    #: how often a shared flag store (SQL, Redis) is polled; default: the store's own
-    feature_poll_interval: float | None = Field(
-        default=None, gt=0, validation_alias=_env("FEATURE_POLL_INTERVAL")
-    )
-
     @model_validator(mode="after")
     def _secure_secret_key(self) -> Settings:
         key = self.secret_key.get_secret_value()
