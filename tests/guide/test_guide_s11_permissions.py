@@ -910,14 +910,9 @@ async def test_permission_denied_event_handler() -> None:
     """A failed check publishes permission.denied with the fields the guide's handler reads."""
     from crown_nexus.core.events import event_service
 
-    class SecurityAuditService:  # the user's own audit sink
-        def __init__(self) -> None:
-            self.logged: list[tuple[str, str, dict[str, Any]]] = []
+    from crown_nexus.core.audit import AuditService, security_audit_service  # the shipped trail
 
-        async def log_event(self, kind: str, user_id: str, details: dict[str, Any]) -> None:
-            self.logged.append((kind, user_id, details))
-
-    security_audit_service = SecurityAuditService()
+    before = await AuditService().recent(1)
 
     # Example event handler for security monitoring
     @event_service.event_handler("permission.denied")
@@ -956,9 +951,13 @@ async def test_permission_denied_event_handler() -> None:
     finally:
         event_service.unsubscribe("permission.denied", log_permission_denied)
         event_service.unsubscribe("permission.object_denied", on_object_denied)
-    [(kind, user_id, details)] = security_audit_service.logged
-    assert (kind, user_id) == ("PERMISSION_DENIED", "client")
+    written = await AuditService().recent(5)
+    new = [r for r in written if not before or r["seq"] > before[-1]["seq"]]
+    [record] = [r for r in new if r["action"] == "PERMISSION_DENIED"]
+    assert record["actor_id"] == "client"
+    details = record["details"]
     assert details["permission"] == "user:delete" and details["action"] == "delete"
+    assert (await AuditService().verify_chain()).ok
     [obj] = object_events
     assert obj["user_id"] == "client" and obj["permission"] == "product:update"
     assert obj["resource_type"] == "Product" and obj["resource_id"] == "p1"
@@ -1298,8 +1297,11 @@ async def test_combining_auth_permissions_and_business_logic() -> None:
         result = await service.share_document("d1", {"recipient_id": "reader", "permissions": ["read"]}, "owner")
         assert result == {"document_id": "d1", "recipient_id": "reader", "permissions": ["read"], "success": True}
         assert repository.shares[("d1", "reader")].created_by == "owner"
-        audit = AuditService().recent(1)[0]
+        audit = (await AuditService().recent(1))[0]  # read back from the durable trail
         assert (audit["user_id"], audit["action"], audit["resource_id"]) == ("owner", "document_share", "d1")
+        assert (audit["resource_type"], audit["target_id"]) == ("Document", "reader")
+        assert audit["details"] == {"permissions": ["read"]}
+        assert (await AuditService().verify_chain()).ok
         with pytest.raises(PermissionDeniedException):
             await service.share_document("d1", {"recipient_id": "owner", "permissions": ["read"]}, "client")
         from crown_nexus.core.exceptions import BusinessException
