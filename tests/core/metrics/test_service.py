@@ -199,6 +199,31 @@ async def test_initialize_applies_namespace_and_default_labels() -> None:
     await m.shutdown()
 
 
+async def test_config_applies_to_metrics_created_before_initialize() -> None:
+    """Namespace, subsystem and default labels cover early and late metrics alike (issue 13)."""
+    m = MetricsService()
+    m.increment_counter("early_total", labels={"source": "web"})
+    m.observe_histogram("early_seconds", 0.2)
+    await m.initialize(
+        MetricsConfig(namespace="crown_nexus", subsystem="api", default_labels={"environment": "t"})
+    )
+    m.increment_counter("late_total")
+    m.increment_counter("early_total", labels={"source": "web"})
+    m.increment_counter("own_env_total", labels={"environment": "mine"})
+    s = _samples(m)
+    names = {name for name, _ in s}
+    assert not {n for n in names if not n.startswith("crown_nexus_api_")}, names
+    assert s[("crown_nexus_api_early_total", (("environment", "t"), ("source", "web")))] == 2
+    assert s[("crown_nexus_api_late_total", (("environment", "t"),))] == 1
+    assert s[("crown_nexus_api_early_seconds_count", (("environment", "t"),))] == 1
+    assert s[("crown_nexus_api_own_env_total", (("environment", "mine"),))] == 1  # its own wins
+    assert m.get_counter_sum("early_total", {"environment": "t"}) == 2
+    assert m.get_counter_sum("own_env_total", {"environment": "t"}) == 0
+    await m.initialize(MetricsConfig())  # a new config renames everything again
+    assert ("early_total", (("source", "web"),)) in _samples(m)
+    await m.shutdown()
+
+
 async def test_initialize_starts_and_stops_the_http_exporter(unused_tcp_port: int) -> None:
     """With enable_prometheus and endpoint_port, the metrics are served on that port."""
     import httpx

@@ -10,6 +10,13 @@ Label cardinality is capped per metric (``MetricsConfig.max_label_sets``): once 
 many label sets, new ones are recorded under the label value ``"__other__"`` and a warning is
 logged once for that metric. Unknown label keys are ignored; missing ones are recorded as ``""``.
 
+Naming: the config's ``namespace``/``subsystem`` prefix and ``default_labels`` are applied when
+metrics are exported (``render_latest``, the HTTP exporter), from the service's current config,
+so they cover every metric alike — those created before ``initialize(config)`` too (a label a
+metric sets itself wins over a default label of the same name). ``registry`` holds the metrics
+under their own names; the readers (``get_counter_sum`` ...) take the plain name and match
+default labels as well.
+
 Multiprocess mode: when ``PROMETHEUS_MULTIPROC_DIR`` is set before prometheus-client is imported
 (several granian workers), values live in that directory and ``render_latest`` aggregates every
 worker with ``MultiProcessCollector``; ``get_counter_sum`` does too. Rates and quantiles are
@@ -37,6 +44,7 @@ from prometheus_client import (
     Summary,
     generate_latest,
 )
+from prometheus_client.metrics_core import Metric
 
 from crown_nexus.core.metrics.base import (
     MetricName,
@@ -85,8 +93,6 @@ class _Series:
 
 class _Metric:
     __slots__ = (
-        "default_names",
-        "default_values",
         "description",
         "empty_key",
         "kind",
@@ -106,7 +112,6 @@ class _Metric:
         kind: MetricType,
         prom: Any,
         labelnames: tuple[str, ...],
-        default_labels: dict[str, str],
         description: str,
         max_series: int,
     ) -> None:
@@ -114,8 +119,6 @@ class _Metric:
         self.kind = kind
         self.prom = prom
         self.labelnames = labelnames
-        self.default_names = tuple(default_labels)
-        self.default_values = tuple(default_labels.values())
         self.description = description
         self.empty_key = ("",) * len(labelnames)
         self.series: dict[tuple[str, ...], _Series] = {}
@@ -153,10 +156,18 @@ class MetricsService:
 
     # ------------------------------------------------------------------ lifecycle
     async def initialize(self, config: MetricsConfig | None = None) -> None:
-        """Apply ``config`` (to metrics created from now on) and start the HTTP exporter when
-        ``enable_prometheus`` and ``endpoint_port`` are set. Calling it again is harmless."""
+        """Apply ``config`` and start the HTTP exporter when ``enable_prometheus`` and
+        ``endpoint_port`` are set. Calling it again is harmless.
+
+        The namespace, subsystem, default labels and label-set cap apply to every metric,
+        including those created before this call; histogram buckets and the reader windows
+        apply to metrics (and label sets) created afterwards.
+        """
         if config is not None:
             self.config = config
+            with self._lock:
+                for metric in self._metrics.values():
+                    metric.max_series = config.max_label_sets
         if self.config.enable_prometheus and self.config.endpoint_port and self._exporter is None:
             from prometheus_client import start_http_server
 
@@ -220,17 +231,11 @@ class MetricsService:
             if not _NAME_OK.match(name):
                 raise MetricsError(f"invalid metric name {name!r}: use [a-zA-Z_:][a-zA-Z0-9_:]*")
             cfg = self.config
-            default_labels = {
-                str(k): _label_value(v)
-                for k, v in cfg.default_labels.items()
-                if str(k) not in names
-            }
+            # plain name and own labels: namespace and default labels are added on export
             common: dict[str, Any] = {
                 "name": name,
                 "documentation": description or name,
-                "labelnames": names + tuple(default_labels),
-                "namespace": cfg.namespace,
-                "subsystem": cfg.subsystem,
+                "labelnames": names,
                 "registry": self.registry,
             }
             try:
@@ -244,9 +249,7 @@ class MetricsService:
                     prom = Summary(**common)
             except ValueError as exc:
                 raise MetricsError(f"cannot create metric {name!r}: {exc}") from exc
-            metric = _Metric(
-                name, kind, prom, names, default_labels, description, cfg.max_label_sets
-            )
+            metric = _Metric(name, kind, prom, names, description, cfg.max_label_sets)
             self._metrics[name] = metric
             return metric
 
@@ -347,12 +350,10 @@ class MetricsService:
                 series = metric.series.get(key)
                 if series is not None:
                     return series
-            values = key + metric.default_values
-            child = metric.prom.labels(*values) if values else metric.prom
-            all_labels = dict(zip(metric.labelnames, key, strict=True))
-            all_labels.update(zip(metric.default_names, metric.default_values, strict=True))
+            child = metric.prom.labels(*key) if key else metric.prom
+            own = dict(zip(metric.labelnames, key, strict=True))
             cfg = self.config
-            series = _Series(child, all_labels, cfg.window_retention_seconds, cfg.window_samples)
+            series = _Series(child, own, cfg.window_retention_seconds, cfg.window_samples)
             metric.series[key] = series
             return series
 
@@ -651,8 +652,16 @@ class MetricsService:
         series = list(metric.series.values())
         if not labels:
             return series
+        defaults = self._default_labels()
         want = [(str(k), _label_value(v)) for k, v in labels.items()]
-        return [s for s in series if all(s.labels.get(k) == v for k, v in want)]
+        return [
+            s
+            for s in series
+            if all(s.labels.get(k, defaults.get(k)) == v for k, v in want)
+        ]
+
+    def _default_labels(self) -> dict[str, str]:
+        return {str(k): _label_value(v) for k, v in self.config.default_labels.items()}
 
     def get_counter_sum(self, name: str, labels: Mapping[Any, Any] | None = None) -> float:
         """Return the total of counter ``name`` over every label set matching ``labels`` (a
@@ -713,7 +722,8 @@ class MetricsService:
         return len(metric.series) if metric is not None else 0
 
     # ------------------------------------------------------------------ exposition
-    def _exposition_registry(self) -> Any:
+    def _source_registry(self) -> Any:
+        """The recorded metrics under their plain names (every worker in multiprocess mode)."""
         if not self.multiprocess_dir:
             return self.registry
         from prometheus_client import multiprocess
@@ -721,6 +731,32 @@ class MetricsService:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=self.multiprocess_dir)
         return registry
+
+    def _exposition_registry(self) -> Any:
+        """A registry exporting every metric named and labelled by the current config."""
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_ConfiguredExport(self))
+        return registry
+
+    def _exported(self) -> Iterable[Any]:
+        """The metric families of :meth:`_source_registry` with the config's naming applied."""
+        cfg = self.config
+        prefix = "_".join(p for p in (cfg.namespace, cfg.subsystem) if p)
+        prefix = f"{prefix}_" if prefix else ""
+        defaults = self._default_labels()
+        for family in self._source_registry().collect():
+            if not prefix and not defaults:
+                yield family
+                continue
+            out = Metric(prefix + family.name, family.documentation, family.type, family.unit)
+            out.samples = [
+                sample._replace(
+                    name=prefix + sample.name,
+                    labels={**defaults, **sample.labels} if defaults else sample.labels,
+                )
+                for sample in family.samples
+            ]
+            yield out
 
     def render_latest(self) -> tuple[bytes, str]:
         """Return ``(body, content_type)`` of the Prometheus text exposition of every metric
@@ -741,17 +777,29 @@ class MetricsService:
         if metric is None:
             return 0.0
         full = metric.prom._name
+        defaults = self._default_labels()
         want = [(str(k), _label_value(v)) for k, v in (labels or {}).items()]
         total = 0.0
-        for family in self._exposition_registry().collect():
+        for family in self._source_registry().collect():
             if family.name != full:
                 continue
             for sample in family.samples:
                 if sample.name != f"{full}_total":
                     continue
-                if all(sample.labels.get(k) == v for k, v in want):
+                if all(sample.labels.get(k, defaults.get(k)) == v for k, v in want):
                     total += sample.value
         return total
+
+
+class _ConfiguredExport:
+    """A collector exporting a service's metrics with its current namespace and default labels."""
+
+    def __init__(self, service: MetricsService) -> None:
+        self.service = service
+
+    def collect(self) -> Iterable[Any]:
+        """Every metric family, renamed and labelled by the service's config at this moment."""
+        return self.service._exported()
 
 
 def _default_metric_name(func: Callable[..., Any]) -> str:
