@@ -72,6 +72,8 @@ _time = time.time
 _GLOBAL = FeatureTarget.GLOBAL
 _INF = math.inf
 STORE_KINDS = ("auto", "memory", "sql", "redis")
+#: the local copy's version after its own write: never equal to a store's version
+_STALE = "\x00stale"
 
 #: set_flag keyword shortcuts: name -> (allow|deny, target kind)
 _LIST_SHORTCUTS = {
@@ -602,6 +604,7 @@ class FeatureService:
         name = parsed.name
         self._known(name)
         await self._store_call("save", name, parsed.to_json())
+        self._version = _STALE  # the store moved on: the next poll reloads it all
         self._rules[name] = parsed
         self._compiled[name] = _Compiled(name, parsed, self._registry.get(name), self.environment)
         self.telemetry.inc(UPDATES, {"action": "set"})
@@ -619,6 +622,7 @@ class FeatureService:
         name = flag_name(flag)
         definition = self._known(name)
         existed = bool(await self._store_call("delete", name))
+        self._version = _STALE
         existed = self._rules.pop(name, None) is not None or existed
         if definition is not None:
             self._compiled[name] = _Compiled(name, None, definition, self.environment)
@@ -656,8 +660,9 @@ class FeatureService:
 
     @property
     def version(self) -> str | None:
-        """The store version the local copy reflects (``None`` before the first load)."""
-        return self._version
+        """The store version the local copy reflects (``None`` before the first load and after
+        this service's own write, until the next reload)."""
+        return None if self._version == _STALE else self._version
 
     async def refresh(self, force: bool = False) -> bool:
         """Reload the local copy when the store's version changed (always with ``force``).
