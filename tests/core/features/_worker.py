@@ -11,7 +11,12 @@ import asyncio
 import sys
 import time
 
-from crown_nexus.core.features import FeatureService, FeatureTarget, RedisFeatureStore, register_flag
+from crown_nexus.core.features import (
+    FeatureService,
+    FeatureTarget,
+    RedisFeatureStore,
+    register_flag,
+)
 
 FLAG = "two_worker_flag"
 
