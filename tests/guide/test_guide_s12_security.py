@@ -487,6 +487,41 @@ async def test_api_keys(session: AsyncSession) -> None:
     assert verify_api_key(key, row.hashed_secret) is True and verify_api_key("", row.hashed_secret) is False
 
 
+async def test_api_key_functions_record_metrics_and_events(session: AsyncSession) -> None:
+    """'Metrics and Events Integration': the guide's module-level generate_api_key/verify_api_key
+    publish security.api_key_created and record their metrics too (issue 13)."""
+    from crown_nexus.core.events import event_service
+    from crown_nexus.core.metrics import get_metrics_service
+
+    metrics = get_metrics_service()
+    created_events: list[dict[str, Any]] = []
+
+    async def on_created(event: dict[str, Any]) -> None:
+        created_events.append(event["data"])
+
+    ok_labels, bad_labels = {"success": "true"}, {"success": "false"}
+
+    def verifications(labels: dict[str, str]) -> float:
+        return metrics.registry.get_sample_value("api_key_verification_duration_seconds_count", labels) or 0.0
+
+    before = (metrics.get_counter_sum("api_keys_created_total"), verifications(ok_labels), verifications(bad_labels))
+    event_service.subscribe("security.api_key_created", on_created)
+    try:
+        created = await create_user_api_key("u-metrics", "ci", ["product:read"])
+        await verify_user_api_key(created["api_key"])
+        with pytest.raises(AuthenticationException):
+            await verify_user_api_key(created["api_key"] + "x")
+        await asyncio.sleep(0)
+        assert await event_service.wait_for_pending(timeout=5)
+    finally:
+        event_service.unsubscribe("security.api_key_created", on_created)
+    key_id = created["api_key"].split(".")[0]
+    assert created_events == [{"user_id": "u-metrics", "key_id": key_id, "name": "ci", "permissions": ["product:read"]}]
+    assert created["api_key"] not in str(created_events)
+    after = (metrics.get_counter_sum("api_keys_created_total"), verifications(ok_labels), verifications(bad_labels))
+    assert after == (before[0] + 1, before[1] + 1, before[2] + 1)
+
+
 # --- §12 'CSRF Protection', verbatim -----------------------------------------------------------------
 
 from crown_nexus.core.security import generate_csrf_token, validate_csrf_token
@@ -711,6 +746,24 @@ async def test_input_validation() -> None:
     assert await moderate_user_content("hello world") == "hello world"
     assert is_valid_hostname("api.example.com") and not is_valid_hostname("bad host!")
     assert is_trusted_ip("10.0.0.1", ["10.0.0.0/8"]) and not is_trusted_ip("8.8.8.8", ["10.0.0.0/8"])
+
+
+def test_detect_suspicious_content_records_detections() -> None:
+    """The guide's check_user_content (module-level detect_suspicious_content) counts each attack
+    class in suspicious_content_detections_total (issue 13)."""
+    from crown_nexus.core.metrics import get_metrics_service
+
+    metrics = get_metrics_service()
+    before = {c: metrics.get_counter_sum("suspicious_content_detections_total", {"category": c}) for c in ("xss", "path_traversal")}
+    total = metrics.get_counter_sum("suspicious_content_detections_total")
+    with pytest.raises(SecurityException):
+        check_user_content("<script>alert(1)</script>")
+    with pytest.raises(SecurityException):
+        check_user_content("../../etc/passwd")
+    check_user_content("A perfectly normal review.")
+    assert metrics.get_counter_sum("suspicious_content_detections_total", {"category": "xss"}) == before["xss"] + 1
+    assert metrics.get_counter_sum("suspicious_content_detections_total", {"category": "path_traversal"}) == before["path_traversal"] + 1
+    assert metrics.get_counter_sum("suspicious_content_detections_total") == total + 2
 
 
 # --- §12 'Security Headers', verbatim (the user's @app.middleware) ---------------------------------

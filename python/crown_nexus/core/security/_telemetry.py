@@ -4,6 +4,13 @@ Metrics go to ``get_service("metrics_service")`` (guide §12 names); each labell
 bound once and reused, so a token validation pays a couple of increments, not a registry
 lookup. Events go to ``get_service("event_service")`` only when that service is available. A
 missing or failing metrics/event service never breaks a security operation.
+
+API keys and suspicious-content detection record in one place, the ``record_*`` functions
+below, which the module-level functions (:func:`~crown_nexus.core.security.generate_api_key`,
+:func:`~crown_nexus.core.security.verify_api_key`,
+:func:`~crown_nexus.core.security.validation.detect_suspicious_content`) call through the
+process-wide :func:`shared_telemetry`; the ``SecurityService`` methods call those same functions,
+so every entry point records once.
 """
 
 from __future__ import annotations
@@ -14,7 +21,13 @@ import logging
 import time
 from typing import Any
 
-__all__ = ["SecurityTelemetry"]
+__all__ = [
+    "SecurityTelemetry",
+    "record_api_key_created",
+    "record_api_key_verification",
+    "record_suspicious_content",
+    "shared_telemetry",
+]
 
 logger = logging.getLogger("crown_nexus.core.security")
 
@@ -238,3 +251,58 @@ class SecurityTelemetry:
         task = loop.create_task(self.publish(event_name, payload))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+class _SharedTelemetry(SecurityTelemetry):
+    """Process-wide telemetry: follows the registered metrics service when it is replaced (an
+    override, a re-registration) and retries one that failed, instead of keeping the first."""
+
+    def _metrics(self) -> Any:
+        try:
+            from crown_nexus.core.dependency_manager import get_service
+
+            current = get_service("metrics_service")
+        except Exception as exc:
+            logger.debug("security metrics unavailable: %s", exc)
+            return None
+        if current is not self._service:
+            self._service = None
+            self._disabled = False
+        return super()._metrics()
+
+
+_shared: SecurityTelemetry | None = None
+
+
+def shared_telemetry() -> SecurityTelemetry:
+    """The process-wide telemetry the module-level security functions record through."""
+    global _shared
+    if _shared is None:
+        _shared = _SharedTelemetry()
+    return _shared
+
+
+def record_api_key_created(user_id: str, key_id: str, name: str, permissions: list[str]) -> None:
+    """Count ``api_keys_created_total`` and publish ``security.api_key_created`` (never the key)."""
+    telemetry = shared_telemetry()
+    telemetry.inc("api_keys_created_total")
+    telemetry.publish_soon(
+        "security.api_key_created",
+        {"user_id": user_id, "key_id": key_id, "name": name, "permissions": list(permissions)},
+    )
+
+
+def record_api_key_verification(started: float, ok: bool) -> None:
+    """Observe ``api_key_verification_duration_seconds`` since ``started`` (``perf_counter``)."""
+    shared_telemetry().observe(
+        "api_key_verification_duration_seconds",
+        time.perf_counter() - started,
+        "true" if ok else "false",
+    )
+
+
+def record_suspicious_content(categories: list[str]) -> None:
+    """Count one ``suspicious_content_detections_total`` per attack class found."""
+    telemetry = shared_telemetry()
+    for category in categories:
+        telemetry.inc("suspicious_content_detections_total", category)

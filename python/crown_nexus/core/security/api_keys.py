@@ -2,6 +2,10 @@
 
 The secret is 32 random bytes (URL-safe base64), so a fast hash is the right tool: there is
 nothing to brute-force, and verification stays cheap. Comparison is constant-time.
+
+:func:`generate_api_key` counts ``api_keys_created_total`` and publishes
+``security.api_key_created``; :func:`verify_api_key` times ``api_key_verification_duration_seconds``
+(guide §12) — whether called directly or through ``SecurityService``.
 """
 
 from __future__ import annotations
@@ -11,8 +15,14 @@ import hashlib
 import hmac
 import re
 import secrets
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+from crown_nexus.core.security._telemetry import (
+    record_api_key_created,
+    record_api_key_verification,
+)
 
 __all__ = [
     "ApiKeyData",
@@ -51,10 +61,14 @@ def hash_api_key_secret(secret: str) -> str:
 
 
 def generate_api_key(user_id: str, name: str, permissions: Iterable[str] = ()) -> ApiKeyData:
-    """Create a new API key for ``user_id``; store ``hashed_secret`` and ``key_id``, never the key."""
+    """Create a new API key for ``user_id``; store ``hashed_secret`` and ``key_id``, never the key.
+
+    Counts ``api_keys_created_total`` and publishes ``security.api_key_created`` (user, key id,
+    name, permissions; from sync code it is scheduled on the running loop, if any).
+    """
     key_id = KEY_ID_PREFIX + secrets.token_hex(8)
     secret = secrets.token_urlsafe(32)
-    return ApiKeyData(
+    data = ApiKeyData(
         key_id=key_id,
         api_key=f"{key_id}.{secret}",
         hashed_secret=hash_api_key_secret(secret),
@@ -62,6 +76,8 @@ def generate_api_key(user_id: str, name: str, permissions: Iterable[str] = ()) -
         name=name,
         permissions=[str(p) for p in permissions],
     )
+    record_api_key_created(data.user_id, data.key_id, name, data.permissions)
+    return data
 
 
 def parse_api_key(api_key: str) -> tuple[str, str] | None:
@@ -77,8 +93,16 @@ def parse_api_key(api_key: str) -> tuple[str, str] | None:
 def verify_api_key(api_key: str, hashed_secret: str) -> bool:
     """Return ``True`` when ``api_key``'s secret hashes to ``hashed_secret`` (constant-time).
 
-    Malformed keys or hashes give ``False``, never an exception.
+    Malformed keys or hashes give ``False``, never an exception. The check is timed in
+    ``api_key_verification_duration_seconds`` (label ``success``).
     """
+    started = time.perf_counter()
+    ok = _matches(api_key, hashed_secret)
+    record_api_key_verification(started, ok)
+    return ok
+
+
+def _matches(api_key: str, hashed_secret: str) -> bool:
     parsed = parse_api_key(api_key)
     if parsed is None or not isinstance(hashed_secret, str):
         return False

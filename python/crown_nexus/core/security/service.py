@@ -464,30 +464,13 @@ class SecurityService:
     def generate_api_key(
         self, user_id: str, name: str, permissions: Iterable[str] = ()
     ) -> _api_keys.ApiKeyData:
-        """Create an API key (see :func:`generate_api_key`); publish ``security.api_key_created``."""
-        data = _api_keys.generate_api_key(user_id, name, permissions)
-        self.telemetry.inc("api_keys_created_total")
-        self.telemetry.publish_soon(
-            "security.api_key_created",
-            {
-                "user_id": data.user_id,
-                "key_id": data.key_id,
-                "name": name,
-                "permissions": list(data.permissions),
-            },
-        )
-        return data
+        """Create an API key (see :func:`generate_api_key`, which counts it and publishes
+        ``security.api_key_created``)."""
+        return _api_keys.generate_api_key(user_id, name, permissions)
 
     def verify_api_key(self, api_key: str, hashed_secret: str) -> bool:
-        """Constant-time API key check (see :func:`verify_api_key`) with a duration metric."""
-        start = time.perf_counter()
-        ok = _api_keys.verify_api_key(api_key, hashed_secret)
-        self.telemetry.observe(
-            "api_key_verification_duration_seconds",
-            time.perf_counter() - start,
-            "true" if ok else "false",
-        )
-        return ok
+        """Constant-time API key check (see :func:`verify_api_key`, which times it)."""
+        return _api_keys.verify_api_key(api_key, hashed_secret)
 
     # --- CSRF, encryption, headers, validation ---------------------------------------------
 
@@ -522,11 +505,9 @@ class SecurityService:
         return _validation.sanitize_input(value, **options)
 
     def detect_suspicious_content(self, content: str) -> bool:
-        """See :func:`~crown_nexus.core.security.validation.detect_suspicious_content`; counts hits."""
-        found = _validation.find_suspicious_patterns(content)
-        for category in found:
-            self.telemetry.inc("suspicious_content_detections_total", category)
-        return bool(found)
+        """See :func:`~crown_nexus.core.security.validation.detect_suspicious_content` (which
+        counts each attack class found)."""
+        return _validation.detect_suspicious_content(content)
 
     def validate_json_input(
         self, data: Any, max_depth: int = 20, max_size: int = 1_000_000

@@ -142,8 +142,14 @@ def find_suspicious_patterns(content: str) -> list[str]:
 
 
 def detect_suspicious_content(content: str) -> bool:
-    """Return ``True`` when ``content`` contains SQLi, XSS, path traversal or similar patterns."""
-    return bool(find_suspicious_patterns(content))
+    """Return ``True`` when ``content`` contains SQLi, XSS, path traversal or similar patterns;
+    each class found counts once in ``suspicious_content_detections_total`` (label ``category``)."""
+    found = find_suspicious_patterns(content)
+    if found:
+        from crown_nexus.core.security._telemetry import record_suspicious_content
+
+        record_suspicious_content(found)
+    return bool(found)
 
 
 # --- JSON ------------------------------------------------------------------------------------
