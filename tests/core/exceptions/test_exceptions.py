@@ -387,7 +387,7 @@ def test_validation_exception_from_pydantic_drops_input() -> None:
 
 def test_scalar_details_are_wrapped() -> None:
     """details that are neither dict nor list come out as {"detail": value}; tuples as lists."""
-    _, body, _ = render_exception(AppException("x", details=42))  # type: ignore[arg-type]
+    _, body, _ = render_exception(AppException("x", details=42), production=False)  # type: ignore[arg-type]
     assert orjson.loads(body)["details"] == {"detail": 42}
-    _, body, _ = render_exception(AppException("x", details=(1, 2)))  # type: ignore[arg-type]
+    _, body, _ = render_exception(AppException("x", details=(1, 2)), production=False)  # type: ignore[arg-type]
     assert orjson.loads(body)["details"] == [1, 2]

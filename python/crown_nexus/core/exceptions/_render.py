@@ -110,8 +110,16 @@ def render_exception(
     status and headers; FastAPI's ``RequestValidationError`` becomes 422 with the errors list;
     anything else is a 500 ``INTERNAL_SERVER_ERROR`` whose message never shows the exception's
     text (in development it names the exception type).
+
+    In production a server-side error (status >= 500) says only its status phrase, with no
+    details: table names, service names and other internals stay in the logs and error reports.
+    Its ``code`` and headers (``Retry-After``) are kept.
     """
     if isinstance(exc, AppException):
+        if production and exc.status_code >= 500:
+            return error_response_parts(
+                exc.status_code, _phrase(exc.status_code), exc.code, None, exc.headers, request_id
+            )
         return error_response_parts(
             exc.status_code, exc.message, exc.code, exc.details, exc.headers, request_id
         )
@@ -141,6 +149,13 @@ def render_validation_errors(
     return error_response_parts(
         422, "Validation failed", ErrorCode.VALIDATION_ERROR, items, None, request_id
     )
+
+
+def _phrase(status_code: int) -> str:
+    try:
+        return HTTPStatus(status_code).phrase
+    except ValueError:
+        return "Server error"
 
 
 def render_http_error(
