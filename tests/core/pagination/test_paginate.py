@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
-from sqlalchemy import DateTime, ForeignKey, Integer, String, select
+from sqlalchemy import ColumnClause, DateTime, ForeignKey, Integer, String, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -31,6 +31,7 @@ from crown_nexus.core.pagination import (
     get_pagination_service,
     paginate_with_cursor,
     paginate_with_offset,
+    query_fingerprint,
 )
 
 SUFFIX = uuid.uuid4().hex[:8]
@@ -503,3 +504,19 @@ def test_query_fingerprint_is_stable_across_processes() -> None:
     changed = here["query_fingerprint"](here["Doc"], [("at", True), ("id", False)],
                                         here["query"].where(here["Doc"].owner != "bob"))
     assert changed != here["FP"]
+
+
+class _Uncacheable(ColumnClause[Any]):
+    """A column element SQLAlchemy will not cache (no ``inherit_cache``): fingerprinted by full compile."""
+
+
+@pytest.mark.filterwarnings("ignore:Class _Uncacheable will not make use of SQL compilation caching")
+def test_query_fingerprint_of_uncacheable_statement_still_tells_filters_apart() -> None:
+    """Statements without a SQLAlchemy cache key are compiled each time: equal ones match, other values differ."""
+
+    def fp(value: str) -> str:
+        query = select(Book).where(_Uncacheable("title") == value)
+        assert query._generate_cache_key() is None
+        return query_fingerprint(Book, [("id", False)], query)
+
+    assert fp("t1") == fp("t1") and fp("t1") != fp("t2")

@@ -300,6 +300,8 @@ async def _offset_page(
 
 def _canonical(value: Any) -> Any:
     """A JSON-able, process-independent form of a bound parameter value."""
+    if value is None or type(value) is str or (type(value) is int and abs(value) < 2**53):
+        return value  # JSON keeps these apart from each other and from the tagged forms below
     if isinstance(value, list | tuple | set | frozenset):
         items = [_canonical(v) for v in value]
         return ["set", sorted(items, key=repr)] if isinstance(value, set | frozenset) else ["seq", items]
@@ -339,17 +341,39 @@ def query_fingerprint(
     whose ``repr`` holds its address) makes the fingerprint differ per process: such cursors
     are then refused (422), never accepted for another query."""
     mapper = _mapper(model_class)
-    compiled = query.order_by(None).compile(dialect=dialect or default.DefaultDialect())
+    sql, params = _sql_and_params(query.order_by(None), dialect or default.DefaultDialect())
     table = mapper.local_table
     spec = {
         "model": mapper.class_.__name__,
         "table": str(getattr(table, "fullname", table)),
         "sort": [[name, "d" if descending else "a"] for name, descending in sort],
-        "sql": str(compiled),
-        "params": sorted(([name, _canonical(v)] for name, v in compiled.params.items()), key=repr),
+        "sql": sql,
+        "params": params,
         "scope": ["b", scope.hex()] if isinstance(scope, bytes) else ["s", scope],
     }
     return hashlib.sha256(orjson.dumps(spec)).hexdigest()
+
+
+_SQL_CACHE: dict[Any, str] = {}
+_SQL_CACHE_SIZE = 1024
+
+
+def _sql_and_params(statement: Any, dialect: Any) -> tuple[str, list[Any]]:
+    """SQLAlchemy's "offline string" of a statement (``CacheKey.to_offline_string``): its SQL
+    for ``dialect`` — compiled once per statement structure and kept — and its bound values in
+    traversal order, in :func:`_canonical` form. Statements SQLAlchemy cannot cache are compiled
+    every time, their parameters taken by compiled name."""
+    cache_key = statement._generate_cache_key()
+    if cache_key is None:
+        compiled = statement.compile(dialect=dialect)
+        return str(compiled), sorted(([k, _canonical(v)] for k, v in compiled.params.items()), key=repr)
+    slot = (type(dialect), cache_key.key)
+    sql = _SQL_CACHE.get(slot)
+    if sql is None:
+        if len(_SQL_CACHE) >= _SQL_CACHE_SIZE:
+            _SQL_CACHE.clear()
+        sql = _SQL_CACHE[slot] = str(statement.compile(dialect=dialect))
+    return sql, [_canonical(b.effective_value) for b in cache_key.bindparams]
 
 
 def _after(keys: Sequence[_Key], values: Sequence[Any], backwards: bool) -> Any:
