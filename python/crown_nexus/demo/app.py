@@ -17,6 +17,7 @@ from crown_nexus.core.security.login_throttle import create_login_throttle
 from crown_nexus.demo.db import Base, create_engine_for
 from crown_nexus.demo.routers import auth, errors, health, rate_limits
 from crown_nexus.demo.routers import catalog as catalog_router
+from crown_nexus.demo.routers import features as features_router
 from crown_nexus.demo.routers import metrics as metrics_router
 from crown_nexus.demo.routers import orders as orders_router
 from crown_nexus.demo.routers import permissions as permissions_router
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(rate_limits.router)
     app.include_router(permissions_router.router)
     app.include_router(catalog_router.router)
+    app.include_router(features_router.router)
     auth.install(app)
     users_router.install_user_loader(app)  # get_user_permissions(user_id) reads the users table
     products_router.install(app)
