@@ -9,6 +9,11 @@ the primary key or a name in the model's ``__sortable_fields__`` class attribute
 field (``hashed_password``, an unlisted column, a typo) raises ``InvalidSortFieldException``
 (422) before a query runs. Cursor pagination also needs the fields non-nullable.
 
+Cursors (see :mod:`crown_nexus.core.pagination._cursor`) are AES-256-GCM encrypted and bound
+to :func:`query_fingerprint`: the model, the sort fields and directions, the query's SQL and
+bound values, and the caller's ``cursor_scope``. A client cannot read the position's values in
+a cursor, nor use a cursor with any query but the one that made it (422 ``INVALID_CURSOR``).
+
 Every call records ``pagination_duration_seconds`` and ``pagination_operations_total`` (labels
 ``type``, ``model``, ``error``) in the metrics service.
 """
