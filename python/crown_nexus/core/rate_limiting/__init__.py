@@ -1,7 +1,8 @@
 """Rate limiting (guide §8): rules, an in-memory and a Redis backend, the service and helpers.
 
 ``RateLimitRule`` / ``RateLimitStrategy`` describe limits; ``get_rate_limiting_service()``
-returns the application's :class:`RateLimitingService` (``"rate_limiting_service"``);
+returns the application's :class:`RateLimitingService` (``"rate_limiting_service"``), which keys
+clients by IPv4 address or IPv6 /64 network (:func:`client_network`);
 ``check_rate_limit`` limits arbitrary operations; ``RateLimitMiddleware`` lives in
 ``crown_nexus.middleware.rate_limiting``. The Redis backend (``.redis``) is imported only when
 Redis is configured, so importing this package never imports redis-py.
@@ -25,6 +26,7 @@ from crown_nexus.core.rate_limiting.models import (
 from crown_nexus.core.rate_limiting.service import (
     RateLimitingService,
     TrustedProxies,
+    client_network,
     create_rate_limiting_service,
     get_rate_limiting_service,
 )
@@ -43,6 +45,7 @@ __all__ = [
     "RateLimitingService",
     "TrustedProxies",
     "check_rate_limit",
+    "client_network",
     "create_rate_limiting_service",
     "exceeded_from_result",
     "get_rate_limiting_service",
