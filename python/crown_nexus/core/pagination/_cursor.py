@@ -19,8 +19,9 @@ What a cursor promises:
 
 The payload is the JSON object ``{"k": <fingerprint hash>, "d": "n"|"p", "v": [<typed value>, ...]}``;
 values are typed pairs (``["i", 3]``, ``["s", "x"]``, ``["dt", "2024-01-01T00:00:00+00:00"]``,
-...) so they decode to the Python type they had. Nonces are 96 random bits per cursor (AES-GCM's
-limit of about 2**32 encryptions per key is far beyond a key's life here).
+...) so they decode to the Python type they had. Each cursor gets a random 96-bit nonce, which
+NIST SP 800-38D deems safe for up to 2**32 cursors per key: rotate the secret key before one
+application has issued that many.
 
 :func:`decode_cursor` raises only :class:`InvalidCursorException` (422), whatever the input.
 """
