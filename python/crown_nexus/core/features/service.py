@@ -74,6 +74,8 @@ _INF = math.inf
 STORE_KINDS = ("auto", "memory", "sql", "redis")
 #: the local copy's version after its own write: never equal to a store's version
 _STALE = "\x00stale"
+#: call-site percentage -> buckets (validated once per distinct value)
+_THRESHOLDS: dict[Any, int] = {}
 
 #: set_flag keyword shortcuts: name -> (allow|deny, target kind)
 _LIST_SHORTCUTS = {
@@ -363,34 +365,27 @@ class FeatureService:
 
     # --- evaluation (the hot path: local data only) ------------------------------------------
 
-    def evaluate(
+    def _decide(
         self,
         flag: Flag | str,
-        target: FeatureTarget | str = _GLOBAL,
-        target_id: Any = None,
-        percentage: float | None = None,
-        *,
-        groups: Iterable[Any] | None = None,
-    ) -> FlagEvaluation:
-        """Evaluate ``flag`` for ``target``/``target_id`` now, from the local copy (no I/O).
-
-        ``groups`` are the groups the target belongs to (matched against the ``group``
-        allow/deny lists). Raises :class:`UnknownFlagException` for an unknown flag and
-        ``ValidationException`` for a bad target, a missing or superfluous ``target_id`` or a
-        percentage outside 0-100.
-        """
+        target: Any,
+        target_id: Any,
+        percentage: Any,
+        groups: Iterable[Any] | None,
+    ) -> tuple[_Compiled, bool, str]:
+        """The hot path behind :meth:`evaluate`, :meth:`check` and :meth:`is_enabled`."""
         if self._shared:
             loop = _get_running_loop()
             if loop is not None and loop is not self._loop:
                 self._attach(loop)
-        name = flag if type(flag) is str else flag_name(flag)
-        c = self._compiled.get(name)
+        # a Flag member hashes and compares as its value: no conversion on a hit
+        c = self._compiled.get(flag)
         if c is None or self._seen_registry != self._registry.version:
-            c = self._lookup(name)
+            c = self._lookup(flag_name(flag))
         if type(target) is not FeatureTarget:
             target = _target_of(target)
         expired = False
-        if c.expires <= _time() and c.fallback is not None:
+        if c.fallback is not None and c.expires <= _time():
             c = c.fallback  # the rule expired: the registered default applies
             expired = True
         if target is _GLOBAL:
@@ -413,10 +408,30 @@ class FeatureService:
         key = c.keys[enabled]
         counts = telemetry.counts
         counts[key] = counts.get(key, 0) + 1
-        telemetry.pending += 1
-        if telemetry.pending == 1 or telemetry.pending >= 1024:
+        pending = telemetry.pending + 1
+        telemetry.pending = pending
+        if pending == 1 or pending >= 1024:
             telemetry.noted()
-        return FlagEvaluation(name, enabled, c.on_value if enabled else c.off_value, reason)
+        return c, enabled, reason
+
+    def evaluate(
+        self,
+        flag: Flag | str,
+        target: FeatureTarget | str = _GLOBAL,
+        target_id: Any = None,
+        percentage: float | None = None,
+        *,
+        groups: Iterable[Any] | None = None,
+    ) -> FlagEvaluation:
+        """Evaluate ``flag`` for ``target``/``target_id`` now, from the local copy (no I/O).
+
+        ``groups`` are the groups the target belongs to (matched against the ``group``
+        allow/deny lists). Raises :class:`UnknownFlagException` for an unknown flag and
+        ``ValidationException`` for a bad target, a missing or superfluous ``target_id`` or a
+        percentage outside 0-100.
+        """
+        c, enabled, reason = self._decide(flag, target, target_id, percentage, groups)
+        return FlagEvaluation(c.name, enabled, c.on_value if enabled else c.off_value, reason)
 
     def _targeted(
         self,
@@ -442,7 +457,11 @@ class FeatureService:
                 return True, "allowed"
         limit = c.threshold
         if percentage is not None:
-            call_limit = _threshold_of(percentage)
+            call_limit = _THRESHOLDS.get(percentage) if type(percentage) is not bool else None
+            if call_limit is None:
+                call_limit = _threshold_of(percentage)  # validates
+                if len(_THRESHOLDS) < 4096:
+                    _THRESHOLDS[percentage] = call_limit
             if call_limit < limit:
                 limit = call_limit
         if limit >= BUCKETS:
@@ -461,7 +480,7 @@ class FeatureService:
         groups: Iterable[Any] | None = None,
     ) -> bool:
         """:meth:`is_enabled` without awaiting (for synchronous code); same rules and errors."""
-        return self.evaluate(flag, target, target_id, percentage, groups=groups).enabled
+        return self._decide(flag, target, target_id, percentage, groups)[1]
 
     async def is_enabled(
         self,
@@ -479,7 +498,7 @@ class FeatureService:
         never waits on the network. Raises :class:`UnknownFlagException` (404) for an unknown
         flag and ``ValidationException`` (422) for bad arguments.
         """
-        return self.evaluate(flag, target, target_id, percentage, groups=groups).enabled
+        return self._decide(flag, target, target_id, percentage, groups)[1]
 
     async def get_value(
         self,
