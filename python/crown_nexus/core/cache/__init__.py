@@ -11,7 +11,7 @@ Public names (``from crown_nexus.core.cache import ...``):
 
 Importing the package registers ``cache_service`` and never imports redis (the Redis backend
 module is imported when a Redis backend is built); ``crown_nexus.core.cache.keys`` holds the key
-helpers.
+helpers and ``crown_nexus.core.cache.etags`` the ETag / ``If-None-Match`` helpers.
 """
 
 from __future__ import annotations
