@@ -15,12 +15,13 @@ returns, unless ``log_buffered`` is set.
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import io
 import logging
 import os
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from sys import _getframe
 from types import SimpleNamespace
 from typing import IO, Any, Literal
@@ -211,11 +212,42 @@ def _bound_is_clean(bound: dict[str, Any], redactor: Redactor) -> bool:
     return True
 
 
-def _format_args(event: Any, args: tuple[Any, ...]) -> Any:
+#: argument types whose text may hold a secret that redaction can find by key or pattern
+_REDACTED_ARG_TYPES = (str, bytes, bytearray, Mapping, list, tuple, set, frozenset, BaseException)
+
+
+def _redact_arg(redactor: Redactor, arg: Any) -> Any:
+    if (
+        isinstance(arg, _REDACTED_ARG_TYPES)
+        or callable(getattr(type(arg), "model_dump", None))
+        or (dataclasses.is_dataclass(arg) and not isinstance(arg, type))
+    ):
+        return redactor.redact_value(arg)
+    return arg  # numbers, dates and other objects keep their %-formatting; the text is scrubbed
+
+
+def _format_args(event: Any, args: Any, redactor: Redactor | None = None) -> str:
+    """``event % args`` with each argument redacted first (a single mapping argument by key,
+    as in ``"%(user)s" % {...}``; models and dataclasses as dicts) and the result scrubbed
+    (:func:`~crown_nexus.logging.processors.scrub_text`), so a secret passed positionally
+    inside a ``key=value`` text, a DSN, a model or a mapping never reaches the line."""
+    redactor = redactor or _STATE.redactor
+    if isinstance(args, Mapping):  # a stdlib LogRecord keeps a single mapping argument bare
+        args = (args,)
+    elif not isinstance(args, tuple):
+        args = (args,)
     try:
-        return event % args
+        if len(args) == 1 and isinstance(args[0], Mapping):
+            safe_args: Any = redactor.redact_value(args[0])
+        else:
+            safe_args = tuple(_redact_arg(redactor, a) for a in args)
     except Exception:
-        return f"{event} {args!r}"
+        safe_args = tuple(REDACTED for _ in args)
+    try:
+        text = str(event) % safe_args
+    except Exception:
+        text = f"{event} {safe_args!r}"
+    return _P.scrub_text(text)
 
 
 def _write(sink: LogSink, line: Any) -> None:
@@ -280,6 +312,17 @@ def _level_method(method: str, number: int) -> Any:
                     code = frame.f_code if frame is not None else None
                 redactor = preparer.redactor
                 fused = chain[1].render_event
+                if fused is not None and kw:
+                    # the renderer hands only str values over 12 characters to the redactor;
+                    # a shorter one with "=" or ":" may hold a key=value secret
+                    for value in kw.values():
+                        if (
+                            type(value) is str
+                            and len(value) < 13
+                            and ("=" in value or ":" in value)
+                        ):
+                            fused = None
+                            break
                 if fused is not None and not extra and not bound and FUSED[0]:
                     # the common case in one call: same bytes as the dict path below
                     try:
@@ -352,7 +395,7 @@ def _level_method(method: str, number: int) -> Any:
                         for value in kw.values():
                             t = type(value)
                             if t is str:
-                                if len(value) > 12:
+                                if len(value) > 12 or "=" in value or ":" in value:
                                     break
                             elif t not in _SCALARS:
                                 break
@@ -362,7 +405,7 @@ def _level_method(method: str, number: int) -> Any:
                             for key, value in kw.items():
                                 t = type(value)
                                 if t is str:
-                                    if len(value) > 12:
+                                    if len(value) > 12 or "=" in value or ":" in value:
                                         out[key] = _P.scrub_text(value)
                                 elif t not in _SCALARS:
                                     out[key] = redactor.redact_value(value)
@@ -374,7 +417,7 @@ def _level_method(method: str, number: int) -> Any:
                                 continue
                             t = type(value)
                             if t is str:
-                                if len(value) > 12:
+                                if len(value) > 12 or "=" in value or ":" in value:
                                     out[key] = _P.scrub_text(value)
                             elif t not in _SCALARS:
                                 out[key] = redactor.redact_value(value)
@@ -421,7 +464,8 @@ class CrownLogger(structlog.BoundLoggerBase):
         event_dict: Any = None
         try:
             if args:
-                event = _format_args(event, args)
+                first = next(iter(self._processors), None)
+                event = _format_args(event, args, getattr(first, "redactor", None))
             event_dict = {**self._context, **kw}
             if event is not None:
                 event_dict["event"] = event
@@ -519,7 +563,9 @@ class StdlibBridgeHandler(logging.Handler):
             kw: dict[str, Any] = {}
             if record.exc_info:
                 kw["exc_info"] = record.exc_info
-            getattr(get_logger(record.name), method)(record.getMessage(), **kw)
+            # the message is formatted here with its arguments redacted, then scrubbed
+            message = _format_args(record.msg, record.args) if record.args else str(record.msg)
+            getattr(get_logger(record.name), method)(message, **kw)
         except Exception:  # logging must never raise; count it
             _SINK.failures += 1
 
@@ -550,11 +596,18 @@ def console_location(logger: Any, method_name: str, event_dict: dict[str, Any]) 
     return event_dict
 
 
+def scrubbed_traceback(sio: IO[str], exc_info: Any) -> None:
+    """Console exception formatter: structlog's plain traceback with its text scrubbed
+    (:func:`~crown_nexus.logging.processors.scrub_text`: a DSN password or token in an
+    exception message never reaches the console)."""
+    buffer = io.StringIO()
+    structlog.dev.plain_traceback(buffer, exc_info)
+    sio.write(_P.scrub_text(buffer.getvalue()))
+
+
 def _console_renderer() -> Any:
     colors = "NO_COLOR" not in os.environ
-    return structlog.dev.ConsoleRenderer(
-        colors=colors, exception_formatter=structlog.dev.plain_traceback
-    )
+    return structlog.dev.ConsoleRenderer(colors=colors, exception_formatter=scrubbed_traceback)
 
 
 def build_processors(

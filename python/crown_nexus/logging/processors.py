@@ -17,20 +17,34 @@ for the common case (same bytes; a test checks it).
 from __future__ import annotations
 
 import contextlib
+import datetime as _dt
+import enum
 import importlib
 import os
-import re
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping
+from decimal import Decimal
 from typing import Any, Final
 
 import orjson
 
+from crown_nexus import _redaction as _R
+from crown_nexus._redaction import (
+    NOT_CONVERTED,
+    REDACTED,
+    SENSITIVE_KEY_FRAGMENTS,
+    SENSITIVE_KEY_WORDS,
+    luhn_valid,
+    scrub_text,
+    to_plain,
+)
 from crown_nexus.logging import context as _ctx
 
 __all__ = [
     "DEFAULT_REDACT_KEYS",
+    "DEFAULT_REDACT_WORDS",
     "LEVEL_NAMES",
     "LEVEL_NUMBERS",
     "REDACTED",
@@ -45,31 +59,13 @@ __all__ = [
     "scrub_text",
 ]
 
-REDACTED: Final = "[REDACTED]"
-
-#: Key fragments whose values are redacted (matched case-insensitively, ``-`` read as ``_``,
-#: anywhere in the key: ``x-api-key``, ``new_password`` and ``csrf_token`` all match).
-DEFAULT_REDACT_KEYS: Final[frozenset[str]] = frozenset(
-    {
-        "password",
-        "passwd",
-        "token",
-        "access_token",
-        "refresh_token",
-        "secret",
-        "authorization",
-        "api_key",
-        "apikey",
-        "cookie",
-        "set-cookie",
-        "csrf",
-        "card_number",
-        "cardnumber",
-        "credit_card",
-        "cvv",
-        "private_key",
-    }
-)
+#: Key fragments whose values are redacted (matched ASCII case-insensitively anywhere in the key,
+#: ``-`` read as ``_``: ``x-api-key``, ``new_password`` and ``csrf_token`` all match). The one list
+#: shared with error reports (:mod:`crown_nexus._redaction`).
+DEFAULT_REDACT_KEYS: Final[frozenset[str]] = SENSITIVE_KEY_FRAGMENTS
+#: Short words whose values are redacted when they are a whole part of the key (``pwd``,
+#: ``user_pin``; not ``company``).
+DEFAULT_REDACT_WORDS: Final[frozenset[str]] = SENSITIVE_KEY_WORDS
 
 #: structlog method name -> level name written in the ``level`` field
 LEVEL_NAMES: Final[dict[str, str]] = {
@@ -237,85 +233,56 @@ def format_exception(logger: Any, method_name: str, event_dict: dict[str, Any]) 
 
 
 # --------------------------------------------------------------------------- redaction
-_VALUE_PATTERN = re.compile(
-    r"(?i:\bbearer\s+[A-Za-z0-9\-._~+/]+=*)"  # bearer tokens
-    r"|\beyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]+"  # JWTs
-    r"|(?<![\d])(?:\d[ \-]?){12,18}\d(?![\d])"  # card-number-shaped digit runs
-)
-
-
-def luhn_valid(digits: str) -> bool:
-    """Return True when ``digits`` (only 0-9) passes the Luhn checksum used by card numbers."""
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if i & 1:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return total % 10 == 0
-
-
-def _replace_match(match: re.Match[str]) -> str:
-    text = match.group(0)
-    if text[0].isdigit():
-        digits = text.replace(" ", "").replace("-", "")
-        if not (13 <= len(digits) <= 19 and luhn_valid(digits)):
-            return text
-    return REDACTED
-
-
-#: a necessary condition for _VALUE_PATTERN's card branch (4 digits, separators allowed)
-_DIGITS4 = re.compile(r"\d[ \-]?\d[ \-]?\d[ \-]?\d")
-
-
-def scrub_text(text: str) -> str:
-    """Return ``text`` with bearer tokens, JWTs and Luhn-valid card numbers replaced by
-    ``"[REDACTED]"`` (cheap substring checks first; the regex runs only on candidates).
-
-    The checks are a necessary condition of a pattern match, so for every text of 13 characters
-    or more the result equals running the pattern itself (a hypothesis test checks it). Shorter
-    texts are returned as they are: a JWT or a card number is at least 13 characters, and a
-    bearer credential of 5 characters or fewer is not one."""
-    if len(text) < 13:
-        return text
-    if (
-        "earer" in text
-        or "EARER" in text
-        or "eyJ" in text
-        or _DIGITS4.search(text) is not None
-        or "bearer" in text.lower()  # mixed case ("BeArEr"): the pattern ignores case too
-    ):
-        return _VALUE_PATTERN.sub(_replace_match, text)
-    return text
-
+#: the string scrubbers live in :mod:`crown_nexus._redaction` (shared with error reports);
+#: ``scrub_text`` and ``luhn_valid`` are re-exported here
+_VALUE_PATTERN = _R.TEXT_PATTERN
+_replace_match = _R.replace_match
 
 _SCALARS: Final = (int, float, bool, type(None))
 _MAX_DEPTH: Final = 16
 
 
+#: values rendered as they are: their text is fixed by their type, never a secret
+_PLAIN_ODD: Final = (int, float, _dt.date, _dt.time, _dt.timedelta, uuid.UUID, Decimal)
+
+
+def _pair_scrubbed(value: str) -> bool:
+    """True when a str of 12 characters or fewer may change under :func:`scrub_text`."""
+    return "=" in value or ":" in value
+
+
 class Redactor:
     """Processor that replaces secret values by ``"[REDACTED]"``, recursively.
 
-    A value is redacted when its key contains one of ``keys`` (case-insensitive, ``-`` read as
-    ``_``); strings anywhere have bearer tokens, JWTs and Luhn-valid card numbers replaced.
-    ``add``/``remove`` adjust the default key set. Containers are copied, never mutated.
+    A value is redacted when its key contains one of ``keys`` or has one of ``words`` as a
+    whole part (ASCII case-insensitive, ``-`` read as ``_``); strings anywhere go through
+    :func:`scrub_text` (URL passwords, API keys, bearer/basic credentials, JWTs, card numbers,
+    ``key=value`` pairs with a sensitive key). pydantic models, dataclasses and exceptions are
+    turned into dicts first, so their fields are redacted by key. ``add``/``remove`` adjust the
+    default lists. Containers are copied, never mutated.
     """
 
-    __slots__ = ("_cache", "_fragments", "_safe", "_skip_top")
+    __slots__ = ("_cache", "_fragments", "_pattern", "_safe", "_skip_top", "_words")
 
     def __init__(
         self,
         keys: Iterable[str] = DEFAULT_REDACT_KEYS,
         *,
+        words: Iterable[str] = DEFAULT_REDACT_WORDS,
         add: Iterable[str] = (),
         remove: Iterable[str] = (),
     ) -> None:
         norm = {k.lower().replace("-", "_") for k in keys}
         norm |= {k.lower().replace("-", "_") for k in add}
-        norm -= {k.lower().replace("-", "_") for k in remove}
+        gone = {k.lower().replace("-", "_") for k in remove}
+        norm -= gone
+        short = {w.lower().replace("-", "_") for w in words} - gone
         self._fragments: tuple[str, ...] = tuple(sorted(norm))
+        self._words: tuple[str, ...] = tuple(sorted(short))
+        if norm == set(SENSITIVE_KEY_FRAGMENTS) and short == set(SENSITIVE_KEY_WORDS):
+            self._pattern = _R.SENSITIVE_KEY_PATTERN
+        else:
+            self._pattern = _R.key_pattern(norm, short)
         self._cache: dict[Any, bool] = {}
         #: str keys known not to be sensitive (a set lookup on the hot path)
         self._safe: set[str] = set()
@@ -335,8 +302,13 @@ class Redactor:
 
     @property
     def keys(self) -> tuple[str, ...]:
-        """The normalized key fragments this redactor matches."""
+        """The normalized key fragments this redactor matches anywhere in a key."""
         return self._fragments
+
+    @property
+    def words(self) -> tuple[str, ...]:
+        """The normalized short words this redactor matches as a whole part of a key."""
+        return self._words
 
     def is_sensitive_key(self, key: Any) -> bool:
         """Return True when values under ``key`` are redacted."""
@@ -345,8 +317,7 @@ class Redactor:
         if hit is not None:
             return hit
         name = key if isinstance(key, str) else _safe_str(key)
-        name = name.lower().replace("-", "_")
-        verdict = any(f in name for f in self._fragments)
+        verdict = self._pattern.search(name.replace("-", "_")) is not None
         if len(cache) > 4096:
             cache.clear()
             self._safe.clear()
@@ -357,14 +328,21 @@ class Redactor:
         return verdict
 
     def redact_value(self, value: Any, depth: int = 0) -> Any:
-        """Return ``value`` with secrets inside strings and containers redacted."""
+        """Return ``value`` with secrets inside strings and containers redacted.
+
+        Strings are scrubbed; mappings lose the values of sensitive keys; lists, tuples and
+        sets become lists; pydantic models, dataclasses and exceptions become dicts (then
+        redacted); bytes and other objects become their (scrubbed) text, as the renderer would
+        write them. Numbers, dates, UUIDs and Decimals stay as they are. A value nested deeper
+        than 16 levels is replaced by ``"[REDACTED]"`` (it is not inspected).
+        """
         t = type(value)
         if t is str:
             return scrub_text(value)
         if t in _SCALARS:
             return value
         if depth >= _MAX_DEPTH:
-            return value
+            return REDACTED  # nested too deep to inspect: never shown unchecked
         if isinstance(value, Mapping):
             sensitive = self.is_sensitive_key
             try:
@@ -374,11 +352,33 @@ class Redactor:
             return {
                 k: (REDACTED if sensitive(k) else self.redact_value(v, depth + 1)) for k, v in items
             }
-        if isinstance(value, (list, tuple)):
+        if isinstance(value, (list, tuple, set, frozenset)):
             return [self.redact_value(v, depth + 1) for v in value]
-        if isinstance(value, (set, frozenset)):
-            return [self.redact_value(v, depth + 1) for v in value]
-        return value
+        if isinstance(value, enum.Enum):
+            try:
+                inner = value.value
+            except Exception:
+                return _unprintable(value)
+            return self.redact_value(inner, depth + 1)
+        if isinstance(value, str):
+            return scrub_text(str.__str__(value))
+        if isinstance(value, _PLAIN_ODD):
+            return value
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            try:
+                return scrub_text(bytes(value).decode("utf-8", "backslashreplace"))
+            except Exception:
+                return _unprintable(value)
+        try:
+            plain = to_plain(value)
+        except Exception:  # a model_dump that fails: its text, scrubbed
+            plain = NOT_CONVERTED
+        if plain is not NOT_CONVERTED:
+            return self.redact_value(plain, depth + 1)
+        try:
+            return scrub_text(str(value))
+        except Exception:
+            return _unprintable(value)
 
     def __call__(self, logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
         """Redact ``event_dict`` in place (top level) and return it."""
@@ -390,11 +390,15 @@ class Redactor:
                 continue
             if sensitive(key):
                 event_dict[key] = REDACTED
-            elif type(value) is str and len(value) < 13:
+            elif type(value) is str and len(value) < 13 and not _pair_scrubbed(value):
                 continue
             else:
                 event_dict[key] = redact(value)
         return event_dict
+
+
+def _unprintable(value: Any) -> str:
+    return f"<unprintable {type(value).__qualname__}>"
 
 
 class EventPreparer:
@@ -460,7 +464,7 @@ class EventPreparer:
                     continue
                 t = type(value)
                 if t is str:
-                    if len(value) > 12:
+                    if len(value) > 12 or "=" in value or ":" in value:
                         out[key] = scrub_text(value)
                 elif t not in _SCALARS:
                     out[key] = redactor.redact_value(value)
@@ -547,7 +551,7 @@ def fallback_line(event_dict: Any, error: BaseException | None = None) -> bytes:
             "timestamp": now_iso(),
             "level": _safe_str(get("level", "error")),
             "logger": _safe_str(get("logger", None)),
-            "event": _safe_str(get("event", None)),
+            "event": scrub_text(_safe_str(get("event", None))),
             "request_id": _get_rid(),
             "user_id": _get_uid(),
         }

@@ -139,7 +139,7 @@ def update_user_profile(user_id, data, secret_token=None):
 
 
 def test_handle_exception_without_loop_finds_caller(memory) -> None:
-    """handle_exception (no loop) reports synchronously with the caller's name and arguments."""
+    """handle_exception (no loop) reports synchronously with the caller's name, not its arguments."""
     user_reporter = register_reporter(AsyncOnlyReporter())
     try:
         with pytest.raises(KeyError):
@@ -151,9 +151,27 @@ def test_handle_exception_without_loop_finds_caller(memory) -> None:
     assert ctx.function == "update_user_profile"
     assert ctx.module == __name__
     assert ctx.user_id == "u7"
+    assert ctx.kwargs == {}, "the caller's arguments are captured only on request"
+    assert user_reporter.seen, "async-only reporters are reported to without a loop too"
+
+
+def update_user_profile_captured(user_id, data, secret_token=None):
+    """update_user_profile that opts in to capturing its arguments."""
+    try:
+        raise KeyError("missing")
+    except Exception as e:
+        handle_exception(e, capture_args=True, user_id=user_id)
+        raise
+
+
+def test_handle_exception_captures_arguments_on_request_redacted(memory) -> None:
+    """With capture_args=True the caller's arguments join the context, secrets redacted."""
+    with pytest.raises(KeyError):
+        update_user_profile_captured("u7", {"name": "n", "password": "p"}, secret_token="t")
+    ctx = memory.recent()[-1].context
+    assert ctx.kwargs["user_id"] == "u7"
     assert ctx.kwargs["data"] == {"name": "n", "password": REDACTED}
     assert ctx.kwargs["secret_token"] == REDACTED
-    assert user_reporter.seen, "async-only reporters are reported to without a loop too"
 
 
 async def test_handle_exception_in_loop_schedules_report(memory) -> None:
@@ -328,7 +346,7 @@ def test_error_service_handle_exception_names_the_real_caller(memory) -> None:
         try:
             raise LookupError("cart")
         except LookupError as e:
-            get_service("error_service").handle_exception(e, user_id="u9")
+            get_service("error_service").handle_exception(e, capture_args=True, user_id="u9")
 
     checkout("c1")
     ctx = memory.recent()[-1].context

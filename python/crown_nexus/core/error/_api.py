@@ -114,11 +114,21 @@ async def _await(awaitable: Any) -> None:
     await awaitable
 
 
-def _caller(frame: FrameType | None) -> tuple[str | None, str | None, int | None, dict[str, Any]]:
-    """Qualified name, module, line and arguments of the function running in ``frame``."""
+def _caller(
+    frame: FrameType | None, capture_args: bool = False
+) -> tuple[str | None, str | None, int | None, dict[str, Any]]:
+    """Qualified name, module, line and (with ``capture_args``) arguments of the function
+    running in ``frame``."""
     if frame is None:
         return None, None, None, {}
     code = frame.f_code
+    if not capture_args:
+        return (
+            getattr(code, "co_qualname", code.co_name),
+            frame.f_globals.get("__name__"),
+            frame.f_lineno,
+            {},
+        )
     arg_count = code.co_argcount + code.co_kwonlyargcount
     names = list(code.co_varnames[:arg_count])
     if code.co_flags & inspect.CO_VARARGS:
@@ -136,20 +146,31 @@ def _caller(frame: FrameType | None) -> tuple[str | None, str | None, int | None
     )
 
 
-def handle_exception(exception: BaseException, **kwargs: Any) -> ErrorContext:
+def handle_exception(
+    exception: BaseException, *, capture_args: bool = False, **kwargs: Any
+) -> ErrorContext:
     """Report ``exception`` with context taken from the calling function itself; returns it.
 
-    Finds the caller's name, module, line and arguments through the stack; ``user_id`` and
-    ``request_id`` keyword arguments fill those fields, other keyword arguments join the
-    arguments. Inside a running event loop the report is scheduled as a task (await
-    :func:`wait_for_reports` to flush); without one it is delivered before returning. Never raises.
+    Finds the caller's name, module and line through the stack; ``user_id`` and ``request_id``
+    keyword arguments fill those fields, other keyword arguments become the context's
+    ``kwargs``. The caller's own arguments are NOT captured unless ``capture_args=True`` (they
+    often hold credentials: a login form, a DSN); even then, like everything in the context,
+    they are redacted (sensitive keys, model and dataclass fields, secrets in strings). Inside
+    a running event loop the report is scheduled as a task (await :func:`wait_for_reports` to
+    flush); without one it is delivered before returning. Never raises.
     """
-    return _handle(exception, 2, kwargs)
+    return _handle(exception, 2, kwargs, capture_args=capture_args)
 
 
-def _handle(exception: BaseException, stacklevel: int, kwargs: dict[str, Any]) -> ErrorContext:
+def _handle(
+    exception: BaseException,
+    stacklevel: int,
+    kwargs: dict[str, Any],
+    *,
+    capture_args: bool = False,
+) -> ErrorContext:
     """``handle_exception`` with the caller ``stacklevel`` frames above this function."""
-    function, module, line, arguments = _caller(sys._getframe(stacklevel))
+    function, module, line, arguments = _caller(sys._getframe(stacklevel), capture_args)
     user_id = kwargs.pop("user_id", None)
     request_id = kwargs.pop("request_id", None)
     arguments = {k: v for k, v in arguments.items() if v is not exception}
@@ -166,7 +187,7 @@ def _handle(exception: BaseException, stacklevel: int, kwargs: dict[str, Any]) -
             )
         )
     except Exception as exc:  # a context that cannot be built never hides the real error
-        logger.warning("could not build error context: %r", exc)
+        logger.warning("could not build error context: %r", type(exc).__name__)
         ctx = ErrorContext(function=function, module=module, line=line)
     _mark(exception)
     try:

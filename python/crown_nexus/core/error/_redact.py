@@ -1,52 +1,27 @@
-"""Redaction of secrets in error context (keys like password/token, card numbers in strings)."""
+"""Redaction of secrets in error context: the same keys and string scrubbers as log events
+(:mod:`crown_nexus._redaction`, shared), plus any key the logging configuration adds."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["REDACTED", "SENSITIVE_KEY_PATTERN", "redact"]
-
-REDACTED = "[REDACTED]"
-
-#: Keys whose values are never reported: these words anywhere in the key (case-insensitive) ...
-SENSITIVE_KEY_PATTERN = re.compile(
-    r"pass(?:word|wd|phrase)|token|secret|authori[sz]ation|api[_-]?key|cookie|credential"
-    r"|private[_-]?key|card[_-]?(?:number|no)|cvv"
-    # ... and these short ones as a whole word (so "company" or "span" stay visible)
-    r"|(?:^|[_\-.])(?:pwd|pass|pan|card|cvc|pin)(?:$|[_\-.])",
-    re.IGNORECASE,
+from crown_nexus._redaction import (
+    NOT_CONVERTED,
+    REDACTED,
+    SENSITIVE_KEY_PATTERN,
+    is_sensitive_key,
+    scrub_text,
+    to_plain,
 )
 
-_CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
+__all__ = ["REDACTED", "SENSITIVE_KEY_PATTERN", "redact"]
+
 _MAX_DEPTH = 8
 
 
-def _luhn_ok(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if i % 2 == 1:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return total % 10 == 0
-
-
-def _mask_cards(text: str) -> str:
-    def sub(match: re.Match[str]) -> str:
-        digits = re.sub(r"\D", "", match.group(0))
-        if 13 <= len(digits) <= 19 and _luhn_ok(digits):
-            return REDACTED
-        return match.group(0)
-
-    return _CARD.sub(sub, text)
-
-
 def _logging_redactor() -> Any:
-    """The redactor the logging system is configured with (its keys, bearer tokens, JWTs)."""
+    """The redactor the logging system is configured with (for keys its configuration adds)."""
     try:
         from crown_nexus.logging import config
     except ImportError:
@@ -57,10 +32,13 @@ def _logging_redactor() -> Any:
 def redact(value: Any) -> Any:
     """A copy of ``value`` with secrets replaced by ``[REDACTED]``, like log events are.
 
-    Values under sensitive keys (password, token, secret, authorization, api_key, cookie, card
-    numbers, ... and any key the logging configuration adds) and Luhn-valid card numbers, bearer
-    tokens and JWTs inside strings are redacted. Mappings, lists, tuples and sets are walked to a
-    bounded depth; other objects are returned as they are. The input is never modified.
+    The sensitive keys are the ones logging uses (one list, :mod:`crown_nexus._redaction`:
+    password, passphrase, pwd, token, secret, authorization, api_key, cookie, card numbers, ...
+    and any key the logging configuration adds); strings lose URL passwords, API keys,
+    bearer/basic credentials, JWTs, card numbers and ``key=value`` secrets. pydantic models,
+    dataclasses and exceptions become dicts first, so their fields are redacted by key.
+    Mappings, lists, tuples and sets are walked to a bounded depth (deeper: ``[REDACTED]``);
+    other objects are returned as they are. The input is never modified.
     """
     out = _redact(value)
     logging_redactor = _logging_redactor()
@@ -76,16 +54,29 @@ def _redact(value: Any, _depth: int = 0) -> Any:
     if _depth > _MAX_DEPTH:
         return REDACTED
     if isinstance(value, str):
-        return _mask_cards(value) if len(value) >= 13 else value
+        return scrub_text(str.__str__(value))
     if isinstance(value, Mapping):
         out: dict[Any, Any] = {}
         for k, v in value.items():
-            if isinstance(k, str) and SENSITIVE_KEY_PATTERN.search(k):
+            if is_sensitive_key(k):
                 out[k] = REDACTED
             else:
                 out[k] = _redact(v, _depth + 1)
         return out
     if isinstance(value, list | tuple | set | frozenset):
         items = [_redact(v, _depth + 1) for v in value]
-        return items if isinstance(value, list) else type(value)(items)
+        if isinstance(value, list):
+            return items
+        if isinstance(value, tuple):
+            return tuple(items)
+        try:
+            return type(value)(items)
+        except TypeError:  # a converted member (a dict) is not hashable
+            return items
+    try:
+        plain = to_plain(value)
+    except Exception:  # a model whose model_dump fails: nothing of it is shown
+        return REDACTED
+    if plain is not NOT_CONVERTED:
+        return _redact(plain, _depth + 1)
     return value

@@ -8,6 +8,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from crown_nexus._redaction import scrub_text
+from crown_nexus.core.error._redact import redact
 from crown_nexus.core.error.base import ErrorContext, ErrorReporter
 
 __all__ = [
@@ -45,18 +47,22 @@ class LoggingErrorReporter:
         self._stdlib = logging.getLogger(logger_name)
 
     def report_sync(self, exception: BaseException, context: ErrorContext) -> None:
-        """Write one log event for ``exception`` with the (already redacted) ``context``."""
+        """Write one log event for ``exception`` with ``context`` (redacted again here: a
+        reporter may be handed a context that did not go through ``report_error``); the
+        exception's message is scrubbed (URL passwords, tokens, ``key=value`` secrets)."""
         fields = {k: v for k, v in context.to_dict().items() if v not in (None, [], {})}
         fields.pop("timestamp", None)
+        fields = redact(fields)
         client = _is_client_error(exception)
-        message = f"{type(exception).__name__}: {exception}"
+        text = scrub_text(str(exception))
+        message = f"{type(exception).__name__}: {text}"
         structured = _logger()
         if structured is not None:
             log = structured.warning if client else structured.error
             log(
                 "error reported",
                 error_type=type(exception).__name__,
-                error=str(exception),
+                error=text,
                 error_context=fields,
                 exc_info=None if client else exception,
             )
@@ -91,8 +97,9 @@ class ReportedError:
 
     @property
     def message(self) -> str:
-        """``str(exception)``."""
-        return str(self.exception)
+        """``str(exception)`` with secrets scrubbed (URL passwords, tokens, ``key=value``
+        secrets; see :func:`crown_nexus.core.error.redact`)."""
+        return scrub_text(str(self.exception))
 
 
 class InMemoryReporter:

@@ -45,9 +45,12 @@ class ErrorService:
         """See :func:`crown_nexus.core.error.report_error`."""
         await _api.report_error(exception, context)
 
-    def handle_exception(self, exception: BaseException, **kwargs: Any) -> ErrorContext:
-        """See :func:`crown_nexus.core.error.handle_exception` (context is taken from the caller)."""
-        return _api._handle(exception, 2, kwargs)
+    def handle_exception(
+        self, exception: BaseException, *, capture_args: bool = False, **kwargs: Any
+    ) -> ErrorContext:
+        """See :func:`crown_nexus.core.error.handle_exception` (context is taken from the caller;
+        its arguments only with ``capture_args=True``, redacted)."""
+        return _api._handle(exception, 2, kwargs, capture_args=capture_args)
 
     def register_reporter(self, reporter: ErrorReporter) -> ErrorReporter:
         """Add a reporter (see :func:`crown_nexus.core.error.register_reporter`)."""
