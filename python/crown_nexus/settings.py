@@ -177,6 +177,17 @@ class Settings(BaseSettings):
     )
     celery_broker_url: str | None = Field(default=None, validation_alias=_env("CELERY_BROKER_URL"))
     metrics_enabled: bool = Field(default=True, validation_alias=_env("METRICS_ENABLED"))
+    #: bearer token a scraper sends to read ``/metrics`` in production (admins may read it too)
+    metrics_token: SecretStr | None = Field(default=None, validation_alias=_env("METRICS_TOKEN"))
+
+    # --- what the service exposes ------------------------------------------------------------
+    #: ``/docs``, ``/redoc`` and ``/openapi.json``; ``None``: on except in production
+    docs_enabled: bool | None = Field(default=None, validation_alias=_env("DOCS_ENABLED"))
+
+    @property
+    def docs_are_enabled(self) -> bool:
+        """Whether the interactive docs and the OpenAPI document are served."""
+        return (not self.is_production) if self.docs_enabled is None else self.docs_enabled
 
     # --- feature flags -------------------------------------------------------------------
     #: ``auto``: Redis when Redis is configured, else memory; ``sql`` uses ``database_url``

@@ -117,7 +117,7 @@ async def test_unexpected_in_development_names_type_only(client) -> None:
 
 
 async def test_unexpected_in_production_says_nothing(tmp_path) -> None:
-    """In production a 500 says only 'Internal server error'."""
+    """In production a 500 says only 'Internal server error'; the /demo/errors routes are gone."""
     app = create_app(
         Settings(
             ENVIRONMENT="production",
@@ -125,8 +125,14 @@ async def test_unexpected_in_production_says_nothing(tmp_path) -> None:
             database_url=f"sqlite+aiosqlite:///{tmp_path}/p.db",
         )
     )
+
+    @app.get("/unexpected")
+    async def unexpected() -> None:
+        raise RuntimeError("db password hunter2 at 10.0.0.5")
+
     async with app_client(app) as client:
-        resp = await client.get("/demo/errors/unexpected")
+        assert (await client.get("/demo/errors/unexpected")).status_code == 404
+        resp = await client.get("/unexpected")
     body = check(resp, 500, "INTERNAL_SERVER_ERROR")
     assert body["message"] == "Internal server error"
     assert "RuntimeError" not in resp.text and "hunter2" not in resp.text

@@ -44,7 +44,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await app.state.login_throttle.close()
             await engine.dispose()
 
-    app = FastAPI(title="crown-nexus reference service", version="0.1.0", lifespan=lifespan)
+    docs = settings.docs_are_enabled  # off in production unless CROWN_NEXUS_DOCS_ENABLED
+    app = FastAPI(
+        title="crown-nexus reference service",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+    )
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
@@ -56,7 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     }
     setup_app(app, settings, middleware_options=rate_limits.middleware_options(app, settings))
     app.include_router(health.router)
-    app.include_router(errors.router)
+    if not settings.is_production:
+        app.include_router(errors.router)  # deliberate failures: never in production
     app.include_router(metrics_router.router)
     app.include_router(rate_limits.router)
     app.include_router(permissions_router.router)

@@ -10,6 +10,7 @@ from sqlalchemy import text
 import crown_nexus
 from crown_nexus import accel
 from crown_nexus.core.dependency_manager import get_service
+from crown_nexus.demo.routers._operator import is_operator
 
 router = APIRouter(tags=["health"])
 
@@ -55,15 +56,19 @@ async def health(request: Request) -> dict[str, Any]:
 
     ``backends.database`` names the SQLAlchemy driver in use; ``backends.services`` says which
     backend the cache (and whether it currently falls back to memory), the event bus and the
-    token revocation list use. A failing backend is reported, never turned into a 500.
+    token revocation list use. A failing backend is reported, never turned into a 500. In
+    production only operators (see ``_operator``) see more than ``{"status": ...}``.
     """
     state = request.app.state
     backends: dict[str, Any] = dict(getattr(state, "backends", {}))
     database = await _database_status(request)
+    status = "ok" if database["status"] == "ok" else "degraded"
+    if not await is_operator(request):
+        return {"status": status}  # production: versions and backends are for operators only
     backends["database_status"] = database["status"]
     backends["services"] = _service_backends()
     return {
-        "status": "ok" if database["status"] == "ok" else "degraded",
+        "status": status,
         "version": crown_nexus.__version__,
         "environment": state.settings.ENVIRONMENT.value,
         "implementations": accel.implementations(),

@@ -1,7 +1,7 @@
 """Rate limits of the reference service (guide §8), built only from the public API.
 
 * Middleware rules (:data:`RULES`): every path 600 requests/min per client IP, except
-  ``/health`` and ``/metrics``; the authentication endpoints (``/auth/``) 20 requests/min per IP
+  ``/health`` (``/metrics`` is limited too); the authentication endpoints (``/auth/``) 20 requests/min per IP
   with an exact sliding log, so credential guessing is throttled far more than browsing.
 * ``GET /rate-limits`` lists the rules and what the calling client has left.
 * ``POST /rate-limits/reports`` is limited in the endpoint itself, as the guide's
@@ -37,7 +37,7 @@ GLOBAL_RULE = RateLimitRule(
     requests_per_window=600,
     window_seconds=60,
     strategy=RateLimitStrategy.IP,
-    exclude_paths=["/health", "/metrics"],
+    exclude_paths=["/health"],
     name="global",
 )
 AUTH_RULE = RateLimitRule(
