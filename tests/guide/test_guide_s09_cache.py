@@ -761,7 +761,7 @@ async def test_caching_with_fallback_and_metrics(cache: CacheService, db: AsyncS
     assert await cache.get("product:details:p1") is None and await cache.get("products:list:all") is None
     assert await cache._get_backend("redis").get_set_members("cache:tag:product:p1") == []
     assert (await service.get_product_with_details("p1"))["product"]["name"] == "Desk lamp"
-    entry = get_audit_service().recent(1)[0]
+    entry = (await get_audit_service().recent(1))[0]  # read back from the durable trail
     assert (entry["user_id"], entry["action"], entry["resource_id"]) == ("u9", "product_update", "p1")
     assert entry["details"] == {"fields_updated": ["name"]}
 

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from crown_nexus.core.security.login_throttle import create_login_throttle
 from crown_nexus.demo.db import Base, create_engine_for
+from crown_nexus.demo.routers import audit as audit_router
 from crown_nexus.demo.routers import auth, errors, health, rate_limits
 from crown_nexus.demo.routers import catalog as catalog_router
 from crown_nexus.demo.routers import features as features_router
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     users_router.install_user_loader(app)  # get_user_permissions(user_id) reads the users table
     products_router.install(app)
     orders_router.install(app)
+    audit_router.install(app)  # logins, API keys, denials, flag changes -> audit trail
     return app
 
 
