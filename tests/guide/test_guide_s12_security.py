@@ -92,6 +92,33 @@ async def test_token_management(capsys: pytest.CaptureFixture[str]) -> None:
     assert pair_data.exp.tzinfo is not None  # SPEC §5: an aware datetime
 
 
+async def test_guide_tokens_carry_iss_and_aud() -> None:
+    """SPEC §5 lists iss and aud: the guide's tokens carry them (default: the app's name) with no
+    JWT issuer/audience configured, and a token without them is refused (issue 13)."""
+    from crown_nexus.core.security import configure_security, decode_token, get_security_service
+    from crown_nexus.settings import Settings
+
+    settings = Settings(secret_key="guide-iss-aud-secret-0123456789abcdef", app_name="guide-shop")
+    assert settings.jwt_issuer is None and settings.jwt_audience is None
+    configure_security(settings)
+    try:
+        access_token, token_pair = token_management()
+        for token in (access_token, token_pair.access_token):
+            data = await decode_token(token)
+            assert (data.iss, data.aud) == ("guide-shop", "guide-shop")
+        manager = get_security_service().tokens
+        now = int(datetime.datetime.now(datetime.UTC).timestamp())
+        bare = manager.jwt.encode(
+            {"sub": "user-123", "exp": now + 60, "iat": now, "nbf": now, "jti": "j", "type": "access"},
+            settings.secret_key.get_secret_value(),
+            "HS256",
+        )
+        with pytest.raises(AuthenticationException):
+            await decode_token(bare)
+    finally:
+        configure_security(None)
+
+
 # --- §12 'Token Validation and Refresh', verbatim ----------------------------------------------------
 
 from crown_nexus.core.security import decode_token, refresh_tokens, revoke_token

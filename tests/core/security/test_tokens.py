@@ -296,8 +296,43 @@ async def test_jwks_verifies_with_pyjwt(jwt_impl) -> None:
     manager = TokenManager(make_settings(), key_ring=ring, jwt_impl=jwt_impl)
     token = manager.create_token("u")
     jwk = pyjwt.PyJWK(manager.jwks()["keys"][0])
-    claims = pyjwt.decode(token, jwk.key, algorithms=["EdDSA"])
+    claims = pyjwt.decode(
+        token, jwk.key, algorithms=["EdDSA"], issuer="crown-nexus", audience="crown-nexus"
+    )
     assert claims["sub"] == "u"
+
+
+async def test_iss_and_aud_default_to_the_app_name(jwt_impl) -> None:
+    """SPEC §5: with no jwt_issuer/jwt_audience every token carries iss = aud = app_name, and
+    every decode requires them (issue 13)."""
+    manager = TokenManager(make_settings(app_name="shop-api"), jwt_impl=jwt_impl)
+    pair = manager.create_token_pair("u", role="user")
+    for token in (pair.access_token, pair.refresh_token, manager.create_token("u")):
+        claims = manager.jwt.decode(
+            token, SECRET, algorithms=["HS256"], issuer="shop-api", audience="shop-api"
+        )
+        assert (claims["iss"], claims["aud"]) == ("shop-api", "shop-api")
+    data = await manager.decode_token(pair.access_token)
+    assert (data.iss, data.aud) == ("shop-api", "shop-api")
+    # a token of a differently named app (same secret) is refused, both ways
+    other = TokenManager(make_settings(app_name="admin-api"), jwt_impl=jwt_impl)
+    assert await _reason(manager.decode_token(other.create_token("u"))) == "wrong_issuer"
+    assert await _reason(other.decode_token(manager.create_token("u"))) == "wrong_issuer"
+    # one signed without iss/aud (the old default) is refused
+    now = int(time.time())
+    bare = manager.jwt.encode(
+        {"sub": "u", "exp": now + 60, "iat": now, "nbf": now, "jti": "j", "type": "access"},
+        SECRET,
+        "HS256",
+    )
+    assert await _reason(manager.decode_token(bare)) == "missing_claim"
+    # configured values still win over the default
+    configured = TokenManager(
+        make_settings(app_name="shop-api", jwt_issuer="idp", jwt_audience="shop"), jwt_impl=jwt_impl
+    )
+    data = await configured.decode_token(configured.create_token("u"))
+    assert (data.iss, data.aud) == ("idp", "shop")
+    assert await _reason(configured.decode_token(manager.create_token("u"))) == "wrong_issuer"
 
 
 def test_hmac_keys_are_never_published(manager: TokenManager) -> None:

@@ -3,8 +3,11 @@
 Tokens are JWTs signed through the ``jwt`` hot path (``accel.get("jwt")``: Rust when built,
 PyJWT otherwise) with the :class:`~crown_nexus.core.security.keys.KeyRing`'s signing key and a
 ``kid`` header. Claims: ``sub``, ``exp``, ``iat``, ``nbf``, ``jti``, ``type`` (``access`` /
-``refresh``), ``role``, ``permissions``, optional ``user_data``, ``iss``/``aud`` when configured,
-and ``fam`` — the token family, shared by every token descended from one login.
+``refresh``), ``role``, ``permissions``, optional ``user_data``, ``iss``, ``aud`` and ``fam`` —
+the token family, shared by every token descended from one login. ``iss`` is
+``settings.jwt_issuer`` and ``aud`` ``settings.jwt_audience``; each defaults to the app's name
+(``settings.app_name``), so every token carries both and every decode requires both to match
+(a token of a differently named app, or one without ``iss``/``aud``, is refused).
 
 :meth:`TokenManager.decode_token` refuses, always with
 :class:`~crown_nexus.core.exceptions.AuthenticationException` (``details.reason`` says why):
@@ -264,7 +267,8 @@ def _permission_values(permissions: Iterable[Any] | None) -> list[str]:
 class TokenManager:
     """Creates, verifies, rotates and revokes tokens for one configuration.
 
-    ``settings`` gives lifetimes, ``iss``/``aud``, leeway and the default key ring;
+    ``settings`` gives lifetimes, ``iss``/``aud`` (default: ``settings.app_name``), leeway and the
+    default key ring;
     ``key_ring`` and ``blacklist`` may be passed explicitly (tests, key rotation, Redis);
     ``jwt_impl`` is the hot-path module (default ``accel.get("jwt")``).
     """
@@ -285,14 +289,11 @@ class TokenManager:
         self.jwt: ModuleType = jwt_impl or accel.get("jwt")
         self.access_lifetime = timedelta(minutes=settings.access_token_expire_minutes)
         self.refresh_lifetime = timedelta(days=settings.refresh_token_expire_days)
-        self.issuer = settings.jwt_issuer
-        self.audience = settings.jwt_audience
+        # SPEC §5: every token carries iss and aud; unset, both are the app's name
+        self.issuer: str = settings.jwt_issuer or settings.app_name
+        self.audience: str = settings.jwt_audience or settings.app_name
         self.leeway = float(settings.jwt_leeway_seconds)
-        options: dict[str, Any] = {}
-        if self.issuer is not None:
-            options["issuer"] = self.issuer
-        if self.audience is not None:
-            options["audience"] = self.audience
+        options: dict[str, Any] = {"issuer": self.issuer, "audience": self.audience}
         if self.leeway:
             options["leeway"] = self.leeway
         self._decode_options = options  # max_length: the hot path's default, 8192
@@ -354,10 +355,8 @@ class TokenManager:
         }
         if user_data is not None:
             payload["user_data"] = dict(user_data)
-        if self.issuer:
-            payload["iss"] = self.issuer
-        if self.audience:
-            payload["aud"] = self.audience
+        payload["iss"] = self.issuer
+        payload["aud"] = self.audience
         payload["fam"] = jti
         payload.update(claims)
         key = self.key_ring.signing_key
