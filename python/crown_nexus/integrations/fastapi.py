@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from crown_nexus.core import dependency_manager
-from crown_nexus.core.exceptions import install_exception_handlers
+from crown_nexus.core.exceptions import ConfigurationException, install_exception_handlers
 from crown_nexus.logging import configure_logging_for_app
 from crown_nexus.settings import Settings
 
@@ -88,8 +88,36 @@ def middleware_stack(
         except (ImportError, AttributeError) as exc:
             logger.debug("middleware %s not available: %s", name, exc)
             continue
-        stack.append((cls, dict(opts.get(name, {}))))
+        kwargs = dict(opts.get(name, {}))
+        if name == "CORSMiddleware":
+            _refuse_credentialed_wildcard(kwargs)
+        stack.append((cls, kwargs))
     return stack
+
+
+def _refuse_credentialed_wildcard(cors: Mapping[str, Any]) -> None:
+    """Refuse CORS that would let any site make credentialed requests.
+
+    Starlette answers ``allow_origins=["*"]`` with credentials by reflecting whatever Origin the
+    browser sends (``null`` included) next to ``Access-Control-Allow-Credentials: true``: every
+    site could read responses made with the user's cookies. ``null`` is the origin of sandboxed
+    frames and ``file:`` pages, so allowing it with credentials is the same hole.
+    """
+    if not cors.get("allow_credentials", False):
+        return
+    origins = {str(o).strip().lower() for o in cors.get("allow_origins", ())}
+    bad = sorted(origins & {"*", "null"})
+    regex = cors.get("allow_origin_regex")
+    if regex is not None and str(regex).strip() in {".*", "^.*$", ".+", "^.+$"}:
+        bad.append(f"allow_origin_regex={regex!r}")
+    if bad:
+        raise ConfigurationException(
+            message=(
+                f"CORS with credentials cannot allow {', '.join(bad)}: list the trusted origins "
+                "in CROWN_NEXUS_CORS_ORIGINS, or set allow_credentials=False"
+            ),
+            details={"allow_origins": sorted(origins)},
+        )
 
 
 def _resolve_settings(app: Any, settings: Settings | None) -> Settings:
