@@ -182,3 +182,19 @@ async def test_service_bound_to_a_session_writes_to_its_database(audit_url: str)
     [row] = await AuditService(database_url=audit_url).recent(1)
     assert (row["action"], row["resource_type"], row["resource_id"]) == ("user_update", "User", "u5")
     assert row["details"] == {"fields": ["email", "name"]}
+
+
+async def test_unreachable_database_is_a_typed_error() -> None:
+    """With the database down, awaiting a write or a read raises DatabaseException (500), never a raw driver error."""
+    from crown_nexus.core.exceptions import ConfigurationException, DatabaseException
+
+    down = AuditService(database_url="postgresql+asyncpg://postgres@127.0.0.1:1/nowhere")
+    pending = down.log_action("u1", "lost")  # queuing itself does not raise
+    with pytest.raises(DatabaseException) as write:
+        await pending
+    assert write.value.status_code == 500
+    with pytest.raises(DatabaseException):
+        await down.verify_chain()
+    with pytest.raises(ConfigurationException):
+        AuditService(database_url="nosuchdriver://x").log_action("u1", "x")
+    close_audit()

@@ -17,8 +17,11 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from crown_nexus.core.audit.models import AuditRecord
 from crown_nexus.core.audit.store import AuditStore, PendingRecord
+from crown_nexus.core.exceptions import ConfigurationException, DatabaseException
 
 __all__ = ["Trail", "get_runner", "run"]
 
@@ -55,9 +58,14 @@ class Trail:
                 logger.error(
                     "audit trail: %d record(s) could not be written: %r", len(batch), exc
                 )
+                error = DatabaseException(
+                    "The audit record could not be written",
+                    details={"error_type": type(exc).__name__},
+                    original_error=exc,
+                )
                 for _, future in batch:
                     if not future.done():
-                        future.set_exception(exc)
+                        future.set_exception(error)
                 continue
             for (_, future), record in zip(batch, records, strict=True):
                 if not future.done():
@@ -115,7 +123,14 @@ class _Runner:
         with self._lock:
             trail = self.trails.get(url)
             if trail is None:
-                trail = self.trails[url] = Trail(url)
+                try:
+                    trail = Trail(url)
+                except Exception as exc:
+                    raise ConfigurationException(
+                        "The audit database URL cannot be used",
+                        details={"error_type": type(exc).__name__},
+                    ) from exc
+                self.trails[url] = trail
             return trail
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
@@ -161,7 +176,18 @@ def get_runner() -> _Runner:
 
 
 async def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Await ``coro`` run on the audit loop (directly when already on it)."""
-    if _runner.in_runner():
-        return await coro
-    return await asyncio.wrap_future(_runner.submit(coro))
+    """Await ``coro`` run on the audit loop (directly when already on it).
+
+    A database or connection failure is raised as :class:`DatabaseException` (500); other
+    exceptions (e.g. a bad pagination cursor) pass through.
+    """
+    try:
+        if _runner.in_runner():
+            return await coro
+        return await asyncio.wrap_future(_runner.submit(coro))
+    except (SQLAlchemyError, OSError) as exc:
+        raise DatabaseException(
+            "The audit trail could not be read",
+            details={"error_type": type(exc).__name__},
+            original_error=exc,
+        ) from exc
