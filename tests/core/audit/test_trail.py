@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from datetime import UTC, datetime, timedelta
@@ -198,3 +199,24 @@ async def test_unreachable_database_is_a_typed_error() -> None:
     with pytest.raises(ConfigurationException):
         AuditService(database_url="nosuchdriver://x").log_action("u1", "x")
     close_audit()
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+async def test_forked_child_writes_through_its_own_thread(audit: AuditService) -> None:
+    """A prefork worker forked after the parent wrote still appends to the same chain."""
+    import os
+
+    await audit.log_action("parent", "before_fork")
+    pid = os.fork()
+    if pid == 0:  # the child: write synchronously through a fresh I/O thread, then leave
+        code = 1
+        try:
+            audit.log_action("child", "in_child").result(timeout=30)
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = await asyncio.to_thread(os.waitpid, pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    rows = await audit.recent(5)
+    assert [r["action"] for r in rows] == ["before_fork", "in_child"]
+    assert (await audit.verify_chain()).ok

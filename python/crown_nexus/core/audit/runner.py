@@ -4,7 +4,7 @@ Owns the thread, its loop and one :class:`Trail` (store + write queue) per datab
 Running the database work on a loop of its own makes ``log_action`` usable from synchronous
 code and unawaited (guide §4), keeps engines away from the callers' short-lived test loops,
 and lets queued records be appended in batches. Pending records are written before the
-process exits (``atexit``).
+process exits (``atexit``); a forked child (prefork servers, Celery) starts its own thread.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import asyncio
 import atexit
 import concurrent.futures
 import logging
+import os
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -166,8 +167,18 @@ class _Runner:
             loop.close()
 
 
+    def forget_after_fork(self) -> None:
+        """In a forked child: the parent's thread and connections are not ours; start afresh."""
+        self._lock = threading.Lock()
+        self._loop = None
+        self._thread = None
+        self.trails = {}
+
+
 _runner = _Runner()
 atexit.register(_runner.close)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_runner.forget_after_fork)
 
 
 def get_runner() -> _Runner:
