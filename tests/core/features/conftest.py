@@ -13,6 +13,7 @@ from crown_nexus.core.features import (
     FeatureService,
     FeatureStore,
     MemoryFeatureStore,
+    get_flag_registry,
     reset_flag_registry,
 )
 
@@ -21,10 +22,14 @@ STORES = ["memory", "sqlite", "postgres", "redis"]
 
 @pytest.fixture(autouse=True)
 def _clean_flag_registry() -> Iterator[None]:
-    """Application flags registered by one test do not leak into the next."""
+    """Each test starts from the shipped flags; the registry is restored afterwards (flags that
+    modules registered at import, e.g. the demo's, stay registered for later tests)."""
+    registry = get_flag_registry()
+    saved = dict(registry._flags)
     reset_flag_registry()
     yield
-    reset_flag_registry()
+    registry._flags = saved
+    registry.version += 1
 
 
 async def _clear_sql(url: str) -> None:

@@ -305,3 +305,21 @@ async def test_reloading_ignores_invalid_stored_rules(memory_service: FeatureSer
         assert await memory_service.refresh(force=True)
     assert await memory_service.is_enabled("sms_notifications")
     assert any("invalid" in e["event"] for e in logs)
+
+
+def test_an_override_is_not_captured_by_the_other_name() -> None:
+    """Overriding feature_service does not leak into feature_flag_service's shared instance."""
+    from crown_nexus.core.dependency_manager import get_registry
+
+    registry = get_registry()
+    registry.unregister("feature_flag_service")
+    registry.unregister("feature_service")
+    from crown_nexus.core.features import service as service_module
+
+    for name in service_module._NAMES:
+        registry.register(service_module._build_feature_service, name)
+    fake = FeatureService(store=MemoryFeatureStore(), environment="test")
+    with override_service("feature_service", fake):
+        alias = get_service("feature_flag_service")
+        assert alias is not fake and isinstance(alias, FeatureService)
+    assert get_service("feature_service") is alias

@@ -37,7 +37,7 @@ from typing import Any, NamedTuple
 
 import pydantic
 
-from crown_nexus.core.dependency_manager import get_service, register_service
+from crown_nexus.core.dependency_manager import get_registry, get_service, register_service
 from crown_nexus.core.exceptions import ValidationException
 from crown_nexus.core.features._bucket import BUCKETS, bucketer, threshold
 from crown_nexus.core.features._telemetry import RELOADS, STORE_ERRORS, UPDATES, FeatureTelemetry
@@ -800,18 +800,23 @@ class FeatureService:
         return f"<FeatureService store={self.store.name!r} environment={self.environment!r}>"
 
 
+_NAMES = ("feature_service", "feature_flag_service")
+
+
 def _build_feature_service() -> FeatureService:
-    """Factory of the shared ``feature_service`` (from ``crown_nexus.core.config.settings``)."""
+    """Factory of the shared service under both names: the instance one name already holds
+    (so ``feature_service`` and ``feature_flag_service`` are one object), else a new one from
+    ``crown_nexus.core.config.settings``. Overrides stay per name, as for every service."""
+    instances = get_registry().instances()
+    for name in _NAMES:
+        existing = instances.get(name)
+        if isinstance(existing, FeatureService):
+            return existing
     return FeatureService()
 
 
-def _feature_flag_service() -> FeatureService:
-    """``feature_flag_service`` is another name of the shared ``feature_service``."""
-    return get_feature_service()
-
-
-register_service(_build_feature_service, name="feature_service")
-register_service(_feature_flag_service, name="feature_flag_service")
+for _name in _NAMES:
+    register_service(_build_feature_service, name=_name)
 
 
 def get_feature_service() -> FeatureService:
