@@ -486,9 +486,7 @@ def test_order_service_uses_error_service() -> None:
 
 async def test_list_products_error_handling_over_http() -> None:
     """§14 'API Endpoint Error Handling with Rate Limiting': 429 and 404 pass through as SPEC §3 bodies."""
-    pagination = pytest.importorskip(
-        "crown_nexus.core.pagination", reason="pagination (guide §7) has not landed"
-    )
+    from crown_nexus.core import pagination
     from crown_nexus.core.exceptions import RateLimitExceededException
 
     OffsetPaginationParams = pagination.OffsetPaginationParams

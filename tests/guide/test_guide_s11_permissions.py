@@ -1279,7 +1279,6 @@ def document_service_class() -> type:
 
 async def test_combining_auth_permissions_and_business_logic() -> None:
     """Owner shares (audited, event published); non-owner 403; self-share 400; unknown document 404."""
-    pytest.importorskip("crown_nexus.core.validation", reason="validation (guide §5) has not landed")
     from crown_nexus.core.error import AuditService
     from crown_nexus.core.events import event_service
 

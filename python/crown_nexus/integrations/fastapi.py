@@ -3,8 +3,8 @@
 The stack, outermost first (SPEC §10): RequestContext, Tracing, Metrics, SecureRequest,
 RateLimit, Timeout, CORS, SecurityHeaders, CacheControl, ResponseFormatter, Compression,
 ErrorHandler (closest to the routes, so errors get the SPEC §3 body and still pass through
-CORS, security headers, formatting and compression). A middleware whose module is not
-installed is skipped. Start-up builds and starts the registered services
+CORS, security headers, formatting and compression). A middleware whose module cannot
+be imported is a ``ConfigurationException``, never skipped. Start-up builds and starts the registered services
 (``dependency_manager.initialize``) before the app's own lifespan runs; shutdown stops them after.
 """
 
@@ -65,9 +65,10 @@ def middleware_stack(
 ) -> list[tuple[type[Any], dict[str, Any]]]:
     """The ``(class, kwargs)`` pairs ``setup_app`` installs, outermost first.
 
-    Middleware whose module cannot be imported are left out (logged at debug level), as are the
-    names in ``exclude``; CORS is included only when ``settings.cors_origins`` is set or CORS
-    options are given.
+    The names in ``exclude`` are left out; CORS is included only when ``settings.cors_origins``
+    is set or CORS options are given. Every other middleware of ``MIDDLEWARE_ORDER`` is required:
+    one whose module or class cannot be imported raises ``ConfigurationException`` naming it and
+    the import error, rather than leaving the app without it.
     """
     excluded = set(exclude)
     opts = _default_options(settings)
@@ -86,8 +87,12 @@ def middleware_stack(
         try:
             cls = getattr(importlib.import_module(module_name), name)
         except (ImportError, AttributeError) as exc:
-            logger.debug("middleware %s not available: %s", name, exc)
-            continue
+            # Every middleware of the stack is part of the library: a broken import must not
+            # silently remove rate limiting or security headers from the app.
+            raise ConfigurationException(
+                message=f"middleware {name} cannot be imported from {module_name}: {exc}",
+                details={"middleware": name, "module": module_name, "error": repr(exc)},
+            ) from exc
         kwargs = dict(opts.get(name, {}))
         if name == "CORSMiddleware":
             _refuse_credentialed_wildcard(kwargs)
