@@ -148,6 +148,10 @@ async def test_expiry_falls_back_to_the_registered_default(
         ({"environments": {"": True}}, "environments"),
         ({"colour": "red"}, "colour"),
         ({"name": "other_flag"}, "name"),
+        ({"on_value": {1, 2}}, "on_value"),
+        ({"off_value": float("nan")}, "off_value"),
+        ({"on_value": {"a": object()}}, "on_value"),
+        ({"allow_users": [f"u{i}" for i in range(10_001)]}, "allow"),
     ],
 )
 async def test_bad_rules_are_validation_errors(

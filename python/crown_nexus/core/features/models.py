@@ -121,7 +121,36 @@ def _ids(value: Any) -> tuple[str, ...]:
         if not text or len(text) > 256:
             raise ValueError("an id has 1 to 256 characters")
         out.add(text)
+    if len(out) > MAX_IDS:
+        raise ValueError(f"a list holds at most {MAX_IDS} ids")
     return tuple(sorted(out))
+
+
+#: most ids one allow or deny list may hold
+MAX_IDS = 10_000
+
+
+def _check_json(value: Any, depth: int) -> None:
+    """``value`` must be JSON data (what every store keeps and OpenFeature can serve)."""
+    if depth > 16:
+        raise ValueError("a flag value is nested at most 16 levels deep")
+    if value is None or isinstance(value, bool | int | str):
+        return
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("a flag value cannot be NaN or infinite")
+        return
+    if isinstance(value, list | tuple):
+        for item in value:
+            _check_json(item, depth + 1)
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError("a flag value's object keys are strings")
+            _check_json(item, depth + 1)
+        return
+    raise ValueError(f"a flag value is JSON data, not {type(value).__name__}")
 
 
 _TARGET_KINDS = tuple(t.value for t in FeatureTarget if t is not FeatureTarget.GLOBAL)
@@ -174,6 +203,12 @@ class FlagRule(BaseModel):
             if listed:
                 out[key] = listed
         return out
+
+    @field_validator("on_value", "off_value")
+    @classmethod
+    def _json_value(cls, value: Any) -> Any:
+        _check_json(value, 0)
+        return value
 
     @field_validator("environments")
     @classmethod
