@@ -169,3 +169,25 @@ def test_canonical_encoding_is_fixed() -> None:
     assert record_hash(fields) == hashlib.sha256(encoded).hexdigest()
     with pytest.raises(ValueError):
         canonical_encoding({**fields, "details": {"x": float("inf")}})
+
+
+async def test_every_independent_tampering_is_listed(
+    audit: AuditService, raw_engine: AsyncEngine
+) -> None:
+    """An edit, a deletion and a swap at different places are each reported in ``breaks``."""
+    await _fill(audit, 20)
+    await _sql(
+        raw_engine,
+        f"UPDATE {T} SET resource_id = 'other' WHERE seq = 3",
+        f"DELETE FROM {T} WHERE seq = 9",
+        f"UPDATE {T} SET seq = -1 WHERE seq = 14",
+        f"UPDATE {T} SET seq = 14 WHERE seq = 15",
+        f"UPDATE {T} SET seq = 15 WHERE seq = -1",
+    )
+    result = await audit.verify_chain()
+    assert (result.ok, result.first_broken, result.reason) == (False, 3, "hash_mismatch")
+    found = {b.seq: b.reason for b in result.breaks}
+    assert found[3] == "hash_mismatch" and found[10] == "gap"
+    assert found[14] == "prev_mismatch" and found[15] == "prev_mismatch"
+    assert set(found) <= {3, 10, 14, 15, 16}
+    assert result.to_dict()["breaks"][0] == {"seq": 3, "reason": "hash_mismatch", "detail": result.detail}

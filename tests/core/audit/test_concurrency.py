@@ -66,15 +66,20 @@ async def test_two_processes_one_chain_then_tampering_found(
             for statement in statements:
                 await conn.execute(text(statement))
 
+    def broken(verdict) -> dict[int, str]:  # type: ignore[no-untyped-def]
+        return {b.seq: b.reason for b in verdict.breaks}
+
     # an edited row
     await tamper(f"UPDATE {T} SET details = '{{\"i\": -1}}' WHERE seq = 300")
     verdict = await audit.verify_chain()
     assert (verdict.ok, verdict.first_broken, verdict.reason) == (False, 300, "hash_mismatch")
-    # an earlier deleted row is found first
+    assert broken(verdict) == {300: "hash_mismatch"}
+    # a deleted row: found at the record after it, the edit is still reported
     await tamper(f"DELETE FROM {T} WHERE seq = 200")
     verdict = await audit.verify_chain()
     assert (verdict.ok, verdict.first_broken, verdict.reason) == (False, 201, "gap")
-    # two swapped rows, earlier still
+    assert broken(verdict) == {201: "gap", 300: "hash_mismatch"}
+    # two swapped rows: both positions (and the link after them) break; the others still show
     await tamper(
         f"UPDATE {T} SET seq = -1 WHERE seq = 100",
         f"UPDATE {T} SET seq = 100 WHERE seq = 101",
@@ -82,3 +87,6 @@ async def test_two_processes_one_chain_then_tampering_found(
     )
     verdict = await audit.verify_chain()
     assert (verdict.ok, verdict.first_broken) == (False, 100)
+    found = broken(verdict)
+    assert {100, 101, 201, 300} <= set(found) <= {100, 101, 102, 201, 300}
+    assert verdict.checked == 2 * N - 1

@@ -31,6 +31,8 @@ from typing import Any
 __all__ = [
     "ENCODING_VERSION",
     "GENESIS_HASH",
+    "MAX_LISTED_BREAKS",
+    "ChainBreak",
     "ChainVerification",
     "ChainVerifier",
     "canonical_encoding",
@@ -109,19 +111,39 @@ def record_hash(fields: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical_encoding(fields)).hexdigest()
 
 
+#: at most this many breaks are listed in :attr:`ChainVerification.breaks`
+MAX_LISTED_BREAKS = 1000
+
+
+@dataclass(frozen=True)
+class ChainBreak:
+    """One place where the chain fails: the record's ``seq``, a ``reason`` code and a sentence."""
+
+    seq: int
+    reason: str
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """As JSON data."""
+        return {"seq": self.seq, "reason": self.reason, "detail": self.detail}
+
+
 @dataclass(frozen=True)
 class ChainVerification:
     """The result of ``verify_chain()``.
 
     ``ok`` is True when every record from the anchor to the head hashes correctly, links to its
     predecessor and the sequence has no gap. Otherwise ``first_broken`` is the ``seq`` of the
-    first record (in sequence order) where the chain fails and ``reason`` says why:
-    ``"hash_mismatch"`` (the record's content or seq was changed), ``"prev_mismatch"`` (it does
-    not link to the record before it), ``"gap"`` (records before it are missing),
-    ``"missing_tail"`` (records after it up to the recorded head are missing; ``first_broken``
-    is then the first missing seq), ``"beyond_head"`` (a record after the recorded head) or
-    ``"head_mismatch"`` (the recorded head hash differs from the last record's). ``checked``
-    counts the records read; ``anchor_seq``/``head_seq`` bound the chain that was verified.
+    first record (in sequence order) where the chain fails, ``reason``/``detail`` say why, and
+    ``breaks`` lists every failing place (verification goes on past a break, trusting the
+    stored hash, so several independent tamperings are each reported; at most
+    :data:`MAX_LISTED_BREAKS`). Reasons: ``"hash_mismatch"`` (the record's content or seq was
+    changed), ``"prev_mismatch"`` (it does not link to the record before it: that one was
+    changed and re-hashed, or records were reordered), ``"gap"`` (records before it are
+    missing), ``"missing_tail"`` (records from ``seq`` up to the recorded head are missing),
+    ``"beyond_head"`` (a record after the recorded head), ``"head_mismatch"`` (the recorded
+    head hash differs from the last record's) or ``"missing_state"``. ``checked`` counts the
+    records read; ``anchor_seq``/``head_seq`` bound the chain that was verified.
     """
 
     ok: bool
@@ -131,6 +153,7 @@ class ChainVerification:
     anchor_seq: int = 0
     head_seq: int = 0
     detail: str | None = None
+    breaks: tuple[ChainBreak, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The result as JSON data (the demo's ``GET /audit/verify`` body)."""
@@ -142,6 +165,7 @@ class ChainVerification:
             "detail": self.detail,
             "anchor_seq": self.anchor_seq,
             "head_seq": self.head_seq,
+            "breaks": [b.to_dict() for b in self.breaks],
         }
 
     def __bool__(self) -> bool:
@@ -159,64 +183,56 @@ class ChainVerifier:
     checked: int = 0
     _expected_seq: int = field(init=False)
     _prev_hash: str = field(init=False)
-    _broken: ChainVerification | None = field(init=False, default=None)
+    _breaks: list[ChainBreak] = field(init=False, default_factory=list)
+    _break_count: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         self._expected_seq = self.anchor_seq + 1
         self._prev_hash = self.anchor_hash
 
-    @property
-    def broken(self) -> ChainVerification | None:
-        """The failure found so far, or None."""
-        return self._broken
-
     def _fail(self, seq: int, reason: str, detail: str) -> None:
-        self._broken = ChainVerification(
-            ok=False,
-            checked=self.checked,
-            first_broken=seq,
-            reason=reason,
-            anchor_seq=self.anchor_seq,
-            head_seq=self.head_seq,
-            detail=detail,
-        )
+        self._break_count += 1
+        if len(self._breaks) < MAX_LISTED_BREAKS:
+            self._breaks.append(ChainBreak(seq, reason, detail))
 
-    def feed(self, fields: Mapping[str, Any]) -> bool:
-        """Check the next record; False once the chain is broken (stop feeding then)."""
-        if self._broken is not None:
-            return False
+    def feed(self, fields: Mapping[str, Any]) -> None:
+        """Check the next record (at most one break is reported per record)."""
         self.checked += 1
         seq = int(fields["seq"])
         if seq > self.head_seq:
             self._fail(seq, "beyond_head", f"record {seq} is after the recorded head {self.head_seq}")
-            return False
-        if seq != self._expected_seq:
+        elif seq != self._expected_seq:
             self._fail(seq, "gap", f"expected record {self._expected_seq}, found {seq}")
-            return False
-        if fields["prev_hash"] != self._prev_hash:
+        elif fields["prev_hash"] != self._prev_hash:
             self._fail(seq, "prev_mismatch", f"record {seq} does not link to record {seq - 1}")
-            return False
-        if record_hash(fields) != fields["hash"]:
+        elif record_hash(fields) != fields["hash"]:
             self._fail(seq, "hash_mismatch", f"record {seq} does not match its hash")
-            return False
-        self._prev_hash = fields["hash"]
-        self._expected_seq = seq + 1
-        return True
+        # go on from what is stored, so a later, independent tampering is found too
+        self._prev_hash = str(fields["hash"])
+        self._expected_seq = max(self._expected_seq, seq + 1)
 
     def finish(self) -> ChainVerification:
         """The verdict after the last record was fed."""
-        if self._broken is not None:
-            return self._broken
         if self._expected_seq <= self.head_seq:
             self._fail(
                 self._expected_seq,
                 "missing_tail",
                 f"records {self._expected_seq}..{self.head_seq} are missing",
             )
-            return self._broken  # type: ignore[return-value]
-        if self._prev_hash != self.head_hash:
+        elif not self._breaks and self._prev_hash != self.head_hash:
             self._fail(self.head_seq, "head_mismatch", "the recorded head hash differs")
-            return self._broken  # type: ignore[return-value]
+        if not self._breaks:
+            return ChainVerification(
+                ok=True, checked=self.checked, anchor_seq=self.anchor_seq, head_seq=self.head_seq
+            )
+        first = self._breaks[0]
         return ChainVerification(
-            ok=True, checked=self.checked, anchor_seq=self.anchor_seq, head_seq=self.head_seq
+            ok=False,
+            checked=self.checked,
+            first_broken=first.seq,
+            reason=first.reason,
+            anchor_seq=self.anchor_seq,
+            head_seq=self.head_seq,
+            detail=first.detail,
+            breaks=tuple(self._breaks),
         )
