@@ -373,3 +373,41 @@ def test_renderers_agree_on_redacted_lines(configure: Any) -> None:
     assert all(o == outputs[0] for o in outputs)
     assert SECRET not in repr(outputs[0])
     configure_logging(Settings(ENVIRONMENT="test"))
+
+
+# --------------------------------------------------------------------------- over HTTP
+
+
+async def test_http_login_failure_leaks_nothing(json_logs: JsonLines, tmp_path: Any) -> None:
+    """Over HTTP (demo app): a login handler that reports and then fails with a DSN in the
+    message logs neither the submitted password nor the DSN password."""
+    from crown_nexus.core.error import wait_for_reports
+    from crown_nexus.demo.app import create_app
+    from crown_nexus.testing import app_client
+
+    app = create_app(
+        Settings(
+            database_url=f"sqlite+aiosqlite:///{tmp_path}/leak.db",
+            secret_key="secret-leak-test-0123456789abcdef0123",
+        )
+    )
+
+    async def leaky_login(login_data: LoginData) -> None:
+        try:
+            raise PermissionError(f"auth backend {DSN} rejected {login_data.username}")
+        except PermissionError as e:
+            handle_exception(e, user_id=login_data.username)
+            raise RuntimeError(f"login failed: password={login_data.password}") from e
+
+    app.add_api_route("/leaky-login", leaky_login, methods=["POST"])
+    async with app_client(app) as client:
+        resp = await client.post(
+            "/leaky-login", json={"username": "bob", "password": "Pw-" + SECRET}
+        )
+        await wait_for_reports()
+    assert resp.status_code == 500
+    assert SECRET not in resp.text
+    _assert_clean(json_logs)
+    raw = json_logs.raw().decode()
+    assert "admin:[REDACTED]@db.internal" in raw  # the report was logged, scrubbed
+    assert "password=[REDACTED]" in raw
