@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from crown_nexus.core.audit.chain import (
     GENESIS_HASH,
+    ChainBreak,
     ChainVerification,
     canonical_encoding,
     record_hash,
@@ -47,6 +48,7 @@ __all__ = [
     "AuditContextMiddleware",
     "AuditRecord",
     "AuditService",
+    "ChainBreak",
     "ChainVerification",
     "PurgeResult",
     "RecordedAction",
