@@ -109,6 +109,20 @@ class Settings(BaseSettings):
         default_factory=list, validation_alias=_env("TRUSTED_PROXIES")
     )
     cors_origins: list[str] = Field(default_factory=list, validation_alias=_env("CORS_ORIGINS"))
+    #: SecureRequestMiddleware caps (bytes): URL (path + query) → 414, one header (name +
+    #: value) or all headers → 431; checked before any pattern runs on the request
+    max_url_length: int = Field(default=8 * 1024, ge=1, validation_alias=_env("MAX_URL_LENGTH"))
+    max_header_bytes: int = Field(
+        default=8 * 1024, ge=1, validation_alias=_env("MAX_HEADER_BYTES")
+    )
+    max_total_header_bytes: int = Field(
+        default=32 * 1024, ge=1, validation_alias=_env("MAX_TOTAL_HEADER_BYTES")
+    )
+    #: the fuzzy content heuristics on URLs: "report" (log + count, let through), "enforce"
+    #: (400) or "off"; unambiguous attacks are refused either way
+    suspicious_content_mode: Literal["off", "report", "enforce"] = Field(
+        default="report", validation_alias=_env("SUSPICIOUS_CONTENT_MODE")
+    )
 
     # --- database ------------------------------------------------------------------------
     database_url: str = Field(

@@ -299,14 +299,14 @@ def full_app(**settings: Any) -> FastAPI:
 
 
 def test_setup_app_order() -> None:
-    """setup_app installs the guide's order, outermost → innermost (the guide's SecurityMiddleware is SecureRequestMiddleware)."""
+    """setup_app installs the guide's order, outermost → innermost (the guide's SecurityMiddleware is SecureRequestMiddleware), rate limits before content checks."""
     app = full_app()
     assert app.state.crown_nexus_middleware == [
         "RequestContextMiddleware",
         "TracingMiddleware",
         "MetricsMiddleware",
+        "RateLimitMiddleware",  # before SecureRequest: floods are throttled before inspection
         "SecureRequestMiddleware",
-        "RateLimitMiddleware",
         "TimeoutMiddleware",
         "CORSMiddleware",
         "SecurityHeadersMiddleware",

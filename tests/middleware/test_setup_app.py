@@ -11,12 +11,13 @@ from crown_nexus.integrations.fastapi import MIDDLEWARE_ORDER, middleware_stack,
 from crown_nexus.settings import Settings
 from crown_nexus.testing import app_client
 
+#: guide §13's order, except that rate limits come before SecureRequest's content checks
 GUIDE_ORDER = [
     "RequestContextMiddleware",
     "TracingMiddleware",
     "MetricsMiddleware",
-    "SecureRequestMiddleware",
     "RateLimitMiddleware",
+    "SecureRequestMiddleware",
     "TimeoutMiddleware",
     "CORSMiddleware",
     "SecurityHeadersMiddleware",

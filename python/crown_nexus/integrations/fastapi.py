@@ -1,11 +1,13 @@
 """``setup_app(app, settings=None)``: exception handlers, the guide §13 middleware stack, lifespan.
 
-The stack, outermost first (SPEC §10): RequestContext, Tracing, Metrics, SecureRequest,
-RateLimit, Timeout, CORS, SecurityHeaders, CacheControl, ResponseFormatter, Compression,
-ErrorHandler (closest to the routes, so errors get the SPEC §3 body and still pass through
-CORS, security headers, formatting and compression). A middleware whose module cannot
-be imported is a ``ConfigurationException``, never skipped. Start-up builds and starts the registered services
-(``dependency_manager.initialize``) before the app's own lifespan runs; shutdown stops them after.
+The stack, outermost first (SPEC §10): RequestContext, Tracing, Metrics, RateLimit,
+SecureRequest (after the rate limit, so a flood of attack URLs is throttled before it is
+inspected; its size caps are O(n)), Timeout, CORS, SecurityHeaders, CacheControl,
+ResponseFormatter, Compression, ErrorHandler (closest to the routes, so errors get the SPEC §3
+body and still pass through CORS, security headers, formatting and compression). A middleware
+whose module cannot be imported is a ``ConfigurationException``, never skipped. Start-up builds
+and starts the registered services (``dependency_manager.initialize``) before the app's own
+lifespan runs; shutdown stops them after.
 """
 
 from __future__ import annotations
@@ -25,13 +27,14 @@ __all__ = ["MIDDLEWARE_ORDER", "middleware_stack", "setup_app"]
 
 logger = logging.getLogger("crown_nexus.integrations.fastapi")
 
-#: (name, module), outermost first — guide §13.
+#: (name, module), outermost first — guide §13, except that rate limits are checked before the
+#: content checks of SecureRequestMiddleware (a flood of attack URLs is throttled, not parsed).
 MIDDLEWARE_ORDER: tuple[tuple[str, str], ...] = (
     ("RequestContextMiddleware", "crown_nexus.middleware.request_context"),
     ("TracingMiddleware", "crown_nexus.middleware.tracing"),
     ("MetricsMiddleware", "crown_nexus.middleware.metrics"),
-    ("SecureRequestMiddleware", "crown_nexus.middleware.secure_request"),
     ("RateLimitMiddleware", "crown_nexus.middleware.rate_limiting"),
+    ("SecureRequestMiddleware", "crown_nexus.middleware.secure_request"),
     ("TimeoutMiddleware", "crown_nexus.middleware.timeout"),
     ("CORSMiddleware", "starlette.middleware.cors"),
     ("SecurityHeadersMiddleware", "crown_nexus.middleware.security_headers"),
@@ -46,6 +49,12 @@ def _default_options(settings: Settings) -> dict[str, dict[str, Any]]:
     """Constructor arguments each middleware gets unless the caller overrides them."""
     return {
         "MetricsMiddleware": {"ignore_paths": ["/metrics", "/health"]},
+        "SecureRequestMiddleware": {
+            "max_url_length": settings.max_url_length,
+            "max_header_bytes": settings.max_header_bytes,
+            "max_total_header_bytes": settings.max_total_header_bytes,
+            "content_heuristics": settings.suspicious_content_mode,
+        },
         "TimeoutMiddleware": {"timeout_seconds": 30.0},
         "CORSMiddleware": {
             "allow_origins": list(settings.cors_origins),
