@@ -47,6 +47,7 @@ async def audited_url(database_url: str):  # type: ignore[no-untyped-def]
     finally:
         close_audit()
         configure_audit(**previous)
+        await drop_audit_tables(database_url)  # leave no tampered trail behind
 
 
 def _data(resp) -> Any:

@@ -36,6 +36,7 @@ async def audit_url(database_url: str) -> AsyncIterator[str]:
     finally:
         close_audit()
         configure_audit(**previous)
+        await drop_audit_tables(database_url)  # leave no tampered trail behind
 
 
 @pytest.fixture

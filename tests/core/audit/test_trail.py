@@ -220,3 +220,16 @@ async def test_forked_child_writes_through_its_own_thread(audit: AuditService) -
     rows = await audit.recent(5)
     assert [r["action"] for r in rows] == ["before_fork", "in_child"]
     assert (await audit.verify_chain()).ok
+
+
+async def test_tables_dropped_under_a_running_process_are_recreated(audit: AuditService, audit_url: str) -> None:
+    """If the audit tables vanish while a process runs, one write fails (typed) and the next recreates them."""
+    from crown_nexus.core.exceptions import DatabaseException
+    from tests.core.audit.conftest import drop_audit_tables
+
+    await audit.log_action("u1", "first")
+    await drop_audit_tables(audit_url)
+    with pytest.raises(DatabaseException):
+        await audit.log_action("u1", "lost")
+    stored = await audit.log_action("u1", "again")
+    assert stored["seq"] == 1 and (await audit.verify_chain()).ok

@@ -132,7 +132,18 @@ class AuditStore:
         return state
 
     async def append(self, pending: Sequence[PendingRecord]) -> list[AuditRecord]:
-        """Append ``pending`` in order as one transaction; return the stored records."""
+        """Append ``pending`` in order as one transaction; return the stored records.
+
+        After a failure the schema is checked again on the next call (tables dropped or a
+        database recreated under a running process are created anew).
+        """
+        try:
+            return await self._append(pending)
+        except Exception:
+            self._ready = False
+            raise
+
+    async def _append(self, pending: Sequence[PendingRecord]) -> list[AuditRecord]:
         await self.ensure_schema()
         async with self.sessions.begin() as session:
             state = await self._locked_state(session)
