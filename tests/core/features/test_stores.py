@@ -112,7 +112,7 @@ async def test_sql_flags_survive_a_restart(database_url: str) -> None:
         await second.shutdown()
 
 
-def _worker(mode: str, url: str, prefix: str) -> subprocess.Popen[str]:
+def _worker(mode: str, url: str, prefix: str = "-") -> subprocess.Popen[str]:
     env = dict(os.environ, PYTHONPATH=str(ROOT), CROWN_NEXUS_LOG_LEVEL="WARNING")
     return subprocess.Popen(
         [sys.executable, "-m", "tests.core.features._worker", mode, url, prefix],
@@ -234,3 +234,45 @@ async def test_service_started_lazily_inside_a_loop(redis_url: str) -> None:
     finally:
         await reader.shutdown()
         await writer.shutdown()
+
+
+async def test_sql_flags_survive_a_process_restart(database_url: str) -> None:
+    """A flag set by one OS process on SQLite / PostgreSQL is in force in the next process."""
+    from tests.core.features.conftest import _clear_sql
+
+    await _clear_sql(database_url)
+    setter = _worker("sql-set", database_url)
+    _, err = setter.communicate(timeout=60)
+    assert setter.returncode == 0, err
+    getter = _worker("sql-get", database_url)
+    out, err = getter.communicate(timeout=60)
+    assert getter.returncode == 0, err
+    assert out.split() == ["ON", "OFF"]
+
+
+async def test_a_stalled_redis_never_holds_an_evaluation(redis_server: Any) -> None:
+    """Redis frozen (SIGSTOP): evaluations stay local and fast, writes fail within the timeout."""
+    import signal
+
+    svc = FeatureService(
+        store=RedisFeatureStore(redis_server.url), environment="test", poll_interval=0.05,
+        op_timeout=0.3,
+    )
+    await svc.initialize()
+    await svc.set_flag("sms_notifications", enabled=True)
+    os.kill(redis_server.proc.pid, signal.SIGSTOP)
+    try:
+        await asyncio.sleep(0.5)  # polls are stuck or timing out meanwhile
+        t0 = time.perf_counter()
+        for i in range(1000):
+            assert await svc.is_enabled("sms_notifications", target=FeatureTarget.USER, target_id=i)
+        assert time.perf_counter() - t0 < 0.5
+        t0 = time.perf_counter()
+        with pytest.raises(FeatureStoreException):
+            await svc.set_flag("sms_notifications", enabled=False)
+        assert time.perf_counter() - t0 < 2.0
+        assert not svc.store_available
+        assert await svc.is_enabled("sms_notifications")
+    finally:
+        os.kill(redis_server.proc.pid, signal.SIGCONT)
+        await svc.shutdown()
