@@ -218,10 +218,17 @@ def replace_match(match: re.Match[str]) -> str:
 # --------------------------------------------------------------------------- key=value pairs
 #: a separator, an optional quote and its key, read in the REVERSED text: the pattern starts
 #: with a separator (the regex engine skips to those fast) and the greedy key run is the whole key
-_PAIR_REVERSED: Final = re.compile(r"[=:][ \t]*[\"']?([A-Za-z0-9_.\-]+)")
-#: the value after a separator: quoted, or up to a delimiter (an auth scheme word included)
+_PAIR_REVERSED: Final = re.compile(r"[=:][ \t]*(?:[\"']\\?)?([A-Za-z0-9_.\-]+)")
+#: the value after a separator: quoted (plain or backslash-escaped quotes, as in JSON inside a
+#: string), opened by a quote that never closes, or bare up to a delimiter (an auth scheme word
+#: and its space belong to it)
 _PAIR_VALUE: Final = re.compile(
-    r"[ \t]*(\"[^\"]*\"|'[^']*'|(?ai:(?:bearer|basic|digest|token)[ \t]+)?[^\s&;,\"'<>)}]+)"
+    r"[ \t]*(?P<value>"
+    r"(?P<q>\"[^\"]*\"|'[^']*')"
+    r"|(?P<e>\\\"(?:[^\"\\]|\\[^\"])*\\\"|\\'(?:[^'\\]|\\[^'])*\\')"
+    r"|(?P<o>[\"'])(?:[^\s&;,\"'<>)}\\]|\\(?![\"']))+"
+    r"|(?ai:(?:bearer|basic|digest|token)[ \t]+)?(?:[^\s&;,\"'<>)}\\]|\\(?![\"']))+"
+    r")"
 )
 #: key text -> sensitive? (keys in text repeat: query parameter and header names)
 _KEY_VERDICTS: dict[str, bool] = {}
@@ -241,10 +248,11 @@ def scrub_pairs(text: str) -> str:
     """Return ``text`` with the value of each ``key=value`` / ``key: value`` pair whose key is
     sensitive (:func:`is_sensitive_key`) replaced by ``"[REDACTED]"``, quotes kept.
 
-    A key is a whole run of ``[A-Za-z0-9_.-]``, optionally closed by a quote; the value is a
-    quoted string or runs to whitespace or one of ``& ; , " ' < > ) }`` (``Basic``/``Bearer``/
-    ``Digest``/``Token`` and a space before it belong to it). Pairs are taken left to right; a
-    separator inside a redacted value starts no pair of its own.
+    A key is a whole run of ``[A-Za-z0-9_.-]``, optionally closed by a quote (``\\"`` too); the
+    value is a quoted string (plain or with backslash-escaped quotes, as JSON inside a string),
+    or runs to whitespace or one of ``& ; , " ' < > ) }`` (``Basic``/``Bearer``/``Digest``/
+    ``Token`` and a space before it belong to it; a quote that never closes is kept). Pairs are
+    taken left to right; a separator inside a redacted value starts no pair of its own.
     """
     n = len(text)
     seps: list[int] | None = None
@@ -265,11 +273,18 @@ def scrub_pairs(text: str) -> str:
         v = value_at(text, sep + 1)
         if v is None:
             continue
-        value = v.group(1)
-        quote = value[0] if value[0] in "\"'" else ""
-        start = v.start(1)
-        parts.append(text[done:start])
-        parts.append(quote + REDACTED + quote)
+        if v.group("q") is not None:
+            quote = v.group("q")[0]
+            replacement = quote + REDACTED + quote
+        elif v.group("e") is not None:
+            quote = v.group("e")[:2]
+            replacement = quote + REDACTED + quote
+        elif v.group("o") is not None:
+            replacement = v.group("o") + REDACTED
+        else:
+            replacement = REDACTED
+        parts.append(text[done : v.start("value")])
+        parts.append(replacement)
         done = v.end()
     if not parts:
         return text

@@ -85,6 +85,8 @@ _SECRETISH = st.sampled_from(
         "&pin=1",
         "'secret': '",
         '"token":"',
+        '\\"passwd\\": \\"',
+        "\\",
         "X-Api-Key=",
         "company=",
         "=",

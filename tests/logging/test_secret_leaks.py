@@ -207,6 +207,7 @@ def test_api_keys_in_free_text_are_scrubbed(json_logs: JsonLines) -> None:
         (f'{{"token": "{SECRET}", "n": 1}}', '{"token": "[REDACTED]", "n": 1}'),
         (f"LoginData(username='bob', password='{SECRET}')",
          "LoginData(username='bob', password='[REDACTED]')"),
+        ('body={\\"password\\": \\"hunter2\\"}', 'body={\\"password\\": \\"[REDACTED]\\"}'),
         ("pwd=hunter2", "pwd=[REDACTED]"),  # 11 characters: below the renderer's 13
         ("pin=1234", "pin=[REDACTED]"),
         ("pw: s3cr3t", "pw: [REDACTED]"),
