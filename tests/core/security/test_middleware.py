@@ -203,3 +203,62 @@ async def test_invalid_content_length_is_not_trusted() -> None:
     await middleware(scope, receive, send)
     assert sent[0]["status"] == 413
     assert not seen
+
+
+def _detections(category: str) -> float:
+    from crown_nexus.core.dependency_manager import get_service
+
+    return get_service("metrics_service").get_counter_sum(
+        "suspicious_content_detections_total", {"category": category}
+    )
+
+
+async def test_blocking_off_still_reports_and_counts() -> None:
+    """block_suspicious_requests=False serves an unambiguous attack but counts it."""
+    app = FastAPI()
+
+    @app.get("/items")
+    async def items(q: str = "") -> dict:
+        return {"q": q}
+
+    app.add_middleware(SecureRequestMiddleware, block_suspicious_requests=False)
+    before = _detections("xss")
+    async with _client(app) as client:
+        resp = await client.get("/items", params={"q": "<script>x</script>"})
+    assert resp.status_code == 200
+    assert _detections("xss") - before == 1
+
+
+async def test_heuristics_modes() -> None:
+    """A heuristic-only hit ('$(whoami)') passes in report and off modes, is 400 in enforce
+    mode; only report and enforce count it. Unambiguous attacks are 400 in every mode."""
+    results = {}
+    for mode in ("off", "report", "enforce"):
+        before = _detections("command_injection")
+        async with _client(_app(content_heuristics=mode)) as client:
+            fuzzy = await client.get("/items", params={"q": "$(whoami)"})
+            strict = await client.get("/items", params={"q": "<script>x</script>"})
+        results[mode] = (
+            fuzzy.status_code,
+            strict.status_code,
+            _detections("command_injection") - before,
+        )
+    assert results == {"off": (200, 400, 0), "report": (200, 400, 1), "enforce": (400, 400, 1)}
+
+
+async def test_caps_can_be_switched_off_and_apply_to_excluded_paths() -> None:
+    """max_url_length=None admits long URLs; exclude_paths skips content checks, not size caps."""
+    async with _client(_app(max_url_length=None)) as client:
+        long = await client.get("/items", params={"q": "a" * 20_000})
+    assert long.status_code == 200
+    app = FastAPI()
+
+    @app.get("/raw/search")
+    async def search(q: str = "") -> dict:
+        return {"q": q}
+
+    app.add_middleware(SecureRequestMiddleware, exclude_paths=["/raw"], max_url_length=64)
+    async with _client(app) as client:
+        resp = await client.get("/raw/search", params={"q": "a" * 100})
+    assert resp.status_code == 414
+    _assert_error_body(resp.json(), "URI_TOO_LONG")
