@@ -38,7 +38,7 @@ async def jsonl_lines(
 
     async def page(after: int) -> list[dict[str, Any]]:
         await store.ensure_schema()
-        async with store.sessions() as session:
+        async with store.read_sessions() as session:
             q = stmt.where(AuditRecord.seq > after).order_by(AuditRecord.seq).limit(_PAGE)
             return [r.to_dict() for r in (await session.execute(q)).scalars()]
 

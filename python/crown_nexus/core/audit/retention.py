@@ -35,7 +35,7 @@ async def purge_older_than(
     """Delete the records older than ``days`` days (nothing when ``days`` is None)."""
     if days is None:
         await store.ensure_schema()
-        async with store.sessions() as session:
+        async with store.read_sessions() as session:
             from crown_nexus.core.audit.models import AuditChainState
 
             state = await session.get(AuditChainState, 1)

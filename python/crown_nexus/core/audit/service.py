@@ -298,7 +298,7 @@ class AuditService:
         async def page() -> Any:
             await trail.flush()
             await trail.store.ensure_schema()
-            async with trail.store.sessions() as session:
+            async with trail.store.read_sessions() as session:
                 return await paginate_with_cursor(
                     session,
                     AuditRecord,
@@ -317,7 +317,7 @@ class AuditService:
         async def read() -> list[dict[str, Any]]:
             await trail.flush()
             await trail.store.ensure_schema()
-            async with trail.store.sessions() as session:
+            async with trail.store.read_sessions() as session:
                 stmt = select(AuditRecord).order_by(AuditRecord.seq.desc()).limit(max(0, limit))
                 rows = list((await session.execute(stmt)).scalars())
             return [r.to_dict() for r in reversed(rows)]

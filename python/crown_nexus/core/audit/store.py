@@ -3,7 +3,9 @@
 Owns every statement the audit trail runs (SQLAlchemy 2 async, SQLite and PostgreSQL).
 Appends are serialised across processes by locking the chain-state row: ``SELECT ... FOR
 UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE`` (the engine begins every transaction that way) on
-SQLite, so several workers writing at once extend one unbroken chain. Table creation is lazy
+SQLite, so several workers writing at once extend one unbroken chain; reads begin deferred
+on SQLite (no write lock) and verification reads one snapshot (``REPEATABLE READ`` on
+PostgreSQL). Table creation is lazy
 (first use) and, on PostgreSQL, guarded by a transaction-level advisory lock so concurrent
 workers do not race on ``CREATE TABLE``.
 """
@@ -39,6 +41,8 @@ _STATE_ID = 1
 #: pg_advisory_xact_lock key guarding schema creation ("crown-nexus audit" folded to int64)
 _SCHEMA_LOCK_KEY = 0x63_6E_61_75_64_69_74
 _PAGE = 1000
+#: execution option marking a read-only connection (SQLite: a deferred BEGIN, no write lock)
+_READ_OPTION = "crown_nexus_audit_read"
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,8 @@ def _engine_for(url: str) -> AsyncEngine:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _begin_immediate(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = conn.get_execution_options().get(_READ_OPTION)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 
@@ -93,6 +98,10 @@ class AuditStore:
         self.url = url
         self.engine = _engine_for(url)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        #: sessions for reading only (on SQLite they do not take the write lock)
+        self.read_sessions = async_sessionmaker(
+            self.engine.execution_options(**{_READ_OPTION: True}), expire_on_commit=False
+        )
         self.dialect = self.engine.dialect.name
         self._ready = False
 
@@ -175,7 +184,7 @@ class AuditStore:
         await self.ensure_schema()
         last = after_seq
         while True:
-            async with self.sessions() as session:
+            async with self.read_sessions() as session:
                 stmt = (
                     select(AuditRecord)
                     .where(AuditRecord.seq > last)
@@ -192,7 +201,9 @@ class AuditStore:
     async def verify(self) -> ChainVerification:
         """Check the whole chain from the anchor to the head in one consistent read."""
         await self.ensure_schema()
-        options = {"isolation_level": "REPEATABLE READ"} if self.dialect == "postgresql" else {}
+        options: dict[str, Any] = {_READ_OPTION: True}
+        if self.dialect == "postgresql":
+            options["isolation_level"] = "REPEATABLE READ"
         async with self.engine.connect() as conn:
             conn = await conn.execution_options(**options)
             async with conn.begin(), AsyncSession(bind=conn, expire_on_commit=False) as session:
