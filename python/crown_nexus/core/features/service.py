@@ -37,6 +37,7 @@ from typing import Any, NamedTuple
 
 import pydantic
 
+from crown_nexus import accel
 from crown_nexus.core.dependency_manager import get_registry, get_service, register_service
 from crown_nexus.core.exceptions import ValidationException
 from crown_nexus.core.features._bucket import BUCKETS, bucketer, threshold
@@ -262,7 +263,8 @@ class FeatureService:
         self._explicit_poll = poll_interval
         self._registry = registry or get_flag_registry()
         self._bucket = bucketer(bucket_impl)
-        self.bucket_impl = bucket_impl
+        #: which ``cache_keys`` implementation computes rollout buckets (``native``/``pure``)
+        self.bucket_impl: str = bucket_impl or accel.implementations()["cache_keys"]
         self._op_timeout = op_timeout
         enabled = metrics if metrics is not None else bool(getattr(settings, "metrics_enabled", True))
         self.telemetry = FeatureTelemetry(enabled)
