@@ -15,18 +15,23 @@ permissions ``crown_nexus._cython.permissions``     cython
 
 ``CROWN_NEXUS_IMPL=pure`` forces every hot path to pure Python; ``auto`` (default) takes the
 compiled twin when it imports. A compiled module that is present but fails to import falls back
-with one ``RuntimeWarning`` (never an error). Both twins stay importable through
-:func:`available` so tests and benchmarks can run each.
+with one ``RuntimeWarning`` (never an error). So does a ``crown_nexus_native`` whose version is
+not ``crown_nexus.__version__``: the Rust code calls back into ``crown_nexus._pure`` by name, so
+a native wheel from another release may disagree with this package. Both twins stay importable
+through :func:`available` so tests and benchmarks can run each.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import importlib.util
 import os
 import warnings
 from types import ModuleType
 from typing import Final
+
+from crown_nexus import __version__
 
 __all__ = [
     "HOT_PATHS",
@@ -46,6 +51,7 @@ HOT_PATHS: Final[dict[str, str]] = {
 }
 
 _NATIVE_MODULE: Final = "crown_nexus_native"
+_NATIVE_DISTRIBUTION: Final = "crown-nexus-native"
 
 
 def requested_mode() -> str:
@@ -68,7 +74,7 @@ def _load_native_root() -> ModuleType | None:
     if importlib.util.find_spec(_NATIVE_MODULE) is None:
         return None
     try:
-        return importlib.import_module(_NATIVE_MODULE)
+        root = importlib.import_module(_NATIVE_MODULE)
     except Exception as exc:  # present but broken: one warning, never an error
         warnings.warn(
             f"{_NATIVE_MODULE} is installed but failed to import ({exc!r}); "
@@ -76,6 +82,28 @@ def _load_native_root() -> ModuleType | None:
             RuntimeWarning,
             stacklevel=2,
         )
+        return None
+    native_version = native_version_of(root)
+    if native_version != __version__:
+        warnings.warn(
+            f"{_NATIVE_MODULE} {native_version or 'of unknown version'} does not match "
+            f"crown_nexus {__version__}; using the pure Python implementations of "
+            + ", ".join(name for name, kind in HOT_PATHS.items() if kind == "native"),
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return None
+    return root
+
+
+def native_version_of(root: ModuleType) -> str | None:
+    """The version ``crown_nexus_native`` reports: its ``__version__``, else its distribution's."""
+    reported = getattr(root, "__version__", None)
+    if isinstance(reported, str) and reported:
+        return reported
+    try:
+        return importlib.metadata.version(_NATIVE_DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
         return None
 
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -98,3 +99,38 @@ def test_ci_did_not_silently_fall_back_to_pure() -> None:
     """Where the compiled builds are expected, every hot path uses its compiled twin."""
     assert accel.requested_mode() == "auto"
     assert accel.implementations() == accel.HOT_PATHS
+
+
+def test_native_version_mismatch_falls_back_with_one_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A crown_nexus_native of another release is not used: one RuntimeWarning names both versions."""
+    native = pytest.importorskip("crown_nexus_native", reason="the Rust wheel is not installed")
+    import crown_nexus
+
+    monkeypatch.setattr(native, "__version__", "9.9.9")
+    monkeypatch.setenv("CROWN_NEXUS_IMPL", "auto")
+    with pytest.warns(RuntimeWarning) as record:
+        twins, chosen = accel._decide()
+    mismatch = [str(w.message) for w in record if "does not match" in str(w.message)]
+    assert len(mismatch) == 1
+    assert "9.9.9" in mismatch[0] and crown_nexus.__version__ in mismatch[0]
+    for name, kind in accel.HOT_PATHS.items():
+        if kind == "native":
+            assert chosen[name] == "pure" and "native" not in twins[name]
+
+
+def test_native_version_match_keeps_native(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The installed native wheel reports crown_nexus's own version, so auto takes it."""
+    native = pytest.importorskip("crown_nexus_native", reason="the Rust wheel is not installed")
+    import crown_nexus
+
+    assert accel.native_version_of(native) == crown_nexus.__version__
+    monkeypatch.setenv("CROWN_NEXUS_IMPL", "auto")
+    _, chosen = accel._decide()
+    assert all(chosen[name] == "native" for name, kind in accel.HOT_PATHS.items() if kind == "native")
+
+
+def test_native_version_from_distribution_metadata(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A native module without __version__ is checked against its distribution's version."""
+    fake = ModuleType("crown_nexus_native")
+    monkeypatch.setattr(accel.importlib.metadata, "version", lambda dist: "0.0.1")
+    assert accel.native_version_of(fake) == "0.0.1"
