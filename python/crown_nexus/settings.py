@@ -19,7 +19,7 @@ import enum
 import logging
 import secrets
 import threading
-from functools import cached_property
+from functools import cache, cached_property
 from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, model_validator
@@ -255,8 +255,11 @@ class Settings(BaseSettings):
         return f"redis://{auth}{self.REDIS_HOST}:{self.REDIS_PORT}/{self.REDIS_DB}"
 
 
+@cache
 def get_settings() -> Settings:
-    """Return the process-wide settings object (``crown_nexus.core.config.settings``)."""
-    from crown_nexus.core.config import settings
+    """Return the process-wide settings object, read from the environment on first use.
 
-    return settings
+    ``crown_nexus.core.config.settings`` is this same object (that module is a thin alias, so
+    this layer imports nothing above it).
+    """
+    return Settings()
