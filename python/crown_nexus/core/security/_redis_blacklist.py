@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from crown_nexus.core.exceptions import ConfigurationException
-from crown_nexus.core.security.blacklist import TokenBlacklist, _ttl
+from crown_nexus.core.security._blacklist_base import TokenBlacklist, _ttl
 
 try:
     import redis.asyncio as aioredis

@@ -9,127 +9,22 @@ Two backends behind one abstract base (one test suite runs against both):
 
 :meth:`TokenBlacklist.add` is atomic set-if-absent and reports whether the id was new, which is
 what makes refresh-token rotation safe against two concurrent uses of one refresh token.
+
+The base class and the memory backend live in ``_blacklist_base``; the Redis backend is loaded
+only by :func:`create_blacklist` (or by naming ``RedisTokenBlacklist``), the one loader of the
+optional ``redis`` dependency here.
 """
 
 from __future__ import annotations
 
-import abc
-import math
-import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from crown_nexus.core.security._blacklist_base import MemoryTokenBlacklist, TokenBlacklist
 
 if TYPE_CHECKING:
     from crown_nexus.core.security._redis_blacklist import RedisTokenBlacklist
 
 __all__ = ["MemoryTokenBlacklist", "RedisTokenBlacklist", "TokenBlacklist", "create_blacklist"]
-
-
-class TokenBlacklist(abc.ABC):
-    """Where revoked token ids and token families are remembered until they expire."""
-
-    @abc.abstractmethod
-    async def add(self, jti: str, ttl_seconds: float) -> bool:
-        """Revoke ``jti`` for ``ttl_seconds``; return ``True`` if it was not revoked before."""
-
-    @abc.abstractmethod
-    async def revoke_family(self, family: str, ttl_seconds: float) -> None:
-        """Revoke every token of ``family`` for ``ttl_seconds``."""
-
-    @abc.abstractmethod
-    async def is_revoked(self, jti: str | None, family: str | None = None) -> bool:
-        """Return ``True`` when ``jti`` or its ``family`` is revoked."""
-
-    async def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
-        """Release connections (no-op for the memory backend)."""
-
-    def is_revoked_nowait(self, jti: str | None, family: str | None = None) -> bool | None:
-        """:meth:`is_revoked` answered without waiting, or ``None`` when only the async call can.
-
-        Backends that hold their entries in process answer here, so token verification need
-        not await; the default (network backends) is ``None``.
-        """
-        return None
-
-
-def _ttl(ttl_seconds: float) -> int:
-    return max(1, math.ceil(ttl_seconds))
-
-
-class MemoryTokenBlacklist(TokenBlacklist):
-    """In-process blacklist; each entry disappears when its time to live has passed.
-
-    Revoked token ids and families live in two dicts (id -> deadline on ``clock``). A lookup is
-    one dict probe per id, and the clock is read only when an id is found. Expired entries are
-    swept lazily (on lookup, and in bulk every ``sweep_every`` writes), so memory stays bounded
-    by the number of live revoked tokens.
-    """
-
-    def __init__(
-        self, clock: Callable[[], float] = time.monotonic, sweep_every: int = 1024
-    ) -> None:
-        self._clock = clock
-        self._jtis: dict[str, float] = {}
-        self._families: dict[str, float] = {}
-        self._writes = 0
-        self._sweep_every = sweep_every
-
-    @staticmethod
-    def _live(entries: dict[str, float], key: str, now: float) -> bool:
-        deadline = entries.get(key)
-        if deadline is None:
-            return False
-        if deadline <= now:
-            del entries[key]
-            return False
-        return True
-
-    def _wrote(self, now: float) -> None:
-        self._writes += 1
-        if self._writes % self._sweep_every == 0:
-            self._sweep(now)
-
-    def _sweep(self, now: float) -> None:
-        for entries in (self._jtis, self._families):
-            for key in [k for k, d in entries.items() if d <= now]:
-                del entries[key]
-
-    def __len__(self) -> int:
-        self._sweep(self._clock())
-        return len(self._jtis) + len(self._families)
-
-    async def add(self, jti: str, ttl_seconds: float) -> bool:
-        now = self._clock()
-        if self._live(self._jtis, jti, now):
-            return False
-        self._jtis[jti] = now + _ttl(ttl_seconds)
-        self._wrote(now)
-        return True
-
-    async def revoke_family(self, family: str, ttl_seconds: float) -> None:
-        now = self._clock()
-        current = self._families.get(family, 0.0)
-        self._families[family] = max(current, now + _ttl(ttl_seconds))
-        self._wrote(now)
-
-    async def is_revoked(self, jti: str | None, family: str | None = None) -> bool:
-        return self.is_revoked_nowait(jti, family)
-
-    def is_revoked_nowait(self, jti: str | None, family: str | None = None) -> bool:
-        """:meth:`is_revoked` as a plain call: a dict probe per id; the clock only on a hit."""
-        if jti is not None:
-            deadline = self._jtis.get(jti)
-            if deadline is not None:
-                if deadline > self._clock():
-                    return True
-                self._jtis.pop(jti, None)
-        if family is not None:
-            deadline = self._families.get(family)
-            if deadline is not None:
-                if deadline > self._clock():
-                    return True
-                self._families.pop(family, None)
-        return False
 
 
 def create_blacklist(redis_url: str | None = None, **kwargs: Any) -> TokenBlacklist:
