@@ -30,7 +30,7 @@ import structlog
 from structlog.exceptions import DropEvent
 
 from crown_nexus.logging import processors as _P
-from crown_nexus.logging.context import _extra, _request_id, _user_id
+from crown_nexus.logging.context import _request_id, _user_id, log_context_fields
 from crown_nexus.logging.processors import (
     _EVENT_CACHE,
     _SCALARS,
@@ -88,7 +88,7 @@ class _State:
 _STATE = _State()
 _get_rid = _request_id.get
 _get_uid = _user_id.get
-_get_extra = _extra.get
+_get_extra = log_context_fields  # + the current span's ids when tracing is on
 _TS = _P._TS
 _SKIP = SKIP_FILES
 _CONFIG_LOCK = threading.RLock()
@@ -318,8 +318,8 @@ def _level_method(method: str, number: int) -> Any:
                     for value in kw.values():
                         if (
                             type(value) is str
-                            and len(value) < 13
                             and ("=" in value or ":" in value)
+                            and len(value) < 13
                         ):
                             fused = None
                             break
