@@ -290,3 +290,69 @@ def test_window_hit(benchmark: Any, row: str) -> None:
     _info(benchmark, row, correct)
     benchmark.extra_info["ops_per_round"] = len(keys)
     assert benchmark(op) == len(keys)
+
+
+# ---------------------------------------------------------------------------- the guide's call
+GUIDE_ROWS = ["crown_nexus-check_rate_limit", "limits-sync-moving_window"]
+
+
+@pytest.mark.parametrize("row", GUIDE_ROWS)
+def test_guide_call(benchmark: Any, loop: asyncio.AbstractEventLoop, row: str) -> None:
+    """The guide §8 call exactly as written, on the default (memory) service, vs ``limits``.
+
+    ``is_limited, count, reset = await check_rate_limit(key, max_requests, window_seconds)``:
+    a round is ``BATCH`` sequential awaits in one coroutine. The ``limits`` row is
+    ``MovingWindowRateLimiter.hit`` on its ``MemoryStorage`` (synchronous, no event loop).
+    Our row runs a batch of the ``limits`` row before each timed round and stores the median
+    paired ratio ``limits / ours`` (issue 11's target: >= 5).
+    """
+    benchmark.group = "rate-limit-guide-call"
+    sync = MovingWindowRateLimiter(MemoryStorage())
+    sync_item = limits.parse(f"{LIMIT}/minute")
+    counter = iter(range(10**9))
+
+    def peer_batch() -> None:
+        for _ in range(BATCH):
+            sync.hit(sync_item, KEYS[next(counter) % 1000])
+
+    if row.startswith("limits"):
+        correct = sum(sync.hit(limits.parse("5/minute"), "k") for _ in range(8)) == 5
+        _info(benchmark, row, correct)
+        benchmark.pedantic(peer_batch, rounds=ROUNDS, warmup_rounds=3, iterations=1)
+        return
+
+    from crown_nexus.core.rate_limiting import check_rate_limit
+
+    async def exact() -> bool:
+        key = f"guide-exact-{time.monotonic_ns()}"
+        answers = [await check_rate_limit(key, 5, WINDOW) for _ in range(8)]
+        return [a[0] for a in answers] == [False] * 5 + [True] * 3 and answers[4][1] == 5
+
+    _info(benchmark, row, loop.run_until_complete(exact()))
+
+    async def batch() -> int:
+        limited = 0
+        for _ in range(BATCH):
+            is_limited, count, reset = await check_rate_limit(
+                KEYS[next(counter) % 1000], LIMIT, WINDOW
+            )
+            limited += is_limited
+        return limited
+
+    peer_times: list[float] = []
+    our_times: list[float] = []
+
+    def setup() -> None:
+        started = time.perf_counter()
+        peer_batch()
+        peer_times.append(time.perf_counter() - started)
+
+    def target() -> None:
+        started = time.perf_counter()
+        limited = loop.run_until_complete(batch())
+        our_times.append(time.perf_counter() - started)
+        assert limited == 0
+
+    benchmark.pedantic(target, setup=setup, rounds=ROUNDS, warmup_rounds=3, iterations=1)
+    ratios = sorted(p / o for p, o in zip(peer_times, our_times))
+    benchmark.extra_info["limits_over_ours_median"] = round(ratios[len(ratios) // 2], 2)

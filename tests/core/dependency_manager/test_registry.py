@@ -376,3 +376,20 @@ def test_async_factory_refused(registry) -> None:
 
     with pytest.raises(TypeError, match="initialize"):
         registry.register(get_thing)
+
+
+def test_getter_answers_what_get_answers(registry: ServiceRegistry) -> None:
+    """registry.getter(name)() is get(name): built singleton, override (even None), unregister."""
+    registry.register(lambda: object(), "thing")
+    lookup = registry.getter("thing")
+    first = lookup()
+    assert first is registry.get("thing") and lookup() is first
+    replacement = object()
+    with registry.override("thing", replacement):
+        assert lookup() is replacement
+    with registry.override("thing", None):
+        assert lookup() is None
+    assert lookup() is first
+    registry.unregister("thing")
+    with pytest.raises(ServiceNotFoundException):
+        lookup()

@@ -173,3 +173,87 @@ async def test_memory_fast_path_matches_the_backend(window_impl, algo: str) -> N
         await svc.check(b"k0", rule)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         await svc.check("k0", rule, 0)
+
+
+@pytest.mark.parametrize("algo", ["sliding_window", "sliding_log", "token_bucket"])
+async def test_check_rate_limit_fast_path_matches_the_service(window_impl, algo: str) -> None:  # type: ignore[no-untyped-def]
+    """check_rate_limit (cached rule, synchronous checker) answers exactly what awaiting the
+    service's check with the same rule answers, through refusals and sampled checks."""
+    import math
+
+    from crown_nexus.core.rate_limiting import MemoryRateLimitBackend, RateLimitAlgorithm, _metrics
+
+    from .conftest import FakeClock
+
+    clock_a, clock_b = FakeClock(), FakeClock()
+    fast = RateLimitingService(MemoryRateLimitBackend(clock=clock_a, impl=window_impl), settings=Settings())
+    ref = RateLimitingService(MemoryRateLimitBackend(clock=clock_b, impl=window_impl), settings=Settings())
+    algorithm = RateLimitAlgorithm(algo)
+    rule = RateLimitRule(
+        requests_per_window=7, window_seconds=10, strategy=RateLimitStrategy.USER, algorithm=algorithm
+    )
+    for i in range(3 * _metrics.DURATION_SAMPLE_EVERY):
+        key = f"k{i % 3}"
+        with override_service("rate_limiting_service", fast):
+            got = await check_rate_limit(key, 7, 10, algorithm=algorithm)
+        want = await ref.check(key, rule)
+        reset = (
+            max(0, math.ceil(want.reset_after - 1e-9)) if want.allowed else want.retry_after_seconds
+        )
+        assert got == (not want.allowed, want.count, reset), i
+        assert all(type(v) is t for v, t in zip(got, (bool, int, int))), got
+        clock_a.advance(0.37)
+        clock_b.advance(0.37)
+
+
+async def test_check_rate_limit_counts_every_check_in_metrics() -> None:
+    """Every check_rate_limit call reaches rate_limiting_checks_total (allowed and limited)."""
+    from crown_nexus.core.rate_limiting import _metrics
+
+    _metrics.reset()
+    metrics = get_service("metrics_service")
+    allowed = {"backend": "memory", "result": "allowed"}
+    limited = {"backend": "memory", "result": "limited"}
+    before = (
+        metrics.get_counter_sum("rate_limiting_checks_total", allowed),
+        metrics.get_counter_sum("rate_limiting_checks_total", limited),
+    )
+    svc = RateLimitingService(settings=Settings())
+    with override_service("rate_limiting_service", svc):
+        answers = [await check_rate_limit("metered", 100, 60) for _ in range(150)]
+    _metrics.flush()
+    assert sum(a[0] for a in answers) == 50
+    assert metrics.get_counter_sum("rate_limiting_checks_total", allowed) == before[0] + 100
+    assert metrics.get_counter_sum("rate_limiting_checks_total", limited) == before[1] + 50
+
+
+async def test_check_rate_limit_follows_a_replaced_service() -> None:
+    """The cached checker belongs to one service: another registered service counts afresh."""
+    first = RateLimitingService(settings=Settings())
+    second = RateLimitingService(settings=Settings())
+    with override_service("rate_limiting_service", first):
+        assert (await check_rate_limit("swap", 2, 60))[:2] == (False, 1)
+        assert (await check_rate_limit("swap", 2, 60))[:2] == (False, 2)
+    with override_service("rate_limiting_service", second):
+        assert (await check_rate_limit("swap", 2, 60))[:2] == (False, 1)
+
+
+@pytest.mark.parametrize("bad", [True, 2.0, "2", None])
+async def test_check_rate_limit_validates_limits_that_are_not_ints(bad: object) -> None:
+    """Limits that are not exact ints are never served from the cache of validated rules:
+    pydantic decides (True/None/'2' rejected or coerced exactly as the rule model says)."""
+    try:
+        RateLimitRule(requests_per_window=bad, window_seconds=60, strategy=RateLimitStrategy.USER)  # type: ignore[arg-type]
+    except ValueError:
+        await check_rate_limit("v", 2, 60)  # an int rule with the same value is cached
+        with pytest.raises(ValueError):
+            await check_rate_limit("v", bad, 60)  # type: ignore[arg-type]
+    else:
+        assert (await check_rate_limit("v-ok", bad, 60))[0] is False  # type: ignore[arg-type]
+
+
+async def test_check_rate_limit_rejects_a_key_that_is_not_a_string() -> None:
+    """A non-str key is a TypeError on the fast path as on the service."""
+    await check_rate_limit("warm", 5, 60)
+    with pytest.raises(TypeError):
+        await check_rate_limit(b"bytes-key", 5, 60)  # type: ignore[arg-type]

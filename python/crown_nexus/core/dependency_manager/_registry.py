@@ -264,6 +264,27 @@ class ServiceRegistry:
         finally:
             _resolving.reset(token)
 
+    def getter(self, name: str) -> Callable[[], Any]:
+        """A zero-argument callable answering exactly what :meth:`get` ``(name)`` answers, for
+        hot paths: the override or the built singleton by dict lookups, else :meth:`get`
+        (which builds the service, or records the dependency while another one is built)."""
+        overrides = self._overrides
+        instances = self._instances
+        resolving = _resolving
+        get = self.get
+
+        def lookup() -> Any:
+            if overrides:
+                found = overrides.get(name, lookup)
+                if found is not lookup:
+                    return found
+            found = instances.get(name, lookup)
+            if found is lookup or resolving.get():
+                return get(name)
+            return found
+
+        return lookup
+
     def instances(self) -> dict[str, Any]:
         """The singletons built so far, by name."""
         return dict(self._instances)

@@ -49,12 +49,24 @@ class MemoryRateLimitBackend(RateLimitBackend):
         self._impl = impl if impl is not None else accel.get("rate_window")
         self._max_keys = max_keys
         self._windows: dict[str, Any] = {}
-        self._next_sweep = clock() + SWEEP_INTERVAL
+        #: ``[when]``: the clock reading at which idle keys are next swept (a list, so a checker
+        #: bound to this backend sees every update)
+        self.sweep_due = [clock() + SWEEP_INTERVAL]
 
     @property
     def implementation(self) -> ModuleType:
         """The ``rate_window`` module in use (pure or compiled)."""
         return self._impl
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The clock the windows are read with (seconds)."""
+        return self._clock
+
+    def window(self, rule: RateLimitRule) -> Any:
+        """The window object counting ``rule`` (one per rule signature, built on first use)."""
+        win = self._windows.get(rule.hot_params[4])
+        return win if win is not None else self._window(rule)
 
     def _window(self, rule: RateLimitRule) -> Any:
         sig = rule.signature
@@ -83,7 +95,7 @@ class MemoryRateLimitBackend(RateLimitBackend):
     def hit_now(self, key: str, rule: RateLimitRule, cost: int = 1) -> RateLimitResult:
         """Synchronous :meth:`hit` (the check never waits on I/O)."""
         now = self._clock()
-        if now >= self._next_sweep:
+        if now >= self.sweep_due[0]:
             self.sweep(now)
         _, _, _, capacity, signature, policy_name, window = rule.hot_params
         win = self._windows.get(signature)
@@ -117,7 +129,7 @@ class MemoryRateLimitBackend(RateLimitBackend):
         """Drop idle keys from every window; return how many were dropped."""
         if now is None:
             now = self._clock()
-        self._next_sweep = now + SWEEP_INTERVAL
+        self.sweep_due[0] = now + SWEEP_INTERVAL
         return sum(win.sweep(now) for win in self._windows.values())
 
     def clear(self) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from crown_nexus.core.dependency_manager import get_service, register_service
@@ -353,6 +353,59 @@ class RateLimitingService:
             rule, result, (_perf_counter() - started) if n == 0 else None, backend.name
         )
         return result
+
+    def memory_checker(self, rule: RateLimitRule) -> Callable[[str], tuple[bool, int, float] | None] | None:
+        """A synchronous unit check of ``rule`` for the in-process backend, or ``None``.
+
+        The returned ``checker(key)`` counts one request exactly as :meth:`check` would (same
+        window, same metrics: the allowed tally, refusals written at once) and returns the
+        window's ``(allowed, count, reset_after)``, or ``None`` -- counting nothing -- when the
+        check must go through ``await check(key, rule)`` instead: the one check in
+        :data:`_metrics.DURATION_SAMPLE_EVERY` whose duration is observed, or a key that is not
+        exactly a ``str``. ``None`` (no checker) when the backend is not the memory backend.
+        Build it once per rule and keep it: it binds the rule's window and metrics cell.
+        """
+        if self._memory_hit is None:
+            return None
+        backend = self.backend
+        assert isinstance(backend, MemoryRateLimitBackend)
+        _, _, _, capacity, signature, policy_name, window_seconds = rule.hot_params
+        hit = backend.window(rule).hit
+        clock = backend.clock
+        sweep_due = backend.sweep_due
+        cell = self._cells.get(signature) or self._cell(rule)
+        sample_every = _metrics.DURATION_SAMPLE_EVERY
+        flush_every = _FLUSH_EVERY
+        tally_noted = _tally_noted
+        record_check = _metrics.record_check
+        backend_name = self._backend_name
+        service = self
+
+        def checker(key: str) -> tuple[bool, int, float] | None:
+            checks = service._checks
+            if checks == 0 or type(key) is not str:
+                return None
+            checks += 1
+            service._checks = checks if checks < sample_every else 0
+            now = clock()
+            if now >= sweep_due[0]:
+                backend.sweep(now)
+            answer: tuple[bool, int, float] = hit(key, now, 1)
+            if answer[0]:
+                c = cell[0] + 1
+                cell[0] = c
+                if c == 1 or c >= flush_every:
+                    tally_noted(c)
+                return answer
+            count, reset = answer[1], answer[2]
+            refused = RateLimitResult(
+                False, capacity, count, capacity - count if capacity > count else 0, reset,
+                reset, window_seconds, policy_name,
+            )
+            record_check(rule, refused, None, backend_name)
+            return answer
+
+        return checker
 
     def _cell(self, rule: RateLimitRule) -> list[int]:
         """The metrics tally cell of allowed checks for ``rule``'s algorithm on the backend."""
