@@ -193,6 +193,19 @@ class Settings(BaseSettings):
     metrics_enabled: bool = Field(default=True, validation_alias=_env("METRICS_ENABLED"))
     #: bearer token a scraper sends to read ``/metrics`` in production (admins may read it too)
     metrics_token: SecretStr | None = Field(default=None, validation_alias=_env("METRICS_TOKEN"))
+    #: OpenTelemetry tracing (``otel`` extra): on when this is true or the standard
+    #: ``OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT`` is set (``OTEL_SDK_DISABLED=true`` turns it off)
+    otel_enabled: bool = Field(default=False, validation_alias=_env("OTEL_ENABLED"))
+    #: the ``service.name`` of the spans (default ``OTEL_SERVICE_NAME``, else ``app_name``)
+    otel_service_name: str | None = Field(default=None, validation_alias=_env("OTEL_SERVICE_NAME"))
+    #: OTLP/HTTP traces endpoint (default: the exporter's ``OTEL_EXPORTER_OTLP_*`` variables)
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None, validation_alias=_env("OTEL_EXPORTER_OTLP_ENDPOINT")
+    )
+    #: fraction of new traces sampled (parent-based: a sampled incoming trace stays sampled)
+    otel_sample_ratio: float = Field(
+        default=1.0, ge=0.0, le=1.0, validation_alias=_env("OTEL_SAMPLE_RATIO")
+    )
 
     # --- what the service exposes ------------------------------------------------------------
     #: ``/docs``, ``/redoc`` and ``/openapi.json``; ``None``: on except in production

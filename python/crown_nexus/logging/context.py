@@ -9,7 +9,7 @@ concurrent requests.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from typing import Any
@@ -30,6 +30,36 @@ _request_id: ContextVar[str | None] = ContextVar("crown_nexus_request_id", defau
 _user_id: ContextVar[str | None] = ContextVar("crown_nexus_user_id", default=None)
 #: extra fields (trace_id, span_id, ...) added to every log line; replaced, never mutated
 _extra: ContextVar[Mapping[str, Any] | None] = ContextVar("crown_nexus_log_context", default=None)
+
+
+#: set by ``crown_nexus.core.tracing`` once a tracer provider is configured: returns the
+#: ``(trace_id, span_id)`` of the current OpenTelemetry span, or ``None``
+_span_ids: Callable[[], tuple[str, str] | None] | None = None
+
+
+def set_span_ids_source(source: Callable[[], tuple[str, str] | None] | None) -> None:
+    """Make every log line carry ``trace_id``/``span_id`` from ``source()`` (the current
+    OpenTelemetry span) when it returns ids; ``None`` turns that off."""
+    global _span_ids
+    _span_ids = source
+
+
+def log_context_fields() -> Mapping[str, Any] | None:
+    """The extra log fields of the current context (not a copy: do not mutate), with the
+    current span's ``trace_id``/``span_id`` when tracing is on and a span is current."""
+    extra = _extra.get()
+    source = _span_ids
+    if source is None:
+        return extra
+    ids = source()
+    if ids is None:
+        return extra
+    trace_id, span_id = ids
+    if extra is None:
+        return {"trace_id": trace_id, "span_id": span_id}
+    if extra.get("span_id") == span_id and extra.get("trace_id") == trace_id:
+        return extra
+    return {**extra, "trace_id": trace_id, "span_id": span_id}
 
 
 def _as_id(value: Any) -> str | None:

@@ -130,7 +130,7 @@ for _modname in ("structlog._base", "structlog._native", "structlog.testing", "l
 
 _get_rid = _ctx._request_id.get
 _get_uid = _ctx._user_id.get
-_get_extra = _ctx._extra.get
+_get_extra = _ctx.log_context_fields  # + the current span's ids when tracing is on
 _getframe = sys._getframe
 
 
