@@ -299,17 +299,17 @@ def full_app(**settings: Any) -> FastAPI:
 
 
 def test_setup_app_order() -> None:
-    """setup_app installs the guide's order, outermost → innermost (the guide's SecurityMiddleware is SecureRequestMiddleware), rate limits before content checks."""
+    """setup_app installs the guide's order, outermost → innermost (the guide's SecurityMiddleware is SecureRequestMiddleware), with security headers and CORS around the refusing layers and rate limits before content checks."""
     app = full_app()
     assert app.state.crown_nexus_middleware == [
         "RequestContextMiddleware",
         "TracingMiddleware",
         "MetricsMiddleware",
+        "SecurityHeadersMiddleware",  # outside every refusing layer: their errors carry them
+        "CORSMiddleware",
         "RateLimitMiddleware",  # before SecureRequest: floods are throttled before inspection
         "SecureRequestMiddleware",
         "TimeoutMiddleware",
-        "CORSMiddleware",
-        "SecurityHeadersMiddleware",
         "CacheControlMiddleware",
         "ResponseFormatterMiddleware",
         "CompressionMiddleware",

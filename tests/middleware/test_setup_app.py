@@ -11,16 +11,17 @@ from crown_nexus.integrations.fastapi import MIDDLEWARE_ORDER, middleware_stack,
 from crown_nexus.settings import Settings
 from crown_nexus.testing import app_client
 
-#: guide §13's order, except that rate limits come before SecureRequest's content checks
+#: guide §13's order, except that security headers and CORS wrap the layers that refuse requests
+#: and rate limits come before SecureRequest's content checks
 GUIDE_ORDER = [
     "RequestContextMiddleware",
     "TracingMiddleware",
     "MetricsMiddleware",
+    "SecurityHeadersMiddleware",
+    "CORSMiddleware",
     "RateLimitMiddleware",
     "SecureRequestMiddleware",
     "TimeoutMiddleware",
-    "CORSMiddleware",
-    "SecurityHeadersMiddleware",
     "CacheControlMiddleware",
     "ResponseFormatterMiddleware",
     "CompressionMiddleware",

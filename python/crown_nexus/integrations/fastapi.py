@@ -1,10 +1,13 @@
 """``setup_app(app, settings=None)``: exception handlers, the guide §13 middleware stack, lifespan.
 
-The stack, outermost first (SPEC §10): RequestContext, Tracing, Metrics, RateLimit,
-SecureRequest (after the rate limit, so a flood of attack URLs is throttled before it is
-inspected; its size caps are O(n)), Timeout, CORS, SecurityHeaders, CacheControl,
-ResponseFormatter, Compression, ErrorHandler (closest to the routes, so errors get the SPEC §3
-body and still pass through CORS, security headers, formatting and compression). A middleware
+The stack, outermost first: RequestContext, Tracing, Metrics, SecurityHeaders, CORS,
+RateLimit, SecureRequest, Timeout, CacheControl, ResponseFormatter, Compression, ErrorHandler.
+It is the guide §13 order with two deliberate changes: SecurityHeaders and CORS sit outside every
+layer that can refuse a request, so a 413, 414, 431, 400, 429 or 504 carries the security
+headers and the CORS grant like any other response (a browser can read the 429); and the rate
+limit runs before SecureRequest's content checks, so a flood of attack URLs is throttled before
+it is inspected (its size caps are O(n)). ErrorHandler is closest to the routes, so errors get the
+SPEC §3 body and still pass through the layers above. A middleware
 whose module cannot be imported is a ``ConfigurationException``, never skipped. Start-up builds
 and starts the registered services (``dependency_manager.initialize``) before the app's own
 lifespan runs; shutdown stops them after.
@@ -27,8 +30,9 @@ __all__ = ["MIDDLEWARE_ORDER", "middleware_stack", "setup_app"]
 
 logger = logging.getLogger("crown_nexus.integrations.fastapi")
 
-#: (name, module), outermost first — guide §13, except that rate limits are checked before the
-#: content checks of SecureRequestMiddleware (a flood of attack URLs is throttled, not parsed).
+#: (name, module), outermost first — guide §13 except: security headers and CORS wrap every
+#: layer that refuses requests (their errors carry both), and rate limits are checked before
+#: the content checks of SecureRequestMiddleware (a flood of attack URLs is throttled, not parsed).
 MIDDLEWARE_ORDER: tuple[tuple[str, str], ...] = (
     ("RequestContextMiddleware", "crown_nexus.middleware.request_context"),
     ("TracingMiddleware", "crown_nexus.middleware.tracing"),

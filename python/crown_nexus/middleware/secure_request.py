@@ -272,18 +272,30 @@ class SecureRequestMiddleware:
 
         received = 0
         started = False
+        # set once the streamed body passed the limit: the app may turn the exception raised in
+        # its receive() into its own answer (FastAPI: 400 "error parsing the body"), so that
+        # answer is replaced by the 413 the client is owed
+        too_large: RequestTooLargeException | None = None
 
         async def receive_wrapper() -> Message:
-            nonlocal received
+            nonlocal received, too_large
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise RequestTooLargeException(details={"max_body_size": limit})
+                    too_large = RequestTooLargeException(details={"max_body_size": limit})
+                    raise too_large
             return message
 
         async def send_wrapper(message: Message) -> None:
             nonlocal started
+            if too_large is not None and not started:
+                if message["type"] == "http.response.start":
+                    started = True
+                    await self._reject(send, too_large)
+                return  # the app's own answer to the oversized body is dropped
+            if too_large is not None and message["type"] == "http.response.body":
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)

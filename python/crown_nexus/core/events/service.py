@@ -35,6 +35,7 @@ import orjson
 
 from crown_nexus.core.events.backends.base import EventBackend
 from crown_nexus.core.events.backends.memory import MemoryEventBackend
+from crown_nexus.core.events.outbox import OutboxRelay, write_to_outbox
 from crown_nexus.core.events.exceptions import (
     EventConfigurationException,
     EventException,
