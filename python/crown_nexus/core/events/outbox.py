@@ -190,6 +190,8 @@ def _row_dict(row: Any) -> dict[str, Any]:
 class OutboxRelay:
     """Delivers committed outbox events to an event service's backend (a background task).
 
+    ``service`` is the event service whose backend delivers (``get_event_service()`` for the
+    process-wide one; the service module imports this one, never the reverse).
     ``deliver(event, encoded)`` defaults to ``service.deliver``. Start with :meth:`start` (or
     call :meth:`run_once` yourself); :meth:`stop` ends the task.
     """
@@ -197,7 +199,7 @@ class OutboxRelay:
     def __init__(
         self,
         engine: Any,
-        service: EventService | None = None,
+        service: EventService,
         *,
         deliver: Deliver | None = None,
         poll_interval: float = 1.0,
@@ -213,10 +215,6 @@ class OutboxRelay:
                 "and claim_timeout"
             )
         self.engine = _engine_of(engine)
-        if service is None:
-            from crown_nexus.core.events.service import get_event_service
-
-            service = get_event_service()
         self.service = service
         self._deliver: Deliver = deliver or service.deliver
         self.poll_interval = poll_interval

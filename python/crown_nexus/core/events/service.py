@@ -35,13 +35,13 @@ import orjson
 
 from crown_nexus.core.events.backends.base import EventBackend
 from crown_nexus.core.events.backends.memory import MemoryEventBackend
-from crown_nexus.core.events.outbox import OutboxRelay, write_to_outbox
 from crown_nexus.core.events.exceptions import (
     EventConfigurationException,
     EventException,
     EventHandlerException,
     EventPublishException,
 )
+from crown_nexus.core.events.outbox import OutboxRelay, write_to_outbox
 from crown_nexus.logging import get_current_request_id, get_logger
 
 __all__ = [
@@ -657,8 +657,6 @@ class EventService:
         """
         event, encoded = self.build_event(event_name, payload, context)
         if session is not None:
-            from crown_nexus.core.events.outbox import write_to_outbox
-
             await write_to_outbox(session, event, encoded, relays=self._relays)
             return str(event["id"])
         await self.deliver(event, encoded)
@@ -805,8 +803,6 @@ class EventService:
         """Create and start an :class:`~crown_nexus.core.events.outbox.OutboxRelay` delivering
         ``engine``'s outbox through this service (``options`` go to the relay); ``shutdown``
         stops it. Call from a running event loop (e.g. the app's start-up)."""
-        from crown_nexus.core.events.outbox import OutboxRelay
-
         relay = OutboxRelay(engine, self, **options)
         relay.start()
         return relay
