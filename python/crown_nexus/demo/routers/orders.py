@@ -35,6 +35,7 @@ from crown_nexus.core.exceptions import ResourceNotFoundException, ValidationExc
 from crown_nexus.demo.db import get_db
 from crown_nexus.demo.models_orders import InventoryReservation, Order, OrderEvent
 from crown_nexus.demo.models_products import Product
+from crown_nexus.demo.routers.products import MAX_INT64
 from crown_nexus.logging import get_logger
 
 __all__ = ["PAYMENT_LIMIT_CENTS", "OrderWorkflow", "install", "router"]
@@ -50,7 +51,7 @@ PAYMENT_LIMIT_CENTS = 100_000
 class OrderItem(BaseModel):
     """One line of an order."""
 
-    product_id: int = Field(ge=1)
+    product_id: int = Field(ge=1, le=MAX_INT64)
     quantity: int = Field(ge=1, le=1000)
 
 
@@ -239,6 +240,12 @@ async def place_order(
         )
     items = [item.model_dump() for item in body.items]
     total = sum(prices[i["product_id"]] * i["quantity"] for i in items)
+    if total > MAX_INT64:  # the column is a 64-bit integer: a 422, never the driver's overflow
+        raise ValidationException(
+            "Order total too large",
+            errors=[{"loc": ["body", "items"], "msg": "the order total exceeds the largest amount",
+                     "type": "value_error.total_too_large"}],
+        )
     order = Order(id=os.urandom(16).hex(), user_id=body.user_id, items=items, total_cents=total,
                   status="pending", created_at=time.time())
     db.add(order)

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -35,12 +35,16 @@ from crown_nexus.core.exceptions import ResourceNotFoundException
 from crown_nexus.demo.db import get_db
 from crown_nexus.demo.models_products import SEED_PRODUCTS, Product
 
-__all__ = ["LIST_PATTERN", "install", "item_key", "list_key", "router"]
+__all__ = ["LIST_PATTERN", "MAX_INT64", "install", "item_key", "list_key", "router"]
 
 router = APIRouter(prefix="/products", tags=["demo: products (cache)"])
 
 TTL = 300
 LIST_PATTERN = "products:product:list*"
+#: the largest id or amount the database holds (a signed 64-bit integer); larger input is a 422
+MAX_INT64 = 2**63 - 1
+#: a product id in the path: 1 .. MAX_INT64 (else 422, never the driver's OverflowError)
+ProductId = Annotated[int, Path(ge=1, le=MAX_INT64, description="The product's id")]
 
 
 class ProductUpdate(BaseModel):
@@ -48,7 +52,7 @@ class ProductUpdate(BaseModel):
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     category: str | None = Field(default=None, min_length=1, max_length=100)
-    price_cents: int | None = Field(default=None, ge=0)
+    price_cents: int | None = Field(default=None, ge=0, le=MAX_INT64)
 
 
 def item_key(product_id: int) -> str:
@@ -82,7 +86,10 @@ def _respond(request: Request, response: Response, data: Any, hit: bool) -> Any:
 
 @router.get("/{product_id}")
 async def get_product(
-    product_id: int, request: Request, response: Response, db: AsyncSession = Depends(get_db)
+    product_id: ProductId,
+    request: Request,
+    response: Response,
+    db: AsyncSession = Depends(get_db),
 ) -> Any:
     """One product, read through the cache (``X-Cache`` says which)."""
     cache = _cache(request)
@@ -123,7 +130,7 @@ async def list_products(
 
 @router.put("/{product_id}")
 async def update_product(
-    product_id: int,
+    product_id: ProductId,
     update: ProductUpdate,
     request: Request,
     response: Response,

@@ -1,0 +1,70 @@
+"""Reliability regressions of issue 15 item 6 over HTTP: out-of-range integers, huge order bodies."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from crown_nexus.demo.app import create_app
+from crown_nexus.settings import Settings
+from crown_nexus.testing import app_client
+
+BIG = 2**63
+HUGE = "9" * 4300  # past Python's int-string conversion limit, past any column
+
+
+@pytest.fixture
+async def client(tmp_path) -> AsyncIterator[Any]:  # type: ignore[no-untyped-def]
+    """A client of a fresh demo app on its own SQLite file."""
+    app = create_app(Settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/rel.db"))
+    async with app_client(app) as c:
+        c.app = app
+        yield c
+
+
+@pytest.mark.parametrize("product_id", [str(BIG), str(-BIG - 1), HUGE, "0"])
+async def test_out_of_range_product_id_in_path_is_422(client: Any, product_id: str) -> None:
+    """GET and PUT /products/{id} with an id no 64-bit column holds is a 422, not a driver 500."""
+    got = await client.get(f"/products/{product_id}")
+    assert got.status_code == 422, got.text
+    assert got.json()["code"] == "VALIDATION_ERROR"
+    put = await client.put(f"/products/{product_id}", json={"price_cents": 1})
+    assert put.status_code == 422, put.text
+
+
+async def test_largest_product_id_is_a_plain_404(client: Any) -> None:
+    """The largest 64-bit id is in range: an unknown product, 404."""
+    resp = await client.get(f"/products/{BIG - 1}")
+    assert resp.status_code == 404
+    assert resp.json()["code"] == "RESOURCE_NOT_FOUND"
+
+
+@pytest.mark.parametrize("price", [BIG, int(HUGE)])
+async def test_out_of_range_price_is_422(client: Any, price: int) -> None:
+    """price_cents of 2**63 (or 4,300 digits) is a 422, and the stored price is unchanged."""
+    before = (await client.get("/products/1")).json()["data"]["price_cents"]
+    resp = await client.put(
+        "/products/1",
+        content=f'{{"price_cents": {price}}}',
+        headers={"content-type": "application/json"},
+    )
+    assert resp.status_code == 422, resp.text
+    assert (await client.get("/products/1")).json()["data"]["price_cents"] == before
+
+
+@pytest.mark.parametrize("product_id", [BIG, int(HUGE)])
+async def test_out_of_range_order_product_id_is_422(client: Any, product_id: int) -> None:
+    """An order line whose product_id no column holds is a 422."""
+    body = f'{{"items": [{{"product_id": {product_id}, "quantity": 1}}]}}'
+    resp = await client.post("/orders", content=body, headers={"content-type": "application/json"})
+    assert resp.status_code == 422, resp.text
+
+
+async def test_order_total_past_64_bits_is_422(client: Any) -> None:
+    """A price near 2**63 times a quantity overflows the total column: 422, not a 500."""
+    assert (await client.put("/products/1", json={"price_cents": BIG - 1})).status_code == 200
+    resp = await client.post("/orders", json={"items": [{"product_id": 1, "quantity": 2}]})
+    assert resp.status_code == 422, resp.text
+    assert "total" in resp.text
