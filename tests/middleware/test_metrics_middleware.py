@@ -8,7 +8,7 @@ from fastapi import FastAPI
 
 from crown_nexus.core.metrics import MetricsService
 from crown_nexus.middleware import MetricsMiddleware
-from crown_nexus.middleware.metrics import UNMATCHED_ROUTE
+from crown_nexus.middleware.metrics import KNOWN_METHODS, OTHER_METHOD, UNMATCHED_ROUTE
 
 
 def _app(service: MetricsService) -> FastAPI:
@@ -123,6 +123,28 @@ async def test_error_code_header_is_recorded(service) -> None:
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
         assert (await c.get("/x")).status_code == 409
     assert service.get_counter_sum("http_errors_total", {"error_code": "INVALID_STATE"}) == 1
+
+
+async def test_invented_methods_share_one_other_label(client, service) -> None:
+    """300 requests with invented methods make one ``_OTHER`` series per metric, not 300."""
+    for i in range(300):
+        resp = await client.request(f"X{i}", "/users/1")
+        assert resp.status_code == 405
+    assert service.get_counter_sum("http_requests_total", {"method": OTHER_METHOD}) == 300
+    assert service.series_count("http_requests_total") == 1
+    assert service.series_count("http_errors_total") == 1
+    assert service.series_count("http_request_duration_seconds") == 1
+    assert service.get_counter_sum("http_requests_total", {"method": "X1"}) == 0
+    assert service.get_metric("http_requests_in_progress").labels(OTHER_METHOD)._value.get() == 0
+
+
+async def test_every_http_method_keeps_its_own_label(client, service) -> None:
+    """The methods of HTTP are labelled as themselves."""
+    for method in sorted(KNOWN_METHODS - {"CONNECT"}):
+        await client.request(method, "/users/1")
+    for method in KNOWN_METHODS - {"CONNECT"}:
+        assert service.get_counter_sum("http_requests_total", {"method": method}) == 1
+    assert service.get_counter_sum("http_requests_total", {"method": OTHER_METHOD}) == 0
 
 
 def test_no_base_http_middleware_in_our_middleware() -> None:

@@ -5,7 +5,9 @@ Pure ASGI. Per request (paths in ``ignore_paths`` or below them are skipped) it 
 ``metrics_service.track_request(method, endpoint, status_code, duration, error_code)`` where
 ``endpoint`` is the ROUTE TEMPLATE Starlette matched (``/users/{user_id}``, read from
 ``scope["route"]`` after the app ran), ``"<unmatched>"`` when no route matched, so raw paths
-never become label values. ``error_code`` is the response's ``X-Error-Code`` header, or the
+never become label values. The ``method`` label is the request's method when it is one of
+HTTP's (:data:`KNOWN_METHODS`), else ``"_OTHER"`` (as OpenTelemetry does), so invented methods
+never become label values either. ``error_code`` is the response's ``X-Error-Code`` header, or the
 exception type when the app raised (counted as 500, and the exception propagates).
 Recording failures are logged and never affect the response.
 """
@@ -19,10 +21,16 @@ from typing import Any
 from crown_nexus.core.metrics import MetricName, MetricTag
 from crown_nexus.logging import get_logger
 
-__all__ = ["UNMATCHED_ROUTE", "MetricsMiddleware"]
+__all__ = ["KNOWN_METHODS", "OTHER_METHOD", "UNMATCHED_ROUTE", "MetricsMiddleware"]
 
 #: endpoint label for requests no route matched (404s of random paths)
 UNMATCHED_ROUTE = "<unmatched>"
+#: the methods counted under their own name; any other is counted as :data:`OTHER_METHOD`
+KNOWN_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
+)
+#: method label of every method outside :data:`KNOWN_METHODS` (OpenTelemetry's value)
+OTHER_METHOD = "_OTHER"
 
 _logger = get_logger("crown_nexus.middleware.metrics")
 
@@ -70,6 +78,8 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         method = scope.get("method", "GET")
+        if method not in KNOWN_METHODS:
+            method = OTHER_METHOD
         try:
             service = self._metrics()
             progress = {MetricTag.METHOD: method}
