@@ -68,3 +68,48 @@ async def test_order_total_past_64_bits_is_422(client: Any) -> None:
     resp = await client.post("/orders", json={"items": [{"product_id": 1, "quantity": 2}]})
     assert resp.status_code == 422, resp.text
     assert "total" in resp.text
+
+
+async def test_sqlite_connections_use_wal_and_a_busy_timeout(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Every SQLite connection of the demo runs in WAL mode with a 5 s busy timeout."""
+    from sqlalchemy import text
+
+    from crown_nexus.demo.db import create_engine_for
+
+    engine = create_engine_for(f"sqlite+aiosqlite:///{tmp_path}/wal.db")
+    try:
+        async with engine.connect() as conn:
+            mode = (await conn.execute(text("PRAGMA journal_mode"))).scalar_one()
+            timeout = (await conn.execute(text("PRAGMA busy_timeout"))).scalar_one()
+            sync = (await conn.execute(text("PRAGMA synchronous"))).scalar_one()
+    finally:
+        await engine.dispose()
+    assert (str(mode).lower(), int(timeout), int(sync)) == ("wal", 5000, 1)  # 1 is NORMAL
+
+
+async def test_concurrent_sqlite_writers_wait_instead_of_failing(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Two engines writing the same file at once both succeed (the busy timeout queues them)."""
+    import asyncio
+
+    from sqlalchemy import text
+
+    from crown_nexus.demo.db import create_engine_for
+
+    url = f"sqlite+aiosqlite:///{tmp_path}/busy.db"
+    engines = [create_engine_for(url) for _ in range(4)]
+    try:
+        async with engines[0].begin() as conn:
+            await conn.execute(text("CREATE TABLE t (n INTEGER)"))
+
+        async def write(engine: Any, base: int) -> None:
+            for i in range(25):
+                async with engine.begin() as conn:
+                    await conn.execute(text("INSERT INTO t VALUES (:n)"), {"n": base + i})
+
+        await asyncio.gather(*(write(e, 100 * k) for k, e in enumerate(engines)))
+        async with engines[0].connect() as conn:
+            count = (await conn.execute(text("SELECT count(*) FROM t"))).scalar_one()
+    finally:
+        for e in engines:
+            await e.dispose()
+    assert count == 100
