@@ -151,6 +151,17 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON, default=False)
+def bench_http(session: nox.Session) -> None:
+    """HTTP benchmark (granian + wrk on loopback): bare FastAPI, full stack, hand-written peer.
+
+    Writes benches/results/http.json and http.png; ``nox -s bench_http -- --smoke`` is the
+    short CI run (both apps answer, ratios printed, nothing asserted about speed).
+    """
+    _install(session)
+    session.run("python", "benches/bench_http.py", *session.posargs)
+
+
+@nox.session(python=PYTHON, default=False)
 def serve(session: nox.Session) -> None:
     """Serve the reference service with granian on http://127.0.0.1:8000 (embedded defaults)."""
     _install(session, dev=False)
