@@ -5,9 +5,14 @@ own with :func:`register_permission` and :func:`register_role`. :class:`Permissi
 users (objects or dicts with ``id``, ``role``, ``permissions``, ``is_active``), the decorators guard
 endpoints, and :func:`get_permission_service` (registered as ``"permission_service"``) adds async
 checks with metrics and cached permission lookups. The bit tests run in Cython when it is built.
+:class:`ObjectRule` / :func:`permission_filter` (:mod:`.sql`, imported on first use) apply the
+object rule to one object and, as the same rule, to an SQLAlchemy ``select`` (listings).
 """
 
 from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from crown_nexus.core.permissions.checker import PermissionChecker, wait_for_events
 from crown_nexus.core.permissions.decorators import (
@@ -41,12 +46,21 @@ from crown_nexus.core.permissions.utils import (
     has_any_permission,
 )
 
+if TYPE_CHECKING:
+    from crown_nexus.core.permissions.sql import (
+        ObjectRule,
+        ShareRelation,
+        permission_filter,
+    )
+
 __all__ = [
     "ROLE_PERMISSIONS",
+    "ObjectRule",
     "Permission",
     "PermissionChecker",
     "PermissionName",
     "PermissionService",
+    "ShareRelation",
     "UnknownPermissionError",
     "UnknownRoleError",
     "UserRole",
@@ -56,6 +70,7 @@ __all__ = [
     "get_registry",
     "has_all_permissions",
     "has_any_permission",
+    "permission_filter",
     "register_permission",
     "register_role",
     "require_admin",
@@ -65,6 +80,17 @@ __all__ = [
     "set_user_loader",
     "wait_for_events",
 ]
+
+_SQL_NAMES = frozenset({"ObjectRule", "ShareRelation", "permission_filter"})
+
+
+def __getattr__(name: str) -> Any:
+    """Import the SQL form of the object rule (it needs SQLAlchemy) on first access (PEP 562)."""
+    if name in _SQL_NAMES:
+        value = getattr(importlib.import_module("crown_nexus.core.permissions.sql"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _register() -> None:
