@@ -42,6 +42,7 @@ import orjson
 from celery import Celery, Task
 from celery.signals import worker_init
 
+from crown_nexus.core.tracing import resume_span, tracing_enabled
 from crown_nexus.logging import get_logger
 
 __all__ = [
@@ -180,7 +181,22 @@ def dispatch_event(self: Task, encoded: str, handler_ids: list[str] | None = Non
 
     event = orjson.loads(encoded)
     service = get_event_service()
-    failed: list[str] = _worker.run(service.dispatch(event, handler_ids))
+    if tracing_enabled():  # the worker continues the trace the publisher put in the context
+        with resume_span(
+            f"{DISPATCH_TASK} {event.get('name')}",
+            event.get("context") if isinstance(event.get("context"), dict) else None,
+            tracer="crown_nexus.events",
+            attributes={
+                "messaging.system": "celery",
+                "messaging.operation.type": "process",
+                "messaging.destination.name": str(event.get("name")),
+                "messaging.message.id": str(event.get("id")),
+                "crown_nexus.celery.retries": int(self.request.retries or 0),
+            },
+        ):
+            failed: list[str] = _worker.run(service.dispatch(event, handler_ids))
+    else:
+        failed = _worker.run(service.dispatch(event, handler_ids))
     if not failed:
         return []
     retries = int(self.request.retries or 0)
@@ -216,6 +232,10 @@ def _load_handlers_at_start(**_: Any) -> None:
         raise SystemExit(f"crown-nexus: cannot import event handler modules: {exc}") from exc
     if names:
         logger.info("event handler modules loaded", modules=names)
+    from crown_nexus.core.tracing.sdk import configure_tracing
+
+    # CROWN_NEXUS_OTEL_* / OTEL_*: the worker exports its spans like the app (no-op otherwise)
+    configure_tracing()
 
 
 #: the app the guide imports (``from crown_nexus.core.celery_app import celery_app``)

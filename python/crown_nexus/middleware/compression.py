@@ -18,6 +18,7 @@ from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddle
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crown_nexus.core.cache.etags import encoded_etag
+from crown_nexus.core.tracing import end_span, start_span, tracing_enabled
 from crown_nexus.middleware._headers import add_vary, has_header, rewrite_etag
 from crown_nexus.middleware.response_formatter import (
     DEFERRED_COMPRESSION_KEY,
@@ -57,6 +58,22 @@ def _representation_send(scope: Scope, send: Send) -> Send:
         await send(message)
 
     return wrapped
+
+
+async def _traced_body(gzip_send: Send, message: Message) -> None:
+    """Hand a body chunk to the gzip layer inside a ``compression.gzip`` span (the chunk is
+    compressed, or buffered until ``minimum_size`` is known, during this call)."""
+    sp = start_span(
+        "compression.gzip",
+        tracer="crown_nexus.middleware",
+        attributes={"crown_nexus.compression.body_bytes": len(message.get("body", b""))},
+    )
+    try:
+        await gzip_send(message)
+    except BaseException as exc:
+        end_span(sp, exc)
+        raise
+    end_span(sp)
 
 
 def _accepts_gzip(scope: Scope) -> bool:
@@ -130,6 +147,9 @@ class CompressionMiddleware:
                 message, b"content-encoding"
             ):
                 scope[_APP_ENCODED_KEY] = True
+            if message["type"] == "http.response.body" and tracing_enabled():
+                await _traced_body(send, message)
+                return
             await send(message)
 
         await self.app(scope, receive, mark)
@@ -150,6 +170,11 @@ class CompressionMiddleware:
                     target = gzip_send
                     if has_header(message, b"content-encoding"):
                         scope[_APP_ENCODED_KEY] = True
+            elif target is gzip_send and message["type"] == "http.response.body" and (
+                tracing_enabled()
+            ):
+                await _traced_body(gzip_send, message)
+                return
             await target(message)
 
         await self.app(scope, receive, route)

@@ -31,6 +31,7 @@ from crown_nexus.core.rate_limiting.service import (
     create_rate_limiting_service,
     user_id_from_scope,
 )
+from crown_nexus.core.tracing import span, tracing_enabled
 from crown_nexus.logging import get_logger
 from crown_nexus.settings import Settings, get_settings
 
@@ -188,9 +189,23 @@ class RateLimitMiddleware:
             service = self._service = self._build_service(scope)
         checked: list[tuple[RateLimitRule, RateLimitResult]] = []
         try:
-            for rule in rules:
-                result = await service.check(service.key_for_scope(scope, rule), rule)
-                checked.append((rule, result))
+            if tracing_enabled():  # the check is a span of the request's trace
+                with span(
+                    "rate_limit.check",
+                    tracer="crown_nexus.middleware",
+                    attributes={"crown_nexus.rate_limit.rules": len(rules)},
+                ) as current:
+                    for rule in rules:
+                        result = await service.check(service.key_for_scope(scope, rule), rule)
+                        checked.append((rule, result))
+                    if current is not None:
+                        current.set_attribute(
+                            "crown_nexus.rate_limit.allowed", all(r.allowed for _, r in checked)
+                        )
+            else:
+                for rule in rules:
+                    result = await service.check(service.key_for_scope(scope, rule), rule)
+                    checked.append((rule, result))
         except RateLimiterUnavailableException as exc:
             label = rules[0].path_pattern or "*"
             _metrics.record_request(

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crown_nexus.core.cache.etags import encoded_etag, weak_etag
 from crown_nexus.core.exceptions import current_request_id, utc_timestamp
+from crown_nexus.core.tracing import end_span, start_span, tracing_enabled
 from crown_nexus.middleware._headers import add_vary, rewrite_etag
 
 __all__ = [
@@ -174,7 +175,16 @@ class ResponseFormatterMiddleware:
                 minimum_size, level = deferred
                 add_vary(raw)
                 if len(body) >= minimum_size:
+                    sp = (
+                        start_span("compression.gzip", tracer="crown_nexus.middleware")
+                        if tracing_enabled()
+                        else None
+                    )
+                    size = len(body)
                     body = gzip.compress(body, compresslevel=level)
+                    if sp is not None:
+                        end_span(sp, attributes={"crown_nexus.compression.body_bytes": size,
+                                                 "crown_nexus.compression.gzip_bytes": len(body)})
                     raw.append((b"content-encoding", b"gzip"))
                     rewrite_etag(raw, encoded_etag)  # another representation: "x" -> "x-gzip"
             raw.append((b"content-length", str(len(body)).encode("ascii")))

@@ -32,6 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crown_nexus.core.exceptions import AppException, ErrorCode, render_exception
 from crown_nexus.core.security.validation import find_suspicious_patterns, find_url_attacks
+from crown_nexus.core.tracing import end_span, start_span, tracing_enabled
 from crown_nexus.logging import get_logger
 
 __all__ = [
@@ -245,11 +246,20 @@ class SecureRequestMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        sp = (
+            start_span("security.request_checks", tracer="crown_nexus.middleware")
+            if tracing_enabled()
+            else None
+        )
         oversized = self._oversized(scope)
         if oversized is not None:
+            end_span(sp, attributes={"crown_nexus.security.refused": type(oversized).__name__})
             await self._reject(send, oversized)
             return
         refusal = self._verdict(scope)
+        if sp is not None:
+            refused = type(refusal).__name__ if refusal is not None else ""
+            end_span(sp, attributes={"crown_nexus.security.refused": refused})
         if refusal is not None:
             await self._reject(send, refusal)
             return

@@ -6,6 +6,14 @@ continues that trace; otherwise a new trace starts (flags ``01``). Each request 
 id. ``trace_id``, ``span_id``, ``parent_span_id`` and ``service`` are bound to every log line of
 the request and stored in ``request.state``; the response carries ``traceparent`` with this
 span (and the incoming ``tracestate`` unchanged).
+
+With an OpenTelemetry tracer provider configured (:mod:`crown_nexus.core.tracing`) the ids are
+those of the real server span: FastAPI's own HTTP server span when it made one (FastAPI emits
+it, continuing ``traceparent``, around the whole middleware stack; this middleware never
+duplicates it), otherwise a ``SERVER`` span started here with the stable HTTP semantic
+conventions (``http.request.method``, ``url.path``, ``url.scheme``, ``server.address``,
+``http.route``, ``http.response.status_code``), continuing the incoming ``traceparent``.
+Without a provider nothing of OpenTelemetry runs (one flag check).
 """
 
 from __future__ import annotations
@@ -13,7 +21,13 @@ from __future__ import annotations
 import re
 import secrets
 from typing import Any
+from urllib.parse import urlsplit
 
+from opentelemetry import propagate
+from opentelemetry import trace as otel_trace
+from opentelemetry.trace import SpanKind, StatusCode
+
+from crown_nexus.core.tracing import get_tracer, tracing_enabled
 from crown_nexus.logging.context import bind_log_context, reset_log_context
 
 __all__ = ["TracingMiddleware", "format_traceparent", "parse_traceparent"]
@@ -67,6 +81,9 @@ class TracingMiddleware:
             elif name == b"tracestate":
                 tracestate = value
         parsed = parse_traceparent(incoming)
+        if tracing_enabled():
+            await self._traced(scope, receive, send, parsed, incoming, tracestate)
+            return
         if parsed is None:
             trace_id, parent_id, flags = secrets.token_hex(16), None, "01"
         else:
@@ -80,6 +97,19 @@ class TracingMiddleware:
         if tracestate is not None and parsed is not None:
             out_headers.append((b"tracestate", tracestate))
 
+        await self._run(scope, receive, send, trace_id, span_id, parent_id, out_headers)
+
+    async def _run(
+        self,
+        scope: dict[str, Any],
+        receive: Any,
+        send: Any,
+        trace_id: str,
+        span_id: str,
+        parent_id: str | None,
+        out_headers: list[tuple[bytes, bytes]],
+        on_start: Any = None,
+    ) -> None:
         async def send_with_trace(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 headers = [
@@ -89,6 +119,8 @@ class TracingMiddleware:
                 ]
                 headers.extend(out_headers)
                 message["headers"] = headers
+                if on_start is not None:
+                    on_start(message)
             await send(message)
 
         token = bind_log_context(
@@ -101,3 +133,93 @@ class TracingMiddleware:
             await self.app(scope, receive, send_with_trace)
         finally:
             reset_log_context(token)
+
+    async def _traced(
+        self,
+        scope: dict[str, Any],
+        receive: Any,
+        send: Any,
+        parsed: tuple[str, str, str] | None,
+        incoming: bytes | None,
+        tracestate: bytes | None,
+    ) -> None:
+        """The request with a tracer provider: ids of the current server span (FastAPI's), or
+        of a ``SERVER`` span started here when there is none."""
+        parent_id = parsed[1] if parsed is not None else None
+        current = otel_trace.get_current_span()
+        own = None
+        if not current.get_span_context().is_valid:
+            carrier: dict[str, str] = {}
+            if incoming is not None:
+                carrier["traceparent"] = incoming.decode("latin-1")
+                if tracestate is not None:
+                    carrier["tracestate"] = tracestate.decode("latin-1")
+            own = _start_server_span(scope, propagate.extract(carrier))
+            current = own
+        ctx = current.get_span_context()
+        trace_id = format(ctx.trace_id, "032x")
+        span_id = format(ctx.span_id, "016x")
+        flags = format(int(ctx.trace_flags), "02x")
+        state = scope.setdefault("state", {})
+        if isinstance(state, dict):
+            state["trace_id"] = trace_id
+            state["span_id"] = span_id
+        out_headers = [(b"traceparent", format_traceparent(trace_id, span_id, flags).encode())]
+        if tracestate is not None and parsed is not None:
+            out_headers.append((b"tracestate", tracestate))
+        if own is None:
+            await self._run(scope, receive, send, trace_id, span_id, parent_id, out_headers)
+            return
+        server_span = own
+
+        def on_start(message: dict[str, Any]) -> None:
+            status = int(message["status"])
+            server_span.set_attribute("http.response.status_code", status)
+            if status >= 500:
+                server_span.set_status(StatusCode.ERROR)
+                server_span.set_attribute("error.type", str(status))
+
+        try:
+            with otel_trace.use_span(server_span, end_on_exit=False):
+                await self._run(
+                    scope, receive, send, trace_id, span_id, parent_id, out_headers, on_start
+                )
+        finally:
+            route = getattr(scope.get("route"), "path", None)
+            if isinstance(route, str):
+                server_span.set_attribute("http.route", route)
+                server_span.update_name(f"{scope.get('method', 'HTTP')} {route}")
+            server_span.end()
+
+
+def _start_server_span(scope: dict[str, Any], parent: Any) -> Any:
+    """A ``SERVER`` span for ``scope`` (stable HTTP semantic conventions), child of ``parent``."""
+    method = str(scope.get("method") or "HTTP") if scope["type"] == "http" else "WS"
+    attributes: dict[str, Any] = {
+        "url.scheme": scope.get("scheme", "http"),
+        "url.path": scope.get("path", ""),
+    }
+    if scope["type"] == "http":
+        attributes["http.request.method"] = method
+    if scope.get("http_version"):
+        attributes["network.protocol.version"] = scope["http_version"]
+    server = scope.get("server")
+    if server:
+        attributes["server.address"] = server[0]
+        if server[1] is not None:
+            attributes["server.port"] = server[1]
+    for name, value in scope.get("headers") or ():
+        if name == b"host":
+            try:
+                authority = urlsplit("//" + value.decode("latin-1"))
+                host, port = authority.hostname, authority.port
+            except ValueError:  # a malformed Host must not break the request
+                break
+            if host:
+                attributes["server.address"] = host
+                if port is not None:
+                    attributes["server.port"] = port
+            break
+    return get_tracer("crown_nexus.http").start_span(
+        method, context=parent, kind=SpanKind.SERVER, attributes=attributes
+    )

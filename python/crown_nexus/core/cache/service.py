@@ -35,6 +35,7 @@ from crown_nexus.core.cache.backends.memory import MemoryCacheBackend
 from crown_nexus.core.cache.backends.null import NullCacheBackend
 from crown_nexus.core.cache.exceptions import CacheConfigurationException
 from crown_nexus.core.dependency_manager import get_service, register_service
+from crown_nexus.core.tracing import Span, end_span, start_span, tracing_enabled
 from crown_nexus.logging import get_logger
 from crown_nexus.settings import Settings
 
@@ -44,6 +45,18 @@ logger = get_logger("crown_nexus.core.cache")
 
 _MISS: Any = object()
 _perf = time.perf_counter
+
+
+def _span(operation: str, backend: CacheBackend) -> Span | None:
+    """A ``cache.<operation>`` span (tracer ``crown_nexus.cache``) when tracing is on; keys are
+    not recorded (they may hold user data)."""
+    if not tracing_enabled():
+        return None
+    return start_span(
+        f"cache.{operation}",
+        tracer="crown_nexus.cache",
+        attributes={"cache.operation": operation, "cache.backend": backend.active_name},
+    )
 
 BACKEND_NAMES = ("memory", "redis", "null")
 
@@ -249,16 +262,27 @@ class CacheService:
         """Return the value cached at ``key``, or ``default`` (``None``) on a miss."""
         backend = self._default
         metrics = self.metrics
-        if len(metrics.samples) < metrics.max_samples:
-            t0 = _perf()
-            value = await backend.get(key, _MISS)
-            metrics.samples.append(("get", backend.active_name, _perf() - t0))
-        else:
-            value = await backend.get(key, _MISS)
+        sp = _span("get", backend)
+        try:
+            if len(metrics.samples) < metrics.max_samples:
+                t0 = _perf()
+                value = await backend.get(key, _MISS)
+                metrics.samples.append(("get", backend.active_name, _perf() - t0))
+            else:
+                value = await backend.get(key, _MISS)
+        except BaseException as exc:
+            end_span(sp, exc)
+            raise
         if value is _MISS:
             metrics.count(("get", backend.active_name, "miss"))
+            if sp is not None:
+                sp.set_attribute("cache.hit", False)
+                sp.end()
             return default
         metrics.count(("get", backend.active_name, "hit"))
+        if sp is not None:
+            sp.set_attribute("cache.hit", True)
+            sp.end()
         return value
 
     def get_nowait(self, key: str, default: Any = None) -> Any:
@@ -307,18 +331,30 @@ class CacheService:
         if isinstance(tags, str):
             tags = (tags,)
         metrics = self.metrics
-        if len(metrics.samples) < metrics.max_samples:
-            t0 = _perf()
-            await backend.set(key, value, self.default_ttl if ttl is None else ttl, tags)
-            metrics.samples.append(("set", backend.active_name, _perf() - t0))
-        else:
-            await backend.set(key, value, self.default_ttl if ttl is None else ttl, tags)
+        sp = _span("set", backend)
+        try:
+            if len(metrics.samples) < metrics.max_samples:
+                t0 = _perf()
+                await backend.set(key, value, self.default_ttl if ttl is None else ttl, tags)
+                metrics.samples.append(("set", backend.active_name, _perf() - t0))
+            else:
+                await backend.set(key, value, self.default_ttl if ttl is None else ttl, tags)
+        except BaseException as exc:
+            end_span(sp, exc)
+            raise
+        end_span(sp)
         metrics.count(("set", backend.active_name, ""))
 
     async def _op(self, operation: str, *args: Any) -> Any:
         backend = self._default
+        sp = _span(operation, backend)
         t0 = _perf()
-        result = await getattr(backend, operation)(*args)
+        try:
+            result = await getattr(backend, operation)(*args)
+        except BaseException as exc:
+            end_span(sp, exc)
+            raise
+        end_span(sp)
         name = backend.active_name
         if len(self.metrics.samples) < self.metrics.max_samples:
             self.metrics.samples.append((operation, name, _perf() - t0))
@@ -344,8 +380,17 @@ class CacheService:
         """Return ``{key: value}`` for the keys that are cached (one ``MGET`` on Redis)."""
         ks = list(keys)
         backend = self._default
+        sp = _span("get_many", backend)
         t0 = _perf()
-        found: dict[str, Any] = await backend.get_many(ks)
+        try:
+            found: dict[str, Any] = await backend.get_many(ks)
+        except BaseException as exc:
+            end_span(sp, exc)
+            raise
+        if sp is not None:
+            sp.set_attribute("cache.keys", len(ks))
+            sp.set_attribute("cache.hits", len(found))
+            sp.end()
         name = backend.active_name
         if len(self.metrics.samples) < self.metrics.max_samples:
             self.metrics.samples.append(("get_many", name, _perf() - t0))

@@ -45,6 +45,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import SQLAlchemyError
 
 from crown_nexus.core.events.exceptions import EventConfigurationException, EventPublishException
+from crown_nexus.core.tracing import resume_span, tracing_enabled
 from crown_nexus.logging import get_logger
 
 if TYPE_CHECKING:
@@ -259,7 +260,20 @@ class OutboxRelay:
         for row in rows:
             body = row.body.encode()
             try:
-                await self._deliver(orjson.loads(body), body)
+                event = orjson.loads(body)
+                if tracing_enabled():  # the delivery continues the publisher's trace
+                    with resume_span(
+                        f"outbox.deliver {event.get('name')}",
+                        event.get("context"),
+                        tracer="crown_nexus.events",
+                        attributes={
+                            "messaging.message.id": str(event.get("id")),
+                            "crown_nexus.outbox.attempt": row.attempts + 1,
+                        },
+                    ):
+                        await self._deliver(event, body)
+                else:
+                    await self._deliver(event, body)
             except Exception as exc:
                 await self._failed(row, exc)
                 continue

@@ -47,6 +47,7 @@ from crown_nexus.core.pagination.models import (
     SortDirection,
     SortField,
 )
+from crown_nexus.core.tracing import Span, SpanKind, end_span, span, start_span, tracing_enabled
 from crown_nexus.logging import get_logger
 
 __all__ = [
@@ -216,8 +217,26 @@ def _transform(
     return items
 
 
+def _query_span(name: str) -> Span | None:
+    """A ``CLIENT`` span for one pagination query (tracer ``crown_nexus.pagination``)."""
+    if not tracing_enabled():
+        return None
+    return start_span(
+        name,
+        tracer="crown_nexus.pagination",
+        kind=SpanKind.CLIENT,
+        attributes={"db.operation.name": "SELECT"},
+    )
+
+
 async def _rows(db: AsyncSession, query: Any, model_class: Any) -> list[Any]:
-    result = await db.execute(query)
+    sp = _query_span("pagination.rows")
+    try:
+        result = await db.execute(query)
+    except BaseException as exc:
+        end_span(sp, exc)
+        raise
+    end_span(sp)
     if _single_entity(query, model_class):
         return list(result.scalars().all())
     return list(result.all())
@@ -225,7 +244,14 @@ async def _rows(db: AsyncSession, query: Any, model_class: Any) -> list[Any]:
 
 async def _count(db: AsyncSession, query: Any) -> int:
     count_query = select(func.count()).select_from(query.order_by(None).subquery())
-    return int(await db.scalar(count_query) or 0)
+    sp = _query_span("pagination.count")
+    try:
+        total = int(await db.scalar(count_query) or 0)
+    except BaseException as exc:
+        end_span(sp, exc)
+        raise
+    end_span(sp)
+    return total
 
 
 def _check_params(params: Any, expected: type) -> Any:
@@ -239,6 +265,17 @@ def _check_params(params: Any, expected: type) -> Any:
 
 
 async def _timed(kind: str, model_class: Any, call: Coroutine[Any, Any, R]) -> R:
+    if tracing_enabled():  # one span per page, its queries as children
+        with span(
+            f"pagination.{kind}",
+            tracer="crown_nexus.pagination",
+            attributes={"crown_nexus.pagination.model": getattr(model_class, "__name__", "?")},
+        ):
+            return await _timed_plain(kind, model_class, call)
+    return await _timed_plain(kind, model_class, call)
+
+
+async def _timed_plain(kind: str, model_class: Any, call: Coroutine[Any, Any, R]) -> R:
     start = time.monotonic()
     error = ""
     try:

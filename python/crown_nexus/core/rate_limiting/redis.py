@@ -39,6 +39,7 @@ from crown_nexus.core.rate_limiting.models import (
     RateLimitResult,
     RateLimitRule,
 )
+from crown_nexus.core.tracing import SpanKind, end_span, start_span, tracing_enabled
 
 try:
     import redis.asyncio as aioredis
@@ -351,6 +352,34 @@ class RedisRateLimitBackend(RateLimitBackend):
 
     async def hit(self, key: str, rule: RateLimitRule, cost: int = 1) -> RateLimitResult:
         """Run the rule's script once for ``key`` (one round trip, atomic on the server).
+
+        With tracing on the call is a ``CLIENT`` span ``rate_limit.redis`` (tracer
+        ``crown_nexus.rate_limiting``; the key is not recorded).
+        """
+        if not tracing_enabled():
+            return await self._hit(key, rule, cost)
+        sp = start_span(
+            "rate_limit.redis",
+            tracer="crown_nexus.rate_limiting",
+            kind=SpanKind.CLIENT,
+            attributes={
+                "db.system.name": "redis",
+                "db.operation.name": "EVALSHA",
+                "crown_nexus.rate_limit.algorithm": str(rule.hot_params[0]),
+            },
+        )
+        try:
+            result = await self._hit(key, rule, cost)
+        except BaseException as exc:
+            end_span(sp, exc)
+            raise
+        if sp is not None:
+            sp.set_attribute("crown_nexus.rate_limit.allowed", result.allowed)
+            sp.end()
+        return result
+
+    async def _hit(self, key: str, rule: RateLimitRule, cost: int = 1) -> RateLimitResult:
+        """:meth:`hit` without tracing.
 
         The hot path writes the pre-encoded ``EVALSHA`` straight onto a pooled redis-py
         connection and reads the reply: no per-call argument packing, pool lock or timeout

@@ -40,6 +40,7 @@ from crown_nexus.core.security.tokens import (
     UserLoader,
     _auth_error,
 )
+from crown_nexus.core.tracing import Span, end_span, start_span, tracing_enabled
 from crown_nexus.logging import get_logger
 from crown_nexus.settings import Settings
 
@@ -53,6 +54,12 @@ _monotonic = time.monotonic
 
 def _failure_key(expected_type: TokenType | str | None) -> tuple[str, tuple[str, str]]:
     return ("token_validations_total", ("false", str(expected_type or "any")))
+
+
+def _hash_span(name: str) -> Span | None:
+    """A span for one password hash or verification (tracer ``crown_nexus.security``; it
+    includes the wait for a hashing thread)."""
+    return start_span(name, tracer="crown_nexus.security") if tracing_enabled() else None
 
 
 class RevocationPending:
@@ -193,8 +200,14 @@ class SecurityService:
     # --- passwords -------------------------------------------------------------------------
 
     async def hash_password(self, password: str) -> str:
-        """Argon2id-hash ``password`` in the hashing pool."""
-        result: str = await self._off_loop(_passwords.get_password_hash, password)
+        """Argon2id-hash ``password`` in the hashing pool (a ``password.hash`` span when tracing)."""
+        sp = _hash_span("password.hash")
+        try:
+            result: str = await self._off_loop(_passwords.get_password_hash, password)
+        except BaseException as exc:
+            end_span(sp, exc)
+            raise
+        end_span(sp)
         return result
 
     async def verify_password(
@@ -202,7 +215,15 @@ class SecurityService:
     ) -> bool:
         """Check a password in the hashing pool; record metrics; publish a failure event."""
         start = time.perf_counter()
-        ok: bool = await self._off_loop(_passwords.verify_password, plain_password, hashed_password)
+        sp = _hash_span("password.verify")
+        try:
+            ok: bool = await self._off_loop(
+                _passwords.verify_password, plain_password, hashed_password
+            )
+        except BaseException as exc:
+            end_span(sp, exc)
+            raise
+        end_span(sp, attributes={"crown_nexus.password.valid": ok} if sp is not None else None)
         label = "true" if ok else "false"
         self.telemetry.observe(
             "password_verification_duration_seconds", time.perf_counter() - start, label
