@@ -161,6 +161,11 @@ class Settings(BaseSettings):
         default=None,
         validation_alias=AliasChoices("REDIS_URI", "CROWN_NEXUS_REDIS_URI", "redis_uri"),
     )
+    #: the longest a request waits on one Redis call of token revocation (milliseconds; SPEC
+    #: §8); slower or failed calls are answered from the revocation replica
+    redis_timeout_ms: int = Field(
+        default=100, ge=1, le=60_000, validation_alias=_env("REDIS_TIMEOUT_MS")
+    )
 
     # --- rate limiting / events / metrics ------------------------------------------------
     rate_limit_fail_open: bool = Field(default=True, validation_alias=_env("RATE_LIMIT_FAIL_OPEN"))

@@ -88,6 +88,25 @@ class MemoryTokenBlacklist(TokenBlacklist):
         self._sweep(self._clock())
         return len(self._jtis) + len(self._families)
 
+    def remember(self, kind: str, ident: str, ttl_seconds: float) -> None:
+        """Hold ``ident`` (``kind`` ``"jti"`` or ``"fam"``) revoked for ``ttl_seconds`` more,
+        keeping a later deadline already held (a replica learning of a revocation made
+        elsewhere; unlike :meth:`add` the time is not rounded up to whole seconds)."""
+        entries = self._jtis if kind == "jti" else self._families
+        now = self._clock()
+        deadline = now + max(0.0, ttl_seconds)
+        if deadline > entries.get(ident, 0.0):
+            entries[ident] = deadline
+            self._wrote(now)
+
+    def live_entries(self) -> list[tuple[str, str, float]]:
+        """Every entry still revoked, as ``(kind, ident, seconds left)`` (kind ``jti``/``fam``)."""
+        now = self._clock()
+        self._sweep(now)
+        return [("jti", k, d - now) for k, d in self._jtis.items()] + [
+            ("fam", k, d - now) for k, d in self._families.items()
+        ]
+
     async def add(self, jti: str, ttl_seconds: float) -> bool:
         now = self._clock()
         if self._live(self._jtis, jti, now):

@@ -4,8 +4,10 @@ Two backends behind one abstract base (one test suite runs against both):
 
 - :class:`MemoryTokenBlacklist` — in process; entries expire when the token would have.
 - :class:`RedisTokenBlacklist` — ``SET <prefix>jti:<jti> 1 EX <ttl> NX`` with redis-py asyncio;
-  survives restarts and is shared between workers. ``redis`` is imported only by that backend
-  (install the ``crown-nexus[redis]`` extra).
+  survives restarts and is shared between workers. Every call waits at most ``timeout``
+  (default 100 ms), and a local replica kept current by pub/sub answers while Redis is down:
+  tokens revoked before the outage stay refused, logged-in users are served.
+  ``redis`` is imported only by that backend (install the ``crown-nexus[redis]`` extra).
 
 :meth:`TokenBlacklist.add` is atomic set-if-absent and reports whether the id was new, which is
 what makes refresh-token rotation safe against two concurrent uses of one refresh token.
@@ -28,7 +30,8 @@ __all__ = ["MemoryTokenBlacklist", "RedisTokenBlacklist", "TokenBlacklist", "cre
 
 
 def create_blacklist(redis_url: str | None = None, **kwargs: Any) -> TokenBlacklist:
-    """A Redis blacklist when ``redis_url`` is given, else an in-memory one."""
+    """A Redis blacklist when ``redis_url`` is given (``kwargs`` go to
+    :class:`RedisTokenBlacklist`: ``timeout``, ``prefix``, ...), else an in-memory one."""
     if redis_url:
         from crown_nexus.core.security._redis_blacklist import RedisTokenBlacklist
 

@@ -137,7 +137,9 @@ class SecurityService:
         self.settings = settings or get_security_settings()
         self.user_loader = user_loader
         if blacklist is None:
-            blacklist = create_blacklist(self.settings.redis_url)
+            blacklist = create_blacklist(
+                self.settings.redis_url, timeout=self.settings.redis_timeout_ms / 1000
+            )
         previous: TokenManager | None = getattr(self, "tokens", None)
         self.tokens = TokenManager(
             self.settings, key_ring=key_ring, blacklist=blacklist, jwt_impl=jwt_impl
@@ -382,6 +384,8 @@ class SecurityService:
                     revoked = nowait(data.jti, data.fam)
                 except Exception:
                     raise _auth_error("revocation_check_failed") from None
+                if revoked is None:  # the backend must be asked asynchronously after all
+                    return RevocationPending(data, expected_type, start)
                 if revoked:
                     raise _auth_error("revoked")
         except AuthenticationException:
