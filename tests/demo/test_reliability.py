@@ -113,3 +113,47 @@ async def test_concurrent_sqlite_writers_wait_instead_of_failing(tmp_path) -> No
         for e in engines:
             await e.dispose()
     assert count == 100
+
+
+async def test_logged_in_users_are_served_while_redis_is_stalled(tmp_path, redis_server) -> None:  # type: ignore[no-untyped-def]
+    """Redis SIGSTOPped: a valid session is served (well within 2 s), a logged-out one stays 401."""
+    import asyncio
+    import signal
+
+    from argon2 import PasswordHasher
+
+    from crown_nexus.core.security import configure_security
+    from crown_nexus.core.security.passwords import set_password_hasher
+
+    previous = set_password_hasher(PasswordHasher(time_cost=1, memory_cost=64, parallelism=1))
+    settings = Settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/stall.db",
+        secret_key="demo-reliability-secret-0123456789abcdef",
+        REDIS_URI=redis_server.url,
+    )
+    creds = {"email": "user@example.com", "password": "Crown-User-2024!"}
+    try:
+        async with app_client(create_app(settings)) as client:
+            sessions = []
+            for _ in range(2):
+                resp = await client.post("/auth/login", json=creds)
+                assert resp.status_code == 200, resp.text
+                sessions.append({"Authorization": f"Bearer {resp.json()['data']['access_token']}"})
+            valid, logged_out = sessions
+            assert (await client.post("/auth/logout", headers=logged_out)).status_code == 200
+            assert (await client.get("/users/me", headers=valid)).status_code == 200
+            assert redis_server.proc is not None
+            redis_server.proc.send_signal(signal.SIGSTOP)
+            try:
+                for _ in range(3):
+                    async with asyncio.timeout(2):  # a safety bound; redis-py would wait forever
+                        me = await client.get("/users/me", headers=valid)
+                        gone = await client.get("/users/me", headers=logged_out)
+                    assert me.status_code == 200, me.text
+                    assert gone.status_code == 401, gone.text
+            finally:
+                redis_server.proc.send_signal(signal.SIGCONT)
+            assert (await client.get("/users/me", headers=logged_out)).status_code == 401
+    finally:
+        set_password_hasher(previous)
+        configure_security(None)
