@@ -171,10 +171,10 @@ def setup_app(
     settings = _resolve_settings(app, settings)
     app.state.settings = settings
     configure_logging_for_app(settings)  # JSON in production, console in development
-    if getattr(app.state, "security_service", None) is None:
     from crown_nexus.core.tracing.sdk import configure_tracing
 
     configure_tracing(settings)  # CROWN_NEXUS_OTEL_* / OTEL_*: an OTLP tracer provider, else no-op
+    if getattr(app.state, "security_service", None) is None:
         # tokens are signed and checked with THIS app's secret, not the loaded settings' one
         from crown_nexus.core.security import configure_security
 

@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from crown_nexus.core.tracing import set_tracing_enabled
 from crown_nexus.core.tracing.sdk import configure_tracing
 from crown_nexus.settings import Settings
 
@@ -61,6 +62,7 @@ def _exporter() -> InMemorySpanExporter:
     if isinstance(current, TracerProvider):  # another test file of the session set one
         current.add_span_processor(SimpleSpanProcessor(exporter))
     else:
+        set_tracing_enabled(None)
         provider = configure_tracing(Settings(ENVIRONMENT="test"), exporter=exporter, force=True)
         assert isinstance(provider, TracerProvider)
     return exporter
@@ -68,7 +70,12 @@ def _exporter() -> InMemorySpanExporter:
 
 @pytest.fixture
 def spans(_exporter: InMemorySpanExporter) -> Iterator[Spans]:
-    """The spans finished during this test (tracing on, SDK provider, in-memory exporter)."""
+    """The spans finished during this test (tracing on, SDK provider, in-memory exporter).
+
+    Afterwards crown-nexus tracing is switched off again, so the tests that follow in the same
+    process see the library as without a provider (the global provider cannot be unset)."""
+    set_tracing_enabled(None)
     _exporter.clear()
     yield Spans(_exporter)
     _exporter.clear()
+    set_tracing_enabled(False)

@@ -33,7 +33,7 @@ def _read(path: Path) -> list[dict[str, Any]]:
 
 async def _wait_for(path: Path, count: int, seconds: float = 30.0) -> list[dict[str, Any]]:
     async with asyncio.timeout(seconds):
-        while len(rows := _read(path)) < count:
+        while len(rows := _read(path)) < count:  # noqa: ASYNC110 - another process writes it
             await asyncio.sleep(0.05)
     return rows
 

@@ -32,8 +32,8 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import orjson
-
 from opentelemetry.trace import StatusCode
+
 from crown_nexus.core.events.backends.base import EventBackend
 from crown_nexus.core.events.backends.memory import MemoryEventBackend
 from crown_nexus.core.events.exceptions import (
@@ -43,8 +43,8 @@ from crown_nexus.core.events.exceptions import (
     EventPublishException,
 )
 from crown_nexus.core.events.outbox import OutboxRelay, write_to_outbox
-from crown_nexus.logging import get_current_request_id, get_logger
 from crown_nexus.core.tracing import SpanKind, inject_context, resume_span, span, tracing_enabled
+from crown_nexus.logging import get_current_request_id, get_logger
 
 __all__ = [
     "EventBackendType",
@@ -607,6 +607,8 @@ class EventService:
             rid = _current_request_id()
             if rid is not None:
                 ctx["request_id"] = rid
+        if "traceparent" not in ctx and tracing_enabled():
+            inject_context(ctx)  # W3C trace context: handlers and workers resume the trace
         event = {
             "id": os.urandom(16).hex(),
             "name": event_name,
@@ -640,8 +642,6 @@ class EventService:
             assert backend is not None
         return backend
 
-        if "traceparent" not in ctx and tracing_enabled():
-            inject_context(ctx)  # W3C trace context: handlers and workers resume the trace
     async def publish(
         self,
         event_name: str,
@@ -658,7 +658,32 @@ class EventService:
         the session's transaction and delivered by an :class:`~crown_nexus.core.events.outbox.OutboxRelay`
         after commit; a rollback publishes nothing (``events_published_total`` counts the event
         when the relay delivers it). Raises :class:`EventPublishException`.
+
+        With tracing on, the publish is a ``PRODUCER`` span ``event.publish <name>`` and the
+        event's context carries its ``traceparent``, so every handler (here, in a Celery
+        worker or after the outbox relay) continues the publisher's trace.
         """
+        if tracing_enabled():
+            with span(
+                f"event.publish {event_name}",
+                tracer="crown_nexus.events",
+                kind=SpanKind.PRODUCER,
+                attributes={
+                    "messaging.system": "crown_nexus",
+                    "messaging.operation.type": "send",
+                    "messaging.destination.name": str(event_name),
+                    "crown_nexus.event.outbox": session is not None,
+                },
+            ) as current:
+                event_id = await self._publish(event_name, payload, context, session)
+                if current is not None:
+                    current.set_attribute("messaging.message.id", event_id)
+                return event_id
+        return await self._publish(event_name, payload, context, session)
+
+    async def _publish(
+        self, event_name: str, payload: Any, context: Mapping[str, Any] | None, session: Any
+    ) -> str:
         event, encoded = self.build_event(event_name, payload, context)
         if session is not None:
             await write_to_outbox(session, event, encoded, relays=self._relays)
@@ -691,32 +716,7 @@ class EventService:
         """The timeout that applies to ``sub`` (its own, else the configured default)."""
         return sub.timeout if sub.timeout is not None else self.config.handler_timeout
 
-
-        With tracing on, the publish is a ``PRODUCER`` span ``event.publish <name>`` and the
-        event's context carries its ``traceparent``, so every handler (here, in a Celery
-        worker or after the outbox relay) continues the publisher's trace.
     async def run_handler(
-        if tracing_enabled():
-            with span(
-                f"event.publish {event_name}",
-                tracer="crown_nexus.events",
-                kind=SpanKind.PRODUCER,
-                attributes={
-                    "messaging.system": "crown_nexus",
-                    "messaging.operation.type": "send",
-                    "messaging.destination.name": str(event_name),
-                    "crown_nexus.event.outbox": session is not None,
-                },
-            ) as current:
-                event_id = await self._publish(event_name, payload, context, session)
-                if current is not None:
-                    current.set_attribute("messaging.message.id", event_id)
-                return event_id
-        return await self._publish(event_name, payload, context, session)
-
-    async def _publish(
-        self, event_name: str, payload: Any, context: Mapping[str, Any] | None, session: Any
-    ) -> str:
         self, sub: Subscription, event: dict[str, Any], *, enforce_timeout: bool = True
     ) -> bool:
         """Run one subscription for ``event``: filter, timeout, metrics, error reporting.
@@ -725,7 +725,32 @@ class EventService:
         (it is then logged, reported and counted). Never raises (except cancellation). With
         ``enforce_timeout=False`` the caller enforces the timeout (the memory backend's
         watchdog) and reports it through :meth:`handler_timed_out`.
+
+        With tracing on, the run is a ``CONSUMER`` span ``event.handle <name>`` continuing the
+        trace of the event's context (``traceparent``); a failed run marks it as an error.
         """
+        if tracing_enabled():
+            with resume_span(
+                f"event.handle {event['name']}",
+                event.get("context"),
+                tracer="crown_nexus.events",
+                attributes={
+                    "messaging.system": "crown_nexus",
+                    "messaging.operation.type": "process",
+                    "messaging.destination.name": str(event["name"]),
+                    "messaging.message.id": str(event.get("id")),
+                    "crown_nexus.event.handler": sub.id,
+                },
+            ) as current:
+                ok = await self._run_handler(sub, event, enforce_timeout)
+                if not ok and current is not None:
+                    current.set_status(StatusCode.ERROR, "event handler failed")
+                return ok
+        return await self._run_handler(sub, event, enforce_timeout)
+
+    async def _run_handler(
+        self, sub: Subscription, event: dict[str, Any], enforce_timeout: bool
+    ) -> bool:
         name = event["name"]
         if sub.filter_func is not None:
             try:
@@ -758,32 +783,7 @@ class EventService:
         except Exception as exc:
             self._metrics.duration(sub, name, time.perf_counter() - start)
             await self._failed(sub, event, exc, "error")
-
-        With tracing on, the run is a ``CONSUMER`` span ``event.handle <name>`` continuing the
-        trace of the event's context (``traceparent``); a failed run marks it as an error.
             return False
-        if tracing_enabled():
-            with resume_span(
-                f"event.handle {event['name']}",
-                event.get("context"),
-                tracer="crown_nexus.events",
-                attributes={
-                    "messaging.system": "crown_nexus",
-                    "messaging.operation.type": "process",
-                    "messaging.destination.name": str(event["name"]),
-                    "messaging.message.id": str(event.get("id")),
-                    "crown_nexus.event.handler": sub.id,
-                },
-            ) as current:
-                ok = await self._run_handler(sub, event, enforce_timeout)
-                if not ok and current is not None:
-                    current.set_status(StatusCode.ERROR, "event handler failed")
-                return ok
-        return await self._run_handler(sub, event, enforce_timeout)
-
-    async def _run_handler(
-        self, sub: Subscription, event: dict[str, Any], enforce_timeout: bool
-    ) -> bool:
         self._metrics.duration(sub, name, time.perf_counter() - start)
         self.stats.succeeded += 1
         return True

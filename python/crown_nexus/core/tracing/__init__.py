@@ -48,8 +48,10 @@ __all__ = [
     "httpx_event_hooks",
     "inject_context",
     "inject_httpx_headers",
+    "provider_configured",
     "record_error",
     "resume_span",
+    "set_tracing_enabled",
     "span",
     "start_span",
     "tracing_enabled",
@@ -68,12 +70,18 @@ _tracers: dict[str, Tracer] = {}
 _NOOP: AbstractContextManager[None] = nullcontext()
 
 
+def provider_configured() -> bool:
+    """Whether a real global tracer provider is set (not the API's proxy or no-op one)."""
+    if getattr(_otel_trace, "_TRACER_PROVIDER", None) is None and _ENV_PROVIDER not in os.environ:
+        return False
+    return not isinstance(_otel_trace.get_tracer_provider(), _DISABLED_PROVIDERS)
+
+
 def _decide() -> bool:
     global _state
     if getattr(_otel_trace, "_TRACER_PROVIDER", None) is None and _ENV_PROVIDER not in os.environ:
         return False  # not configured yet (may be later): decide again next time
-    provider = _otel_trace.get_tracer_provider()
-    enabled = not isinstance(provider, _DISABLED_PROVIDERS)
+    enabled = provider_configured()
     _state = enabled
     if enabled:
         from crown_nexus.logging import context as log_context
@@ -92,6 +100,21 @@ def tracing_enabled() -> bool:
     if state is not None:
         return state
     return _decide()
+
+
+def set_tracing_enabled(enabled: bool | None) -> None:
+    """``False``: crown-nexus makes no span, propagates nothing and stops adding span ids to
+    log lines, whatever provider is configured (tests use it to leave tracing off for the
+    tests that follow theirs). ``None`` or ``True``: follow the global provider again (tracing
+    is on when a real one is configured)."""
+    global _state
+    if enabled is False:
+        _state = False
+        from crown_nexus.logging import context as log_context
+
+        log_context.set_span_ids_source(None)
+    else:
+        _state = None  # decided again on the next use
 
 
 def get_tracer(name: str = TRACER_NAME) -> Tracer:

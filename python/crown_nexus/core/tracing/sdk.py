@@ -22,7 +22,7 @@ from typing import Any
 from opentelemetry import trace
 
 from crown_nexus.core.exceptions import ConfigurationException
-from crown_nexus.core.tracing import tracing_enabled
+from crown_nexus.core.tracing import provider_configured, tracing_enabled
 
 __all__ = ["configure_tracing", "tracing_requested"]
 
@@ -63,7 +63,7 @@ def configure_tracing(
     if not force and not tracing_requested(settings):
         return None
     with _lock:
-        if tracing_enabled():
+        if provider_configured():
             return trace.get_tracer_provider()
         try:
             from opentelemetry.sdk.resources import SERVICE_NAME, Resource
