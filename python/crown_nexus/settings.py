@@ -212,6 +212,16 @@ class Settings(BaseSettings):
         default=1.0, ge=0.0, le=1.0, validation_alias=_env("OTEL_SAMPLE_RATIO")
     )
 
+    #: Idempotency-Key on POST/PATCH (IdempotencyMiddleware): on/off, how long responses are
+    #: kept (seconds), and where: ``auto`` is Redis when configured (shared by workers), else memory
+    idempotency_enabled: bool = Field(default=True, validation_alias=_env("IDEMPOTENCY_ENABLED"))
+    idempotency_ttl_seconds: int = Field(
+        default=24 * 60 * 60, ge=1, validation_alias=_env("IDEMPOTENCY_TTL_SECONDS")
+    )
+    idempotency_store: Literal["auto", "memory", "redis"] = Field(
+        default="auto", validation_alias=_env("IDEMPOTENCY_STORE")
+    )
+
     # --- what the service exposes ------------------------------------------------------------
     #: ``/docs``, ``/redoc`` and ``/openapi.json``; ``None``: on except in production
     docs_enabled: bool | None = Field(default=None, validation_alias=_env("DOCS_ENABLED"))

@@ -309,10 +309,12 @@ def test_setup_app_order() -> None:
         "CORSMiddleware",
         "RateLimitMiddleware",  # before SecureRequest: floods are throttled before inspection
         "SecureRequestMiddleware",
+        "CsrfMiddleware",  # cookie-authenticated unsafe requests only (guide §14)
         "TimeoutMiddleware",
         "CacheControlMiddleware",
         "ResponseFormatterMiddleware",
         "CompressionMiddleware",
+        "IdempotencyMiddleware",  # inside compression: replays are compressed like any response
         "ErrorHandlerMiddleware",
     ]
     assert [m.cls.__name__ for m in app.user_middleware][:1] == ["RequestContextMiddleware"]

@@ -21,6 +21,8 @@ GUIDE_NAMES = [
     "ResponseFormatterMiddleware",
     "CompressionMiddleware",
     "ErrorHandlerMiddleware",
+    "CsrfMiddleware",  # guide §14: CSRF from the security middleware
+    "IdempotencyMiddleware",
 ]
 
 

@@ -21,10 +21,12 @@ GUIDE_ORDER = [
     "CORSMiddleware",
     "RateLimitMiddleware",
     "SecureRequestMiddleware",
+    "CsrfMiddleware",
     "TimeoutMiddleware",
     "CacheControlMiddleware",
     "ResponseFormatterMiddleware",
     "CompressionMiddleware",
+    "IdempotencyMiddleware",
     "ErrorHandlerMiddleware",
 ]
 

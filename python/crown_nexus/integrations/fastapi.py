@@ -1,7 +1,10 @@
 """``setup_app(app, settings=None)``: exception handlers, the guide §13 middleware stack, lifespan.
 
 The stack, outermost first: RequestContext, Tracing, Metrics, SecurityHeaders, CORS,
-RateLimit, SecureRequest, Timeout, CacheControl, ResponseFormatter, Compression, ErrorHandler.
+RateLimit, SecureRequest, Csrf, Timeout, CacheControl, ResponseFormatter, Compression,
+Idempotency, ErrorHandler. Csrf checks cookie-authenticated unsafe requests only (bearer and
+API-key callers pass untouched); Idempotency sits inside compression so a stored response is
+the application's own and a replay is formatted and compressed like any response.
 It is the guide §13 order with two deliberate changes: SecurityHeaders and CORS sit outside every
 layer that can refuse a request, so a 413, 414, 431, 400, 429 or 504 carries the security
 headers and the CORS grant like any other response (a browser can read the 429); and the rate
@@ -39,12 +42,14 @@ MIDDLEWARE_ORDER: tuple[tuple[str, str], ...] = (
     ("MetricsMiddleware", "crown_nexus.middleware.metrics"),
     ("RateLimitMiddleware", "crown_nexus.middleware.rate_limiting"),
     ("SecureRequestMiddleware", "crown_nexus.middleware.secure_request"),
+    ("CsrfMiddleware", "crown_nexus.middleware.csrf"),
     ("TimeoutMiddleware", "crown_nexus.middleware.timeout"),
     ("CORSMiddleware", "starlette.middleware.cors"),
     ("SecurityHeadersMiddleware", "crown_nexus.middleware.security_headers"),
     ("CacheControlMiddleware", "crown_nexus.middleware.cache_control"),
     ("ResponseFormatterMiddleware", "crown_nexus.middleware.response_formatter"),
     ("CompressionMiddleware", "crown_nexus.middleware.compression"),
+    ("IdempotencyMiddleware", "crown_nexus.middleware.idempotency"),
     ("ErrorHandlerMiddleware", "crown_nexus.middleware.error_handler"),
 )
 
@@ -68,7 +73,23 @@ def _default_options(settings: Settings) -> dict[str, dict[str, Any]]:
         },
         "CompressionMiddleware": {"minimum_size": 1000},
         "ErrorHandlerMiddleware": {"production": settings.is_production},
+        "IdempotencyMiddleware": {
+            "enabled": settings.idempotency_enabled,
+            "ttl_seconds": settings.idempotency_ttl_seconds,
+            "redis_url": _idempotency_redis_url(settings),
+        },
     }
+
+
+def _idempotency_redis_url(settings: Settings) -> str | None:
+    """Where idempotency keys live: Redis when configured (``auto``) or required (``redis``)."""
+    if settings.idempotency_store == "memory":
+        return None
+    if settings.idempotency_store == "redis" and not settings.redis_url:
+        raise ConfigurationException(
+            message="CROWN_NEXUS_IDEMPOTENCY_STORE=redis needs REDIS_URI (or the Redis cache)"
+        )
+    return settings.redis_url
 
 
 def middleware_stack(

@@ -16,7 +16,9 @@ if TYPE_CHECKING:
 
     from crown_nexus.middleware.cache_control import CacheControlMiddleware
     from crown_nexus.middleware.compression import CompressionMiddleware
+    from crown_nexus.middleware.csrf import CsrfMiddleware
     from crown_nexus.middleware.error_handler import ErrorHandlerMiddleware
+    from crown_nexus.middleware.idempotency import IdempotencyMiddleware
     from crown_nexus.middleware.metrics import MetricsMiddleware
     from crown_nexus.middleware.rate_limiting import RateLimitMiddleware
     from crown_nexus.middleware.request_context import RequestContextMiddleware
@@ -30,7 +32,9 @@ __all__ = [
     "CORSMiddleware",
     "CacheControlMiddleware",
     "CompressionMiddleware",
+    "CsrfMiddleware",
     "ErrorHandlerMiddleware",
+    "IdempotencyMiddleware",
     "MetricsMiddleware",
     "RateLimitMiddleware",
     "RequestContextMiddleware",
@@ -55,6 +59,8 @@ _MODULES: dict[str, str] = {
     "ResponseFormatterMiddleware": "crown_nexus.middleware.response_formatter",
     "CompressionMiddleware": "crown_nexus.middleware.compression",
     "ErrorHandlerMiddleware": "crown_nexus.middleware.error_handler",
+    "CsrfMiddleware": "crown_nexus.middleware.csrf",
+    "IdempotencyMiddleware": "crown_nexus.middleware.idempotency",
 }
 
 

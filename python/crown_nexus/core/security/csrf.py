@@ -18,7 +18,12 @@ import time
 from crown_nexus.core.security._config import get_security_settings
 from crown_nexus.core.security._derive import derive_key
 
-__all__ = ["DEFAULT_CSRF_MAX_AGE", "generate_csrf_token", "validate_csrf_token"]
+__all__ = [
+    "DEFAULT_CSRF_MAX_AGE",
+    "csrf_session_id",
+    "generate_csrf_token",
+    "validate_csrf_token",
+]
 
 #: seconds a CSRF token stays valid unless ``max_age`` says otherwise
 DEFAULT_CSRF_MAX_AGE = 2 * 60 * 60
@@ -42,6 +47,16 @@ def _key(secret: str | None) -> bytes:
 
 def _mac(key: bytes, session_id: str, payload: bytes) -> bytes:
     return hmac.new(key, session_id.encode("utf-8") + b"\x00" + payload, hashlib.sha256).digest()
+
+
+def csrf_session_id(user_id: str, family: str | None) -> str:
+    """The session id a CSRF token is bound to for a login: the user **and** the token family.
+
+    Every token of one login shares its family (``fam``), refreshed ones too, so the binding
+    lasts as long as the login and no longer: a token made for another user, another login of
+    the same user or a revoked login does not validate. Without a family: the user id alone.
+    """
+    return f"{user_id}\x1f{family}" if family else str(user_id)
 
 
 def generate_csrf_token(

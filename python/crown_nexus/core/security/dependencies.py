@@ -1,8 +1,11 @@
 """FastAPI authentication dependencies (guide §12, "FastAPI Authentication Dependencies").
 
 Credentials are a Bearer access token (``Authorization: Bearer <jwt>``) or an API key in the
-``X-API-Key`` header. Tokens are verified by the security service (``request.app.state.
-security_service`` when the app set one, else the shared service). API keys are verified by the
+``X-API-Key`` header; without either, the access token of a browser session in the HttpOnly
+cookie :data:`SESSION_COOKIE` (``auth_method: "cookie"``), accepted only on requests that went
+through ``CsrfMiddleware`` (which checks their CSRF token). Tokens are verified by the
+security service (``request.app.state.security_service`` when the app set one, else the
+shared service). API keys are verified by the
 resolver the application registers with :func:`register_api_key_resolver` — an async callable
 ``(api_key, request) -> user dict | None`` that looks the key up (by its ``key_id``) and checks
 it with :func:`~crown_nexus.core.security.verify_api_key`.
@@ -27,6 +30,8 @@ from crown_nexus.core.security.service import SecurityService, get_security_serv
 
 __all__ = [
     "API_KEY_HEADER",
+    "CSRF_GUARD_STATE",
+    "SESSION_COOKIE",
     "ApiKeyResolver",
     "api_key_header",
     "authenticate_request",
@@ -39,6 +44,11 @@ __all__ = [
 ]
 
 API_KEY_HEADER = "X-API-Key"
+#: HttpOnly cookie carrying the access token of a browser session (``auth_method: "cookie"``)
+SESSION_COOKIE = "access_token"
+#: ``request.state`` flag set by ``CsrfMiddleware``: the session cookie is accepted only on
+#: requests that passed it (cookie authentication never works without CSRF protection)
+CSRF_GUARD_STATE = "crown_nexus_csrf_guard"
 
 #: ``async (api_key, request) -> {"id", "permissions", "owner", ...} | None``: ``permissions``
 #: are the key's own, ``owner`` the user it belongs to as loaded now (SPEC §4 shape)
@@ -103,6 +113,13 @@ def _api_key_user(found: Mapping[str, Any]) -> dict[str, Any]:
     return user
 
 
+def _session_cookie(request: Request) -> str | None:
+    """The session cookie's access token, only on requests ``CsrfMiddleware`` guarded."""
+    if not getattr(request.state, CSRF_GUARD_STATE, False):
+        return None
+    return request.cookies.get(SESSION_COOKIE) or None
+
+
 async def _authenticate(
     request: Request,
     credentials: HTTPAuthorizationCredentials | None,
@@ -131,7 +148,18 @@ async def _authenticate(
             raise AuthenticationException(message="Invalid API key")
         user = _api_key_user(found)
     else:
-        return None
+        session = _session_cookie(request)
+        if session is None:
+            return None
+        data = await _service_for(request).decode_token(session)
+        user = {
+            "id": data.sub,
+            "role": data.role,
+            "permissions": list(data.permissions),
+            "user_data": data.user_data,
+            "auth_method": "cookie",
+            "token": data,
+        }
     setattr(request.state, _STATE_KEY, user)
     request.state.user = user
     bind_request_user(user, request.app)  # the permission service resolves this caller's id

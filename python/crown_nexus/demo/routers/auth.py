@@ -1,6 +1,7 @@
 """Authentication endpoints of the reference service, built only on the public security API.
 
-``POST /auth/login`` (JSON email + password -> token pair and a CSRF cookie), ``POST
+``POST /auth/login`` (JSON email + password -> token pair and a CSRF cookie; ``?session=cookie``:
+a browser session in an HttpOnly cookie, its CSRF token checked by ``CsrfMiddleware``), ``POST
 /auth/refresh`` (rotation; reusing a refresh token revokes its whole login), ``POST
 /auth/logout`` (revokes the access token's login), ``POST /auth/api-keys`` (only a hash is
 stored), ``GET /.well-known/jwks.json``. :func:`install` wires it all into an app: the security
@@ -14,9 +15,9 @@ import asyncio
 import datetime
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -28,7 +29,9 @@ from crown_nexus.core.security import (
     get_password_hash,
 )
 from crown_nexus.core.security.api_keys import parse_api_key
+from crown_nexus.core.security.csrf import csrf_session_id
 from crown_nexus.core.security.dependencies import (
+    SESSION_COOKIE,
     bearer_scheme,
     get_current_user_with_permissions,
     register_api_key_resolver,
@@ -123,9 +126,19 @@ async def login(
     login_data: LoginRequest,
     request: Request,
     response: Response,
+    session: Literal["token", "cookie"] = Query(
+        default="token",
+        description="``cookie``: a browser session in an HttpOnly cookie instead of tokens",
+    ),
     db: AsyncSession = Depends(get_db),
 ) -> dict[str, Any]:
     """Check email and password; return an access + refresh token pair and set a CSRF cookie.
+
+    With ``?session=cookie`` (a browser session) the access token goes into the HttpOnly,
+    Secure, SameSite=Lax cookie ``access_token`` instead, and the answer carries only the CSRF
+    token (also in the readable ``csrf_token`` cookie) that every unsafe request of the session
+    must send in ``X-CSRF-Token``; the session ends with the access token (no refresh token is
+    handed to the browser). The CSRF token is bound to this login (user and token family).
 
     Failed logins back off per account (``app.state.login_throttle``): while the account is
     throttled for the client's network the answer is 429 with ``Retry-After`` and the password
@@ -158,13 +171,21 @@ async def login(
         permissions=list(user.permissions or []),
         user_data={"name": user.name, "email": user.email},
     )
+    token = await service.decode_token(pair.access_token, check_revocation=False)
+    csrf = service.generate_csrf_token(csrf_session_id(token.sub, token.fam))
     response.set_cookie(
-        key="csrf_token",
-        value=service.generate_csrf_token(str(user.id)),
-        httponly=False,
-        secure=True,
-        samesite="strict",
+        key="csrf_token", value=csrf, httponly=False, secure=True, samesite="strict"
     )
+    if session == "cookie":
+        response.set_cookie(
+            key=SESSION_COOKIE,
+            value=pair.access_token,
+            max_age=pair.expires_in,
+            httponly=True,
+            secure=True,
+            samesite="lax",
+        )
+        return {"session": "cookie", "expires_in": pair.expires_in, "csrf_token": csrf}
     return pair.model_dump()
 
 
@@ -178,14 +199,25 @@ async def refresh(body: RefreshRequest, request: Request) -> dict[str, Any]:
 @router.post("/logout")
 async def logout(
     request: Request,
+    response: Response,
     body: LogoutRequest | None = None,
     user: dict[str, Any] = Depends(get_current_user_with_permissions),
     credentials: Any = Depends(bearer_scheme),
 ) -> dict[str, Any]:
-    """Revoke the presented access token and every token of its login (refresh tokens too)."""
+    """Revoke the presented access token and every token of its login (refresh tokens too).
+
+    A browser session (cookie) is revoked the same way and its cookies are cleared.
+    """
+    service = _service(request)
+    if user.get("auth_method") == "cookie":
+        await service.revoke_token(
+            request.cookies[SESSION_COOKIE], reason="logout", revoke_family=True
+        )
+        response.delete_cookie(SESSION_COOKIE, secure=True, httponly=True, samesite="lax")
+        response.delete_cookie("csrf_token", secure=True, samesite="strict")
+        return {"success": True, "message": "Logged out successfully"}
     if user.get("auth_method") != "bearer" or credentials is None:
         raise AuthenticationException(message="Log out with the access token of a session")
-    service = _service(request)
     await service.revoke_token(credentials.credentials, reason="logout", revoke_family=True)
     if body is not None and body.refresh_token:
         try:
