@@ -18,6 +18,7 @@ from crown_nexus.demo.db import Base, create_engine_for
 from crown_nexus.demo.routers import audit as audit_router
 from crown_nexus.demo.routers import auth, errors, health, rate_limits
 from crown_nexus.demo.routers import catalog as catalog_router
+from crown_nexus.demo.routers import documents as documents_router
 from crown_nexus.demo.routers import features as features_router
 from crown_nexus.demo.routers import metrics as metrics_router
 from crown_nexus.demo.routers import orders as orders_router
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     users_router.install_user_loader(app)  # get_user_permissions(user_id) reads the users table
     products_router.install(app)
     orders_router.install(app)
+    documents_router.install(app)  # owned documents shared with read/write grants
     audit_router.install(app)  # logins, API keys, denials, flag changes -> audit trail
     return app
 

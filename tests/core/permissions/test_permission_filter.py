@@ -358,3 +358,19 @@ def test_share_relation_custom_grants() -> None:
     assert not rule.allows(alice, doc, "document:delete", grants=["viewer"])
     assert rule.allows(alice, doc, "document:delete", grants=["editor"])
     assert not rule.allows(alice, doc, "document:update", grants=["editor", "write"])
+
+
+async def test_check_with_given_grants_on_a_mapping() -> None:
+    """check() accepts grants from elsewhere (a cache) and a dict object; denials name the model."""
+    recorder = EventRecorder()
+    record = {"id": 9, "owner_id": "bob"}
+    with override_service("event_service", recorder):
+        assert await RULE.check(None, _user("alice"), record, "document:read", grants=["read"])
+        assert not await RULE.check(None, _user("alice"), record, "document:update", grants=["read"])
+        with pytest.raises(PermissionDeniedException) as info:
+            await RULE.ensure(None, _user("alice"), record, "document:read", grants=[None])
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+    assert info.value.resource_type == "Doc"
+    assert [p["resource_type"] for _, p in recorder.published] == ["Doc", "Doc"]
+    assert [p["resource_id"] for _, p in recorder.published] == ["9", "9"]

@@ -36,10 +36,11 @@ from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, Select, and_, exists, false, or_, select, true
 
+from crown_nexus.core.exceptions import PermissionDeniedException
 from crown_nexus.core.permissions._telemetry import record_check
 from crown_nexus.core.permissions._user import field as read_field
 from crown_nexus.core.permissions._user import user_id, user_mask
-from crown_nexus.core.permissions.checker import _denied, _is_superuser, _name, object_denied
+from crown_nexus.core.permissions.checker import _denied, _is_superuser, _name
 from crown_nexus.core.permissions.models import Permission
 from crown_nexus.core.permissions.registry import get_registry
 
@@ -114,7 +115,9 @@ class ObjectRule:
 
     ``owner_column`` is the model's owner attribute (``Document.owner_id``); objects are read by
     its name (or ``owner_field``) with attribute or mapping access. ``shares`` adds grants from a
-    share table. Build one per model and use it for both the detail check and the listing.
+    share table. ``resource_type`` names the objects in denials (default: the owner column's
+    model, else the object's class). Build one per model and use it for both the detail check
+    and the listing.
     """
 
     def __init__(
@@ -123,10 +126,16 @@ class ObjectRule:
         *,
         shares: ShareRelation | None = None,
         owner_field: str | None = None,
+        resource_type: str | None = None,
     ) -> None:
         self.owner_column = owner_column
         self.owner_field = owner_field or str(owner_column.key)
         self.shares = shares
+        model = getattr(owner_column, "class_", None)
+        self.resource_type = resource_type or (model.__name__ if model is not None else None)
+
+    def _type_of(self, obj: Any) -> str:
+        return self.resource_type or type(obj).__name__
 
     # --- the one decision -----------------------------------------------------------------
 
@@ -193,34 +202,57 @@ class ObjectRule:
         )
         return frozenset(str(g) for g in rows.scalars() if g is not None)
 
-    async def check(self, session: Any, user: Any, obj: Any, permission: Permission | str) -> bool:
-        """:meth:`allows` with the user's grants loaded; a denial is logged and published
+    async def check(
+        self,
+        session: Any,
+        user: Any,
+        obj: Any,
+        permission: Permission | str,
+        *,
+        grants: Iterable[str | None] | None = None,
+    ) -> bool:
+        """:meth:`allows` with the user's grants (loaded with ``session`` unless ``grants`` are
+        given, e.g. from a cache); a denial is logged and published
         (``permission.object_denied``) and the ``object_permission`` metrics are recorded."""
         started = time.perf_counter()
-        grants = await self.grants_of(session, user, obj) if self.shares is not None else ()
+        if grants is None:
+            grants = await self.grants_of(session, user, obj) if self.shares is not None else ()
         ok = self.allows(user, obj, permission, grants=grants)
         name = _name(permission)
+        rtype = self._type_of(obj)
         if not ok:
             rid = read_field(obj, "id")
             _denied(
                 "permission.object_denied",
                 user,
                 name,
-                resource_type=type(obj).__name__,
+                resource_type=rtype,
                 resource_id=None if rid is None else str(rid),
             )
-        record_check(
-            "object_permission",
-            started,
-            {"object_type": type(obj).__name__, "permission": name},
-            ok,
-        )
+        record_check("object_permission", started, {"object_type": rtype, "permission": name}, ok)
         return ok
 
-    async def ensure(self, session: Any, user: Any, obj: Any, permission: Permission | str) -> None:
+    async def ensure(
+        self,
+        session: Any,
+        user: Any,
+        obj: Any,
+        permission: Permission | str,
+        *,
+        grants: Iterable[str | None] | None = None,
+    ) -> None:
         """Raise ``PermissionDeniedException`` (403) unless :meth:`check` passes."""
-        if not await self.check(session, user, obj, permission):
-            raise object_denied(obj, permission)
+        if not await self.check(session, user, obj, permission, grants=grants):
+            name = _name(permission)
+            rtype = self._type_of(obj)
+            rid = read_field(obj, "id")
+            raise PermissionDeniedException(
+                message=f"Permission denied: {name} on this {rtype}",
+                action=name.partition(":")[2] or None,
+                resource_type=rtype,
+                permission=name,
+                details={"resource_id": None if rid is None else str(rid)},
+            )
 
     # --- read the other way: a WHERE clause --------------------------------------------------
 
