@@ -364,3 +364,40 @@ def test_settings_choose_the_store() -> None:
     assert opts == {"enabled": False, "ttl_seconds": 60, "redis_url": None}
     auto = dict(middleware_stack(Settings(REDIS_URI="redis://127.0.0.1:1/0")))
     assert auto[IdempotencyMiddleware]["redis_url"] == "redis://127.0.0.1:1/0"
+
+
+async def test_lifespan_shutdown_closes_the_store_it_created(redis_url: str) -> None:
+    """A Redis store the middleware built from a URL is closed when the server shuts down."""
+
+    async def inner(scope, receive, send):
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    mw = IdempotencyMiddleware(inner, redis_url=redis_url)
+    assert isinstance(mw.store, RedisIdempotencyStore)
+    await mw.store.client.ping()
+    closed: list[bool] = []
+    original = mw.store.close
+
+    async def close() -> None:
+        closed.append(True)
+        await original()
+
+    mw.store.close = close  # type: ignore[method-assign]
+    messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return next(messages)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await mw({"type": "lifespan"}, receive, send)
+    assert closed == [True]
+    assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
