@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from fastapi import Request
+from pydantic import BaseModel
 
 from crown_nexus.demo.app import create_app
 from crown_nexus.settings import Settings
@@ -157,3 +159,50 @@ async def test_logged_in_users_are_served_while_redis_is_stalled(tmp_path, redis
     finally:
         set_password_hasher(previous)
         configure_security(None)
+
+
+class _Boom(RuntimeError):
+    """The failure of the test route (weakly referenceable, unlike built-in exceptions)."""
+
+
+class Padded(BaseModel):
+    """A request body with 1 MB of padding."""
+
+    padding: str
+    n: int
+
+
+async def test_failing_requests_with_big_bodies_leave_nothing_alive(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """20 failing POSTs with 1 MB bodies: every exception, request and body is collectable
+    afterwards, and the demo's error log holds only bounded summaries (no secrets)."""
+    import gc
+    import weakref
+
+    from crown_nexus.core.error import wait_for_reports
+    from crown_nexus.demo.routers.errors import RECENT_ERRORS
+
+    app = create_app(Settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/big.db"))
+    alive: list[weakref.ref[Any]] = []
+
+    @app.post("/test/boom")
+    async def boom(body: Padded, request: Request) -> None:
+        exc = _Boom(f"failed on item {body.n}: password=hunter2")
+        alive.extend(weakref.ref(o) for o in (exc, body, request))
+        raise exc
+
+    RECENT_ERRORS.clear()
+    async with app_client(app) as client:
+        for n in range(20):
+            resp = await client.post("/test/boom", json={"padding": "x" * 1_000_000, "n": n})
+            assert resp.status_code == 500
+        await wait_for_reports()
+        gc.collect()
+        assert len(alive) == 60
+        assert [ref for ref in alive if ref() is not None] == []
+        entries = [e for e in RECENT_ERRORS.recent() if e.exception_type is _Boom]
+        assert len(entries) == 20
+        for entry in entries:
+            assert "hunter2" not in entry.message and "hunter2" not in entry.traceback
+            assert len(entry.message) + len(entry.traceback) + len(str(entry.context)) < 20_000
+        recent = await client.get("/demo/errors/recent")
+        assert recent.json()["data"]["errors"][0]["type"] == "_Boom"

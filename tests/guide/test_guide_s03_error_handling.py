@@ -209,7 +209,7 @@ async def test_process_payment_reports_with_context_and_reraises() -> None:
         with pytest.raises(Exception, match="Payment failed: card declined"):
             await process_payment({"amount": 500, "card": "4242"}, "u1")
     [entry] = reporter.recent()
-    assert str(entry.exception) == "Payment failed: card declined"
+    assert entry.message == "Payment failed: card declined"
     ctx = entry.context
     assert ctx.function == "process_payment"
     assert ctx.args == [] and ctx.kwargs["payment_data"]["amount"] == 500
@@ -244,7 +244,7 @@ def test_update_user_profile_handles_and_reraises() -> None:
         with pytest.raises(KeyError):
             update_user_profile("nobody", {"name": "Bob", "password": "s3cret"})
     [entry] = reporter.recent()
-    assert isinstance(entry.exception, KeyError)
+    assert issubclass(entry.exception_type, KeyError)
     ctx = entry.context
     assert ctx.function == "update_user_profile"
     assert ctx.module == __name__
@@ -306,7 +306,7 @@ async def test_error_service_report_error() -> None:
     with capture_errors() as reporter:
         await handle_process_failure(ValueError("bad row"), {"user_id": "u9", "row": 3})
     [entry] = reporter.recent()
-    assert isinstance(entry.exception, ValueError)
+    assert issubclass(entry.exception_type, ValueError)
     assert entry.context.function == "process_data"
     assert entry.context.user_id == "u9" and entry.context.kwargs == {"user_id": "u9", "row": 3}
 
@@ -391,7 +391,7 @@ async def test_standard_endpoint_error_handling_over_http() -> None:
     assert boom.status_code == 500
     assert_error_body(boom.json(), "INTERNAL_SERVER_ERROR")
     assert "postgres" not in boom.text
-    reports = [r for r in reporter.recent() if isinstance(r.exception, RuntimeError)]
+    reports = [r for r in reporter.recent() if issubclass(r.exception_type, RuntimeError)]
     assert len(reports) == 1  # handle_exception reported it; the 500 handler does not report twice
     assert reports[0].context.user_id == "explode"
     assert reports[0].context.request_id == boom.json()["request_id"]
@@ -554,4 +554,4 @@ async def test_list_products_error_handling_over_http() -> None:
     assert missing.status_code == 404
     assert_error_body(missing.json(), "RESOURCE_NOT_FOUND")
     assert boom.status_code == 500 and "secret internals" not in boom.text
-    assert [type(r.exception) for r in reporter.recent()] == [RuntimeError]
+    assert [r.exception_type for r in reporter.recent()] == [RuntimeError]

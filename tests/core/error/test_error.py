@@ -99,7 +99,8 @@ async def test_report_error_reaches_every_reporter_despite_failures(memory) -> N
     finally:
         unregister_reporter(failing)
         unregister_reporter(user)
-    assert memory.recent()[-1].exception is exc
+    assert memory.recent()[-1].exception_type is ValueError
+    assert memory.recent()[-1].message == "payment failed"
     assert memory.recent()[-1].context.user_id == "u1"
     assert user.seen and user.seen[0][0] is exc
 

@@ -179,5 +179,5 @@ async def test_server_side_app_exceptions_are_reported_client_ones_not() -> None
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
             check_body(await c.get("/db"), 500, "DATABASE_ERROR")
             check_body(await c.get("/auth"), 401, "AUTHENTICATION_ERROR")
-    assert [type(e.exception).__name__ for e in errors.recent()] == ["DatabaseException"]
+    assert [e.type for e in errors.recent()] == ["DatabaseException"]
     assert errors.recent()[0].context.function == "GET /db"

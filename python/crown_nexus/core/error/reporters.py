@@ -1,14 +1,23 @@
-"""Error reporters: logging (the default), an in-memory ring of recent errors, and the registry."""
+"""Error reporters: logging (the default), an in-memory ring of recent errors, and the registry.
+
+A reporter that keeps errors keeps SUMMARIES (:class:`ReportedError`: type, scrubbed message,
+formatted traceback text, bounded and redacted context), never the live exception: its
+traceback holds every frame of the failed request, with the request and its parsed body.
+"""
 
 from __future__ import annotations
 
+import builtins
 import logging
 import threading
+import traceback
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any, TypeVar
 
-from crown_nexus._redaction import scrub_text
+from crown_nexus._redaction import NOT_CONVERTED, REDACTED, is_sensitive_key, scrub_text, to_plain
 from crown_nexus.core.error._redact import redact
 from crown_nexus.core.error.base import ErrorContext, ErrorReporter
 
@@ -21,6 +30,7 @@ __all__ = [
     "clear_reporters",
     "get_reporters",
     "register_reporter",
+    "summarize",
     "unregister_reporter",
 ]
 
@@ -83,27 +93,175 @@ class LoggingErrorReporter:
 LoggingReporter = LoggingErrorReporter
 
 
+#: bounds of one :class:`ReportedError`: message and string values (characters), traceback
+#: text (characters, the most recent end kept), items per container and nesting depth
+MAX_MESSAGE_CHARS = 1_000
+MAX_TRACEBACK_CHARS = 8_000
+MAX_VALUE_CHARS = 500
+MAX_ITEMS = 20
+MAX_DEPTH = 4
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text`` scrubbed of secrets and cut to ``limit`` characters (scrubbed before the cut,
+    on a window a few times longer, so a secret straddling the cut is still recognised)."""
+    text = scrub_text(text[: 4 * limit])
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}...[{len(text) - limit}+ chars cut]"
+
+
+def _cut_tail(text: str, limit: int) -> str:
+    """Like :func:`_cut` but keeps the END of ``text`` (a traceback's most recent call)."""
+    text = scrub_text(text[-4 * limit :])
+    if len(text) <= limit:
+        return text
+    return f"[{len(text) - limit}+ chars cut]...{text[-limit:]}"
+
+
+def summarize(value: Any, _depth: int = 0) -> Any:
+    """A plain, bounded and redacted copy of ``value`` that references nothing of the original.
+
+    Strings are scrubbed and cut to :data:`MAX_VALUE_CHARS`; mappings and sequences keep their
+    first :data:`MAX_ITEMS` items (values under sensitive keys redacted) down to
+    :data:`MAX_DEPTH` levels; pydantic models, dataclasses and exceptions become dicts first;
+    integers past 64 bits and bytes are described; any other object becomes ``<TypeName>``
+    (never its ``repr``, which may be huge or hold secrets).
+    """
+    if value is None or isinstance(value, bool | float):
+        return value
+    if isinstance(value, int):
+        return value if value.bit_length() <= 64 else f"<int of {value.bit_length()} bits>"
+    if isinstance(value, str):
+        return _cut(str.__str__(value), MAX_VALUE_CHARS)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return f"<{len(value)} bytes>"
+    if _depth >= MAX_DEPTH:
+        return f"<{type(value).__qualname__}>"
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for i, (key, item) in enumerate(value.items()):
+            if i >= MAX_ITEMS:
+                out["..."] = f"{len(value) - MAX_ITEMS} more"
+                break
+            name = key if isinstance(key, str) else str(summarize(key, MAX_DEPTH))
+            name = _cut(name, MAX_VALUE_CHARS)
+            out[name] = REDACTED if is_sensitive_key(key) else summarize(item, _depth + 1)
+        return out
+    if isinstance(value, list | tuple | set | frozenset | deque):
+        items = [summarize(v, _depth + 1) for v in islice(value, MAX_ITEMS)]
+        if len(value) > MAX_ITEMS:
+            items.append(f"... {len(value) - MAX_ITEMS} more")
+        return items
+    try:
+        plain = to_plain(value)
+    except Exception:  # a model whose model_dump fails: nothing of it is kept
+        return f"<{type(value).__qualname__}>"
+    if plain is not NOT_CONVERTED:
+        return summarize(plain, _depth + 1)
+    return f"<{type(value).__qualname__}>"
+
+
+def _summarize_context(context: ErrorContext) -> ErrorContext:
+    """A copy of ``context`` whose values are bounded, redacted and plain (:func:`summarize`)."""
+
+    def text(value: str | None) -> str | None:
+        return None if value is None else _cut(value, MAX_VALUE_CHARS)
+
+    args = summarize(list(context.args))
+    kwargs = summarize(dict(context.kwargs))
+    extra = summarize(dict(context.extra))
+    return ErrorContext(
+        function=text(context.function),
+        args=redact(args),
+        kwargs=redact(kwargs),
+        user_id=text(context.user_id),
+        request_id=text(context.request_id),
+        module=text(context.module),
+        line=context.line if isinstance(context.line, int) else None,
+        extra=redact(extra),
+        timestamp=context.timestamp,
+    )
+
+
+def _message(exception: BaseException) -> str:
+    try:
+        text = str(exception)
+    except Exception:  # a __str__ that fails: the type says enough
+        return f"<unprintable {type(exception).__name__}>"
+    return _cut(text, MAX_MESSAGE_CHARS)
+
+
+def _details(exception: BaseException) -> Any:
+    details = getattr(exception, "details", None)
+    if details is None:
+        return None
+    try:
+        return redact(summarize(details))
+    except Exception:  # a details property that fails: nothing of it is kept
+        return None
+
+
+def _traceback_text(exception: BaseException) -> str:
+    """The formatted traceback (causes included, no locals), scrubbed and cut from the start."""
+    try:
+        text = "".join(traceback.format_exception(exception))
+    except Exception:  # formatting must never hide the report
+        return ""
+    return _cut_tail(text, MAX_TRACEBACK_CHARS)
+
+
 @dataclass(frozen=True)
 class ReportedError:
-    """One entry of :class:`InMemoryReporter`: the exception and its context."""
+    """One entry of :class:`InMemoryReporter`: a redacted, size-bounded SUMMARY of an error.
 
-    exception: BaseException
+    It never keeps the exception, its traceback, frames or anything they reference (the
+    request, its parsed body): only the exception's class and plain strings and values, so a
+    reporter's memory stays bounded by its capacity whatever the failing requests carried.
+    """
+
+    #: the exception's class
+    exception_type: builtins.type[BaseException]
+    #: ``str(exception)`` scrubbed of secrets, at most :data:`MAX_MESSAGE_CHARS` characters
+    message: str
+    #: the formatted traceback (no locals), scrubbed, its last :data:`MAX_TRACEBACK_CHARS`
+    traceback: str
+    #: the context with every value bounded and redacted (:func:`summarize`)
     context: ErrorContext
+    #: the exception's ``status_code`` (500 when it has none)
+    status_code: int = 500
+    #: an ``AppException``'s error code (``INTERNAL_SERVER_ERROR`` for anything else)
+    code: str = "INTERNAL_SERVER_ERROR"
+    #: the exception's ``details`` (an ``AppException``'s), bounded and redacted; else ``None``
+    details: Any = None
+
+    @classmethod
+    def from_exception(cls, exception: BaseException, context: ErrorContext) -> ReportedError:
+        """Summarize ``exception`` and ``context`` (keeping no reference to either)."""
+        status = getattr(exception, "status_code", 500)
+        code = getattr(exception, "code_value", None)
+        return cls(
+            exception_type=type(exception),
+            message=_message(exception),
+            traceback=_traceback_text(exception),
+            context=_summarize_context(context),
+            status_code=status if isinstance(status, int) else 500,
+            code=_cut(code, MAX_VALUE_CHARS) if isinstance(code, str) else "INTERNAL_SERVER_ERROR",
+            details=_details(exception),
+        )
 
     @property
     def type(self) -> str:
         """The exception's class name."""
-        return type(self.exception).__name__
-
-    @property
-    def message(self) -> str:
-        """``str(exception)`` with secrets scrubbed (URL passwords, tokens, ``key=value``
-        secrets; see :func:`crown_nexus.core.error.redact`)."""
-        return scrub_text(str(self.exception))
+        return self.exception_type.__name__
 
 
 class InMemoryReporter:
-    """Keeps the last ``capacity`` reported errors in memory; read them with :meth:`recent`."""
+    """Keeps summaries of the last ``capacity`` reported errors; read them with :meth:`recent`.
+
+    Each entry is a :class:`ReportedError`: bounded, redacted, holding no exception, frame or
+    request, so memory stays bounded by ``capacity`` whatever the failing requests carried.
+    """
 
     def __init__(self, capacity: int = 100) -> None:
         if capacity < 1:
@@ -113,9 +271,10 @@ class InMemoryReporter:
         self._lock = threading.Lock()
 
     def report_sync(self, exception: BaseException, context: ErrorContext) -> None:
-        """Remember ``exception`` with ``context`` (the oldest entry falls out when full)."""
+        """Remember a summary of ``exception`` with ``context`` (the oldest falls out when full)."""
+        entry = ReportedError.from_exception(exception, context)
         with self._lock:
-            self._items.append(ReportedError(exception, context))
+            self._items.append(entry)
 
     async def report(self, exception: BaseException, context: ErrorContext) -> None:
         """Async form of :meth:`report_sync`."""

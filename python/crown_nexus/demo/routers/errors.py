@@ -11,7 +11,6 @@ from starlette.exceptions import HTTPException
 
 from crown_nexus.core.error import InMemoryReporter, register_reporter
 from crown_nexus.core.exceptions import (
-    AppException,
     AuthenticationException,
     BusinessException,
     ConfigurationException,
@@ -32,7 +31,8 @@ __all__ = ["RECENT_ERRORS", "ErrorKind", "router"]
 
 router = APIRouter(prefix="/demo/errors", tags=["demo: errors"])
 
-#: The in-memory ring of recently reported errors this service shows at /demo/errors/recent.
+#: The in-memory ring of recently reported errors this service shows at /demo/errors/recent
+#: (bounded, redacted summaries: it never keeps an exception, nor the request it came from).
 RECENT_ERRORS = register_reporter(InMemoryReporter(capacity=200))
 
 
@@ -131,13 +131,10 @@ async def recent_errors(request: Request, limit: int = 20) -> dict[str, list[dic
     limit = max(0, min(limit, RECENT_ERRORS.capacity))
     items = []
     for entry in reversed(RECENT_ERRORS.recent(limit)):
-        exc = entry.exception
         items.append(
             {
                 "type": entry.type,
-                "code": exc.code_value
-                if isinstance(exc, AppException)
-                else "INTERNAL_SERVER_ERROR",
+                "code": entry.code,
                 "function": entry.context.function,
                 "request_id": entry.context.request_id,
                 "timestamp": entry.context.timestamp.isoformat(),
