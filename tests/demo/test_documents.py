@@ -346,3 +346,22 @@ async def test_api_key_carries_only_its_permissions(demo: tuple[Any, Any]) -> No
     assert (await client.get(f"/documents/{doc}", headers=key)).status_code == 200
     assert (await client.put(f"/documents/{doc}", json={"title": "x"}, headers=key)).status_code == 403
     assert (await client.post("/documents", json={"title": "x"}, headers=key)).status_code == 403
+
+
+async def test_deactivated_or_demoted_account_loses_access_at_once(demo: tuple[Any, Any]) -> None:
+    """A still-valid token of a deactivated account is refused (401); a demotion counts at once."""
+    app, client = demo
+    await _account(app, "bob")
+    await _account(app, "zed")
+    bob = await _login(client, "bob@docs.test")
+    zed = await _login(client, "zed@docs.test")
+    doc = await _create(client, bob, "B")
+    await _create(client, zed, "Z")
+    async with app.state.sessionmaker() as db:
+        await db.execute(User.__table__.update().where(User.email == "bob@docs.test").values(is_active=False))
+        await db.execute(User.__table__.update().where(User.email == "zed@docs.test").values(role="guest"))
+        await db.commit()
+    assert (await client.get(f"/documents/{doc}", headers=bob)).status_code == 401
+    assert (await client.get("/documents", headers=bob)).status_code == 401
+    assert (await client.get("/documents", headers=zed)).status_code == 403
+    assert (await client.post("/documents", json={"title": "x"}, headers=zed)).status_code == 403

@@ -23,7 +23,9 @@ Answers (the same for every endpoint):
 write, cache invalidation, the audit record (the app's durable trail, awaited) and an event
 (``document.created`` / ``updated`` / ``deleted`` / ``shared`` / ``unshared``, published after
 commit). Single documents are read through the app's own cache (``documents:document:<id>``,
-the document with its grants), invalidated on every write. :func:`install` wires it into an app.
+the document with its grants), invalidated on every write. The caller is read from the
+account as stored now (:func:`current_caller`): deactivated accounts are refused, demotions
+count at once. :func:`install` wires it into an app.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from crown_nexus.core.cache import CacheService
 from crown_nexus.core.cache.keys import generate_model_key
 from crown_nexus.core.dependency_manager import get_service
 from crown_nexus.core.exceptions import (
+    AuthenticationException,
     BusinessException,
     PermissionDeniedException,
     ResourceNotFoundException,
@@ -64,6 +67,7 @@ __all__ = [
     "DocumentService",
     "DocumentShareSchema",
     "DocumentUpdate",
+    "current_caller",
     "install",
     "item_key",
     "router",
@@ -387,6 +391,29 @@ class DocumentService:
         )
 
 
+async def current_caller(
+    user: dict[str, Any] = Depends(get_current_user_with_permissions),
+    db: AsyncSession = Depends(get_db),
+) -> dict[str, Any]:
+    """The caller with the account as stored now (SPEC §4: inactive users hold nothing).
+
+    A deactivated or deleted account is refused (401) even with an unexpired token; a bearer
+    token's role and grants are replaced by the account's current ones (a demotion counts at
+    once). An API key keeps exactly its own permissions (bounded by its owner's, see SPEC §5).
+    """
+    account = await db.get(User, str(user["id"]))
+    if account is None or not account.is_active:
+        raise AuthenticationException(message="Account not found or inactive")
+    if user.get("auth_method") == "api_key":
+        return user
+    return {
+        **user,
+        "role": account.role,
+        "permissions": list(account.permissions or []),
+        "is_active": True,
+    }
+
+
 def _service(request: Request, db: AsyncSession) -> DocumentService:
     state = request.app.state
     audit = getattr(state, "audit_service", None) or get_service("audit_service")
@@ -403,7 +430,7 @@ def _service(request: Request, db: AsyncSession) -> DocumentService:
 async def create_document(
     request: Request,
     data: dict[str, Any] = Body(...),
-    user: dict[str, Any] = Depends(get_current_user_with_permissions),
+    user: dict[str, Any] = Depends(current_caller),
     db: AsyncSession = Depends(get_db),
 ) -> dict[str, Any]:
     """Create a document owned by the caller (``document:create``)."""
@@ -416,7 +443,7 @@ async def list_documents(
     cursor: str | None = Query(default=None, max_length=2048),
     limit: int = Query(default=20, ge=1, le=100),
     sort: str | None = Query(default=None, max_length=200),
-    user: dict[str, Any] = Depends(get_current_user_with_permissions),
+    user: dict[str, Any] = Depends(current_caller),
     db: AsyncSession = Depends(get_db),
 ) -> dict[str, Any]:
     """The documents the caller may read, one keyset page (``sort`` as in ``/catalog``)."""
@@ -428,7 +455,7 @@ async def list_documents(
 async def get_document(
     request: Request,
     document_id: str = Path(max_length=64),
-    user: dict[str, Any] = Depends(get_current_user_with_permissions),
+    user: dict[str, Any] = Depends(current_caller),
     db: AsyncSession = Depends(get_db),
 ) -> dict[str, Any]:
     """One document (404 when it does not exist or the caller may not read it)."""
@@ -440,7 +467,7 @@ async def update_document(
     request: Request,
     document_id: str = Path(max_length=64),
     data: dict[str, Any] = Body(...),
-    user: dict[str, Any] = Depends(get_current_user_with_permissions),
+    user: dict[str, Any] = Depends(current_caller),
     db: AsyncSession = Depends(get_db),
 ) -> dict[str, Any]:
     """Update title/body: owner, a ``write`` share or an admin (``read`` share: 403)."""
@@ -451,7 +478,7 @@ async def update_document(
 async def delete_document(
     request: Request,
     document_id: str = Path(max_length=64),
-    user: dict[str, Any] = Depends(get_current_user_with_permissions),
+    user: dict[str, Any] = Depends(current_caller),
     db: AsyncSession = Depends(get_db),
 ) -> Response:
     """Delete a document: owner or admin."""
@@ -464,7 +491,7 @@ async def share_document(
     request: Request,
     document_id: str = Path(max_length=64),
     data: dict[str, Any] = Body(...),
-    user: dict[str, Any] = Depends(get_current_user_with_permissions),
+    user: dict[str, Any] = Depends(current_caller),
     db: AsyncSession = Depends(get_db),
 ) -> dict[str, Any]:
     """Share with a user (``{"user_id", "grant": "read"|"write"}``): owner or admin."""
@@ -476,7 +503,7 @@ async def unshare_document(
     request: Request,
     document_id: str = Path(max_length=64),
     user_id: str = Path(max_length=64),
-    user: dict[str, Any] = Depends(get_current_user_with_permissions),
+    user: dict[str, Any] = Depends(current_caller),
     db: AsyncSession = Depends(get_db),
 ) -> Response:
     """Remove a user's grant: owner or admin."""
