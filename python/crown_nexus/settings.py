@@ -16,13 +16,21 @@ worker processes (set ``CROWN_NEXUS_SECRET_KEY`` for that).
 from __future__ import annotations
 
 import enum
+import ipaddress
 import logging
 import secrets
 import threading
 from functools import cache, cached_property
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["DEFAULT_SECRET_KEY", "Environment", "Settings", "get_settings"]
@@ -198,6 +206,11 @@ class Settings(BaseSettings):
     metrics_enabled: bool = Field(default=True, validation_alias=_env("METRICS_ENABLED"))
     #: bearer token a scraper sends to read ``/metrics`` in production (admins may read it too)
     metrics_token: SecretStr | None = Field(default=None, validation_alias=_env("METRICS_TOKEN"))
+    #: addresses or CIDR networks (``10.0.0.0/8``) whose direct connections may read ``/metrics``
+    #: without the token (a JSON list in the environment, like every list setting)
+    metrics_allowed_ips: list[str] = Field(
+        default_factory=list, validation_alias=_env("METRICS_ALLOWED_IPS")
+    )
     #: OpenTelemetry tracing (``otel`` extra): on when this is true or the standard
     #: ``OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT`` is set (``OTEL_SDK_DISABLED=true`` turns it off)
     otel_enabled: bool = Field(default=False, validation_alias=_env("OTEL_ENABLED"))
@@ -240,6 +253,16 @@ class Settings(BaseSettings):
     feature_poll_interval: float | None = Field(
         default=None, gt=0, validation_alias=_env("FEATURE_POLL_INTERVAL")
     )
+
+    @field_validator("metrics_allowed_ips")
+    @classmethod
+    def _valid_networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError as exc:
+                raise ValueError(f"not an IP address or CIDR network: {entry!r}") from exc
+        return [entry.strip() for entry in value]
 
     @model_validator(mode="after")
     def _secure_secret_key(self) -> Settings:

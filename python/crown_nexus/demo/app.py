@@ -66,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     }
     setup_app(app, settings, middleware_options=rate_limits.middleware_options(app, settings))
     app.include_router(health.router)
+    app.include_router(health.probes)  # /health/live, /health/ready
     if not settings.is_production:
         app.include_router(errors.router)  # deliberate failures: never in production
     app.include_router(metrics_router.router)

@@ -26,10 +26,11 @@ from typing import Any
 
 from crown_nexus.core import dependency_manager
 from crown_nexus.core.exceptions import ConfigurationException, install_exception_handlers
+from crown_nexus.integrations.observability import health_router, metrics_router
 from crown_nexus.logging import configure_logging_for_app
 from crown_nexus.settings import Settings
 
-__all__ = ["MIDDLEWARE_ORDER", "middleware_stack", "setup_app"]
+__all__ = ["MIDDLEWARE_ORDER", "health_router", "metrics_router", "middleware_stack", "setup_app"]
 
 logger = logging.getLogger("crown_nexus.integrations.fastapi")
 

@@ -20,7 +20,13 @@ default labels as well.
 Multiprocess mode: when ``PROMETHEUS_MULTIPROC_DIR`` is set before prometheus-client is imported
 (several granian workers), values live in that directory and ``render_latest`` aggregates every
 worker with ``MultiProcessCollector``; ``get_counter_sum`` does too. Rates and quantiles are
-per process.
+per process. Counters and histograms are summed exactly over every worker, dead ones included
+(a total never goes down when a worker is recycled). Gauges combine by their
+``multiprocess_mode``: in-progress gauges (``track_in_progress``) and backlogs are ``livesum``
+(the sum over live workers), state gauges default to ``mostrecent`` (the last value any worker
+set), ``cache_backend_up`` is ``livemin`` (0 while any live worker runs on its fallback).
+:meth:`cleanup_dead_workers` (run by the library's ``/metrics`` route before each scrape) drops
+the live gauges of workers that have exited.
 """
 
 from __future__ import annotations
@@ -772,6 +778,31 @@ class MetricsService:
 
         multiprocess.mark_process_dead(os.getpid() if pid is None else pid, self.multiprocess_dir)
 
+    def cleanup_dead_workers(self) -> list[int]:
+        """In multiprocess mode, apply :meth:`mark_process_dead` to every worker whose files are
+        in the directory but whose process is gone (a crashed or recycled granian worker);
+        return their pids (sorted). No-op (``[]``) otherwise.
+
+        Only the dead worker's *live* gauges (``livesum``, ``livemax`` ...) are removed, as
+        prometheus-client does: its counters and histograms stay, so totals never go down.
+        """
+        directory = self.multiprocess_dir
+        if not directory:
+            return []
+        pids: set[int] = set()
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            return []
+        for filename in names:
+            match = _LIVE_FILE.match(filename)
+            if match is not None:
+                pids.add(int(match.group(1)))
+        dead = sorted(pid for pid in pids if not _process_alive(pid))
+        for pid in dead:
+            self.mark_process_dead(pid)
+        return dead
+
     def _multiprocess_sum(self, name: str, labels: Mapping[Any, Any] | None) -> float:
         metric = self._metrics.get(name)
         if metric is None:
@@ -800,6 +831,25 @@ class _ConfiguredExport:
     def collect(self) -> Iterable[Any]:
         """Every metric family, renamed and labelled by the service's config at this moment."""
         return self.service._exported()
+
+
+#: a multiprocess file of a live gauge: ``gauge_livesum_<pid>.db`` (and livemax, livemin ...)
+_LIVE_FILE = re.compile(r"^gauge_live[a-z]+_(\d+)\.db$")
+
+
+def _process_alive(pid: int) -> bool:
+    """True when process ``pid`` exists and is not a zombie waiting to be reaped."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _default_metric_name(func: Callable[..., Any]) -> str:

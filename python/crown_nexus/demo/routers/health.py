@@ -1,4 +1,9 @@
-"""``GET /health``: version, hot path implementations and the backends in use right now."""
+"""``GET /health``: version, hot path implementations and the backends in use right now.
+
+The Kubernetes probes ``GET /health/live`` and ``GET /health/ready`` (database, Redis and the
+Celery broker when configured; 503 naming what failed) are the library's
+:func:`crown_nexus.integrations.fastapi.health_router`, included as :data:`probes`.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,11 @@ import crown_nexus
 from crown_nexus import accel
 from crown_nexus.core.dependency_manager import get_service
 from crown_nexus.demo.routers._operator import is_operator
+from crown_nexus.integrations.fastapi import health_router
 
 router = APIRouter(tags=["health"])
+#: ``/health/live`` and ``/health/ready`` (the app's settings and ``app.state.engine``)
+probes = health_router()
 
 
 async def _database_status(request: Request) -> dict[str, Any]:

@@ -1,26 +1,16 @@
-"""``GET /metrics``: every metric of the process in Prometheus text format.
+"""``GET /metrics``: the library's guarded Prometheus route, admins admitted too.
 
-In production only operators read it (``CROWN_NEXUS_METRICS_TOKEN`` as a bearer token, or a
-``system:admin`` user); others get 401. It is rate limited like every other route.
+The route is :func:`crown_nexus.integrations.fastapi.metrics_router`: in production only the
+metrics token (``CROWN_NEXUS_METRICS_TOKEN``), an allowed peer address
+(``CROWN_NEXUS_METRICS_ALLOWED_IPS``) or a ``system:admin`` user reads it; others get 401. It is
+rate limited like every other route of the reference service.
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from crown_nexus.demo.routers._operator import is_admin
+from crown_nexus.integrations.fastapi import metrics_router
 
-from crown_nexus.core.dependency_manager import get_service
-from crown_nexus.core.exceptions import AuthenticationException
-from crown_nexus.demo.routers._operator import is_operator
+__all__ = ["router"]
 
-router = APIRouter(tags=["metrics"])
-
-
-@router.get("/metrics", include_in_schema=False)
-async def metrics(request: Request) -> Response:
-    """Return the Prometheus exposition of the ``metrics_service`` (all workers in
-    multiprocess mode), with Prometheus's text content type; operators only in production."""
-    if not await is_operator(request):
-        raise AuthenticationException(message="Metrics need the metrics token or an admin")
-    body, content_type = get_service("metrics_service").render_latest()
-    return Response(content=body, media_type=content_type)
+router = metrics_router(authorize=is_admin, tags=("metrics",))
