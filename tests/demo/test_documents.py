@@ -63,11 +63,19 @@ async def _reset(app: Any) -> None:
         await db.commit()
 
 
-async def _account(app: Any, name: str, role: str = "user", permissions: list[str] | None = None) -> str:
+async def _account(
+    app: Any, name: str, role: str = "user", permissions: list[str] | None = None
+) -> str:
     """Create an account ``<name>@docs.test`` directly in the users table; return its id."""
     async with app.state.sessionmaker() as db:
-        user = User(email=f"{name}@docs.test", name=name, hashed_password=get_password_hash(PASSWORD),
-                    role=role, permissions=permissions or [], is_active=True)
+        user = User(
+            email=f"{name}@docs.test",
+            name=name,
+            hashed_password=get_password_hash(PASSWORD),
+            role=role,
+            permissions=permissions or [],
+            is_active=True,
+        )
         db.add(user)
         await db.commit()
         return user.id
@@ -140,40 +148,53 @@ async def test_owners_shares_admins_and_list_equals_detail(demo: tuple[Any, Any]
     absent = await client.get(f"/documents/{missing}", headers=bob)
     assert refused.status_code == absent.status_code == 404
     assert refused.json()["code"] == absent.json()["code"] == "RESOURCE_NOT_FOUND"
-    assert refused.json()["message"].replace(a, "X") == absent.json()["message"].replace(missing, "X")
+    assert refused.json()["message"].replace(a, "X") == absent.json()["message"].replace(
+        missing, "X"
+    )
     for call in (
         client.put(f"/documents/{a}", json={"title": "mine"}, headers=bob),
         client.delete(f"/documents/{a}", headers=bob),
-        client.post(f"/documents/{a}/shares", json={"user_id": bob_id, "grant": "write"}, headers=bob),
+        client.post(
+            f"/documents/{a}/shares", json={"user_id": bob_id, "grant": "write"}, headers=bob
+        ),
         client.delete(f"/documents/{a}/shares/{bob_id}", headers=bob),
     ):
         assert (await call).status_code == 404
 
-    shared = await client.post(f"/documents/{a}/shares", json={"user_id": bob_id, "grant": "read"},
-                               headers=owner)
+    shared = await client.post(
+        f"/documents/{a}/shares", json={"user_id": bob_id, "grant": "read"}, headers=owner
+    )
     assert shared.status_code == 200, shared.text
     assert _data(shared) == {"document_id": a, "user_id": bob_id, "grant": "read", "created": True}
     assert await _listed(client, bob) == {a, c}
     seen = await client.get(f"/documents/{a}", headers=bob)
-    assert seen.status_code == 200 and _data(seen)["body"] == "alpha" and _data(seen)["grant"] == "read"
+    assert (
+        seen.status_code == 200
+        and _data(seen)["body"] == "alpha"
+        and _data(seen)["grant"] == "read"
+    )
     denied = await client.put(f"/documents/{a}", json={"title": "mine"}, headers=bob)
     assert denied.status_code == 403 and denied.json()["code"] == "PERMISSION_DENIED"
     assert (await client.delete(f"/documents/{a}", headers=bob)).status_code == 403
 
-    upgraded = await client.post(f"/documents/{a}/shares", json={"user_id": bob_id, "grant": "write"},
-                                 headers=owner)
+    upgraded = await client.post(
+        f"/documents/{a}/shares", json={"user_id": bob_id, "grant": "write"}, headers=owner
+    )
     assert _data(upgraded)["created"] is False and _data(upgraded)["grant"] == "write"
     edited = await client.put(f"/documents/{a}", json={"body": "edited by bob"}, headers=bob)
     assert edited.status_code == 200, edited.text
     assert _data(await client.get(f"/documents/{a}", headers=owner))["body"] == "edited by bob"
     assert (await client.delete(f"/documents/{a}", headers=bob)).status_code == 403
-    resharing = await client.post(f"/documents/{a}/shares", json={"user_id": bob_id, "grant": "read"},
-                                  headers=bob)
+    resharing = await client.post(
+        f"/documents/{a}/shares", json={"user_id": bob_id, "grant": "read"}, headers=bob
+    )
     assert resharing.status_code == 403
 
     for headers in (admin, dora):
         assert await _listed(client, headers) == everyone
-    assert (await client.put(f"/documents/{c}", json={"title": "by dora"}, headers=dora)).status_code == 200
+    assert (
+        await client.put(f"/documents/{c}", json={"title": "by dora"}, headers=dora)
+    ).status_code == 200
 
     # a guest holds no document permission: 403 (about the caller, not about a document)
     assert (await client.get("/documents", headers=gus)).status_code == 403
@@ -183,12 +204,18 @@ async def test_owners_shares_admins_and_list_equals_detail(demo: tuple[Any, Any]
     # list == detail, for every caller that may list at all
     for headers in (owner, admin, bob, dora):
         listed = await _listed(client, headers)
-        readable = {d for d in everyone if (await client.get(f"/documents/{d}", headers=headers)).status_code == 200}
+        readable = {
+            d
+            for d in everyone
+            if (await client.get(f"/documents/{d}", headers=headers)).status_code == 200
+        }
         assert listed == readable
 
     unshared = await client.delete(f"/documents/{a}/shares/{bob_id}", headers=owner)
     assert unshared.status_code == 204
-    assert (await client.delete(f"/documents/{a}/shares/{bob_id}", headers=owner)).status_code == 404
+    assert (
+        await client.delete(f"/documents/{a}/shares/{bob_id}", headers=owner)
+    ).status_code == 404
     assert await _listed(client, bob) == {c}
     assert (await client.get(f"/documents/{a}", headers=bob)).status_code == 404
 
@@ -213,20 +240,39 @@ async def test_validation_errors_are_typed(demo: tuple[Any, Any]) -> None:
         await db.commit()
     doc = await _create(client, owner, "A")
 
-    for body in ({"title": "   "}, {"title": ""}, {"body": "no title"}, {"title": "x" * 201}, {"title": 5}):
+    for body in (
+        {"title": "   "},
+        {"title": ""},
+        {"body": "no title"},
+        {"title": "x" * 201},
+        {"title": 5},
+    ):
         resp = await client.post("/documents", json=body, headers=owner)
-        assert resp.status_code == 422 and resp.json()["code"] == "VALIDATION_ERROR", (body, resp.text)
+        assert resp.status_code == 422 and resp.json()["code"] == "VALIDATION_ERROR", (
+            body,
+            resp.text,
+        )
     assert (await client.put(f"/documents/{doc}", json={}, headers=owner)).status_code == 422
-    for body in ({"user_id": bob_id, "grant": "admin"}, {"user_id": bob_id}, {"grant": "read"},
-                 {"user_id": str(uuid.uuid4()), "grant": "read"}, {"user_id": ivy.id, "grant": "read"}):
+    for body in (
+        {"user_id": bob_id, "grant": "admin"},
+        {"user_id": bob_id},
+        {"grant": "read"},
+        {"user_id": str(uuid.uuid4()), "grant": "read"},
+        {"user_id": ivy.id, "grant": "read"},
+    ):
         resp = await client.post(f"/documents/{doc}/shares", json=body, headers=owner)
         assert resp.status_code == 422, (body, resp.text)
-    to_owner = await client.post(f"/documents/{doc}/shares", json={"user_id": owner_id, "grant": "read"},
-                                 headers=owner)
+    to_owner = await client.post(
+        f"/documents/{doc}/shares", json={"user_id": owner_id, "grant": "read"}, headers=owner
+    )
     assert to_owner.status_code == 400 and to_owner.json()["code"] == "BUSINESS_LOGIC_ERROR"
     assert (await client.get("/documents/" + "x" * 65, headers=owner)).status_code == 422
-    assert (await client.get("/documents", params={"sort": "body"}, headers=owner)).status_code == 422
-    assert (await client.get("/documents", params={"cursor": "forged"}, headers=owner)).status_code == 422
+    assert (
+        await client.get("/documents", params={"sort": "body"}, headers=owner)
+    ).status_code == 422
+    assert (
+        await client.get("/documents", params={"cursor": "forged"}, headers=owner)
+    ).status_code == 422
     assert (await client.get("/documents")).status_code == 401
 
 
@@ -238,13 +284,20 @@ async def test_cursor_is_bound_to_the_caller(demo: tuple[Any, Any]) -> None:
     bob = await _login(client, "bob@docs.test")
     for title in ("d", "b", "e", "a", "c"):
         await _create(client, owner, title)
-    first = _data(await client.get("/documents", params={"limit": 2, "sort": "title"}, headers=owner))
+    first = _data(
+        await client.get("/documents", params={"limit": 2, "sort": "title"}, headers=owner)
+    )
     assert [d["title"] for d in first["items"]] == ["a", "b"] and first["metadata"]["total"] == 5
     cursor = first["metadata"]["next_cursor"]
-    second = _data(await client.get("/documents", params={"limit": 2, "sort": "title", "cursor": cursor},
-                                    headers=owner))
+    second = _data(
+        await client.get(
+            "/documents", params={"limit": 2, "sort": "title", "cursor": cursor}, headers=owner
+        )
+    )
     assert [d["title"] for d in second["items"]] == ["c", "d"]
-    stolen = await client.get("/documents", params={"limit": 2, "sort": "title", "cursor": cursor}, headers=bob)
+    stolen = await client.get(
+        "/documents", params={"limit": 2, "sort": "title", "cursor": cursor}, headers=bob
+    )
     assert stolen.status_code == 422 and stolen.json()["code"] == "INVALID_CURSOR"
 
 
@@ -266,16 +319,22 @@ async def test_share_is_audited_and_published(demo: tuple[Any, Any]) -> None:
 
     subscription = event_service.subscribe("document.shared", record, name=f"test-{uuid.uuid4()}")
     try:
-        resp = await client.post(f"/documents/{doc}/shares", json={"user_id": bob_id, "grant": "write"},
-                                 headers=owner)
+        resp = await client.post(
+            f"/documents/{doc}/shares", json={"user_id": bob_id, "grant": "write"}, headers=owner
+        )
         assert resp.status_code == 200
         assert (await client.get(f"/documents/{doc}", headers=eve)).status_code == 404
         assert await event_service.wait_for_pending(timeout=10)
     finally:
         event_service.unsubscribe("document.shared", subscription)
     [event] = [e for e in events if e["data"]["document_id"] == doc]
-    assert event["data"] == {"document_id": doc, "user_id": owner_id, "recipient_id": bob_id,
-                             "grant": "write", "owner_id": owner_id}
+    assert event["data"] == {
+        "document_id": doc,
+        "user_id": owner_id,
+        "recipient_id": bob_id,
+        "grant": "write",
+        "owner_id": owner_id,
+    }
 
     audit = app.state.audit_service
     await audit.flush()
@@ -294,9 +353,14 @@ async def test_share_is_audited_and_published(demo: tuple[Any, Any]) -> None:
 
 
 @pytest.fixture(params=["memory", "redis"])
-async def cached_demo(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterator[tuple[Any, Any]]:
+async def cached_demo(
+    request: pytest.FixtureRequest, tmp_path: Any
+) -> AsyncIterator[tuple[Any, Any]]:
     """A demo app on SQLite whose document cache is memory, or a real Redis."""
-    options: dict[str, Any] = {"database_url": f"sqlite+aiosqlite:///{tmp_path}/d.db", "secret_key": SECRET}
+    options: dict[str, Any] = {
+        "database_url": f"sqlite+aiosqlite:///{tmp_path}/d.db",
+        "secret_key": SECRET,
+    }
     if request.param == "redis":
         options["REDIS_URI"] = request.getfixturevalue("redis_url")
         options["CACHE_DEFAULT_BACKEND"] = "redis"
@@ -318,13 +382,17 @@ async def test_reads_are_cached_and_writes_invalidate(cached_demo: tuple[Any, An
     cached = await cache.get(item_key(doc))
     assert cached["document"]["body"] == "v1" and cached["shares"] == {}
 
-    assert (await client.put(f"/documents/{doc}", json={"body": "v2"}, headers=owner)).status_code == 200
+    assert (
+        await client.put(f"/documents/{doc}", json={"body": "v2"}, headers=owner)
+    ).status_code == 200
     assert await cache.get(item_key(doc)) is None
     assert _data(await client.get(f"/documents/{doc}", headers=owner))["body"] == "v2"
 
     # the cached entry (with no shares) must not keep refusing bob after the share
     assert (await client.get(f"/documents/{doc}", headers=bob)).status_code == 404
-    await client.post(f"/documents/{doc}/shares", json={"user_id": bob_id, "grant": "read"}, headers=owner)
+    await client.post(
+        f"/documents/{doc}/shares", json={"user_id": bob_id, "grant": "read"}, headers=owner
+    )
     assert _data(await client.get(f"/documents/{doc}", headers=bob))["body"] == "v2"
     assert (await cache.get(item_key(doc)))["shares"] == {bob_id: "read"}
     await client.delete(f"/documents/{doc}/shares/{bob_id}", headers=owner)
@@ -338,13 +406,16 @@ async def test_api_key_carries_only_its_permissions(demo: tuple[Any, Any]) -> No
     app, client = demo
     owner = await _login(client, USER["email"], USER["password"])
     doc = await _create(client, owner, "A")
-    created = await client.post("/auth/api-keys", json={"name": "ro", "permissions": ["document:read"]},
-                                headers=owner)
+    created = await client.post(
+        "/auth/api-keys", json={"name": "ro", "permissions": ["document:read"]}, headers=owner
+    )
     assert created.status_code == 201, created.text
     key = {"X-API-Key": _data(created)["api_key"]}
     assert await _listed(client, key) == {doc}
     assert (await client.get(f"/documents/{doc}", headers=key)).status_code == 200
-    assert (await client.put(f"/documents/{doc}", json={"title": "x"}, headers=key)).status_code == 403
+    assert (
+        await client.put(f"/documents/{doc}", json={"title": "x"}, headers=key)
+    ).status_code == 403
     assert (await client.post("/documents", json={"title": "x"}, headers=key)).status_code == 403
 
 
@@ -358,8 +429,12 @@ async def test_deactivated_or_demoted_account_loses_access_at_once(demo: tuple[A
     doc = await _create(client, bob, "B")
     await _create(client, zed, "Z")
     async with app.state.sessionmaker() as db:
-        await db.execute(User.__table__.update().where(User.email == "bob@docs.test").values(is_active=False))
-        await db.execute(User.__table__.update().where(User.email == "zed@docs.test").values(role="guest"))
+        await db.execute(
+            User.__table__.update().where(User.email == "bob@docs.test").values(is_active=False)
+        )
+        await db.execute(
+            User.__table__.update().where(User.email == "zed@docs.test").values(role="guest")
+        )
         await db.commit()
     assert (await client.get(f"/documents/{doc}", headers=bob)).status_code == 401
     assert (await client.get("/documents", headers=bob)).status_code == 401

@@ -74,7 +74,9 @@ RULE = ObjectRule(Doc.owner_id, shares=SHARES)
 ACTIONS = ("document:read", "document:update", "document:delete")
 
 
-def _user(uid: str, role: str = "user", perms: tuple[str, ...] = (), active: bool = True) -> dict[str, Any]:
+def _user(
+    uid: str, role: str = "user", perms: tuple[str, ...] = (), active: bool = True
+) -> dict[str, Any]:
     return {"id": uid, "role": role, "permissions": list(perms), "is_active": active}
 
 
@@ -118,7 +120,11 @@ async def _allowed(factory: async_sessionmaker[AsyncSession], user: Any, perm: s
     async with factory() as db:
         docs = (await db.execute(select(Doc))).scalars().all()
         return sorted(
-            [d.id for d in docs if RULE.allows(user, d, perm, grants=await RULE.grants_of(db, user, d))]
+            [
+                d.id
+                for d in docs
+                if RULE.allows(user, d, perm, grants=await RULE.grants_of(db, user, d))
+            ]
         )
 
 
@@ -149,8 +155,11 @@ async def test_owners_and_shares(sessions: async_sessionmaker[AsyncSession]) -> 
 async def test_admins(sessions: async_sessionmaker[AsyncSession]) -> None:
     """system:admin and the resource admin (document:admin) reach every document, even unowned."""
     await _seed(sessions, DOCS, GRANTS)
-    for admin in (_user("root", "guest", ("system:admin",)), _user("boss", "guest", ("document:admin",)),
-                  _user("a", "admin")):
+    for admin in (
+        _user("root", "guest", ("system:admin",)),
+        _user("boss", "guest", ("document:admin",)),
+        _user("a", "admin"),
+    ):
         for perm in ACTIONS:
             assert await _both(sessions, admin, perm) == [1, 2, 3, 4, 5]
     # document:admin is no admin of another resource
@@ -158,7 +167,9 @@ async def test_admins(sessions: async_sessionmaker[AsyncSession]) -> None:
     assert await _both(sessions, resource_admin, "document:read") == []
 
 
-async def test_inactive_and_missing_base_permission(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def test_inactive_and_missing_base_permission(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
     """Inactive users and users without the base permission reach nothing, not even with shares."""
     await _seed(sessions, DOCS, GRANTS)
     assert await _both(sessions, _user("alice", active=False), "document:read") == []
@@ -179,7 +190,9 @@ async def test_unregistered_permission(sessions: async_sessionmaker[AsyncSession
     assert await _both(sessions, _user("root", "admin"), "widget:read") == [1, 2, 3, 4, 5]
 
 
-async def test_no_duplicates_when_owner_also_has_a_share(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def test_no_duplicates_when_owner_also_has_a_share(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
     """A row the user both owns and holds shares on is listed once (EXISTS, not a join)."""
     await _seed(sessions, {1: "alice"}, {(1, "alice"): "write"})
     async with sessions() as db:
@@ -196,23 +209,38 @@ async def test_without_shares_matches_check_object_permission(
     """owner_column alone is SPEC §4's check_object_permission, object by object."""
     await _seed(sessions, DOCS, GRANTS)
     rule = ObjectRule(Doc.owner_id)
-    users = [_user("alice"), _user("bob", "client"), _user("x", "guest", ("document:admin",)),
-             _user("alice", active=False), _user("root", "admin")]
+    users = [
+        _user("alice"),
+        _user("bob", "client"),
+        _user("x", "guest", ("document:admin",)),
+        _user("alice", active=False),
+        _user("root", "admin"),
+    ]
     async with sessions() as db:
         docs = (await db.execute(select(Doc))).scalars().all()
         for user in users:
             for perm in ACTIONS:
-                listed = (await db.execute(
-                    permission_filter(select(Doc.id), user, perm, owner_column=Doc.owner_id)
-                )).scalars().all()
-                expected = [d.id for d in docs if PermissionChecker.check_object_permission(user, d, perm)]
+                listed = (
+                    (
+                        await db.execute(
+                            permission_filter(select(Doc.id), user, perm, owner_column=Doc.owner_id)
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
+                expected = [
+                    d.id for d in docs if PermissionChecker.check_object_permission(user, d, perm)
+                ]
                 assert sorted(listed) == sorted(expected)
                 assert [d.id for d in docs if rule.allows(user, d, perm)] == [
                     d.id for d in docs if PermissionChecker.check_object_permission(user, d, perm)
                 ]
 
 
-async def test_integer_owner_column_binds_its_type(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def test_integer_owner_column_binds_its_type(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
     """An integer owner column compares as str(owner) == user id: "7" owns 7, "07" and "x" own nothing."""
     async with sessions() as db:
         db.add_all([Note(id=1, author=7), Note(id=2, author=8)])
@@ -221,7 +249,9 @@ async def test_integer_owner_column_binds_its_type(sessions: async_sessionmaker[
         rule = ObjectRule(Note.author)
         for uid, expected in (("7", [1]), ("07", []), ("x", []), (" 7", [])):
             user = _user(uid)
-            listed = (await db.execute(rule.filter(select(Note.id), user, "document:read"))).scalars()
+            listed = (
+                await db.execute(rule.filter(select(Note.id), user, "document:read"))
+            ).scalars()
             assert sorted(listed) == expected
             assert [n.id for n in notes if rule.allows(user, n, "document:read")] == expected
 
@@ -313,7 +343,9 @@ def property_db(database_url: str) -> Iterator[dict[str, Any]]:
         loop.close()
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(users=users_st, owners=docs_st, shares=shares_st)
 def test_list_and_detail_always_agree(
     property_db: dict[str, Any],
@@ -333,8 +365,11 @@ def test_list_and_detail_always_agree(
             for perm in ACTIONS:
                 listed = await _listed(factory, user, perm)
                 expected = sorted(
-                    d for d, owner in docs.items()
-                    if RULE.allows(user, Doc(id=d, owner_id=owner), perm, grants=[grants.get((d, user["id"]))])
+                    d
+                    for d, owner in docs.items()
+                    if RULE.allows(
+                        user, Doc(id=d, owner_id=owner), perm, grants=[grants.get((d, user["id"]))]
+                    )
                 )
                 assert listed == expected, (user, perm)
                 assert listed == await _allowed(factory, user, perm)
@@ -366,7 +401,9 @@ async def test_check_with_given_grants_on_a_mapping() -> None:
     record = {"id": 9, "owner_id": "bob"}
     with override_service("event_service", recorder):
         assert await RULE.check(None, _user("alice"), record, "document:read", grants=["read"])
-        assert not await RULE.check(None, _user("alice"), record, "document:update", grants=["read"])
+        assert not await RULE.check(
+            None, _user("alice"), record, "document:update", grants=["read"]
+        )
         with pytest.raises(PermissionDeniedException) as info:
             await RULE.ensure(None, _user("alice"), record, "document:read", grants=[None])
         await asyncio.sleep(0)

@@ -218,9 +218,7 @@ class DocumentService:
             raise _not_found(document_id)
         return {**record["document"], "grant": grant}
 
-    async def list(
-        self, user: Any, params: CursorPaginationParams
-    ) -> dict[str, Any]:
+    async def list(self, user: Any, params: CursorPaginationParams) -> dict[str, Any]:
         """One keyset page of the documents ``user`` may read (the rule as an SQL filter)."""
         self.require_some_access(user, READ)
         query = RULE.filter(select(Document), user, READ)
@@ -288,7 +286,8 @@ class DocumentService:
             details=details or {},
         )
         await self.events.publish(
-            event_name=event, payload={"document_id": document_id, "user_id": str(user["id"]), **payload}
+            event_name=event,
+            payload={"document_id": document_id, "user_id": str(user["id"]), **payload},
         )
         logger.info("Document changed", action=action, document_id=document_id, user_id=user["id"])
 
@@ -300,8 +299,12 @@ class DocumentService:
         self.db.add(document)
         await self.db.commit()
         await self._after_write(
-            user, "document_create", document.id, "document.created",
-            {"owner_id": document.owner_id}, details={"title": document.title},
+            user,
+            "document_create",
+            document.id,
+            "document.created",
+            {"owner_id": document.owner_id},
+            details={"title": document.title},
         )
         return document.to_dict()
 
@@ -316,7 +319,10 @@ class DocumentService:
         await self._forget(document_id)
         await self.db.commit()
         await self._after_write(
-            user, "document_update", document_id, "document.updated",
+            user,
+            "document_update",
+            document_id,
+            "document.updated",
             {"owner_id": document.owner_id, "fields": sorted(changed)},
             details={"fields": sorted(changed)},
         )
@@ -351,27 +357,46 @@ class DocumentService:
         if recipient is None or not recipient.is_active:
             raise ValidationException(
                 "Invalid share",
-                errors=[{"loc": ["body", "user_id"], "msg": "no active user has this id",
-                         "type": "value_error.unknown_user"}],
+                errors=[
+                    {
+                        "loc": ["body", "user_id"],
+                        "msg": "no active user has this id",
+                        "type": "value_error.unknown_user",
+                    }
+                ],
             )
         existing = await self.db.get(DocumentShare, (document_id, valid.user_id))
         created = existing is None
         previous = None if existing is None else existing.grant
         if existing is None:
-            self.db.add(DocumentShare(document_id=document_id, user_id=valid.user_id,
-                                      grant=valid.grant, created_by=str(user["id"])))
+            self.db.add(
+                DocumentShare(
+                    document_id=document_id,
+                    user_id=valid.user_id,
+                    grant=valid.grant,
+                    created_by=str(user["id"]),
+                )
+            )
         else:
             existing.grant = valid.grant
             existing.updated_at = _now()
         await self._forget(document_id)
         await self.db.commit()
         await self._after_write(
-            user, "document_share", document_id, "document.shared",
+            user,
+            "document_share",
+            document_id,
+            "document.shared",
             {"recipient_id": valid.user_id, "grant": valid.grant, "owner_id": document.owner_id},
-            target_id=valid.user_id, details={"grant": valid.grant, "previous": previous},
+            target_id=valid.user_id,
+            details={"grant": valid.grant, "previous": previous},
         )
-        return {"document_id": document_id, "user_id": valid.user_id, "grant": valid.grant,
-                "created": created}
+        return {
+            "document_id": document_id,
+            "user_id": valid.user_id,
+            "grant": valid.grant,
+            "created": created,
+        }
 
     async def unshare(self, user: Any, document_id: str, recipient_id: str) -> None:
         """Take a user's grant away (owner or admin); 404 when there is none."""
@@ -385,7 +410,10 @@ class DocumentService:
         await self._forget(document_id)
         await self.db.commit()
         await self._after_write(
-            user, "document_unshare", document_id, "document.unshared",
+            user,
+            "document_unshare",
+            document_id,
+            "document.unshared",
             {"recipient_id": recipient_id, "owner_id": document.owner_id},
             target_id=recipient_id,
         )
