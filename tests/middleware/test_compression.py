@@ -162,3 +162,27 @@ async def test_formatter_leaves_non_json_etag_to_compression() -> None:
     start, _, _ = await call(app, headers=[("Accept-Encoding", "gzip")])
     assert header(start, "etag") == '"v1-gzip"'
     assert header(start, "vary") == "Accept-Encoding"
+
+
+def test_default_level_is_the_fast_one() -> None:
+    """The default compresslevel is DEFAULT_COMPRESSLEVEL (3): fast deflate, a few % larger."""
+    from crown_nexus.middleware.compression import DEFAULT_COMPRESSLEVEL
+
+    assert DEFAULT_COMPRESSLEVEL == 3
+    assert CompressionMiddleware(raw_app(b"", b"text/plain")).compresslevel == 3
+
+
+@pytest.mark.parametrize("accept", ["gzip", "GZIP", "br"])
+async def test_formatter_path_compresses_what_gzip_middleware_would(accept: str) -> None:
+    """Under the formatter a non-JSON body gets exactly the responder Starlette's GZipMiddleware
+    would pick (its case-sensitive 'gzip' test), with Vary either way."""
+    from crown_nexus.middleware import ResponseFormatterMiddleware
+
+    payload = b"t" * 5000
+    app = ResponseFormatterMiddleware(CompressionMiddleware(raw_app(payload, b"text/plain")))
+    start, body, _ = await call(app, headers=[("Accept-Encoding", accept)])
+    if accept == "gzip":
+        assert header(start, "content-encoding") == "gzip" and gzip.decompress(body) == payload
+    else:
+        assert header(start, "content-encoding") is None and body == payload
+    assert "Accept-Encoding" in (header(start, "vary") or "")

@@ -233,3 +233,14 @@ async def test_guide_s13_logging_integration_example() -> None:
     assert resp.json()["request_id"] == "user-mw"
     line = [e for e in logs if e["event"] == "Processing request"][0]
     assert line["request_id"] == "user-mw" and line["path"] == "/x"
+
+
+def test_generated_request_ids_are_random_version_4_uuids() -> None:
+    """new_request_id() is str(uuid4()) in form: version 4, RFC 4122 variant, canonical text, unique."""
+    from crown_nexus.middleware.request_context import new_request_id
+
+    ids = [new_request_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for rid in ids:
+        parsed = uuid.UUID(rid)
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122 and str(parsed) == rid

@@ -90,3 +90,14 @@ def test_any_json_round_trips_as_data(payload) -> None:
         assert decoded == payload
     else:
         assert decoded["data"] == payload
+
+
+async def test_body_is_spliced_as_sent_whitespace_and_all() -> None:
+    """A pretty-printed or padded JSON body is wrapped by splicing: the envelope is valid JSON,
+    data equals the body's value, and the body's bytes appear unchanged inside it."""
+    raw = b'  [\n  {"id": 1, "name": "caf\\u00e9"},\n  2.50, null\n]\n'
+    _, body, _ = await call(ResponseFormatterMiddleware(raw_app(raw, b"application/json")))
+    decoded = orjson.loads(body)
+    assert decoded["success"] is True and decoded["data"] == orjson.loads(raw)
+    assert set(decoded["meta"]) == {"request_id", "timestamp"}
+    assert raw in body

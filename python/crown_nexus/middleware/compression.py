@@ -14,7 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
+from starlette.middleware.gzip import (
+    DEFAULT_EXCLUDED_CONTENT_TYPES,
+    GZipMiddleware,
+    GZipResponder,
+    IdentityResponder,
+)
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crown_nexus.core.cache.etags import encoded_etag
@@ -26,9 +31,12 @@ from crown_nexus.middleware.response_formatter import (
     is_format_candidate,
 )
 
-__all__ = ["CompressionMiddleware"]
+__all__ = ["DEFAULT_COMPRESSLEVEL", "CompressionMiddleware"]
 
-_OUTER_SEND_KEY = "crown_nexus.compression_outer_send"
+#: zlib level 3 (deflate_fast): on a 3 KB JSON page about 30% less CPU than level 6 for about 6%
+#: more bytes (515 -> 546); pass ``compresslevel`` for a different trade
+DEFAULT_COMPRESSLEVEL = 3
+
 _APP_ENCODED_KEY = "crown_nexus.compression_app_encoded"
 
 
@@ -88,7 +96,8 @@ class CompressionMiddleware:
 
     Built on Starlette's pure-ASGI ``GZipMiddleware`` (streams compressed chunk by chunk, skips
     already-encoded bodies, partial responses and media that do not compress); adds
-    ``exclude_paths`` (prefixes never compressed) and a gentler default level. Under
+    ``exclude_paths`` (prefixes never compressed) and a faster default level
+    (:data:`DEFAULT_COMPRESSLEVEL`). Under
     ``ResponseFormatterMiddleware`` (the guide's order), responses the formatter will wrap are
     passed up uncompressed and the formatter compresses them after wrapping.
     """
@@ -97,7 +106,7 @@ class CompressionMiddleware:
         self,
         app: ASGIApp,
         minimum_size: int = 1000,
-        compresslevel: int = 6,
+        compresslevel: int = DEFAULT_COMPRESSLEVEL,
         exclude_paths: Iterable[str] = (),
         exclude_content_types: tuple[str, ...] = DEFAULT_EXCLUDED_CONTENT_TYPES,
     ) -> None:
@@ -111,12 +120,6 @@ class CompressionMiddleware:
         self.exclude_paths = tuple(exclude_paths)
         self._gzip = GZipMiddleware(
             self._marked,
-            minimum_size=minimum_size,
-            compresslevel=compresslevel,
-            exclude_content_types=exclude_content_types,
-        )
-        self._gzip_routed = GZipMiddleware(
-            self._routed,
             minimum_size=minimum_size,
             compresslevel=compresslevel,
             exclude_content_types=exclude_content_types,
@@ -136,8 +139,59 @@ class CompressionMiddleware:
         if FORMATTER_SCOPE_KEY not in scope:
             await self._gzip(scope, receive, outer)
             return
-        scope[_OUTER_SEND_KEY] = send  # the formatter adds Vary and the ETag suffix itself
-        await self._gzip_routed(scope, receive, outer)
+        await self._routed_direct(scope, receive, send, outer)
+
+    def _responder(self, scope: Scope) -> IdentityResponder:
+        """The responder ``GZipMiddleware`` would pick for this request, not yet attached."""
+        gz = self._gzip  # the same settings (sizes, level, excluded types)
+        accept = b""
+        for key, value in scope.get("headers", ()):
+            if key == b"accept-encoding":
+                accept = value
+                break
+        if b"gzip" in accept:  # GZipMiddleware's own (case-sensitive) test
+            return GZipResponder(
+                self.app,
+                gz.minimum_size,
+                compresslevel=gz.compresslevel,
+                thread_minimum_size=gz.thread_minimum_size,
+                exclude_content_types=gz.exclude_content_types,
+            )
+        return IdentityResponder(
+            self.app, gz.minimum_size, exclude_content_types=gz.exclude_content_types
+        )
+
+    async def _routed_direct(self, scope: Scope, receive: Receive, send: Send, outer: Send) -> None:
+        """Under the formatter: its candidates go straight up (compression deferred to it, which
+        adds Vary and the ETag suffix itself); any other response goes through the gzip
+        responder Starlette's ``GZipMiddleware`` would have used, built only for those."""
+        max_size: int = scope[FORMATTER_SCOPE_KEY]
+        target: Send | None = None
+        gzip_send: Send | None = None
+
+        async def route(message: Message) -> None:
+            nonlocal target, gzip_send
+            kind = message["type"]
+            if kind == "http.response.start":
+                if is_format_candidate(message, max_size):
+                    target = send
+                    scope[DEFERRED_COMPRESSION_KEY] = (self.minimum_size, self.compresslevel)
+                else:
+                    if has_header(message, b"content-encoding"):
+                        scope[_APP_ENCODED_KEY] = True
+                    responder = self._responder(scope)
+                    responder.send = outer
+                    target = gzip_send = responder.send_with_compression
+            elif target is None:  # nothing before the start message: let the responder judge
+                responder = self._responder(scope)
+                responder.send = outer
+                target = gzip_send = responder.send_with_compression
+            elif target is gzip_send and kind == "http.response.body" and tracing_enabled():
+                await _traced_body(gzip_send, message)
+                return
+            await target(message)
+
+        await self.app(scope, receive, route)
 
     async def _marked(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the app, noting in the scope when it encoded its body itself."""
@@ -153,28 +207,3 @@ class CompressionMiddleware:
             await send(message)
 
         await self.app(scope, receive, mark)
-
-    async def _routed(self, scope: Scope, receive: Receive, gzip_send: Send) -> None:
-        """Send the formatter's candidates straight up (compression deferred), the rest via gzip."""
-        outer: Send = scope.pop(_OUTER_SEND_KEY)
-        max_size: int = scope[FORMATTER_SCOPE_KEY]
-        target: Send = gzip_send
-
-        async def route(message: Message) -> None:
-            nonlocal target
-            if message["type"] == "http.response.start":
-                if is_format_candidate(message, max_size):
-                    target = outer
-                    scope[DEFERRED_COMPRESSION_KEY] = (self.minimum_size, self.compresslevel)
-                else:
-                    target = gzip_send
-                    if has_header(message, b"content-encoding"):
-                        scope[_APP_ENCODED_KEY] = True
-            elif target is gzip_send and message["type"] == "http.response.body" and (
-                tracing_enabled()
-            ):
-                await _traced_body(gzip_send, message)
-                return
-            await target(message)
-
-        await self.app(scope, receive, route)

@@ -91,6 +91,50 @@ def _encode_headers(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
     return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
 
 
+#: every header name this middleware may add (lower case)
+_RATE_LIMIT_NAMES = frozenset(
+    {
+        b"x-ratelimit-limit",
+        b"x-ratelimit-remaining",
+        b"x-ratelimit-reset",
+        b"ratelimit",
+        b"ratelimit-policy",
+        b"retry-after",
+    }
+)
+
+#: per (policy name, limit, window): the encoded bytes that do not change between requests
+_STATIC_PARTS: dict[tuple[str, int, int], tuple[bytes, bytes | None, bytes]] = {}
+
+
+def _allowed_headers(result: RateLimitResult) -> list[tuple[bytes, bytes]]:
+    """``result.headers()`` of an admitted request, encoded (the hot path: no dict, no lower())."""
+    key = (result.policy_name, result.limit, result.window)
+    parts = _STATIC_PARTS.get(key)
+    if parts is None:
+        name = result.policy_name
+        policy = (
+            f'"{name}";q={result.limit};w={result.window}'.encode("latin-1")
+            if result.window
+            else None
+        )
+        parts = (str(result.limit).encode("latin-1"), policy, f'"{name}";r='.encode("latin-1"))
+        if len(_STATIC_PARTS) < 256:
+            _STATIC_PARTS[key] = parts
+    limit, policy, prefix = parts
+    remaining = b"%d" % result.remaining
+    reset = b"%d" % result.reset_seconds
+    out = [
+        (b"x-ratelimit-limit", limit),
+        (b"x-ratelimit-remaining", remaining),
+        (b"x-ratelimit-reset", reset),
+        (b"ratelimit", prefix + remaining + b";t=" + reset),
+    ]
+    if policy is not None:
+        out.append((b"ratelimit-policy", policy))
+    return out
+
+
 class RateLimitMiddleware:
     """Pure ASGI rate limiting (no dispatch-style base class).
 
@@ -213,7 +257,7 @@ class RateLimitMiddleware:
             )
             await self._send_error(exc, send)
             return
-        rule, result = _governing(checked)
+        rule, result = checked[0] if len(checked) == 1 else _governing(checked)
         label = rule.path_pattern or "*"
         state = scope.setdefault("state", {})
         state["rate_limit"] = result
@@ -247,14 +291,19 @@ class RateLimitMiddleware:
         if not self.enable_headers:
             await self.app(scope, receive, send)
             return
-        extra = _encode_headers(result.headers())
+        extra = (
+            _allowed_headers(result) if result.allowed else _encode_headers(result.headers())
+        )
 
         async def send_with_headers(message: Message) -> None:
             """Add the rate-limit headers the application did not set itself."""
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers") or ())
                 present = {name.lower() for name, _ in headers}
-                headers.extend(item for item in extra if item[0] not in present)
+                if present.isdisjoint(_RATE_LIMIT_NAMES):
+                    headers += extra
+                else:
+                    headers.extend(item for item in extra if item[0] not in present)
                 message = {**message, "headers": headers}
             await send(message)
 

@@ -11,9 +11,9 @@ middleware ran first), that becomes the user id.
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
 from typing import Any
 
 from crown_nexus.logging import get_logger
@@ -26,6 +26,19 @@ _VALID_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 
 Scope = dict[str, Any]
 ASGIApp = Any
+
+_urandom = os.urandom
+_perf_counter = time.perf_counter
+#: clears the version and variant bits of a 128-bit number / sets version 4, variant RFC 4122
+_UUID4_MASK = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
+_UUID4_BITS = (0x4000 << 64) | (0x8000 << 48)
+
+
+def new_request_id() -> str:
+    """A random (version 4) UUID as text, ``str(uuid.uuid4())`` without the ``UUID`` object."""
+    n = (int.from_bytes(_urandom(16), "big") & _UUID4_MASK) | _UUID4_BITS
+    h = n.to_bytes(16, "big").hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 class RequestContextMiddleware:
@@ -51,7 +64,7 @@ class RequestContextMiddleware:
                 if _VALID_ID.match(value):
                     return value.decode("latin-1")
                 break
-        return str(uuid.uuid4())
+        return new_request_id()
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         """Run the request with its id in the log context; add the id header to the response."""
@@ -66,16 +79,21 @@ class RequestContextMiddleware:
         user_id = getattr(user, "id", None) if user is not None else None
         rid_token = _request_id.set(request_id)
         uid_token = _user_id.set(None if user_id is None else str(user_id))
-        header = (self._header_key, request_id.encode("latin-1"))
+        key = self._header_key
+        header = (key, request_id.encode("latin-1"))
         status_code = 500
-        start = time.perf_counter()
+        start = _perf_counter()
 
         async def send_with_id(message: dict[str, Any]) -> None:
             nonlocal status_code
             if message["type"] == "http.response.start":
                 status_code = message.get("status", 200)
-                headers = list(message.get("headers") or ())
-                if not any(name.lower() == self._header_key for name, _ in headers):
+                headers = message.get("headers")
+                headers = list(headers) if headers else []
+                for name, _ in headers:
+                    if name.lower() == key:
+                        break
+                else:
                     headers.append(header)
                 message["headers"] = headers
             await send(message)
@@ -89,7 +107,7 @@ class RequestContextMiddleware:
                     method=scope.get("method"),
                     path=scope.get("path"),
                     status_code=status_code,
-                    duration_ms=round((time.perf_counter() - start) * 1000.0, 3),
+                    duration_ms=round((_perf_counter() - start) * 1000.0, 3),
                 )
             _user_id.reset(uid_token)
             _request_id.reset(rid_token)

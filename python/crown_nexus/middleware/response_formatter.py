@@ -83,6 +83,9 @@ def _already_enveloped(body: object) -> bool:
 
 
 _UNPARSEABLE: Any = object()
+#: ``{"success":true,"data":<body>,"meta":<meta>}`` around a body that is valid JSON
+_ENVELOPE_HEAD = b'{"success":true,"data":'
+_ENVELOPE_META = b',"meta":'
 
 
 class ResponseFormatterMiddleware:
@@ -158,12 +161,15 @@ class ResponseFormatterMiddleware:
             wrapped = payload is not _UNPARSEABLE and not _already_enveloped(payload)
             if wrapped:
                 rid = current_request_id() or scope.get("state", {}).get("request_id")
-                body = orjson.dumps(
-                    {
-                        "success": True,
-                        "data": payload,
-                        "meta": {"request_id": rid, "timestamp": utc_timestamp()},
-                    }
+                # the body parsed as JSON, so it is spliced in as it is: no second encoding
+                body = b"".join(
+                    (
+                        _ENVELOPE_HEAD,
+                        body,
+                        _ENVELOPE_META,
+                        orjson.dumps({"request_id": rid, "timestamp": utc_timestamp()}),
+                        b"}",
+                    )
                 )
             raw = [h for h in start_message["headers"] if h[0].lower() != b"content-length"]
             if wrapped:

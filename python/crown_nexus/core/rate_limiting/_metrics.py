@@ -211,6 +211,7 @@ def _ensure_all(svc: Any) -> None:
 _MAX_CACHED_LABELS = 256
 _check_labels: dict[tuple[str, str, bool], dict[str, str]] = {}
 _exceeded_labels: dict[tuple[str, str], dict[str, str]] = {}
+_request_labels: dict[tuple[str, str], dict[str, str]] = {}
 
 
 def record_check(
@@ -258,8 +259,13 @@ def record_request(path_label: str, result: str, duration: float | None) -> None
     svc = _service()
     if svc is None:
         return
+    labels = _request_labels.get((path_label, result))
+    if labels is None:
+        labels = {"path": path_label, "result": result}
+        if len(_request_labels) < _MAX_CACHED_LABELS:
+            _request_labels[(path_label, result)] = labels
     try:
-        svc.increment_counter("rate_limiting_requests_total", 1, {"path": path_label, "result": result})
+        svc.increment_counter("rate_limiting_requests_total", 1, labels)
         if duration is not None:
             svc.observe_histogram("rate_limiting_middleware_duration_seconds", duration, None)
     except Exception as exc:

@@ -156,13 +156,23 @@ class RateLimitRule(BaseModel):
             return rx.match
         return None
 
+    @cached_property
+    def _exclusions(self) -> tuple[frozenset[str], tuple[str, ...]]:
+        """``exclude_paths`` precomputed: the exact paths, and the prefixes ``base + "/"``."""
+        exact: set[str] = set()
+        prefixes: list[str] = []
+        for excluded in self.exclude_paths or ():
+            base = excluded.rstrip("/")
+            exact.update((excluded, base))
+            prefixes.append(base + "/")
+        return frozenset(exact), tuple(prefixes)
+
     def matches(self, path: str) -> bool:
         """True when this rule applies to ``path`` (pattern matches and not excluded)."""
         if self.exclude_paths:
-            for excluded in self.exclude_paths:
-                base = excluded.rstrip("/")
-                if path == excluded or path == base or path.startswith(base + "/"):
-                    return False
+            exact, prefixes = self._exclusions
+            if path in exact or path.startswith(prefixes):
+                return False
         pattern = self.path_pattern
         if pattern is None:
             return True
