@@ -115,14 +115,22 @@ class CacheMetrics:
                 self._failed_logged = True
                 logger.warning("cache metrics could not be recorded", error=repr(exc))
 
-    def backend_state(self, backend: str, up: bool) -> None:
-        """Record a switch of ``backend`` to its fallback (``up=False``) or back (``up=True``)."""
+    def backend_state(self, backend: str, up: bool, *, count_fallback: bool = True) -> None:
+        """Record a switch of ``backend`` to its fallback (``up=False``) or back (``up=True``);
+        ``count_fallback=False`` only sets the gauge (the state found at start-up)."""
         if not self.enabled:
             return
         try:
             ms = self._metrics_service()
             labels = {"backend": backend, "component": self.component}
-            if not up:
+            # several workers: 0 while any live worker runs on its fallback
+            ms.create_gauge(
+                BACKEND_UP,
+                "1 while the cache backend is in use, 0 while it has fallen back to memory",
+                list(labels),
+                multiprocess_mode="livemin",
+            )
+            if not up and count_fallback:
                 ms.increment_counter(FALLBACKS, 1, labels)
             ms.set_gauge(BACKEND_UP, 1.0 if up else 0.0, labels)
         except Exception as exc:

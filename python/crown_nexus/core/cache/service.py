@@ -467,6 +467,9 @@ class CacheService:
         await self._close_retired()
         for backend in self._backends.values():
             await backend.initialize()
+        redis = self._backends.get("redis")
+        if isinstance(redis, FallbackCacheBackend):  # cache_backend_up exists from the start
+            self.metrics.backend_state("redis", redis.up, count_fallback=False)
         self.initialized = True
         if get_service("cache_service") is self:
             _active.service = self

@@ -11,7 +11,8 @@ A handler that raises (or exceeds its timeout) is logged, reported through
 ``crown_nexus.core.error.report_error``, counted in ``event_handler_errors_total`` and does not
 stop the other handlers. Metrics (``crown_nexus.core.metrics``): ``events_published_total``
 ``{event_type, backend}``, ``event_handler_errors_total{event_type, handler}``,
-``event_handler_duration_seconds{event_type, handler}``.
+``event_handler_duration_seconds{event_type, handler}``, and the backlog gauge
+``event_handlers_pending`` (in-process handler runs scheduled or running).
 
 Handlers may be registered before :meth:`EventService.initialize` (the guide registers them at
 import time); publishing before ``initialize`` uses the memory backend (after ``shutdown``: the
@@ -184,25 +185,31 @@ def _current_request_id() -> str | None:
 
 
 class _Metrics:
-    """The three event metrics, looked up lazily; recording never raises.
+    """The event metrics, looked up lazily; recording never raises.
 
     Published counts are added up locally and handed to the metrics service at most every
     :attr:`FLUSH_INTERVAL` seconds (and on :meth:`flush`); handler durations are observed for
     the first run of each subscription and then one run in ``sample_every``; errors are
-    counted at once.
+    counted at once. The backlog gauge ``event_handlers_pending`` (handler runs scheduled or
+    running in this process; ``livesum`` over workers) is set on every flush, and a flush is
+    scheduled after each handler run, so it follows the backlog within :attr:`FLUSH_INTERVAL`.
     """
 
     FLUSH_INTERVAL = 0.05
 
-    _DEFS = (
+    _DEFS: tuple[tuple[str, str, str, list[str]], ...] = (
         ("events_published_total", "counter", "Events published", ["event_type", "backend"]),
         ("event_handler_errors_total", "counter", "Event handler failures",
          ["event_type", "handler"]),
         ("event_handler_duration_seconds", "histogram", "Event handler run time",
          ["event_type", "handler"]),
+        ("event_handlers_pending", "gauge", "Event handler runs scheduled or running", []),
     )
 
-    def __init__(self, sample_every: int = 1) -> None:
+    def __init__(
+        self, sample_every: int = 1, pending: Callable[[], int] | None = None
+    ) -> None:
+        self._pending_source = pending
         self._service: Any = None
         self._retry_at = 0.0
         self.sample_every = max(1, int(sample_every))
@@ -224,6 +231,8 @@ class _Metrics:
             for name, kind, doc, labels in self._DEFS:
                 if kind == "counter":
                     service.create_counter(name, doc, labels)
+                elif kind == "gauge":
+                    service.create_gauge(name, doc, labels, multiprocess_mode="livesum")
                 else:
                     service.create_histogram(
                         name, doc, labels,
@@ -260,6 +269,7 @@ class _Metrics:
         handle, self._flush_handle = self._flush_handle, None
         if handle is not None:
             handle.cancel()
+        self._set_backlog()
         if not self._published:
             return
         pending, self._published = self._published, {}
@@ -274,6 +284,27 @@ class _Metrics:
             except Exception as exc:
                 logger.debug("event metric failed", error=repr(exc))
 
+    def _set_backlog(self) -> None:
+        source = self._pending_source
+        if source is None:
+            return
+        service = self._get()
+        if service is None:
+            return
+        try:
+            service.set_gauge("event_handlers_pending", source())
+        except Exception as exc:
+            logger.debug("event metric failed", error=repr(exc))
+
+    def _flush_soon(self) -> None:
+        if self._flush_handle is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._flush_handle = loop.call_later(self.FLUSH_INTERVAL, self.flush)
+
     def handler_error(self, name: str, handler: str) -> None:
         service = self._get()
         if service is not None:
@@ -287,6 +318,8 @@ class _Metrics:
     def duration(self, sub: Subscription, name: str, seconds: float) -> None:
         n = sub.runs
         sub.runs = n + 1
+        if self._flush_handle is None:
+            self._flush_soon()  # the backlog gauge follows the finished run
         if n % self.sample_every:
             return
         service = self._get()
@@ -326,7 +359,7 @@ class EventService:
         self._last: tuple[EventBackendType, dict[str, Any]] = (EventBackendType.MEMORY, {})
         #: the backend an app's settings chose (:meth:`configure`); ``None``: the loaded settings
         self._configured: EventBackendType | None = None
-        self._metrics = _Metrics(self.config.duration_sample_every)
+        self._metrics = _Metrics(self.config.duration_sample_every, self.pending_count)
         self._relays: list[Any] = []
         self.stats = HandlerStats()
 

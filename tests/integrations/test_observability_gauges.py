@@ -1,0 +1,85 @@
+"""The gauges the dashboard reads: the event backlog and the cache's Redis fallback state."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from crown_nexus.core.cache import CacheService
+from crown_nexus.core.dependency_manager import get_registry
+from crown_nexus.core.events import EventBackendType, EventConfig, EventService
+from crown_nexus.core.metrics import MetricsService
+from crown_nexus.settings import Settings
+
+
+def _gauge(metrics: MetricsService, name: str, **labels: str) -> float | None:
+    text = metrics.render_latest()[0].decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return None
+
+
+async def _eventually(predicate: Any, within: float = 3.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(0.02)
+    return bool(predicate())
+
+
+async def test_event_backlog_gauge_follows_pending_handler_runs() -> None:
+    """event_handlers_pending shows the runs waiting, and drops to 0 once they finish."""
+    metrics = MetricsService()
+    with get_registry().override("metrics_service", metrics):
+        events = EventService(EventConfig(handler_timeout=5.0, shutdown_timeout=2.0))
+        await events.initialize(EventBackendType.MEMORY)
+        gate = asyncio.Event()
+
+        async def slow(event: dict[str, Any]) -> None:
+            await gate.wait()
+
+        events.subscribe("backlog.test", slow)
+        try:
+            for _ in range(3):
+                await events.publish("backlog.test", {})
+            events.flush_metrics()
+            assert _gauge(metrics, "event_handlers_pending") == 3
+            gate.set()
+            assert await events.wait_for_pending(2)
+            assert await _eventually(lambda: _gauge(metrics, "event_handlers_pending") == 0)
+        finally:
+            await events.shutdown()
+    assert metrics.get_metric("event_handlers_pending")._multiprocess_mode == "livesum"
+
+
+async def test_cache_backend_up_is_set_from_start_and_on_fallback(redis_server: Any) -> None:
+    """cache_backend_up is 1 once the Redis cache starts, 0 while it runs on memory, and
+    combines workers by livemin."""
+    svc = CacheService(
+        Settings(), default_backend="redis", redis_url=redis_server.url,
+        op_timeout=0.5, retry_interval=0.1,
+    )
+    metrics = MetricsService()
+    with get_registry().override("metrics_service", metrics):
+        await svc.initialize()
+        try:
+            assert _gauge(metrics, "cache_backend_up", backend="redis") == 1
+            assert metrics.get_counter_sum("cache_fallback_total") == 0
+            redis_server.stop()
+            for i in range(3):
+                await svc.set(f"k{i}", i, ttl=30)
+            assert svc.active_backend_name == "memory"
+            assert _gauge(metrics, "cache_backend_up", backend="redis") == 0
+            assert metrics.get_counter_sum("cache_fallback_total") == 1
+            redis_server.start()
+            assert await _eventually(lambda: svc.active_backend_name == "redis", within=10)
+            assert _gauge(metrics, "cache_backend_up", backend="redis") == 1
+        finally:
+            await svc.shutdown()
+    assert metrics.get_metric("cache_backend_up")._multiprocess_mode == "livemin"
