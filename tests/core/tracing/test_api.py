@@ -113,6 +113,24 @@ def test_configure_tracing_from_the_environment(env: dict[str, str], expected: s
         assert proc.stdout.split() == [expected, "BatchSpanProcessor"]
 
 
+@pytest.mark.parametrize(
+    ("provider", "enabled"), [("sdk_tracer_provider", True), ("no_such_provider", False)]
+)
+def test_provider_from_otel_python_tracer_provider(provider: str, enabled: bool) -> None:
+    """OTEL_PYTHON_TRACER_PROVIDER is honoured; a name that cannot be loaded leaves tracing off
+    instead of breaking every request."""
+    proc = _run(
+        """
+        from crown_nexus.core.tracing import span, tracing_enabled
+        with span("x") as current:
+            print(tracing_enabled(), current is not None)
+        """,
+        OTEL_PYTHON_TRACER_PROVIDER=provider,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [str(enabled), str(enabled)]
+
+
 def test_missing_sdk_is_a_configuration_error() -> None:
     """Tracing requested without the otel extra is a ConfigurationException naming the extra."""
     proc = _run(

@@ -18,7 +18,7 @@ from itertools import islice
 from typing import Any, TypeVar
 
 from crown_nexus._redaction import NOT_CONVERTED, REDACTED, is_sensitive_key, scrub_text, to_plain
-from crown_nexus.core.error._redact import redact
+from crown_nexus.core._redact import redact
 from crown_nexus.core.error.base import ErrorContext, ErrorReporter
 
 __all__ = [

@@ -74,7 +74,11 @@ def provider_configured() -> bool:
     """Whether a real global tracer provider is set (not the API's proxy or no-op one)."""
     if getattr(_otel_trace, "_TRACER_PROVIDER", None) is None and _ENV_PROVIDER not in os.environ:
         return False
-    return not isinstance(_otel_trace.get_tracer_provider(), _DISABLED_PROVIDERS)
+    try:
+        provider = _otel_trace.get_tracer_provider()
+    except Exception:  # a bad OTEL_PYTHON_TRACER_PROVIDER: the API raises on every call
+        return False
+    return not isinstance(provider, _DISABLED_PROVIDERS)
 
 
 def _decide() -> bool:
