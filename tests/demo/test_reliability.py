@@ -206,3 +206,64 @@ async def test_failing_requests_with_big_bodies_leave_nothing_alive(tmp_path) ->
             assert len(entry.message) + len(entry.traceback) + len(str(entry.context)) < 20_000
         recent = await client.get("/demo/errors/recent")
         assert recent.json()["data"]["errors"][0]["type"] == "_Boom"
+
+
+def _items_body(count: int) -> bytes:
+    item = b'{"product_id": 1, "quantity": 1}'
+    return b'{"items": [' + b", ".join([item] * count) + b"]}"
+
+
+async def test_huge_order_body_is_413_before_parsing(client: Any, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A 9.9 MB body of 330k items is refused 413 without being parsed at all."""
+    from crown_nexus.demo.routers import orders
+
+    parsed: list[int] = []
+    real = orders._parse_order
+    monkeypatch.setattr(orders, "_parse_order", lambda raw: parsed.append(len(raw)) or real(raw))
+    body = _items_body(300_000)
+    assert 9_000_000 < len(body) < 10 * 1024 * 1024  # under the app-wide limit
+    resp = await client.post("/orders", content=body, headers={"content-type": "application/json"})
+    assert resp.status_code == 413, resp.text[:300]
+    assert resp.json()["code"] == "PAYLOAD_TOO_LARGE"
+    assert parsed == []
+
+    async def chunks() -> Any:  # no Content-Length: the streamed size is what counts
+        for start in range(0, len(body), 65536):
+            yield body[start : start + 65536]
+
+    resp = await client.post(
+        "/orders", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert resp.status_code == 413
+    assert parsed == []
+    # a small order still goes through the parser and is placed
+    ok = await client.post("/orders", json={"items": [{"product_id": 1, "quantity": 1}]})
+    assert ok.status_code == 202, ok.text
+    assert len(parsed) == 1
+
+
+async def test_more_than_50_items_under_the_cap_is_422(client: Any) -> None:
+    """51 items (well under the byte cap) are refused by the 50-item limit: 422 at body.items."""
+    resp = await client.post(
+        "/orders", content=_items_body(51), headers={"content-type": "application/json"}
+    )
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["details"][0]["loc"] == ["body", "items"]
+
+
+async def test_malformed_order_json_is_422(client: Any) -> None:
+    """Bytes that are not JSON are a 422 validation error, not a 500."""
+    resp = await client.post(
+        "/orders", content=b"{nope", headers={"content-type": "application/json"}
+    )
+    assert resp.status_code == 422, resp.text
+
+
+def test_order_body_is_still_documented() -> None:
+    """The capped body keeps its OpenAPI schema (inlined: no dangling $defs reference)."""
+    import json
+
+    schema = create_app(Settings()).openapi()["paths"]["/orders"]["post"]["requestBody"]
+    body = schema["content"]["application/json"]["schema"]
+    assert body["properties"]["items"]["maxItems"] == 50
+    assert "$defs" not in json.dumps(schema)

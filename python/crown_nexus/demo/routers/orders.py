@@ -25,7 +25,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
+from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -37,8 +39,9 @@ from crown_nexus.demo.models_orders import InventoryReservation, Order, OrderEve
 from crown_nexus.demo.models_products import Product
 from crown_nexus.demo.routers.products import MAX_INT64
 from crown_nexus.logging import get_logger
+from crown_nexus.middleware.secure_request import RequestTooLargeException
 
-__all__ = ["PAYMENT_LIMIT_CENTS", "OrderWorkflow", "install", "router"]
+__all__ = ["MAX_ORDER_BODY_BYTES", "PAYMENT_LIMIT_CENTS", "OrderWorkflow", "install", "router"]
 
 logger = get_logger("crown_nexus.demo.orders")
 
@@ -46,6 +49,9 @@ router = APIRouter(prefix="/orders", tags=["demo: orders (events)"])
 
 #: the fake gateway declines totals above this (cents)
 PAYMENT_LIMIT_CENTS = 100_000
+#: the largest ``POST /orders`` body read (bytes): 50 items fit many times over; a larger body
+#: is refused (413) before it is parsed, not after the whole list was built (SPEC §3)
+MAX_ORDER_BODY_BYTES = 32 * 1024
 
 
 class OrderItem(BaseModel):
@@ -223,11 +229,74 @@ def _events(request: Request) -> EventService:
     return service
 
 
-@router.post("", status_code=202)
+async def _read_capped(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it (declared or streamed) exceeds ``limit``."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise RequestTooLargeException(details={"max_body_size": limit})
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestTooLargeException(details={"max_body_size": limit})
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parse_order(raw: bytes) -> OrderCreate:
+    """``raw`` JSON as an :class:`OrderCreate`; a 422 (FastAPI's body errors) when invalid."""
+    try:
+        return OrderCreate.model_validate_json(raw)
+    except PydanticValidationError as exc:
+        errors = [{**err, "loc": ("body", *err["loc"])} for err in exc.errors(include_url=False)]
+        raise RequestValidationError(errors) from None
+
+
+async def order_body(request: Request) -> OrderCreate:
+    """Dependency: the ``POST /orders`` body, read with a cap of :data:`MAX_ORDER_BODY_BYTES`
+    (413 beyond it, before any parsing), then parsed and validated (422)."""
+    return _parse_order(await _read_capped(request, MAX_ORDER_BODY_BYTES))
+
+
+def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` with its ``$defs`` references inlined (an OpenAPI operation cannot hold them)."""
+    defs = schema.pop("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return walk(defs[ref.removeprefix("#/$defs/")])
+            return {k: walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return dict(walk(schema))
+
+
+_ORDER_BODY_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": _inline_refs(OrderCreate.model_json_schema())}
+        },
+    }
+}
+
+
+@router.post("", status_code=202, openapi_extra=_ORDER_BODY_DOC)
 async def place_order(
-    body: OrderCreate, request: Request, db: AsyncSession = Depends(get_db)
+    request: Request,
+    body: OrderCreate = Depends(order_body),
+    db: AsyncSession = Depends(get_db),
 ) -> dict[str, Any]:
-    """Create an order and its ``order.created`` event together (202: the workflow follows)."""
+    """Create an order and its ``order.created`` event together (202: the workflow follows).
+
+    The body is read with a small cap (:data:`MAX_ORDER_BODY_BYTES`, 413 beyond it) before it is
+    parsed, so a huge list of items costs neither the memory nor the CPU of parsing it.
+    """
     ids = sorted({item.product_id for item in body.items})
     rows = await db.execute(select(Product.id, Product.price_cents).where(Product.id.in_(ids)))
     prices = {int(pid): int(price) for pid, price in rows.all()}
