@@ -9,6 +9,7 @@ are the audit trail's (implemented in :mod:`crown_nexus.core.audit`).
 
 from __future__ import annotations
 
+from crown_nexus.core._redact import REDACTED, redact
 from crown_nexus.core.audit import (
     SecurityAuditService,
     audit_service,
@@ -26,7 +27,6 @@ from crown_nexus.core.error._api import (
     wait_for_reports,
     was_reported,
 )
-from crown_nexus.core.error._redact import REDACTED, redact
 from crown_nexus.core.error.base import ErrorContext, ErrorReporter, SyncErrorReporter
 from crown_nexus.core.error.reporters import (
     InMemoryReporter,

@@ -10,7 +10,7 @@ from dataclasses import replace
 from types import FrameType
 from typing import Any, TypeVar
 
-from crown_nexus.core.error._redact import redact
+from crown_nexus.core._redact import redact
 from crown_nexus.core.error.base import ErrorContext
 from crown_nexus.core.error.reporters import get_reporters
 from crown_nexus.core.exceptions import (
