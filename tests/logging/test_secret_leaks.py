@@ -18,6 +18,7 @@ import pytest
 from pydantic import BaseModel
 
 from crown_nexus import _redaction
+from crown_nexus.core import _redact as error_redact
 from crown_nexus.core.error import (
     InMemoryReporter,
     handle_exception,
@@ -25,7 +26,6 @@ from crown_nexus.core.error import (
     register_reporter,
     unregister_reporter,
 )
-from crown_nexus.core.error import _redact as error_redact
 from crown_nexus.core.security.api_keys import generate_api_key
 from crown_nexus.logging import REDACTED, Redactor, configure_logging, get_logger
 from crown_nexus.logging import processors as P

@@ -1,5 +1,8 @@
-"""Redaction of secrets in error context: the same keys and string scrubbers as log events
-(:mod:`crown_nexus._redaction`, shared), plus any key the logging configuration adds."""
+"""Redaction of secrets in error context and audit details: the same keys and string scrubbers
+as log events (:mod:`crown_nexus._redaction`, shared), plus any key the logging configuration adds.
+
+Used by :mod:`crown_nexus.core.error` (which re-exports :func:`redact`) and by
+:mod:`crown_nexus.core.audit`, which sits below the error package and so cannot import it."""
 
 from __future__ import annotations
 

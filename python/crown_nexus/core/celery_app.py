@@ -42,6 +42,12 @@ import orjson
 from celery import Celery, Task
 from celery.signals import worker_init
 
+from crown_nexus.core.events import EventBackendType, get_event_service
+from crown_nexus.core.events.backends._celery_conf import (
+    DISPATCH_TASK,
+    configured_celery_app,
+)
+from crown_nexus.core.events.backends._celery_conf import env_number as _env_number
 from crown_nexus.core.tracing import resume_span, tracing_enabled
 from crown_nexus.logging import get_logger
 
@@ -56,63 +62,10 @@ __all__ = [
 
 logger = get_logger("crown_nexus.core.celery_app")
 
-#: name of the task that runs an event's handlers in a worker
-DISPATCH_TASK = "crown_nexus.events.dispatch"
-
-
-def _env_number(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        logger.warning("ignoring non-numeric setting", name=name)
-        return default
-
-
-def _broker_url() -> str:
-    url = os.environ.get("CROWN_NEXUS_CELERY_BROKER_URL")
-    if url:
-        return url
-    try:
-        from crown_nexus.core.config import settings
-
-        return settings.celery_broker_url or settings.redis_url or "redis://localhost:6379/0"
-    except Exception:
-        return "redis://localhost:6379/0"
-
-
-def _transport_options() -> dict[str, Any]:
-    options: dict[str, Any] = {
-        "visibility_timeout": _env_number("CROWN_NEXUS_CELERY_VISIBILITY_TIMEOUT", 3600.0),
-    }
-    restore = _env_number("CROWN_NEXUS_CELERY_RESTORE_INTERVAL", 0.0)
-    if restore > 0:
-        # look for messages of dead workers every `restore` seconds (kombu: 10 s x 10)
-        options["unacked_restore_interval"] = restore
-        options["unacked_restore_throttle"] = 1
-    return options
-
-
 def create_celery_app(broker_url: str | None = None, **conf: Any) -> Celery:
-    """A Celery app configured for events (JSON only, late acks, Redis broker); ``conf`` overrides."""
-    app = Celery("crown_nexus", broker=broker_url or _broker_url(), set_as_current=False)
-    queue = os.environ.get("CROWN_NEXUS_CELERY_QUEUE", "crown-nexus-events")
-    app.conf.update(
-        task_serializer="json",
-        result_serializer="json",
-        accept_content=["json"],
-        task_ignore_result=True,
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
-        task_default_queue=queue,
-        broker_connection_retry_on_startup=True,
-        broker_transport_options=_transport_options(),
-        worker_hijack_root_logger=False,
-    )
-    app.conf.update(conf)
+    """A Celery app configured for events (JSON only, late acks, Redis broker) with the dispatch
+    task registered, for workers; ``conf`` overrides."""
+    app = configured_celery_app(broker_url, **conf)
     app.task(
         name=DISPATCH_TASK,
         bind=True,
@@ -161,8 +114,6 @@ class _Worker:
 
     @staticmethod
     async def _start() -> None:
-        from crown_nexus.core.events import EventBackendType, get_event_service
-
         service = get_event_service()
         if not service.initialized:
             # events published by handlers in the worker go back through the broker
@@ -177,8 +128,6 @@ def dispatch_event(self: Task, encoded: str, handler_ids: list[str] | None = Non
 
     Returns the ids of handlers still failing after the last retry (empty when all succeeded).
     """
-    from crown_nexus.core.events import get_event_service
-
     event = orjson.loads(encoded)
     service = get_event_service()
     if tracing_enabled():  # the worker continues the trace the publisher put in the context

@@ -25,6 +25,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from crown_nexus.core import dependency_manager
+from crown_nexus.core import error as _error_reporting  # noqa: F401 - registers the 5xx report hook
 from crown_nexus.core.exceptions import ConfigurationException, install_exception_handlers
 from crown_nexus.integrations.observability import health_router, metrics_router
 from crown_nexus.logging import configure_logging_for_app

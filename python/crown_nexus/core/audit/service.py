@@ -18,6 +18,7 @@ from typing import IO, Any
 
 from sqlalchemy import select
 
+from crown_nexus.core._redact import redact
 from crown_nexus.core.audit import export as _export
 from crown_nexus.core.audit.chain import ChainVerification, jsonable
 from crown_nexus.core.audit.context import get_client_ip
@@ -107,8 +108,6 @@ def _text(name: str, value: Any, *, required: bool = False) -> str | None:
 
 
 def _redact(details: Any) -> dict[str, Any]:
-    from crown_nexus.core.error import redact
-
     data = jsonable(redact(jsonable(details)))
     return data if isinstance(data, dict) else {"value": data}
 

@@ -21,6 +21,7 @@ from crown_nexus.core.error._api import (
     handle_exception,
     permission_denied,
     report_error,
+    report_unreported,
     resource_already_exists,
     resource_not_found,
     validation_error,
@@ -45,6 +46,7 @@ from crown_nexus.core.error.service import (
     get_audit_service,
     get_error_service,
 )
+from crown_nexus.core.exceptions import set_error_report_hook
 
 __all__ = [
     "REDACTED",
@@ -71,6 +73,7 @@ __all__ = [
     "redact",
     "register_reporter",
     "report_error",
+    "report_unreported",
     "resource_already_exists",
     "resource_not_found",
     "security_audit_service",
@@ -79,3 +82,6 @@ __all__ = [
     "wait_for_reports",
     "was_reported",
 ]
+
+# The exception handlers (crown_nexus.core.exceptions, a layer below) report 5xx errors here.
+set_error_report_hook(report_unreported)

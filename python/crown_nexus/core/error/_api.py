@@ -95,6 +95,14 @@ async def report_error(
             logger.warning("error reporter %r failed: %r", reporter, exc)
 
 
+async def report_unreported(exception: BaseException, context: dict[str, Any]) -> None:
+    """:func:`report_error` unless ``exception`` was already reported (the exception handlers'
+    report hook, registered by :mod:`crown_nexus.core.error`)."""
+    if was_reported(exception):
+        return
+    await report_error(exception, context)
+
+
 def _report_without_loop(exception: BaseException, ctx: ErrorContext) -> None:
     """Report with no running event loop: ``report_sync`` where offered, else a short loop."""
     for reporter in get_reporters():

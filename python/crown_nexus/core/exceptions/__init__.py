@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from crown_nexus.core.exceptions._base import AppException, ErrorCode, error_body, utc_timestamp
 from crown_nexus.core.exceptions._handlers import (
+    ErrorReportHook,
     error_response,
     install_exception_handlers,
     is_production_app,
+    set_error_report_hook,
 )
 from crown_nexus.core.exceptions._render import (
     current_request_id,
@@ -50,6 +52,7 @@ __all__ = [
     "ConfigurationException",
     "DatabaseException",
     "ErrorCode",
+    "ErrorReportHook",
     "InvalidStateException",
     "NetworkException",
     "OperationNotAllowedException",
@@ -72,5 +75,6 @@ __all__ = [
     "render_exception",
     "render_http_error",
     "render_validation_errors",
+    "set_error_report_hook",
     "utc_timestamp",
 ]

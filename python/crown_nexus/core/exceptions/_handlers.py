@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -10,7 +11,31 @@ from starlette.responses import Response
 from crown_nexus.core.exceptions._base import AppException
 from crown_nexus.core.exceptions._render import render_exception
 
-__all__ = ["error_response", "install_exception_handlers", "is_production_app"]
+__all__ = [
+    "ErrorReportHook",
+    "error_response",
+    "install_exception_handlers",
+    "is_production_app",
+    "set_error_report_hook",
+]
+
+#: ``await hook(exc, context)`` reports a server-side error the handlers caught; it may skip an
+#: exception already reported. ``context`` holds ``function`` and ``path``.
+ErrorReportHook = Callable[[BaseException, dict[str, Any]], Awaitable[None]]
+
+_report_hook: ErrorReportHook | None = None
+
+
+def set_error_report_hook(hook: ErrorReportHook | None) -> ErrorReportHook | None:
+    """Make the exception handlers report server-side errors through ``hook``; return the old one.
+
+    :mod:`crown_nexus.core.error` registers its ``report_error`` when it is imported (and
+    ``setup_app`` imports it), so this package never imports the error package above it.
+    ``None`` turns reporting off.
+    """
+    global _report_hook
+    previous, _report_hook = _report_hook, hook
+    return previous
 
 
 def is_production_app(app: Any) -> bool:
@@ -28,15 +53,12 @@ def error_response(exc: BaseException, *, production: bool = True) -> Response:
 
 
 async def _report_unexpected(exc: BaseException, request: Request) -> None:
-    """Send a server-side error to the error reporters (once per exception); never raises."""
-    try:
-        from crown_nexus.core.error import report_error, was_reported
-    except ImportError:
-        return
-    if was_reported(exc):
+    """Send a server-side error to the registered report hook; never raises."""
+    hook = _report_hook
+    if hook is None:
         return
     try:
-        await report_error(
+        await hook(
             exc,
             {"function": f"{request.method} {request.url.path}", "path": request.url.path},
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from crown_nexus.core.events.backends._celery_conf import DISPATCH_TASK, producer_app
 from crown_nexus.core.events.backends.base import EventBackend
 from crown_nexus.core.events.exceptions import EventPublishException
 
@@ -20,20 +21,20 @@ _RETRY_POLICY = {"max_retries": 3, "interval_start": 0, "interval_step": 0.2, "i
 
 
 class CeleryEventBackend(EventBackend):
-    """Sends ``crown_nexus.events.dispatch`` tasks carrying the event's JSON."""
+    """Sends ``crown_nexus.events.dispatch`` tasks carrying the event's JSON.
+
+    ``app`` defaults to one process-wide app configured like the worker's
+    (``_celery_conf.producer_app``); it sends the task by name, so it needs no task registered.
+    """
 
     name = "celery"
 
     def __init__(self, app: Any = None, task_options: dict[str, Any] | None = None) -> None:
-        if app is None:
-            from crown_nexus.core.celery_app import celery_app as app
-        self.app = app
+        self.app = producer_app() if app is None else app
         self.task_options = {"retry": True, "retry_policy": _RETRY_POLICY, **(task_options or {})}
         self._closed = False
 
     def _send(self, payload: str) -> None:
-        from crown_nexus.core.celery_app import DISPATCH_TASK
-
         self.app.send_task(DISPATCH_TASK, args=(payload,), **self.task_options)
 
     async def publish(self, event: dict[str, Any], encoded: bytes) -> None:
