@@ -267,3 +267,38 @@ def test_order_body_is_still_documented() -> None:
     body = schema["content"]["application/json"]["schema"]
     assert body["properties"]["items"]["maxItems"] == 50
     assert "$defs" not in json.dumps(schema)
+
+
+async def test_health_does_not_report_the_cache_on_a_dead_or_stalled_redis(
+    tmp_path,  # type: ignore[no-untyped-def]
+    redis_server,
+) -> None:
+    """/health says the cache is on Redis only while Redis answers (killed or SIGSTOPped: memory)."""
+    import asyncio
+    import signal
+
+    settings = Settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/health.db",
+        REDIS_URI=redis_server.url,
+        CACHE_DEFAULT_BACKEND="redis",
+    )
+
+    async def cache_state(client: Any) -> dict[str, Any]:
+        async with asyncio.timeout(2):  # a safety bound: the health check never hangs on Redis
+            resp = await client.get("/health")
+        assert resp.status_code == 200
+        body = resp.json()
+        return dict(body.get("data", body)["backends"]["services"]["cache"])
+
+    async with app_client(create_app(settings)) as client:
+        assert (await cache_state(client))["active"] == "redis"
+        assert redis_server.proc is not None
+        redis_server.proc.send_signal(signal.SIGSTOP)
+        try:
+            stalled = await cache_state(client)
+        finally:
+            redis_server.proc.send_signal(signal.SIGCONT)
+        assert stalled["active"] == "memory" and stalled["redis"] == "unreachable"
+        redis_server.stop()
+        down = await cache_state(client)
+        assert down["active"] == "memory"

@@ -7,6 +7,7 @@ Celery broker when configured; 503 naming what failed) are the library's
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -34,14 +35,33 @@ async def _database_status(request: Request) -> dict[str, Any]:
     return {"driver": url.split(":", 1)[0], "status": status}
 
 
-def _service_backends() -> dict[str, Any]:
+#: how long /health waits for Redis to answer a PING (seconds): a bound, never a hang
+REDIS_PROBE_TIMEOUT = 0.1
+
+
+async def _cache_backend(cache: Any) -> dict[str, Any]:
+    """The cache's configured and serving backend. A Redis that does not answer a bounded PING
+    is not reported as serving: the cache moves to memory on its next operation (SPEC §8)."""
+    active = cache.active_backend_name
+    out: dict[str, Any] = {"configured": type(cache.backend).__name__, "active": active}
+    if active == "redis":
+        try:
+            async with asyncio.timeout(REDIS_PROBE_TIMEOUT):
+                reachable = bool(await cache.backend.ping())
+        except Exception:
+            reachable = False
+        if not reachable:
+            out["active"] = "memory"
+            out["redis"] = "unreachable"
+    return out
+
+
+async def _service_backends(request: Request) -> dict[str, Any]:
     out: dict[str, Any] = {}
     try:
-        cache = get_service("cache_service")
-        out["cache"] = {
-            "configured": type(cache.backend).__name__,
-            "active": cache.active_backend_name,
-        }
+        # the app's own cache (what its routes use), else the shared service
+        cache = getattr(request.app.state, "cache_service", None) or get_service("cache_service")
+        out["cache"] = await _cache_backend(cache)
     except Exception as exc:
         out["cache"] = {"error": type(exc).__name__}
     try:
@@ -53,6 +73,8 @@ def _service_backends() -> dict[str, Any]:
     try:
         security = get_service("security_service")
         out["token_revocation"] = type(security.blacklist).__name__
+        if getattr(security.blacklist, "available", True) is False:
+            out["token_revocation_redis"] = "unreachable (answering from the local replica)"
     except Exception as exc:
         out["token_revocation"] = {"error": type(exc).__name__}
     return out
@@ -74,7 +96,7 @@ async def health(request: Request) -> dict[str, Any]:
     if not await is_operator(request):
         return {"status": status}  # production: versions and backends are for operators only
     backends["database_status"] = database["status"]
-    backends["services"] = _service_backends()
+    backends["services"] = await _service_backends(request)
     return {
         "status": status,
         "version": crown_nexus.__version__,
