@@ -97,7 +97,28 @@ class TracingMiddleware:
         if tracestate is not None and parsed is not None:
             out_headers.append((b"tracestate", tracestate))
 
-        await self._run(scope, receive, send, trace_id, span_id, parent_id, out_headers)
+
+        async def send_with_trace(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                headers = [
+                    (k, v)
+                    for k, v in (message.get("headers") or ())
+                    if k.lower() not in (b"traceparent", b"tracestate")
+                ]
+                headers.extend(out_headers)
+                message["headers"] = headers
+            await send(message)
+
+        token = bind_log_context(
+            trace_id=trace_id,
+            span_id=span_id,
+            parent_span_id=parent_id,
+            service=self.service_name,
+        )
+        try:
+            await self.app(scope, receive, send_with_trace)
+        finally:
+            reset_log_context(token)
 
     async def _run(
         self,
@@ -110,6 +131,8 @@ class TracingMiddleware:
         out_headers: list[tuple[bytes, bytes]],
         on_start: Any = None,
     ) -> None:
+        """The request with its ids bound to the log context and sent in ``traceparent``."""
+
         async def send_with_trace(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 headers = [

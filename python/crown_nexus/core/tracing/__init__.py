@@ -64,6 +64,9 @@ TRACE_CONTEXT_KEYS = ("traceparent", "tracestate")
 
 _DISABLED_PROVIDERS = (ProxyTracerProvider, NoOpTracerProvider)
 _ENV_PROVIDER = "OTEL_PYTHON_TRACER_PROVIDER"
+#: whether that variable was set (read at import and by :func:`set_tracing_enabled`: an
+#: ``os.environ`` lookup costs more than the rest of the check)
+_env_provider = _ENV_PROVIDER in os.environ
 #: ``None`` until a provider is set; then fixed (OpenTelemetry sets the global provider once)
 _state: bool | None = None
 _tracers: dict[str, Tracer] = {}
@@ -72,7 +75,7 @@ _NOOP: AbstractContextManager[None] = nullcontext()
 
 def provider_configured() -> bool:
     """Whether a real global tracer provider is set (not the API's proxy or no-op one)."""
-    if getattr(_otel_trace, "_TRACER_PROVIDER", None) is None and _ENV_PROVIDER not in os.environ:
+    if getattr(_otel_trace, "_TRACER_PROVIDER", None) is None and not _env_provider:
         return False
     try:
         provider = _otel_trace.get_tracer_provider()
@@ -83,7 +86,7 @@ def provider_configured() -> bool:
 
 def _decide() -> bool:
     global _state
-    if getattr(_otel_trace, "_TRACER_PROVIDER", None) is None and _ENV_PROVIDER not in os.environ:
+    if getattr(_otel_trace, "_TRACER_PROVIDER", None) is None and not _env_provider:
         return False  # not configured yet (may be later): decide again next time
     enabled = provider_configured()
     _state = enabled
@@ -98,7 +101,7 @@ def tracing_enabled() -> bool:
     """True when a real tracer provider is configured (spans are recorded and propagated).
 
     Near-free: once the global provider is set the answer is fixed; before that it is one
-    attribute read (the ``OTEL_PYTHON_TRACER_PROVIDER`` variable is honoured too).
+    attribute read (``OTEL_PYTHON_TRACER_PROVIDER`` is honoured when set before import).
     """
     state = _state
     if state is not None:
@@ -111,7 +114,8 @@ def set_tracing_enabled(enabled: bool | None) -> None:
     log lines, whatever provider is configured (tests use it to leave tracing off for the
     tests that follow theirs). ``None`` or ``True``: follow the global provider again (tracing
     is on when a real one is configured)."""
-    global _state
+    global _env_provider, _state
+    _env_provider = _ENV_PROVIDER in os.environ
     if enabled is False:
         _state = False
         from crown_nexus.logging import context as log_context
