@@ -174,11 +174,12 @@ def serve(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON, default=False)
 def lint(session: nox.Session) -> None:
-    """ruff and mypy over the package, tests and benchmarks."""
-    session.install("ruff>=0.4", "mypy>=1.10")
+    """ruff and mypy over the package, tests and benchmarks; import-linter's layer contracts."""
+    session.install("ruff>=0.4", "mypy>=1.10", "import-linter>=2.1")
     _install(session)
     session.run("ruff", "check", "python", "tests", "benches")
     session.run("mypy", "python/crown_nexus")
+    session.run("lint-imports", "--no-cache")
 
 
 @nox.session(python=PYTHON, default=False)

@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 from crown_nexus.core.exceptions import AuthenticationException
 from crown_nexus.core.permissions.checker import PermissionChecker
 from crown_nexus.core.permissions.models import Permission
+from crown_nexus.core.security.dependencies import authenticate_request
 
 __all__ = ["require_admin", "require_permission", "require_permissions"]
 
@@ -125,8 +126,6 @@ async def _user_async(kwargs: dict[str, Any], request: Any, trusted: tuple[str, 
     """The caller (see the module docstring), else the request's bearer token / API key."""
     user, req = _user_in(kwargs, request, trusted)
     if user is None and req is not None:
-        from crown_nexus.core.security.dependencies import authenticate_request
-
         user = await authenticate_request(req)
     if user is None:
         raise _unauthenticated()
@@ -138,8 +137,6 @@ def _user_sync(kwargs: dict[str, Any], request: Any, trusted: tuple[str, ...]) -
     user, req = _user_in(kwargs, request, trusted)
     if user is None and req is not None:
         import anyio.from_thread
-
-        from crown_nexus.core.security.dependencies import authenticate_request
 
         try:
             user = anyio.from_thread.run(authenticate_request, req)

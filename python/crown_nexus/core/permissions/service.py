@@ -41,13 +41,13 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from crown_nexus.core.exceptions import ConfigurationException, ResourceNotFoundException
-from crown_nexus.core.permissions._request import request_app, request_user
 from crown_nexus.core.permissions._telemetry import record_value
 from crown_nexus.core.permissions._user import user_id as _user_id
 from crown_nexus.core.permissions._user import user_mask
 from crown_nexus.core.permissions.checker import PermissionChecker, object_denied
 from crown_nexus.core.permissions.models import Permission, PermissionName
 from crown_nexus.core.permissions.registry import get_registry
+from crown_nexus.core.security._request_user import request_app, request_user
 from crown_nexus.logging import get_logger
 
 __all__ = [

@@ -25,7 +25,7 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from crown_nexus.core.exceptions import AuthenticationException
-from crown_nexus.core.permissions._request import bind_request_user
+from crown_nexus.core.security._request_user import bind_request_user
 from crown_nexus.core.security.service import SecurityService, get_security_service
 
 __all__ = [

@@ -1,5 +1,6 @@
 """The current request's authenticated caller, for the permission service.
 
+It lives in the security package, which the permission package imports (never the reverse).
 The security dependencies (:mod:`crown_nexus.core.security.dependencies`) call
 :func:`bind_request_user` when they authenticate a request, so the permission service can resolve
 a user id without any loader when it is the caller's own, and find the user loader the request's
