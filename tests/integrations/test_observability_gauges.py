@@ -34,7 +34,8 @@ async def _eventually(predicate: Any, within: float = 3.0) -> bool:
 
 
 async def test_event_backlog_gauge_follows_pending_handler_runs() -> None:
-    """event_handlers_pending shows the runs waiting, and drops to 0 once they finish."""
+    """event_handlers_pending shows the runs waiting and drops to 0 once they finish; the
+    failure counter exists from the subscription on."""
     metrics = MetricsService()
     with get_registry().override("metrics_service", metrics):
         events = EventService(EventConfig(handler_timeout=5.0, shutdown_timeout=2.0))
@@ -45,6 +46,8 @@ async def test_event_backlog_gauge_follows_pending_handler_runs() -> None:
             await gate.wait()
 
         events.subscribe("backlog.test", slow)
+        # the failure counter of a new subscription starts at 0 (a series before any failure)
+        assert _gauge(metrics, "event_handler_errors_total", event_type="backlog.test") == 0
         try:
             for _ in range(3):
                 await events.publish("backlog.test", {})
@@ -83,3 +86,23 @@ async def test_cache_backend_up_is_set_from_start_and_on_fallback(redis_server: 
         finally:
             await svc.shutdown()
     assert metrics.get_metric("cache_backend_up")._multiprocess_mode == "livemin"
+
+
+async def test_security_counts_reach_the_metrics_without_further_traffic() -> None:
+    """Token failures counted between flushes are written by a timer within the flush
+    interval, even when no further validation comes to flush them."""
+    from crown_nexus.core.security._telemetry import SecurityTelemetry
+
+    metrics = MetricsService()
+    with get_registry().override("metrics_service", metrics):
+        telemetry = SecurityTelemetry(flush_interval=0.2)
+        telemetry.validation(("token_validations_total", ("false", "access")), 0.0)  # flushes
+        telemetry.validation(("token_validations_total", ("false", "access")), 0.0)  # pending
+        telemetry.validation(("token_validations_total", ("false", "access")), 0.0)
+        labels = {"success": "false", "token_type": "access"}
+        assert metrics.get_counter_sum("token_validations_total", labels) == 1
+        assert await _eventually(
+            lambda: metrics.get_counter_sum("token_validations_total", labels) == 3, within=1.0
+        )
+        await asyncio.sleep(0.5)  # idle: the timer does not re-arm forever
+        assert telemetry._timer is None

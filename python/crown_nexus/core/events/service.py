@@ -305,6 +305,23 @@ class _Metrics:
             return
         self._flush_handle = loop.call_later(self.FLUSH_INTERVAL, self.flush)
 
+    def subscribed(self, name: str, handler: str) -> None:
+        """Start ``event_handler_errors_total`` of a new subscription at 0, so failure rates
+        and alerts have a series before the first failure (not for wildcard names)."""
+        if "*" in name or "?" in name or "[" in name:
+            return
+        retry_at = self._retry_at
+        service = self._get()
+        if service is None:
+            self._retry_at = retry_at  # a failed lookup here does not delay the publishers'
+        else:
+            try:
+                service.increment_counter(
+                    "event_handler_errors_total", 0, {"event_type": name, "handler": handler}
+                )
+            except Exception as exc:
+                logger.debug("event metric failed", error=repr(exc))
+
     def handler_error(self, name: str, handler: str) -> None:
         service = self._get()
         if service is not None:
@@ -540,6 +557,7 @@ class EventService:
         sub = Subscription(event_name, handler, filter_func, timeout, name or "")
         # copy-on-write: publishers iterate the old list safely
         self._subs[event_name] = [*self._subs.get(event_name, ()), sub]
+        self._metrics.subscribed(event_name, sub.id)
         return sub
 
     def unsubscribe(

@@ -94,6 +94,8 @@ class SecurityTelemetry:
         #: ``time.monotonic()`` after which the next validation flushes
         self.next_flush = 0.0
         self.sample_every = self._sample_every
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_loop: asyncio.AbstractEventLoop | None = None
 
     # --- metrics ---------------------------------------------------------------------------
 
@@ -188,6 +190,21 @@ class SecurityTelemetry:
         else:
             self.time_next = True
 
+    def _arm_timer(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        timer = self._timer
+        if timer is not None and self._timer_loop is loop and not timer.cancelled():
+            return
+        self._timer_loop = loop
+        self._timer = loop.call_later(self._flush_interval, self._timed_flush)
+
+    def _timed_flush(self) -> None:
+        self._timer = None
+        self.flush()
+
     def should_sample(self) -> bool:
         """True for one call in ``sample_every`` (time the hot path only then)."""
         self._sample_counter += 1
@@ -197,8 +214,15 @@ class SecurityTelemetry:
         return False
 
     def flush(self) -> None:
-        """Move the locally counted events into the metrics service."""
+        """Move the locally counted events into the metrics service.
+
+        A flush that moved something arms one timer for the end of the next interval, so
+        counts made after it reach the metrics service within ``flush_interval`` even when no
+        further validation comes (a scrape never misses the last burst).
+        """
         self.next_flush = time.monotonic() + self._flush_interval
+        if self._samples or self.ok_counts or self._pending:
+            self._arm_timer()
         if self._samples:
             samples, self._samples = self._samples, []
             for elapsed, success in samples:
