@@ -29,6 +29,7 @@ from typing import IO, Any, Literal
 import structlog
 from structlog.exceptions import DropEvent
 
+from crown_nexus.logging import context as _log_ctx
 from crown_nexus.logging import processors as _P
 from crown_nexus.logging.context import _request_id, _user_id, log_context_fields
 from crown_nexus.logging.processors import (
@@ -89,6 +90,10 @@ _STATE = _State()
 _get_rid = _request_id.get
 _get_uid = _user_id.get
 _get_extra = log_context_fields  # + the current span's ids when tracing is on
+#: without a span-id source (tracing off) the extra fields are the context variable itself:
+#: the fast path reads it with the C-level ``ContextVar.get`` instead of calling
+#: ``log_context_fields`` (same value; one Python call less per line)
+_extra_get = _log_ctx._extra.get
 _TS = _P._TS
 _SKIP = SKIP_FILES
 _CONFIG_LOCK = threading.RLock()
@@ -303,7 +308,7 @@ def _level_method(method: str, number: int) -> Any:
                         _EVENT_CACHE.clear()
                     _EVENT_CACHE[event] = scrubbed
                 ms = _P._wall_ns() // 1_000_000
-                extra = _get_extra()
+                extra = _extra_get() if _log_ctx._span_ids is None else _get_extra()
                 frame: Any = _getframe(1)
                 code = frame.f_code
                 if code.co_filename in _SKIP:
