@@ -321,3 +321,23 @@ async def test_a_nowait_none_is_asked_asynchronously_not_taken_as_valid() -> Non
     with pytest.raises(AuthenticationException) as info:
         await service.decode_token(token)
     assert info.value.details["reason"] == "revoked"
+
+
+async def test_replica_sync_reads_only_its_own_prefix(redis_url: str) -> None:
+    """A prefix with glob characters matches itself literally when the replica scans Redis."""
+    import uuid
+
+    from crown_nexus.core.security.blacklist import RedisTokenBlacklist
+
+    base = uuid.uuid4().hex
+    own = RedisTokenBlacklist(redis_url, prefix=f"{base}[a]*:", replicate=False)
+    # same length as own prefix and matched by it as a glob: only escaping keeps it out
+    other = RedisTokenBlacklist(redis_url, prefix=f"{base}abcd:", replicate=False)
+    try:
+        await own.add("mine", 60)
+        await other.add("theirs", 60)
+        await own.sync()
+        assert [(k, i) for k, i, _ in own.replica.live_entries()] == [("jti", "mine")]
+    finally:
+        await own.close()
+        await other.close()

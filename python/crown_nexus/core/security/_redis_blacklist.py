@@ -304,7 +304,8 @@ class RedisTokenBlacklist(TokenBlacklist):
         client = self._redis()
         seen: set[str] = set()
         cursor: Any = 0
-        pattern = f"{self._prefix}*"
+        # the prefix matched literally (glob characters escaped), then anything
+        pattern = "".join(f"\\{c}" if c in "*?[]\\" else c for c in self._prefix) + "*"
         skip = len(self._prefix)
         while True:
             async with asyncio.timeout(self._bg_timeout):
