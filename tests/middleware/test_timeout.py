@@ -63,3 +63,28 @@ def test_timeout_must_be_positive() -> None:
     """A zero or negative timeout is refused."""
     with pytest.raises(ValueError):
         TimeoutMiddleware(json_app({}), timeout_seconds=0)
+
+
+async def test_deadline_does_not_outlive_the_request() -> None:
+    """The timer is cancelled with the request: the same task later sleeping past the
+    deadline is not cancelled."""
+    start, _, _ = await call(TimeoutMiddleware(json_app({"a": 1}), timeout_seconds=0.02))
+    assert start["status"] == 200
+    await asyncio.sleep(0.06)  # a leaked timer would cancel this task here
+
+
+async def test_someone_elses_cancellation_propagates() -> None:
+    """A cancellation that is not the deadline's (e.g. the server's) is never turned into 504."""
+    task = asyncio.ensure_future(call(TimeoutMiddleware(sleeping_app(5), timeout_seconds=10)))
+    await asyncio.sleep(0.02)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_timeouts_are_per_request_under_concurrency() -> None:
+    """Concurrent requests each get their own deadline: the slow ones 504, the fast ones 200."""
+    app = TimeoutMiddleware(sleeping_app(0.0), timeout_seconds=0.05)
+    slow = TimeoutMiddleware(sleeping_app(1.0), timeout_seconds=0.05)
+    results = await asyncio.gather(*(call(slow if i % 2 else app) for i in range(10)))
+    assert [r[0]["status"] for r in results] == [200, 504] * 5

@@ -11,6 +11,9 @@ from crown_nexus.core.exceptions import TimeoutException, render_asgi
 
 __all__ = ["TimeoutMiddleware"]
 
+_get_running_loop = asyncio.get_running_loop
+_current_task = asyncio.current_task
+
 
 class TimeoutMiddleware:
     """Cancel a request whose response has not started within ``timeout_seconds``.
@@ -35,26 +38,44 @@ class TimeoutMiddleware:
         ):
             await self.app(scope, receive, send)
             return
-        started = False
-        deadline = asyncio.timeout(self.timeout_seconds)
+        # one timer handle per request, cancelled when the response starts: what
+        # ``asyncio.timeout`` does, without its context-manager object and state machine
+        loop = _get_running_loop()
+        task = _current_task(loop)
+        if task is None:  # not inside a task (cannot be cancelled): no deadline to enforce
+            await self.app(scope, receive, send)
+            return
+        state = [False, False]  # [response started, deadline expired]
+
+        def expire() -> None:
+            if not state[0]:
+                state[1] = True
+                task.cancel()
+
+        handle = loop.call_at(loop.time() + self.timeout_seconds, expire)
+        cancelling = task.cancelling()
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start" and not started:
-                started = True
-                deadline.reschedule(None)
+            if not state[0] and message["type"] == "http.response.start":
+                state[0] = True
+                handle.cancel()
             await send(message)
 
         try:
-            async with deadline:
-                await self.app(scope, receive, send_wrapper)
-        except TimeoutError:
-            if not deadline.expired() or started:
+            await self.app(scope, receive, send_wrapper)
+        except asyncio.CancelledError:
+            # our own cancellation (deadline passed before the response started, and nobody
+            # else cancelled the task meanwhile) becomes the 504; any other propagates
+            if not state[1] or state[0] or task.uncancel() > cancelling:
                 raise
-            exc = TimeoutException(
-                message="Request timed out",
-                details={"timeout_seconds": self.timeout_seconds},
-            )
-            start, body = render_asgi(exc)
-            await send(start)
-            await send(body)
+        else:
+            return
+        finally:
+            handle.cancel()
+        exc = TimeoutException(
+            message="Request timed out",
+            details={"timeout_seconds": self.timeout_seconds},
+        )
+        start, body = render_asgi(exc)
+        await send(start)
+        await send(body)
