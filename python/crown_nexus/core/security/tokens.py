@@ -456,8 +456,10 @@ class TokenManager:
     ) -> TokenData:
         """Verify ``token`` and return its :class:`TokenData` (see the module docstring).
 
-        ``expected_type=None`` accepts either type. A blacklist backend failure is refused too
-        (``reason: revocation_check_failed``): a token that cannot be checked is not trusted.
+        ``expected_type=None`` accepts either type. A blacklist backend that raises is refused
+        too (``reason: revocation_check_failed``): a token that cannot be checked is not trusted.
+        The Redis backend does not raise when Redis is down: it answers from its local replica
+        (tokens revoked before the outage stay refused, SPEC §8).
         """
         data = self.verify(token, expected_type)
         if check_revocation:
