@@ -1,10 +1,12 @@
 """Metrics under ``granian --workers 2`` in multiprocess mode: exact totals, dead workers cleaned.
 
-A real granian serves a small crown-nexus app on a free loopback port with
+A real granian serves the reference service (production mode, a fresh SQLite database, so both
+workers' start-ups create and seed it at once) on a free loopback port with
 ``PROMETHEUS_MULTIPROC_DIR`` set; the test sends M requests over many connections (so both
-workers serve), scrapes ``/metrics`` (answered by either worker) and requires the request
-counter to total exactly M. Then it kills one worker: granian respawns it, the next scrape drops
-the dead worker's live gauge file and the total is still M (counters of dead workers stay).
+workers serve), scrapes ``/metrics`` (answered by either worker, with the metrics token) and
+requires the request counter to total exactly M. Then it kills one worker: granian respawns it,
+the next scrape drops the dead worker's live gauge file and the total is still M (counters of
+dead workers stay).
 """
 
 from __future__ import annotations
@@ -31,19 +33,12 @@ pytestmark = pytest.mark.skipif(
     reason="granian is not installed",
 )
 
+#: the reference service, plus a route saying which worker answered
 APP = textwrap.dedent(
     """
     import os
 
-    from fastapi import FastAPI
-
-    from crown_nexus.integrations.fastapi import metrics_router, setup_app
-    from crown_nexus.settings import Settings
-
-    settings = Settings()
-    app = FastAPI()
-    setup_app(app, settings)
-    app.include_router(metrics_router(settings))
+    from crown_nexus.demo.app import app
 
 
     @app.get("/work/{item}")
@@ -129,6 +124,7 @@ async def test_two_workers_scrape_exact_totals_and_clean_dead_workers(tmp_path: 
         "ENVIRONMENT": "production",
         "CROWN_NEXUS_SECRET_KEY": "granian-secret-0123456789-abcdefghijkl",
         "CROWN_NEXUS_METRICS_TOKEN": TOKEN,
+        "CROWN_NEXUS_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/granian.db",
         "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]),
     }
     env.pop("REDIS_URI", None)

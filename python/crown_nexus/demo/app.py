@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from crown_nexus.core.security.login_throttle import create_login_throttle
+from crown_nexus.demo._startup_lock import serialized_startup
 from crown_nexus.demo.db import Base, create_engine_for
 from crown_nexus.demo.routers import audit as audit_router
 from crown_nexus.demo.routers import auth, errors, health, rate_limits
@@ -80,6 +81,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     orders_router.install(app)
     documents_router.install(app)  # owned documents shared with read/write grants
     audit_router.install(app)  # logins, API keys, denials, flag changes -> audit trail
+    # several workers on one host: start-ups (tables, seeding) run one after the other
+    app.router.lifespan_context = serialized_startup(app.router.lifespan_context, settings.database_url)
     return app
 
 
