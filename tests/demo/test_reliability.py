@@ -153,6 +153,11 @@ async def test_logged_in_users_are_served_while_redis_is_stalled(tmp_path, redis
                         gone = await client.get("/users/me", headers=logged_out)
                     assert me.status_code == 200, me.text
                     assert gone.status_code == 401, gone.text
+                async with asyncio.timeout(2):
+                    health = (await client.get("/health")).json()["data"]
+                services = health["backends"]["services"]
+                assert services["token_revocation"] == "RedisTokenBlacklist"
+                assert services["token_revocation_redis"].startswith("unreachable")
             finally:
                 redis_server.proc.send_signal(signal.SIGCONT)
             assert (await client.get("/users/me", headers=logged_out)).status_code == 401

@@ -71,7 +71,9 @@ async def _service_backends(request: Request) -> dict[str, Any]:
     except Exception as exc:
         out["events"] = {"error": type(exc).__name__}
     try:
-        security = get_service("security_service")
+        security = getattr(request.app.state, "security_service", None) or get_service(
+            "security_service"
+        )
         out["token_revocation"] = type(security.blacklist).__name__
         if getattr(security.blacklist, "available", True) is False:
             out["token_revocation_redis"] = "unreachable (answering from the local replica)"
