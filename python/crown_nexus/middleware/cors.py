@@ -1,0 +1,129 @@
+"""``CORSMiddleware``: Starlette's CORS with the per-request work precomputed (pure ASGI).
+
+A subclass of :class:`starlette.middleware.cors.CORSMiddleware` that answers exactly as it does
+-- same preflight responses (Starlette's own code), same response headers in the same order --
+but without building ``Headers``/``MutableHeaders`` objects or a ``functools.partial`` per
+request: the request's ``Origin`` is found by one scan of the raw headers, the simple headers
+are encoded once, and the response headers are edited in the raw list with Starlette's
+``MutableHeaders.__setitem__`` semantics (replace the first entry, drop duplicates, else
+append; ``Vary`` gets ``Origin`` appended to all its values joined).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from starlette.datastructures import Headers
+from starlette.middleware.cors import CORSMiddleware as _StarletteCORSMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["CORSMiddleware"]
+
+RawHeaders = list[tuple[bytes, bytes]]
+
+
+def _set(raw: RawHeaders, key: bytes, value: bytes) -> None:
+    """``MutableHeaders.__setitem__`` on a raw list: first ``key`` entry replaced, others
+    removed, appended when absent (``key`` is lower case)."""
+    first = -1
+    i = 0
+    while i < len(raw):
+        if raw[i][0] == key:
+            if first < 0:
+                first = i
+            else:
+                del raw[i]
+                continue
+        i += 1
+    if first < 0:
+        raw.append((key, value))
+    else:
+        raw[first] = (key, value)
+
+
+def _add_vary_origin(raw: RawHeaders) -> None:
+    """``headers["Vary"] = ", ".join([*headers.getlist("Vary"), "Origin"])`` on a raw list."""
+    values = [value for key, value in raw if key == b"vary"]
+    values.append(b"Origin")
+    _set(raw, b"vary", b", ".join(values))
+
+
+class CORSMiddleware(_StarletteCORSMiddleware):
+    """Starlette's ``CORSMiddleware`` (same arguments, same answers), cheaper per request."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        allow_origins: Collection[str] = (),
+        allow_methods: Collection[str] = ("GET",),
+        allow_headers: Collection[str] = (),
+        allow_credentials: bool = False,
+        allow_origin_regex: str | None = None,
+        allow_private_network: bool = False,
+        expose_headers: Collection[str] = (),
+        max_age: int = 600,
+    ) -> None:
+        super().__init__(
+            app,
+            allow_origins=allow_origins,
+            allow_methods=allow_methods,
+            allow_headers=allow_headers,
+            allow_credentials=allow_credentials,
+            allow_origin_regex=allow_origin_regex,
+            allow_private_network=allow_private_network,
+            expose_headers=expose_headers,
+            max_age=max_age,
+        )
+        self._simple_raw = [
+            (key.lower().encode("latin-1"), value.encode("latin-1"))
+            for key, value in self.simple_headers.items()
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        origin_raw: bytes | None = None
+        for key, value in scope.get("headers") or ():
+            if key == b"origin":
+                origin_raw = value
+                break
+        if origin_raw is not None and scope["method"] == "OPTIONS":
+            headers = Headers(scope=scope)
+            if "access-control-request-method" in headers:
+                response = self.preflight_response(request_headers=headers)
+                await response(scope, receive, send)
+                return
+        if origin_raw is None:
+            await self.app(scope, receive, _vary_only(send))
+            return
+        origin = origin_raw.decode("latin-1")
+        if self.allow_all_origins:
+            explicit = self.allow_credentials
+        else:
+            explicit = self.is_allowed_origin(origin=origin)
+        simple = self._simple_raw
+
+        async def cors_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                raw = message["headers"] = list(message.get("headers") or ())
+                for key, value in simple:
+                    _set(raw, key, value)
+                if explicit:
+                    _set(raw, b"access-control-allow-origin", origin_raw)
+                _add_vary_origin(raw)
+            await send(message)
+
+        await self.app(scope, receive, cors_send)
+
+
+def _vary_only(send: Send) -> Send:
+    """The response of a request without ``Origin``: only ``Vary: Origin`` is added."""
+
+    async def vary_send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            raw = message["headers"] = list(message.get("headers") or ())
+            _add_vary_origin(raw)
+        await send(message)
+
+    return vary_send
