@@ -307,3 +307,13 @@ async def test_health_does_not_report_the_cache_on_a_dead_or_stalled_redis(
         redis_server.stop()
         down = await cache_state(client)
         assert down["active"] == "memory"
+
+
+async def test_invented_methods_do_not_reach_metrics_labels(client: Any) -> None:
+    """Requests with made-up methods are counted as method="_OTHER" in the demo's /metrics."""
+    for i in range(30):
+        resp = await client.request(f"INVENTED{i}", "/products/1")
+        assert resp.status_code in (405, 429)
+    text = (await client.get("/metrics")).text
+    assert 'method="_OTHER"' in text
+    assert "INVENTED" not in text
