@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from crown_nexus.core.metrics import MetricName, MetricTag
+from crown_nexus.core.metrics import MetricName
 from crown_nexus.logging import get_logger
 
 __all__ = ["KNOWN_METHODS", "OTHER_METHOD", "UNMATCHED_ROUTE", "MetricsMiddleware"]
@@ -33,6 +33,11 @@ KNOWN_METHODS = frozenset(
 OTHER_METHOD = "_OTHER"
 
 _logger = get_logger("crown_nexus.middleware.metrics")
+#: the in-progress gauge's name and its label dicts per method, as plain str (equal to the
+#: MetricName / MetricTag members, without hashing an enum member per request)
+_IN_PROGRESS = MetricName.HTTP_IN_PROGRESS.value
+_PROGRESS_LABELS: dict[str, dict[str, str]] = {}
+_perf_counter = time.perf_counter
 
 
 def route_template(scope: dict[str, Any]) -> str:
@@ -82,8 +87,10 @@ class MetricsMiddleware:
             method = OTHER_METHOD
         try:
             service = self._metrics()
-            progress = {MetricTag.METHOD: method}
-            service.track_in_progress(MetricName.HTTP_IN_PROGRESS, progress, 1)
+            progress = _PROGRESS_LABELS.get(method)
+            if progress is None:  # a method of KNOWN_METHODS or OTHER_METHOD: a bounded set
+                progress = _PROGRESS_LABELS[method] = {"method": method}
+            service.track_in_progress(_IN_PROGRESS, progress, 1)
         except Exception as exc:
             _logger.warning("Metrics unavailable; request not measured", error=repr(exc))
             await self.app(scope, receive, send)
@@ -102,7 +109,7 @@ class MetricsMiddleware:
                         break
             await send(message)
 
-        start = time.perf_counter()
+        start = _perf_counter()
         try:
             await self.app(scope, receive, send_wrapper)
         except Exception as exc:
@@ -110,9 +117,9 @@ class MetricsMiddleware:
             error_code = type(exc).__name__
             raise
         finally:
-            duration = time.perf_counter() - start
+            duration = _perf_counter() - start
             try:
-                service.track_in_progress(MetricName.HTTP_IN_PROGRESS, progress, -1)
+                service.track_in_progress(_IN_PROGRESS, progress, -1)
                 service.track_request(
                     method=method,
                     endpoint=route_template(scope),

@@ -69,6 +69,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 OVERFLOW_LABEL = "__other__"
 
 _logger = get_logger("crown_nexus.core.metrics")
+_HTTP_REQUESTS_TOTAL = MetricName.HTTP_REQUESTS_TOTAL.value
+_HTTP_REQUEST_DURATION = MetricName.HTTP_REQUEST_DURATION_SECONDS.value
+_HTTP_ERRORS_TOTAL = MetricName.HTTP_ERRORS_TOTAL.value
 _monotonic = time.monotonic
 _NAME_OK = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 
@@ -452,26 +455,26 @@ class MetricsService:
         """Count an HTTP request (``http_requests_total{method,endpoint,status_code}``), observe
         its duration (``http_request_duration_seconds{method,endpoint}``) and, for status ≥ 400
         or an ``error_code``, count ``http_errors_total{method,endpoint,status_code,error_code}``."""
+        # plain-str names and label keys (equal to the MetricName/MetricTag members): hashing
+        # an enum member is a Python call, and this runs for every request
         status = str(status_code)
         self.increment_counter(
-            MetricName.HTTP_REQUESTS_TOTAL,
+            _HTTP_REQUESTS_TOTAL,
             1,
-            {MetricTag.METHOD: method, MetricTag.ENDPOINT: endpoint, MetricTag.STATUS_CODE: status},
+            {"method": method, "endpoint": endpoint, "status_code": status},
         )
         self.observe_histogram(
-            MetricName.HTTP_REQUEST_DURATION_SECONDS,
-            duration,
-            {MetricTag.METHOD: method, MetricTag.ENDPOINT: endpoint},
+            _HTTP_REQUEST_DURATION, duration, {"method": method, "endpoint": endpoint}
         )
         if error_code or status_code >= 400:
             self.increment_counter(
-                MetricName.HTTP_ERRORS_TOTAL,
+                _HTTP_ERRORS_TOTAL,
                 1,
                 {
-                    MetricTag.METHOD: method,
-                    MetricTag.ENDPOINT: endpoint,
-                    MetricTag.STATUS_CODE: status,
-                    MetricTag.ERROR_CODE: error_code or "",
+                    "method": method,
+                    "endpoint": endpoint,
+                    "status_code": status,
+                    "error_code": error_code or "",
                 },
             )
 
