@@ -153,14 +153,15 @@ def metrics_router(
     live gauges of dead workers are dropped first.
     """
     router = APIRouter(tags=list(tags))
-    access_cache: dict[int, MetricsAccess] = {}
+    #: the access rules of the settings object seen last (rebuilt when it changes)
+    cached: list[tuple[Settings, MetricsAccess]] = []
 
     def access_for(request: Request) -> MetricsAccess:
         current = _settings_of(settings, request)
-        access = access_cache.get(id(current))
-        if access is None:
-            access_cache.clear()  # one settings object at a time: never grows
-            access = access_cache[id(current)] = MetricsAccess(current, authorize)
+        if cached and cached[0][0] is current:
+            return cached[0][1]
+        access = MetricsAccess(current, authorize)
+        cached[:] = [(current, access)]
         return access
 
     def service() -> Any:
@@ -203,9 +204,14 @@ def redis_check(url: str, timeout: float = 0.5) -> DependencyCheck:
 
     async def check() -> None:
         from redis.asyncio import Redis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
 
         client = Redis.from_url(
-            url, socket_connect_timeout=timeout, socket_timeout=timeout, retry_on_timeout=False
+            url,
+            socket_connect_timeout=timeout,
+            socket_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),  # a probe answers now; it is asked again soon
         )
         try:
             await client.ping()
