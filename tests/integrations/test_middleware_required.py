@@ -68,6 +68,6 @@ def test_cors_import_failure_is_loud_when_cors_is_configured(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """CORS configured but its module broken raises instead of serving without CORS."""
-    _break_import(monkeypatch, "starlette.middleware.cors")
+    _break_import(monkeypatch, dict(MIDDLEWARE_ORDER)["CORSMiddleware"])
     with pytest.raises(ConfigurationException, match="CORSMiddleware"):
         middleware_stack(Settings(cors_origins=["https://a.example"]))
