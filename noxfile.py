@@ -176,7 +176,7 @@ def serve(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff and mypy over the package, tests and benchmarks; import-linter's layer contracts."""
     session.install("ruff>=0.4", "mypy>=1.10", "import-linter>=2.1")
-    _install(session)
+    _install(session, native=False)  # static checks: the Rust wheel is not needed, not rebuilt
     session.run("ruff", "check", "python", "tests", "benches")
     session.run("mypy", "python/crown_nexus")
     session.run("lint-imports", "--no-cache")
