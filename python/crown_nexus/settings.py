@@ -131,6 +131,46 @@ class Settings(BaseSettings):
     suspicious_content_mode: Literal["off", "report", "enforce"] = Field(
         default="report", validation_alias=_env("SUSPICIOUS_CONTENT_MODE")
     )
+    #: request body cap (bytes, 413); ``max_body_sizes`` overrides it per path prefix (a JSON
+    #: object ``{"/documents": 52428800}``; the longest matching prefix wins)
+    max_body_size: int = Field(
+        default=10 * 1024 * 1024, ge=1, validation_alias=_env("MAX_BODY_SIZE")
+    )
+    max_body_sizes: dict[str, int] = Field(
+        default_factory=dict, validation_alias=_env("MAX_BODY_SIZES")
+    )
+    #: the longest a request body may take to arrive, from the application's first read to its
+    #: last byte (seconds); slower bodies answer 408 ``REQUEST_TIMEOUT`` (``None``: no limit)
+    body_read_timeout_seconds: float | None = Field(
+        default=30.0, gt=0, validation_alias=_env("BODY_READ_TIMEOUT_SECONDS")
+    )
+    #: a request whose response has not started after this many seconds answers 504
+    request_timeout_seconds: float = Field(
+        default=30.0, gt=0, validation_alias=_env("REQUEST_TIMEOUT_SECONDS")
+    )
+    #: the Content-Security-Policy header (an empty value sends none; default: the library's
+    #: strict policy, ``crown_nexus.core.security.headers.DEFAULT_CONTENT_SECURITY_POLICY``)
+    content_security_policy: str | None = Field(
+        default=None, validation_alias=_env("CONTENT_SECURITY_POLICY")
+    )
+    #: CORS beyond the origins: credentials, methods, headers and the preflight cache (seconds)
+    cors_allow_credentials: bool = Field(
+        default=True, validation_alias=_env("CORS_ALLOW_CREDENTIALS")
+    )
+    cors_allow_methods: list[str] = Field(
+        default_factory=lambda: ["*"], validation_alias=_env("CORS_ALLOW_METHODS")
+    )
+    cors_allow_headers: list[str] = Field(
+        default_factory=lambda: ["*"], validation_alias=_env("CORS_ALLOW_HEADERS")
+    )
+    cors_max_age: int = Field(default=600, ge=0, validation_alias=_env("CORS_MAX_AGE"))
+    #: gzip: bodies of at least this many bytes are compressed, at this zlib level (1-9)
+    compression_minimum_size: int = Field(
+        default=1000, ge=0, validation_alias=_env("COMPRESSION_MINIMUM_SIZE")
+    )
+    compression_level: int = Field(
+        default=3, ge=1, le=9, validation_alias=_env("COMPRESSION_LEVEL")
+    )
 
     # --- database ------------------------------------------------------------------------
     database_url: str = Field(
@@ -177,6 +217,17 @@ class Settings(BaseSettings):
 
     # --- rate limiting / events / metrics ------------------------------------------------
     rate_limit_fail_open: bool = Field(default=True, validation_alias=_env("RATE_LIMIT_FAIL_OPEN"))
+    #: the catch-all rule as ``"<requests>/<seconds>"`` (``"600/60"``): every path per client IP
+    #: except health checks, metrics and the docs (default: the library's 1000/60)
+    rate_limit_default: str | None = Field(
+        default=None, pattern=r"^\s*[1-9][0-9]*\s*/\s*[1-9][0-9]*\s*$",
+        validation_alias=_env("RATE_LIMIT_DEFAULT"),
+    )
+    #: every middleware rule, as a JSON list of ``RateLimitRule`` fields (``[{"requests_per_window":
+    #: 20, "window_seconds": 60, "path_pattern": "/auth/"}]``); replaces the defaults when set
+    rate_limit_rules: list[dict[str, Any]] | None = Field(
+        default=None, validation_alias=_env("RATE_LIMIT_RULES")
+    )
     #: IPv6 clients are counted by their /N network (one host usually holds a whole /64)
     rate_limit_ipv6_prefix: int = Field(
         default=64, ge=1, le=128, validation_alias=_env("RATE_LIMIT_IPV6_PREFIX")
@@ -253,6 +304,17 @@ class Settings(BaseSettings):
     feature_poll_interval: float | None = Field(
         default=None, gt=0, validation_alias=_env("FEATURE_POLL_INTERVAL")
     )
+
+    @field_validator("max_body_sizes")
+    @classmethod
+    def _valid_body_sizes(cls, value: dict[str, int]) -> dict[str, int]:
+        for prefix, size in value.items():
+            if not prefix.startswith("/") or size < 1:
+                raise ValueError(
+                    f"max_body_sizes maps path prefixes ('/...') to positive byte counts, "
+                    f"got {prefix!r}: {size!r}"
+                )
+        return value
 
     @field_validator("metrics_allowed_ips")
     @classmethod

@@ -31,7 +31,14 @@ from crown_nexus.integrations.observability import health_router, metrics_router
 from crown_nexus.logging import configure_logging_for_app
 from crown_nexus.settings import Settings
 
-__all__ = ["MIDDLEWARE_ORDER", "health_router", "metrics_router", "middleware_stack", "setup_app"]
+__all__ = [
+    "MIDDLEWARE_ORDER",
+    "health_router",
+    "metrics_router",
+    "middleware_stack",
+    "rate_limit_rules",
+    "setup_app",
+]
 
 logger = logging.getLogger("crown_nexus.integrations.fastapi")
 
@@ -57,23 +64,44 @@ MIDDLEWARE_ORDER: tuple[tuple[str, str], ...] = (
 
 
 def _default_options(settings: Settings) -> dict[str, dict[str, Any]]:
-    """Constructor arguments each middleware gets unless the caller overrides them."""
+    """Constructor arguments each middleware gets unless the caller overrides them.
+
+    Every value comes from ``settings`` (the README's settings table lists the variables).
+    """
+    from crown_nexus.core.security.headers import DEFAULT_CONTENT_SECURITY_POLICY
+
+    csp = settings.content_security_policy
     return {
         "MetricsMiddleware": {"ignore_paths": ["/metrics", "/health"]},
+        "SecurityHeadersMiddleware": {
+            "content_security_policy": DEFAULT_CONTENT_SECURITY_POLICY
+            if csp is None
+            else (csp.strip() or None),
+        },
+        "RateLimitMiddleware": {"rules": rate_limit_rules(settings), "settings": settings},
         "SecureRequestMiddleware": {
             "max_url_length": settings.max_url_length,
             "max_header_bytes": settings.max_header_bytes,
             "max_total_header_bytes": settings.max_total_header_bytes,
             "content_heuristics": settings.suspicious_content_mode,
+            "max_body_size": settings.max_body_size,
+            "max_body_sizes": dict(settings.max_body_sizes),
         },
-        "TimeoutMiddleware": {"timeout_seconds": 30.0},
+        "TimeoutMiddleware": {
+            "timeout_seconds": settings.request_timeout_seconds,
+            "body_timeout_seconds": settings.body_read_timeout_seconds,
+        },
         "CORSMiddleware": {
             "allow_origins": list(settings.cors_origins),
-            "allow_credentials": True,
-            "allow_methods": ["*"],
-            "allow_headers": ["*"],
+            "allow_credentials": settings.cors_allow_credentials,
+            "allow_methods": list(settings.cors_allow_methods),
+            "allow_headers": list(settings.cors_allow_headers),
+            "max_age": settings.cors_max_age,
         },
-        "CompressionMiddleware": {"minimum_size": 1000},
+        "CompressionMiddleware": {
+            "minimum_size": settings.compression_minimum_size,
+            "compresslevel": settings.compression_level,
+        },
         "ErrorHandlerMiddleware": {"production": settings.is_production},
         "IdempotencyMiddleware": {
             "enabled": settings.idempotency_enabled,
@@ -81,6 +109,45 @@ def _default_options(settings: Settings) -> dict[str, dict[str, Any]]:
             "redis_url": _idempotency_redis_url(settings),
         },
     }
+
+
+def rate_limit_rules(
+    settings: Settings, defaults: Iterable[Any] | None = None
+) -> tuple[Any, ...]:
+    """The middleware's ``RateLimitRule`` objects for ``settings``.
+
+    ``CROWN_NEXUS_RATE_LIMIT_RULES`` (a JSON list of rule fields) replaces ``defaults`` (the
+    library's ``DEFAULT_RULES`` when ``None``); otherwise ``CROWN_NEXUS_RATE_LIMIT_DEFAULT``
+    (``"<requests>/<seconds>"``) sets the numbers of the catch-all rule (the first rule without
+    a ``path_pattern``). A rule the model refuses is a ``ConfigurationException``.
+    """
+    from pydantic import ValidationError
+
+    from crown_nexus.core.rate_limiting.models import RateLimitRule
+    from crown_nexus.middleware.rate_limiting import DEFAULT_RULES
+
+    if settings.rate_limit_rules is not None:
+        try:
+            return tuple(RateLimitRule(**rule) for rule in settings.rate_limit_rules)
+        except (ValidationError, TypeError) as exc:
+            raise ConfigurationException(
+                message=f"CROWN_NEXUS_RATE_LIMIT_RULES holds an invalid rule: {exc}"
+            ) from exc
+    rules = tuple(DEFAULT_RULES if defaults is None else defaults)
+    if settings.rate_limit_default is None:
+        return rules
+    requests, _, seconds = settings.rate_limit_default.partition("/")
+    fresh = RateLimitRule(requests_per_window=int(requests), window_seconds=int(seconds))
+    for index, rule in enumerate(rules):
+        if rule.path_pattern is None:
+            replaced = rule.model_copy(
+                update={
+                    "requests_per_window": fresh.requests_per_window,
+                    "window_seconds": fresh.window_seconds,
+                }
+            )
+            return (*rules[:index], replaced, *rules[index + 1 :])
+    return (*rules, fresh)
 
 
 def _idempotency_redis_url(settings: Settings) -> str | None:
@@ -101,7 +168,8 @@ def middleware_stack(
 ) -> list[tuple[type[Any], dict[str, Any]]]:
     """The ``(class, kwargs)`` pairs ``setup_app`` installs, outermost first.
 
-    The names in ``exclude`` are left out; CORS is included only when ``settings.cors_origins``
+    The names in ``exclude`` are left out, MetricsMiddleware too when ``settings.metrics_enabled``
+    is false; CORS is included only when ``settings.cors_origins``
     is set or CORS options are given. Every other middleware of ``MIDDLEWARE_ORDER`` is required:
     one whose module or class cannot be imported raises ``ConfigurationException`` naming it and
     the import error, rather than leaving the app without it.
@@ -114,6 +182,8 @@ def middleware_stack(
     for name, module_name in MIDDLEWARE_ORDER:
         if name in excluded:
             continue
+        if name == "MetricsMiddleware" and not settings.metrics_enabled:
+            continue  # CROWN_NEXUS_METRICS_ENABLED=false: no request metrics at all
         if (
             name == "CORSMiddleware"
             and not settings.cors_origins

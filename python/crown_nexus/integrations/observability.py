@@ -47,6 +47,7 @@ from crown_nexus.core.exceptions import (
     AuthenticationException,
     ErrorCode,
     PermissionDeniedException,
+    ResourceNotFoundException,
     current_request_id,
     error_body,
 )
@@ -173,7 +174,12 @@ def metrics_router(
 
     @router.get(path, include_in_schema=False)
     async def metrics(request: Request) -> Response:
-        """The Prometheus text exposition (all workers); operators only (module docstring)."""
+        """The Prometheus text exposition (all workers); operators only (module docstring).
+
+        404 when ``CROWN_NEXUS_METRICS_ENABLED`` is false: nothing is recorded, nothing served.
+        """
+        if not _settings_of(settings, request).metrics_enabled:
+            raise ResourceNotFoundException(message="Metrics are disabled")
         await access_for(request).check(request)
         svc = service()
         dead = svc.cleanup_dead_workers()

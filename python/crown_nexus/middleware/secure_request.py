@@ -16,6 +16,8 @@ In order, before the application sees the request:
    lets the request through; ``"enforce"`` refuses it with 400 like step 2; ``"off"`` skips them.
 4. **Body size**: a body over ``max_body_size`` bytes answers 413 ``PAYLOAD_TOO_LARGE``, at once
    when ``Content-Length`` says so, otherwise as soon as the streamed body passes the limit.
+   ``max_body_sizes`` (path prefix -> bytes, the longest matching prefix wins) gives some routes
+   their own cap (``CROWN_NEXUS_MAX_BODY_SIZE`` / ``CROWN_NEXUS_MAX_BODY_SIZES``).
 
 Every detection (blocked or reported) is logged and counted by category. Every refusal carries
 the SPEC §3 error body. ``setup_app`` passes the ``Settings`` values (``CROWN_NEXUS_MAX_URL_LENGTH``,
@@ -25,7 +27,7 @@ the SPEC §3 error body. ``setup_app`` passes the ``Settings`` values (``CROWN_N
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -123,6 +125,7 @@ class SecureRequestMiddleware:
         max_total_header_bytes: int | None = DEFAULT_MAX_TOTAL_HEADER_BYTES,
         content_heuristics: ContentHeuristicsMode = "report",
         metrics_service: Any = None,
+        max_body_sizes: Mapping[str, int] | None = None,
     ) -> None:
         if content_heuristics not in _MODES:
             raise ValueError(
@@ -131,6 +134,14 @@ class SecureRequestMiddleware:
         self.app = app
         self.block_suspicious_requests = block_suspicious_requests
         self.max_body_size = max_body_size
+        #: per path prefix body caps, longest prefix first (it wins over shorter ones)
+        self.max_body_sizes: tuple[tuple[str, int | None], ...] = tuple(
+            sorted(
+                ((prefix, _limit(size, f"max_body_sizes[{prefix!r}]"))
+                 for prefix, size in (max_body_sizes or {}).items()),
+                key=lambda item: -len(item[0]),
+            )
+        )
         self.exclude_paths = tuple(exclude_paths)
         self.max_url_length = _limit(max_url_length, "max_url_length")
         self.max_header_bytes = _limit(max_header_bytes, "max_header_bytes")
@@ -240,6 +251,13 @@ class SecureRequestMiddleware:
             return SuspiciousRequestException(details={"categories": blocked})
         return None
 
+    def body_limit_for(self, path: str) -> int | None:
+        """The body cap of ``path``: its longest ``max_body_sizes`` prefix, else ``max_body_size``."""
+        for prefix, size in self.max_body_sizes:
+            if path.startswith(prefix):
+                return size
+        return self.max_body_size
+
     # --- ASGI -------------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -264,6 +282,8 @@ class SecureRequestMiddleware:
             await self._reject(send, refusal)
             return
         limit = self.max_body_size
+        if self.max_body_sizes:
+            limit = self.body_limit_for(scope.get("path", ""))
         if limit is None:
             await self.app(scope, receive, send)
             return

@@ -1,4 +1,5 @@
-"""``TimeoutMiddleware``: a request that has not started its response in time gets a 504."""
+"""``TimeoutMiddleware``: a request that has not started its response in time gets a 504; a request
+body that takes too long to arrive gets a 408."""
 
 from __future__ import annotations
 
@@ -7,9 +8,17 @@ from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from crown_nexus.core.exceptions import TimeoutException, render_asgi
+from crown_nexus.core.exceptions import AppException, TimeoutException, render_asgi
 
-__all__ = ["TimeoutMiddleware"]
+__all__ = ["BodyReadTimeoutException", "TimeoutMiddleware"]
+
+
+class BodyReadTimeoutException(AppException):
+    """The request body did not arrive within the body read timeout: 408 ``REQUEST_TIMEOUT``."""
+
+    status_code = 408
+    default_code = "REQUEST_TIMEOUT"
+    default_message = "Request body not received in time"
 
 _get_running_loop = asyncio.get_running_loop
 _current_task = asyncio.current_task
@@ -21,16 +30,56 @@ class TimeoutMiddleware:
     The client gets 504 with the SPEC §3 body (code ``TIMEOUT``). Once the response has started
     (headers sent), the deadline is lifted so a streamed body is never cut short.
     ``exclude_paths`` (prefixes) are never timed out.
+
+    ``body_timeout_seconds`` (``None``: off) bounds the time from the application's first read of
+    the request body to its last byte, whether or not the response has started: a body that
+    arrives more slowly answers 408 ``REQUEST_TIMEOUT`` with the SPEC §3 body (the application's
+    own answer to the failed read is replaced), so a slow sender cannot hold a worker.
     """
 
     def __init__(
-        self, app: ASGIApp, timeout_seconds: float = 30.0, exclude_paths: Iterable[str] = ()
+        self,
+        app: ASGIApp,
+        timeout_seconds: float = 30.0,
+        exclude_paths: Iterable[str] = (),
+        *,
+        body_timeout_seconds: float | None = None,
     ) -> None:
         if not timeout_seconds > 0:
             raise ValueError("timeout_seconds must be positive")
+        if body_timeout_seconds is not None and not body_timeout_seconds > 0:
+            raise ValueError("body_timeout_seconds must be positive or None")
         self.app = app
         self.timeout_seconds = float(timeout_seconds)
         self.exclude_paths = tuple(exclude_paths)
+        self.body_timeout_seconds = (
+            None if body_timeout_seconds is None else float(body_timeout_seconds)
+        )
+
+    def _body_reader(self, receive: Receive, timed_out: list[bool]) -> Receive:
+        """``receive`` that raises :class:`BodyReadTimeoutException` once the body is late."""
+        limit = self.body_timeout_seconds
+        assert limit is not None
+        deadline: float | None = None
+        done = False
+
+        async def receive_body() -> Message:
+            nonlocal deadline, done
+            if done:
+                return await receive()
+            if deadline is None:
+                deadline = _get_running_loop().time() + limit
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                timed_out[0] = True
+                raise BodyReadTimeoutException(details={"body_timeout_seconds": limit}) from None
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                done = True
+            return message
+
+        return receive_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or (
@@ -38,6 +87,9 @@ class TimeoutMiddleware:
         ):
             await self.app(scope, receive, send)
             return
+        body_late = [False]  # set when the body read timeout fired
+        if self.body_timeout_seconds is not None:
+            receive = self._body_reader(receive, body_late)
         # one timer handle per request, cancelled when the response starts: what
         # ``asyncio.timeout`` does, without its context-manager object and state machine
         loop = _get_running_loop()
@@ -56,6 +108,13 @@ class TimeoutMiddleware:
         cancelling = task.cancelling()
 
         async def send_wrapper(message: Message) -> None:
+            if body_late[0]:
+                # the app's answer to the failed read (FastAPI: 400) becomes the 408 it is owed
+                if not state[0] and message["type"] == "http.response.start":
+                    state[0] = True
+                    handle.cancel()
+                    await self._send_late_body(send)
+                return
             if not state[0] and message["type"] == "http.response.start":
                 state[0] = True
                 handle.cancel()
@@ -63,6 +122,12 @@ class TimeoutMiddleware:
 
         try:
             await self.app(scope, receive, send_wrapper)
+        except BodyReadTimeoutException:
+            if state[0]:
+                raise
+            handle.cancel()
+            await self._send_late_body(send)
+            return
         except asyncio.CancelledError:
             # our own cancellation (deadline passed before the response started, and nobody
             # else cancelled the task meanwhile) becomes the 504; any other propagates
@@ -77,5 +142,13 @@ class TimeoutMiddleware:
             details={"timeout_seconds": self.timeout_seconds},
         )
         start, body = render_asgi(exc)
+        await send(start)
+        await send(body)
+
+    async def _send_late_body(self, send: Send) -> None:
+        start, body = render_asgi(
+            BodyReadTimeoutException(details={"body_timeout_seconds": self.body_timeout_seconds})
+        )
+        start["headers"].append((b"connection", b"close"))
         await send(start)
         await send(body)

@@ -27,6 +27,7 @@ from crown_nexus.core.rate_limiting import (
     create_rate_limiting_service,
     exceeded_from_result,
 )
+from crown_nexus.integrations.fastapi import rate_limit_rules
 from crown_nexus.settings import Settings
 
 __all__ = ["AUTH_RULE", "GLOBAL_RULE", "REPORT_RULE", "RULES", "middleware_options", "router"]
@@ -60,6 +61,9 @@ RULES: tuple[RateLimitRule, ...] = (GLOBAL_RULE, AUTH_RULE)
 def middleware_options(app: Any, settings: Settings) -> dict[str, dict[str, Any]]:
     """``setup_app`` options installing :data:`RULES` on the app's own rate limiting service.
 
+    ``CROWN_NEXUS_RATE_LIMIT_RULES`` replaces the rules, ``CROWN_NEXUS_RATE_LIMIT_DEFAULT``
+    retunes the global one (:func:`crown_nexus.integrations.fastapi.rate_limit_rules`).
+
     The service is stored as ``app.state.rate_limiting_service`` and closed when the app shuts
     down (its lifespan is wrapped).
     """
@@ -77,7 +81,10 @@ def middleware_options(app: Any, settings: Settings) -> dict[str, dict[str, Any]
             await service.close()
 
     app.router.lifespan_context = lifespan
-    return {"RateLimitMiddleware": {"rules": RULES, "service": service}}
+    # CROWN_NEXUS_RATE_LIMIT_RULES / _DEFAULT replace or retune these rules
+    rules = rate_limit_rules(settings, RULES)
+    app.state.rate_limit_rules = rules
+    return {"RateLimitMiddleware": {"rules": rules, "service": service}}
 
 
 def _service(request: Request) -> RateLimitingService:
@@ -99,7 +106,7 @@ async def rate_limit_status(request: Request) -> dict[str, Any]:
                 "path_pattern": rule.path_pattern,
                 "exclude_paths": rule.exclude_paths,
             }
-            for rule in RULES
+            for rule in getattr(request.app.state, "rate_limit_rules", RULES)
         ],
         "client": None
         if current is None
