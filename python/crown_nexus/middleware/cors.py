@@ -22,30 +22,36 @@ __all__ = ["CORSMiddleware"]
 RawHeaders = list[tuple[bytes, bytes]]
 
 
-def _set(raw: RawHeaders, key: bytes, value: bytes) -> None:
+def _set(raw: RawHeaders, keys: list[bytes], key: bytes, value: bytes) -> None:
     """``MutableHeaders.__setitem__`` on a raw list: first ``key`` entry replaced, others
-    removed, appended when absent (``key`` is lower case)."""
-    first = -1
-    i = 0
-    while i < len(raw):
-        if raw[i][0] == key:
-            if first < 0:
-                first = i
-            else:
-                del raw[i]
-                continue
-        i += 1
-    if first < 0:
+    removed, appended when absent (``key`` is lower case). ``keys`` is ``[k for k, _ in raw]``,
+    kept in step, so the usual cases (absent, or present once) are C-level scans."""
+    count = keys.count(key)
+    if count == 0:
         raw.append((key, value))
-    else:
-        raw[first] = (key, value)
+        keys.append(key)
+        return
+    first = keys.index(key)
+    raw[first] = (key, value)
+    if count > 1:
+        for i in range(len(raw) - 1, first, -1):
+            if keys[i] == key:
+                del raw[i]
+                del keys[i]
 
 
-def _add_vary_origin(raw: RawHeaders) -> None:
+def _add_vary_origin(raw: RawHeaders, keys: list[bytes]) -> None:
     """``headers["Vary"] = ", ".join([*headers.getlist("Vary"), "Origin"])`` on a raw list."""
-    values = [value for key, value in raw if key == b"vary"]
-    values.append(b"Origin")
-    _set(raw, b"vary", b", ".join(values))
+    count = keys.count(b"vary")
+    if count == 0:
+        value = b"Origin"
+    elif count == 1:
+        value = raw[keys.index(b"vary")][1] + b", Origin"
+    else:
+        values = [v for k, v in raw if k == b"vary"]
+        values.append(b"Origin")
+        value = b", ".join(values)
+    _set(raw, keys, b"vary", value)
 
 
 class CORSMiddleware(_StarletteCORSMiddleware):
@@ -107,11 +113,12 @@ class CORSMiddleware(_StarletteCORSMiddleware):
         async def cors_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 raw = message["headers"] = list(message.get("headers") or ())
+                keys = [k for k, _ in raw]
                 for key, value in simple:
-                    _set(raw, key, value)
+                    _set(raw, keys, key, value)
                 if explicit:
-                    _set(raw, b"access-control-allow-origin", origin_raw)
-                _add_vary_origin(raw)
+                    _set(raw, keys, b"access-control-allow-origin", origin_raw)
+                _add_vary_origin(raw, keys)
             await send(message)
 
         await self.app(scope, receive, cors_send)
@@ -123,7 +130,7 @@ def _vary_only(send: Send) -> Send:
     async def vary_send(message: Message) -> None:
         if message["type"] == "http.response.start":
             raw = message["headers"] = list(message.get("headers") or ())
-            _add_vary_origin(raw)
+            _add_vary_origin(raw, [k for k, _ in raw])
         await send(message)
 
     return vary_send

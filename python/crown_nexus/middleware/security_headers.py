@@ -44,6 +44,7 @@ class SecurityHeadersMiddleware:
         ]
         self._headers_no_csp = [h for h in self._headers if h[0] != b"content-security-policy"]
         self._exempt = tuple(csp_exempt_paths)
+        self._names = frozenset(name for name, _ in self._headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -57,7 +58,10 @@ class SecurityHeadersMiddleware:
             if message["type"] == "http.response.start":
                 existing = list(message.get("headers", []))
                 present = {name.lower() for name, _ in existing}
-                existing.extend(h for h in extra if h[0] not in present)
+                if present.isdisjoint(self._names):  # the usual case: none set by the app
+                    existing += extra
+                else:
+                    existing.extend(h for h in extra if h[0] not in present)
                 message = {**message, "headers": existing}
             await send(message)
 
