@@ -201,22 +201,50 @@ async def test_unreachable_database_is_a_typed_error() -> None:
     close_audit()
 
 
-@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
-async def test_forked_child_writes_through_its_own_thread(audit: AuditService) -> None:
-    """A prefork worker forked after the parent wrote still appends to the same chain."""
-    import os
+_FORK_SCRIPT = """
+import os, sys, time
+from crown_nexus.core.audit import AuditService
 
-    await audit.log_action("parent", "before_fork")
-    pid = os.fork()
-    if pid == 0:  # the child: write synchronously through a fresh I/O thread, then leave
-        code = 1
-        try:
-            audit.log_action("child", "in_child").result(timeout=30)
-            code = 0
-        finally:
-            os._exit(code)
-    _, status = await asyncio.to_thread(os.waitpid, pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+audit = AuditService(database_url=sys.argv[1])
+audit.log_action("parent", "before_fork").result(timeout=30)
+pid = os.fork()
+if pid == 0:  # the child: write synchronously through a fresh I/O thread, then leave
+    code = 1
+    try:
+        audit.log_action("child", "in_child").result(timeout=30)
+        code = 0
+    finally:
+        os._exit(code)
+deadline = time.monotonic() + 60
+while True:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        sys.exit(os.waitstatus_to_exitcode(status))
+    if time.monotonic() > deadline:
+        os.kill(pid, 9)
+        sys.exit("forked child did not finish")
+    time.sleep(0.05)
+"""
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+async def test_forked_child_writes_through_its_own_thread(audit: AuditService, audit_url: str) -> None:
+    """A prefork worker forked after the parent wrote still appends to the same chain.
+
+    The fork happens in a fresh single-threaded interpreter, as a prefork server's master is:
+    forking pytest itself (threads of earlier tests holding locks) could hang the child.
+    """
+    import subprocess
+    import sys
+
+    proc = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", _FORK_SCRIPT, audit_url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
     rows = await audit.recent(5)
     assert [r["action"] for r in rows] == ["before_fork", "in_child"]
     assert (await audit.verify_chain()).ok
