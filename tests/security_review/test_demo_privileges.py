@@ -19,8 +19,8 @@ from sqlalchemy import update
 from crown_nexus.core.security import configure_security
 from crown_nexus.core.security.passwords import set_password_hasher
 from crown_nexus.demo.app import create_app
-from crown_nexus.demo.routers.auth import DEMO_USERS
 from crown_nexus.demo.models_users import User
+from crown_nexus.demo.routers.auth import DEMO_USERS
 from crown_nexus.settings import Settings
 from crown_nexus.testing import app_client
 
