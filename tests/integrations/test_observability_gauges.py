@@ -106,3 +106,50 @@ async def test_security_counts_reach_the_metrics_without_further_traffic() -> No
         )
         await asyncio.sleep(0.5)  # idle: the timer does not re-arm forever
         assert telemetry._timer is None
+
+
+_FRESH_SCRAPE = """
+import asyncio, sys
+from crown_nexus.demo.app import create_app
+from crown_nexus.settings import Settings
+from crown_nexus.testing import app_client
+
+async def main():
+    app = create_app(Settings(database_url=sys.argv[1]))
+    async with app_client(app) as client:
+        text = (await client.get("/metrics")).text
+    with open(sys.argv[2], "w") as out:  # stdout carries the logs
+        out.write(text)
+
+asyncio.run(main())
+"""
+
+
+def test_fresh_service_exports_the_alerted_series_before_any_traffic(tmp_path: Any) -> None:
+    """A reference service that has served nothing yet (a fresh process) already exports the
+    series the alert rules watch: refusal and failure counters at 0, the backlog at 0, the
+    cache backend up."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URI", "PROMETHEUS_MULTIPROC_DIR")}
+    scrape = tmp_path / "scrape.txt"
+    subprocess.run(
+        [sys.executable, "-c", _FRESH_SCRAPE, f"sqlite+aiosqlite:///{tmp_path}/fresh.db", str(scrape)],
+        env=env, capture_output=True, timeout=120, check=True,
+    )
+    out = scrape.read_text()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(out)
+        for s in family.samples
+    }
+    assert samples[("rate_limit_exceeded_total", (("path", "*"), ("strategy", "ip")))] == 0
+    assert samples[("rate_limit_exceeded_total", (("path", "/auth/"), ("strategy", "ip")))] == 0
+    assert samples[("event_handlers_pending", ())] == 0
+    assert any(
+        name == "cache_backend_up" and dict(labels).get("backend") == "memory" and value == 1
+        for (name, labels), value in samples.items()
+    )
+    assert any(name == "event_handler_errors_total" and value == 0 for (name, _), value in samples.items())

@@ -175,6 +175,7 @@ class RateLimitMiddleware:
         self._needs_user = any(
             rule.strategy is not RateLimitStrategy.IP for rule in self.rules
         )
+        _metrics.declare_rules(self.rules)  # refusal counters exist (at 0) from the start
 
     @property
     def service(self) -> RateLimitingService:

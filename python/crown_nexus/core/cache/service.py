@@ -470,6 +470,8 @@ class CacheService:
         redis = self._backends.get("redis")
         if isinstance(redis, FallbackCacheBackend):  # cache_backend_up exists from the start
             self.metrics.backend_state("redis", redis.up, count_fallback=False)
+        else:  # no Redis: the in-process default backend is up
+            self.metrics.backend_state(self.default_backend_name, True, count_fallback=False)
         self.initialized = True
         if get_service("cache_service") is self:
             _active.service = self

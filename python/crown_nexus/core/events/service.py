@@ -296,6 +296,10 @@ class _Metrics:
         except Exception as exc:
             logger.debug("event metric failed", error=repr(exc))
 
+    def backlog_now(self) -> None:
+        """Set ``event_handlers_pending`` now (start-up: the gauge exists before any event)."""
+        self._set_backlog()
+
     def _flush_soon(self) -> None:
         if self._flush_handle is not None:
             return
@@ -441,6 +445,7 @@ class EventService:
         self._backend_type = kind
         if old is not None:
             await old.close(self.config.shutdown_timeout)
+        self._metrics.backlog_now()  # the backlog gauge exists (at 0) from start-up
         logger.info("event system initialized", backend=kind.value)
 
     def configure(self, settings: Any) -> bool:

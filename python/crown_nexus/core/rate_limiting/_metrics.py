@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from crown_nexus.core.dependency_manager import get_service
@@ -39,6 +40,7 @@ __all__ = [
     "backend_error",
     "backend_recovered",
     "count_allowed",
+    "declare_rules",
     "flush",
     "record_check",
     "record_request",
@@ -252,6 +254,20 @@ def record_check(
             svc.increment_counter("rate_limit_exceeded_total", 1, exceeded)
     except Exception as exc:  # metrics never break a check
         logger.debug("rate limit metrics not recorded", error=str(exc))
+
+
+def declare_rules(rules: Iterable[RateLimitRule]) -> None:
+    """Start ``rate_limit_exceeded_total`` of every rule at 0, so refusal rates and alerts have
+    a series before the first refusal."""
+    svc = _service()
+    if svc is None:
+        return
+    for rule in rules:
+        labels = {"path": rule.path_pattern or "*", "strategy": rule.strategy.value}
+        try:
+            svc.increment_counter("rate_limit_exceeded_total", 0, labels)
+        except Exception as exc:
+            logger.debug("rate limit metrics not recorded", error=str(exc))
 
 
 def record_request(path_label: str, result: str, duration: float | None) -> None:

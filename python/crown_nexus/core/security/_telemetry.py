@@ -118,6 +118,11 @@ class SecurityTelemetry:
                         labelnames=list(labels),
                         buckets=list(_DURATION_BUCKETS),
                     )
+            # refusals start at 0, so denial rates and alerts have a series before the first
+            for token_type in ("access", "refresh"):
+                service.increment_counter(
+                    "token_validations_total", 0, {"success": "false", "token_type": token_type}
+                )
             self._service = service
         except Exception as exc:
             logger.debug("security metrics disabled: %s", exc)
