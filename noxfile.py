@@ -162,6 +162,19 @@ def bench_http(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON, default=False)
+def soak(session: nox.Session) -> None:
+    """Soak the reference service: concurrent clients on every endpoint, Redis killed mid-run.
+
+    granian + a private redis-server on loopback; fails on a 5xx beyond the fail policy, a
+    return to Redis slower than 5 s, a lost write or RSS growth. ``nox -s soak -- --short`` is
+    CI's run (about 40 s); writes benches/results/soak.json. CI runs the script with the tests
+    session's interpreter instead (no second build).
+    """
+    _install(session)
+    session.run("python", "benches/soak.py", *session.posargs)
+
+
+@nox.session(python=PYTHON, default=False)
 def serve(session: nox.Session) -> None:
     """Serve the reference service with granian on http://127.0.0.1:8000 (embedded defaults)."""
     _install(session, dev=False)
