@@ -382,6 +382,38 @@ def chart(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def memory_run(
+    wrk: str, server: Server, total: int, connections: int, pin: str | None,
+    first: int = 20_000,
+) -> dict[str, Any]:
+    """Load ``server`` (both routes in turn, 2 s runs) from a fresh count until ``total``
+    requests; RSS after the first ``first`` and at the end (target: within 5%)."""
+    served = 0
+    rss_first = 0
+    first_at = 0
+    trace: list[tuple[int, int]] = []
+    paths = list(ROUTES.values())
+    i = 0
+    while served < total:
+        result = run_wrk(wrk, server.port, paths[i % len(paths)], 2.0, connections, pin)
+        i += 1
+        served += result["requests"]
+        rss = server.rss_kib()
+        trace.append((served, rss))
+        if not rss_first and served >= first:
+            rss_first, first_at = rss, served
+        print(f"memory: {served:>9,} requests  RSS {rss:>9,} KiB", flush=True)
+    rss_end = trace[-1][1]
+    return {
+        "first": first_at,
+        "served": served,
+        "rss_kib_at_first": rss_first,
+        "rss_kib_at_end": rss_end,
+        "growth_pct": round((rss_end - rss_first) / rss_first * 100.0, 2) if rss_first else None,
+        "trace": trace,
+    }
+
+
 def ensure_wrk() -> str:
     """The wrk binary; installs the Debian package when missing and allowed (root + apt-get)."""
     found = shutil.which("wrk")
@@ -413,6 +445,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="one 1 s repetition, nothing written")
     parser.add_argument("--out", type=Path, default=None, help=f"results directory ({RESULTS})")
     parser.add_argument("--no-pin", action="store_true", help="do not pin server and client")
+    parser.add_argument(
+        "--memory", type=int, default=0, metavar="N",
+        help="afterwards, load the full stack until N requests (e.g. 200000) and compare its "
+        "RSS with the RSS after the first 20 000",
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.duration, args.reps, args.warmup = 1.0, 1, 0.0
@@ -433,6 +470,7 @@ def main(argv: list[str] | None = None) -> int:
         name: Server(name, APPS[name], free_port(), workdir / f"{name}.log") for name in apps
     }
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {a: {r: [] for r in routes} for a in apps}
+    memory: dict[str, Any] | None = None
     started_at = _dt.datetime.now(_dt.UTC)
     try:
         for server in servers.values():
@@ -468,6 +506,8 @@ def main(argv: list[str] | None = None) -> int:
                     raise RuntimeError(f"{server.name} exited:\n{server.log_tail()}")
         for server in servers.values():
             check_answers(server)  # still answering correctly after the load
+        if args.memory and "full" in servers:
+            memory = memory_run(wrk, servers["full"], args.memory, args.connections, client_cpu)
     finally:
         for server in servers.values():
             server.stop()
@@ -493,9 +533,16 @@ def main(argv: list[str] | None = None) -> int:
         "table": table,
         "rss_kib": {name: s.rss_trace for name, s in servers.items()},
         "non_2xx": bad,
+        "memory": memory,
         "runs": runs,
     }
     print_table(table)
+    if memory is not None:
+        print(
+            f"full stack RSS: {memory['rss_kib_at_first']:,} KiB after {memory['first']:,} requests, "
+            f"{memory['rss_kib_at_end']:,} KiB after {memory['served']:,}: "
+            f"{memory['growth_pct']:+.1f}%"
+        )
     if bad:
         print(f"non-2xx answers under load: {bad}")
     if out_dir is not None:
