@@ -395,7 +395,9 @@ class Soaker:
         self.deadline = deadline
         self.rng = random.Random(index)
         self.client = httpx.AsyncClient(
-            base_url=base_url, timeout=httpx.Timeout(10.0), limits=httpx.Limits(max_connections=2)
+            # 30 s: a login hashes a password; on a loaded 2-core machine a queue of them takes
+            # seconds. A request still unanswered after that counts as a transport error.
+            base_url=base_url, timeout=httpx.Timeout(30.0), limits=httpx.Limits(max_connections=2)
         )
         self.access: str | None = None
         self.refresh_token: str | None = None
@@ -870,7 +872,8 @@ async def read_database(database_url: str, since: float) -> dict[str, Any]:
                 "SELECT count(*) FROM crown_nexus_event_outbox WHERE delivered_at IS NOT NULL "
                 "AND created_at >= :since"), {"since": since})).scalar_one()
             dead = (await conn.execute(text(
-                "SELECT count(*) FROM crown_nexus_event_dead_letter"))).scalar_one()
+                "SELECT count(*) FROM crown_nexus_event_dead_letter WHERE created_at >= :since"),
+                {"since": since})).scalar_one()
     finally:
         await engine.dispose()
     return {"audit_actions": actions, "audited_document_ids": created,
@@ -967,7 +970,13 @@ async def soak(args: argparse.Namespace, work: Path, procs: list[Proc]) -> dict[
     workers = [Soaker(i, base_url, stats, routes, metrics_token, user_ids, 0.0)
                for i in range(args.clients)]
     run_id = secrets.token_hex(4)
-    await asyncio.gather(*(w.prepare(run_id, sessions) for w in workers))
+    gate = asyncio.Semaphore(4)  # a few password hashes at a time, not a queue of --clients
+
+    async def prepare(worker: Soaker) -> None:
+        async with gate:
+            await worker.prepare(run_id, sessions)
+
+    await asyncio.gather(*(prepare(w) for w in workers))
     prepare_s = round(time.time() - started_at - startup_s, 2)
     timeline.start = time.monotonic()
     timeline.end = timeline.start + args.duration
