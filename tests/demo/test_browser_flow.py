@@ -16,6 +16,7 @@ from crown_nexus.demo.models_orders import Order
 from crown_nexus.demo.models_users import ApiKey
 from crown_nexus.settings import Settings
 from crown_nexus.testing import app_client
+from tests.demo._auth import bearer
 
 USER = {"email": "user@example.com", "password": "Crown-User-2024!"}
 SPEC_KEYS = {"success", "message", "code", "details", "request_id", "timestamp"}
@@ -142,8 +143,9 @@ async def test_order_posted_twice_with_one_key_is_created_once(tmp_path) -> None
     """Two identical POST /orders with one Idempotency-Key make one order; another body is 422."""
     app = create_app(_settings(tmp_path))
     key = {"Idempotency-Key": f'"{uuid.uuid4()}"'}
-    order = {"items": [{"product_id": 1, "quantity": 1}], "user_id": "u1"}
+    order = {"items": [{"product_id": 1, "quantity": 1}]}
     async with app_client(app, base_url=BASE) as client:
+        client.headers.update(await bearer(client, USER))  # orders need an authenticated caller
         first = await client.post("/orders", json=order, headers=key)
         second = await client.post("/orders", json=order, headers=key)
         assert first.status_code == second.status_code == 202
@@ -159,7 +161,7 @@ async def test_order_posted_twice_with_one_key_is_created_once(tmp_path) -> None
 async def test_browser_order_needs_csrf_and_is_idempotent(tmp_path) -> None:
     """A browser session places an order with its CSRF token and a key; a resend is a replay."""
     app = create_app(_settings(tmp_path))
-    order = {"items": [{"product_id": 2, "quantity": 1}], "user_id": "u2"}
+    order = {"items": [{"product_id": 2, "quantity": 1}]}
     key = {"Idempotency-Key": str(uuid.uuid4())}
     async with app_client(app, base_url=BASE) as browser:
         csrf = await _cookie_login(browser)
@@ -176,9 +178,10 @@ async def test_idempotency_shared_by_two_demo_workers(tmp_path, redis_url: str) 
     """Two demo instances on one database and one Redis: a resend to the other worker replays."""
     settings = _settings(tmp_path, REDIS_URI=redis_url)
     one, two = create_app(settings), create_app(settings)
-    order = {"items": [{"product_id": 1, "quantity": 2}], "user_id": "w"}
+    order = {"items": [{"product_id": 1, "quantity": 2}]}
     key = {"Idempotency-Key": str(uuid.uuid4())}
     async with app_client(one, base_url=BASE) as c1, app_client(two, base_url=BASE) as c2:
+        key.update(await bearer(c1, USER))  # one login, honoured by both workers
         first = await c1.post("/orders", json=order, headers=key)
         second = await c2.post("/orders", json=order, headers=key)
         assert first.status_code == 202 and second.headers["idempotent-replayed"] == "true"

@@ -15,6 +15,7 @@ from crown_nexus.demo.models_orders import InventoryReservation
 from crown_nexus.demo.routers.orders import PAYMENT_LIMIT_CENTS
 from crown_nexus.settings import Settings
 from crown_nexus.testing import app_client
+from tests.demo._auth import USER, bearer, register
 
 FINAL = {"completed", "payment_failed"}
 
@@ -30,6 +31,7 @@ async def client(tmp_path) -> AsyncIterator[Any]:  # type: ignore[no-untyped-def
     app = create_app(Settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/orders.db"))
     async with app_client(app) as c:
         c.app = app
+        c.headers.update(await bearer(c, USER))  # orders are placed by an authenticated user
         yield c
 
 
@@ -49,13 +51,14 @@ async def _wait_final(client: Any, order_id: str, seconds: float = 10.0) -> dict
 
 async def test_order_completes_through_events(client: Any) -> None:
     """A small order goes pending → ... → completed, with its events in order."""
-    resp = await client.post("/orders", json={"items": [{"product_id": 1, "quantity": 2}],
-                                              "user_id": "u1"})
+    resp = await client.post("/orders", json={"items": [{"product_id": 1, "quantity": 2}]})
     assert resp.status_code == 202
     placed = _data(resp)
     assert placed["status"] == "pending" and placed["total_cents"] == 2 * 1999
     order = await _wait_final(client, placed["id"])
     assert order["status"] == "completed"
+    me = _data(await client.get("/users/me"))
+    assert order["user_id"] == me["id"]  # the owner is the authenticated caller
     assert order["payment_id"].startswith("pay_") and order["failure_reason"] is None
     assert [e["name"] for e in order["events"]] == [
         "order.created", "inventory.reserved", "payment.succeeded", "order.completed"
@@ -117,3 +120,63 @@ async def test_unknown_order_is_404(client: Any) -> None:
     resp = await client.get("/orders/nope")
     assert resp.status_code == 404
     assert resp.json()["code"] == "RESOURCE_NOT_FOUND"
+
+
+async def test_anonymous_cannot_place_or_read_orders(client: Any) -> None:
+    """Without credentials POST /orders and GET /orders/{id} are 401 and nothing is stored."""
+    placed = _data(await client.post("/orders", json={"items": [{"product_id": 2, "quantity": 1}]}))
+    anonymous = {"Authorization": ""}
+    post = await client.post(
+        "/orders", json={"items": [{"product_id": 1, "quantity": 1}]}, headers=anonymous
+    )
+    assert post.status_code == 401, post.text
+    got = await client.get(f"/orders/{placed['id']}", headers=anonymous)
+    assert got.status_code == 401, got.text
+    async with client.app.state.engine.connect() as conn:
+        count = (await conn.execute(select(func.count()).select_from(outbox_table))).scalar_one()
+    assert count == 1  # only the authenticated order's event
+
+
+async def test_body_cannot_name_another_owner(client: Any) -> None:
+    """A body ``user_id`` (ordering as someone else) is refused with 422, not silently used."""
+    resp = await client.post(
+        "/orders", json={"items": [{"product_id": 1, "quantity": 1}], "user_id": "victim"}
+    )
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["code"] == "VALIDATION_ERROR"
+
+
+async def test_other_users_order_is_404_admin_sees_it(client: Any) -> None:
+    """User B gets the 404 of a missing order for user A's order; the admin (order:admin) reads it."""
+    placed = _data(await client.post("/orders", json={"items": [{"product_id": 2, "quantity": 1}]}))
+    other = await register(client, "bob@example.org")
+    resp = await client.get(f"/orders/{placed['id']}", headers=other)
+    assert resp.status_code == 404, resp.text
+    missing = await client.get("/orders/does-not-exist", headers=other)
+    assert resp.json()["code"] == missing.json()["code"] == "RESOURCE_NOT_FOUND"
+    assert resp.json()["message"] == missing.json()["message"]  # nothing tells them apart
+    admin = await bearer(client)
+    seen = await client.get(f"/orders/{placed['id']}", headers=admin)
+    assert seen.status_code == 200 and _data(seen)["id"] == placed["id"]
+    # B's own order is theirs: A gets the 404 in turn
+    mine = _data(await client.post("/orders", json={"items": [{"product_id": 2, "quantity": 1}]},
+                                   headers=other))
+    assert (await client.get(f"/orders/{mine['id']}")).status_code == 404
+
+
+async def test_prices_come_from_the_cache_and_follow_updates(client: Any) -> None:
+    """Order totals use @cached prices; a product update drops the cached price at once."""
+    from crown_nexus.demo.routers.products import ProductPrices
+
+    prices: ProductPrices = client.app.state.product_prices
+    first = _data(await client.post("/orders", json={"items": [{"product_id": 2, "quantity": 3}]}))
+    assert first["total_cents"] == 3 * 799
+    key = ProductPrices.price_of.key_for(prices, 2)
+    from crown_nexus.core.cache import get_cache_service
+
+    assert await get_cache_service().get(key) == 799  # the price is cached now
+    admin = await bearer(client)
+    assert (await client.put("/products/2", json={"price_cents": 1000}, headers=admin)).status_code == 200
+    assert await get_cache_service().get(key) is None  # dropped by the update
+    second = _data(await client.post("/orders", json={"items": [{"product_id": 2, "quantity": 3}]}))
+    assert second["total_cents"] == 3 * 1000

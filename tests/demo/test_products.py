@@ -11,6 +11,7 @@ from crown_nexus.core.cache import content_hash
 from crown_nexus.demo.app import create_app
 from crown_nexus.settings import Settings
 from crown_nexus.testing import app_client
+from tests.demo._auth import USER, bearer
 
 
 def _data(resp: Any) -> Any:
@@ -33,6 +34,7 @@ async def client(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[Any]
     app = create_app(Settings(**options))
     async with app_client(app) as c:
         c.app = app
+        c.headers.update(await bearer(c))  # updates need product:update (the demo admin)
         yield c
 
 
@@ -173,3 +175,16 @@ async def test_if_none_match_stale_or_malformed_answers_200(client: Any) -> None
     changed = await client.get("/products/3", headers={"If-None-Match": tag})
     assert changed.status_code == 200
     assert changed.headers["ETag"] != tag
+
+
+async def test_update_needs_credentials_and_product_update(client: Any) -> None:
+    """An anonymous PUT is a 401 and a user without ``product:update`` a 403; the price stays."""
+    before = _data(await client.get("/products/1"))["price_cents"]
+    anonymous = await client.put(
+        "/products/1", json={"price_cents": 1}, headers={"Authorization": ""}
+    )
+    assert anonymous.status_code == 401, anonymous.text
+    as_user = await bearer(client, USER)
+    denied = await client.put("/products/1", json={"price_cents": 1}, headers=as_user)
+    assert denied.status_code == 403, denied.text
+    assert _data(await client.get("/products/1"))["price_cents"] == before

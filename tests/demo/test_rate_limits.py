@@ -8,6 +8,7 @@ from crown_nexus.demo.app import create_app
 from crown_nexus.demo.routers.rate_limits import AUTH_RULE, GLOBAL_RULE
 from crown_nexus.settings import Settings
 from crown_nexus.testing import app_client
+from tests.demo._auth import USER, bearer
 
 BODY_KEYS = {"success", "message", "code", "details", "request_id", "timestamp"}
 
@@ -73,11 +74,18 @@ async def test_health_is_excluded(settings: Settings) -> None:
 
 
 async def test_reports_limited_in_the_endpoint(settings: Settings) -> None:
-    """POST /rate-limits/reports: 3 per hour, then 429 with the headers and SPEC §3 body."""
+    """POST /rate-limits/reports: 3 per hour per user, then 429 with the headers and SPEC §3
+    body; another user behind the same address still has their own 3; anonymous is 401."""
     app = create_app(settings)
     async with app_client(app) as client:
-        ok = [await client.post("/rate-limits/reports") for _ in range(3)]
-        refused = await client.post("/rate-limits/reports")
+        anonymous = await client.post("/rate-limits/reports")
+        as_user = await bearer(client, USER)
+        ok = [await client.post("/rate-limits/reports", headers=as_user) for _ in range(3)]
+        refused = await client.post("/rate-limits/reports", headers=as_user)
+        other = await client.post("/rate-limits/reports", headers=await bearer(client))
+    assert anonymous.status_code == 401
+    assert other.status_code == 201  # per user, not per IP: the same client address
+    assert data_of(other.json())["rate_limit"]["current"] == 1
     assert [r.status_code for r in ok] == [201, 201, 201]
     assert [data_of(r.json())["rate_limit"]["current"] for r in ok] == [1, 2, 3]
     assert refused.status_code == 429
@@ -94,7 +102,7 @@ async def test_demo_uses_redis_when_configured(settings: Settings, redis_url: st
     service = app.state.rate_limiting_service
     assert isinstance(service.backend, RedisRateLimitBackend)
     async with app_client(app) as client:
-        resp = await client.post("/rate-limits/reports")
+        resp = await client.post("/rate-limits/reports", headers=await bearer(client, USER))
     assert resp.status_code == 201
     await service.close()
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from crown_nexus.demo.app import create_app
 from crown_nexus.settings import Settings
 from crown_nexus.testing import app_client
+from tests.demo._auth import bearer
 
 BIG = 2**63
 HUGE = "9" * 4300  # past Python's int-string conversion limit, past any column
@@ -23,6 +24,7 @@ async def client(tmp_path) -> AsyncIterator[Any]:  # type: ignore[no-untyped-def
     app = create_app(Settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/rel.db"))
     async with app_client(app) as c:
         c.app = app
+        c.headers.update(await bearer(c))  # the admin: products and orders need credentials
         yield c
 
 

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from crown_nexus.core.security.login_throttle import create_login_throttle
 from crown_nexus.demo._startup_lock import serialized_startup
 from crown_nexus.demo.db import Base, create_engine_for
+from crown_nexus.demo.models_users import upgrade_users_table
 from crown_nexus.demo.routers import audit as audit_router
 from crown_nexus.demo.routers import auth, errors, health, rate_limits
 from crown_nexus.demo.routers import catalog as catalog_router
@@ -25,6 +26,7 @@ from crown_nexus.demo.routers import metrics as metrics_router
 from crown_nexus.demo.routers import orders as orders_router
 from crown_nexus.demo.routers import permissions as permissions_router
 from crown_nexus.demo.routers import products as products_router
+from crown_nexus.demo.routers import registration as registration_router
 from crown_nexus.demo.routers import users as users_router
 from crown_nexus.integrations.fastapi import setup_app
 from crown_nexus.settings import Settings
@@ -41,6 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with engine.begin() as conn:
             await conn.run_sync(Base.metadata.create_all)
+            await conn.run_sync(upgrade_users_table)  # columns added since the table was made
         try:
             yield
         finally:
@@ -81,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     orders_router.install(app)
     documents_router.install(app)  # owned documents shared with read/write grants
     audit_router.install(app)  # logins, API keys, denials, flag changes -> audit trail
+    registration_router.install(app)  # POST /auth/register (§5 validation, typed event -> audit)
     # several workers on one host: start-ups (tables, seeding) run one after the other
     app.router.lifespan_context = serialized_startup(app.router.lifespan_context, settings.database_url)
     return app

@@ -6,12 +6,12 @@ import datetime
 import uuid
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, String
+from sqlalchemy import JSON, Boolean, Connection, DateTime, ForeignKey, String, inspect, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from crown_nexus.demo.db import Base
 
-__all__ = ["ApiKey", "User"]
+__all__ = ["ApiKey", "User", "upgrade_users_table"]
 
 
 def _now() -> datetime.datetime:
@@ -31,6 +31,9 @@ class User(Base):
     permissions: Mapped[list[str]] = mapped_column(JSON, default=list)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    #: the phone number given at registration, encrypted at rest (``encrypt_data``, guide §12);
+    #: only its owner reads it back (``GET /users/me``)
+    phone_encrypted: Mapped[str | None] = mapped_column(String(1024), nullable=True, default=None)
 
     def to_response(self) -> dict[str, Any]:
         """The public view of the user (never the password hash)."""
@@ -56,3 +59,15 @@ class ApiKey(Base):
     permissions: Mapped[list[str]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), default=_now)
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+def upgrade_users_table(conn: Connection) -> None:
+    """Bring a ``users`` table created by an earlier version up to date (idempotent).
+
+    ``create_all`` creates missing tables only; a table from before ``phone_encrypted`` existed
+    gets the (nullable) column here, so existing databases keep working. Run it after
+    ``create_all`` in the start-up transaction (start-ups are serialized per database).
+    """
+    columns = {c["name"] for c in inspect(conn).get_columns(User.__tablename__)}
+    if "phone_encrypted" not in columns:
+        conn.execute(text("ALTER TABLE users ADD COLUMN phone_encrypted VARCHAR(1024)"))

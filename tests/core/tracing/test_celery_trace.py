@@ -18,6 +18,7 @@ from crown_nexus.settings import Settings
 from crown_nexus.testing import app_client
 from tests.core.events.test_celery import Worker
 from tests.core.tracing.conftest import Spans, span_id_of, trace_id_of
+from tests.demo._auth import USER, bearer
 
 pytestmark = pytest.mark.celery
 
@@ -54,12 +55,13 @@ async def test_http_request_to_celery_worker_is_one_trace(
     service = get_event_service()
     try:
         async with app_client(app) as client:
+            as_user = await bearer(client, USER)  # orders need an authenticated caller
             await service.initialize(EventBackendType.CELERY, app=create_celery_app(redis_url))
             try:
                 resp = await client.post(
                     "/orders",
-                    json={"items": [{"product_id": 1, "quantity": 1}], "user_id": "u1"},
-                    headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"},
+                    json={"items": [{"product_id": 1, "quantity": 1}]},
+                    headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01", **as_user},
                 )
                 assert resp.status_code == 202
                 handled = await _wait_for(record_dir / "handled.jsonl", 1)

@@ -16,6 +16,7 @@ from crown_nexus.integrations.fastapi import setup_app
 from crown_nexus.settings import Settings
 from crown_nexus.testing import app_client
 from tests.core.tracing.conftest import Spans, span_id_of, trace_id_of
+from tests.demo._auth import USER, bearer
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
@@ -126,9 +127,10 @@ async def _wait_completed(client: Any, order_id: str) -> None:
 async def test_order_events_stay_in_the_request_trace(client: Any, spans: Spans) -> None:
     """POST /orders → event.publish (outbox) → outbox.deliver → event.handle → the next events:
     every span of the workflow is in the request's trace, each handler under its event."""
+    client.headers.update(await bearer(client, USER))  # orders need an authenticated caller
     resp = await client.post(
         "/orders",
-        json={"items": [{"product_id": 1, "quantity": 1}], "user_id": "u1"},
+        json={"items": [{"product_id": 1, "quantity": 1}]},
         headers={"traceparent": TRACEPARENT},
     )
     assert resp.status_code == 202

@@ -1,7 +1,8 @@
 """Orders driven by events (guide §14 "Event-Based Workflow"), built only from the public API.
 
-``POST /orders`` stores the order and its ``order.created`` event in one transaction (the
-transactional outbox), answers 202 with ``status: pending``; the app's
+``POST /orders`` (authenticated, ``order:create``) stores an order of the caller (its owner is
+the authenticated user; a body naming another is refused) and its ``order.created`` event in one
+transaction (the transactional outbox), answers 202 with ``status: pending``; the app's
 :class:`~crown_nexus.core.events.OutboxRelay` delivers the event after commit and the workflow
 runs through the event service:
 
@@ -10,7 +11,9 @@ payment.succeeded → (finalize) → order.completed, or payment.failed → (mar
 inventory.release_requested → (release stock).
 
 Every step updates the order and publishes the next event in the same transaction, and records
-the event in the order's history, so ``GET /orders/{id}`` shows the status changing. Steps are
+the event in the order's history, so ``GET /orders/{id}`` shows the status changing; only its
+owner (or a holder of ``order:admin``) sees an order, anyone else gets the same 404 as for an
+order that does not exist. Steps are
 idempotent (an event redelivered is recognised by its id). The payment gateway is fake but
 deterministic: totals above :data:`PAYMENT_LIMIT_CENTS` are declined.
 """
@@ -26,7 +29,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -34,10 +37,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from crown_nexus.core.dependency_manager import get_service
 from crown_nexus.core.events import EventService, OutboxRelay, Subscription, create_outbox_tables
 from crown_nexus.core.exceptions import ResourceNotFoundException, ValidationException
+from crown_nexus.core.permissions import Permission, PermissionChecker, require_permission
+from crown_nexus.core.security.dependencies import get_current_user_with_permissions
 from crown_nexus.demo.db import get_db
 from crown_nexus.demo.models_orders import InventoryReservation, Order, OrderEvent
-from crown_nexus.demo.models_products import Product
-from crown_nexus.demo.routers.products import MAX_INT64
+from crown_nexus.demo.routers.products import MAX_INT64, product_prices
 from crown_nexus.logging import get_logger
 from crown_nexus.middleware.secure_request import RequestTooLargeException
 
@@ -62,10 +66,12 @@ class OrderItem(BaseModel):
 
 
 class OrderCreate(BaseModel):
-    """Body of ``POST /orders``."""
+    """Body of ``POST /orders``: the items only; the order belongs to the authenticated caller,
+    and any other field (a ``user_id`` naming someone else) is refused with 422."""
+
+    model_config = ConfigDict(extra="forbid")
 
     items: list[OrderItem] = Field(min_length=1, max_length=50)
-    user_id: str = Field(default="guest", min_length=1, max_length=64)
 
 
 class PaymentResult(BaseModel):
@@ -287,19 +293,24 @@ _ORDER_BODY_DOC = {
 
 
 @router.post("", status_code=202, openapi_extra=_ORDER_BODY_DOC)
+@require_permission(Permission.ORDER_CREATE)
 async def place_order(
     request: Request,
+    current_user: dict[str, Any] = Depends(get_current_user_with_permissions),
     body: OrderCreate = Depends(order_body),
     db: AsyncSession = Depends(get_db),
 ) -> dict[str, Any]:
-    """Create an order and its ``order.created`` event together (202: the workflow follows).
+    """Create an order of the caller and its ``order.created`` event together (202: the
+    workflow follows). 401 without credentials, 403 without ``order:create``.
 
-    The body is read with a small cap (:data:`MAX_ORDER_BODY_BYTES`, 413 beyond it) before it is
-    parsed, so a huge list of items costs neither the memory nor the CPU of parsing it.
+    Credentials are checked before the body is read. The body is read with a small cap
+    (:data:`MAX_ORDER_BODY_BYTES`, 413 beyond it) before it is parsed, so a huge list of items
+    costs neither the memory nor the CPU of parsing it. Prices come from the cached
+    :class:`~crown_nexus.demo.routers.products.ProductPrices`.
     """
+    owner = str(current_user["id"])
     ids = sorted({item.product_id for item in body.items})
-    rows = await db.execute(select(Product.id, Product.price_cents).where(Product.id.in_(ids)))
-    prices = {int(pid): int(price) for pid, price in rows.all()}
+    prices = await product_prices(request).prices(ids)
     missing = [i for i in ids if i not in prices]
     if missing:
         raise ValidationException(
@@ -315,12 +326,12 @@ async def place_order(
             errors=[{"loc": ["body", "items"], "msg": "the order total exceeds the largest amount",
                      "type": "value_error.total_too_large"}],
         )
-    order = Order(id=os.urandom(16).hex(), user_id=body.user_id, items=items, total_cents=total,
+    order = Order(id=os.urandom(16).hex(), user_id=owner, items=items, total_cents=total,
                   status="pending", created_at=time.time())
     db.add(order)
     event_id = await _events(request).publish(
         "order.created",
-        {"order_id": order.id, "user_id": body.user_id, "items": items, "total_amount": total},
+        {"order_id": order.id, "user_id": owner, "items": items, "total_amount": total},
         session=db,
     )
     db.add(OrderEvent(order_id=order.id, event_id=event_id, name="order.created",
@@ -330,10 +341,22 @@ async def place_order(
 
 
 @router.get("/{order_id}")
-async def get_order(order_id: str, db: AsyncSession = Depends(get_db)) -> dict[str, Any]:
-    """The order, its current status and the events it went through (oldest first)."""
+@require_permission(Permission.ORDER_READ)
+async def get_order(
+    order_id: str,
+    current_user: dict[str, Any] = Depends(get_current_user_with_permissions),
+    db: AsyncSession = Depends(get_db),
+) -> dict[str, Any]:
+    """The order, its current status and the events it went through (oldest first).
+
+    Only the order's owner, or a holder of ``order:admin``, sees it; for anyone else the answer
+    is the 404 of an order that does not exist (whether an id exists is not revealed).
+    """
     order = await db.get(Order, order_id)
-    if order is None:
+    if order is None or (
+        order.user_id != str(current_user["id"])
+        and not PermissionChecker.has_permission(current_user, Permission.ORDER_ADMIN)
+    ):
         raise ResourceNotFoundException(
             message="Order not found", resource_type="Order", resource_id=order_id
         )

@@ -5,8 +5,12 @@
 * ``GET /products?category=``: cache-aside on ``generate_list_key(prefix="products",
   model_name="product", filters={"category": ...})``, tagged ``products`` and
   ``category:<category>``.
-* ``PUT /products/{id}``: updates the row, then invalidates by **key** (the product's entry),
-  by **pattern** (every list, ``products:product:list*``) and by **tag** (``product:<id>``).
+* ``PUT /products/{id}`` (authenticated, ``product:update``): updates the row, then invalidates
+  by **key** (the product's entry), by **pattern** (every list, ``products:product:list*``) and by
+  **tag** (``product:<id>``), and drops the product's price from :class:`ProductPrices`.
+* :class:`ProductPrices`: the price lookup of ``POST /orders`` through ``@cached`` (guide §9
+  "Using Decorators") on the shared ``cache_service``, keyed by the database it reads (its
+  ``__cache_key__``), its queries timed with ``@track_db_select`` (guide §6).
 
 Every read answers ``X-Cache: hit|miss`` and an ``ETag`` (``make_etag``: ``content_hash`` of the
 data, the same in every worker; the response formatter weakens it, compression appends ``-gzip``,
@@ -26,16 +30,28 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from crown_nexus.core.cache import CacheService
+from crown_nexus.core.cache import CacheService, cached, content_hash, get_cache_service
 from crown_nexus.core.cache.etags import if_none_match, make_etag
 from crown_nexus.core.cache.keys import generate_list_key, generate_model_key
 from crown_nexus.core.exceptions import ResourceNotFoundException
+from crown_nexus.core.metrics import track_db_select
+from crown_nexus.core.permissions import Permission, require_permission
+from crown_nexus.core.security.dependencies import get_current_user_with_permissions
 from crown_nexus.demo.db import get_db
 from crown_nexus.demo.models_products import SEED_PRODUCTS, Product
 
-__all__ = ["LIST_PATTERN", "MAX_INT64", "install", "item_key", "list_key", "router"]
+__all__ = [
+    "LIST_PATTERN",
+    "MAX_INT64",
+    "PRICE_TTL",
+    "ProductPrices",
+    "install",
+    "item_key",
+    "list_key",
+    "router",
+]
 
 router = APIRouter(prefix="/products", tags=["demo: products (cache)"])
 
@@ -64,6 +80,69 @@ def list_key(category: str | None) -> str:
     """The cache key of a listing (all products, or one category)."""
     filters = {"category": category} if category else None
     return generate_list_key(prefix="products", model_name="product", filters=filters)
+
+
+#: how long a price stays in the shared cache (an update drops it at once in this worker's
+#: cache, and in every worker's when the cache is Redis)
+PRICE_TTL = 60
+
+
+def _prices_tags(prices: ProductPrices, product_id: int) -> list[str]:
+    return [prices.scope_tag]
+
+
+class ProductPrices:
+    """The prices of one database's products, read through ``@cached``.
+
+    Entries live in the shared ``cache_service`` (Redis when configured, so every worker of the
+    app shares them); the instance names itself with ``__cache_key__`` (a digest of the database
+    URL), so two apps on two databases never share a price, and every worker on one database
+    does. :meth:`forget` drops one price (after an update), :meth:`forget_all` every price of
+    the database (after it was seeded).
+    """
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], database_url: str) -> None:
+        self.sessions = sessions
+        self.scope = content_hash(database_url)
+        self.scope_tag = f"demo-prices:{self.scope}"
+
+    def __cache_key__(self) -> str:
+        """The identity of the database this instance reads (part of every key)."""
+        return self.scope
+
+    @cached(ttl=PRICE_TTL, key_prefix="demo", tags=_prices_tags)
+    async def price_of(self, product_id: int) -> int | None:
+        """The product's price in cents, or ``None`` when there is no such product."""
+        return await self._load(product_id)
+
+    @track_db_select(entity="product")
+    async def _load(self, product_id: int) -> int | None:
+        async with self.sessions() as db:
+            price = await db.scalar(select(Product.price_cents).where(Product.id == product_id))
+        return None if price is None else int(price)
+
+    async def prices(self, product_ids: list[int]) -> dict[int, int]:
+        """``{id: price}`` of the ``product_ids`` that exist."""
+        found: dict[int, int] = {}
+        for product_id in product_ids:
+            price = await self.price_of(product_id)
+            if price is not None:
+                found[product_id] = price
+        return found
+
+    async def forget(self, product_id: int) -> None:
+        """Drop the cached price of ``product_id`` (it changed)."""
+        await ProductPrices.price_of.invalidate(self, product_id)
+
+    async def forget_all(self) -> None:
+        """Drop every cached price of this database (its rows were (re)created)."""
+        await get_cache_service().invalidate_tags([self.scope_tag])
+
+
+def product_prices(request: Request) -> ProductPrices:
+    """The app's :class:`ProductPrices` (set up by :func:`install`)."""
+    prices: ProductPrices = request.app.state.product_prices
+    return prices
 
 
 def _cache(request: Request) -> CacheService:
@@ -129,14 +208,18 @@ async def list_products(
 
 
 @router.put("/{product_id}")
+@require_permission(Permission.PRODUCT_UPDATE)
 async def update_product(
     product_id: ProductId,
     update: ProductUpdate,
     request: Request,
     response: Response,
+    current_user: dict[str, Any] = Depends(get_current_user_with_permissions),
     db: AsyncSession = Depends(get_db),
 ) -> Any:
-    """Update a product, then invalidate its entry (key), every listing (pattern) and its tag."""
+    """Update a product (authenticated, ``product:update``: 401 without credentials, 403
+    without the permission), then invalidate its entry (key), every listing (pattern), its tag
+    and its cached price."""
     product = await db.get(Product, product_id)
     if product is None:
         raise ResourceNotFoundException("Product", product_id)
@@ -147,6 +230,7 @@ async def update_product(
     removed = int(await cache.delete(item_key(product_id)))
     removed += await cache.invalidate_pattern(LIST_PATTERN)
     removed += await cache.invalidate_tags([f"product:{product_id}"])
+    await product_prices(request).forget(product_id)
     response.headers["X-Cache-Invalidated"] = str(removed)
     return product.to_dict()
 
@@ -157,6 +241,7 @@ async def _seed(app: Any) -> None:
         if not count:
             session.add_all(Product(**row) for row in SEED_PRODUCTS)
             await session.commit()
+            await app.state.product_prices.forget_all()  # prices of an earlier table are gone
 
 
 def _with_products(inner: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -177,6 +262,7 @@ def _with_products(inner: Callable[[Any], Any]) -> Callable[[Any], Any]:
 def install(app: Any) -> Any:
     """Give ``app`` its product cache (from its settings), the routes and the seeding lifespan."""
     app.state.cache_service = CacheService(app.state.settings, component="products")
+    app.state.product_prices = ProductPrices(app.state.sessionmaker, app.state.settings.database_url)
     app.include_router(router)
     app.router.lifespan_context = _with_products(app.router.lifespan_context)
     return app

@@ -4,8 +4,9 @@
   ``/health`` (``/metrics`` is limited too); the authentication endpoints (``/auth/``) 20 requests/min per IP
   with an exact sliding log, so credential guessing is throttled far more than browsing.
 * ``GET /rate-limits`` lists the rules and what the calling client has left.
-* ``POST /rate-limits/reports`` is limited in the endpoint itself, as the guide's
-  "Using the Rate Limiting Service" example does: 3 reports per hour per user (or IP).
+* ``POST /rate-limits/reports`` (authenticated) is limited in the endpoint itself, as the guide's
+  "Using the Rate Limiting Service" example does: 3 reports per hour per user (the caller is
+  authenticated first, so the key is the user's id, never a shared IP).
 
 :func:`middleware_options` builds the app's :class:`RateLimitingService` for its settings
 (Redis when ``REDIS_URI`` is set, memory otherwise) and hands it to ``setup_app``.
@@ -17,7 +18,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 
 from crown_nexus.core.rate_limiting import (
     RateLimitAlgorithm,
@@ -28,6 +29,7 @@ from crown_nexus.core.rate_limiting import (
     exceeded_from_result,
 )
 from crown_nexus.integrations.fastapi import rate_limit_rules
+from crown_nexus.core.security.dependencies import get_current_user_with_permissions
 from crown_nexus.settings import Settings
 
 __all__ = ["AUTH_RULE", "GLOBAL_RULE", "REPORT_RULE", "RULES", "middleware_options", "router"]
@@ -115,8 +117,12 @@ async def rate_limit_status(request: Request) -> dict[str, Any]:
 
 
 @router.post("/reports", status_code=201)
-async def create_report(request: Request) -> dict[str, Any]:
-    """Create a (pretend) report: at most 3 per hour per user, 429 with headers beyond that."""
+async def create_report(
+    request: Request,
+    current_user: dict[str, Any] = Depends(get_current_user_with_permissions),
+) -> dict[str, Any]:
+    """Create a (pretend) report: authenticated only (401 otherwise); at most 3 per hour per
+    user (whatever address they call from), 429 with headers beyond that."""
     service = _service(request)
     key = service.get_key_for_request(request, REPORT_RULE)
     result = await service.check(key, REPORT_RULE)

@@ -1,4 +1,5 @@
-"""``GET /users/me``: the authenticated user's profile (Bearer token or ``X-API-Key``).
+"""``GET /users/me``: the authenticated user's profile (Bearer token or ``X-API-Key``), with the
+phone number given at registration decrypted (it is stored encrypted; only its owner sees it).
 
 :func:`install_user_loader` registers the demo's ``User`` table as the permission service's user
 loader for the app, so ``get_permission_service(db).get_user_permissions(user_id)`` works there.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crown_nexus.core.exceptions import ResourceNotFoundException
@@ -16,6 +17,7 @@ from crown_nexus.core.permissions import set_user_loader
 from crown_nexus.core.security.dependencies import get_current_user_with_permissions
 from crown_nexus.demo.db import get_db
 from crown_nexus.demo.models_users import User
+from crown_nexus.demo.routers.registration import decrypt_phone
 
 __all__ = ["install_user_loader", "router"]
 
@@ -24,6 +26,7 @@ router = APIRouter(prefix="/users", tags=["users"])
 
 @router.get("/me")
 async def get_current_user_profile(
+    request: Request,
     user: dict[str, Any] = Depends(get_current_user_with_permissions),
     db: AsyncSession = Depends(get_db),
 ) -> dict[str, Any]:
@@ -32,6 +35,7 @@ async def get_current_user_profile(
     if found is None or not found.is_active:
         raise ResourceNotFoundException(resource_type="User", resource_id=user["id"])
     profile = found.to_response()
+    profile["phone"] = decrypt_phone(found, request.app.state.settings)
     profile["auth_method"] = user["auth_method"]
     profile["credential_permissions"] = list(user["permissions"])
     return profile
