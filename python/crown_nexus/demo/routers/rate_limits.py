@@ -28,8 +28,8 @@ from crown_nexus.core.rate_limiting import (
     create_rate_limiting_service,
     exceeded_from_result,
 )
-from crown_nexus.integrations.fastapi import rate_limit_rules
 from crown_nexus.core.security.dependencies import get_current_user_with_permissions
+from crown_nexus.integrations.fastapi import rate_limit_rules
 from crown_nexus.settings import Settings
 
 __all__ = ["AUTH_RULE", "GLOBAL_RULE", "REPORT_RULE", "RULES", "middleware_options", "router"]
