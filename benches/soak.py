@@ -8,16 +8,18 @@ What it does, all on loopback:
 1. starts a private ``redis-server`` (a free port, ``--save "" --appendonly no``) and the
    reference service under ``granian --interface asgi --workers 1`` in production mode
    (``ENVIRONMENT=production``, a random secret key and metrics token, SQLite in a temporary
-   directory, or PostgreSQL with ``--db postgres`` on ``CROWN_NEXUS_TEST_POSTGRES_URL``);
+   directory, or PostgreSQL with ``--db postgres`` on ``CROWN_NEXUS_TEST_POSTGRES_URL``;
+   ``CACHE_DEFAULT_BACKEND=redis``, since ``REDIS_URI`` alone leaves the cache on memory);
    the service trusts 127.0.0.1 as its proxy, so each request names a client address in
    ``X-Forwarded-For`` (TEST-NET documentation addresses, never contacted) and the per-IP rate
    limits see many clients, as behind a real proxy;
-2. lists the service's routes (``create_app`` in a subprocess with the same environment) and
-   runs ``--clients`` httpx workers (half log in as the demo admin, half as the demo user) that
-   call every route family the client knows with valid requests until the duration is over:
+2. reads the service's routes from its OpenAPI document (``CROWN_NEXUS_DOCS_ENABLED``), lets
+   every client register (1 in 4, ``POST /auth/register``) or log in (half the demo admin, the
+   rest the demo user) before the clock starts, then runs ``--clients`` httpx workers that call
+   every route family the client knows with valid requests until the duration is over:
    login / refresh / logout / API keys / JWKS, ``/users/me``, products (reads; writes as
    admin), catalog pages and cursors, orders, documents (create, list, get, update, share,
-   delete), features, permissions, rate limits, audit, ``/health`` (+ live/ready) and
+   unshare, delete), features (reads; set and delete as admin), permissions, rate limits, audit, ``/health`` (+ live/ready) and
    ``/metrics`` with the token. Routes the service has that the client does not know are
    listed in the report (``routes_not_exercised``) -- other engineers change the demo;
 3. at 1/3 of the duration SIGKILLs Redis, at 2/3 restarts it on the same port, and measures
@@ -32,9 +34,11 @@ What it does, all on loopback:
    document write; no outbox event of this run is undelivered or dead-lettered.
 
 Outcomes 401/403/404/409/422/429 are expected client outcomes (counted per route). A 5xx is a
-broken promise except ``GET /health/ready`` answering 503 while Redis is down (the readiness
-probe's job). The demo's policy (rate limiter fails open, cache falls back to memory,
-revocation answers from its local replica) promises no other 5xx during the outage.
+broken promise except, while Redis is down, ``GET /health/ready`` answering 503 (the readiness
+probe's job) and a feature-flag write answering 502 (``FeatureStoreException``: the flag store
+is Redis; evaluations go on from the last known flags). The demo's policy (rate limiter fails
+open, cache falls back to memory, revocation answers from its local replica) promises no other
+5xx during the outage.
 
 Exit status 1 when a promise is broken: a 5xx beyond the policy, a transport error, Redis's
 return taking over 5 s (or not seen), a lost write, an audit or outbox shortfall, or RSS growth
@@ -240,32 +244,27 @@ def service_env(redis_url: str, database_url: str, metrics_token: str) -> dict[s
             # REDIS_URI alone leaves the cache on memory (CACHE_DEFAULT_BACKEND defaults to
             # "memory"): a deployment with Redis names it, so the cache's return is soaked too
             "CACHE_DEFAULT_BACKEND": "redis",
+            # the OpenAPI document tells the client which routes this version of the demo has
+            "CROWN_NEXUS_DOCS_ENABLED": "true",
         }
     )
     return env
 
 
-def list_routes(env: dict[str, str], cwd: Path) -> set[tuple[str, str]] | None:
-    """``(method, path)`` of every route of the service as configured (a subprocess builds the
-    app with the service's environment; nothing is started). ``None`` when that fails."""
-    code = (
-        "import json\n"
-        "from crown_nexus.demo.app import app\n"
-        "out = {(m.upper(), p) for p, ops in app.openapi()['paths'].items() for m in ops}\n"
-        "out |= {(m, r.path) for r in app.routes for m in (getattr(r, 'methods', None) or ())"
-        " if m != 'HEAD'}\n"
-        "print(json.dumps(sorted(out)))\n"
-    )
+async def list_routes(http: httpx.AsyncClient) -> set[tuple[str, str]] | None:
+    """``(method, path)`` of every route the running service documents (its OpenAPI document,
+    served because the soak sets ``CROWN_NEXUS_DOCS_ENABLED``), plus ``GET /metrics``, which is
+    left out of the schema. ``None`` (exercise everything) when it cannot be read."""
     try:
-        done = subprocess.run(
-            [sys.executable, "-c", code], env=env, cwd=cwd, capture_output=True, timeout=60,
-            check=True,
-        )
-        return {(m, p) for m, p in json.loads(done.stdout.decode().strip().splitlines()[-1])}
+        r = await http.get("/openapi.json")
+        r.raise_for_status()
+        paths = r.json()["paths"]
     except Exception as exc:
-        print(f"could not list the service's routes ({type(exc).__name__}): exercising all",
+        print(f"could not read the service's routes ({type(exc).__name__}): exercising all",
               file=sys.stderr)
         return None
+    out = {(method.upper(), path) for path, ops in paths.items() for method in ops}
+    return out | {("GET", "/metrics")}
 
 
 # --- measurements ------------------------------------------------------------------------------
@@ -280,8 +279,13 @@ class Timeline:
     kill: float | None = None
     restart: float | None = None
 
-    def phase(self, t: float) -> str:
+    def phase(self, t: float, ended: float | None = None) -> str:
+        """The phase of a request started at ``t``; with ``ended``, a request in flight at any
+        moment of the outage (started before the kill, answered after it) counts as ``outage``:
+        the service saw Redis gone while it answered."""
         if self.kill is None or t < self.kill:
+            if ended is not None and self.kill is not None and ended >= self.kill:
+                return "outage"
             return "before"
         if self.restart is None or t < self.restart:
             return "outage"
@@ -310,12 +314,13 @@ class Stats:
     registrations: int = 0
 
     def record(self, label: str, started: float, status: int, seconds: float, body: bytes) -> None:
-        phase = self.timeline.phase(started)
+        phase = self.timeline.phase(started, started + seconds)
         self.counts[(phase, label, status)] += 1
         self.latency[label].append(seconds)
         if status >= 500 and len(self.samples_5xx) < 20:
             self.samples_5xx.append(
                 {"phase": phase, "route": label, "status": status,
+                 "started_s": round(started - self.timeline.start, 3), "took_s": round(seconds, 3),
                  "body": body[:300].decode(errors="replace")}
             )
 
@@ -935,7 +940,6 @@ async def soak(args: argparse.Namespace, work: Path, procs: list[Proc]) -> dict[
     procs.append(granian)
     started_at = time.time()
     granian.start()
-    routes_task = asyncio.create_task(asyncio.to_thread(list_routes, env, work))
 
     # ready: /health answers and both demo accounts can log in
     user_ids: dict[str, str] = {}
@@ -961,7 +965,7 @@ async def soak(args: argparse.Namespace, work: Path, procs: list[Proc]) -> dict[
             me.raise_for_status()
             user_ids[account["email"]] = str(data_of(me)["id"])
             sessions[account["email"]] = (data_of(r)["access_token"], data_of(r)["refresh_token"])
-    routes = await routes_task
+        routes = await list_routes(http)
     startup_s = round(time.time() - started_at, 2)
 
     timeline = Timeline()

@@ -124,8 +124,10 @@ def test_rss_verdict_reads_floors_not_one_spike(soak: ModuleType) -> None:
 
 
 def test_timeline_phases(soak: ModuleType) -> None:
-    """Requests are counted in the phase they started in."""
+    """Requests count in the phase they started in, or the outage when in flight at the kill."""
     timeline = soak.Timeline(start=0.0, end=30.0, kill=10.0, restart=20.0)
     assert [timeline.phase(t) for t in (0.0, 9.9, 10.0, 19.9, 20.0, 29.0)] == [
         "before", "before", "outage", "outage", "after", "after"
     ]
+    assert timeline.phase(9.0, 10.5) == "outage"  # in flight when Redis was killed
+    assert timeline.phase(9.0, 9.5) == "before"
