@@ -180,3 +180,22 @@ async def test_prices_come_from_the_cache_and_follow_updates(client: Any) -> Non
     assert await get_cache_service().get(key) is None  # dropped by the update
     second = _data(await client.post("/orders", json={"items": [{"product_id": 2, "quantity": 3}]}))
     assert second["total_cents"] == 3 * 1000
+
+
+async def test_price_reads_are_measured_once_per_miss(client: Any) -> None:
+    """@track_db_select(entity="product") counts the price queries; a cached price costs none."""
+    def selects(text: str) -> float:
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("db_queries_total{")
+            and 'entity="product"' in line and 'operation="SELECT"' in line
+        )
+
+    order = {"items": [{"product_id": 3, "quantity": 1}, {"product_id": 4, "quantity": 1}]}
+    before = selects((await client.get("/metrics")).text)
+    assert (await client.post("/orders", json=order)).status_code == 202
+    after_miss = selects((await client.get("/metrics")).text)
+    assert after_miss == before + 2  # two prices loaded
+    assert (await client.post("/orders", json=order)).status_code == 202
+    assert selects((await client.get("/metrics")).text) == after_miss  # both from the cache
