@@ -99,6 +99,12 @@ def _already_registered() -> ResourceAlreadyExistsException:
     )
 
 
+def _in_body(errors: list[dict[str, Any]]) -> ValidationException:
+    return ValidationException(
+        "Validation failed", errors=[{**e, "loc": ["body", *e.get("loc", [])]} for e in errors]
+    )
+
+
 def _encryption_keys(settings: Settings) -> list[str] | None:
     """The app's own encryption keys when it has some, else the process' (``None``)."""
     return list(settings.encryption_keys) or None
@@ -144,12 +150,13 @@ async def register(
     password policy; 409 when the e-mail address is registered already, also when another
     registration of it wins a race.
     """
-    data = validate_data(payload, RegistrationRequest)
+    try:
+        data = validate_data(payload, RegistrationRequest)
+    except ValidationException as exc:  # located in the body, like FastAPI's own 422s
+        raise _in_body(exc.errors) from None
     ok, errors = validate_composite(data.model_dump(), REGISTRATION_RULES)
     if not ok:
-        raise ValidationException(
-            "Validation failed", errors=[{**e, "loc": ["body", *e["loc"]]} for e in errors]
-        )
+        raise _in_body(errors)
     email = data.email.lower()
     valid, message = await validate_password_policy(data.password, email=email)
     if not valid:
