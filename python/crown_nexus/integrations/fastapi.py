@@ -49,6 +49,8 @@ MIDDLEWARE_ORDER: tuple[tuple[str, str], ...] = (
     ("RequestContextMiddleware", "crown_nexus.middleware.request_context"),
     ("TracingMiddleware", "crown_nexus.middleware.tracing"),
     ("MetricsMiddleware", "crown_nexus.middleware.metrics"),
+    ("SecurityHeadersMiddleware", "crown_nexus.middleware.security_headers"),
+    ("CORSMiddleware", "crown_nexus.middleware.cors"),  # Starlette's, precomputed
     ("RateLimitMiddleware", "crown_nexus.middleware.rate_limiting"),
     ("SecureRequestMiddleware", "crown_nexus.middleware.secure_request"),
     ("CsrfMiddleware", "crown_nexus.middleware.csrf"),
