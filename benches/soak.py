@@ -19,9 +19,10 @@ What it does, all on loopback:
    every route family the client knows with valid requests until the duration is over:
    login / refresh / logout / API keys / JWKS, ``/users/me``, products (reads; writes as
    admin), catalog pages and cursors, orders, documents (create, list, get, update, share,
-   unshare, delete), features (reads; set and delete as admin), permissions, rate limits, audit, ``/health`` (+ live/ready) and
-   ``/metrics`` with the token. Routes the service has that the client does not know are
-   listed in the report (``routes_not_exercised``) -- other engineers change the demo;
+   unshare, delete), features (reads; set and delete as admin), permissions, rate limits,
+   audit, ``/health`` (+ live/ready) and ``/metrics`` with the token. Routes the service has
+   that the client does not know are listed in the report (``routes_not_exercised``) -- other
+   engineers change the demo;
 3. at 1/3 of the duration SIGKILLs Redis, at 2/3 restarts it on the same port, and measures
    from the restart until (a) rate-limit keys, (b) cache entries and (c) a token revoked after
    the restart are in Redis again (c also: the service refuses it), plus (d) a token revoked
@@ -157,8 +158,13 @@ class Proc:
         """Start the process (stdout and stderr appended to ``log_path``)."""
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                self.cmd, env=self.env, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
+                self.cmd,
+                env=self.env,
+                cwd=self.cwd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
 
     @property
@@ -203,8 +209,21 @@ def redis_proc(port: int, work: Path) -> Proc:
         raise SystemExit("redis-server is required (apt-get install redis-server)")
     return Proc(
         "redis",
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--protected-mode", "yes", "--daemonize", "no"],
+        [
+            exe,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "yes",
+            "--daemonize",
+            "no",
+        ],
         work / "redis.log",
     )
 
@@ -230,7 +249,8 @@ def service_env(redis_url: str, database_url: str, metrics_token: str) -> dict[s
     ``CROWN_NEXUS_*`` configuration, which would change what is soaked)."""
     keep = {"CROWN_NEXUS_IMPL"}
     env = {
-        k: v for k, v in os.environ.items()
+        k: v
+        for k, v in os.environ.items()
         if not (k.startswith("CROWN_NEXUS_") and k not in keep) and k not in ("REDIS_URI",)
     }
     env.update(
@@ -260,8 +280,10 @@ async def list_routes(http: httpx.AsyncClient) -> set[tuple[str, str]] | None:
         r.raise_for_status()
         paths = r.json()["paths"]
     except Exception as exc:
-        print(f"could not read the service's routes ({type(exc).__name__}): exercising all",
-              file=sys.stderr)
+        print(
+            f"could not read the service's routes ({type(exc).__name__}): exercising all",
+            file=sys.stderr,
+        )
         return None
     out = {(method.upper(), path) for path, ops in paths.items() for method in ops}
     return out | {("GET", "/metrics")}
@@ -319,9 +341,14 @@ class Stats:
         self.latency[label].append(seconds)
         if status >= 500 and len(self.samples_5xx) < 20:
             self.samples_5xx.append(
-                {"phase": phase, "route": label, "status": status,
-                 "started_s": round(started - self.timeline.start, 3), "took_s": round(seconds, 3),
-                 "body": body[:300].decode(errors="replace")}
+                {
+                    "phase": phase,
+                    "route": label,
+                    "status": status,
+                    "started_s": round(started - self.timeline.start, 3),
+                    "took_s": round(seconds, 3),
+                    "body": body[:300].decode(errors="replace"),
+                }
             )
 
     def error(self, label: str, started: float, exc: BaseException) -> None:
@@ -402,7 +429,9 @@ class Soaker:
         self.client = httpx.AsyncClient(
             # 30 s: a login hashes a password; on a loaded 2-core machine a queue of them takes
             # seconds. A request still unanswered after that counts as a transport error.
-            base_url=base_url, timeout=httpx.Timeout(30.0), limits=httpx.Limits(max_connections=2)
+            base_url=base_url,
+            timeout=httpx.Timeout(30.0),
+            limits=httpx.Limits(max_connections=2),
         )
         self.access: str | None = None
         self.refresh_token: str | None = None
@@ -449,8 +478,11 @@ class Soaker:
         """Sign up an account of this client's own (``POST /auth/register``) and use it."""
         if self.index % 4 != 1 or not self.has("POST", "/auth/register"):
             return
-        account = {"email": f"soak-{run_id}-{self.index}@example.com",
-                   "password": f"Soak-{secrets.token_hex(6)}-9x!", "name": f"Soak client {self.index}"}
+        account = {
+            "email": f"soak-{run_id}-{self.index}@example.com",
+            "password": f"Soak-{secrets.token_hex(6)}-9x!",
+            "name": f"Soak client {self.index}",
+        }
         r = await self.call("POST /auth/register", "/auth/register", auth=False, json=account)
         if r is not None and r.status_code in (200, 201):
             self.stats.registrations += 1
@@ -458,7 +490,9 @@ class Soaker:
 
     async def login(self) -> None:
         r = await self.call(
-            "POST /auth/login", "/auth/login", auth=False,
+            "POST /auth/login",
+            "/auth/login",
+            auth=False,
             json={"email": self.account["email"], "password": self.account["password"]},
         )
         if r is not None and r.status_code == 200:
@@ -474,8 +508,12 @@ class Soaker:
     async def refresh(self) -> None:
         if not self.refresh_token or not self.has("POST", "/auth/refresh"):
             return
-        r = await self.call("POST /auth/refresh", "/auth/refresh", auth=False,
-                            json={"refresh_token": self.refresh_token})
+        r = await self.call(
+            "POST /auth/refresh",
+            "/auth/refresh",
+            auth=False,
+            json={"refresh_token": self.refresh_token},
+        )
         if r is not None and r.status_code == 200:
             data = data_of(r)
             self.access, self.refresh_token = data["access_token"], data["refresh_token"]
@@ -484,8 +522,9 @@ class Soaker:
     async def logout(self) -> None:
         if not self.has("POST", "/auth/logout"):
             return
-        r = await self.call("POST /auth/logout", "/auth/logout",
-                            json={"refresh_token": self.refresh_token})
+        r = await self.call(
+            "POST /auth/logout", "/auth/logout", json={"refresh_token": self.refresh_token}
+        )
         if r is not None and r.status_code == 200:
             self.stats.logouts += 1
         self.access = self.refresh_token = None
@@ -494,15 +533,21 @@ class Soaker:
         if not self.has("POST", "/auth/api-keys"):
             return
         if self.api_key is None or self.rng.random() < 0.1:
-            r = await self.call("POST /auth/api-keys", "/auth/api-keys",
-                                json={"name": f"soak-{self.index}-{self.seq}",
-                                      "permissions": ["user:read"]})
+            r = await self.call(
+                "POST /auth/api-keys",
+                "/auth/api-keys",
+                json={"name": f"soak-{self.index}-{self.seq}", "permissions": ["user:read"]},
+            )
             if r is not None and r.status_code == 201:
                 self.api_key = data_of(r)["api_key"]
                 self.stats.api_keys += 1
         if self.api_key:
-            await self.call("GET /users/me (api key)", "/users/me", auth=False,
-                            headers={"X-API-Key": self.api_key})
+            await self.call(
+                "GET /users/me (api key)",
+                "/users/me",
+                auth=False,
+                headers={"X-API-Key": self.api_key},
+            )
 
     # --- reads ---------------------------------------------------------------------------------
 
@@ -511,8 +556,12 @@ class Soaker:
         if pick < 0.4:
             await self.call("GET /health", "/health", auth=False)
         elif pick < 0.6:
-            await self.call("GET /health (operator)", "/health", auth=False,
-                            headers={"Authorization": f"Bearer {self.metrics_token}"})
+            await self.call(
+                "GET /health (operator)",
+                "/health",
+                auth=False,
+                headers={"Authorization": f"Bearer {self.metrics_token}"},
+            )
         elif pick < 0.8 and self.has("GET", "/health/live"):
             await self.call("GET /health/live", "/health/live", auth=False)
         elif self.has("GET", "/health/ready"):
@@ -520,15 +569,21 @@ class Soaker:
 
     async def metrics(self) -> None:
         if self.has("GET", "/metrics"):
-            await self.call("GET /metrics", "/metrics", auth=False,
-                            headers={"Authorization": f"Bearer {self.metrics_token}"})
+            await self.call(
+                "GET /metrics",
+                "/metrics",
+                auth=False,
+                headers={"Authorization": f"Bearer {self.metrics_token}"},
+            )
 
     async def me(self) -> None:
         await self.call("GET /users/me", "/users/me")
         if self.has("GET", "/permissions/me"):
             await self.call("GET /permissions/me", "/permissions/me")
         if self.has("GET", "/permissions/check/{permission}"):
-            await self.call("GET /permissions/check/{permission}", "/permissions/check/document:read")
+            await self.call(
+                "GET /permissions/check/{permission}", "/permissions/check/document:read"
+            )
         if self.is_admin and self.has("GET", "/permissions/roles"):
             await self.call("GET /permissions/roles", "/permissions/roles")
 
@@ -537,31 +592,45 @@ class Soaker:
         if self.has("GET", "/products/{product_id}"):
             await self.call("GET /products/{id}", f"/products/{pid}")
         if self.has("GET", "/products"):
-            params = {"category": self.rng.choice(["tools", "home"])} if self.rng.random() < 0.5 else {}
+            params = (
+                {"category": self.rng.choice(["tools", "home"])} if self.rng.random() < 0.5 else {}
+            )
             await self.call("GET /products", "/products", params=params)
         if self.is_admin and self.rng.random() < 0.1 and self.has("PUT", "/products/{product_id}"):
-            await self.call("PUT /products/{id}", f"/products/{pid}",
-                            json={"price_cents": self.rng.randint(100, 5000)})
+            await self.call(
+                "PUT /products/{id}",
+                f"/products/{pid}",
+                json={"price_cents": self.rng.randint(100, 5000)},
+            )
 
     async def catalog(self) -> None:
         if self.has("GET", "/catalog/products"):
-            await self.call("GET /catalog/products", "/catalog/products",
-                            params={"page": self.rng.randint(1, 3), "page_size": 5,
-                                    "sort": self.rng.choice(["-price_cents,name", "name", "id"])})
+            await self.call(
+                "GET /catalog/products",
+                "/catalog/products",
+                params={
+                    "page": self.rng.randint(1, 3),
+                    "page_size": 5,
+                    "sort": self.rng.choice(["-price_cents,name", "name", "id"]),
+                },
+            )
         if self.has("GET", "/catalog/products/cursor"):
             params: dict[str, Any] = {"limit": 4, "sort": "-price_cents"}
             if self.cursor:
                 params["cursor"] = self.cursor
-            r = await self.call("GET /catalog/products/cursor", "/catalog/products/cursor",
-                                params=params)
+            r = await self.call(
+                "GET /catalog/products/cursor", "/catalog/products/cursor", params=params
+            )
             if r is not None and r.status_code == 200:
                 self.cursor = data_of(r)["metadata"].get("next_cursor")
 
     async def orders(self) -> None:
         if not self.has("POST", "/orders"):
             return
-        items = [{"product_id": self.rng.choice(PRODUCT_IDS), "quantity": self.rng.randint(1, 3)}
-                 for _ in range(self.rng.randint(1, 3))]
+        items = [
+            {"product_id": self.rng.choice(PRODUCT_IDS), "quantity": self.rng.randint(1, 3)}
+            for _ in range(self.rng.randint(1, 3))
+        ]
         # the items only: the order belongs to the caller (a user_id field is refused)
         r = await self.call("POST /orders", "/orders", json={"items": items})
         if r is not None and r.status_code in (201, 202):
@@ -580,9 +649,14 @@ class Soaker:
         pick = self.rng.random()
         if pick < 0.35 or not self.my_docs:
             self.seq += 1
-            r = await self.call("POST /documents", "/documents",
-                                json={"title": f"soak {self.index}-{self.seq}",
-                                      "body": secrets.token_hex(self.rng.randint(8, 200))})
+            r = await self.call(
+                "POST /documents",
+                "/documents",
+                json={
+                    "title": f"soak {self.index}-{self.seq}",
+                    "body": secrets.token_hex(self.rng.randint(8, 200)),
+                },
+            )
             if r is not None and r.status_code == 201:
                 doc = data_of(r)["id"]
                 self.stats.documents[doc] = me
@@ -594,8 +668,11 @@ class Soaker:
         elif pick < 0.8:
             await self.call("GET /documents/{id}", f"/documents/{self.rng.choice(self.my_docs)}")
         elif pick < 0.9 and self.has("PUT", "/documents/{document_id}"):
-            r = await self.call("PUT /documents/{id}", f"/documents/{self.rng.choice(self.my_docs)}",
-                                json={"body": secrets.token_hex(16)})
+            r = await self.call(
+                "PUT /documents/{id}",
+                f"/documents/{self.rng.choice(self.my_docs)}",
+                json={"body": secrets.token_hex(16)},
+            )
             if r is not None and r.status_code == 200:
                 self.stats.document_writes["document_update"] += 1
         elif pick < 0.96 and other and self.has("POST", "/documents/{document_id}/shares"):
@@ -607,12 +684,15 @@ class Soaker:
             if r is not None and r.status_code in (200, 201):
                 self.stats.document_writes["document_share"] += 1
                 self.shares.append((str(data_of(r)["document_id"]), other))
-        elif pick < 0.97 and self.shares and self.has(
-            "DELETE", "/documents/{document_id}/shares/{user_id}"
+        elif (
+            pick < 0.97
+            and self.shares
+            and self.has("DELETE", "/documents/{document_id}/shares/{user_id}")
         ):
             doc, recipient = self.shares.pop(0)
-            r = await self.call("DELETE /documents/{id}/shares/{user_id}",
-                                f"/documents/{doc}/shares/{recipient}")
+            r = await self.call(
+                "DELETE /documents/{id}/shares/{user_id}", f"/documents/{doc}/shares/{recipient}"
+            )
             if r is not None and r.status_code == 204:
                 self.stats.document_writes["document_unshare"] += 1
         elif len(self.my_docs) > 3 and self.has("DELETE", "/documents/{document_id}"):
@@ -631,9 +711,14 @@ class Soaker:
         if self.is_admin and self.has("GET", "/features"):
             await self.call("GET /features", "/features")
             if self.rng.random() < 0.15 and self.has("PUT", "/features/{name}"):
-                r = await self.call("PUT /features/{name}", "/features/new_checkout",
-                                    json={"enabled": self.rng.random() < 0.5,
-                                          "percentage": self.rng.randint(0, 100)})
+                r = await self.call(
+                    "PUT /features/{name}",
+                    "/features/new_checkout",
+                    json={
+                        "enabled": self.rng.random() < 0.5,
+                        "percentage": self.rng.randint(0, 100),
+                    },
+                )
                 if r is not None and r.status_code == 200:
                     self.stats.flag_changes += 1
             elif self.rng.random() < 0.03 and self.has("DELETE", "/features/{name}"):
@@ -671,10 +756,20 @@ class Soaker:
     async def run(self) -> None:
         """Call the route families by weight until the deadline (then stop by itself)."""
         families = [
-            (self.products, 14), (self.catalog, 10), (self.documents, 14), (self.orders, 8),
-            (self.me, 8), (self.features, 6), (self.health, 6), (self.metrics, 2),
-            (self.rate_limits, 4), (self.audit, 2), (self.misc, 1), (self.api_key_flow, 2),
-            (self.refresh, 1.5), (self.logout, 0.3),
+            (self.products, 14),
+            (self.catalog, 10),
+            (self.documents, 14),
+            (self.orders, 8),
+            (self.me, 8),
+            (self.features, 6),
+            (self.health, 6),
+            (self.metrics, 2),
+            (self.rate_limits, 4),
+            (self.audit, 2),
+            (self.misc, 1),
+            (self.api_key_flow, 2),
+            (self.refresh, 1.5),
+            (self.logout, 0.3),
         ]
         funcs = [f for f, _ in families]
         weights = [float(w) for _, w in families]
@@ -702,8 +797,11 @@ async def scan_any(client: Any, pattern: str) -> bool:
 
 async def login_pair(client: httpx.AsyncClient, ip: str) -> Pair | None:
     """Log in as the demo user: the token pair, or ``None``."""
-    r = await client.post("/auth/login", json={"email": USER["email"], "password": USER["password"]},
-                          headers={"X-Forwarded-For": ip})
+    r = await client.post(
+        "/auth/login",
+        json={"email": USER["email"], "password": USER["password"]},
+        headers={"X-Forwarded-For": ip},
+    )
     if r.status_code != 200:
         return None
     pair = data_of(r)
@@ -714,8 +812,11 @@ async def logout_pair(client: httpx.AsyncClient, pair: Pair | None, ip: str) -> 
     """Log ``pair`` out: the revoked access token and its claims, or ``None``."""
     if pair is None:
         return None
-    out = await client.post("/auth/logout", json={"refresh_token": pair[1]},
-                            headers={"Authorization": f"Bearer {pair[0]}", "X-Forwarded-For": ip})
+    out = await client.post(
+        "/auth/logout",
+        json={"refresh_token": pair[1]},
+        headers={"Authorization": f"Bearer {pair[0]}", "X-Forwarded-For": ip},
+    )
     if out.status_code != 200:
         return None
     return pair[0], jwt_claims(pair[0])
@@ -729,8 +830,9 @@ async def revoked_in_redis(client: Any, claims: dict[str, Any]) -> bool:
 
 
 async def refused(client: httpx.AsyncClient, token: str, ip: str) -> bool:
-    r = await client.get("/users/me", headers={"Authorization": f"Bearer {token}",
-                                                 "X-Forwarded-For": ip})
+    r = await client.get(
+        "/users/me", headers={"Authorization": f"Bearer {token}", "X-Forwarded-For": ip}
+    )
     return r.status_code == 401
 
 
@@ -748,8 +850,12 @@ async def redis_keys_present(redis_url: str) -> dict[str, bool]:
 
 
 async def watch_return(
-    redis_url: str, base_url: str, restarted: float, outage_token: Revoked | None,
-    spare: Pair | None, limit: float = 10.0,
+    redis_url: str,
+    base_url: str,
+    restarted: float,
+    outage_token: Revoked | None,
+    spare: Pair | None,
+    limit: float = 10.0,
 ) -> dict[str, Any]:
     """Seconds from Redis's restart until each kind of state is back on Redis (``None``: not
     seen within ``limit``). ``spare`` (logged in during the outage, so no password hashing
@@ -774,11 +880,17 @@ async def watch_return(
                     out["revoked_after_restart_s"] = "logout after the restart failed"
                 else:
                     out["revoked_after_restart_refused"] = await refused(http, revoked[0], ip)
-            if (out["revoked_after_restart_s"] is None and revoked is not None
-                    and await revoked_in_redis(client, revoked[1])):
+            if (
+                out["revoked_after_restart_s"] is None
+                and revoked is not None
+                and await revoked_in_redis(client, revoked[1])
+            ):
                 out["revoked_after_restart_s"] = round(time.monotonic() - restarted, 2)
-            if (out["revoked_during_outage_s"] is None and outage_token is not None
-                    and await revoked_in_redis(client, outage_token[1])):
+            if (
+                out["revoked_during_outage_s"] is None
+                and outage_token is not None
+                and await revoked_in_redis(client, outage_token[1])
+            ):
                 out["revoked_during_outage_s"] = round(time.monotonic() - restarted, 2)
             if all(out[k] is not None for k in keys):
                 break
@@ -799,9 +911,12 @@ async def watch_return(
 
 
 async def admin_client(base_url: str) -> httpx.AsyncClient:
-    http = httpx.AsyncClient(base_url=base_url, timeout=30,
-                             headers={"X-Forwarded-For": "192.0.2.10"})
-    r = await http.post("/auth/login", json={"email": ADMIN["email"], "password": ADMIN["password"]})
+    http = httpx.AsyncClient(
+        base_url=base_url, timeout=30, headers={"X-Forwarded-For": "192.0.2.10"}
+    )
+    r = await http.post(
+        "/auth/login", json={"email": ADMIN["email"], "password": ADMIN["password"]}
+    )
     r.raise_for_status()
     http.headers["Authorization"] = f"Bearer {data_of(r)['access_token']}"
     return http
@@ -818,8 +933,11 @@ async def drain_orders(http: httpx.AsyncClient, orders: set[str], within: float)
     async def one(oid: str) -> None:
         async with sem:
             r = await http.get(f"/orders/{oid}")
-            status[oid] = data_of(r).get("status", f"http {r.status_code}") if r.status_code == 200 \
+            status[oid] = (
+                data_of(r).get("status", f"http {r.status_code}")
+                if r.status_code == 200
                 else f"http {r.status_code}"
+            )
 
     while pending:
         await asyncio.gather(*(one(o) for o in pending))
@@ -827,8 +945,11 @@ async def drain_orders(http: httpx.AsyncClient, orders: set[str], within: float)
         if not pending or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.5)
-    return {"statuses": dict(Counter(status.values())), "not_terminal": sorted(pending)[:20],
-            "not_terminal_count": len(pending)}
+    return {
+        "statuses": dict(Counter(status.values())),
+        "not_terminal": sorted(pending)[:20],
+        "not_terminal_count": len(pending),
+    }
 
 
 async def verify_documents(http: httpx.AsyncClient, stats: Stats) -> dict[str, Any]:
@@ -847,9 +968,13 @@ async def verify_documents(http: httpx.AsyncClient, stats: Stats) -> dict[str, A
                 missing.append(f"{doc}: {r.status_code}")
 
     await asyncio.gather(*(one(d) for d in stats.documents))
-    return {"created": len(stats.documents), "deleted": len(stats.deleted_documents),
-            "missing": missing[:20], "missing_count": len(missing),
-            "deleted_but_present": resurrected[:20]}
+    return {
+        "created": len(stats.documents),
+        "deleted": len(stats.deleted_documents),
+        "missing": missing[:20],
+        "missing_count": len(missing),
+        "deleted_but_present": resurrected[:20],
+    }
 
 
 async def read_database(database_url: str, since: float) -> dict[str, Any]:
@@ -858,32 +983,39 @@ async def read_database(database_url: str, since: float) -> dict[str, Any]:
     from sqlalchemy.ext.asyncio import create_async_engine
 
     engine = create_async_engine(database_url)
+    audit, outbox = "crown_nexus_audit_records", "crown_nexus_event_outbox"
     try:
         async with engine.connect() as conn:
-            actions = dict(
-                (await conn.execute(text(
-                    "SELECT action, count(*) FROM crown_nexus_audit_records GROUP BY action"
-                ))).all()
-            )
+
+            async def rows(sql: str) -> list[Any]:
+                return list((await conn.execute(text(sql), {"since": since})).all())
+
+            actions = dict(await rows(f"SELECT action, count(*) FROM {audit} GROUP BY action"))
             created = {
-                str(r[0]) for r in await conn.execute(text(
-                    "SELECT resource_id FROM crown_nexus_audit_records WHERE action = 'document_create'"
-                ))
+                str(r[0])
+                for r in await rows(
+                    f"SELECT resource_id FROM {audit} WHERE action = 'document_create'"
+                )
             }
-            undelivered = (await conn.execute(text(
-                "SELECT count(*) FROM crown_nexus_event_outbox WHERE delivered_at IS NULL "
-                "AND created_at >= :since"), {"since": since})).scalar_one()
-            delivered = (await conn.execute(text(
-                "SELECT count(*) FROM crown_nexus_event_outbox WHERE delivered_at IS NOT NULL "
-                "AND created_at >= :since"), {"since": since})).scalar_one()
-            dead = (await conn.execute(text(
-                "SELECT count(*) FROM crown_nexus_event_dead_letter WHERE created_at >= :since"),
-                {"since": since})).scalar_one()
+            this_run = "created_at >= :since"
+            undelivered = await rows(
+                f"SELECT count(*) FROM {outbox} WHERE delivered_at IS NULL AND {this_run}"
+            )
+            delivered = await rows(
+                f"SELECT count(*) FROM {outbox} WHERE delivered_at IS NOT NULL AND {this_run}"
+            )
+            dead = await rows(
+                f"SELECT count(*) FROM crown_nexus_event_dead_letter WHERE {this_run}"
+            )
     finally:
         await engine.dispose()
-    return {"audit_actions": actions, "audited_document_ids": created,
-            "outbox_undelivered": int(undelivered), "outbox_delivered": int(delivered),
-            "dead_letters": int(dead)}
+    return {
+        "audit_actions": actions,
+        "audited_document_ids": created,
+        "outbox_undelivered": int(undelivered[0][0]),
+        "outbox_delivered": int(delivered[0][0]),
+        "dead_letters": int(dead[0][0]),
+    }
 
 
 # --- the run -----------------------------------------------------------------------------------
@@ -933,9 +1065,25 @@ async def soak(args: argparse.Namespace, work: Path, procs: list[Proc]) -> dict[
     await wait_redis(redis_url)
     granian = Proc(
         "granian",
-        [sys.executable, "-m", "granian", "--interface", "asgi", "--workers", "1", "--host",
-         "127.0.0.1", "--port", str(http_port), "--log-level", "warning", APP],
-        work / "granian.log", env=env, cwd=work,
+        [
+            sys.executable,
+            "-m",
+            "granian",
+            "--interface",
+            "asgi",
+            "--workers",
+            "1",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(http_port),
+            "--log-level",
+            "warning",
+            APP,
+        ],
+        work / "granian.log",
+        env=env,
+        cwd=work,
     )
     procs.append(granian)
     started_at = time.time()
@@ -957,11 +1105,19 @@ async def soak(args: argparse.Namespace, work: Path, procs: list[Proc]) -> dict[
             await asyncio.sleep(0.2)
         for n, account in enumerate((ADMIN, USER)):
             ip = f"192.0.2.{20 + n}"
-            r = await http.post("/auth/login", headers={"X-Forwarded-For": ip},
-                                json={"email": account["email"], "password": account["password"]})
+            r = await http.post(
+                "/auth/login",
+                headers={"X-Forwarded-For": ip},
+                json={"email": account["email"], "password": account["password"]},
+            )
             r.raise_for_status()
-            me = await http.get("/users/me", headers={
-                "Authorization": f"Bearer {data_of(r)['access_token']}", "X-Forwarded-For": ip})
+            me = await http.get(
+                "/users/me",
+                headers={
+                    "Authorization": f"Bearer {data_of(r)['access_token']}",
+                    "X-Forwarded-For": ip,
+                },
+            )
             me.raise_for_status()
             user_ids[account["email"]] = str(data_of(me)["id"])
             sessions[account["email"]] = (data_of(r)["access_token"], data_of(r)["refresh_token"])
@@ -971,8 +1127,10 @@ async def soak(args: argparse.Namespace, work: Path, procs: list[Proc]) -> dict[
     timeline = Timeline()
     stats = Stats(timeline)
     assert granian.pid is not None
-    workers = [Soaker(i, base_url, stats, routes, metrics_token, user_ids, 0.0)
-               for i in range(args.clients)]
+    workers = [
+        Soaker(i, base_url, stats, routes, metrics_token, user_ids, 0.0)
+        for i in range(args.clients)
+    ]
     run_id = secrets.token_hex(4)
     gate = asyncio.Semaphore(4)  # a few password hashes at a time, not a queue of --clients
 
@@ -1004,8 +1162,9 @@ async def soak(args: argparse.Namespace, work: Path, procs: list[Proc]) -> dict[
         spare: Pair | None = None
         async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
             with contextlib.suppress(httpx.HTTPError):
-                outage_token = await logout_pair(http, await login_pair(http, "192.0.2.2"),
-                                                 "192.0.2.2")
+                outage_token = await logout_pair(
+                    http, await login_pair(http, "192.0.2.2"), "192.0.2.2"
+                )
                 spare = await login_pair(http, "192.0.2.3")
             outage["revoked_during_outage_refused"] = (
                 None if outage_token is None else await refused(http, outage_token[0], "192.0.2.2")
@@ -1014,8 +1173,11 @@ async def soak(args: argparse.Namespace, work: Path, procs: list[Proc]) -> dict[
         redis.start()
         await wait_redis(redis_url)
         timeline.restart = time.monotonic()
-        print(f"[{timeline.restart - timeline.start:5.1f}s] redis-server restarted on port "
-              f"{redis_port}", flush=True)
+        print(
+            f"[{timeline.restart - timeline.start:5.1f}s] redis-server restarted on port "
+            f"{redis_port}",
+            flush=True,
+        )
         returned = await watch_return(redis_url, base_url, timeline.restart, outage_token, spare)
         returned.update(outage)
         print(f"[{time.monotonic() - timeline.start:5.1f}s] back on Redis: {returned}", flush=True)
@@ -1042,30 +1204,66 @@ async def soak(args: argparse.Namespace, work: Path, procs: list[Proc]) -> dict[
     database = await read_database(database_url, since=started_at - 1)
 
     return {
-        "startup_s": startup_s, "prepare_s": prepare_s, "load_s": load_s, "routes": routes, "stats": stats,
-        "redis_before_kill": redis_before, "redis_return": returned, "rss": rss.samples,
-        "orders": orders, "documents": documents, "audit_chain": chain_result,
-        "database": database, "service_alive_at_end": service_alive,
-        "phases_s": {"kill": round((timeline.kill or 0) - timeline.start, 2),
-                     "restart": round((timeline.restart or 0) - timeline.start, 2)},
-        "redis_port": redis_port, "http_port": http_port, "database_url_kind": args.db,
+        "startup_s": startup_s,
+        "prepare_s": prepare_s,
+        "load_s": load_s,
+        "routes": routes,
+        "stats": stats,
+        "redis_before_kill": redis_before,
+        "redis_return": returned,
+        "rss": rss.samples,
+        "orders": orders,
+        "documents": documents,
+        "audit_chain": chain_result,
+        "database": database,
+        "service_alive_at_end": service_alive,
+        "phases_s": {
+            "kill": round((timeline.kill or 0) - timeline.start, 2),
+            "restart": round((timeline.restart or 0) - timeline.start, 2),
+        },
+        "redis_port": redis_port,
+        "http_port": http_port,
+        "database_url_kind": args.db,
         "granian_log_tail": granian.log_tail(20),
     }
 
 
 KNOWN_ROUTES = {
-    ("POST", "/auth/login"), ("POST", "/auth/refresh"), ("POST", "/auth/logout"),
-    ("POST", "/auth/api-keys"), ("POST", "/auth/register"), ("GET", "/.well-known/jwks.json"), ("GET", "/users/me"),
-    ("GET", "/products"), ("GET", "/products/{product_id}"), ("PUT", "/products/{product_id}"),
-    ("GET", "/catalog/products"), ("GET", "/catalog/products/cursor"), ("POST", "/orders"),
-    ("GET", "/orders/{order_id}"), ("POST", "/documents"), ("GET", "/documents"),
-    ("GET", "/documents/{document_id}"), ("PUT", "/documents/{document_id}"),
-    ("DELETE", "/documents/{document_id}"), ("POST", "/documents/{document_id}/shares"),
-    ("DELETE", "/documents/{document_id}/shares/{user_id}"), ("DELETE", "/features/{name}"),
-    ("GET", "/features"), ("GET", "/features/{name}"), ("PUT", "/features/{name}"),
-    ("GET", "/health"), ("GET", "/health/live"), ("GET", "/health/ready"), ("GET", "/metrics"),
-    ("GET", "/rate-limits"), ("POST", "/rate-limits/reports"), ("GET", "/permissions/me"),
-    ("GET", "/permissions/check/{permission}"), ("GET", "/permissions/roles"), ("GET", "/audit"),
+    ("POST", "/auth/login"),
+    ("POST", "/auth/refresh"),
+    ("POST", "/auth/logout"),
+    ("POST", "/auth/api-keys"),
+    ("POST", "/auth/register"),
+    ("GET", "/.well-known/jwks.json"),
+    ("GET", "/users/me"),
+    ("GET", "/products"),
+    ("GET", "/products/{product_id}"),
+    ("PUT", "/products/{product_id}"),
+    ("GET", "/catalog/products"),
+    ("GET", "/catalog/products/cursor"),
+    ("POST", "/orders"),
+    ("GET", "/orders/{order_id}"),
+    ("POST", "/documents"),
+    ("GET", "/documents"),
+    ("GET", "/documents/{document_id}"),
+    ("PUT", "/documents/{document_id}"),
+    ("DELETE", "/documents/{document_id}"),
+    ("POST", "/documents/{document_id}/shares"),
+    ("DELETE", "/documents/{document_id}/shares/{user_id}"),
+    ("DELETE", "/features/{name}"),
+    ("GET", "/features"),
+    ("GET", "/features/{name}"),
+    ("PUT", "/features/{name}"),
+    ("GET", "/health"),
+    ("GET", "/health/live"),
+    ("GET", "/health/ready"),
+    ("GET", "/metrics"),
+    ("GET", "/rate-limits"),
+    ("POST", "/rate-limits/reports"),
+    ("GET", "/permissions/me"),
+    ("GET", "/permissions/check/{permission}"),
+    ("GET", "/permissions/roles"),
+    ("GET", "/audit"),
     ("GET", "/audit/verify"),
 }
 
@@ -1074,9 +1272,10 @@ def verdict(result: dict[str, Any], rss_bound: float) -> tuple[dict[str, Any], l
     """The report's figures and the list of broken promises."""
     stats: Stats = result["stats"]
     broken: list[str] = []
-    per_phase: dict[str, dict[str, int]] = {p: {"requests": 0, "5xx": 0, "5xx_policy": 0,
-                                                "4xx_expected": 0, "4xx_other": 0}
-                                            for p in ("before", "outage", "after")}
+    per_phase: dict[str, dict[str, int]] = {
+        p: {"requests": 0, "5xx": 0, "5xx_policy": 0, "4xx_expected": 0, "4xx_other": 0}
+        for p in ("before", "outage", "after")
+    }
     unexpected_5xx: Counter[str] = Counter()
     other_4xx: Counter[str] = Counter()
     for (phase, label, status), n in stats.counts.items():
@@ -1111,8 +1310,10 @@ def verdict(result: dict[str, Any], rss_bound: float) -> tuple[dict[str, Any], l
 
     docs = result["documents"]
     if docs["missing_count"] or docs["deleted_but_present"]:
-        broken.append(f"lost documents: {docs['missing_count']} missing, "
-                      f"{len(docs['deleted_but_present'])} deleted but present")
+        broken.append(
+            f"lost documents: {docs['missing_count']} missing, "
+            f"{len(docs['deleted_but_present'])} deleted but present"
+        )
     orders = result["orders"]
     if orders["not_terminal_count"]:
         broken.append(f"orders not finished (or lost): {orders['not_terminal_count']}")
@@ -1120,12 +1321,17 @@ def verdict(result: dict[str, Any], rss_bound: float) -> tuple[dict[str, Any], l
     actions: dict[str, int] = database["audit_actions"]
     not_audited = sorted(set(stats.documents) - database["audited_document_ids"])
     audit_expect = {
-        "LOGIN": stats.logins, "TOKEN_REVOKED": stats.logouts, "FLAG_CHANGED": stats.flag_changes,
-        "API_KEY_CREATED": stats.api_keys, "USER_REGISTERED": stats.registrations,
+        "LOGIN": stats.logins,
+        "TOKEN_REVOKED": stats.logouts,
+        "FLAG_CHANGED": stats.flag_changes,
+        "API_KEY_CREATED": stats.api_keys,
+        "USER_REGISTERED": stats.registrations,
         **dict(stats.document_writes),
     }
-    audit_rows = {a: {"client_saw": n, "audit_rows": actions.get(a, 0)}
-                  for a, n in sorted(audit_expect.items())}
+    audit_rows = {
+        a: {"client_saw": n, "audit_rows": actions.get(a, 0)}
+        for a, n in sorted(audit_expect.items())
+    }
     short = {a: v for a, v in audit_rows.items() if v["audit_rows"] < v["client_saw"]}
     if short:
         broken.append(f"audit rows missing: {short}")
@@ -1135,8 +1341,10 @@ def verdict(result: dict[str, Any], rss_bound: float) -> tuple[dict[str, Any], l
     if chain.get("ok") is not True:
         broken.append(f"audit chain does not verify: {chain}")
     if database["outbox_undelivered"] or database["dead_letters"]:
-        broken.append(f"outbox: {database['outbox_undelivered']} undelivered, "
-                      f"{database['dead_letters']} dead letters")
+        broken.append(
+            f"outbox: {database['outbox_undelivered']} undelivered, "
+            f"{database['dead_letters']} dead letters"
+        )
 
     samples = result["rss"]
     load = result["load_s"]
@@ -1149,13 +1357,20 @@ def verdict(result: dict[str, Any], rss_bound: float) -> tuple[dict[str, Any], l
         # may catch; a leak raises the floor
         base_floor, last_floor = min(s[1] for s in warm[:3]), min(s[1] for s in warm[-3:])
         growth = 100.0 * (last_floor - base_floor) / base_floor
-        rss_report.update({
-            "post_warmup_kib": base, "post_warmup_at_s": warm[0][0], "last_kib": last,
-            "last_at_s": warm[-1][0], "max_kib": max(s[1] for s in warm),
-            "single_sample_growth_pct": round(100.0 * (last - base) / base, 2),
-            "post_warmup_floor_kib": base_floor, "last_floor_kib": last_floor,
-            "growth_pct": round(growth, 2), "tree_last_kib": warm[-1][2],
-        })
+        rss_report.update(
+            {
+                "post_warmup_kib": base,
+                "post_warmup_at_s": warm[0][0],
+                "last_kib": last,
+                "last_at_s": warm[-1][0],
+                "max_kib": max(s[1] for s in warm),
+                "single_sample_growth_pct": round(100.0 * (last - base) / base, 2),
+                "post_warmup_floor_kib": base_floor,
+                "last_floor_kib": last_floor,
+                "growth_pct": round(growth, 2),
+                "tree_last_kib": warm[-1][2],
+            }
+        )
         if growth > rss_bound:
             broken.append(f"RSS floor grew {growth:.1f} % after warm-up (bound {rss_bound} %)")
     else:
@@ -1164,8 +1379,10 @@ def verdict(result: dict[str, Any], rss_bound: float) -> tuple[dict[str, Any], l
     routes = result["routes"]
     exercised = {tuple(label.split(" (")[0].split(" ", 1)) for (_, label, _) in stats.counts}
     not_exercised = sorted(
-        f"{m} {p}" for m, p in (routes or set())
-        if (m, p) not in KNOWN_ROUTES and (m, p) not in exercised
+        f"{m} {p}"
+        for m, p in (routes or set())
+        if (m, p) not in KNOWN_ROUTES
+        and (m, p) not in exercised
         and not p.startswith(("/docs", "/redoc", "/openapi"))
     )
     report = {
@@ -1179,15 +1396,24 @@ def verdict(result: dict[str, Any], rss_bound: float) -> tuple[dict[str, Any], l
         "rss": rss_report,
         "documents": docs,
         "orders": orders,
-        "audit": {"rows": audit_rows, "chain": chain,
-                  "documents_without_create_row": not_audited[:20]},
-        "outbox": {k: database[k] for k in ("outbox_undelivered", "outbox_delivered",
-                                            "dead_letters")},
-        "client_writes": {"logins": stats.logins, "refreshes": stats.refreshes,
-                          "logouts": stats.logouts, "flag_changes": stats.flag_changes,
-                          "api_keys": stats.api_keys, "registrations": stats.registrations,
-                          "orders": len(stats.orders),
-                          **dict(stats.document_writes)},
+        "audit": {
+            "rows": audit_rows,
+            "chain": chain,
+            "documents_without_create_row": not_audited[:20],
+        },
+        "outbox": {
+            k: database[k] for k in ("outbox_undelivered", "outbox_delivered", "dead_letters")
+        },
+        "client_writes": {
+            "logins": stats.logins,
+            "refreshes": stats.refreshes,
+            "logouts": stats.logouts,
+            "flag_changes": stats.flag_changes,
+            "api_keys": stats.api_keys,
+            "registrations": stats.registrations,
+            "orders": len(stats.orders),
+            **dict(stats.document_writes),
+        },
         "routes_not_exercised": not_exercised,
         "routes": summarise(stats),
     }
@@ -1197,38 +1423,58 @@ def verdict(result: dict[str, Any], rss_bound: float) -> tuple[dict[str, Any], l
 def print_summary(out: dict[str, Any]) -> None:
     cfg, rep = out["config"], out["report"]
     total = sum(r["requests"] for r in rep["per_phase"].values())
-    print(f"\nsoak: {cfg['clients']} clients, {out['load_s']} s of load "
-          f"({total / max(out['load_s'], 0.001):.0f} req/s), db {cfg['db']}, Redis killed at "
-          f"{out['phases_s']['kill']} s, restarted at {out['phases_s']['restart']} s")
-    print(f"{'phase':8} {'requests':>9} {'5xx':>5} {'5xx(policy)':>12} {'4xx exp':>8} {'4xx other':>10}")
+    print(
+        f"\nsoak: {cfg['clients']} clients, {out['load_s']} s of load "
+        f"({total / max(out['load_s'], 0.001):.0f} req/s), db {cfg['db']}, Redis killed at "
+        f"{out['phases_s']['kill']} s, restarted at {out['phases_s']['restart']} s"
+    )
+    print(
+        f"{'phase':8} {'requests':>9} {'5xx':>5} {'5xx(policy)':>12} {'4xx exp':>8} "
+        f"{'4xx other':>10}"
+    )
     for phase, row in rep["per_phase"].items():
-        print(f"{phase:8} {row['requests']:9d} {row['5xx']:5d} {row['5xx_policy']:12d} "
-              f"{row['4xx_expected']:8d} {row['4xx_other']:10d}")
+        print(
+            f"{phase:8} {row['requests']:9d} {row['5xx']:5d} {row['5xx_policy']:12d} "
+            f"{row['4xx_expected']:8d} {row['4xx_other']:10d}"
+        )
     print(f"\n{'route':36} {'requests':>8} {'p50 ms':>7} {'p99 ms':>7}  statuses")
     for label, row in rep["routes"].items():
-        print(f"{label:36} {row['requests']:8d} {row['p50_ms']:7.1f} {row['p99_ms']:7.1f}  "
-              f"{row['statuses']}")
+        print(
+            f"{label:36} {row['requests']:8d} {row['p50_ms']:7.1f} {row['p99_ms']:7.1f}  "
+            f"{row['statuses']}"
+        )
     ret = rep["redis_return"]
-    print("\nback on Redis after its restart (bound 5 s): "
-          f"rate limits {ret.get('rate_limit_s')} s, cache {ret.get('cache_s')} s, "
-          f"revocation after restart {ret.get('revoked_after_restart_s')} s (refused: "
-          f"{ret.get('revoked_after_restart_refused')}), revocation made during the outage "
-          f"{ret.get('revoked_during_outage_s')} s (refused: {ret.get('revoked_during_outage_refused')})")
+    print(
+        "\nback on Redis after its restart (bound 5 s): "
+        f"rate limits {ret.get('rate_limit_s')} s, cache {ret.get('cache_s')} s, "
+        f"revocation after restart {ret.get('revoked_after_restart_s')} s (refused: "
+        f"{ret.get('revoked_after_restart_refused')}), revocation made during the outage "
+        f"{ret.get('revoked_during_outage_s')} s "
+        f"(refused: {ret.get('revoked_during_outage_refused')})"
+    )
     print(f"in Redis before the kill: {rep['redis_before_kill']}")
     rss = rep["rss"]
-    print(f"RSS (granian worker): after warm-up {rss.get('post_warmup_kib')} KiB at "
-          f"{rss.get('post_warmup_at_s')} s, last {rss.get('last_kib')} KiB at "
-          f"{rss.get('last_at_s')} s ({rss.get('single_sample_growth_pct')} %), max "
-          f"{rss.get('max_kib')} KiB; floors (min of 3 samples) {rss.get('post_warmup_floor_kib')}"
-          f" -> {rss.get('last_floor_kib')} KiB: {rss.get('growth_pct')} % "
-          f"(bound +{rss['bound_pct']} %)")
+    print(
+        f"RSS (granian worker): after warm-up {rss.get('post_warmup_kib')} KiB at "
+        f"{rss.get('post_warmup_at_s')} s, last {rss.get('last_kib')} KiB at "
+        f"{rss.get('last_at_s')} s ({rss.get('single_sample_growth_pct')} %), max "
+        f"{rss.get('max_kib')} KiB; floors (min of 3 samples) {rss.get('post_warmup_floor_kib')}"
+        f" -> {rss.get('last_floor_kib')} KiB: {rss.get('growth_pct')} % "
+        f"(bound +{rss['bound_pct']} %)"
+    )
     docs, orders = rep["documents"], rep["orders"]
-    print(f"documents: {docs['created']} created, {docs['deleted']} deleted, "
-          f"{docs['missing_count']} missing; orders: {rep['client_writes']['orders']} placed, "
-          f"{orders['statuses']}, {orders['not_terminal_count']} unfinished")
-    print("audit rows (client saw / rows): "
-          + ", ".join(f"{a} {v['client_saw']}/{v['audit_rows']}" for a, v in rep["audit"]["rows"].items())
-          + f"; chain ok: {rep['audit']['chain'].get('ok')}")
+    print(
+        f"documents: {docs['created']} created, {docs['deleted']} deleted, "
+        f"{docs['missing_count']} missing; orders: {rep['client_writes']['orders']} placed, "
+        f"{orders['statuses']}, {orders['not_terminal_count']} unfinished"
+    )
+    print(
+        "audit rows (client saw / rows): "
+        + ", ".join(
+            f"{a} {v['client_saw']}/{v['audit_rows']}" for a, v in rep["audit"]["rows"].items()
+        )
+        + f"; chain ok: {rep['audit']['chain'].get('ok')}"
+    )
     print(f"outbox: {rep['outbox']}")
     if rep["other_4xx"]:
         print(f"other 4xx (not failures): {rep['other_4xx']}")
@@ -1246,14 +1492,27 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of load (60)")
     parser.add_argument("--clients", type=int, default=None, help="concurrent clients (16)")
-    parser.add_argument("--short", action="store_true",
-                        help="CI's run: 22 s of load, 6 clients, lenient RSS bound")
-    parser.add_argument("--rss-bound", type=float, default=None,
-                        help="allowed RSS growth after warm-up, percent (10; --short: 35)")
-    parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite",
-                        help="postgres: CROWN_NEXUS_TEST_POSTGRES_URL (default: SQLite in a temp dir)")
-    parser.add_argument("--drain", type=float, default=None,
-                        help="seconds to wait for the order workflow after the load (10; --short: 5)")
+    parser.add_argument(
+        "--short", action="store_true", help="CI's run: 22 s of load, 6 clients, lenient RSS bound"
+    )
+    parser.add_argument(
+        "--rss-bound",
+        type=float,
+        default=None,
+        help="allowed RSS growth after warm-up, percent (10; --short: 35)",
+    )
+    parser.add_argument(
+        "--db",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="postgres: CROWN_NEXUS_TEST_POSTGRES_URL (default: SQLite in a temp dir)",
+    )
+    parser.add_argument(
+        "--drain",
+        type=float,
+        default=None,
+        help="seconds to wait for the order workflow after the load (10; --short: 5)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "soak.json")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, DB)")
     args = parser.parse_args(argv)
@@ -1272,7 +1531,9 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, on_term)  # also when started with SIGINT ignored (a background job)
+    signal.signal(
+        signal.SIGINT, on_term
+    )  # also when started with SIGINT ignored (a background job)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     work = Path(tempfile.mkdtemp(prefix="crown-nexus-soak-"))
     procs: list[Proc] = []
@@ -1292,15 +1553,26 @@ def main(argv: list[str] | None = None) -> int:
     report, broken = verdict(result, args.rss_bound)
     out = {
         "when": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "config": {"duration_s": args.duration, "clients": args.clients, "short": args.short,
-                   "db": args.db, "rss_bound_pct": args.rss_bound, "server":
-                   "granian --interface asgi --workers 1", "environment": "production"},
+        "config": {
+            "duration_s": args.duration,
+            "clients": args.clients,
+            "short": args.short,
+            "db": args.db,
+            "rss_bound_pct": args.rss_bound,
+            "server": "granian --interface asgi --workers 1",
+            "environment": "production",
+        },
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
-        "startup_s": result["startup_s"], "prepare_s": result["prepare_s"],
+        "startup_s": result["startup_s"],
+        "prepare_s": result["prepare_s"],
         "load_s": result["load_s"],
-        "total_s": round(time.monotonic() - t0, 2), "phases_s": result["phases_s"],
-        "report": report, "broken": broken, "ok": not broken,
-        "rss_samples": result["rss"], "granian_log_tail": result["granian_log_tail"],
+        "total_s": round(time.monotonic() - t0, 2),
+        "phases_s": result["phases_s"],
+        "report": report,
+        "broken": broken,
+        "ok": not broken,
+        "rss_samples": result["rss"],
+        "granian_log_tail": result["granian_log_tail"],
     }
     print_summary(out)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -42,16 +42,30 @@ def clean_result(soak: ModuleType) -> dict[str, Any]:
     return {
         "stats": stats,
         "service_alive_at_end": True,
-        "redis_return": {"rate_limit_s": 0.5, "cache_s": 1.0, "revoked_after_restart_s": 1.2,
-                         "revoked_during_outage_s": 1.1, "revoked_after_restart_refused": True,
-                         "revoked_during_outage_refused": True},
+        "redis_return": {
+            "rate_limit_s": 0.5,
+            "cache_s": 1.0,
+            "revoked_after_restart_s": 1.2,
+            "revoked_during_outage_s": 1.1,
+            "revoked_after_restart_refused": True,
+            "revoked_during_outage_refused": True,
+        },
         "redis_before_kill": {"rate_limit": True, "cache": True, "revocation": True},
-        "documents": {"created": 2, "deleted": 0, "missing": [], "missing_count": 0,
-                      "deleted_but_present": []},
+        "documents": {
+            "created": 2,
+            "deleted": 0,
+            "missing": [],
+            "missing_count": 0,
+            "deleted_but_present": [],
+        },
         "orders": {"statuses": {}, "not_terminal": [], "not_terminal_count": 0},
-        "database": {"audit_actions": {"LOGIN": 5, "document_create": 2},
-                     "audited_document_ids": {"d1", "d2"}, "outbox_undelivered": 0,
-                     "outbox_delivered": 0, "dead_letters": 0},
+        "database": {
+            "audit_actions": {"LOGIN": 5, "document_create": 2},
+            "audited_document_ids": {"d1", "d2"},
+            "outbox_undelivered": 0,
+            "outbox_delivered": 0,
+            "dead_letters": 0,
+        },
         "audit_chain": {"ok": True},
         "rss": [(float(t), 100_000, 120_000) for t in range(31)],
         "load_s": 30.0,
@@ -88,8 +102,9 @@ def test_a_5xx_beyond_the_policy_fails(soak: ModuleType) -> None:
 def test_slow_or_missing_return_to_redis_fails(soak: ModuleType) -> None:
     """Over 5 s, or never seen, is a broken promise; a served revoked token too."""
     result = clean_result(soak)
-    result["redis_return"].update(cache_s=5.5, rate_limit_s=None,
-                                  revoked_after_restart_refused=False)
+    result["redis_return"].update(
+        cache_s=5.5, rate_limit_s=None, revoked_after_restart_refused=False
+    )
     _, broken = soak.verdict(result, 10.0)
     text = "\n".join(broken)
     assert "cache_s = 5.5" in text and "rate_limit_s = None" in text
@@ -106,8 +121,13 @@ def test_lost_writes_fail(soak: ModuleType) -> None:
     result["orders"]["not_terminal_count"] = 1
     _, broken = soak.verdict(result, 10.0)
     text = "\n".join(broken)
-    for needle in ("lost documents", "audit rows missing", "without a document_create",
-                   "outbox: 4 undelivered", "orders not finished"):
+    for needle in (
+        "lost documents",
+        "audit rows missing",
+        "without a document_create",
+        "outbox: 4 undelivered",
+        "orders not finished",
+    ):
         assert needle in text
 
 
@@ -127,7 +147,12 @@ def test_timeline_phases(soak: ModuleType) -> None:
     """Requests count in the phase they started in, or the outage when in flight at the kill."""
     timeline = soak.Timeline(start=0.0, end=30.0, kill=10.0, restart=20.0)
     assert [timeline.phase(t) for t in (0.0, 9.9, 10.0, 19.9, 20.0, 29.0)] == [
-        "before", "before", "outage", "outage", "after", "after"
+        "before",
+        "before",
+        "outage",
+        "outage",
+        "after",
+        "after",
     ]
     assert timeline.phase(9.0, 10.5) == "outage"  # in flight when Redis was killed
     assert timeline.phase(9.0, 9.5) == "before"
