@@ -55,8 +55,6 @@ MIDDLEWARE_ORDER: tuple[tuple[str, str], ...] = (
     ("SecureRequestMiddleware", "crown_nexus.middleware.secure_request"),
     ("CsrfMiddleware", "crown_nexus.middleware.csrf"),
     ("TimeoutMiddleware", "crown_nexus.middleware.timeout"),
-    ("CORSMiddleware", "crown_nexus.middleware.cors"),  # Starlette's, precomputed
-    ("SecurityHeadersMiddleware", "crown_nexus.middleware.security_headers"),
     ("CacheControlMiddleware", "crown_nexus.middleware.cache_control"),
     ("ResponseFormatterMiddleware", "crown_nexus.middleware.response_formatter"),
     ("CompressionMiddleware", "crown_nexus.middleware.compression"),
