@@ -205,7 +205,10 @@ async def test_admin_api(memory_service: FeatureService) -> None:
 
 async def test_set_flag_publishes_feature_updated(memory_service: FeatureService) -> None:
     """Every change publishes feature.updated with the flag, the action and the rule."""
-    events = get_service("event_service")
+    from crown_nexus.core.events import EventService
+
+    events = EventService()  # a fresh bus: earlier tests may leave the shared one reconfigured
+    await events.initialize()
     seen: list[dict[str, Any]] = []
 
     async def handler(event: dict[str, Any]) -> None:
@@ -213,14 +216,16 @@ async def test_set_flag_publishes_feature_updated(memory_service: FeatureService
 
     sub = events.subscribe("feature.updated", handler)
     try:
-        await memory_service.set_flag("push_notifications", enabled=True)
-        await memory_service.delete_flag("push_notifications")
-        for _ in range(50):
-            if len(seen) == 2:
-                break
-            await asyncio.sleep(0.01)
+        with override_service("event_service", events):
+            await memory_service.set_flag("push_notifications", enabled=True)
+            await memory_service.delete_flag("push_notifications")
+            for _ in range(50):
+                if len(seen) == 2:
+                    break
+                await asyncio.sleep(0.01)
     finally:
         events.unsubscribe("feature.updated", sub)
+        await events.shutdown()
     assert [e["data"]["action"] for e in seen] == ["set", "delete"]
     assert seen[0]["data"]["flag"] == "push_notifications"
     assert seen[0]["data"]["rule"]["enabled"] is True
