@@ -293,3 +293,17 @@ async def test_metrics_disabled_removes_the_layer_and_the_route(
     await enabled.get("/tiny")
     exposition = await enabled.get("/metrics")  # development: open to anyone
     assert exposition.status_code == 200 and "http_requests_total" in exposition.text
+
+
+def test_rate_limit_default_does_not_inherit_cached_rule_numbers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The retuned catch-all rule computes its own hot-path numbers, even when the default
+    rule's were already cached by an earlier app (a model_copy would carry them over)."""
+    from crown_nexus.integrations.fastapi import rate_limit_rules
+    from crown_nexus.middleware.rate_limiting import DEFAULT_RULES
+
+    assert DEFAULT_RULES[0].hot_params[1] == 1000  # cached on the shared default rule
+    (rule,) = rate_limit_rules(_env_settings(monkeypatch, RATE_LIMIT_DEFAULT="2/60"))
+    assert (rule.requests_per_window, rule.hot_params[1]) == (2, 2)
+    assert rule.exclude_paths == DEFAULT_RULES[0].exclude_paths

@@ -28,6 +28,8 @@ from crown_nexus.core import dependency_manager
 from crown_nexus.core import error as _error_reporting  # noqa: F401 - registers the 5xx report hook
 from crown_nexus.core.exceptions import ConfigurationException, install_exception_handlers
 from crown_nexus.integrations.observability import health_router, metrics_router
+from crown_nexus.integrations.openapi import install_openapi
+from crown_nexus.integrations.routing import install_method_not_allowed
 from crown_nexus.logging import configure_logging_for_app
 from crown_nexus.settings import Settings
 
@@ -140,8 +142,11 @@ def rate_limit_rules(
     fresh = RateLimitRule(requests_per_window=int(requests), window_seconds=int(seconds))
     for index, rule in enumerate(rules):
         if rule.path_pattern is None:
-            replaced = rule.model_copy(
-                update={
+            # a new model, not model_copy(): a copy would keep the original's cached hot-path
+            # parameters (cached_property values live in the instance __dict__)
+            replaced = RateLimitRule(
+                **{
+                    **rule.model_dump(),
                     "requests_per_window": fresh.requests_per_window,
                     "window_seconds": fresh.window_seconds,
                 }
@@ -274,6 +279,8 @@ def setup_app(
         app.state.security_service = configure_security(settings)
     _configure_services(settings)  # the cache and event bus follow THIS app's settings too
     install_exception_handlers(app)
+    install_method_not_allowed(app)  # a 405's Allow lists every route of the path
+    install_openapi(app)  # the document describes the envelope, SPEC §3 errors, every status
     stack = middleware_stack(settings, middleware_options, exclude_middleware)
     for cls, kwargs in reversed(stack):  # add_middleware puts the latest outermost
         app.add_middleware(cls, **kwargs)

@@ -93,6 +93,13 @@ class LogoutRequest(BaseModel):
     refresh_token: str | None = Field(default=None, max_length=8192)
 
 
+class LoggedOut(BaseModel):
+    """``POST /auth/logout``'s answer: already the SPEC §3 success shape (sent as it is)."""
+
+    success: bool
+    message: str
+
+
 class ApiKeyCreate(BaseModel):
     """Body of ``POST /auth/api-keys``: a name and the permissions the key carries."""
 
@@ -121,7 +128,7 @@ async def _dummy_hash(service: SecurityService) -> str:
     return _hash_cache[""]
 
 
-@router.post("/login")
+@router.post("/login", responses={401: {"description": "Wrong email or password"}})
 async def login(
     login_data: LoginRequest,
     request: Request,
@@ -189,14 +196,16 @@ async def login(
     return pair.model_dump()
 
 
-@router.post("/refresh")
+@router.post(
+    "/refresh", responses={401: {"description": "Invalid, expired or reused refresh token"}}
+)
 async def refresh(body: RefreshRequest, request: Request) -> dict[str, Any]:
     """Exchange a refresh token for a new pair; the old one stops working (rotation)."""
     pair = await _service(request).refresh_tokens(body.refresh_token)
     return pair.model_dump()
 
 
-@router.post("/logout")
+@router.post("/logout", response_model=LoggedOut)
 async def logout(
     request: Request,
     response: Response,

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crown_nexus.core.pagination import (
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE,
+    MAX_PAGE_SIZE,
     CursorPaginationParams,
     InvalidPaginationParamsException,
     OffsetPaginationParams,
@@ -26,6 +29,7 @@ from crown_nexus.core.pagination import (
     SortDirection,
     SortField,
 )
+from crown_nexus.core.pagination.models import MAX_CURSOR_LENGTH
 from crown_nexus.demo.db import get_db
 from crown_nexus.demo.models_products import Product
 
@@ -36,6 +40,12 @@ router = APIRouter(prefix="/catalog", tags=["demo: catalog (pagination)"])
 #: Fields a client may sort the catalogue by.
 SORTABLE = ("id", "name", "category", "price_cents")
 _MAX_SORT_PARAM = 200
+
+
+def _bounds(minimum: int, maximum: int) -> dict[str, Any]:
+    """The documented range of a pagination parameter. The pagination models enforce it (422
+    ``INVALID_PAGINATION_PARAMS``, their own code), so FastAPI is not asked to check it first."""
+    return {"minimum": minimum, "maximum": maximum}
 
 
 class ProductOut(BaseModel):
@@ -74,9 +84,9 @@ def _service(request: Request, db: AsyncSession) -> PaginationService:
 @router.get("/products")
 async def list_products(
     request: Request,
-    page: int = 1,
-    page_size: int = 20,
-    sort: str | None = None,
+    page: int = Query(default=1, json_schema_extra=_bounds(1, MAX_PAGE)),
+    page_size: int = Query(default=DEFAULT_PAGE_SIZE, json_schema_extra=_bounds(1, MAX_PAGE_SIZE)),
+    sort: str | None = Query(default=None, json_schema_extra={"maxLength": _MAX_SORT_PARAM}),
     db: AsyncSession = Depends(get_db),
 ) -> dict[str, Any]:
     """One page of products by page number, with the guide's ``items`` + ``metadata`` shape."""
@@ -104,9 +114,9 @@ async def list_products(
 @router.get("/products/cursor")
 async def list_products_cursor(
     request: Request,
-    cursor: str | None = None,
-    limit: int = 20,
-    sort: str | None = None,
+    cursor: str | None = Query(default=None, json_schema_extra={"maxLength": MAX_CURSOR_LENGTH}),
+    limit: int = Query(default=DEFAULT_PAGE_SIZE, json_schema_extra=_bounds(1, MAX_PAGE_SIZE)),
+    sort: str | None = Query(default=None, json_schema_extra={"maxLength": _MAX_SORT_PARAM}),
     db: AsyncSession = Depends(get_db),
 ) -> dict[str, Any]:
     """One keyset page of products; follow ``metadata.next_cursor`` / ``prev_cursor``."""

@@ -6,7 +6,7 @@ import enum
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from starlette.exceptions import HTTPException
 
 from crown_nexus.core.error import InMemoryReporter, register_reporter
@@ -121,7 +121,9 @@ async def list_error_kinds() -> dict[str, list[str]]:
 
 
 @router.get("/recent")
-async def recent_errors(request: Request, limit: int = 20) -> dict[str, list[dict[str, Any]]]:
+async def recent_errors(
+    request: Request, limit: int = Query(default=20, ge=0, le=RECENT_ERRORS.capacity)
+) -> dict[str, list[dict[str, Any]]]:
     """The last reported errors (type, code, where, request id, time; never their text).
 
     Not served in production (404): even without messages, error listings help attackers.
@@ -143,7 +145,14 @@ async def recent_errors(request: Request, limit: int = 20) -> dict[str, list[dic
     return {"errors": items}
 
 
-@router.get("/{kind}")
+#: every status ``GET /demo/errors/{kind}`` answers, documented on the operation
+_KIND_STATUSES: dict[int | str, dict[str, Any]] = {
+    status: {"description": "the SPEC §3 body of the raised exception"}
+    for status in sorted({getattr(factory(), "status_code", 500) for factory in _FACTORIES.values()})
+}
+
+
+@router.get("/{kind}", responses=_KIND_STATUSES)
 async def raise_error(kind: ErrorKind) -> dict[str, str]:
     """Raise the exception named by ``kind``; the response is its SPEC §3 error body."""
     raise _FACTORIES[kind]()
