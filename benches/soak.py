@@ -32,7 +32,8 @@ What it does, all on loopback:
    and order answered 201/202 exists (deleted documents are gone), that the audit chain
    verifies, stops the service and reads its database: the audit trail holds at least the
    logins, revocations, flag changes and API keys the clients saw succeed and one record per
-   document write; no outbox event of this run is undelivered or dead-lettered.
+   document write; no outbox event of this run is undelivered or dead-lettered. The service's
+   logged warnings and errors are counted per kind in the report (``service_log_problems``).
 
 Outcomes 401/403/404/409/422/429 are expected client outcomes (counted per route). A 5xx is a
 broken promise except, while Redis is down, ``GET /health/ready`` answering 503 (the readiness
@@ -1034,6 +1035,32 @@ async def read_database(database_url: str, since: float) -> dict[str, Any]:
     }
 
 
+def log_problems(path: Path, keep: int = 8) -> dict[str, Any]:
+    """Warnings and errors the service logged (JSON lines): counts per level and event, and
+    the first few lines of each kind (read before the work directory is removed)."""
+    counts: Counter[str] = Counter()
+    samples: dict[str, list[str]] = defaultdict(list)
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return {}
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            if "Traceback" in line or "Error" in line:
+                counts["(plain) " + line[:80]] += 1
+            continue
+        level = str(entry.get("level", ""))
+        if level not in ("warning", "error", "critical"):
+            continue
+        kind = f"{level}: {entry.get('logger', '')}: {entry.get('event', '')}"[:160]
+        counts[kind] += 1
+        if len(samples[kind]) < keep:
+            samples[kind].append(line[:1500])
+    return {"counts": dict(counts.most_common()), "samples": dict(samples)}
+
+
 # --- the run -----------------------------------------------------------------------------------
 
 
@@ -1241,6 +1268,7 @@ async def soak(args: argparse.Namespace, work: Path, procs: list[Proc]) -> dict[
         "http_port": http_port,
         "database_url_kind": args.db,
         "granian_log_tail": granian.log_tail(20),
+        "service_log_problems": log_problems(granian.log_path),
     }
 
 
@@ -1431,6 +1459,7 @@ def verdict(result: dict[str, Any], rss_bound: float) -> tuple[dict[str, Any], l
             **dict(stats.document_writes),
         },
         "routes_not_exercised": not_exercised,
+        "service_log_problems": result.get("service_log_problems", {}),
         "routes": summarise(stats),
     }
     return report, broken
@@ -1496,6 +1525,11 @@ def print_summary(out: dict[str, Any]) -> None:
         print(f"other 4xx (not failures): {rep['other_4xx']}")
     if rep["routes_not_exercised"]:
         print(f"service routes the soak does not call: {rep['routes_not_exercised']}")
+    problems = rep["service_log_problems"].get("counts", {})
+    if problems:
+        print("service log warnings/errors (see service_log_problems in the JSON):")
+        for kind, n in list(problems.items())[:10]:
+            print(f"  {n:5d}  {kind}")
     if out["broken"]:
         print("\nBROKEN PROMISES:")
         for line in out["broken"]:
