@@ -40,6 +40,13 @@ router = APIRouter(prefix="/catalog", tags=["demo: catalog (pagination)"])
 #: Fields a client may sort the catalogue by.
 SORTABLE = ("id", "name", "category", "price_cents")
 _MAX_SORT_PARAM = 200
+_SORT_KEY = "-?(" + "|".join(SORTABLE) + ")"
+#: what ``sort`` accepts, as the OpenAPI document states it: comma-separated fields of
+#: :data:`SORTABLE`, ``-`` for descending (spaces around a field are tolerated)
+_SORT_DOC: dict[str, Any] = {
+    "maxLength": _MAX_SORT_PARAM,
+    "pattern": rf"^\s*{_SORT_KEY}\s*(,\s*{_SORT_KEY}\s*)*$",
+}
 
 
 def _bounds(minimum: int, maximum: int) -> dict[str, Any]:
@@ -86,7 +93,7 @@ async def list_products(
     request: Request,
     page: int = Query(default=1, json_schema_extra=_bounds(1, MAX_PAGE)),
     page_size: int = Query(default=DEFAULT_PAGE_SIZE, json_schema_extra=_bounds(1, MAX_PAGE_SIZE)),
-    sort: str | None = Query(default=None, json_schema_extra={"maxLength": _MAX_SORT_PARAM}),
+    sort: str | None = Query(default=None, json_schema_extra=_SORT_DOC),
     db: AsyncSession = Depends(get_db),
 ) -> dict[str, Any]:
     """One page of products by page number, with the guide's ``items`` + ``metadata`` shape."""
@@ -116,7 +123,7 @@ async def list_products_cursor(
     request: Request,
     cursor: str | None = Query(default=None, json_schema_extra={"maxLength": MAX_CURSOR_LENGTH}),
     limit: int = Query(default=DEFAULT_PAGE_SIZE, json_schema_extra=_bounds(1, MAX_PAGE_SIZE)),
-    sort: str | None = Query(default=None, json_schema_extra={"maxLength": _MAX_SORT_PARAM}),
+    sort: str | None = Query(default=None, json_schema_extra=_SORT_DOC),
     db: AsyncSession = Depends(get_db),
 ) -> dict[str, Any]:
     """One keyset page of products; follow ``metadata.next_cursor`` / ``prev_cursor``."""
