@@ -9,7 +9,7 @@ Group ``middleware-stack``: one GET answering a small JSON body through
 Group ``middleware-error``: the same stacks answering an exception with the SPEC §3 body.
 Groups ``middleware-layers-hello`` / ``middleware-layers-items``: the real FastAPI app of the
 HTTP benchmark (``benches/http/``: ``GET /hello`` and ``GET /items?page=1``, 20 pydantic items)
-called in-process as ``bare`` FastAPI, with the ``full`` 12-layer ``setup_app`` stack (production
+called in-process as ``bare`` FastAPI, with the ``full`` ``setup_app`` stack (every layer of MIDDLEWARE_ORDER; production
 settings, CORS, a rate rule that never refuses), and the full stack minus each one layer
 (``minus-<Layer>``). Each ``minus`` row runs a batch of the full stack before each timed round
 and stores the paired marginal cost of its layer, ``full - minus`` in µs per request
@@ -217,7 +217,6 @@ def test_error(benchmark: Any, stack: str) -> None:
 
 # ---------------------------------------------------------------------------- per-layer cost
 import os  # noqa: E402
-import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -240,7 +239,7 @@ LAYER_ROUNDS = 30
 
 
 def layered_app(row: str) -> Any:
-    """The benchmark app: ``bare``, ``full`` (12 layers) or ``minus-<Layer>``."""
+    """The benchmark app: ``bare``, ``full`` (every layer) or ``minus-<Layer>``."""
     app = add_routes(FastAPI(openapi_url=None, docs_url=None, redoc_url=None))
     if row == "bare":
         return app

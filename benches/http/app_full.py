@@ -1,4 +1,4 @@
-"""The full crown-nexus stack: ``setup_app`` with all 12 guide §13 layers (``granian app_full:app``).
+"""The full crown-nexus stack: ``setup_app`` with every layer it installs (``granian app_full:app``).
 
 Production settings (``ENVIRONMENT=production``: JSON log lines, production error bodies), CORS
 for the benchmark's Origin, and one rate rule high enough never to refuse -- the limiter still
