@@ -88,3 +88,66 @@ async def test_timeouts_are_per_request_under_concurrency() -> None:
     slow = TimeoutMiddleware(sleeping_app(1.0), timeout_seconds=0.05)
     results = await asyncio.gather(*(call(slow if i % 2 else app) for i in range(10)))
     assert [r[0]["status"] for r in results] == [200, 504] * 5
+
+
+async def _post(mw: TimeoutMiddleware, chunks: list[tuple[float, bytes]]) -> list[dict]:
+    """POST through ``mw`` with a body arriving as (delay, bytes) chunks; the sent messages."""
+    messages: list[dict] = []
+    pending = list(chunks)
+
+    async def receive():
+        if not pending:
+            await asyncio.sleep(10)  # the client sent everything; wait for a disconnect
+            return {"type": "http.disconnect"}
+        delay, data = pending.pop(0)
+        await asyncio.sleep(delay)
+        return {"type": "http.request", "body": data, "more_body": bool(pending)}
+
+    async def send(message):
+        messages.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": [], "query_string": b""}
+    await mw(scope, receive, send)
+    return messages
+
+
+def _reading_app():
+    async def app(scope, receive, send):
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"%d" % len(body)})
+
+    return app
+
+
+async def test_slow_body_is_408_but_an_app_that_stops_reading_keeps_its_answer() -> None:
+    """A read still waiting at the deadline is refused (408); an app that stopped reading before
+    the deadline and answers after it keeps its own answer (only a refused read is replaced)."""
+    mw = TimeoutMiddleware(_reading_app(), timeout_seconds=5, body_timeout_seconds=0.2)
+    late = await _post(mw, [(0.0, b"a"), (0.5, b"b")])
+    assert late[0]["status"] == 408
+    assert orjson.loads(late[1]["body"])["code"] == "REQUEST_TIMEOUT"
+
+    async def first_chunk_only(scope, receive, send):
+        await receive()  # more_body=True; the rest is never read
+        await asyncio.sleep(0.3)  # past the body deadline, outside receive
+        await send({"type": "http.response.start", "status": 202, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    kept = await _post(
+        TimeoutMiddleware(first_chunk_only, timeout_seconds=5, body_timeout_seconds=0.2),
+        [(0.0, b"a"), (0.0, b"b")],
+    )
+    assert kept[0]["status"] == 202 and kept[1]["body"] == b"ok"
+
+
+async def test_body_timeout_off_by_default_and_request_timeout_still_504() -> None:
+    """Without body_timeout_seconds a slow body is only bounded by the 504 request timeout."""
+    mw = TimeoutMiddleware(_reading_app(), timeout_seconds=0.2)
+    messages = await _post(mw, [(0.0, b"a"), (1.0, b"b")])
+    assert messages[0]["status"] == 504

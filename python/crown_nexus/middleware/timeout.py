@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -56,27 +57,50 @@ class TimeoutMiddleware:
             None if body_timeout_seconds is None else float(body_timeout_seconds)
         )
 
-    def _body_reader(self, receive: Receive, timed_out: list[bool]) -> Receive:
-        """``receive`` that raises :class:`BodyReadTimeoutException` once the body is late."""
+    def _body_reader(
+        self, receive: Receive, refused: list[bool], loop: Any, task: asyncio.Task[Any]
+    ) -> Receive:
+        """``receive`` that raises :class:`BodyReadTimeoutException` once the body is late.
+
+        One timer per request, started by the first read and cancelled by the last byte; it
+        cancels the task only while the app is waiting in ``receive`` (the cancellation is
+        turned back into the exception there), and a read after the deadline raises at once.
+        """
         limit = self.body_timeout_seconds
         assert limit is not None
-        deadline: float | None = None
-        done = False
+        handle: asyncio.TimerHandle | None = None
+        state = [False, False, False]  # [body complete, waiting in receive, deadline passed]
+
+        def expire() -> None:
+            state[2] = True
+            if state[1] and not state[0]:
+                task.cancel()
+
+        def refuse() -> BodyReadTimeoutException:
+            refused[0] = True
+            return BodyReadTimeoutException(details={"body_timeout_seconds": limit})
 
         async def receive_body() -> Message:
-            nonlocal deadline, done
-            if done:
+            nonlocal handle
+            if state[0]:
                 return await receive()
-            if deadline is None:
-                deadline = _get_running_loop().time() + limit
+            if state[2]:
+                raise refuse()
+            if handle is None:
+                handle = loop.call_at(loop.time() + limit, expire)
+            cancelling = task.cancelling()
+            state[1] = True
             try:
-                async with asyncio.timeout_at(deadline):
-                    message = await receive()
-            except TimeoutError:
-                timed_out[0] = True
-                raise BodyReadTimeoutException(details={"body_timeout_seconds": limit}) from None
+                message = await receive()
+            except asyncio.CancelledError:
+                if state[2] and task.uncancel() <= cancelling:
+                    raise refuse() from None
+                raise
+            finally:
+                state[1] = False
             if message["type"] != "http.request" or not message.get("more_body", False):
-                done = True
+                state[0] = True
+                handle.cancel()
             return message
 
         return receive_body
@@ -87,9 +111,6 @@ class TimeoutMiddleware:
         ):
             await self.app(scope, receive, send)
             return
-        body_late = [False]  # set when the body read timeout fired
-        if self.body_timeout_seconds is not None:
-            receive = self._body_reader(receive, body_late)
         # one timer handle per request, cancelled when the response starts: what
         # ``asyncio.timeout`` does, without its context-manager object and state machine
         loop = _get_running_loop()
@@ -97,6 +118,9 @@ class TimeoutMiddleware:
         if task is None:  # not inside a task (cannot be cancelled): no deadline to enforce
             await self.app(scope, receive, send)
             return
+        body_late = [False]  # set when a read was refused for the body read timeout
+        if self.body_timeout_seconds is not None:
+            receive = self._body_reader(receive, body_late, loop, task)
         state = [False, False]  # [response started, deadline expired]
 
         def expire() -> None:
