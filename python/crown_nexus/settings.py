@@ -327,6 +327,13 @@ class Settings(BaseSettings):
         return [entry.strip() for entry in value]
 
     @model_validator(mode="after")
+    def _cache_follows_redis(self) -> Settings:
+        """SPEC §8: with ``REDIS_URI`` set the cache uses Redis unless a backend was chosen."""
+        if self.REDIS_URI and "CACHE_DEFAULT_BACKEND" not in self.model_fields_set:
+            self.CACHE_DEFAULT_BACKEND = "redis"
+        return self
+
+    @model_validator(mode="after")
     def _secure_secret_key(self) -> Settings:
         key = self.secret_key.get_secret_value()
         missing = not key or key == DEFAULT_SECRET_KEY

@@ -68,3 +68,14 @@ def test_production_refuses_without_a_real_secret(secret: str | None) -> None:
     extra = {} if secret is None else {"secret_key": secret}
     with pytest.raises(ValidationError, match="CROWN_NEXUS_SECRET_KEY"):
         Settings(ENVIRONMENT="production", **extra)
+
+
+def test_redis_uri_puts_the_cache_on_redis(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SPEC §8: REDIS_URI alone moves the cache to Redis; an explicit backend still wins."""
+    monkeypatch.delenv("CACHE_DEFAULT_BACKEND", raising=False)
+    assert Settings(REDIS_URI="redis://127.0.0.1:6379/0").CACHE_DEFAULT_BACKEND == "redis"
+    assert Settings().CACHE_DEFAULT_BACKEND == "memory"
+    explicit = Settings(REDIS_URI="redis://127.0.0.1:6379/0", CACHE_DEFAULT_BACKEND="memory")
+    assert explicit.CACHE_DEFAULT_BACKEND == "memory"
+    monkeypatch.setenv("REDIS_URI", "redis://127.0.0.1:6379/0")
+    assert Settings().CACHE_DEFAULT_BACKEND == "redis"
