@@ -401,3 +401,19 @@ async def test_lifespan_shutdown_closes_the_store_it_created(redis_url: str) -> 
     await mw({"type": "lifespan"}, receive, send)
     assert closed == [True]
     assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+
+
+async def test_memory_store_is_bounded_in_bytes() -> None:
+    """Stored responses never hold more than max_bytes: the oldest keys go first."""
+    from crown_nexus.core.idempotency._base import StoredResponse
+
+    store = MemoryIdempotencyStore(max_bytes=10_000)
+    body = b"x" * 3000
+    for i in range(10):
+        claim = await store.claim(f"k{i}", "fp", 60)
+        assert await store.complete(
+            f"k{i}", claim.owner or "", "fp", StoredResponse(200, (), body), 60
+        )
+    assert store._bytes <= 10_000
+    assert sum(len(v) for _, v in store._data.values()) == store._bytes
+    assert "k9" in store._data and "k0" not in store._data

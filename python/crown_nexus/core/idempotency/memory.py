@@ -21,7 +21,9 @@ __all__ = ["MemoryIdempotencyStore"]
 
 
 class MemoryIdempotencyStore(IdempotencyStore):
-    """Keys in a dict with per-key expiry; at most ``max_entries`` (oldest dropped first).
+    """Keys in a dict with per-key expiry; at most ``max_entries`` keys holding at most
+    ``max_bytes`` of stored records in all (the oldest dropped first), so replayable responses
+    (up to 1 MiB each) cannot grow a worker without bound.
 
     Each method runs without awaiting, so it is atomic on the event loop. Not shared between
     processes: with several workers use :class:`~crown_nexus.core.idempotency.RedisIdempotencyStore`.
@@ -29,26 +31,36 @@ class MemoryIdempotencyStore(IdempotencyStore):
 
     name = "memory"
 
-    def __init__(self, max_entries: int = 10_000) -> None:
-        if max_entries < 1:
-            raise ValueError("max_entries must be at least 1")
+    def __init__(self, max_entries: int = 10_000, max_bytes: int = 64 * 1024 * 1024) -> None:
+        if max_entries < 1 or max_bytes < 1:
+            raise ValueError("max_entries and max_bytes must be at least 1")
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
         self._data: OrderedDict[str, tuple[float, str]] = OrderedDict()
+        self._bytes = 0  # len() of every stored record
+
+    def _drop(self, key: str) -> None:
+        _, value = self._data.pop(key)
+        self._bytes -= len(value)
 
     def _get(self, key: str) -> str | None:
         entry = self._data.get(key)
         if entry is None:
             return None
         if entry[0] <= time.monotonic():
-            del self._data[key]
+            self._drop(key)
             return None
         return entry[1]
 
     def _set(self, key: str, value: str, ttl: float) -> None:
+        if key in self._data:
+            self._drop(key)
         self._data[key] = (time.monotonic() + max(ttl, 0.001), value)
-        self._data.move_to_end(key)
-        while len(self._data) > self.max_entries:
-            self._data.popitem(last=False)
+        self._bytes += len(value)
+        while len(self._data) > 1 and (
+            len(self._data) > self.max_entries or self._bytes > self.max_bytes
+        ):
+            self._drop(next(iter(self._data)))
 
     async def claim(self, key: str, fingerprint: str, lock_ttl: float) -> Claim:
         """See :meth:`IdempotencyStore.claim`."""
@@ -74,5 +86,5 @@ class MemoryIdempotencyStore(IdempotencyStore):
         current = self._get(key)
         if current is None or not current.startswith(pending_prefix(owner)):
             return False
-        del self._data[key]
+        self._drop(key)
         return True
