@@ -1561,7 +1561,7 @@ def main(argv: list[str] | None = None) -> int:
         "--drain",
         type=float,
         default=None,
-        help="seconds to wait for the order workflow after the load (10; --short: 5)",
+        help="at most this many seconds to wait for the order workflow after the load (60; --short: 30); it stops as soon as every order is finished",
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "soak.json")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, DB)")
@@ -1570,10 +1570,10 @@ def main(argv: list[str] | None = None) -> int:
         args.duration = 22.0 if args.duration == 60.0 else args.duration
         args.clients = args.clients or 6
         args.rss_bound = 35.0 if args.rss_bound is None else args.rss_bound
-        args.drain = 5.0 if args.drain is None else args.drain
+        args.drain = 30.0 if args.drain is None else args.drain
     args.clients = args.clients or 16
     args.rss_bound = 10.0 if args.rss_bound is None else args.rss_bound
-    args.drain = 10.0 if args.drain is None else args.drain
+    args.drain = 60.0 if args.drain is None else args.drain
     if args.duration < 6 or args.clients < 1:
         parser.error("--duration must be at least 6 s and --clients at least 1")
 
