@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from crown_nexus.core._redis import redis_client
 from crown_nexus.core.idempotency._base import (
     Claim,
     ClaimState,
@@ -64,19 +65,9 @@ class RedisIdempotencyStore(IdempotencyStore):
         prefix: str = "crown_nexus:idempotency:",
         timeout: float = 2.0,
     ) -> None:
-        try:
-            import redis.asyncio as aioredis
-        except ImportError as exc:  # pragma: no cover - exercised only without the extra
-            raise ImportError(
-                "the Redis idempotency store needs redis-py: pip install 'crown-nexus[redis]'"
-            ) from exc
-        if client is None:
-            if not url:
-                raise ValueError("RedisIdempotencyStore needs a url or a client")
-            client = aioredis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
-            self._owns_client = True
-        else:
-            self._owns_client = False
+        client, self._owns_client = redis_client(
+            "the Redis idempotency store", "RedisIdempotencyStore", url, client, timeout
+        )
         self.client = client
         self.prefix = prefix
         self._claim = client.register_script(_CLAIM)

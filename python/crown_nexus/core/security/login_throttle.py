@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from crown_nexus.core._redis import redis_client
 from crown_nexus.core.rate_limiting.exceptions import (
     RateLimiterUnavailableException,
     RateLimitExceededException,
@@ -261,21 +262,9 @@ class RedisLoginThrottleStore(LoginThrottleStore):
         prefix: str = "crown_nexus:login_throttle:",
         timeout: float = 2.0,
     ) -> None:
-        try:
-            import redis.asyncio as aioredis
-        except ImportError as exc:  # pragma: no cover - exercised only without the extra
-            raise ImportError(
-                "the Redis login throttle needs redis-py: pip install 'crown-nexus[redis]'"
-            ) from exc
-        if client is None:
-            if not url:
-                raise ValueError("RedisLoginThrottleStore needs a url or a client")
-            client = aioredis.from_url(
-                url, socket_timeout=timeout, socket_connect_timeout=timeout
-            )
-            self._owns_client = True
-        else:
-            self._owns_client = False
+        client, self._owns_client = redis_client(
+            "the Redis login throttle", "RedisLoginThrottleStore", url, client, timeout
+        )
         self.client = client
         self.prefix = prefix
         self._fail = client.register_script(_FAIL_SCRIPT)
