@@ -227,3 +227,33 @@ async def test_events_of_one_transaction_delivered_in_publish_order(engine, serv
         pass
     assert await service.wait_for_pending(2)
     assert got == list(range(30))
+
+
+async def test_a_batch_is_marked_delivered_in_one_write(engine, service, events) -> None:  # type: ignore[no-untyped-def]
+    """A batch of 40 events costs the relay two outbox writes (claim, mark), not one per event."""
+    from sqlalchemy import event as sa_event
+
+    sessions = async_sessionmaker(engine)
+    async with sessions() as session:
+        for n in range(40):
+            await service.publish("order.created", {"n": n}, session=session)
+        await session.commit()
+    writes: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith("UPDATE CROWN_NEXUS_EVENT_OUTBOX"):
+            writes.append(statement)
+
+    sa_event.listen(engine.sync_engine, "before_cursor_execute", count)
+    try:
+        relay = OutboxRelay(engine, service, batch_size=100)
+        assert await relay.run_once() == 40
+    finally:
+        sa_event.remove(engine.sync_engine, "before_cursor_execute", count)
+    assert len(writes) == 2
+    assert await service.wait_for_pending(2)
+    assert sorted(e["data"]["n"] for e in events) == list(range(40))
+    assert await relay.pending() == []
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(outbox_table.c.attempts, outbox_table.c.delivered_at))).all()
+    assert len(rows) == 40 and all(r.attempts == 1 and r.delivered_at is not None for r in rows)

@@ -254,9 +254,15 @@ class OutboxRelay:
         return float(min(self.retry_backoff_max, self.retry_backoff * (2 ** max(0, attempts - 1))))
 
     async def run_once(self) -> int:
-        """Deliver one batch of due events; return how many were delivered."""
+        """Deliver one batch of due events; return how many were delivered.
+
+        The delivered rows of the batch are marked in one transaction after the batch (one
+        write per batch, not one per event: on SQLite every write transaction queues behind the
+        application's own writes). A relay that dies before marking them leaves them to be
+        delivered again once their claim lapses (delivery is at least once).
+        """
         rows = await self._claim()
-        delivered = 0
+        delivered: list[str] = []
         for row in rows:
             body = row.body.encode()
             try:
@@ -277,14 +283,16 @@ class OutboxRelay:
             except Exception as exc:
                 await self._failed(row, exc)
                 continue
+            delivered.append(row.id)
+        if delivered:
+            t = outbox_table
             async with self.engine.begin() as conn:
                 await conn.execute(
-                    update(outbox_table)
-                    .where(outbox_table.c.id == row.id)
-                    .values(delivered_at=time.time(), attempts=row.attempts + 1, last_error=None)
+                    update(t)
+                    .where(t.c.id.in_(delivered))
+                    .values(delivered_at=time.time(), attempts=t.c.attempts + 1, last_error=None)
                 )
-            delivered += 1
-        return delivered
+        return len(delivered)
 
     async def _failed(self, row: Any, exc: Exception) -> None:
         attempts = row.attempts + 1
