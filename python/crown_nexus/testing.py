@@ -147,7 +147,7 @@ class FrozenClock:
 #: clock hook points: (module, attribute, which clock)
 _CLOCK_HOOKS: list[tuple[str, str, str]] = [
     ("crown_nexus.logging.processors", "_wall_ns", "time_ns"),
-    ("crown_nexus.core.metrics.service", "_monotonic", "monotonic"),
+    ("crown_nexus.core.metrics.recording", "_monotonic", "monotonic"),
 ]
 
 

@@ -1,8 +1,10 @@
 """``MetricsMiddleware``: count and time every HTTP request by route template.
 
 Pure ASGI. Per request (paths in ``ignore_paths`` or below them are skipped) it tracks
-``http_requests_in_progress{method}`` while the request runs, then calls
-``metrics_service.track_request(method, endpoint, status_code, duration, error_code)`` where
+``http_requests_in_progress{method}`` while the request runs and records the request's count,
+duration and error (:mod:`crown_nexus.core.metrics.http`): two calls per request on a
+``MetricsService`` (``request_started`` / ``request_finished``, the series cached per method,
+route and status), ``track_in_progress`` ±1 and ``track_request`` on any other metrics service.
 ``endpoint`` is the ROUTE TEMPLATE Starlette matched (``/users/{user_id}``, read from
 ``scope["route"]`` after the app ran), ``"<unmatched>"`` when no route matched, so raw paths
 never become label values. The ``method`` label is the request's method when it is one of
@@ -86,16 +88,59 @@ class MetricsMiddleware:
         if method not in KNOWN_METHODS:
             method = OTHER_METHOD
         try:
-            service = self._metrics()
-            progress = _PROGRESS_LABELS.get(method)
-            if progress is None:  # a method of KNOWN_METHODS or OTHER_METHOD: a bounded set
-                progress = _PROGRESS_LABELS[method] = {"method": method}
-            service.track_in_progress(_IN_PROGRESS, progress, 1)
+            service = self._service
+            if service is None:
+                service = self._metrics()
+            started = getattr(service, "request_started", None)
+            progress = started(method) if started is not None else _generic_started(service, method)
         except Exception as exc:
             _logger.warning("Metrics unavailable; request not measured", error=repr(exc))
             await self.app(scope, receive, send)
             return
+        if started is None:
+            await self._measure_generic(service, method, progress, scope, receive, send)
+            return
 
+        status_code = 500
+        error_code: str | None = None
+
+        async def send_wrapper(message: dict[str, Any]) -> None:
+            nonlocal status_code, error_code
+            if message["type"] == "http.response.start":
+                status_code = message.get("status", 200)
+                for name, value in message.get("headers") or ():
+                    if name == b"x-error-code" or name.lower() == b"x-error-code":
+                        error_code = value.decode("latin-1")
+                        break
+            await send(message)
+
+        start = _perf_counter()
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception as exc:
+            status_code = 500
+            error_code = type(exc).__name__
+            raise
+        finally:
+            duration = _perf_counter() - start
+            try:
+                service.request_finished(
+                    method, route_template(scope), status_code, duration, error_code, progress
+                )
+            except Exception as exc:
+                _logger.warning("Could not record request metrics", error=repr(exc))
+
+    async def _measure_generic(
+        self,
+        service: Any,
+        method: str,
+        progress: dict[str, str],
+        scope: dict[str, Any],
+        receive: Any,
+        send: Any,
+    ) -> None:
+        """The request measured through ``track_in_progress`` and ``track_request`` (a metrics
+        service without the fused calls; :func:`_generic_started` counted it in progress)."""
         status_code = 500
         error_code: str | None = None
 
@@ -129,3 +174,13 @@ class MetricsMiddleware:
                 )
             except Exception as exc:
                 _logger.warning("Could not record request metrics", error=repr(exc))
+
+
+def _generic_started(service: Any, method: str) -> dict[str, str]:
+    """``track_in_progress(+1)`` on a metrics service without ``request_started``; return the
+    labels to count the end with."""
+    progress = _PROGRESS_LABELS.get(method)
+    if progress is None:  # a method of KNOWN_METHODS or OTHER_METHOD: a bounded set
+        progress = _PROGRESS_LABELS[method] = {"method": method}
+    service.track_in_progress(_IN_PROGRESS, progress, 1)
+    return progress
