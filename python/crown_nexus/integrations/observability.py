@@ -43,6 +43,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from crown_nexus.core._redis import open_redis
 from crown_nexus.core.exceptions import (
     AuthenticationException,
     ErrorCode,
@@ -209,15 +210,12 @@ def redis_check(url: str, timeout: float = 0.5) -> DependencyCheck:
     """A check sending ``PING`` to the Redis at ``url`` on a fresh connection."""
 
     async def check() -> None:
-        from redis.asyncio import Redis
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-
-        client = Redis.from_url(
+        client = open_redis(
             url,
-            socket_connect_timeout=timeout,
+            what="the Redis readiness check",
+            connect_timeout=timeout,
             socket_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),  # a probe answers now; it is asked again soon
+            retries=0,  # a probe answers now; it is asked again soon
         )
         try:
             await client.ping()

@@ -29,6 +29,7 @@ from collections import deque
 from importlib import resources
 from typing import Any
 
+from crown_nexus.core._redis import missing_redis_extra, open_redis
 from crown_nexus.core.rate_limiting.base import (
     RateLimitBackend,
     RateLimitBackendError,
@@ -42,15 +43,12 @@ from crown_nexus.core.rate_limiting.models import (
 from crown_nexus.core.tracing import SpanKind, end_span, start_span, tracing_enabled
 
 try:
-    import redis.asyncio as aioredis
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import NoScriptError, ResponseError
-except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise ImportError(
-        "the Redis rate-limit backend needs redis-py: pip install 'crown-nexus[redis]'"
-    ) from exc
+except ImportError as exc:  # tested with redis-py hidden (tests/core/test_redis_factory.py)
+    raise missing_redis_extra("the Redis rate-limit backend") from exc
 
 __all__ = ["RedisRateLimitBackend", "load_script"]
 
@@ -199,14 +197,14 @@ class RedisRateLimitBackend(RateLimitBackend):
             raise ValueError("timeout must be > 0")
         self._owns_client = client is None
         if client is None:
-            pool = aioredis.ConnectionPool.from_url(
+            client = open_redis(
                 url,  # type: ignore[arg-type]
+                what="the Redis rate-limit backend",
+                connect_timeout=timeout,
+                socket_timeout=None,  # the _Deadlines watchdog bounds each check
+                retries=1,
                 max_connections=max_connections + _SPARE_CONNECTIONS,
-                socket_timeout=None,
-                socket_connect_timeout=timeout,
-                retry=Retry(NoBackoff(), 1),
             )
-            client = aioredis.Redis(connection_pool=pool)
         if max_connections < 1:
             raise ValueError("max_connections must be >= 1")
         # bounds concurrent calls (and so connections); cheaper than a blocking pool's

@@ -30,19 +30,15 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from crown_nexus.core._redis import LoopRedis, missing_redis_extra
 from crown_nexus.core.exceptions import ConfigurationException
 from crown_nexus.core.security._blacklist_base import MemoryTokenBlacklist, TokenBlacklist, _ttl
 from crown_nexus.logging import get_logger
 
 try:
-    import redis.asyncio as aioredis
     from redis import exceptions as redis_exceptions
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "the Redis token blacklist needs redis-py: pip install 'crown-nexus[redis]'"
-    ) from exc
+except ImportError as exc:  # tested with redis-py hidden (tests/core/test_redis_factory.py)
+    raise missing_redis_extra("the Redis token blacklist") from exc
 
 __all__ = ["DEFAULT_TIMEOUT", "RedisTokenBlacklist"]
 
@@ -68,8 +64,9 @@ class RedisTokenBlacklist(TokenBlacklist):
 
     redis-py's asyncio connections belong to the event loop that opened them. A blacklist built
     from a URL is used by module-level functions from whatever loop runs them (an app, a
-    worker, a test), so it keeps one client (and one listener) per loop: used from a new loop, it
-    opens a new client there instead of failing on connections of a loop that is gone.
+    worker, a test), so it keeps one client (:class:`~crown_nexus.core._redis.LoopRedis`) and one
+    listener per loop: used from a new loop, it opens a new client there instead of failing on
+    connections of a loop that is gone.
     """
 
     def __init__(
@@ -94,14 +91,16 @@ class RedisTokenBlacklist(TokenBlacklist):
         self._sync_interval = sync_interval
         self._replicate = replicate
         self._clock = clock
-        self._owns_client = client is None
-        if client is None:
-            if not redis_url:
-                raise ConfigurationException(message="RedisTokenBlacklist needs a URL or a client")
-            client = self._connect(redis_url)
-        self._url = redis_url
-        self._client = client
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._clients = LoopRedis(
+            redis_url,
+            client=client,
+            what="the Redis token blacklist",
+            owner="RedisTokenBlacklist",
+            connect_timeout=timeout,
+            socket_timeout=None,  # bounded by asyncio.timeout per call instead
+            keepalive=True,
+            retries=0,
+        )
         self._prefix = prefix
         self._channel = f"{prefix}events"
         self._replica = MemoryTokenBlacklist(clock=clock)
@@ -117,15 +116,6 @@ class RedisTokenBlacklist(TokenBlacklist):
         #: how many outages were noticed (each logged once)
         self.outages = 0
 
-    def _connect(self, url: str) -> Any:
-        return aioredis.Redis.from_url(
-            url,
-            socket_connect_timeout=self._timeout,
-            socket_timeout=None,  # bounded by asyncio.timeout per call instead
-            socket_keepalive=True,
-            retry=Retry(NoBackoff(), 0),
-        )
-
     # --- state -------------------------------------------------------------------------------
 
     @property
@@ -139,17 +129,8 @@ class RedisTokenBlacklist(TokenBlacklist):
         return self._replica
 
     def _redis(self) -> Any:
-        """The client for the running loop (a fresh one when the loop changed, if we own it)."""
-        if not self._owns_client:
-            return self._client
-        loop = asyncio.get_running_loop()
-        if self._loop is not loop:
-            if self._loop is not None:
-                # the old client's connections belong to another (often closed) loop
-                assert self._url is not None  # we own the client, so it was built from a URL
-                self._client = self._connect(self._url)
-            self._loop = loop
-        return self._client
+        """The client for the running loop (opened there on first use, unless one was given)."""
+        return self._clients.get()
 
     def _went_down(self, exc: BaseException) -> None:
         now = self._clock()
@@ -273,8 +254,7 @@ class RedisTokenBlacklist(TokenBlacklist):
                 await listener
             except BaseException:  # noqa: S110 - cancelled (or it had failed): either way gone
                 pass
-        if self._owns_client and self._loop in (None, running):
-            await self._client.aclose()
+        await self._clients.aclose()
 
     # --- the replica -----------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, ClassVar, NoReturn, TypeVar
 
+from crown_nexus.core._redis import missing_redis_extra, open_redis
 from crown_nexus.core.cache import serialization
 from crown_nexus.core.cache.backends.base import TAG_PREFIX, CacheBackend, check_ttl
 from crown_nexus.core.cache.exceptions import (
@@ -37,14 +38,9 @@ from crown_nexus.core.cache.exceptions import (
 )
 
 try:
-    import redis.asyncio as aioredis
     from redis import exceptions as redis_exceptions
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
-except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise CacheConfigurationException(
-        "the Redis cache backend needs redis-py: pip install 'crown-nexus[redis]'"
-    ) from exc
+except ImportError as exc:  # tested with redis-py hidden (tests/core/test_redis_factory.py)
+    raise missing_redis_extra("the Redis cache backend") from exc
 
 __all__ = ["RedisCacheBackend"]
 
@@ -142,12 +138,13 @@ class RedisCacheBackend(CacheBackend):
                     "the Redis cache backend needs a URL (REDIS_URI) or a client"
                 )
             try:
-                client = aioredis.Redis.from_url(
+                client = open_redis(
                     url,
-                    socket_timeout=None,
-                    socket_connect_timeout=connect_timeout,
-                    socket_keepalive=True,
-                    retry=Retry(NoBackoff(), 0),
+                    what="the Redis cache backend",
+                    connect_timeout=connect_timeout,
+                    socket_timeout=None,  # FallbackCacheBackend bounds each operation
+                    keepalive=True,
+                    retries=0,
                     max_connections=2 * max_connections,
                     decode_responses=False,
                 )

@@ -11,21 +11,13 @@ interval (default 0.25 s).
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from typing import Any, ClassVar
 
 import orjson
 
-from crown_nexus.core.exceptions import ConfigurationException
+from crown_nexus.core._redis import LoopRedis
 from crown_nexus.core.features.stores.base import FeatureStore
-
-try:
-    import redis.asyncio as aioredis
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "the Redis feature flag store needs redis-py: pip install 'crown-nexus[redis]'"
-    ) from exc
 
 __all__ = ["RedisFeatureStore"]
 
@@ -50,31 +42,23 @@ class RedisFeatureStore(FeatureStore):
         prefix: str = "crown_nexus:features:",
         socket_timeout: float = 1.0,
     ) -> None:
-        if client is None and not url:
-            raise ConfigurationException(message="RedisFeatureStore needs a URL or a client")
-        self._url = url
-        self._owns_client = client is None
-        self._client = client
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._timeout = socket_timeout
+        # redis-py missing: ConfigurationException naming the extra; neither url nor client:
+        # ConfigurationException naming this store
+        self._clients = LoopRedis(
+            url,
+            client=client,
+            what="the Redis feature flag store",
+            owner="RedisFeatureStore",
+            connect_timeout=socket_timeout,
+            socket_timeout=socket_timeout,
+            retry_on_timeout=False,
+        )
         self._flags_key = f"{prefix}flags"
         self._version_key = f"{prefix}version"
         self._generation_key = f"{prefix}generation"
 
     def _redis(self) -> Any:
-        if not self._owns_client:
-            return self._client
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop:
-            assert self._url is not None
-            self._client = aioredis.Redis.from_url(
-                self._url,
-                socket_connect_timeout=self._timeout,
-                socket_timeout=self._timeout,
-                retry_on_timeout=False,
-            )
-            self._loop = loop
-        return self._client
+        return self._clients.get()
 
     @staticmethod
     def _token(version: Any, generation: Any) -> str:
@@ -116,17 +100,7 @@ class RedisFeatureStore(FeatureStore):
         return bool(removed)
 
     async def close(self) -> None:
-        client = self._client
-        if client is None or not self._owns_client:
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if self._loop is running:
-            await client.aclose()
-        self._client = None
-        self._loop = None
+        await self._clients.aclose()
 
     def describe(self) -> str:
         return "redis"
