@@ -33,7 +33,11 @@ from typing import Any, Literal
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crown_nexus.core.exceptions import AppException, ErrorCode, render_exception
-from crown_nexus.core.security.validation import find_suspicious_patterns, find_url_attacks
+from crown_nexus.core.security.validation import (
+    find_suspicious_patterns,
+    find_url_attacks,
+    url_is_plain,
+)
 from crown_nexus.core.tracing import end_span, start_span, tracing_enabled
 from crown_nexus.logging import get_logger
 
@@ -62,6 +66,8 @@ ContentHeuristicsMode = Literal["off", "report", "enforce"]
 _MODES = ("off", "report", "enforce")
 
 DETECTIONS_METRIC = "suspicious_content_detections_total"
+#: HTTP versions whose requests have no body unless a header frames one (RFC 9112 §6.3)
+_BODILESS_UNLESS_FRAMED = frozenset({"1.0", "1.1"})
 
 
 class SuspiciousRequestException(AppException):
@@ -203,9 +209,15 @@ class SecureRequestMiddleware:
         if self.exclude_paths and path.startswith(self.exclude_paths):
             return [], []
         raw_path = scope.get("raw_path")
+        raw_query = scope.get("query_string", b"")
         if isinstance(raw_path, bytes | bytearray):
-            path = bytes(raw_path).decode("utf-8", "replace")
-        query = scope.get("query_string", b"").decode("utf-8", "replace")
+            raw_path = bytes(raw_path)
+            if url_is_plain(raw_path, raw_query):  # the usual URL: nothing can match
+                return [], []
+            path = raw_path.decode("utf-8", "replace")
+        elif url_is_plain(path.encode("utf-8", "surrogateescape"), raw_query):
+            return [], []
+        query = raw_query.decode("utf-8", "replace")
         strict = find_url_attacks(path, query)
         fuzzy: list[str] = []
         if self.content_heuristics != "off":
@@ -287,8 +299,10 @@ class SecureRequestMiddleware:
         if limit is None:
             await self.app(scope, receive, send)
             return
+        framed = False  # the request says how its body is framed (Content-Length or chunked)
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
+                framed = True
                 try:
                     declared = int(value)
                 except ValueError:
@@ -298,7 +312,13 @@ class SecureRequestMiddleware:
                         send, RequestTooLargeException(details={"max_body_size": limit})
                     )
                     return
-                break
+            elif name == b"transfer-encoding":
+                framed = True
+        if not framed and scope.get("http_version", "1.1") in _BODILESS_UNLESS_FRAMED:
+            # HTTP/1.x without Content-Length or Transfer-Encoding: the body is empty (RFC 9112
+            # §6.3), there is nothing to count
+            await self.app(scope, receive, send)
+            return
 
         received = 0
         started = False

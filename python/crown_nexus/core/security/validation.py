@@ -37,6 +37,7 @@ __all__ = [
     "is_valid_hostname",
     "moderate_content",
     "sanitize_input",
+    "url_is_plain",
     "validate_json_input",
 ]
 
@@ -425,6 +426,34 @@ def find_url_attacks(path: str, query: str = "") -> list[str]:
     if "xss" not in found and any(_script_url(s) for s in starts if s):
         found.add("xss")
     return [name for name in _CHECKS if name in found]
+
+
+#: a request path / query string of these bytes only decodes to itself (no ``%``, no ``+``), is
+#: ASCII (NFKC leaves it alone), and lacks every character the patterns above need besides
+#: letters and digits: ``<`` ``:`` quotes, ``;`` ``|`` ``$`` ``(`` backtick, whitespace, ``*``
+#: ``#``, NUL
+_PLAIN_PATH = re.compile(rb"[A-Za-z0-9/_.~,-]*+")
+_PLAIN_QUERY = re.compile(rb"[A-Za-z0-9/_.~,=&-]*+")
+#: what the patterns can still match in such text: ``..`` segments, ``--`` (a fuzzy
+#: ``SELECT ... FROM ... WHERE ... --``), ``&&`` (command chaining), ``information_schema``,
+#: ``/etc/passwd``-style and ``boot.ini`` paths, ``srcdoc=``
+_PLAIN_SUSPECTS = re.compile(rb"(?i)\.\.|--|&&|information_schema|/etc/|boot\.ini|srcdoc")
+
+
+def url_is_plain(raw_path: bytes, query: bytes = b"") -> bool:
+    """True when neither :func:`find_url_attacks` nor :func:`find_suspicious_patterns` can
+    report anything for this request target (``raw_path`` and ``query`` as sent).
+
+    A cheap, conservative screen for the common URL (``/items/42?page=2&sort=name``): letters,
+    digits and ``/ _ . ~ , -`` (plus ``= &`` in the query), and none of the few sequences the
+    patterns could still find in such text. ``False`` means "run the checks", not "suspicious".
+    """
+    return (
+        _PLAIN_PATH.fullmatch(raw_path) is not None
+        and (not query or _PLAIN_QUERY.fullmatch(query) is not None)
+        and _PLAIN_SUSPECTS.search(raw_path) is None
+        and (not query or _PLAIN_SUSPECTS.search(query) is None)
+    )
 
 
 # --- JSON ------------------------------------------------------------------------------------
