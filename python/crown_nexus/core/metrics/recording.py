@@ -17,6 +17,7 @@ single acquisition, exactly, while prometheus-client's own ``inc``/``observe`` s
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
@@ -40,6 +41,8 @@ _logger = get_logger("crown_nexus.core.metrics")
 #: the clock of the in-process windows (``crown_nexus.testing.freeze_time`` replaces it)
 _monotonic = time.monotonic
 _NAME_OK = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+#: callables handing locally batched counts over (:meth:`MetricStore.add_flush_hook`)
+_FLUSH_HOOKS: list[Callable[[], None]] = []
 
 
 def _label_value(value: Any) -> str:
@@ -113,10 +116,11 @@ class MetricStore:
         registry: CollectorRegistry | None = None,
         multiprocess_dir: str | None = None,
     ) -> None:
-        import os
-
         self.config = config or MetricsConfig()
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        # Not a Settings field: prometheus_client picks its multiprocess value store from this
+        # variable in os.environ itself, so the service must see exactly that (a Settings value
+        # could differ, e.g. from a ``.env`` file, and split the counts between two stores).
         self.multiprocess_dir = (
             multiprocess_dir or os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
         )
@@ -124,22 +128,21 @@ class MetricStore:
         self._lock = threading.RLock()
         #: shared by every single-process prometheus value of this service (module docstring)
         self._value_lock = threading.Lock()
-        #: callables handing locally batched counts over before a read or a scrape
-        self._flush_hooks: list[Callable[[], None]] = []
         self._exporter: Any = None
         self.initialized = False
 
     def add_flush_hook(self, hook: Callable[[], None]) -> None:
-        """Run ``hook`` before every reader and every exposition (once per hook object).
+        """Run ``hook`` before every reader and every exposition of every service (process-wide,
+        once per hook object).
 
-        For code that counts on its hot path in a local batch and hands it to this service
-        later (the permission checks): the readers and ``/metrics`` then see every count."""
-        if hook not in self._flush_hooks:
-            self._flush_hooks.append(hook)
+        For code that counts on its hot path in a local batch and hands it to the current metrics
+        service later (the permission checks): the readers and ``/metrics`` then see every count."""
+        if hook not in _FLUSH_HOOKS:
+            _FLUSH_HOOKS.append(hook)
 
     def flush_pending(self) -> None:
         """Run the flush hooks (failures are logged, never raised)."""
-        for hook in list(self._flush_hooks):
+        for hook in _FLUSH_HOOKS:
             try:
                 hook()
             except Exception as exc:
@@ -414,11 +417,13 @@ class MetricStore:
 
     def get_metric(self, name: str) -> Any:
         """Return the prometheus metric object named ``name`` or ``None``."""
+        self.flush_pending()
         metric = self._metrics.get(name)
         return metric.prom if metric is not None else None
 
     def series_count(self, name: str) -> int:
         """Return how many label sets metric ``name`` has (``0`` when unknown)."""
+        self.flush_pending()
         metric = self._metrics.get(name)
         return len(metric.series) if metric is not None else 0
 

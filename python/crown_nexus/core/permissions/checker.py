@@ -154,7 +154,7 @@ def _check_one(
             resource_id=resource_id,
             action=action,
         )
-    record_check("permission", started, {"permission": name}, ok)
+    record_check("permission", started, (name,), ok)
     return ok
 
 
@@ -186,7 +186,7 @@ class PermissionChecker:
             if not ok:
                 missing = [_name(p) for p, h in zip(perms, held, strict=True) if not h]
                 _denied("permission.denied", user, ",".join(missing) or "")
-        record_check("multiple_permissions", started, {"require_all": str(require_all)}, ok)
+        record_check("multiple_permissions", started, (str(require_all),), ok)
         return ok
 
     @staticmethod
@@ -209,9 +209,7 @@ class PermissionChecker:
         if not ok:
             rtype, rid = _resource_of(obj)
             _denied("permission.object_denied", user, name, resource_type=rtype, resource_id=rid)
-        record_check(
-            "object_permission", started, {"object_type": type(obj).__name__, "permission": name}, ok
-        )
+        record_check("object_permission", started, (type(obj).__name__, name), ok)
         return ok
 
     @staticmethod

@@ -229,7 +229,7 @@ class ObjectRule:
                 resource_type=rtype,
                 resource_id=None if rid is None else str(rid),
             )
-        record_check("object_permission", started, {"object_type": rtype, "permission": name}, ok)
+        record_check("object_permission", started, (rtype, name), ok)
         return ok
 
     async def ensure(
