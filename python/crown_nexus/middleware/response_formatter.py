@@ -17,8 +17,9 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crown_nexus.core.cache.etags import encoded_etag, weak_etag
-from crown_nexus.core.exceptions import current_request_id, utc_timestamp
+from crown_nexus.core.exceptions import utc_timestamp
 from crown_nexus.core.tracing import end_span, start_span, tracing_enabled
+from crown_nexus.logging.context import _request_id
 from crown_nexus.middleware._headers import add_vary, rewrite_etag
 
 __all__ = [
@@ -160,7 +161,7 @@ class ResponseFormatterMiddleware:
                 payload = _UNPARSEABLE
             wrapped = payload is not _UNPARSEABLE and not _already_enveloped(payload)
             if wrapped:
-                rid = current_request_id() or scope.get("state", {}).get("request_id")
+                rid = _request_id.get() or scope.get("state", {}).get("request_id")
                 # the body parsed as JSON, so it is spliced in as it is: no second encoding
                 body = b"".join(
                     (

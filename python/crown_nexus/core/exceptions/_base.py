@@ -8,6 +8,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from time import time as _time
 from typing import Any
 
 __all__ = ["AppException", "ErrorCode", "error_body", "utc_timestamp"]
@@ -60,9 +61,24 @@ def _code_str(code: Any) -> str:
     return str(code)
 
 
+#: ``[(whole second, its "YYYY-MM-DDTHH:MM:SS" text)]`` of the last :func:`utc_timestamp`
+#: call (one tuple swapped whole, so a thread never pairs one second with another's text)
+_SECOND_TEXT: list[tuple[int, str]] = [(-1, "")]
+
+
 def utc_timestamp() -> str:
-    """The current time as ISO-8601 UTC with millisecond precision, e.g. ``2026-01-01T00:00:00.000Z``."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """The current time as ISO-8601 UTC with millisecond precision, e.g. ``2026-01-01T00:00:00.000Z``.
+
+    What ``datetime.now(UTC).isoformat(timespec="milliseconds")`` writes (with ``Z``), the
+    date and time formatted once per second (it is on every response's envelope).
+    """
+    now = _time()
+    second = int(now)
+    cached = _SECOND_TEXT[0]
+    if cached[0] != second:
+        cached = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+        _SECOND_TEXT[0] = cached
+    return f"{cached[1]}.{int((now - second) * 1000):03d}Z"
 
 
 def error_body(
