@@ -38,6 +38,7 @@ from typing import Any, NamedTuple
 import pydantic
 
 from crown_nexus import accel
+from crown_nexus.core._tasks import cancel_and_wait, raise_if_cancelling
 from crown_nexus.core.dependency_manager import get_registry, get_service, register_service
 from crown_nexus.core.exceptions import ValidationException
 from crown_nexus.core.features._bucket import BUCKETS, bucketer, threshold
@@ -728,6 +729,7 @@ class FeatureService:
         if load_first:
             await self.refresh(force=True)
         while True:
+            raise_if_cancelling()  # a cancel swallowed by the store's client still stops us
             interval = self.poll_interval
             await asyncio.sleep(max(interval, 1.0) if self._store_down else interval)
             await self.refresh()
@@ -769,11 +771,7 @@ class FeatureService:
         """Stop polling, hand pending metrics over and close the store. The last known flags
         stay in force (a later :meth:`initialize` reloads them)."""
         task, self._task = self._task, None
-        if task is not None and not task.done():
-            task.cancel()
-            if task.get_loop() is _get_running_loop():
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+        await cancel_and_wait(task, self._op_timeout + 1.0, what="feature flag poller")
         self.telemetry.flush()
         await self._close_retired()
         try:

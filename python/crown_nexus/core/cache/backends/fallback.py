@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
+from crown_nexus.core._tasks import cancel_and_wait
 from crown_nexus.core.cache.backends.base import CacheBackend
 from crown_nexus.core.cache.exceptions import CacheException, CacheOperationException
 from crown_nexus.logging import get_logger
@@ -418,11 +419,8 @@ class FallbackCacheBackend(CacheBackend):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        tasks = [t for t in (self._probe_task, self._reset_task) if t is not None and not t.done()]
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
+        for task in (self._probe_task, self._reset_task):
+            await cancel_and_wait(task, 2.0, what="cache fallback probe")
         self._loop = None
         await self.primary.close()
         await self.fallback.close()
