@@ -28,6 +28,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     SecretStr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -253,6 +254,26 @@ class Settings(BaseSettings):
     event_backend: Literal["memory", "celery"] = Field(
         default="memory", validation_alias=_env("EVENT_BACKEND")
     )
+    #: the largest encoded event (payload + context, bytes) ``publish`` accepts
+    event_max_bytes: int = Field(default=1_048_576, ge=1, validation_alias=_env("EVENT_MAX_BYTES"))
+    #: default seconds an event handler may run (``none``: no limit)
+    event_handler_timeout: float | None = Field(
+        default=30.0, validation_alias=_env("EVENT_HANDLER_TIMEOUT")
+    )
+    #: memory event backend: handler runs scheduled or running before ``publish`` waits
+    event_max_pending: int = Field(default=10_000, ge=1, validation_alias=_env("EVENT_MAX_PENDING"))
+    #: seconds ``publish`` waits for room under backpressure before failing (``none``: no limit)
+    event_backpressure_timeout: float | None = Field(
+        default=None, validation_alias=_env("EVENT_BACKPRESSURE_TIMEOUT")
+    )
+    #: seconds the event system's shutdown waits for pending handler runs before cancelling them
+    event_shutdown_timeout: float | None = Field(
+        default=10.0, validation_alias=_env("EVENT_SHUTDOWN_TIMEOUT")
+    )
+    #: ``event_handler_duration_seconds`` observes a subscription's first run, then one in this many
+    event_duration_sample_every: int = Field(
+        default=8, ge=1, validation_alias=_env("EVENT_DURATION_SAMPLE_EVERY")
+    )
     celery_broker_url: str | None = Field(default=None, validation_alias=_env("CELERY_BROKER_URL"))
     metrics_enabled: bool = Field(default=True, validation_alias=_env("METRICS_ENABLED"))
     #: bearer token a scraper sends to read ``/metrics`` in production (admins may read it too)
@@ -304,6 +325,41 @@ class Settings(BaseSettings):
     feature_poll_interval: float | None = Field(
         default=None, gt=0, validation_alias=_env("FEATURE_POLL_INTERVAL")
     )
+
+    @field_validator(
+        "event_max_bytes", "event_max_pending", "event_duration_sample_every", mode="before"
+    )
+    @classmethod
+    def _event_count(cls, value: Any, info: ValidationInfo) -> Any:
+        """Empty, ``none``, ``off`` or 0 keep the default; ``1e6`` is read as 1000000."""
+        if isinstance(value, str):
+            text = value.strip().lower()
+            if text in {"", "none", "off"}:
+                return cls.model_fields[info.field_name or ""].default
+            try:
+                value = float(text)
+            except ValueError:
+                return value  # pydantic names the field and the bad value
+        if isinstance(value, float) and value == int(value):
+            value = int(value)
+        if value == 0 or value is None:
+            return cls.model_fields[info.field_name or ""].default
+        return value
+
+    @field_validator(
+        "event_handler_timeout", "event_backpressure_timeout", "event_shutdown_timeout",
+        mode="before",
+    )
+    @classmethod
+    def _event_timeout(cls, value: Any, info: ValidationInfo) -> Any:
+        """Empty keeps the default; ``none`` or ``off`` mean no limit."""
+        if isinstance(value, str):
+            text = value.strip().lower()
+            if text == "":
+                return cls.model_fields[info.field_name or ""].default
+            if text in {"none", "off"}:
+                return None
+        return value
 
     @field_validator("max_body_sizes")
     @classmethod

@@ -23,7 +23,6 @@ it back, whether it comes from ``to_dict()`` or from what a handler received (in
 from __future__ import annotations
 
 import dataclasses
-import os
 import typing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,16 +30,12 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 import msgspec
 
+from crown_nexus.core.events.envelope import new_event_id
 from crown_nexus.core.events.exceptions import EventDataException
 
 __all__ = ["DomainEvent", "UserCreatedEvent", "UserData", "new_event_id", "utc_now_iso"]
 
 T = TypeVar("T")
-
-
-def new_event_id() -> str:
-    """A fresh random event id (32 lowercase hex characters, 128 random bits)."""
-    return os.urandom(16).hex()
 
 
 def utc_now_iso() -> str:

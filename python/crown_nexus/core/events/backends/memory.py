@@ -24,7 +24,8 @@ from crown_nexus.core.events.backends.base import EventBackend
 from crown_nexus.core.events.exceptions import EventPublishException
 
 if TYPE_CHECKING:
-    from crown_nexus.core.events.service import EventService, Subscription
+    from crown_nexus.core.events.service import EventService
+    from crown_nexus.core.events.subscriptions import Subscription
 
 __all__ = ["WATCHDOG_TICK", "MemoryEventBackend", "in_handler"]
 
@@ -118,20 +119,21 @@ class MemoryEventBackend(EventBackend):
     async def _run(self, sub: Subscription, event: dict[str, Any], state: _LoopState) -> None:
         _IN_HANDLER.set(True)
         task: asyncio.Task[Any] = asyncio.current_task()  # type: ignore[assignment]
-        timeout = self._service.timeout_of(sub)
+        runner = self._service.runner
+        timeout = runner.timeout_of(sub)
         start = time.perf_counter()
         if timeout is not None:
             state.deadlines[task] = state.loop.time() + timeout
             if state.watchdog is None:
                 state.watchdog = state.loop.call_later(WATCHDOG_TICK, self._watch, state)
         try:
-            await self._service.run_handler(sub, event, enforce_timeout=False)
+            await runner.run_handler(sub, event, enforce_timeout=False)
         except asyncio.CancelledError:
             if task not in state.expired:
                 raise
             state.expired.discard(task)
             task.uncancel()
-            await self._service.handler_timed_out(sub, event, time.perf_counter() - start)
+            await runner.handler_timed_out(sub, event, time.perf_counter() - start)
         finally:
             state.deadlines.pop(task, None)
             state.pending -= 1
