@@ -257,3 +257,39 @@ async def test_a_batch_is_marked_delivered_in_one_write(engine, service, events)
     async with engine.connect() as conn:
         rows = (await conn.execute(select(outbox_table.c.attempts, outbox_table.c.delivered_at))).all()
     assert len(rows) == 40 and all(r.attempts == 1 and r.delivered_at is not None for r in rows)
+
+
+async def test_concurrency_runs_deliveries_of_a_batch_at_once(engine, service) -> None:  # type: ignore[no-untyped-def]
+    """With concurrency=4 a deliver that waits is run for 4 events at once (never more); a
+    failed one is retried later while the rest are marked delivered."""
+    sessions = async_sessionmaker(engine)
+    async with sessions() as session:
+        for n in range(10):
+            await service.publish("job", {"n": n}, session=session)
+        await session.commit()
+    running = 0
+    peak = 0
+    seen: list[int] = []
+
+    async def slow(event: dict[str, Any], body: bytes) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        try:
+            await asyncio.sleep(0.05)
+            if event["data"]["n"] == 3 and 3 not in seen:
+                seen.append(3)
+                raise RuntimeError("busy")
+            seen.append(event["data"]["n"])
+        finally:
+            running -= 1
+
+    relay = OutboxRelay(engine, service, deliver=slow, concurrency=4, retry_backoff=0.01)
+    assert await relay.run_once() == 9
+    assert peak == 4
+    [left] = await relay.pending()
+    assert left["event"]["data"] == {"n": 3} and left["attempts"] == 1
+    await asyncio.sleep(0.05)
+    assert await relay.run_once() == 1
+    assert sorted(seen) == [0, 1, 2, 3, 3, 4, 5, 6, 7, 8, 9]
+    assert await relay.pending() == []

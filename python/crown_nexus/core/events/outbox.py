@@ -209,11 +209,18 @@ class OutboxRelay:
         retry_backoff: float = 1.0,
         retry_backoff_max: float = 300.0,
         claim_timeout: float = 30.0,
+        concurrency: int = 1,
     ) -> None:
-        if batch_size < 1 or max_attempts < 1 or poll_interval <= 0 or claim_timeout <= 0:
+        if (
+            batch_size < 1
+            or max_attempts < 1
+            or concurrency < 1
+            or poll_interval <= 0
+            or claim_timeout <= 0
+        ):
             raise EventConfigurationException(
-                "OutboxRelay needs batch_size >= 1, max_attempts >= 1, positive poll_interval "
-                "and claim_timeout"
+                "OutboxRelay needs batch_size >= 1, max_attempts >= 1, concurrency >= 1, "
+                "positive poll_interval and claim_timeout"
             )
         self.engine = _engine_of(engine)
         self.service = service
@@ -224,6 +231,7 @@ class OutboxRelay:
         self.retry_backoff = retry_backoff
         self.retry_backoff_max = retry_backoff_max
         self.claim_timeout = claim_timeout
+        self.concurrency = concurrency
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self._stopping = False
@@ -256,43 +264,72 @@ class OutboxRelay:
     async def run_once(self) -> int:
         """Deliver one batch of due events; return how many were delivered.
 
-        The delivered rows of the batch are marked in one transaction after the batch (one
-        write per batch, not one per event: on SQLite every write transaction queues behind the
-        application's own writes). A relay that dies before marking them leaves them to be
-        delivered again once their claim lapses (delivery is at least once).
+        With ``concurrency`` 1 (the default) the batch is delivered one event after the other,
+        in the order the events were written; with more, up to that many deliveries run at
+        once (for a ``deliver`` that waits on the handlers). The delivered rows of the batch are
+        marked in one transaction after the batch (one write per batch, not one per event: on
+        SQLite every write transaction queues behind the application's own writes). A relay
+        that dies before marking them leaves them to be delivered again once their claim lapses
+        (delivery is at least once).
         """
         rows = await self._claim()
-        delivered: list[str] = []
-        for row in rows:
-            body = row.body.encode()
-            try:
-                event = orjson.loads(body)
-                if tracing_enabled():  # the delivery continues the publisher's trace
-                    with resume_span(
-                        f"outbox.deliver {event.get('name')}",
-                        event.get("context"),
-                        tracer="crown_nexus.events",
-                        attributes={
-                            "messaging.message.id": str(event.get("id")),
-                            "crown_nexus.outbox.attempt": row.attempts + 1,
-                        },
-                    ):
-                        await self._deliver(event, body)
-                else:
-                    await self._deliver(event, body)
-            except Exception as exc:
-                await self._failed(row, exc)
-                continue
-            delivered.append(row.id)
+        if self.concurrency == 1 or len(rows) < 2:
+            outcomes = [await self._deliver_row(row) for row in rows]
+        else:
+            gate = asyncio.Semaphore(self.concurrency)
+
+            async def bounded(row: Any) -> bool:
+                async with gate:
+                    return await self._deliver_row(row)
+
+            outcomes = list(await asyncio.gather(*(bounded(row) for row in rows)))
+        delivered = [row.id for row, ok in zip(rows, outcomes, strict=True) if ok]
         if delivered:
-            t = outbox_table
-            async with self.engine.begin() as conn:
-                await conn.execute(
-                    update(t)
-                    .where(t.c.id.in_(delivered))
-                    .values(delivered_at=time.time(), attempts=t.c.attempts + 1, last_error=None)
-                )
+            await self._mark_delivered(delivered)
         return len(delivered)
+
+    async def _deliver_row(self, row: Any) -> bool:
+        """Deliver one claimed row: True when delivered, False when it failed (then recorded
+        for a retry or moved to the dead letters)."""
+        body = row.body.encode()
+        try:
+            event = orjson.loads(body)
+            if tracing_enabled():  # the delivery continues the publisher's trace
+                with resume_span(
+                    f"outbox.deliver {event.get('name')}",
+                    event.get("context"),
+                    tracer="crown_nexus.events",
+                    attributes={
+                        "messaging.message.id": str(event.get("id")),
+                        "crown_nexus.outbox.attempt": row.attempts + 1,
+                    },
+                ):
+                    await self._deliver(event, body)
+            else:
+                await self._deliver(event, body)
+        except Exception as exc:
+            await self._failed(row, exc)
+            return False
+        return True
+
+    async def _mark_delivered(self, ids: list[str], tries: int = 3) -> None:
+        """Mark ``ids`` delivered in one write, tried ``tries`` times (a busy SQLite refuses a
+        writer after its busy timeout); raises the last error when every try failed (the rows
+        are then delivered again once their claim lapses)."""
+        t = outbox_table
+        for attempt in range(1, tries + 1):
+            try:
+                async with self.engine.begin() as conn:
+                    await conn.execute(
+                        update(t)
+                        .where(t.c.id.in_(ids))
+                        .values(delivered_at=time.time(), attempts=t.c.attempts + 1, last_error=None)
+                    )
+                return
+            except SQLAlchemyError:
+                if attempt == tries:
+                    raise
+                await asyncio.sleep(0.05 * attempt)
 
     async def _failed(self, row: Any, exc: Exception) -> None:
         attempts = row.attempts + 1
