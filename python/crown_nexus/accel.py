@@ -59,6 +59,9 @@ def requested_mode() -> str:
 
     Any other value is treated as ``auto`` with a warning, so a typo never breaks start-up.
     """
+    # Read here, not through Settings (whose ``impl`` field documents the same variable): hot
+    # paths pick their implementation when their module is imported, before settings exist,
+    # and accel sits below the settings layer, so it cannot import them.
     raw = os.environ.get("CROWN_NEXUS_IMPL", "auto").strip().lower() or "auto"
     if raw not in ("pure", "auto"):
         warnings.warn(

@@ -275,6 +275,34 @@ class Settings(BaseSettings):
         default=8, ge=1, validation_alias=_env("EVENT_DURATION_SAMPLE_EVERY")
     )
     celery_broker_url: str | None = Field(default=None, validation_alias=_env("CELERY_BROKER_URL"))
+    #: the Celery queue events are sent to and event workers consume
+    celery_queue: str = Field(
+        default="crown-nexus-events", min_length=1, validation_alias=_env("CELERY_QUEUE")
+    )
+    #: seconds a message taken by a Celery worker stays hidden from the others before it is
+    #: delivered again (Redis broker: make it longer than the slowest handler)
+    celery_visibility_timeout: float = Field(
+        default=3600.0, gt=0, validation_alias=_env("CELERY_VISIBILITY_TIMEOUT")
+    )
+    #: how often (seconds) a Celery worker looks for messages of dead workers to deliver again
+    #: (0: kombu's own schedule)
+    celery_restore_interval: float = Field(
+        default=0.0, ge=0, validation_alias=_env("CELERY_RESTORE_INTERVAL")
+    )
+    #: modules a Celery event worker imports at start to register its handlers (comma-separated;
+    #: one that cannot be imported stops the worker)
+    event_handler_modules: str = Field(default="", validation_alias=_env("EVENT_HANDLER_MODULES"))
+    #: how many times a Celery worker retries an event whose handler failed
+    event_max_retries: int = Field(default=5, ge=0, validation_alias=_env("EVENT_MAX_RETRIES"))
+    #: the first Celery retry delay (seconds; doubled per retry up to ``event_retry_backoff_max``,
+    #: plus up to 10 % jitter)
+    event_retry_backoff: float = Field(
+        default=1.0, ge=0, validation_alias=_env("EVENT_RETRY_BACKOFF")
+    )
+    #: the longest Celery retry delay (seconds)
+    event_retry_backoff_max: float = Field(
+        default=600.0, ge=0, validation_alias=_env("EVENT_RETRY_BACKOFF_MAX")
+    )
     metrics_enabled: bool = Field(default=True, validation_alias=_env("METRICS_ENABLED"))
     #: bearer token a scraper sends to read ``/metrics`` in production (admins may read it too)
     metrics_token: SecretStr | None = Field(default=None, validation_alias=_env("METRICS_TOKEN"))
@@ -288,10 +316,20 @@ class Settings(BaseSettings):
     otel_enabled: bool = Field(default=False, validation_alias=_env("OTEL_ENABLED"))
     #: the ``service.name`` of the spans (default ``OTEL_SERVICE_NAME``, else ``app_name``)
     otel_service_name: str | None = Field(default=None, validation_alias=_env("OTEL_SERVICE_NAME"))
-    #: OTLP/HTTP traces endpoint (default: the exporter's ``OTEL_EXPORTER_OTLP_*`` variables)
+    #: OTLP/HTTP endpoint (also read as the standard ``OTEL_EXPORTER_OTLP_ENDPOINT``):
+    #: ``/v1/traces`` is added when it names no path; setting it turns tracing on
     otel_exporter_otlp_endpoint: str | None = Field(
         default=None, validation_alias=_env("OTEL_EXPORTER_OTLP_ENDPOINT")
     )
+    #: OTLP/HTTP traces endpoint, used as is (also read as the standard
+    #: ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``); it wins over ``otel_exporter_otlp_endpoint`` and,
+    #: like it, turns tracing on
+    otel_exporter_otlp_traces_endpoint: str | None = Field(
+        default=None, validation_alias=_env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    )
+    #: ``true`` keeps tracing off whatever else asks for it (also read as the standard
+    #: ``OTEL_SDK_DISABLED``; as there, any other value leaves tracing to the other settings)
+    otel_sdk_disabled: bool = Field(default=False, validation_alias=_env("OTEL_SDK_DISABLED"))
     #: fraction of new traces sampled (parent-based: a sampled incoming trace stays sampled)
     otel_sample_ratio: float = Field(
         default=1.0, ge=0.0, le=1.0, validation_alias=_env("OTEL_SAMPLE_RATIO")
@@ -359,6 +397,14 @@ class Settings(BaseSettings):
                 return cls.model_fields[info.field_name or ""].default
             if text in {"none", "off"}:
                 return None
+        return value
+
+    @field_validator("otel_sdk_disabled", mode="before")
+    @classmethod
+    def _otel_true_only(cls, value: Any) -> Any:
+        """OpenTelemetry's rule for ``OTEL_SDK_DISABLED``: only ``true`` (any case) disables."""
+        if isinstance(value, str):
+            return value.strip().lower() == "true"
         return value
 
     @field_validator("max_body_sizes")

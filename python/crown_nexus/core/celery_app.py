@@ -3,7 +3,8 @@
 Importing this module needs the ``celery`` extra (``pip install 'crown-nexus[celery]'``); nothing
 else in crown-nexus imports it unless the Celery backend is chosen.
 
-Configuration (environment, read when the app is built):
+Configuration (:class:`~crown_nexus.settings.Settings`, read when the app is built; the
+variables are listed in the README's configuration table):
 
 - broker: ``settings.celery_broker_url`` (``CROWN_NEXUS_CELERY_BROKER_URL``), else
   ``settings.redis_url`` (``REDIS_URI``), else ``redis://localhost:6379/0``;
@@ -45,9 +46,9 @@ from celery.signals import worker_init
 from crown_nexus.core.events import EventBackendType, get_event_service
 from crown_nexus.core.events.backends._celery_conf import (
     DISPATCH_TASK,
+    celery_settings,
     configured_celery_app,
 )
-from crown_nexus.core.events.backends._celery_conf import env_number as _env_number
 from crown_nexus.core.tracing import resume_span, tracing_enabled
 from crown_nexus.logging import get_logger
 
@@ -71,15 +72,15 @@ def create_celery_app(broker_url: str | None = None, **conf: Any) -> Celery:
         bind=True,
         acks_late=True,
         reject_on_worker_lost=True,
-        max_retries=int(_env_number("CROWN_NEXUS_EVENT_MAX_RETRIES", 5)),
+        max_retries=celery_settings().event_max_retries,
     )(dispatch_event)
     return app
 
 
 def load_handler_modules(modules: str | None = None) -> list[str]:
-    """Import the handler modules named in ``modules`` (default ``CROWN_NEXUS_EVENT_HANDLER_MODULES``,
-    comma-separated); return their names. An unimportable module raises ``ImportError``."""
-    raw = os.environ.get("CROWN_NEXUS_EVENT_HANDLER_MODULES", "") if modules is None else modules
+    """Import the handler modules named in ``modules`` (default: the ``event_handler_modules``
+    setting, ``CROWN_NEXUS_EVENT_HANDLER_MODULES``; comma-separated); return their names. An unimportable module raises ``ImportError``."""
+    raw = celery_settings().event_handler_modules if modules is None else modules
     names = [m.strip() for m in raw.split(",") if m.strip()]
     for name in names:
         importlib.import_module(name)
@@ -89,8 +90,9 @@ def load_handler_modules(modules: str | None = None) -> list[str]:
 def retry_delay(retries: int) -> float:
     """Seconds before retry number ``retries + 1``: exponential from
     ``CROWN_NEXUS_EVENT_RETRY_BACKOFF``, capped, with up to 10 % jitter."""
-    base = _env_number("CROWN_NEXUS_EVENT_RETRY_BACKOFF", 1.0)
-    cap = _env_number("CROWN_NEXUS_EVENT_RETRY_BACKOFF_MAX", 600.0)
+    settings = celery_settings()
+    base = settings.event_retry_backoff
+    cap = settings.event_retry_backoff_max
     delay = min(cap, base * (2 ** max(0, retries)))
     return delay * (1.0 + random.random() * 0.1)  # jitter, not security
 

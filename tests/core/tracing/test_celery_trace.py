@@ -45,7 +45,8 @@ async def test_http_request_to_celery_worker_is_one_trace(
     """POST /orders with a traceparent: the request's server span, the event.publish into the
     outbox, the relay's delivery (here) and the worker's task and handler spans (a real
     `celery worker` process) all carry the request's trace id, each parented on the one before."""
-    monkeypatch.setenv("CROWN_NEXUS_CELERY_QUEUE", f"trace-test-{uuid.uuid4().hex[:8]}")
+    queue = f"trace-test-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("CROWN_NEXUS_CELERY_QUEUE", queue)  # the worker's (its env is a copy)
     record_dir = tmp_path / "worker"
     record_dir.mkdir()
     worker = Worker(redis_url, record_dir, modules="tests.core.tracing.celery_trace_handlers")
@@ -56,7 +57,9 @@ async def test_http_request_to_celery_worker_is_one_trace(
     try:
         async with app_client(app) as client:
             as_user = await bearer(client, USER)  # orders need an authenticated caller
-            await service.initialize(EventBackendType.CELERY, app=create_celery_app(redis_url))
+            # this process's settings were read before the variable was set: name the queue
+            producer = create_celery_app(redis_url, task_default_queue=queue)
+            await service.initialize(EventBackendType.CELERY, app=producer)
             try:
                 resp = await client.post(
                     "/orders",

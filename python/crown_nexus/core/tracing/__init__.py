@@ -65,7 +65,9 @@ TRACE_CONTEXT_KEYS = ("traceparent", "tracestate")
 _DISABLED_PROVIDERS = (ProxyTracerProvider, NoOpTracerProvider)
 _ENV_PROVIDER = "OTEL_PYTHON_TRACER_PROVIDER"
 #: whether that variable was set (read at import and by :func:`set_tracing_enabled`: an
-#: ``os.environ`` lookup costs more than the rest of the check)
+#: ``os.environ`` lookup costs more than the rest of the check). Not a Settings field: it is the
+#: OpenTelemetry API's own variable, which the API reads from ``os.environ`` itself; this only
+#: mirrors what the API will see (a Settings value could differ, e.g. from a ``.env`` file).
 _env_provider = _ENV_PROVIDER in os.environ
 #: ``None`` until a provider is set; then fixed (OpenTelemetry sets the global provider once)
 _state: bool | None = None

@@ -1,13 +1,16 @@
 """``configure_tracing(settings)``: an OpenTelemetry SDK tracer provider exporting over OTLP.
 
 Needs the ``otel`` extra (``opentelemetry-sdk``, ``opentelemetry-exporter-otlp-proto-http``).
-Tracing is on when ``settings.otel_enabled`` (``CROWN_NEXUS_OTEL_ENABLED``) is true or the
-standard ``OTEL_EXPORTER_OTLP_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` is set, and
-``OTEL_SDK_DISABLED`` is not ``true``. Spans go in batches to
-``settings.otel_exporter_otlp_endpoint`` (``CROWN_NEXUS_OTEL_EXPORTER_OTLP_ENDPOINT``), else
-to where the exporter's own ``OTEL_EXPORTER_OTLP_*`` variables point (default
-``http://localhost:4318/v1/traces``). The service name is ``settings.otel_service_name``,
-``OTEL_SERVICE_NAME`` or ``settings.app_name``; other ``OTEL_RESOURCE_ATTRIBUTES`` are kept.
+Everything is read from :class:`~crown_nexus.settings.Settings`, which also accepts the
+standard OpenTelemetry variable names. Tracing is on when ``settings.otel_enabled``
+(``CROWN_NEXUS_OTEL_ENABLED``) is true or an endpoint is set
+(``otel_exporter_otlp_traces_endpoint``: ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``;
+``otel_exporter_otlp_endpoint``: ``OTEL_EXPORTER_OTLP_ENDPOINT``), and ``otel_sdk_disabled``
+(``OTEL_SDK_DISABLED``) is not ``true``. Spans go in batches to the traces endpoint as given,
+else to the general endpoint (``/v1/traces`` added when it names no path), else to the
+exporter's default ``http://localhost:4318/v1/traces``. The service name is
+``settings.otel_service_name`` (``OTEL_SERVICE_NAME``) or ``settings.app_name``; other
+``OTEL_RESOURCE_ATTRIBUTES`` are kept.
 
 OpenTelemetry allows one global provider per process: when one is already set (by the
 application, a test, or an earlier call) it is kept and returned.
@@ -15,9 +18,9 @@ application, a test, or an earlier call) it is kept and returned.
 
 from __future__ import annotations
 
-import os
 import threading
 from typing import Any
+from urllib.parse import urlsplit
 
 from opentelemetry import trace
 
@@ -30,15 +33,28 @@ _lock = threading.Lock()
 
 
 def tracing_requested(settings: Any) -> bool:
-    """Whether ``settings`` and the environment ask for tracing (see the module docstring)."""
-    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+    """Whether ``settings`` ask for tracing (see the module docstring)."""
+    if getattr(settings, "otel_sdk_disabled", False):
         return False
     if getattr(settings, "otel_enabled", False):
         return True
-    return bool(
-        os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-        or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-    )
+    return bool(_traces_endpoint(settings))
+
+
+def _traces_endpoint(settings: Any) -> str | None:
+    """Where spans go: the traces endpoint as given, else the general endpoint (with
+    ``/v1/traces`` when it names no path, as OpenTelemetry reads ``OTEL_EXPORTER_OTLP_ENDPOINT``),
+    else ``None`` (the exporter's default)."""
+    traces = getattr(settings, "otel_exporter_otlp_traces_endpoint", None)
+    if traces:
+        return str(traces)
+    general = getattr(settings, "otel_exporter_otlp_endpoint", None)
+    if not general:
+        return None
+    general = str(general)
+    if urlsplit(general).path in ("", "/"):
+        return general.rstrip("/") + "/v1/traces"
+    return general
 
 
 def configure_tracing(
@@ -76,10 +92,8 @@ def configure_tracing(
                 details={"error": repr(exc)},
                 config_key="CROWN_NEXUS_OTEL_ENABLED",
             ) from exc
-        service_name = (
-            getattr(settings, "otel_service_name", None)
-            or os.environ.get("OTEL_SERVICE_NAME")
-            or getattr(settings, "app_name", "crown-nexus")
+        service_name = getattr(settings, "otel_service_name", None) or getattr(
+            settings, "app_name", "crown-nexus"
         )
         ratio = float(getattr(settings, "otel_sample_ratio", 1.0))
         provider = TracerProvider(
@@ -99,7 +113,7 @@ def configure_tracing(
                     details={"error": repr(exc)},
                     config_key="CROWN_NEXUS_OTEL_ENABLED",
                 ) from exc
-            endpoint = getattr(settings, "otel_exporter_otlp_endpoint", None)
+            endpoint = _traces_endpoint(settings)
             otlp = OTLPSpanExporter(endpoint=endpoint) if endpoint else OTLPSpanExporter()
             provider.add_span_processor(BatchSpanProcessor(otlp))
         trace.set_tracer_provider(provider)

@@ -9,16 +9,15 @@ import cycle (``core.celery_app`` → ``core.events`` → this module).
 
 from __future__ import annotations
 
-import os
 from functools import cache
 from typing import Any
 
 from celery import Celery
 
 from crown_nexus.logging import get_logger
-from crown_nexus.settings import get_settings
+from crown_nexus.settings import Settings, get_settings
 
-__all__ = ["DISPATCH_TASK", "configured_celery_app", "env_number", "producer_app"]
+__all__ = ["DISPATCH_TASK", "celery_settings", "configured_celery_app", "producer_app"]
 
 logger = get_logger("crown_nexus.core.celery_app")
 
@@ -28,34 +27,23 @@ DISPATCH_TASK = "crown_nexus.events.dispatch"
 _DEFAULT_BROKER = "redis://localhost:6379/0"
 
 
-def env_number(name: str, default: float) -> float:
-    """The float in environment variable ``name``; ``default`` when unset or not a number."""
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
+def celery_settings() -> Settings:
+    """The settings the Celery app and its worker read (``CROWN_NEXUS_CELERY_*``,
+    ``CROWN_NEXUS_EVENT_*``); their defaults, with a warning, when the settings do not load (a
+    worker still names a broker and a queue)."""
     try:
-        return float(raw)
-    except ValueError:
-        logger.warning("ignoring non-numeric setting", name=name)
-        return default
+        return get_settings()
+    except Exception as exc:
+        logger.warning(
+            "settings could not be loaded; the Celery app uses the default settings",
+            error=type(exc).__name__,
+        )
+        return Settings.model_construct()
 
 
-def _broker_url() -> str:
-    url = os.environ.get("CROWN_NEXUS_CELERY_BROKER_URL")
-    if url:
-        return url
-    try:
-        settings = get_settings()
-    except Exception:  # settings that do not load must not stop a worker from naming a broker
-        return _DEFAULT_BROKER
-    return settings.celery_broker_url or settings.redis_url or _DEFAULT_BROKER
-
-
-def _transport_options() -> dict[str, Any]:
-    options: dict[str, Any] = {
-        "visibility_timeout": env_number("CROWN_NEXUS_CELERY_VISIBILITY_TIMEOUT", 3600.0),
-    }
-    restore = env_number("CROWN_NEXUS_CELERY_RESTORE_INTERVAL", 0.0)
+def _transport_options(settings: Settings) -> dict[str, Any]:
+    options: dict[str, Any] = {"visibility_timeout": settings.celery_visibility_timeout}
+    restore = settings.celery_restore_interval
     if restore > 0:
         # look for messages of dead workers every `restore` seconds (kombu: 10 s x 10)
         options["unacked_restore_interval"] = restore
@@ -69,8 +57,9 @@ def configured_celery_app(broker_url: str | None = None, **conf: Any) -> Celery:
     It has no tasks: it can send the dispatch task by name; a worker needs
     :func:`crown_nexus.core.celery_app.create_celery_app`.
     """
-    app = Celery("crown_nexus", broker=broker_url or _broker_url(), set_as_current=False)
-    queue = os.environ.get("CROWN_NEXUS_CELERY_QUEUE", "crown-nexus-events")
+    settings = celery_settings()
+    broker = broker_url or settings.celery_broker_url or settings.redis_url or _DEFAULT_BROKER
+    app = Celery("crown_nexus", broker=broker, set_as_current=False)
     app.conf.update(
         task_serializer="json",
         result_serializer="json",
@@ -79,9 +68,9 @@ def configured_celery_app(broker_url: str | None = None, **conf: Any) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        task_default_queue=queue,
+        task_default_queue=settings.celery_queue,
         broker_connection_retry_on_startup=True,
-        broker_transport_options=_transport_options(),
+        broker_transport_options=_transport_options(settings),
         worker_hijack_root_logger=False,
     )
     app.conf.update(conf)
