@@ -199,3 +199,34 @@ async def test_price_reads_are_measured_once_per_miss(client: Any) -> None:
     assert after_miss == before + 2  # two prices loaded
     assert (await client.post("/orders", json=order)).status_code == 202
     assert selects((await client.get("/metrics")).text) == after_miss  # both from the cache
+
+
+async def test_a_step_that_fails_once_is_delivered_again(client: Any, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A workflow step refused once by a busy SQLite is run again by the relay: the order still
+    completes (it does not stay at inventory_reserved), and its event took two attempts."""
+    from sqlalchemy.exc import OperationalError
+
+    from crown_nexus.demo.routers import orders as orders_module
+
+    real = orders_module.process_payment
+    calls: list[str] = []
+
+    async def busy_once(amount_cents: int, order_id: str) -> Any:
+        calls.append(order_id)
+        if len(calls) == 1:
+            raise OperationalError("INSERT INTO order_events", {}, Exception("database is locked"))
+        return await real(amount_cents, order_id)
+
+    monkeypatch.setattr(orders_module, "process_payment", busy_once)
+    resp = await client.post("/orders", json={"items": [{"product_id": 1, "quantity": 1}]})
+    order = await _wait_final(client, _data(resp)["id"])
+    assert order["status"] == "completed"
+    assert calls == [order["id"], order["id"]]  # the step ran again
+    reserved = next(e for e in order["events"] if e["name"] == "inventory.reserved")
+    async with client.app.state.engine.connect() as conn:
+        attempts = (
+            await conn.execute(
+                select(outbox_table.c.attempts).where(outbox_table.c.id == reserved["event_id"])
+            )
+        ).scalar_one()
+    assert attempts == 2  # the same event, delivered a second time

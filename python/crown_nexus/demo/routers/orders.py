@@ -4,7 +4,9 @@
 the authenticated user; a body naming another is refused) and its ``order.created`` event in one
 transaction (the transactional outbox), answers 202 with ``status: pending``; the app's
 :class:`~crown_nexus.core.events.OutboxRelay` delivers the event after commit and the workflow
-runs through the event service:
+runs through the event service. The relay runs the handlers itself (:func:`run_handlers`, a few
+at once) and waits for them, so a step that fails (a busy SQLite refusing a writer) is delivered
+again with backoff instead of leaving its order half-way:
 
 order.created → (reserve inventory) → inventory.reserved → (charge the fake gateway) →
 payment.succeeded → (finalize) → order.completed, or payment.failed → (mark failed) →
@@ -36,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crown_nexus.core.dependency_manager import get_service
 from crown_nexus.core.events import EventService, OutboxRelay, Subscription, create_outbox_tables
+from crown_nexus.core.events.exceptions import EventHandlerException
 from crown_nexus.core.exceptions import ResourceNotFoundException, ValidationException
 from crown_nexus.core.permissions import Permission, PermissionChecker, require_permission
 from crown_nexus.core.security.dependencies import get_current_user_with_permissions
@@ -45,7 +48,15 @@ from crown_nexus.demo.routers.products import MAX_INT64, product_prices
 from crown_nexus.logging import get_logger
 from crown_nexus.middleware.secure_request import RequestTooLargeException
 
-__all__ = ["MAX_ORDER_BODY_BYTES", "PAYMENT_LIMIT_CENTS", "OrderWorkflow", "install", "router"]
+__all__ = [
+    "MAX_ORDER_BODY_BYTES",
+    "PAYMENT_LIMIT_CENTS",
+    "RELAY_CONCURRENCY",
+    "OrderWorkflow",
+    "install",
+    "router",
+    "run_handlers",
+]
 
 logger = get_logger("crown_nexus.demo.orders")
 
@@ -370,6 +381,28 @@ async def get_order(
     return _order_view(order, history)
 
 
+#: workflow steps the relay runs at once (each a short write transaction)
+RELAY_CONCURRENCY = 8
+
+
+def run_handlers(events: EventService) -> Callable[[dict[str, Any], bytes], Awaitable[None]]:
+    """The relay's delivery: run the event's handlers here and wait for them; raise when one
+    failed, so the relay delivers the event again later (with backoff; a dead letter after its
+    attempts) instead of the step being lost. The steps are idempotent (the event id is
+    recorded with the step), so the handlers that succeeded skip a redelivery."""
+
+    async def deliver(event: dict[str, Any], _encoded: bytes) -> None:
+        failed = await events.dispatch(event)
+        if failed:
+            raise EventHandlerException(
+                f"workflow step failed: {', '.join(failed)}",
+                event_name=event.get("name"),
+                handler=failed[0],
+            )
+
+    return deliver
+
+
 def _with_orders(inner: Callable[[Any], Any]) -> Callable[[Any], Any]:
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[Any]:
@@ -378,7 +411,16 @@ def _with_orders(inner: Callable[[Any], Any]) -> Callable[[Any], Any]:
             await create_outbox_tables(app.state.engine)
             workflow = OrderWorkflow(app.state.sessionmaker, events)
             workflow.subscribe()
-            relay = OutboxRelay(app.state.engine, events, poll_interval=0.5)
+            relay = OutboxRelay(
+                app.state.engine,
+                events,
+                deliver=run_handlers(events),
+                poll_interval=0.5,
+                concurrency=RELAY_CONCURRENCY,
+                max_attempts=8,
+                retry_backoff=0.2,
+                retry_backoff_max=5.0,
+            )
             relay.start()
             app.state.order_relay = relay
             try:
