@@ -18,8 +18,8 @@ Without a provider nothing of OpenTelemetry runs (one flag check).
 
 from __future__ import annotations
 
+import os
 import re
-import secrets
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -62,6 +62,51 @@ def format_traceparent(trace_id: str, span_id: str, flags: str = "01") -> str:
     return f"00-{trace_id}-{span_id}-{flags}"
 
 
+#: random ids handed out per request: 48 hex digits (a trace id and a span id) each, drawn
+#: from ``os.urandom`` in blocks (one system call per :data:`_POOL_SIZE` requests); emptied in a
+#: forked child so workers never share ids
+_POOL_SIZE = 256
+_id_pool: list[str] = []
+_DROP = frozenset((b"traceparent", b"tracestate"))
+#: ``00-<trace id>-<parent id>-<flags>``: the common incoming form, matched in one step
+_TRACEPARENT_00 = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+
+
+def _random_ids() -> str:
+    """48 random hex digits: ``[:32]`` a trace id, ``[32:]`` a span id."""
+    try:
+        return _id_pool.pop()
+    except IndexError:
+        raw = os.urandom(24 * _POOL_SIZE).hex()
+        _id_pool.extend([raw[i : i + 48] for i in range(0, len(raw), 48)])
+        return _id_pool.pop()
+
+
+os.register_at_fork(after_in_child=_id_pool.clear)
+
+
+def _parse_incoming(value: bytes) -> tuple[str, str, str] | None:
+    """:func:`parse_traceparent` of a request header, the version-00 form read as bytes."""
+    match = _TRACEPARENT_00.fullmatch(value.decode("latin-1"))
+    if match is None:
+        return parse_traceparent(value)
+    trace_id, span_id, flags = match.groups()
+    if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
+        return None
+    return trace_id, span_id, flags
+
+
+def _with_trace_headers(message: dict[str, Any], out_headers: list[tuple[bytes, bytes]]) -> None:
+    """Replace any ``traceparent``/``tracestate`` of a response start with ``out_headers``."""
+    headers = list(message.get("headers") or ())
+    for name, _ in headers:
+        if (len(name) == 11 or len(name) == 10) and name.lower() in _DROP:
+            headers = [(k, v) for k, v in headers if k.lower() not in _DROP]
+            break
+    headers += out_headers
+    message["headers"] = headers
+
+
 class TracingMiddleware:
     """Propagate W3C trace context (see the module docstring)."""
 
@@ -80,45 +125,19 @@ class TracingMiddleware:
                 incoming = value
             elif name == b"tracestate":
                 tracestate = value
-        parsed = parse_traceparent(incoming)
+        parsed = _parse_incoming(incoming) if incoming is not None else None
         if tracing_enabled():
             await self._traced(scope, receive, send, parsed, incoming, tracestate)
             return
+        ids = _random_ids()
+        span_id = ids[32:]
         if parsed is None:
-            trace_id, parent_id, flags = secrets.token_hex(16), None, "01"
+            trace_id, parent_id, flags = ids[:32], None, "01"
         else:
             trace_id, parent_id, flags = parsed
-        span_id = secrets.token_hex(8)
-        state = scope.setdefault("state", {})
-        if isinstance(state, dict):
-            state["trace_id"] = trace_id
-            state["span_id"] = span_id
-        out_headers = [(b"traceparent", format_traceparent(trace_id, span_id, flags).encode())]
-        if tracestate is not None and parsed is not None:
-            out_headers.append((b"tracestate", tracestate))
-
-
-        async def send_with_trace(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                headers = [
-                    (k, v)
-                    for k, v in (message.get("headers") or ())
-                    if k.lower() not in (b"traceparent", b"tracestate")
-                ]
-                headers.extend(out_headers)
-                message["headers"] = headers
-            await send(message)
-
-        token = bind_log_context(
-            trace_id=trace_id,
-            span_id=span_id,
-            parent_span_id=parent_id,
-            service=self.service_name,
+        await self._run(
+            scope, receive, send, trace_id, span_id, parent_id, flags, parsed, tracestate
         )
-        try:
-            await self.app(scope, receive, send_with_trace)
-        finally:
-            reset_log_context(token)
 
     async def _run(
         self,
@@ -128,20 +147,24 @@ class TracingMiddleware:
         trace_id: str,
         span_id: str,
         parent_id: str | None,
-        out_headers: list[tuple[bytes, bytes]],
+        flags: str,
+        parsed: tuple[str, str, str] | None,
+        tracestate: bytes | None,
         on_start: Any = None,
     ) -> None:
-        """The request with its ids bound to the log context and sent in ``traceparent``."""
+        """The request with its ids in ``request.state``, bound to the log context and sent in
+        ``traceparent`` (and the incoming ``tracestate`` when the trace was continued)."""
+        state = scope.setdefault("state", {})
+        if isinstance(state, dict):
+            state["trace_id"] = trace_id
+            state["span_id"] = span_id
+        out_headers = [(b"traceparent", f"00-{trace_id}-{span_id}-{flags}".encode())]
+        if tracestate is not None and parsed is not None:
+            out_headers.append((b"tracestate", tracestate))
 
         async def send_with_trace(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
-                headers = [
-                    (k, v)
-                    for k, v in (message.get("headers") or ())
-                    if k.lower() not in (b"traceparent", b"tracestate")
-                ]
-                headers.extend(out_headers)
-                message["headers"] = headers
+                _with_trace_headers(message, out_headers)
                 if on_start is not None:
                     on_start(message)
             await send(message)
@@ -170,30 +193,28 @@ class TracingMiddleware:
         of a ``SERVER`` span started here when there is none."""
         parent_id = parsed[1] if parsed is not None else None
         current = otel_trace.get_current_span()
-        own = None
-        if not current.get_span_context().is_valid:
-            carrier: dict[str, str] = {}
-            if incoming is not None:
-                carrier["traceparent"] = incoming.decode("latin-1")
-                if tracestate is not None:
-                    carrier["tracestate"] = tracestate.decode("latin-1")
-            own = _start_server_span(scope, propagate.extract(carrier))
-            current = own
         ctx = current.get_span_context()
-        trace_id = format(ctx.trace_id, "032x")
-        span_id = format(ctx.span_id, "016x")
-        flags = format(int(ctx.trace_flags), "02x")
-        state = scope.setdefault("state", {})
-        if isinstance(state, dict):
-            state["trace_id"] = trace_id
-            state["span_id"] = span_id
-        out_headers = [(b"traceparent", format_traceparent(trace_id, span_id, flags).encode())]
-        if tracestate is not None and parsed is not None:
-            out_headers.append((b"tracestate", tracestate))
-        if own is None:
-            await self._run(scope, receive, send, trace_id, span_id, parent_id, out_headers)
+        if ctx.is_valid:  # FastAPI's server span: use its ids, never a second span
+            await self._run(
+                scope,
+                receive,
+                send,
+                format(ctx.trace_id, "032x"),
+                format(ctx.span_id, "016x"),
+                parent_id,
+                format(ctx.trace_flags, "02x"),
+                parsed,
+                tracestate,
+            )
             return
-        server_span = own
+        parent = None
+        if incoming is not None:
+            carrier = {"traceparent": incoming.decode("latin-1")}
+            if tracestate is not None:
+                carrier["tracestate"] = tracestate.decode("latin-1")
+            parent = propagate.extract(carrier)
+        server_span = _start_server_span(scope, parent)
+        ctx = server_span.get_span_context()
 
         def on_start(message: dict[str, Any]) -> None:
             status = int(message["status"])
@@ -205,7 +226,16 @@ class TracingMiddleware:
         try:
             with otel_trace.use_span(server_span, end_on_exit=False):
                 await self._run(
-                    scope, receive, send, trace_id, span_id, parent_id, out_headers, on_start
+                    scope,
+                    receive,
+                    send,
+                    format(ctx.trace_id, "032x"),
+                    format(ctx.span_id, "016x"),
+                    parent_id,
+                    format(ctx.trace_flags, "02x"),
+                    parsed,
+                    tracestate,
+                    on_start,
                 )
         finally:
             route = getattr(scope.get("route"), "path", None)
@@ -233,11 +263,7 @@ def _start_server_span(scope: dict[str, Any], parent: Any) -> Any:
             attributes["server.port"] = server[1]
     for name, value in scope.get("headers") or ():
         if name == b"host":
-            try:
-                authority = urlsplit("//" + value.decode("latin-1"))
-                host, port = authority.hostname, authority.port
-            except ValueError:  # a malformed Host must not break the request
-                break
+            host, port = _host_port(value)
             if host:
                 attributes["server.address"] = host
                 if port is not None:
@@ -246,3 +272,24 @@ def _start_server_span(scope: dict[str, Any], parent: Any) -> Any:
     return get_tracer("crown_nexus.http").start_span(
         method, context=parent, kind=SpanKind.SERVER, attributes=attributes
     )
+
+
+#: ``Host`` header → ``(host, port)``, bounded (the header is the client's: cleared when full)
+_HOSTS: dict[bytes, tuple[str | None, int | None]] = {}
+_HOSTS_MAX = 256
+
+
+def _host_port(value: bytes) -> tuple[str | None, int | None]:
+    """The host and port of a ``Host`` header as ``urlsplit`` reads them (``(None, None)`` when
+    malformed: a bad Host never breaks the request)."""
+    found = _HOSTS.get(value)
+    if found is None:
+        try:
+            authority = urlsplit("//" + value.decode("latin-1"))
+            found = (authority.hostname, authority.port)
+        except ValueError:
+            found = (None, None)
+        if len(_HOSTS) >= _HOSTS_MAX:
+            _HOSTS.clear()
+        _HOSTS[value] = found
+    return found
