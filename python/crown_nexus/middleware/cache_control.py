@@ -6,6 +6,8 @@ from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from crown_nexus.middleware._send import RawHeaders, add_start_hook
+
 __all__ = ["CacheControlMiddleware"]
 
 DEFAULT_RULES: dict[str, str] = {
@@ -40,14 +42,18 @@ class CacheControlMiddleware:
         merged = dict(DEFAULT_RULES if rules is None else rules)
         self.rules = sorted(merged.items(), key=lambda kv: len(kv[0]), reverse=True)
         self.private_when_authenticated = private_when_authenticated
+        #: the rules as (exact path, path prefix ending in "/", policy), longest first
+        self._prefixes = [(prefix, prefix.rstrip("/") + "/", value) for prefix, value in self.rules]
+        #: policy text -> header value bytes (a handful of distinct policies)
+        self._encoded: dict[str, bytes] = {}
 
     def policy_for(self, method: str, path: str, status: int, authenticated: bool) -> str:
         """The ``Cache-Control`` value for one response."""
         if method not in ("GET", "HEAD") or status not in _CACHEABLE_STATUS:
             return "no-store"
         policy = self.default
-        for prefix, value in self.rules:
-            if path == prefix or path.startswith(prefix.rstrip("/") + "/"):
+        for prefix, below, value in self._prefixes:
+            if path == prefix or path.startswith(below):
                 policy = value
                 break
         if authenticated and self.private_when_authenticated and "public" in policy:
@@ -61,15 +67,19 @@ class CacheControlMiddleware:
         method = scope.get("method", "GET")
         path = scope.get("path", "")
 
-        async def send_wrapper(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                raw = message.setdefault("headers", [])
-                if not any(k.lower() == b"cache-control" for k, _ in raw):
-                    authenticated = any(
-                        k in (b"authorization", b"cookie") for k, _ in scope.get("headers", ())
-                    )
-                    policy = self.policy_for(method, path, message["status"], authenticated)
-                    message["headers"] = [*raw, (b"cache-control", policy.encode("latin-1"))]
-            await send(message)
+        def cache_hook(message: Message, headers: RawHeaders, names: set[bytes]) -> None:
+            if b"cache-control" in names:
+                return
+            authenticated = any(
+                k in (b"authorization", b"cookie") for k, _ in scope.get("headers", ())
+            )
+            policy = self.policy_for(method, path, message["status"], authenticated)
+            value = self._encoded.get(policy)
+            if value is None:
+                value = policy.encode("latin-1")
+                if len(self._encoded) < 64:
+                    self._encoded[policy] = value
+            headers.append((b"cache-control", value))
+            names.add(b"cache-control")
 
-        await self.app(scope, receive, send_wrapper)
+        await self.app(scope, receive, add_start_hook(send, cache_hook))

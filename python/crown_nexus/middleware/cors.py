@@ -17,6 +17,8 @@ from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware as _StarletteCORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from crown_nexus.middleware._send import add_start_hook
+
 __all__ = ["CORSMiddleware"]
 
 RawHeaders = list[tuple[bytes, bytes]]
@@ -101,7 +103,7 @@ class CORSMiddleware(_StarletteCORSMiddleware):
                 await response(scope, receive, send)
                 return
         if origin_raw is None:
-            await self.app(scope, receive, _vary_only(send))
+            await self.app(scope, receive, add_start_hook(send, _vary_hook))
             return
         origin = origin_raw.decode("latin-1")
         if self.allow_all_origins:
@@ -109,28 +111,32 @@ class CORSMiddleware(_StarletteCORSMiddleware):
         else:
             explicit = self.is_allowed_origin(origin=origin)
         simple = self._simple_raw
+        allowed_origin: bytes = origin_raw
 
-        async def cors_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                raw = message["headers"] = list(message.get("headers") or ())
-                keys = [k for k, _ in raw]
-                for key, value in simple:
-                    _set(raw, keys, key, value)
-                if explicit:
-                    _set(raw, keys, b"access-control-allow-origin", origin_raw)
-                _add_vary_origin(raw, keys)
-            await send(message)
+        def cors_hook(message: Message, raw: RawHeaders, names: set[bytes]) -> None:
+            for key, value in simple:
+                _put(raw, names, key, value)
+            if explicit:
+                _put(raw, names, b"access-control-allow-origin", allowed_origin)
+            _vary_hook(message, raw, names)
 
-        await self.app(scope, receive, cors_send)
+        await self.app(scope, receive, add_start_hook(send, cors_hook))
 
 
-def _vary_only(send: Send) -> Send:
-    """The response of a request without ``Origin``: only ``Vary: Origin`` is added."""
+def _put(raw: RawHeaders, names: set[bytes], key: bytes, value: bytes) -> None:
+    """:func:`_set` when ``names`` (the lower-cased names of ``raw``) may hold ``key``, else a
+    plain append (the usual case: the application set no CORS header)."""
+    if key in names:  # raw names compared as they are, as Starlette's MutableHeaders does
+        _set(raw, [k for k, _ in raw], key, value)
+    else:
+        raw.append((key, value))
+        names.add(key)
 
-    async def vary_send(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            raw = message["headers"] = list(message.get("headers") or ())
-            _add_vary_origin(raw, [k for k, _ in raw])
-        await send(message)
 
-    return vary_send
+def _vary_hook(message: Message, raw: RawHeaders, names: set[bytes]) -> None:
+    """``Vary: Origin`` added to the response (to its Vary values, joined)."""
+    if b"vary" in names:
+        _add_vary_origin(raw, [k for k, _ in raw])
+    else:
+        raw.append((b"vary", b"Origin"))
+        names.add(b"vary")

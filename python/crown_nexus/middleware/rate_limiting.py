@@ -33,6 +33,7 @@ from crown_nexus.core.rate_limiting.service import (
 )
 from crown_nexus.core.tracing import span, tracing_enabled
 from crown_nexus.logging import get_logger
+from crown_nexus.middleware._send import RawHeaders, add_start_hook
 from crown_nexus.settings import Settings, get_settings
 
 __all__ = ["DEFAULT_RULES", "RateLimitMiddleware"]
@@ -296,19 +297,15 @@ class RateLimitMiddleware:
             _allowed_headers(result) if result.allowed else _encode_headers(result.headers())
         )
 
-        async def send_with_headers(message: Message) -> None:
+        def rate_limit_hook(message: Message, headers: RawHeaders, names: set[bytes]) -> None:
             """Add the rate-limit headers the application did not set itself."""
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers") or ())
-                present = {name.lower() for name, _ in headers}
-                if present.isdisjoint(_RATE_LIMIT_NAMES):
-                    headers += extra
-                else:
-                    headers.extend(item for item in extra if item[0] not in present)
-                message = {**message, "headers": headers}
-            await send(message)
+            if names.isdisjoint(_RATE_LIMIT_NAMES):
+                headers += extra
+            else:
+                headers.extend(item for item in extra if item[0] not in names)
+            names.update(name for name, _ in extra)
 
-        await self.app(scope, receive, send_with_headers)
+        await self.app(scope, receive, add_start_hook(send, rate_limit_hook))
 
     @staticmethod
     async def _send_error(exc: Exception, send: Send) -> None:

@@ -14,10 +14,14 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Iterator
 from typing import Any
+
+from starlette.types import Message
 
 from crown_nexus.logging import get_logger
 from crown_nexus.logging.context import _request_id, _user_id
+from crown_nexus.middleware._send import RawHeaders, add_start_hook
 
 __all__ = ["REQUEST_ID_HEADER", "RequestContextMiddleware"]
 
@@ -34,9 +38,37 @@ _UUID4_MASK = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
 _UUID4_BITS = (0x4000 << 64) | (0x8000 << 48)
 
 
+#: random bytes are read from the OS this many at a time (256 ids per ``getrandom`` call)
+_RANDOM_BLOCK = 4096
+#: ``[iterator of 16-byte slices]``; a list iterator hands each slice out once, even to
+#: threads racing for it, so two requests never share an id
+_random_ids: list[Iterator[bytes]] = [iter(())]
+
+
+def _refill() -> Iterator[bytes]:
+    block = _urandom(_RANDOM_BLOCK)
+    ids = iter([block[i : i + 16] for i in range(0, _RANDOM_BLOCK, 16)])
+    _random_ids[0] = ids
+    return ids
+
+
+def _forget_random_ids() -> None:
+    """A forked worker must not hand out the ids its parent had drawn."""
+    _random_ids[0] = iter(())
+
+
+os.register_at_fork(after_in_child=_forget_random_ids)
+
+
 def new_request_id() -> str:
-    """A random (version 4) UUID as text, ``str(uuid.uuid4())`` without the ``UUID`` object."""
-    n = (int.from_bytes(_urandom(16), "big") & _UUID4_MASK) | _UUID4_BITS
+    """A random (version 4) UUID as text, ``str(uuid.uuid4())`` without the ``UUID`` object.
+
+    As random as ``uuid4`` (the OS's CSPRNG), read in blocks rather than 16 bytes per id.
+    """
+    raw = next(_random_ids[0], None)
+    if raw is None:
+        raw = next(_refill())
+    n = (int.from_bytes(raw, "big") & _UUID4_MASK) | _UUID4_BITS
     h = n.to_bytes(16, "big").hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
@@ -81,32 +113,24 @@ class RequestContextMiddleware:
         uid_token = _user_id.set(None if user_id is None else str(user_id))
         key = self._header_key
         header = (key, request_id.encode("latin-1"))
-        status_code = 500
+        status = [500]
         start = _perf_counter()
 
-        async def send_with_id(message: dict[str, Any]) -> None:
-            nonlocal status_code
-            if message["type"] == "http.response.start":
-                status_code = message.get("status", 200)
-                headers = message.get("headers")
-                headers = list(headers) if headers else []
-                for name, _ in headers:
-                    if name.lower() == key:
-                        break
-                else:
-                    headers.append(header)
-                message["headers"] = headers
-            await send(message)
+        def request_id_hook(message: Message, headers: RawHeaders, names: set[bytes]) -> None:
+            status[0] = message.get("status", 200)
+            if key not in names:
+                headers.append(header)
+                names.add(key)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, add_start_hook(send, request_id_hook))
         finally:
             if self.log_requests and scope["type"] == "http":
                 self._logger.info(
                     "Request completed",
                     method=scope.get("method"),
                     path=scope.get("path"),
-                    status_code=status_code,
+                    status_code=status[0],
                     duration_ms=round((_perf_counter() - start) * 1000.0, 3),
                 )
             _user_id.reset(uid_token)

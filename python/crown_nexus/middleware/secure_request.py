@@ -40,6 +40,7 @@ from crown_nexus.core.security.validation import (
 )
 from crown_nexus.core.tracing import end_span, start_span, tracing_enabled
 from crown_nexus.logging import get_logger
+from crown_nexus.middleware._send import bodiless
 
 __all__ = [
     "DEFAULT_MAX_BODY_SIZE",
@@ -66,8 +67,6 @@ ContentHeuristicsMode = Literal["off", "report", "enforce"]
 _MODES = ("off", "report", "enforce")
 
 DETECTIONS_METRIC = "suspicious_content_detections_total"
-#: HTTP versions whose requests have no body unless a header frames one (RFC 9112 §6.3)
-_BODILESS_UNLESS_FRAMED = frozenset({"1.0", "1.1"})
 
 
 class SuspiciousRequestException(AppException):
@@ -299,10 +298,11 @@ class SecureRequestMiddleware:
         if limit is None:
             await self.app(scope, receive, send)
             return
-        framed = False  # the request says how its body is framed (Content-Length or chunked)
+        if bodiless(scope):  # e.g. a GET without Content-Length: no body to count
+            await self.app(scope, receive, send)
+            return
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
-                framed = True
                 try:
                     declared = int(value)
                 except ValueError:
@@ -312,13 +312,7 @@ class SecureRequestMiddleware:
                         send, RequestTooLargeException(details={"max_body_size": limit})
                     )
                     return
-            elif name == b"transfer-encoding":
-                framed = True
-        if not framed and scope.get("http_version", "1.1") in _BODILESS_UNLESS_FRAMED:
-            # HTTP/1.x without Content-Length or Transfer-Encoding: the body is empty (RFC 9112
-            # §6.3), there is nothing to count
-            await self.app(scope, receive, send)
-            return
+                break
 
         received = 0
         started = False

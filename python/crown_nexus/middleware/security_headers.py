@@ -11,6 +11,7 @@ from crown_nexus.core.security.headers import (
     DEFAULT_CONTENT_SECURITY_POLICY,
     get_security_headers,
 )
+from crown_nexus.middleware._send import RawHeaders, add_start_hook
 
 __all__ = ["SecurityHeadersMiddleware"]
 
@@ -50,19 +51,21 @@ class SecurityHeadersMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        extra = self._headers
+        hook = self._hook
         if self._exempt and scope.get("path", "").startswith(self._exempt):
-            extra = self._headers_no_csp
+            hook = self._hook_no_csp
+        await self.app(scope, receive, add_start_hook(send, hook))
 
-        async def send_wrapper(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                existing = list(message.get("headers", []))
-                present = {name.lower() for name, _ in existing}
-                if present.isdisjoint(self._names):  # the usual case: none set by the app
-                    existing += extra
-                else:
-                    existing.extend(h for h in extra if h[0] not in present)
-                message = {**message, "headers": existing}
-            await send(message)
+    def _add(self, extra: list[tuple[bytes, bytes]], headers: RawHeaders, names: set[bytes]) -> None:
+        """Add the ``extra`` headers the response does not have yet."""
+        if names.isdisjoint(self._names):  # the usual case: none set by the app
+            headers += extra
+        else:
+            headers.extend(h for h in extra if h[0] not in names)
+        names.update(name for name, _ in extra)
 
-        await self.app(scope, receive, send_wrapper)
+    def _hook(self, message: Message, headers: RawHeaders, names: set[bytes]) -> None:
+        self._add(self._headers, headers, names)
+
+    def _hook_no_csp(self, message: Message, headers: RawHeaders, names: set[bytes]) -> None:
+        self._add(self._headers_no_csp, headers, names)

@@ -10,6 +10,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crown_nexus.core.exceptions import AppException, TimeoutException, render_asgi
+from crown_nexus.middleware._send import add_start_hook, bodiless
 
 __all__ = ["BodyReadTimeoutException", "TimeoutMiddleware"]
 
@@ -119,7 +120,8 @@ class TimeoutMiddleware:
             await self.app(scope, receive, send)
             return
         body_late = [False]  # set when a read was refused for the body read timeout
-        if self.body_timeout_seconds is not None:
+        timed_body = self.body_timeout_seconds is not None and not bodiless(scope)
+        if timed_body:
             receive = self._body_reader(receive, body_late, loop, task)
         state = [False, False]  # [response started, deadline expired]
 
@@ -130,6 +132,11 @@ class TimeoutMiddleware:
 
         handle = loop.call_at(loop.time() + self.timeout_seconds, expire)
         cancelling = task.cancelling()
+
+        def started(message: Message, headers: list[Any], names: set[bytes]) -> None:
+            if not state[0]:
+                state[0] = True
+                handle.cancel()
 
         async def send_wrapper(message: Message) -> None:
             if body_late[0]:
@@ -145,7 +152,8 @@ class TimeoutMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_wrapper)
+            # without a body to time, only the start matters: a hook in the shared send
+            await self.app(scope, receive, send_wrapper if timed_body else add_start_hook(send, started))
         except BodyReadTimeoutException:
             if state[0]:
                 raise
