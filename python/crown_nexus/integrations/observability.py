@@ -19,12 +19,15 @@ production with nothing configured nobody is admitted (403): the metrics are nev
 ``health_router(...)`` serves three probes:
 
 * ``GET /health/live``: the process answers; always ``200 {"status": "ok"}``, touches nothing.
-* ``GET /health/ready``: every configured dependency answers within ``timeout`` seconds
+* ``GET /health/ready``: every configured dependency answers within ``timeout`` seconds (a
+  check gets :data:`CHECK_ATTEMPTS` tries within that bound, so one slow or refused reply on a
+  loaded machine is no 503; a dead or stalled dependency fails every try)
   (database ``SELECT 1``; Redis ``PING`` when a Redis URL is configured; the Celery broker
   when ``event_backend`` is ``celery``); ``200 {"status": "ok", "checks": {...}}`` or ``503``
   with the SPEC §3 error body whose ``details`` are
   ``{"status": "unavailable", "failed": ["redis"], "checks": {"database": "ok", "redis": "down"}}``.
-  Errors are logged, never put in the body.
+  Errors are logged (a warning when a dependency starts failing, info when it passes again),
+  never put in the body.
 * ``GET /health`` (``include_summary=True``): ``{"status": "ok" | "degraded"}``.
 
 Neither route is rate limited by the default rules (``/health`` and ``/metrics`` are excluded by
@@ -261,31 +264,84 @@ def default_checks(settings: Settings, engine: Any = None, timeout: float = 0.5)
     return checks
 
 
-async def _run_check(name: str, check: DependencyCheck, timeout: float) -> ProbeStatus:  # noqa: ASYNC109
-    started = time.perf_counter()
-    try:
-        async with asyncio.timeout(timeout):
-            await check()
-    except TimeoutError:
-        logger.warning("Readiness check timed out", dependency=name, timeout=timeout)
-        return "timeout"
-    except Exception as exc:  # any failure is "down"; the reason goes to the log only
+#: attempts a readiness check gets within its ``timeout`` before its dependency counts as
+#: failed: on a loaded machine one slow or refused reply is not an outage. Every attempt but the
+#: last gets ``timeout / CHECK_ATTEMPTS``; the last gets what is left.
+CHECK_ATTEMPTS = 2
+
+
+async def _attempts(check: DependencyCheck, timeout: float) -> tuple[ProbeStatus, str]:  # noqa: ASYNC109
+    """``check`` tried up to :data:`CHECK_ATTEMPTS` times within ``timeout`` seconds: its
+    status and, when it failed, why (for the log)."""
+    deadline = time.perf_counter() + timeout
+    status: ProbeStatus = "down"
+    reason = ""
+    for attempt in range(1, CHECK_ATTEMPTS + 1):
+        left = deadline - time.perf_counter()
+        if left <= 0:
+            break
+        bound = left if attempt == CHECK_ATTEMPTS else min(left, timeout / CHECK_ATTEMPTS)
+        try:
+            async with asyncio.timeout(bound):
+                await check()
+        except TimeoutError:
+            status, reason = "timeout", f"no answer within {bound:.3f} s"
+        except Exception as exc:  # any failure is "down"; the reason goes to the log only
+            status, reason = "down", f"{type(exc).__name__}: {exc}"
+        else:
+            return "ok", ""
+    return status, reason
+
+
+class _CheckLog:
+    """Logs each dependency's changes (a warning when it fails, info when it is back), not
+    every failed probe: one warning per outage however often the probe is asked."""
+
+    def __init__(self) -> None:
+        self.failing: dict[str, float] = {}  # dependency -> when it started failing
+
+    def record(self, name: str, status: ProbeStatus, reason: str, timeout: float) -> None:
+        since = self.failing.get(name)
+        if status == "ok":
+            if since is not None:
+                del self.failing[name]
+                logger.info(
+                    "Readiness check passes again",
+                    dependency=name,
+                    failed_for=round(time.monotonic() - since, 3),
+                )
+            return
+        if since is not None:
+            logger.debug("Readiness check still failing", dependency=name, status=status)
+            return
+        self.failing[name] = time.monotonic()
         logger.warning(
-            "Readiness check failed",
+            "Readiness check timed out" if status == "timeout" else "Readiness check failed",
             dependency=name,
-            error=f"{type(exc).__name__}: {exc}",
-            duration=round(time.perf_counter() - started, 4),
+            error=reason,
+            timeout=timeout,
+            attempts=CHECK_ATTEMPTS,
         )
-        return "down"
-    return "ok"
+
+
+async def _run_check(
+    name: str, check: DependencyCheck, timeout: float, log: _CheckLog  # noqa: ASYNC109
+) -> ProbeStatus:
+    status, reason = await _attempts(check, timeout)
+    log.record(name, status, reason, timeout)
+    return status
 
 
 async def run_checks(
-    checks: Mapping[str, DependencyCheck], timeout: float = 1.0  # noqa: ASYNC109
+    checks: Mapping[str, DependencyCheck],
+    timeout: float = 1.0,  # noqa: ASYNC109
+    log: _CheckLog | None = None,
 ) -> dict[str, ProbeStatus]:
-    """Run ``checks`` concurrently, each bounded by ``timeout`` seconds; name → outcome."""
+    """Run ``checks`` concurrently, each bounded by ``timeout`` seconds and tried up to
+    :data:`CHECK_ATTEMPTS` times within it; name → outcome (``ok`` when an attempt passed)."""
     names = list(checks)
-    results = await asyncio.gather(*(_run_check(n, checks[n], timeout) for n in names))
+    log = log or _CheckLog()
+    results = await asyncio.gather(*(_run_check(n, checks[n], timeout, log) for n in names))
     return dict(zip(names, results, strict=True))
 
 
@@ -310,6 +366,7 @@ def health_router(
     connect with ``dependency_timeout``.
     """
     router = APIRouter(prefix=prefix, tags=list(tags))
+    check_log = _CheckLog()  # one warning per dependency outage, not one per probe
 
     def readiness_checks(request: Request) -> dict[str, DependencyCheck]:
         if checks is not None:
@@ -322,7 +379,7 @@ def health_router(
         return chosen
 
     async def readiness(request: Request) -> tuple[bool, dict[str, ProbeStatus]]:
-        results = await run_checks(readiness_checks(request), timeout)
+        results = await run_checks(readiness_checks(request), timeout, check_log)
         return all(r == "ok" for r in results.values()), results
 
     @router.get("/live")

@@ -13,7 +13,11 @@ every ``sync_interval`` seconds. So (SPEC §8):
 - When Redis is down or stalled the blacklist answers from the replica: tokens revoked before
   the outage stay refused, every other token is served (logged once per outage, counted in
   :attr:`RedisTokenBlacklist.fallback_answers`). Redis is asked again once per
-  ``retry_interval`` (by one request; the others keep answering from the replica).
+  ``retry_interval`` (by one request; the others keep answering from the replica). A reply
+  slower than ``timeout`` is answered from the replica too, but Redis counts as down only after
+  :data:`SLOW_REPLIES_FOR_OUTAGE` in a row (one slow reply on a loaded machine is no outage), and
+  an outage that starts within :data:`OUTAGE_MERGE_SECONDS` of the last one's end is the same
+  outage (logged once).
 - Revocations made during the outage are recorded in the replica and written to Redis when it
   returns (with their remaining lifetime, ``SET NX``), as is anything a restarted, emptied Redis
   lost, so every worker sees them again.
@@ -48,6 +52,13 @@ DEFAULT_TIMEOUT = 0.1
 _UNAVAILABLE = (redis_exceptions.RedisError, OSError, EOFError, TimeoutError)
 #: a key without a TTL (never written by us) is held this long by the replica
 _NO_TTL_SECONDS = 86_400.0
+#: consecutive replies slower than ``timeout`` that make Redis count as down: on a loaded
+#: machine one slow reply is not an outage (that request answers from the replica, nothing else
+#: changes); a stalled Redis gives this many within one ``timeout`` when requests are concurrent
+SLOW_REPLIES_FOR_OUTAGE = 3
+#: an outage starting this soon (seconds) after the last one ended is the same outage going on
+#: (a Redis flapping on its way back): logged and counted once
+OUTAGE_MERGE_SECONDS = 30.0
 _SCAN_COUNT = 1000
 
 T = TypeVar("T")
@@ -105,6 +116,9 @@ class RedisTokenBlacklist(TokenBlacklist):
         self._channel = f"{prefix}events"
         self._replica = MemoryTokenBlacklist(clock=clock)
         self._down_since: float | None = None
+        self._back_at: float | None = None  # when the last outage ended
+        self._announced = False  # the current outage was logged (and counted)
+        self._slow_replies = 0  # consecutive replies over the timeout while up
         self._retry_at = 0.0
         self._probing = False
         self._needs_sync = True
@@ -113,8 +127,12 @@ class RedisTokenBlacklist(TokenBlacklist):
         self._listener_loop: asyncio.AbstractEventLoop | None = None
         #: how many revocation checks were answered from the replica because Redis was down
         self.fallback_answers = 0
-        #: how many outages were noticed (each logged once)
+        #: how many outages were noticed (each logged once; a flap within
+        #: :data:`OUTAGE_MERGE_SECONDS` of the last one is the same outage)
         self.outages = 0
+        #: how many request-path replies were slower than ``timeout`` (each answered from the
+        #: replica; Redis counts as down after :data:`SLOW_REPLIES_FOR_OUTAGE` in a row)
+        self.slow_replies = 0
 
     # --- state -------------------------------------------------------------------------------
 
@@ -135,9 +153,15 @@ class RedisTokenBlacklist(TokenBlacklist):
     def _went_down(self, exc: BaseException) -> None:
         now = self._clock()
         self._retry_at = now + self._retry_interval
+        self._slow_replies = 0
         if self._down_since is None:
             self._down_since = now
+            if self._back_at is not None and now - self._back_at < OUTAGE_MERGE_SECONDS:
+                # Redis answered for a moment: the outage that was announced goes on
+                _logger.debug("Redis unavailable again for token revocation", error=type(exc).__name__)
+                return
             self.outages += 1
+            self._announced = True
             _logger.warning(
                 "Redis unavailable for token revocation; answering from the local replica "
                 "(tokens revoked before stay refused, others are served)",
@@ -147,10 +171,14 @@ class RedisTokenBlacklist(TokenBlacklist):
 
     def _came_back(self, synced: bool = False) -> None:
         if self._down_since is not None:
-            _logger.info(
-                "Redis is back for token revocation",
-                outage_seconds=round(self._clock() - self._down_since, 3),
-            )
+            now = self._clock()
+            if self._announced:
+                _logger.info(
+                    "Redis is back for token revocation",
+                    outage_seconds=round(now - self._down_since, 3),
+                )
+            self._announced = False
+            self._back_at = now
             self._down_since = None
             if not synced:
                 self._needs_sync = True  # write what was revoked meanwhile
@@ -163,19 +191,27 @@ class RedisTokenBlacklist(TokenBlacklist):
 
     async def _run(self, call: Callable[[Any], Awaitable[T]]) -> tuple[bool, T | None]:
         """``call(client)`` bounded by the timeout: ``(True, result)``, or ``(False, None)`` when
-        Redis failed or stalled (then it is marked down)."""
+        Redis failed or was slower than the timeout. A failure marks Redis down; a slow reply
+        only when :data:`SLOW_REPLIES_FOR_OUTAGE` come in a row (or while probing)."""
         probing = self._down_since is not None
         if probing:
             self._probing = True
         try:
             async with asyncio.timeout(self._timeout):
                 result = await call(self._redis())
+        except TimeoutError as exc:  # our bound: slow (a loaded machine) or stalled
+            self._slow_replies += 1
+            self.slow_replies += 1
+            if probing or self._slow_replies >= SLOW_REPLIES_FOR_OUTAGE:
+                self._went_down(exc)
+            return False, None
         except _UNAVAILABLE as exc:
             self._went_down(exc)
             return False, None
         finally:
             if probing:
                 self._probing = False
+        self._slow_replies = 0
         self._came_back()
         return True, result
 
@@ -341,6 +377,8 @@ class RedisTokenBlacklist(TokenBlacklist):
                             await self.sync()
                             self._came_back(synced=True)
                             last_sync = self._clock()
+                        except TimeoutError:
+                            self._needs_sync = True  # slow, not gone: the next tick tries again
                         except _UNAVAILABLE as exc:
                             self._went_down(exc)
             except _UNAVAILABLE as exc:
