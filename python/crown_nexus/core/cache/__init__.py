@@ -12,6 +12,13 @@ Public names (``from crown_nexus.core.cache import ...``):
 Importing the package registers ``cache_service`` and never imports redis (the Redis backend
 module is imported when a Redis backend is built); ``crown_nexus.core.cache.keys`` holds the key
 helpers and ``crown_nexus.core.cache.etags`` the ETag / ``If-None-Match`` helpers.
+
+Where each job lives: ``service`` (the service, its backends and metrics), ``backends/`` (memory,
+Redis, the Redis->memory fallback, null), ``lru`` (the one in-process LRU: the memory backend's
+entries and ``memoize``'s), ``serialization`` (values on the wire), ``keys`` (key shapes and
+digests), ``decorators`` (``cached``, ``cache_aside``, ``invalidate_cache``) over
+``call_keys`` (a call's digest, methods, ``{arg}`` templates) and ``readthrough`` (single flight,
+leases, stale-while-revalidate), ``memo`` (``memoize``), ``etags``, ``exceptions``.
 """
 
 from __future__ import annotations
