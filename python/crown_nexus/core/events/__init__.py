@@ -15,6 +15,13 @@ Handlers receive ``{"id", "name", "data", "context", "timestamp"}``. Typed event
 :mod:`crown_nexus.core.events.exceptions`, the transactional outbox in
 :mod:`crown_nexus.core.events.outbox`. The Celery backend (``crown_nexus.core.celery_app``) is
 imported only when chosen.
+
+Where each job lives: ``service`` (the ``EventService`` facade: lifecycle, publishing, relays),
+``config`` (backend types and limits, from ``Settings``), ``subscriptions`` (who listens),
+``envelope`` (the event dict, its ids, timestamp, context and the one JSON encoder),
+``runner`` (running a handler: filter, timeout, failures), ``telemetry`` (the event metrics),
+``backends/`` (delivery: memory, Celery, and the factory choosing one), ``outbox``,
+``domain_events``, ``exceptions``.
 """
 
 from __future__ import annotations
