@@ -34,6 +34,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from crown_nexus.container import current_container
+
 __all__ = ["DEFAULT_SECRET_KEY", "Environment", "Settings", "get_settings"]
 
 #: A well-known placeholder that is never used as a key: a setting equal to it counts as missing.
@@ -478,10 +480,17 @@ class Settings(BaseSettings):
 
 
 @cache
-def get_settings() -> Settings:
-    """Return the process-wide settings object, read from the environment on first use.
-
-    ``crown_nexus.core.config.settings`` is this same object (that module is a thin alias, so
-    this layer imports nothing above it).
-    """
+def _environment_settings() -> Settings:
+    """The settings read from the environment (once per process): the default container's."""
     return Settings()
+
+
+def get_settings() -> Settings:
+    """Return the current app's settings (``setup_app``'s), else those read from the environment.
+
+    Inside a request or the lifespan of an app built with ``setup_app`` this is that app's
+    ``Settings``; in scripts, workers and tests without an app it is the object read from the
+    environment on first use (``crown_nexus.core.config.settings`` answers the same).
+    """
+    found = current_container().settings
+    return found if found is not None else _environment_settings()

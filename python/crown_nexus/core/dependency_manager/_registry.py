@@ -1,4 +1,11 @@
-"""The service registry: named factories, singletons, overrides, ordered start-up and shutdown."""
+"""The service registry: named factories, singletons, overrides, ordered start-up and shutdown.
+
+Factories are registered once per process (``@register_service`` at import) in a shared catalog;
+the *instances* (singletons, overrides, what was started) belong to one app: each
+:class:`~crown_nexus.container.AppContainer` gets its own :class:`ServiceRegistry` over that
+catalog, and :func:`get_registry` answers the current container's (the default container's in
+scripts, workers and tests without an app).
+"""
 
 from __future__ import annotations
 
@@ -7,16 +14,19 @@ import importlib
 import inspect
 import logging
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
+from crown_nexus.container import current_container, default_container
 from crown_nexus.core.exceptions import ConfigurationException, ErrorCode
 
 __all__ = [
     "BUILTIN_PROVIDERS",
     "DependencyCycleException",
+    "ServiceCatalog",
     "ServiceInitializationException",
     "ServiceNotFoundException",
     "ServiceRegistry",
@@ -146,6 +156,21 @@ async def _call_maybe_async(func: Callable[[], Any]) -> None:
         await result
 
 
+class ServiceCatalog:
+    """Factories and dependencies by name, shared by every registry built over it.
+
+    Registering or unregistering a name drops its built instance in each of those registries,
+    so every app builds the new factory's service on next use.
+    """
+
+    __slots__ = ("dependencies", "factories", "registries")
+
+    def __init__(self) -> None:
+        self.factories: dict[str, Callable[..., Any]] = {}
+        self.dependencies: dict[str, set[str]] = {}
+        self.registries: weakref.WeakSet[ServiceRegistry] = weakref.WeakSet()
+
+
 class ServiceRegistry:
     """Named service factories with lazily built singletons.
 
@@ -153,13 +178,28 @@ class ServiceRegistry:
     use); with keyword arguments it calls the factory afresh each time. Overrides (for tests) win
     over everything. Services built while another one is being built are recorded as its
     dependencies, so :meth:`initialize` starts them first and :meth:`shutdown` stops them last.
+
+    ``catalog``: the factories to share (the process's catalog for app containers); without it
+    the registry has factories of its own. ``inherited_overrides``: the overrides of another
+    registry that apply here too, below this registry's own (an app's registry inherits those
+    set outside any app, so a test's ``override_service`` reaches the apps it builds).
     """
 
-    def __init__(self) -> None:
-        self._factories: dict[str, Callable[..., Any]] = {}
+    def __init__(
+        self,
+        catalog: ServiceCatalog | None = None,
+        *,
+        inherited_overrides: dict[str, Any] | None = None,
+    ) -> None:
+        self._catalog = catalog if catalog is not None else ServiceCatalog()
+        self._catalog.registries.add(self)
+        self._factories: dict[str, Callable[..., Any]] = self._catalog.factories
+        self._dependencies: dict[str, set[str]] = self._catalog.dependencies
         self._instances: dict[str, Any] = {}
         self._overrides: dict[str, Any] = {}
-        self._dependencies: dict[str, set[str]] = {}
+        self._inherited: dict[str, Any] = (
+            inherited_overrides if inherited_overrides is not None else {}
+        )
         self._started: list[str] = []
         self._lock = threading.RLock()
 
@@ -186,9 +226,10 @@ class ServiceRegistry:
                 "and do asynchronous set-up in the service's initialize()"
             )
         with self._lock:
+            for registry in list(self._catalog.registries):
+                registry._instances.pop(name, None)
             if callable(obj) and (inspect.isclass(obj) or inspect.isroutine(obj)):
                 self._factories[name] = obj
-                self._instances.pop(name, None)
             else:
                 self._factories[name] = _Instance(obj)
                 self._instances[name] = obj
@@ -199,12 +240,20 @@ class ServiceRegistry:
         """Forget the service ``name`` (its factory, instance and recorded dependencies)."""
         with self._lock:
             self._factories.pop(name, None)
-            self._instances.pop(name, None)
+            for registry in list(self._catalog.registries):
+                registry._instances.pop(name, None)
             self._dependencies.pop(name, None)
 
     def has(self, name: str) -> bool:
         """True when ``name`` is registered or overridden (built-in services count once imported)."""
-        return name in self._overrides or name in self._factories
+        return name in self._overrides or name in self._inherited or name in self._factories
+
+    def provide(self, name: str, obj: Any) -> None:
+        """Make ``obj`` this registry's instance of the registered service ``name`` (not an
+        override: other registries over the same catalog keep building their own)."""
+        self._factory(name)  # ServiceNotFoundException for an unknown name
+        with self._lock:
+            self._instances[name] = obj
 
     def names(self) -> list[str]:
         """Every registered service name, in registration order."""
@@ -225,7 +274,9 @@ class ServiceRegistry:
                 logger.warning("built-in service module for %r is not importable: %s", name, exc)
             factory = self._factories.get(name)
         if factory is None:
-            raise ServiceNotFoundException(name, [*self._factories, *self._overrides])
+            raise ServiceNotFoundException(
+                name, [*self._factories, *self._overrides, *self._inherited]
+            )
         return factory
 
     def get(self, name: str, **kwargs: Any) -> Any:
@@ -239,6 +290,21 @@ class ServiceRegistry:
         """
         if name in self._overrides:
             return self._overrides[name]
+        inherited = self._inherited
+        if inherited and name in inherited:
+            return inherited[name]
+        return self._build(name, kwargs)
+
+    def singleton(self, name: str) -> Any:
+        """This registry's own instance of ``name`` (built on first use), overrides ignored.
+
+        For accessors such as ``get_metrics_service()`` that promise the real shared service.
+        """
+        found = self._instances.get(name)
+        return found if found is not None else self._build(name, {})
+
+    def _build(self, name: str, kwargs: dict[str, Any]) -> Any:
+        """The singleton (no kwargs) or a fresh build of ``name``; records the dependency."""
         stack = _resolving.get()
         if stack:
             self._dependencies.setdefault(stack[-1], set()).add(name)
@@ -268,6 +334,8 @@ class ServiceRegistry:
         """A zero-argument callable answering exactly what :meth:`get` ``(name)`` answers, for
         hot paths: the override or the built singleton by dict lookups, else :meth:`get`
         (which builds the service, or records the dependency while another one is built)."""
+        if self._catalog is _catalog:
+            return _scoped_getter(name)
         overrides = self._overrides
         instances = self._instances
         resolving = _resolving
@@ -347,7 +415,7 @@ class ServiceRegistry:
         wanted = list(names) if names is not None else list(self._factories)
         buildable: list[str] = []
         for name in wanted:
-            if name in self._overrides:
+            if name in self._overrides or name in self._inherited:
                 buildable.append(name)
                 continue
             factory = self._factory(name)
@@ -387,7 +455,9 @@ class ServiceRegistry:
         """
         stopped: list[str] = []
         for name in reversed(self._started):
-            service = self._overrides.get(name, self._instances.get(name))
+            service = self._overrides.get(
+                name, self._inherited.get(name, self._instances.get(name))
+            )
             if service is None:
                 continue
             stop = getattr(service, "shutdown", None)
@@ -429,9 +499,60 @@ class _Instance:
         return self.obj
 
 
-_registry = ServiceRegistry()
+#: the process's factories (``@register_service`` at import), shared by every app's registry
+_catalog = ServiceCatalog()
+_create_lock = threading.RLock()
+
+
+def _registry_of(container: Any) -> ServiceRegistry:
+    """``container``'s registry, made over the process's catalog on first use."""
+    registry: ServiceRegistry | None = container.registry
+    if registry is None:
+        with _create_lock:
+            registry = container.registry
+            if registry is None:
+                inherited = None
+                if container is not default_container():
+                    inherited = _registry_of(default_container())._overrides
+                registry = ServiceRegistry(_catalog, inherited_overrides=inherited)
+                container.registry = registry
+    return registry
 
 
 def get_registry() -> ServiceRegistry:
-    """The process-wide registry behind ``register_service`` / ``get_service``."""
-    return _registry
+    """The current app's registry behind ``register_service`` / ``get_service``.
+
+    Inside an app built with ``setup_app`` (its requests and lifespan) the app container's; in
+    scripts, workers and tests without an app the default container's. All of them share the
+    factories registered in this process; each builds and keeps its own instances.
+    """
+    registry: ServiceRegistry | None = current_container().registry
+    return registry if registry is not None else _registry_of(current_container())
+
+
+def _scoped_getter(name: str) -> Callable[[], Any]:
+    """``get_registry().getter(name)``: the current app's service ``name`` per call, by dict
+    lookups when it is built (the override first), else through ``get``."""
+    current = current_container
+    resolving = _resolving
+
+    def lookup() -> Any:
+        registry: ServiceRegistry | None = current().registry
+        if registry is None:
+            registry = _registry_of(current())
+        overrides = registry._overrides
+        if overrides:
+            found = overrides.get(name, lookup)
+            if found is not lookup:
+                return found
+        inherited = registry._inherited
+        if inherited:
+            found = inherited.get(name, lookup)
+            if found is not lookup:
+                return found
+        found = registry._instances.get(name, lookup)
+        if found is lookup or resolving.get():
+            return registry.get(name)
+        return found
+
+    return lookup
