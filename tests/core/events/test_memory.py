@@ -25,8 +25,10 @@ from crown_nexus.testing import capture_errors
 
 
 def test_registered_service_is_the_module_singleton() -> None:
-    """get_service("event_service"), get_event_service() and event_service are one object."""
-    assert get_service("event_service") is get_event_service() is event_service
+    """get_service("event_service") is get_event_service(); event_service reads that same bus."""
+    assert get_service("event_service") is get_event_service()
+    assert isinstance(event_service, EventService)
+    assert event_service.stats is get_event_service().stats
 
 
 async def test_handler_receives_spec_shape(service: EventService) -> None:

@@ -18,6 +18,7 @@ from typing import IO, Any
 
 from sqlalchemy import select
 
+from crown_nexus.container import current_container, default_container
 from crown_nexus.core._redact import redact
 from crown_nexus.core.audit import export as _export
 from crown_nexus.core.audit.chain import ChainVerification, jsonable
@@ -37,7 +38,16 @@ __all__ = [
 ]
 
 _MAX_FIELD = 255
-_config: dict[str, Any] = {"database_url": None, "retention_days": None, "secret_key": None}
+_EMPTY_CONFIG: dict[str, Any] = {"database_url": None, "retention_days": None, "secret_key": None}
+_CONFIG_KEY = "audit.config"
+
+
+def _config_now() -> dict[str, Any]:
+    """The current app's audit configuration, else the one made outside any app, else empty."""
+    found: dict[str, Any] | None = current_container().state.get(_CONFIG_KEY)
+    if found is None:
+        found = default_container().state.get(_CONFIG_KEY, _EMPTY_CONFIG)
+    return found
 
 
 def configure_audit(
@@ -47,14 +57,15 @@ def configure_audit(
     retention_days: int | None = None,
     secret_key: str | None = None,
 ) -> dict[str, Any]:
-    """Set where services without their own database write (the app's settings or a URL).
+    """Set where services without their own database write (the app's settings or a URL), for
+    the current app (outside an app: for every app that configures none itself).
 
     ``settings`` supplies ``audit_database_url`` (else ``database_url``),
     ``audit_retention_days`` and ``secret_key`` (for query cursors); keyword arguments win.
     ``configure_audit()`` with nothing goes back to reading :func:`get_settings` lazily.
     Returns the previous configuration; ``configure_audit(**previous)`` restores it.
     """
-    previous = dict(_config)
+    previous = dict(_config_now())
     url = database_url
     days = retention_days
     secret = secret_key
@@ -65,7 +76,11 @@ def configure_audit(
         key: Any = getattr(settings, "secret_key", None)
         if secret is None:
             secret = key.get_secret_value() if hasattr(key, "get_secret_value") else key
-    _config.update(database_url=url, retention_days=days, secret_key=secret)
+    current_container().state[_CONFIG_KEY] = {
+        "database_url": url,
+        "retention_days": days,
+        "secret_key": secret,
+    }
     return previous
 
 
@@ -164,7 +179,7 @@ class AuditService:
         return (
             self._database_url
             or _url_of(self.db)
-            or _config["database_url"]
+            or _config_now()["database_url"]
             or _settings_value("audit_database_url")
             or str(_settings_value("database_url"))
         )
@@ -292,7 +307,7 @@ class AuditService:
             )
         stmt = self._filtered(actor_id, action, resource_type, resource_id, since, until)
         trail = self._trail()
-        key = secret_key or _config["secret_key"]
+        key = secret_key or _config_now()["secret_key"]
 
         async def page() -> Any:
             await trail.flush()
@@ -368,7 +383,7 @@ class AuditService:
         from crown_nexus.core.audit.retention import purge_older_than
 
         if days is None:
-            days = _config["retention_days"]
+            days = _config_now()["retention_days"]
             if days is None:
                 days = _settings_value("audit_retention_days")
         trail = self._trail()

@@ -27,6 +27,7 @@ import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from crown_nexus.container import current_container
 from crown_nexus.core.cache._metrics import _BATCH as _METRICS_BATCH
 from crown_nexus.core.cache._metrics import CacheMetrics
 from crown_nexus.core.cache.backends.base import CacheBackend
@@ -513,12 +514,23 @@ async def _close_backend(backend: CacheBackend) -> None:
 
 
 class _Active:
-    """The started shared service, so decorators skip the registry lookup on the hot path."""
+    """The current app's started ``cache_service`` (kept in its container), so decorators skip
+    the registry lookup on the hot path: one ``ContextVar`` read and one dict lookup."""
 
-    __slots__ = ("service",)
+    __slots__ = ()
 
-    def __init__(self) -> None:
-        self.service: CacheService | None = None
+    @property
+    def service(self) -> CacheService | None:
+        found: CacheService | None = current_container().state.get("cache.active")
+        return found
+
+    @service.setter
+    def service(self, value: CacheService | None) -> None:
+        state = current_container().state
+        if value is None:
+            state.pop("cache.active", None)
+        else:
+            state["cache.active"] = value
 
 
 _active = _Active()
@@ -537,7 +549,7 @@ def current_cache_service() -> CacheService:
 
 
 def _build_cache_service() -> CacheService:
-    """Factory of the shared ``cache_service`` (from ``crown_nexus.core.config.settings``)."""
+    """Factory of ``cache_service``: one per app container, from that app's settings."""
     return CacheService()
 
 
@@ -545,10 +557,11 @@ register_service(_build_cache_service, name="cache_service")
 
 
 def configure_cache(settings: Settings) -> CacheService:
-    """Point the shared ``cache_service`` at ``settings`` (an app's) and return it.
+    """Point the current app's ``cache_service`` (the default container's outside an app) at
+    ``settings`` and return it.
 
-    Like ``configure_security``: ``setup_app`` calls it for the app's settings. The service is
-    rebuilt only when its backend, TTL or Redis URL differ (see :meth:`CacheService.configure`);
+    ``setup_app`` does not need it: each app's cache is built from its own settings. The service
+    is rebuilt only when its backend, TTL or Redis URL differ (see :meth:`CacheService.configure`);
     an override installed with ``override_service`` that is not a ``CacheService`` is left alone.
     """
     service = get_service("cache_service")
@@ -558,6 +571,6 @@ def configure_cache(settings: Settings) -> CacheService:
 
 
 def get_cache_service() -> CacheService:
-    """The shared ``cache_service`` (the same object as ``get_service("cache_service")``)."""
+    """The current app's ``cache_service`` (the same object as ``get_service("cache_service")``)."""
     service: CacheService = get_service("cache_service")
     return service

@@ -26,6 +26,8 @@ Where each job lives: ``service`` (the ``EventService`` facade: lifecycle, publi
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 from crown_nexus.core.events.backends import EventBackend, MemoryEventBackend
 from crown_nexus.core.events.domain_events import DomainEvent, UserCreatedEvent, UserData
 from crown_nexus.core.events.exceptions import (
@@ -50,6 +52,7 @@ from crown_nexus.core.events.service import (
     EventService,
     HandlerStats,
     Subscription,
+    build_event_service,
     configure_events,
     get_event_service,
     handler_id,
@@ -84,15 +87,36 @@ __all__ = [
     "outbox_table",
 ]
 
-#: the process-wide event service (the guide's ``event_service``)
-event_service: EventService = get_event_service()
-
 
 def _register() -> None:
     from crown_nexus.core.dependency_manager import get_registry, register_service
 
     if "event_service" not in get_registry().names():
-        register_service(get_event_service, name="event_service")
+        register_service(build_event_service, name="event_service")  # one per app container
 
 
 _register()
+
+
+
+class _CurrentEventService:
+    """The guide's ``event_service``: every attribute is read from the current app's bus
+    (:func:`get_event_service`), the default container's outside an app. So
+    ``await event_service.publish(...)`` in a request reaches the app's own handlers, and
+    ``@event_service.event_handler(...)`` at import declares a handler every app's bus starts
+    with. ``isinstance(event_service, EventService)`` holds."""
+
+    __slots__ = ()
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:  # isinstance() sees an EventService
+        return EventService
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(get_event_service(), name)
+
+    def __repr__(self) -> str:
+        return f"<event_service of the current app: {get_event_service()!r}>"
+
+
+event_service: EventService = cast(EventService, _CurrentEventService())

@@ -34,6 +34,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from crown_nexus.container import current_container, default_container
+from crown_nexus.core.dependency_manager import get_registry
 from crown_nexus.core.events import envelope
 from crown_nexus.core.events.backends.base import EventBackend
 from crown_nexus.core.events.backends.factory import build_backend
@@ -58,6 +60,7 @@ __all__ = [
     "EventService",
     "HandlerStats",
     "Subscription",
+    "build_event_service",
     "configure_events",
     "get_event_service",
     "handler_id",
@@ -414,21 +417,34 @@ class EventService:
             self._relays.remove(relay)
 
 
-_service: EventService | None = None
+def build_event_service() -> EventService:
+    """Factory of ``"event_service"``: one event bus per app container.
+
+    A bus built inside an app starts with the subscriptions made outside any app so far (the
+    ``@event_service.event_handler`` decorators run at import), so code-level handlers serve
+    every app; subscriptions made inside an app stay in that app.
+    """
+    service = EventService()
+    default = default_container().registry
+    if current_container() is not default_container() and default is not None:
+        shared = default.instances().get("event_service")
+        if isinstance(shared, EventService):
+            service._subs = shared.subscriptions()
+    return service
 
 
 def configure_events(settings: Any) -> EventService:
-    """Point the process-wide event service at ``settings.event_backend`` (an app's settings)
-    and return it; ``setup_app`` calls it (see :meth:`EventService.configure`)."""
+    """Point the current app's event service (the default container's outside an app) at
+    ``settings.event_backend`` and return it (see :meth:`EventService.configure`); ``setup_app``
+    does not need it, each app's bus reads its own settings."""
     service = get_event_service()
     service.configure(settings)
     return service
 
 
 def get_event_service() -> EventService:
-    """The process-wide event service (the one registered as ``"event_service"``)."""
-    global _service
-    if _service is None:
-        _service = EventService()
-    return _service
+    """The current app's event service (registered as ``"event_service"``; the default
+    container's outside an app). Test overrides are returned by ``get_service`` only."""
+    service: EventService = get_registry().singleton("event_service")
+    return service
 

@@ -21,8 +21,8 @@ How a flag is evaluated for ``target`` / ``target_id`` (see ``models.FlagRule``)
 
 The store follows the settings (``CROWN_NEXUS_FEATURE_STORE``: ``auto`` = Redis when Redis is
 configured, else memory; ``memory``; ``sql`` on ``CROWN_NEXUS_DATABASE_URL``; ``redis``);
-:func:`configure_features` (called by ``setup_app``) points the shared service at an app's
-settings.
+each app container builds its own service from its app's settings; :func:`configure_features`
+re-points the current one.
 """
 
 from __future__ import annotations
@@ -806,7 +806,7 @@ _NAMES = ("feature_service", "feature_flag_service")
 def _build_feature_service() -> FeatureService:
     """Factory of the shared service under both names: the instance one name already holds
     (so ``feature_service`` and ``feature_flag_service`` are one object), else a new one from
-    ``crown_nexus.core.config.settings``. Overrides stay per name, as for every service."""
+    the current app's settings. Overrides stay per name, as for every service."""
     instances = get_registry().instances()
     for name in _NAMES:
         existing = instances.get(name)
@@ -820,15 +820,14 @@ for _name in _NAMES:
 
 
 def get_feature_service() -> FeatureService:
-    """The shared ``feature_service`` (the same object as ``get_service("feature_service")``)."""
+    """The current app's ``feature_service`` (the same object as ``get_service("feature_service")``)."""
     service: FeatureService = get_service("feature_service")
     return service
 
 
 def configure_features(settings: Any) -> FeatureService:
-    """Point the shared ``feature_service`` at ``settings`` (an app's) and return it.
-
-    ``setup_app`` calls it, like ``configure_cache``. An override that is not a
+    """Point the current app's ``feature_service`` (the default container's outside an app) at
+    ``settings`` and return it; ``setup_app`` does not need it. An override that is not a
     ``FeatureService`` is left alone.
     """
     service = get_service("feature_service")

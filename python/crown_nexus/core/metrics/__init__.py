@@ -43,7 +43,7 @@ def _register() -> None:
     from crown_nexus.core.dependency_manager import get_registry, register_service
 
     if "metrics_service" not in get_registry().names():
-        register_service(get_metrics_service)
+        register_service(MetricsService, name="metrics_service")  # one per app container
 
 
 _register()

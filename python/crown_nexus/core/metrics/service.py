@@ -17,10 +17,9 @@ the optional HTTP exporter, ``shutdown``, ``reset``) and the process's shared in
 
 from __future__ import annotations
 
-import threading
-
 from prometheus_client import CollectorRegistry
 
+from crown_nexus.core.dependency_manager import get_registry
 from crown_nexus.core.metrics.base import MetricsConfig
 from crown_nexus.core.metrics.exposition import MetricsExposition
 from crown_nexus.core.metrics.http import HttpMetrics
@@ -102,15 +101,12 @@ class MetricsService(HttpMetrics, MetricTrackers, MetricTiming, MetricReaders, M
             self._clear_hot()
 
 
-_default_service: MetricsService | None = None
-_default_lock = threading.Lock()
-
-
 def get_metrics_service() -> MetricsService:
-    """Return the process's shared :class:`MetricsService` (registered as ``"metrics_service"``)."""
-    global _default_service
-    if _default_service is None:
-        with _default_lock:
-            if _default_service is None:
-                _default_service = MetricsService()
-    return _default_service
+    """Return the current app's :class:`MetricsService` (registered as ``"metrics_service"``).
+
+    Each app container builds its own (with its own prometheus ``CollectorRegistry``); outside
+    an app, the default container's. Test overrides of ``"metrics_service"`` are not returned
+    here (``get_service("metrics_service")`` returns them).
+    """
+    service: MetricsService = get_registry().singleton("metrics_service")
+    return service

@@ -1,8 +1,11 @@
-"""The process-wide permission registry: the shipped defaults plus what the application adds.
+"""The permission registry of each app: the shipped defaults plus what the application adds.
 
 The registry class comes from ``accel.get("permissions")`` (Cython when built, else pure Python).
 Applications call :func:`register_permission` / :func:`register_role` at start-up; checks read
-the registry through :func:`get_registry`.
+the registry through :func:`get_registry`. Each app container has its own registry: the default
+container's (scripts, and registrations made at import, outside any app) is copied into an app's
+on the app's first use, so what code declares serves every app while roles an app defines while
+it runs stay in that app.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from crown_nexus import accel
+from crown_nexus.container import AppContainer, current_container, default_container
 from crown_nexus.core.permissions.models import ROLE_PERMISSIONS, Permission
 
 __all__ = [
@@ -43,13 +47,38 @@ def build_default_registry(kind: str | None = None) -> Any:
     return registry
 
 
-_lock = threading.Lock()
-_registry: Any = build_default_registry()
+_lock = threading.RLock()
+_KEY = "permissions.registry"
+
+
+def _copy(source: Any) -> Any:
+    """A new registry of ``source``'s class with its permissions (same bits) and roles."""
+    registry = type(source)()
+    for name in source.permissions():
+        registry.register_permission(name)
+    for role in source.roles():
+        registry.register_role(role, sorted(source.role_permissions(role)), source.inherits(role))
+    return registry
+
+
+def _registry_of(container: AppContainer) -> Any:
+    """``container``'s registry, made on first use (a copy of the default container's)."""
+    with _lock:
+        found = container.state.get(_KEY)
+        if found is None:
+            default = default_container()
+            if container is default:
+                found = build_default_registry()
+            else:
+                found = _copy(_registry_of(default))
+            container.state[_KEY] = found
+        return found
 
 
 def get_registry() -> Any:
-    """The registry every permission check uses (a ``PermissionRegistry``)."""
-    return _registry
+    """The registry the current app's permission checks use (a ``PermissionRegistry``)."""
+    found = current_container().state.get(_KEY)
+    return found if found is not None else _registry_of(current_container())
 
 
 def register_permission(name: str) -> int:
@@ -57,7 +86,7 @@ def register_permission(name: str) -> int:
 
     Idempotent. Raises ``TypeError``/``ValueError`` for a malformed name.
     """
-    return int(_registry.register_permission(name))
+    return int(get_registry().register_permission(name))
 
 
 def register_role(name: str, permissions: Iterable[str], inherits: Iterable[str] = ()) -> int:
@@ -66,15 +95,16 @@ def register_role(name: str, permissions: Iterable[str], inherits: Iterable[str]
     New permission names are registered. Returns the role's mask. Raises ``UnknownRoleError`` for
     an inherited role that does not exist and ``ValueError`` for an inheritance cycle.
     """
-    return int(_registry.register_role(name, permissions, inherits))
+    return int(get_registry().register_role(name, permissions, inherits))
 
 
 def reset_registry(kind: str | None = None) -> Any:
-    """Throw away application registrations and go back to the defaults (for tests).
+    """Throw away the current container's application registrations and go back to the
+    defaults (for tests).
 
     ``kind`` (``"pure"``/``"cython"``) makes checks use that implementation from now on.
     """
-    global _registry
     with _lock:
-        _registry = build_default_registry(kind)
-    return _registry
+        registry = build_default_registry(kind)
+        current_container().state[_KEY] = registry
+    return registry

@@ -40,6 +40,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from crown_nexus.container import current_container, default_container
 from crown_nexus.core.exceptions import ConfigurationException, ResourceNotFoundException
 from crown_nexus.core.permissions._telemetry import record_value
 from crown_nexus.core.permissions._user import user_id as _user_id
@@ -64,8 +65,18 @@ UserLoader = Callable[[str, Any], Any]
 #: seconds a user's permission list stays cached
 CACHE_TTL = 300.0
 
-_state: dict[str, Any] = {"loader": None}
-_local_cache: dict[str, tuple[float, list[str]]] = {}
+#: the container state keys of the loader set without an app and of the in-process cache
+_LOADER_KEY = "permissions.loader"
+_CACHE_KEY = "permissions.cache"
+
+
+def _local_cache() -> dict[str, tuple[float, list[str]]]:
+    """The current app's in-process permission cache (used when no ``cache_service`` exists)."""
+    state = current_container().state
+    found: dict[str, tuple[float, list[str]]] | None = state.get(_CACHE_KEY)
+    if found is None:
+        found = state.setdefault(_CACHE_KEY, {})
+    return found
 
 
 #: the app attribute an app-scoped loader is kept in
@@ -85,20 +96,28 @@ def set_user_loader(loader: UserLoader | None, app: Any = None) -> None:
     """Set how a user id becomes a user: ``loader(user_id, db)`` (sync or async) or ``None``.
 
     With ``app`` the loader is used only while that app serves an authenticated request (kept as
-    ``app.state.permission_user_loader``); without it, everywhere (``None`` removes it).
+    ``app.state.permission_user_loader``); without it, for the current app's container — outside
+    any app, every app without a loader of its own (``None`` removes it).
     """
     if app is not None:
         setattr(app.state, _APP_STATE_KEY, loader)
+    elif loader is None:
+        current_container().state.pop(_LOADER_KEY, None)
     else:
-        _state["loader"] = loader
+        current_container().state[_LOADER_KEY] = loader
 
 
 def _loader() -> UserLoader | None:
-    """The current request's app loader, else the process-wide one."""
+    """The current request's app loader, else the current container's, else the one set
+    outside any app."""
     app = request_app()
     state = getattr(app, "state", None)
     loader: UserLoader | None = getattr(state, _APP_STATE_KEY, None) if state is not None else None
-    return loader or _state["loader"]
+    return (
+        loader
+        or current_container().state.get(_LOADER_KEY)
+        or default_container().state.get(_LOADER_KEY)
+    )
 
 
 def _cache_key(user_id: str) -> str:
@@ -258,7 +277,7 @@ class PermissionService:
             except Exception as exc:
                 logger.debug("Permission cache read failed", error=repr(exc))
         else:
-            hit = _local_cache.get(uid)
+            hit = _local_cache().get(uid)
             if hit is not None and hit[0] > time.monotonic():
                 names = list(hit[1])
         if names is not None:
@@ -273,12 +292,12 @@ class PermissionService:
             except Exception as exc:
                 logger.debug("Permission cache write failed", error=repr(exc))
             return
-        _local_cache[uid] = (time.monotonic() + CACHE_TTL, list(names))
+        _local_cache()[uid] = (time.monotonic() + CACHE_TTL, list(names))
 
     async def invalidate_permissions_cache(self, user_id: Any) -> None:
         """Forget the cached permissions of ``user_id`` (call after its role or grants change)."""
         uid = str(_user_id(user_id) if not isinstance(user_id, (str, int)) else user_id)
-        _local_cache.pop(uid, None)
+        _local_cache().pop(uid, None)
         cache = _service("cache_service")
         if cache is not None:
             try:

@@ -20,6 +20,9 @@ Refused checks are written at once.
 
 The metrics service is looked up once (``get_service("metrics_service")``); metrics are created
 on first use. When the metrics system is unavailable nothing is recorded and checks go on.
+
+The tally, its timer and the lookup state belong to the current app's container, so two apps in
+one process count into their own metrics service.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from crown_nexus.container import current_container
 from crown_nexus.core.dependency_manager import get_service
 from crown_nexus.core.rate_limiting.models import RateLimitResult, RateLimitRule
 from crown_nexus.logging import get_logger
@@ -85,12 +89,30 @@ FLUSH_EVERY = 256
 #: ... and at most this long after the first unwritten one
 FLUSH_AFTER_SECONDS = 1.0
 
-_state: dict[str, Any] = {"retry_at": 0.0, "created": set()}
-#: allowed checks not yet written: one ``[count]`` cell per (backend, algorithm); callers keep
-#: the cell and bump it in place (see :func:`tally_cell`)
-_cells: dict[tuple[str, str], list[int]] = {}
-_timer: list[Any] = [None]
 _samples = {"check": 0, "request": 0}
+
+
+class _Tally:
+    """One app's allowed checks not yet written — one ``[count]`` cell per (backend, algorithm);
+    callers keep the cell and bump it in place (see :func:`tally_cell`) — its flush timer, and
+    the metrics lookup state (retry time, services whose metrics exist)."""
+
+    __slots__ = ("cells", "created", "retry_at", "timer")
+
+    def __init__(self) -> None:
+        self.cells: dict[tuple[str, str], list[int]] = {}
+        self.timer: Any = None
+        self.retry_at = 0.0
+        self.created: set[int] = set()
+
+
+def _tally() -> _Tally:
+    """The current app's tally (its container's)."""
+    state = current_container().state
+    found: _Tally | None = state.get("rate_limiting.tally")
+    if found is None:
+        found = state.setdefault("rate_limiting.tally", _Tally())
+    return found
 
 
 def should_time(kind: str) -> bool:
@@ -102,17 +124,18 @@ def should_time(kind: str) -> bool:
 
 def reset() -> None:
     """Forget which metrics were created and any failed lookup (tests swap the service)."""
-    _state["retry_at"] = 0.0
-    _state["created"] = set()
+    tally = _tally()
+    tally.retry_at = 0.0
+    tally.created = set()
     _samples["check"] = _samples["request"] = 0
-    for cell in _cells.values():
+    for cell in tally.cells.values():
         cell[0] = 0
-    _cancel_timer()
+    _cancel_timer(tally)
 
 
-def _cancel_timer() -> None:
-    handle = _timer[0]
-    _timer[0] = None
+def _cancel_timer(tally: _Tally) -> None:
+    handle = tally.timer
+    tally.timer = None
     if handle is not None:
         handle.cancel()
 
@@ -124,9 +147,10 @@ def tally_cell(backend: str, algorithm: str) -> list[int]:
     calls :func:`tally_noted` when ``c == 1 or c >= FLUSH_EVERY`` (see :func:`count_allowed`).
     """
     key = (backend, algorithm)
-    cell = _cells.get(key)
+    cells = _tally().cells
+    cell = cells.get(key)
     if cell is None:
-        cell = _cells.setdefault(key, [0])
+        cell = cells.setdefault(key, [0])
     return cell
 
 
@@ -134,9 +158,11 @@ def tally_noted(count: int) -> None:
     """A cell reached ``count``: write everything at ``FLUSH_EVERY``; start the timer at 1."""
     if count >= FLUSH_EVERY:
         flush()
-    elif _timer[0] is None:
-        try:
-            _timer[0] = asyncio.get_running_loop().call_later(FLUSH_AFTER_SECONDS, flush)
+        return
+    tally = _tally()
+    if tally.timer is None:
+        try:  # the callback runs in this context: the same app's tally and metrics
+            tally.timer = asyncio.get_running_loop().call_later(FLUSH_AFTER_SECONDS, flush)
         except RuntimeError:  # no running loop (a synchronous caller): write now
             flush()
 
@@ -151,13 +177,15 @@ def count_allowed(backend: str, algorithm: str) -> None:
 
 
 def flush() -> None:
-    """Write the tally of allowed checks to ``rate_limiting_checks_total`` now."""
-    _cancel_timer()
-    pending = [(key, cell[0]) for key, cell in _cells.items() if cell[0]]
+    """Write the current app's tally of allowed checks to ``rate_limiting_checks_total`` now."""
+    tally = _tally()
+    _cancel_timer(tally)
+    cells = tally.cells
+    pending = [(key, cell[0]) for key, cell in cells.items() if cell[0]]
     if not pending:
         return
     for key, _ in pending:
-        _cells[key][0] = 0
+        cells[key][0] = 0
     svc = _service()
     if svc is None:
         return
@@ -176,22 +204,22 @@ def flush() -> None:
 
 def _service() -> Any:
     """The registry's current metrics service (it changes after a shutdown), or ``None``."""
-    if _state["retry_at"]:
-        if time.monotonic() < _state["retry_at"]:
+    tally = _tally()
+    if tally.retry_at:
+        if time.monotonic() < tally.retry_at:
             return None
-        _state["retry_at"] = 0.0
+        tally.retry_at = 0.0
     try:
         svc = get_service("metrics_service")
     except Exception:
-        _state["retry_at"] = time.monotonic() + RETRY_LOOKUP_SECONDS
+        tally.retry_at = time.monotonic() + RETRY_LOOKUP_SECONDS
         return None
-    if id(svc) not in _state["created"]:
-        _ensure_all(svc)
+    if id(svc) not in tally.created:
+        _ensure_all(svc, tally.created)
     return svc
 
 
-def _ensure_all(svc: Any) -> None:
-    created: set[int] = _state["created"]
+def _ensure_all(svc: Any, created: set[int]) -> None:
     if id(svc) in created:
         return
     for name, (kind, description, labels) in _DEFINITIONS.items():

@@ -20,7 +20,6 @@ from datetime import timedelta
 from typing import Any
 
 from crown_nexus.core.dependency_manager import register_service
-from crown_nexus.core.security import service as _service_module
 from crown_nexus.core.security.api_keys import ApiKeyData, generate_api_key, verify_api_key
 from crown_nexus.core.security.blacklist import (
     MemoryTokenBlacklist,
@@ -46,6 +45,7 @@ from crown_nexus.core.security.passwords import (
 from crown_nexus.core.security.service import (
     RevocationPending,
     SecurityService,
+    build_security_service,
     configure_security,
     get_security_service,
 )
@@ -87,7 +87,7 @@ __all__ = [
     "verify_password",
 ]
 
-register_service(get_security_service)
+register_service(build_security_service, name="security_service")  # one per app container
 
 
 def create_token(
@@ -140,7 +140,7 @@ async def decode_token(
     or oversized tokens, expired / not-yet-valid, wrong ``iss``/``aud``, revoked ``jti`` or
     family, and a token whose ``type`` is not ``expected_type`` (``None`` accepts any).
     """
-    service = _service_module._default or get_security_service()
+    service = get_security_service()
     # the service's steps inline (one coroutine, not two: this is every request's hot path)
     result = service.decode_token_nowait(token, expected_type, check_revocation)
     if type(result) is RevocationPending:

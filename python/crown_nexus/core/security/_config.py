@@ -1,28 +1,30 @@
 """Which :class:`~crown_nexus.settings.Settings` the module-level security functions use.
 
-Defaults to ``crown_nexus.core.config.settings``; :func:`crown_nexus.core.security.configure_security`
-(and so an app's start-up) replaces it, so tokens, CSRF and encryption agree within one app.
+The current app's settings (``setup_app``'s; the environment's outside an app), unless
+:func:`crown_nexus.core.security.configure_security` gave the current container others: tokens,
+CSRF and encryption agree within one app and differ between apps.
 """
 
 from __future__ import annotations
 
-from crown_nexus.settings import Settings
+from crown_nexus.container import current_container
+from crown_nexus.settings import Settings, get_settings
 
 __all__ = ["get_security_settings", "set_security_settings"]
 
-_settings: Settings | None = None
+_KEY = "security.settings"
 
 
 def get_security_settings() -> Settings:
-    """Return the settings the security system is configured with."""
-    if _settings is None:
-        from crown_nexus.core.config import settings
-
-        return settings
-    return _settings
+    """Return the settings the current app's security system is configured with."""
+    found: Settings | None = current_container().state.get(_KEY)
+    return found if found is not None else get_settings()
 
 
 def set_security_settings(settings: Settings | None) -> None:
-    """Use ``settings`` from now on (``None``: back to ``crown_nexus.core.config.settings``)."""
-    global _settings
-    _settings = settings
+    """Use ``settings`` in the current container from now on (``None``: its app's settings)."""
+    state = current_container().state
+    if settings is None:
+        state.pop(_KEY, None)
+    else:
+        state[_KEY] = settings

@@ -21,6 +21,8 @@ import logging
 import time
 from typing import Any
 
+from crown_nexus.container import current_container
+
 __all__ = [
     "SecurityTelemetry",
     "record_api_key_created",
@@ -300,15 +302,14 @@ class _SharedTelemetry(SecurityTelemetry):
         return super()._metrics()
 
 
-_shared: SecurityTelemetry | None = None
-
-
 def shared_telemetry() -> SecurityTelemetry:
-    """The process-wide telemetry the module-level security functions record through."""
-    global _shared
-    if _shared is None:
-        _shared = _SharedTelemetry()
-    return _shared
+    """The current app's telemetry the module-level security functions record through (kept in
+    its container; the default container's outside an app)."""
+    state = current_container().state
+    found: SecurityTelemetry | None = state.get("security.telemetry")
+    if found is None:
+        found = state.setdefault("security.telemetry", _SharedTelemetry())
+    return found
 
 
 def record_api_key_created(user_id: str, key_id: str, name: str, permissions: list[str]) -> None:

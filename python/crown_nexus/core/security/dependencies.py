@@ -24,6 +24,7 @@ from typing import Any
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from crown_nexus.container import current_container, default_container
 from crown_nexus.core.exceptions import AuthenticationException
 from crown_nexus.core.security._request_user import bind_request_user
 from crown_nexus.core.security.service import SecurityService, get_security_service
@@ -57,17 +58,19 @@ ApiKeyResolver = Callable[[str, Request], Awaitable[Mapping[str, Any] | None]]
 bearer_scheme = HTTPBearer(auto_error=False, description="Access token from /auth/login")
 api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="API key")
 
-_resolver: ApiKeyResolver | None = None
 _STATE_KEY = "crown_nexus_user"
+_RESOLVER_KEY = "security.api_key_resolver"
 
 
 def register_api_key_resolver(resolver: ApiKeyResolver | None, app: Any = None) -> None:
-    """Use ``resolver`` to authenticate ``X-API-Key`` requests (for ``app`` only, if given)."""
-    global _resolver
+    """Use ``resolver`` to authenticate ``X-API-Key`` requests: for ``app`` only if given, else
+    for the current app (the default container's outside an app: every app without its own)."""
     if app is not None:
         app.state.api_key_resolver = resolver
+    elif resolver is None:
+        current_container().state.pop(_RESOLVER_KEY, None)
     else:
-        _resolver = resolver
+        current_container().state[_RESOLVER_KEY] = resolver
 
 
 def _service_for(request: Request) -> SecurityService:
@@ -77,7 +80,11 @@ def _service_for(request: Request) -> SecurityService:
 
 def _resolver_for(request: Request) -> ApiKeyResolver | None:
     resolver: ApiKeyResolver | None = getattr(request.app.state, "api_key_resolver", None)
-    return resolver or _resolver
+    if resolver is None:  # the current app's, else one registered outside any app
+        resolver = current_container().state.get(_RESOLVER_KEY) or default_container().state.get(
+            _RESOLVER_KEY
+        )
+    return resolver
 
 
 def _set_log_user(user_id: str) -> None:

@@ -21,6 +21,7 @@ from datetime import timedelta
 from types import ModuleType
 from typing import Any
 
+from crown_nexus.core.dependency_manager import get_registry
 from crown_nexus.core.exceptions import AuthenticationException
 from crown_nexus.core.security import api_keys as _api_keys
 from crown_nexus.core.security import csrf as _csrf
@@ -44,7 +45,13 @@ from crown_nexus.core.tracing import Span, end_span, start_span, tracing_enabled
 from crown_nexus.logging import get_logger
 from crown_nexus.settings import Settings
 
-__all__ = ["RevocationPending", "SecurityService", "configure_security", "get_security_service"]
+__all__ = [
+    "RevocationPending",
+    "SecurityService",
+    "build_security_service",
+    "configure_security",
+    "get_security_service",
+]
 
 logger = get_logger("crown_nexus.core.security")
 
@@ -545,18 +552,19 @@ class SecurityService:
         return _validation.moderate_content(content, content_type)
 
 
-_default: SecurityService | None = None
+def build_security_service() -> SecurityService:
+    """Factory of ``"security_service"``: one per app container, from that app's settings."""
+    return SecurityService()
 
 
 def get_security_service(db: Any = None) -> SecurityService:
-    """The process-wide :class:`SecurityService` (built from the settings on first use).
+    """The current app's :class:`SecurityService` (built from its settings on first use; the
+    default container's outside an app). Test overrides are returned by ``get_service`` only.
 
     ``db`` is accepted as the guide passes it; the same shared service is returned.
     """
-    global _default
-    if _default is None:
-        _default = SecurityService()
-    return _default
+    service: SecurityService = get_registry().singleton("security_service")
+    return service
 
 
 def configure_security(
@@ -567,7 +575,9 @@ def configure_security(
     jwt_impl: ModuleType | None = None,
     user_loader: UserLoader | None = None,
 ) -> SecurityService:
-    """Point the security system at ``settings`` (an app's) and return the shared service.
+    """Point the current app's security system (the default container's outside an app) at
+    ``settings`` and return its service; ``setup_app`` does not need it (each app's service is
+    built from its own settings).
 
     ``user_loader`` lets refresh reload users (see :meth:`SecurityService.set_user_loader`).
 
