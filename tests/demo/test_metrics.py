@@ -46,11 +46,11 @@ async def test_metrics_endpoint_serves_prometheus_text(tmp_path) -> None:
 
 
 async def test_metrics_endpoint_shows_application_metrics(tmp_path) -> None:
-    """A metric recorded through get_service('metrics_service') appears on /metrics."""
+    """A metric recorded through get_service('metrics_service') in the app appears on its /metrics."""
     from crown_nexus.core.dependency_manager import get_service
 
-    get_service("metrics_service").increment_counter("demo_widgets_total", 2, {"colour": "red"})
     app = create_app(Settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/m2.db"))
-    async with app_client(app) as client:
+    async with app_client(app) as client:  # the app's container is current in here
+        get_service("metrics_service").increment_counter("demo_widgets_total", 2, {"colour": "red"})
         resp = await client.get("/metrics")
     assert _value(resp.text, "demo_widgets_total", colour="red") >= 2

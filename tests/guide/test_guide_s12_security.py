@@ -311,6 +311,7 @@ def login_router() -> APIRouter:
 
 async def test_login_endpoint() -> None:
     """Right password: a token pair and a CSRF cookie; wrong/unknown: 401 with the error body and a challenge."""
+    from crown_nexus.container import use_container
     from crown_nexus.core.security import get_security_service
 
     app = app_with(login_router())
@@ -333,13 +334,14 @@ async def test_login_endpoint() -> None:
     assert ok.status_code == 200, ok.text
     pair = data_of(ok.json())
     assert set(pair) >= {"access_token", "refresh_token", "token_type", "expires_in"}
-    token = await decode_token(pair["access_token"])
+    with use_container(app.state.container):  # the app's tokens are checked with its secret
+        token = await decode_token(pair["access_token"])
+        csrf = ok.cookies["csrf_token"]
+        assert get_security_service().validate_csrf_token(csrf, "7")
     assert token.sub == "7" and token.role == "manager"
     assert list(token.permissions) == ["product:read", "product:create"]
     cookie = ok.headers["set-cookie"]
     assert cookie.startswith("csrf_token=") and "Secure" in cookie and "SameSite=strict" in cookie
-    csrf = ok.cookies["csrf_token"]
-    assert get_security_service().validate_csrf_token(csrf, "7")
     for bad in (wrong, unknown):
         assert bad.status_code == 401
         assert_error_body(bad.json(), "AUTHENTICATION_ERROR", "Invalid credentials")

@@ -11,9 +11,16 @@ headers and the CORS grant like any other response (a browser can read the 429);
 limit runs before SecureRequest's content checks, so a flood of attack URLs is throttled before
 it is inspected (its size caps are O(n)). ErrorHandler is closest to the routes, so errors get the
 SPEC §3 body and still pass through the layers above. A middleware
-whose module cannot be imported is a ``ConfigurationException``, never skipped. Start-up builds
-and starts the registered services (``dependency_manager.initialize``) before the app's own
-lifespan runs; shutdown stops them after.
+whose module cannot be imported is a ``ConfigurationException``, never skipped.
+
+Each app owns its services: ``setup_app`` gives it an :class:`~crown_nexus.container.AppContainer`
+(``app.state.container``: its settings, its registry of service instances, its per-app state) and
+wraps the whole app — outside Starlette's own error middleware — in a pure-ASGI
+:class:`~crown_nexus.container.ContainerScope` that makes the container current for every scope
+(HTTP, WebSocket, lifespan). So ``get_service``, ``get_settings``, the token functions... answer
+for this app, and two apps with different settings serve side by side in one process. Start-up
+builds and starts the registered services in the app's container before the app's own lifespan
+runs; shutdown stops them after.
 """
 
 from __future__ import annotations
@@ -24,6 +31,13 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
+from crown_nexus.container import (
+    AppContainer,
+    ContainerScope,
+    reset_current,
+    set_current,
+    use_container,
+)
 from crown_nexus.core import dependency_manager
 from crown_nexus.core import error as _error_reporting  # noqa: F401 - registers the 5xx report hook
 from crown_nexus.core.exceptions import ConfigurationException, install_exception_handlers
@@ -31,7 +45,7 @@ from crown_nexus.integrations.observability import health_router, metrics_router
 from crown_nexus.integrations.openapi import install_openapi
 from crown_nexus.integrations.routing import install_method_not_allowed
 from crown_nexus.logging import configure_logging_for_app
-from crown_nexus.settings import Settings
+from crown_nexus.settings import Settings, get_settings
 
 __all__ = [
     "MIDDLEWARE_ORDER",
@@ -242,9 +256,7 @@ def _resolve_settings(app: Any, settings: Settings | None) -> Settings:
     existing = getattr(app.state, "settings", None)
     if isinstance(existing, Settings):
         return existing
-    from crown_nexus.core.config import settings as loaded
-
-    return loaded
+    return get_settings()
 
 
 def setup_app(
@@ -260,24 +272,34 @@ def setup_app(
     Installs the exception handlers (SPEC §3 body), the middleware stack in the guide's order
     (``middleware_options`` maps a middleware's class name to extra constructor arguments,
     ``exclude_middleware`` leaves some out) and, with ``manage_services``, wraps the app's
-    lifespan so registered services are started before it and stopped after it. Points the
-    security system, the shared ``cache_service`` and the event service at the app's settings
-    (again at start-up, on the app's loop). Stores the settings as ``app.state.settings``. Calling it twice on one app does nothing the second time.
+    lifespan so the app's services are started before it and stopped after it.
+
+    Gives the app its own container (``app.state.container``) holding its settings and service
+    instances — cache, rate limiter, event bus, security, metrics, features... built from these
+    settings on first use — and makes it current for every ASGI scope of the app (see the module
+    docstring). A ``SecurityService`` already in ``app.state.security_service`` becomes the
+    container's ``"security_service"``; otherwise that attribute is set to the container's.
+    Stores the settings as ``app.state.settings``. Calling it twice on one app does nothing the
+    second time.
     """
     if getattr(app.state, "crown_nexus_setup", False):
         return app
     settings = _resolve_settings(app, settings)
     app.state.settings = settings
+    container = AppContainer(settings, name=getattr(app, "title", None))
+    app.state.container = container
     configure_logging_for_app(settings)  # JSON in production, console in development
     from crown_nexus.core.tracing.sdk import configure_tracing
 
     configure_tracing(settings)  # CROWN_NEXUS_OTEL_* / OTEL_*: an OTLP tracer provider, else no-op
-    if getattr(app.state, "security_service", None) is None:
-        # tokens are signed and checked with THIS app's secret, not the loaded settings' one
-        from crown_nexus.core.security import configure_security
+    from crown_nexus.core.security import SecurityService, get_security_service
 
-        app.state.security_service = configure_security(settings)
-    _configure_services(settings)  # the cache and event bus follow THIS app's settings too
+    with use_container(container):
+        given = getattr(app.state, "security_service", None)
+        if isinstance(given, SecurityService):  # the app built its own (a user loader...)
+            dependency_manager.get_registry().provide("security_service", given)
+        else:  # tokens are signed and checked with THIS app's secret
+            app.state.security_service = get_security_service()
     install_exception_handlers(app)
     install_method_not_allowed(app)  # a 405's Allow lists every route of the path
     install_openapi(app)  # the document describes the envelope, SPEC §3 errors, every status
@@ -287,47 +309,36 @@ def setup_app(
     app.state.crown_nexus_middleware = [cls.__name__ for cls, _ in stack]
     if manage_services:
         app.router.lifespan_context = _with_services(app.router.lifespan_context)
+    _scope_lifespan(app, container)
+    _scope_app(app, container)
     app.state.crown_nexus_setup = True
     return app
 
 
-def _configure_services(settings: Settings) -> None:
-    """Point the shared cache, event and feature flag services at ``settings`` (no-op when they
-    match)."""
-    from crown_nexus.core.cache import configure_cache
-    from crown_nexus.core.events import configure_events
-    from crown_nexus.core.features import configure_features
+def _scope_app(app: Any, container: AppContainer) -> None:
+    """Make ``container`` current around the whole app: its middleware stack is built in it
+    (middleware that look services up at construction get this app's) and wrapped, outermost,
+    in a :class:`ContainerScope`."""
+    build = app.build_middleware_stack
 
-    configure_cache(settings)
-    configure_events(settings)
-    configure_features(settings)
+    def build_in_container() -> Any:
+        token = set_current(container)
+        try:
+            inner = build()
+        finally:
+            reset_current(token)
+        return ContainerScope(inner, container)
 
-
-async def _start_reconfigured(started: list[str]) -> None:
-    """(Re)start on this loop the cache/event services a reconfiguration left stopped (the
-    registry skips services it believes started)."""
-    for name in ("cache_service", "event_service", "feature_service"):
-        if name in started or name not in dependency_manager.get_registry().names():
-            continue
-        service = dependency_manager.get_service(name)
-        if name == "cache_service" and getattr(service, "initialized", True) is False:
-            await service.initialize()
-        elif name in ("event_service", "feature_service") and callable(
-            getattr(service, "initialize", None)
-        ):
-            await service.initialize()
+    app.build_middleware_stack = build_in_container
 
 
 def _with_services(inner: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """A lifespan that starts the registered services, runs ``inner``, then stops them."""
+    """A lifespan that starts the app's registered services (in its container), runs ``inner``,
+    then stops them."""
 
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[Any]:
-        settings = getattr(app.state, "settings", None)
-        if isinstance(settings, Settings):  # another app may have been set up since this one
-            _configure_services(settings)
         started = await dependency_manager.initialize()
-        await _start_reconfigured(started)
         app.state.services_started = started
         try:
             async with inner(app) as state:
@@ -336,3 +347,54 @@ def _with_services(inner: Callable[[Any], Any]) -> Callable[[Any], Any]:
             await dependency_manager.shutdown()
 
     return lifespan
+
+
+def _in_container(inner: Callable[[Any], Any], container: AppContainer) -> Callable[[Any], Any]:
+    """``inner`` (a lifespan) run with ``container`` current; it stays current in the body."""
+
+    @asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[Any]:
+        token = set_current(container)
+        try:
+            async with inner(app) as state:
+                yield state
+        finally:
+            reset_current(token)
+
+    return lifespan
+
+
+def _get_lifespan(router: Any) -> Callable[[Any], Any]:
+    return _in_container(router.__dict__["_crown_nexus_lifespan"], router._crown_nexus_container)
+
+
+def _set_lifespan(router: Any, value: Callable[[Any], Any]) -> None:
+    router.__dict__["_crown_nexus_lifespan"] = value
+
+
+_SCOPED_ROUTERS: dict[type, type] = {}
+
+
+def _scope_lifespan(app: Any, container: AppContainer) -> None:
+    """Make ``app.router.lifespan_context`` read as the stored lifespan run in ``container``,
+    however it is entered or re-wrapped later: over ASGI, by ``crown_nexus.testing.app_client``,
+    by a parent app running its mounts' lifespans, or after an app factory wraps it again
+    (``router.lifespan_context = mine(router.lifespan_context)``). So what start-up starts —
+    services, subscriptions, tasks — belongs to this app."""
+    router = app.router
+    base = type(router)
+    scoped = _SCOPED_ROUTERS.get(base)
+    if scoped is None:
+        scoped = type(
+            f"ContainerScoped{base.__name__}",
+            (base,),
+            {
+                "lifespan_context": property(_get_lifespan, _set_lifespan),
+                "__doc__": base.__doc__,
+            },
+        )
+        scoped = _SCOPED_ROUTERS.setdefault(base, scoped)
+    inner = router.__dict__.pop("lifespan_context", None) or router.lifespan_context
+    router.__class__ = scoped
+    router._crown_nexus_container = container
+    router.__dict__["_crown_nexus_lifespan"] = inner

@@ -4,9 +4,8 @@ Recorded from the events the systems already publish (no router is edited for it
 (``security.token_created`` of a token pair), failed password checks, logouts and revocations,
 API-key creation, permission denials (``permission.denied`` / ``permission.object_denied``)
 and feature-flag changes (``feature.updated``). Each app writes to its own database
-(``audit_database_url`` or ``database_url``) and subscribes only while it runs. (The shared
-``audit_service`` that code fetches with ``get_service`` follows the process settings, or
-``configure_audit``; an app factory does not repoint it, so two apps in one process stay apart.)
+(``audit_database_url`` or ``database_url``) and subscribes to its own event bus only while it
+runs, so two apps in one process stay apart.
 
 ``GET /audit`` (``system:admin``) pages through the trail, newest first, filtered by
 ``actor_id``, ``action``, ``resource_type``, ``resource_id``, ``since``, ``until``, with the

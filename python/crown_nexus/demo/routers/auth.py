@@ -22,6 +22,8 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from crown_nexus.container import use_container
+from crown_nexus.core.dependency_manager import get_registry
 from crown_nexus.core.exceptions import AuthenticationException, PermissionDeniedException
 from crown_nexus.core.permissions import PermissionChecker
 from crown_nexus.core.security import (
@@ -373,9 +375,12 @@ def install(app: Any) -> Any:
     from crown_nexus.demo.routers import users
 
     # the app's own service: its user loader reads THIS app's database (nothing process-wide)
-    app.state.security_service = SecurityService(
+    service = SecurityService(
         app.state.settings, user_loader=user_loader_for(app.state.sessionmaker)
     )
+    app.state.security_service = service
+    with use_container(app.state.container):  # the token functions of this app use it too
+        get_registry().provide("security_service", service)
     register_api_key_resolver(resolve_api_key, app=app)
     app.include_router(router)
     app.include_router(jwks_router)

@@ -36,6 +36,7 @@ from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from crown_nexus.container import use_container
 from crown_nexus.core.dependency_manager import get_service
 from crown_nexus.core.events import EventService, OutboxRelay, Subscription, create_outbox_tables
 from crown_nexus.core.events.exceptions import EventHandlerException
@@ -435,7 +436,8 @@ def _with_orders(inner: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 def install(app: Any) -> Any:
     """Give ``app`` the order routes, the workflow handlers and an outbox relay (its lifespan)."""
-    app.state.order_events = get_service("event_service")
+    with use_container(app.state.container):  # THIS app's event bus, not the default one
+        app.state.order_events = get_service("event_service")
     app.include_router(router)
     app.router.lifespan_context = _with_orders(app.router.lifespan_context)
     return app
