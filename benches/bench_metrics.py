@@ -3,7 +3,10 @@
 Groups ``metrics-increment_counter`` and ``metrics-observe_histogram``: the same labelled
 series recorded through ``MetricsService`` (which also keeps the in-process window the
 readers use and enforces the cardinality cap) and through prometheus-client's own API
-(``metric.labels(**labels).inc()`` / ``.observe()``). Each benchmark checks its figure. Run:
+(``metric.labels(**labels).inc()`` / ``.observe()``). Group ``metrics-http-request``: what
+``MetricsMiddleware`` records for one request (in-progress gauge up and down, request counter,
+duration histogram) through the fused ``request_started``/``request_finished``, through the
+generic ``track_in_progress``/``track_request``, and through prometheus-client directly. Each benchmark checks its figure. Run:
 ``pytest benches/bench_metrics.py --benchmark-enable --benchmark-group-by=group``.
 """
 
@@ -11,7 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+import pytest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from crown_nexus import accel
 from crown_nexus.core.metrics import MetricsService
@@ -73,3 +77,62 @@ def test_observe_histogram_prometheus_client(benchmark: Any) -> None:
 
     benchmark(observe)
     assert hist.labels(**LABELS)._sum.get() > 0
+
+
+# --- one HTTP request's metrics: what MetricsMiddleware records per request ------------------
+
+ROUTE = {"method": "GET", "endpoint": "/users/{user_id}"}
+
+
+def test_http_request_crown_nexus_fused(benchmark: Any) -> None:
+    """MetricsService.request_started + request_finished (in progress, count, duration)."""
+    _info(benchmark, "crown-nexus fused")
+    benchmark.group = "metrics-http-request"
+    m = MetricsService()
+
+    def one() -> None:
+        handle = m.request_started("GET")
+        m.request_finished("GET", "/users/{user_id}", 200, 0.0042, None, handle)
+
+    benchmark(one)
+    total = m.get_counter_sum("http_requests_total", {**ROUTE, "status_code": "200"})
+    duration = m.get_metric("http_request_duration_seconds").labels(**ROUTE)
+    assert total > 0 and duration._sum.get() == pytest.approx(total * 0.0042)
+    assert m.get_metric("http_requests_in_progress").labels("GET")._value.get() == 0
+
+
+def test_http_request_crown_nexus_generic(benchmark: Any) -> None:
+    """The same through the generic calls: track_in_progress ±1 and track_request."""
+    _info(benchmark, "crown-nexus generic")
+    benchmark.group = "metrics-http-request"
+    m = MetricsService()
+    progress = {"method": "GET"}
+
+    def one() -> None:
+        m.track_in_progress("http_requests_in_progress", progress, 1)
+        m.track_in_progress("http_requests_in_progress", progress, -1)
+        m.track_request("GET", "/users/{user_id}", 200, 0.0042)
+
+    benchmark(one)
+    assert m.get_counter_sum("http_requests_total") > 0
+
+
+def test_http_request_prometheus_client(benchmark: Any) -> None:
+    """prometheus-client: gauge inc/dec, counter inc, histogram observe (labels(**) each)."""
+    _info(benchmark, "prometheus-client")
+    benchmark.group = "metrics-http-request"
+    registry = CollectorRegistry()
+    gauge = Gauge("http_requests_in_progress", "In progress", ["method"], registry=registry)
+    counter = Counter("http_requests_total", "Requests", list(LABELS), registry=registry)
+    hist = Histogram(
+        "http_request_duration_seconds", "Duration", list(ROUTE), buckets=BUCKETS, registry=registry
+    )
+
+    def one() -> None:
+        gauge.labels(method="GET").inc()
+        gauge.labels(method="GET").dec()
+        counter.labels(method="GET", endpoint="/users/{user_id}", status_code="200").inc()
+        hist.labels(**ROUTE).observe(0.0042)
+
+    benchmark(one)
+    assert counter.labels(**LABELS)._value.get() > 0

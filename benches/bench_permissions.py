@@ -6,7 +6,10 @@ written as a string. One check = "may this user (role + extra grants) do <resour
 
 Groups:
 * ``permissions`` -- one check at the hot-path level (``user_mask`` + ``has``) vs ``enforce``.
-* ``permissions-checker`` -- the public API ``PermissionChecker.has_permission`` on a user dict.
+* ``permissions-checker`` -- the public API ``PermissionChecker.has_permission`` on a user dict,
+  with its metrics (``permission_checks_total`` and the duration histogram, counted in a local
+  batch and handed to the metrics service) and, as ``<impl>-no-metrics``, with the recording
+  replaced by a no-op: the difference is what the metrics cost per check.
 
 Each benchmark first checks that its implementation gives the right answers (grant and deny).
 Run: ``pytest benches/bench_permissions.py --benchmark-enable --benchmark-group-by=group``.
@@ -104,4 +107,23 @@ def test_checker_has_permission(benchmark: Any, impl: str) -> None:
         assert PermissionChecker.has_permission(user, GRANTED) is True
         assert benchmark(PermissionChecker.has_permission, user, GRANTED) is True
     finally:
+        reset_registry()
+
+
+@pytest.mark.parametrize("impl", KINDS)
+def test_checker_has_permission_no_metrics(benchmark: Any, impl: str) -> None:
+    """The public API with metrics recording replaced by a no-op (the metrics' share)."""
+    from crown_nexus.core.permissions import checker
+
+    benchmark.group = "permissions-checker"
+    _info(benchmark, f"{impl}-no-metrics")
+    reset_registry(impl)
+    recorded = checker.record_check
+    checker.record_check = lambda *args: None  # type: ignore[assignment]
+    try:
+        user = {"id": "u1", "role": ROLE, "permissions": ["report:read"], "is_active": True}
+        assert PermissionChecker.has_permission(user, GRANTED) is True
+        assert benchmark(PermissionChecker.has_permission, user, GRANTED) is True
+    finally:
+        checker.record_check = recorded
         reset_registry()

@@ -12,6 +12,10 @@ Group ``middleware-tracing``: 50 GETs answering a small JSON body through
   OpenTelemetry sets the global provider once per process, so this one only runs when
   ``CROWN_NEXUS_BENCH_OTEL_SDK=1`` (run the file a second time with it set; the others are then
   skipped).
+Group ``tracing-layer``: ``TracingMiddleware`` alone around a plain ASGI endpoint (``bare``
+is the endpoint alone), with and without an incoming ``traceparent``: the layer's own cost per
+request (with ``CROWN_NEXUS_BENCH_OTEL_SDK=1`` it starts its own ``SERVER`` span, there being no
+FastAPI span around it).
 Run: ``pytest benches/bench_tracing.py --benchmark-enable --benchmark-group-by=group``.
 """
 
@@ -117,5 +121,58 @@ def test_request_path(benchmark: Any, variant: str) -> None:
         if variant.startswith("stack-with-tracing"):
             assert headers[b"traceparent"].startswith(b"00-4bf92f3577b34da6a3ce929d0e0e4736-")
         benchmark(lambda: loop.run_until_complete(many(app, BATCH)))
+    finally:
+        loop.close()
+
+
+async def _endpoint(scope: Any, receive: Any, send: Any) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", b"2")],
+        }
+    )
+    await send({"type": "http.response.body", "body": b"{}"})
+
+
+@pytest.mark.parametrize("variant", ["bare", "layer-new-trace", "layer-continued-trace"])
+def test_tracing_layer(benchmark: Any, variant: str) -> None:
+    """50 GETs through TracingMiddleware alone (see the module docstring)."""
+    from crown_nexus.middleware.tracing import TracingMiddleware
+
+    benchmark.group = "tracing-layer"
+    benchmark.extra_info["implementations"] = accel.implementations()
+    benchmark.extra_info["variant"] = variant
+    benchmark.extra_info["sdk"] = SDK
+    benchmark.extra_info["requests_per_round"] = BATCH
+    app: Any = _endpoint if variant == "bare" else TracingMiddleware(_endpoint)
+    headers = scope_for("/item")["headers"]
+    if variant != "layer-continued-trace":
+        headers = headers[:1]  # host only
+
+    async def many_layer(n: int) -> dict[bytes, bytes]:
+        out: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            out.append(message)
+
+        for _ in range(n):
+            out.clear()
+            scope = {**scope_for("/item"), "headers": headers}
+            await app(scope, receive, send)
+        return dict(out[0]["headers"])
+
+    loop = asyncio.new_event_loop()
+    try:
+        got = loop.run_until_complete(many_layer(1))
+        if variant == "layer-continued-trace":
+            assert got[b"traceparent"].startswith(b"00-4bf92f3577b34da6a3ce929d0e0e4736-")
+        elif variant == "layer-new-trace":
+            assert len(got[b"traceparent"]) == 55
+        benchmark(lambda: loop.run_until_complete(many_layer(BATCH)))
     finally:
         loop.close()

@@ -86,7 +86,7 @@ os.register_at_fork(after_in_child=_id_pool.clear)
 
 
 def _parse_incoming(value: bytes) -> tuple[str, str, str] | None:
-    """:func:`parse_traceparent` of a request header, the version-00 form read as bytes."""
+    """:func:`parse_traceparent` of a request header, the version-00 form matched in one step."""
     match = _TRACEPARENT_00.fullmatch(value.decode("latin-1"))
     if match is None:
         return parse_traceparent(value)
