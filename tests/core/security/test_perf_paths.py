@@ -406,3 +406,31 @@ async def test_validation_metrics_are_counted_and_sampled(
     assert 2 <= len(timings) <= 72 // service.telemetry.sample_every + 1
     assert all(0 < value < 1 for _, value, _ in timings)
     assert {labels["success"] for _, _, labels in timings} <= {"true", "false"}
+
+
+class _BothOverridden(MemoryTokenBlacklist):
+    """A subclass that overrides both lookups consistently keeps its synchronous answer."""
+
+    async def is_revoked(self, jti: str | None, family: str | None = None) -> bool:
+        return jti == "gone"
+
+    def is_revoked_nowait(self, jti: str | None, family: str | None = None) -> bool | None:
+        return jti == "gone"
+
+
+async def test_one_revocation_rule_for_both_entry_points(
+    settings: Settings, jwt_impl: ModuleType
+) -> None:
+    """TokenManager and SecurityService decide revocation in one place (check_revocation_nowait)."""
+    assert not _EverythingRevoked().answers_nowait and _BothOverridden().answers_nowait
+    manager = TokenManager(settings, blacklist=_BothOverridden(), jwt_impl=jwt_impl)
+    assert manager.revoked_nowait is not None
+    data = manager.verify(manager.create_token("u"), None)
+    assert manager.check_revocation_nowait(data) is True
+    await manager.check_revocation(data)
+    service = SecurityService(settings, blacklist=_EverythingRevoked(), jwt_impl=jwt_impl)
+    pending = service.decode_token_nowait(service.create_token("u"))
+    assert isinstance(pending, RevocationPending)
+    with pytest.raises(AuthenticationException) as info:
+        await service.finish_revocation_check(pending)
+    assert info.value.details["reason"] == "revoked"

@@ -16,7 +16,17 @@ __all__ = ["MemoryTokenBlacklist", "TokenBlacklist"]
 
 
 class TokenBlacklist(abc.ABC):
-    """Where revoked token ids and token families are remembered until they expire."""
+    """Where revoked token ids and token families are remembered until they expire.
+
+    A subclass that overrides :meth:`is_revoked` without overriding :meth:`is_revoked_nowait`
+    beside it gets the base's ``is_revoked_nowait`` (``None``: "ask me asynchronously"), so an
+    inherited synchronous answer can never contradict the subclass's own lookup.
+    """
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "is_revoked" in cls.__dict__ and "is_revoked_nowait" not in cls.__dict__:
+            cls.is_revoked_nowait = TokenBlacklist.is_revoked_nowait  # type: ignore[method-assign]
 
     @abc.abstractmethod
     async def add(self, jti: str, ttl_seconds: float) -> bool:
@@ -40,6 +50,11 @@ class TokenBlacklist(abc.ABC):
         not await; the default (network backends) is ``None``.
         """
         return None
+
+    @property
+    def answers_nowait(self) -> bool:
+        """True when :meth:`is_revoked_nowait` may answer (it is not the base's ``None``)."""
+        return type(self).is_revoked_nowait is not TokenBlacklist.is_revoked_nowait
 
 
 def _ttl(ttl_seconds: float) -> int:

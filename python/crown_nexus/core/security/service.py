@@ -39,7 +39,6 @@ from crown_nexus.core.security.tokens import (
     TokenPair,
     TokenType,
     UserLoader,
-    _auth_error,
 )
 from crown_nexus.core.tracing import Span, end_span, start_span, tracing_enabled
 from crown_nexus.logging import get_logger
@@ -383,18 +382,8 @@ class SecurityService:
         tokens = self.tokens
         try:
             data = tokens.verify(token, expected_type)
-            if check_revocation:
-                nowait = tokens.revoked_nowait
-                if nowait is None:
-                    return RevocationPending(data, expected_type, start)
-                try:
-                    revoked = nowait(data.jti, data.fam)
-                except Exception:
-                    raise _auth_error("revocation_check_failed") from None
-                if revoked is None:  # the backend must be asked asynchronously after all
-                    return RevocationPending(data, expected_type, start)
-                if revoked:
-                    raise _auth_error("revoked")
+            if check_revocation and not tokens.check_revocation_nowait(data):
+                return RevocationPending(data, expected_type, start)
         except AuthenticationException:
             telemetry.validation(_failure_key(expected_type), start)
             raise
@@ -413,12 +402,7 @@ class SecurityService:
         """Ask the blacklist about a verified token :meth:`decode_token_nowait` handed over."""
         data = pending.data
         try:
-            try:
-                revoked = await self.tokens.blacklist.is_revoked(data.jti, data.fam)
-            except Exception:
-                raise _auth_error("revocation_check_failed") from None
-            if revoked:
-                raise _auth_error("revoked")
+            await self.tokens.check_revocation(data)
         except AuthenticationException:
             self.telemetry.validation(_failure_key(pending.expected_type), pending.start)
             raise

@@ -215,20 +215,6 @@ class TokenData(msgspec.Struct):
 _convert = msgspec.convert
 
 
-def _defining_class(cls: type, name: str) -> type:
-    return next(klass for klass in cls.__mro__ if name in vars(klass))
-
-
-def _nowait_matches(cls: type) -> bool:
-    """True when ``cls.is_revoked_nowait`` is defined where ``is_revoked`` is (or below it)."""
-    try:
-        return issubclass(
-            _defining_class(cls, "is_revoked_nowait"), _defining_class(cls, "is_revoked")
-        )
-    except StopIteration:
-        return False
-
-
 def _claims_reason(claims: Any) -> str:
     """Why verified claims were refused: a required claim absent / null, or one malformed."""
     if type(claims) is dict and any(claims.get(name) is None for name in _REQUIRED_HERE):
@@ -307,11 +293,9 @@ class TokenManager:
     @blacklist.setter
     def blacklist(self, blacklist: TokenBlacklist) -> None:
         self._blacklist = blacklist
-        #: the backend's synchronous ``is_revoked_nowait`` when it answers the same as its
-        #: ``is_revoked`` (not overridden by a subclass that left the former alone), else None
-        self.revoked_nowait = (
-            blacklist.is_revoked_nowait if _nowait_matches(type(blacklist)) else None
-        )
+        #: the backend's synchronous ``is_revoked_nowait`` when it has one (see
+        #: ``TokenBlacklist``: a subclass overriding only ``is_revoked`` has none), else None
+        self.revoked_nowait = blacklist.is_revoked_nowait if blacklist.answers_nowait else None
 
     # --- creation --------------------------------------------------------------------------
 
@@ -466,16 +450,35 @@ class TokenManager:
             await self.check_revocation(data)
         return data
 
-    async def check_revocation(self, data: TokenData) -> None:
-        """Refuse ``data`` when its ``jti`` or family is revoked, or when that cannot be checked.
-
-        An in-process backend answers without awaiting (:attr:`revoked_nowait`).
-        """
+    def check_revocation_nowait(self, data: TokenData) -> bool:
+        """The revocation check, as far as it goes without awaiting: ``True`` when ``data`` is
+        checked and not revoked, ``False`` when only :meth:`check_revocation` can answer (a
+        network backend). Raises ``AuthenticationException`` (``revoked`` /
+        ``revocation_check_failed``) when refused. The one place a token's revocation is decided
+        (``SecurityService`` and ``decode_token`` go through it)."""
+        nowait = self.revoked_nowait
+        if nowait is None:
+            return False
         try:
-            nowait = self.revoked_nowait
-            revoked = None if nowait is None else nowait(data.jti, data.fam)
-            if revoked is None:
-                revoked = await self._blacklist.is_revoked(data.jti, data.fam)
+            revoked = nowait(data.jti, data.fam)
+        except Exception:
+            raise _auth_error("revocation_check_failed") from None
+        if revoked is None:
+            return False
+        if revoked:
+            raise _auth_error("revoked")
+        return True
+
+    async def check_revocation(self, data: TokenData) -> None:
+        """Refuse ``data`` when its ``jti`` or family is revoked, or when that cannot be checked
+        (a backend that raises is refused too: a token that cannot be checked is not trusted).
+
+        An in-process backend answers without awaiting (:meth:`check_revocation_nowait`).
+        """
+        if self.check_revocation_nowait(data):
+            return
+        try:
+            revoked = await self._blacklist.is_revoked(data.jti, data.fam)
         except Exception:
             raise _auth_error("revocation_check_failed") from None
         if revoked:
