@@ -1,4 +1,4 @@
-"""Guide §10 examples, run as written against the shared ``event_service`` (app. → crown_nexus.)."""
+"""Guide §10 (Events) examples, run as written against the shared ``event_service`` (``app.`` -> ``crown_nexus.``)."""
 
 from __future__ import annotations
 
