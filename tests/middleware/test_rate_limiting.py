@@ -300,3 +300,22 @@ async def test_user_strategy_keys_by_bearer_token_subject() -> None:
         assert (await c.get("/u", headers=alice)).status_code == 200
         assert (await c.get("/u", headers=alice)).status_code == 429
         assert (await c.get("/u", headers=bob)).status_code == 200
+
+
+async def test_admitted_requests_are_counted_exactly_when_read() -> None:
+    """rate_limiting_requests_total{result="allowed"} counts every admitted request: the batched
+    tally is written at 256, and whatever is pending when a reader looks (flush hook)."""
+    from crown_nexus.core.metrics import get_metrics_service
+
+    metrics = get_metrics_service()
+    labels = {"path": "/counted/", "result": "allowed"}
+    before = metrics.get_counter_sum("rate_limiting_requests_total", labels)
+    rule = RateLimitRule(requests_per_window=10_000, window_seconds=60, path_pattern="/counted/")
+    app, _ = build([rule])
+    sent = 0
+    async with client(app) as c:
+        for total in (1, 256, 300):
+            while sent < total:
+                assert (await c.get("/counted/x")).status_code == 200
+                sent += 1
+            assert metrics.get_counter_sum("rate_limiting_requests_total", labels) - before == total
