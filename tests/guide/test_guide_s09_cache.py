@@ -808,3 +808,53 @@ async def test_ttls_reach_redis(request: pytest.FixtureRequest, redis_url: str) 
     assert 590 <= profile_ttl <= 600
     assert 290 <= plain_ttl <= 300
     assert forever_ttl == -1
+
+# ------------------------------------------------------------------------------------------------
+# §9 'Metrics Integration' readers on the shared metrics service (formerly in
+# tests/core/metrics/test_guide_s06.py)
+from crown_nexus.core.dependency_manager import get_service
+
+
+@pytest.fixture
+def fresh_shared_service():
+    """The guide reads the shared metrics_service: start from an empty one."""
+    get_service("metrics_service").reset()
+    yield
+    get_service("metrics_service").reset()
+
+
+@pytest.mark.usefixtures("fresh_shared_service")
+def test_metrics_integration_readers_as_written() -> None:
+    """Guide §9 'Metrics Integration': the readers over cache metrics, as written."""
+    service = get_service("metrics_service")
+    for hit, backend, component in [
+        (True, "redis", "product_service"),
+        (True, "redis", "product_service"),
+        (True, "memory", "user_profile"),
+        (False, "redis", "product_service"),
+    ]:
+        service.track_cache_operation(
+            operation="get", backend=backend, hit=hit, duration=0.002, component=component
+        )
+
+    # --- guide §9, as written ---
+    # These metrics are available automatically
+    metrics_service = get_service("metrics_service")
+
+    # Get hit rate over the last 5 minutes
+    hit_rate = metrics_service.get_counter_rate(
+        "cache_hit_total"
+    ) / metrics_service.get_counter_rate("cache_operations_total")
+
+    # Get p95 latency for cache operations
+    latency = metrics_service.get_histogram_quantile(
+        "cache_operation_duration_seconds", 0.95, {"component": "product_service"}
+    )
+
+    # Get miss count by backend
+    miss_count = metrics_service.get_counter_sum("cache_miss_total", {"backend": "redis"})
+    # --- end ---
+
+    assert hit_rate == pytest.approx(0.75)
+    assert latency == pytest.approx(0.002)
+    assert miss_count == 1
