@@ -67,13 +67,25 @@ class MetricsMiddleware:
         paths = [p for p in (ignore_paths or ()) if p]
         self._ignore_exact = frozenset(paths)
         self._ignore_prefixes = tuple(p.rstrip("/") + "/" for p in paths if p != "/")
-        self._service = metrics_service
+        self._service: Any = None
+        self._started: Any = None
+        self._finished: Any = None
+        if metrics_service is not None:
+            self._bind(metrics_service)
+
+    def _bind(self, service: Any) -> None:
+        """Use ``service``, its fused calls bound once (``None`` when it has none)."""
+        self._started = getattr(service, "request_started", None)
+        self._finished = getattr(service, "request_finished", None)
+        if self._finished is None:
+            self._started = None
+        self._service = service
 
     def _metrics(self) -> Any:
         if self._service is None:
             from crown_nexus.core.dependency_manager import get_service
 
-            self._service = get_service("metrics_service")
+            self._bind(get_service("metrics_service"))
         return self._service
 
     def _ignored(self, path: str) -> bool:
@@ -81,7 +93,11 @@ class MetricsMiddleware:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Measure the request unless its path is ignored."""
-        if scope["type"] != "http" or self._ignored(scope.get("path", "")):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        if path in self._ignore_exact or path.startswith(self._ignore_prefixes):
             await self.app(scope, receive, send)
             return
         method = scope.get("method", "GET")
@@ -91,7 +107,7 @@ class MetricsMiddleware:
             service = self._service
             if service is None:
                 service = self._metrics()
-            started = getattr(service, "request_started", None)
+            started = self._started
             progress = started(method) if started is not None else _generic_started(service, method)
         except Exception as exc:
             _logger.warning("Metrics unavailable; request not measured", error=repr(exc))
@@ -124,7 +140,7 @@ class MetricsMiddleware:
         finally:
             duration = _perf_counter() - start
             try:
-                service.request_finished(
+                self._finished(
                     method, route_template(scope), status_code, duration, error_code, progress
                 )
             except Exception as exc:
