@@ -858,3 +858,706 @@ def test_metrics_integration_readers_as_written() -> None:
     assert hit_rate == pytest.approx(0.75)
     assert latency == pytest.approx(0.002)
     assert miss_count == 1
+
+
+# ------------------------------------------------------------------------------------------------
+# The `service` fixture of the examples below (formerly tests/core/cache/conftest.py's): a started
+# CacheService on memory and on the real Redis, installed as "cache_service".
+from crown_nexus.core.dependency_manager import get_registry
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def service(request: pytest.FixtureRequest) -> AsyncIterator[CacheService]:
+    """A started CacheService on each storing backend, installed as ``cache_service``."""
+    redis_url = request.getfixturevalue("redis_url") if request.param == "redis" else None
+    svc = CacheService(
+        Settings(),
+        default_backend=request.param,
+        redis_url=redis_url,
+        key_prefix=f"t{uuid.uuid4().hex[:8]}:" if request.param == "redis" else "",
+    )
+    with get_registry().override("cache_service", svc):
+        await svc.initialize()
+        try:
+            yield svc
+        finally:
+            await svc.clear()
+            await svc.shutdown()
+
+
+# ------------------------------------------------------------------------------------------------
+# Each §9 block run verbatim (exec) in a namespace of the user's objects, on memory and Redis (formerly tests/core/cache/test_guide_examples.py)
+# Every code example of guide §9, run as written (``app.`` -> ``crown_nexus.``), on memory and Redis.
+#
+# Each example is kept verbatim in a string and executed in a namespace that supplies the user's
+# own objects (repositories, ``logger``, ``Product``, ``db``), exactly as an application would.
+import asyncio
+from typing import Any
+
+import pytest
+from sqlalchemy import Integer, String, select
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from crown_nexus.core.cache import CacheService
+from crown_nexus.core.dependency_manager import get_registry
+from crown_nexus.core.metrics.service import MetricsService
+from crown_nexus.logging import get_logger
+
+BASIC_USAGE = """
+from crown_nexus.core.dependency_manager import get_service
+
+# Get the cache service
+cache_service = get_service("cache_service")
+
+# Basic cache operations
+async def get_user_profile(user_id: str):
+    # Try to get from cache first
+    cache_key = f"user:profile:{user_id}"
+    cached_profile = await cache_service.get(cache_key)
+
+    if cached_profile is not None:
+        return cached_profile
+
+    # Not in cache, fetch from database
+    profile = await user_repository.get_profile(user_id)
+
+    # Store in cache for future requests (TTL: 10 minutes)
+    await cache_service.set(cache_key, profile, ttl=600)
+
+    return profile
+"""
+
+DECORATORS = """
+from crown_nexus.core.cache import cached, invalidate_cache
+
+# Cache the result of this function for 5 minutes
+@cached(ttl=300)
+async def get_product_details(product_id: str):
+    # This expensive operation will only run on cache misses
+    result = await product_repository.get_details(product_id)
+    return result
+
+# Invalidate cache entries when data changes
+@invalidate_cache(pattern="product:*")
+async def update_product(product_id: str, data: dict):
+    # This will invalidate all cache keys matching the pattern
+    await product_repository.update(product_id, data)
+    return {"status": "updated"}
+"""
+
+ADVANCED = """
+from crown_nexus.core.cache import cached, cache_aside, memoize
+from crown_nexus.core.cache.keys import generate_model_key, generate_list_key
+
+# Memoize an expensive function (in-memory caching)
+@memoize(ttl=60)  # 60 seconds
+def calculate_complex_value(input_value: int):
+    # Complex calculation
+    return result
+
+# Cache using custom key generation
+@cache_aside(
+    key_func=lambda category_id, **kwargs: generate_list_key(
+        prefix="products",
+        model_name="product",
+        filters={"category_id": category_id}
+    ),
+    ttl=600,
+    tags=["products", "catalog"]
+)
+async def get_products_by_category(category_id: str):
+    # Fetch from database
+    return await product_repository.list_by_category(category_id)
+"""
+
+TAGS = """
+from crown_nexus.core.dependency_manager import get_service
+
+cache_service = get_service("cache_service")
+
+# Invalidate all product-related cache entries
+async def clear_product_cache():
+    # Get Redis backend
+    redis_backend = cache_service._get_backend("redis")
+
+    # Get all keys with product tag
+    tag_key = "cache:tag:products"
+    keys = await redis_backend.get_set_members(tag_key)
+
+    # Delete all keys
+    if keys:
+        await cache_service.delete_many(keys)
+
+        # Also remove the tag itself
+        await redis_backend.delete(tag_key)
+
+    return {"invalidated": len(keys)}
+"""
+
+EXCEPTIONS = """
+from crown_nexus.core.cache.exceptions import CacheException, CacheOperationException
+
+async def get_cached_data(key: str):
+    try:
+        cache_service = get_service("cache_service")
+        return await cache_service.get(key)
+    except CacheOperationException as e:
+        logger.warning(f"Cache operation failed: {e}")
+        # Fallback to database
+        return await fetch_from_database()
+    except CacheException as e:
+        logger.error(f"Cache system error: {e}")
+        # More severe error, may need to be reported
+        raise
+"""
+
+ERROR_INTEGRATION = """
+from crown_nexus.core.cache.exceptions import CacheException, CacheOperationException
+
+try:
+    value = await cache_service.get("my_key")
+except CacheOperationException as e:
+    # Handle specific operation errors
+    logger.warning(f"Cache operation failed: {e}")
+    # Fallback logic
+except CacheException as e:
+    # Handle general cache errors
+    logger.error(f"Cache error: {e}")
+    # More severe error handling
+"""
+
+METRICS = """
+# These metrics are available automatically
+metrics_service = get_service("metrics_service")
+
+# Get hit rate over the last 5 minutes
+hit_rate = metrics_service.get_counter_rate("cache_hit_total") / \\
+           metrics_service.get_counter_rate("cache_operations_total")
+
+# Get p95 latency for cache operations
+latency = metrics_service.get_histogram_quantile(
+    "cache_operation_duration_seconds",
+    0.95,
+    {"component": "product_service"}
+)
+
+# Get miss count by backend
+miss_count = metrics_service.get_counter_sum(
+    "cache_miss_total",
+    {"backend": "redis"}
+)
+"""
+
+DEPENDENCY_INJECTION = """
+# In service classes
+class ProductService:
+    def __init__(self, db):
+        self.db = db
+        self.cache_service = get_service("cache_service")
+
+    async def get_product(self, product_id):
+        # Use cache service
+        cache_key = f"product:{product_id}"
+        product = await self.cache_service.get(cache_key)
+        if product:
+            return product
+
+        # Cache miss - get from database
+        product = await self.db.execute(
+            select(Product).where(Product.id == product_id)
+        )
+        product = product.scalar_one_or_none()
+
+        # Cache for next time
+        if product:
+            await self.cache_service.set(cache_key, product, ttl=300)
+
+        return product
+"""
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class OrmProduct(_Base):
+    __tablename__ = "guide_products"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(50))
+
+
+class Repository:
+    """The user's own repository, counting database calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    async def get_profile(self, user_id: str) -> dict[str, str]:
+        self.calls.append(("get_profile", user_id))
+        return {"id": user_id, "name": "Ada"}
+
+    async def get_details(self, product_id: str) -> dict[str, str]:
+        self.calls.append(("get_details", product_id))
+        return {"id": product_id, "details": "..."}
+
+    async def update(self, product_id: str, data: dict) -> None:
+        self.calls.append(("update", product_id))
+
+    async def list_by_category(self, category_id: str) -> list[dict[str, str]]:
+        self.calls.append(("list_by_category", category_id))
+        return [{"id": "1", "category": category_id}]
+
+
+def _run(code: str, **names: Any) -> dict[str, Any]:
+    namespace: dict[str, Any] = {"__name__": "guide_example", **names}
+    exec(compile(code, "<guide §9>", "exec"), namespace)
+    return namespace
+
+
+async def _run_async(code: str, **names: Any) -> dict[str, Any]:
+    """Run top-level-await example code (as in a notebook or an async function body)."""
+    body = "async def __example__():\n" + "".join(f"    {line}\n" for line in code.splitlines())
+    body += "    return locals()\n"
+    namespace = _run(body, **names)
+    result: dict[str, Any] = await namespace["__example__"]()
+    return result
+
+
+async def test_basic_usage_as_written(service: CacheService) -> None:
+    """Basic Usage: the second call is served from the cache."""
+    repo = Repository()
+    ns = _run(BASIC_USAGE, user_repository=repo)
+    assert await ns["get_user_profile"]("u1") == {"id": "u1", "name": "Ada"}
+    assert await ns["get_user_profile"]("u1") == {"id": "u1", "name": "Ada"}
+    assert repo.calls == [("get_profile", "u1")]
+    assert await service.get("user:profile:u1") == {"id": "u1", "name": "Ada"}
+
+
+async def test_decorators_as_written(service: CacheService) -> None:
+    """Using Decorators: cached runs once per id; invalidate_cache removes product:* keys."""
+    repo = Repository()
+    ns = _run(DECORATORS, product_repository=repo)
+    assert await ns["get_product_details"]("p1") == {"id": "p1", "details": "..."}
+    await ns["get_product_details"]("p1")
+    assert repo.calls == [("get_details", "p1")]
+    await service.set("product:p1:summary", "cached", ttl=60)
+    assert await ns["update_product"]("p1", {"name": "new"}) == {"status": "updated"}
+    assert await service.get("product:p1:summary") is None
+
+
+async def test_advanced_patterns_as_written(service: CacheService) -> None:
+    """Advanced: memoize caches a sync function; cache_aside stores under generate_list_key with tags."""
+    repo = Repository()
+    ns = _run(ADVANCED, product_repository=repo, result=99)
+    assert ns["calculate_complex_value"](3) == 99
+    assert ns["calculate_complex_value"].cache_info()["misses"] == 1
+    assert ns["calculate_complex_value"](3) == 99
+    assert ns["calculate_complex_value"].cache_info()["hits"] == 1
+    assert await ns["get_products_by_category"]("c1") == [{"id": "1", "category": "c1"}]
+    assert await ns["get_products_by_category"]("c1") == [{"id": "1", "category": "c1"}]
+    assert repo.calls == [("list_by_category", "c1")]
+    key = ns["generate_list_key"](
+        prefix="products", model_name="product", filters={"category_id": "c1"}
+    )
+    members = await service._get_backend("redis").get_set_members("cache:tag:catalog")
+    assert members == [key]
+
+
+async def test_tags_group_invalidation(service: CacheService) -> None:
+    """Cache Tags for Group Invalidation: every key tagged 'products' is deleted."""
+    await service.set("product:1", 1, ttl=60, tags=["products"])
+    await service.set("product:2", 2, ttl=60, tags=["products"])
+    await service.set("order:1", 3, ttl=60, tags=["orders"])
+    ns = _run(TAGS)
+    assert await ns["clear_product_cache"]() == {"invalidated": 2}
+    assert await service.get_many(["product:1", "product:2", "order:1"]) == {"order:1": 3}
+    assert await ns["clear_product_cache"]() == {"invalidated": 0}
+
+
+async def test_exception_handling_as_written(service: CacheService) -> None:
+    """Exception Handling: a normal read returns the value; nothing raises when Redis works."""
+    from crown_nexus.core.dependency_manager import get_service
+
+    async def fetch_from_database() -> str:
+        return "from-db"
+
+    await service.set("k", "cached", ttl=60)
+    ns = _run(
+        EXCEPTIONS,
+        get_service=get_service,
+        logger=get_logger("guide"),
+        fetch_from_database=fetch_from_database,
+    )
+    assert await ns["get_cached_data"]("k") == "cached"
+    assert await ns["get_cached_data"]("missing") is None
+
+
+async def test_exception_handling_falls_back_to_database() -> None:
+    """Exception Handling: a CacheOperationException from the cache sends the caller to the database."""
+    from crown_nexus.core.cache import CacheOperationException
+    from crown_nexus.core.dependency_manager import get_service
+
+    class Broken(CacheService):
+        async def get(self, key: str, default: Any = None) -> Any:
+            raise CacheOperationException("backend refused", backend="redis", operation="get")
+
+    async def fetch_from_database() -> str:
+        return "from-db"
+
+    from crown_nexus.settings import Settings
+
+    with get_registry().override("cache_service", Broken(Settings())):
+        ns = _run(
+            EXCEPTIONS,
+            get_service=get_service,
+            logger=get_logger("guide"),
+            fetch_from_database=fetch_from_database,
+        )
+        assert await ns["get_cached_data"]("k") == "from-db"
+
+
+async def test_error_handling_integration(service: CacheService) -> None:
+    """System Integration / Error Handling: the snippet runs and reads the value."""
+    await service.set("my_key", "v", ttl=60)
+    ns = await _run_async(ERROR_INTEGRATION, cache_service=service, logger=get_logger("guide"))
+    assert ns["value"] == "v"
+
+
+async def test_metrics_integration_as_written(service: CacheService) -> None:
+    """Metrics Integration: hit rate, p95 latency and miss count are readable."""
+    from crown_nexus.core.dependency_manager import get_service
+
+    metrics = MetricsService()
+    with get_registry().override("metrics_service", metrics):
+        await service.set("a", 1, ttl=60)
+        for _ in range(8):
+            await service.get("a")
+        for _ in range(8):
+            await service.get("nope")
+        await asyncio.sleep(0.05)  # counts are handed over within 20 ms
+        ns = _run(METRICS, get_service=get_service)
+    assert ns["hit_rate"] == pytest.approx(8 / 17)
+    assert ns["latency"] == 0.0  # no samples labelled component=product_service
+    expected_misses = 8 if service.active_backend_name == "redis" else 0
+    assert ns["miss_count"] == expected_misses
+
+
+async def test_dependency_injection_product_service(service: CacheService, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Dependency Injection: ProductService caches an ORM Product and serves it on the next call."""
+    from crown_nexus.core.dependency_manager import get_service
+
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'guide.db'}")
+    async with engine.begin() as conn:
+        await conn.run_sync(_Base.metadata.create_all)
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    async with sessions() as db:
+        db.add(OrmProduct(id=1, name="Widget"))
+        await db.commit()
+    try:
+        ns = _run(DEPENDENCY_INJECTION, get_service=get_service, select=select, Product=OrmProduct)
+        async with sessions() as db:
+            product_service = ns["ProductService"](db)
+            first = await product_service.get_product(1)
+            assert (first.id, first.name) == (1, "Widget")
+        # the database is gone for the next call: only the cache can answer
+        await engine.dispose()
+        async with sessions() as db:
+            product_service = ns["ProductService"](None)
+            cached_product = await product_service.get_product(1)
+            assert isinstance(cached_product, OrmProduct)
+            assert (cached_product.id, cached_product.name) == (1, "Widget")
+    finally:
+        await engine.dispose()
+
+
+# ------------------------------------------------------------------------------------------------
+# §9 'Caching with Fallback and Metrics' run verbatim (formerly tests/core/cache/test_guide_fallback_example.py)
+# Guide §4/§14 "Caching with Fallback and Metrics", run as written, on memory and real Redis.
+#
+# The example's ``ProductService`` is executed verbatim; the user supplies the rest of their
+# application: ``db``, ``select``, ``Product``/``Review`` tables, ``inventory_repository``,
+# ``get_related_products``, ``_calculate_rating`` and ``repository``.
+from typing import Any
+
+from sqlalchemy import ForeignKey, Integer, String, select
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from crown_nexus.core.cache import CacheService
+from crown_nexus.core.dependency_manager import get_registry
+from crown_nexus.core.metrics.service import MetricsService
+
+EXAMPLE = '''
+from crown_nexus.core.dependency_manager import get_service
+from crown_nexus.core.cache.exceptions import CacheOperationException
+from crown_nexus.logging import get_logger
+from crown_nexus.core.error import handle_exception
+import time
+
+logger = get_logger("app.services.product_service")
+
+class ProductService:
+    def __init__(self, db):
+        self.db = db
+        self.cache_service = get_service("cache_service")
+        self.metrics_service = get_service("metrics_service")
+
+    async def get_product_with_details(self, product_id: str):
+        """Get product with complete details, using caching with proper fallback.
+
+        This method demonstrates caching with:
+        1. Proper key generation
+        2. Error handling with fallback
+        3. Metrics tracking
+        4. Cache invalidation on updates
+        """
+        logger.info("Fetching product with details", product_id=product_id)
+
+        # Define cache key
+        cache_key = f"product:details:{product_id}"
+
+        # Start metrics timer
+        start_time = time.monotonic()
+        cache_hit = False
+
+        try:
+            # Try to get from cache first
+            cached_data = await self.cache_service.get(cache_key)
+
+            if cached_data is not None:
+                logger.debug("Cache hit for product details", product_id=product_id)
+                cache_hit = True
+                return cached_data
+
+            logger.debug("Cache miss for product details", product_id=product_id)
+
+            # Get from database
+            product = await self.db.execute(
+                select(Product).where(Product.id == product_id)
+            )
+            product = product.scalar_one_or_none()
+
+            if not product:
+                logger.warning("Product not found", product_id=product_id)
+                return None
+
+            # Get additional data
+            reviews = await self.db.execute(
+                select(Review).where(Review.product_id == product_id)
+            )
+            reviews = list(reviews.scalars().all())
+
+            inventory = await self.inventory_repository.get_levels(product_id)
+            related_products = await self.get_related_products(product_id)
+
+            # Combine into a complete response
+            result = {
+                "product": product.to_dict(),
+                "reviews": [r.to_dict() for r in reviews],
+                "inventory": inventory,
+                "related_products": related_products,
+                "calculated_rating": self._calculate_rating(reviews)
+            }
+
+            # Cache the result (15 minutes TTL)
+            try:
+                await self.cache_service.set(
+                    cache_key,
+                    result,
+                    ttl=900,
+                    tags=["products", f"product:{product_id}"]
+                )
+            except CacheOperationException as cache_err:
+                # Log but don't fail if caching fails
+                logger.warning(
+                    "Failed to cache product details",
+                    product_id=product_id,
+                    error=str(cache_err)
+                )
+
+            return result
+
+        except Exception as e:
+            # Handle and report the exception
+            handle_exception(e, product_id=product_id)
+            logger.error(
+                "Error fetching product details",
+                product_id=product_id,
+                error=str(e)
+            )
+            raise
+
+        finally:
+            # Record metrics regardless of success/failure
+            duration = time.monotonic() - start_time
+            self.metrics_service.observe_histogram(
+                "product_details_duration_seconds",
+                duration,
+                {
+                    "cache_hit": str(cache_hit),
+                    "product_id": product_id[:5]  # First 5 chars for cardinality
+                }
+            )
+
+    async def update_product(self, product_id: str, data: dict, user_id: str):
+        """Update product data and invalidate related caches."""
+        logger.info("Updating product", product_id=product_id, user_id=user_id)
+
+        try:
+            # Update in database
+            product = await self.repository.update(product_id, data, user_id)
+
+            # Invalidate caches
+            try:
+                # Invalidate specific product cache
+                await self.cache_service.delete(f"product:details:{product_id}")
+
+                # Invalidate any list caches that might contain this product
+                await self.cache_service.invalidate_pattern(f"products:list:*")
+
+                # If using Redis with tags
+                redis_backend = self.cache_service._get_backend("redis")
+                if hasattr(redis_backend, "get_set_members"):
+                    # Invalidate all caches tagged with this product
+                    tag_key = f"cache:tag:product:{product_id}"
+                    tagged_keys = await redis_backend.get_set_members(tag_key)
+                    if tagged_keys:
+                        await self.cache_service.delete_many(tagged_keys)
+                        await redis_backend.delete(tag_key)
+
+            except Exception as cache_err:
+                # Log but continue if cache invalidation fails
+                logger.warning(
+                    "Failed to invalidate cache for product update",
+                    product_id=product_id,
+                    error=str(cache_err)
+                )
+
+            # Audit log the update
+            audit_service = get_service("audit_service")
+            await audit_service.log_action(
+                user_id=user_id,
+                action="product_update",
+                resource_id=product_id,
+                details={"fields_updated": list(data.keys())}
+            )
+
+            return product
+
+        except Exception as e:
+            handle_exception(e, product_id=product_id, user_id=user_id)
+            raise
+'''
+
+
+class _FallbackBase(DeclarativeBase):
+    pass
+
+
+class FallbackProduct(_FallbackBase):
+    __tablename__ = "example_products"
+    id: Mapped[str] = mapped_column(String(20), primary_key=True)
+    name: Mapped[str] = mapped_column(String(50))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name}
+
+
+class FallbackReview(_FallbackBase):
+    __tablename__ = "example_reviews"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    product_id: Mapped[str] = mapped_column(ForeignKey("example_products.id"))
+    stars: Mapped[int] = mapped_column(Integer)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "stars": self.stars}
+
+
+class Inventory:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def get_levels(self, product_id: str) -> dict[str, int]:
+        self.calls += 1
+        return {"warehouse": 5}
+
+
+class FallbackRepo:
+    def __init__(self, sessions: Any) -> None:
+        self.sessions = sessions
+
+    async def update(self, product_id: str, data: dict[str, Any], user_id: str) -> dict[str, Any]:
+        async with self.sessions() as db:
+            product = await db.get(FallbackProduct, product_id)
+            for k, v in data.items():
+                setattr(product, k, v)
+            await db.commit()
+            return product.to_dict()
+
+
+async def test_caching_with_fallback_and_metrics_as_written(service: CacheService, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Second read is a cache hit; update_product invalidates key, pattern and tag; metrics are recorded."""
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'ex.db'}")
+    async with engine.begin() as conn:
+        await conn.run_sync(_FallbackBase.metadata.create_all)
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    async with sessions() as db:
+        db.add(FallbackProduct(id="p-1", name="Widget"))
+        db.add_all(
+            [FallbackReview(id=1, product_id="p-1", stars=4), FallbackReview(id=2, product_id="p-1", stars=2)]
+        )
+        await db.commit()
+    namespace: dict[str, Any] = {
+        "__name__": "example",
+        "select": select,
+        "Product": FallbackProduct,
+        "Review": FallbackReview,
+    }
+    exec(compile(EXAMPLE, "<guide: Caching with Fallback and Metrics>", "exec"), namespace)
+    inventory = Inventory()
+
+    class UserProductService(namespace["ProductService"]):  # type: ignore[misc]
+        def __init__(self, db: Any) -> None:
+            super().__init__(db)
+            self.inventory_repository = inventory
+            self.repository = FallbackRepo(sessions)
+
+        async def get_related_products(self, product_id: str) -> list[str]:
+            return ["p-2"]
+
+        def _calculate_rating(self, reviews: list[Any]) -> float:
+            return sum(r.stars for r in reviews) / len(reviews)
+
+    metrics = MetricsService()
+    try:
+        with get_registry().override("metrics_service", metrics):
+            async with sessions() as db:
+                svc = UserProductService(db)
+                first = await svc.get_product_with_details("p-1")
+                second = await svc.get_product_with_details("p-1")
+                assert first == second
+                assert first["calculated_rating"] == 3.0
+                assert first["product"] == {"id": "p-1", "name": "Widget"}
+                assert inventory.calls == 1  # the second read came from the cache
+                assert await svc.get_product_with_details("missing") is None
+
+                await service.set("products:list:all", ["p-1"], ttl=60)
+                await service.set("product:summary:p-1", "s", ttl=60, tags=["product:p-1"])
+                updated = await svc.update_product("p-1", {"name": "Gadget"}, user_id="u-1")
+                assert updated["name"] == "Gadget"
+                assert await service.get("product:details:p-1") is None
+                assert await service.get("products:list:all") is None
+                assert await service.get("product:summary:p-1") is None
+
+                third = await svc.get_product_with_details("p-1")
+                assert third["product"]["name"] == "Gadget"
+                assert inventory.calls == 2
+            assert (
+                metrics.get_histogram_quantile(
+                    "product_details_duration_seconds", 0.5, {"cache_hit": "True"}
+                )
+                > 0
+            )
+    finally:
+        await engine.dispose()
