@@ -135,11 +135,10 @@ class CompressionMiddleware:
             # nothing to compress for this client, but the representation still depends on it
             await self.app(scope, receive, _vary_send(send))
             return
-        outer = _representation_send(scope, send)
         if FORMATTER_SCOPE_KEY not in scope:
-            await self._gzip(scope, receive, outer)
+            await self._gzip(scope, receive, _representation_send(scope, send))
             return
-        await self._routed_direct(scope, receive, send, outer)
+        await self._routed_direct(scope, receive, send)
 
     def _responder(self, scope: Scope) -> IdentityResponder:
         """The responder ``GZipMiddleware`` would pick for this request, not yet attached."""
@@ -161,7 +160,7 @@ class CompressionMiddleware:
             self.app, gz.minimum_size, exclude_content_types=gz.exclude_content_types
         )
 
-    async def _routed_direct(self, scope: Scope, receive: Receive, send: Send, outer: Send) -> None:
+    async def _routed_direct(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Under the formatter: its candidates go straight up (compression deferred to it, which
         adds Vary and the ETag suffix itself); any other response goes through the gzip
         responder Starlette's ``GZipMiddleware`` would have used, built only for those."""
@@ -180,11 +179,11 @@ class CompressionMiddleware:
                     if has_header(message, b"content-encoding"):
                         scope[_APP_ENCODED_KEY] = True
                     responder = self._responder(scope)
-                    responder.send = outer
+                    responder.send = _representation_send(scope, send)
                     target = gzip_send = responder.send_with_compression
             elif target is None:  # nothing before the start message: let the responder judge
                 responder = self._responder(scope)
-                responder.send = outer
+                responder.send = _representation_send(scope, send)
                 target = gzip_send = responder.send_with_compression
             elif target is gzip_send and kind == "http.response.body" and tracing_enabled():
                 await _traced_body(gzip_send, message)

@@ -106,6 +106,12 @@ _RATE_LIMIT_NAMES = frozenset(
     }
 )
 
+#: the names :func:`_allowed_headers` writes, without and with ``RateLimit-Policy``
+_ALLOWED_NAMES = frozenset(
+    {b"x-ratelimit-limit", b"x-ratelimit-remaining", b"x-ratelimit-reset", b"ratelimit"}
+)
+_ALLOWED_NAMES_POLICY = _ALLOWED_NAMES | {b"ratelimit-policy"}
+
 #: per (policy name, limit, window): the encoded bytes that do not change between requests
 _STATIC_PARTS: dict[tuple[str, int, int], tuple[bytes, bytes | None, bytes]] = {}
 
@@ -383,9 +389,12 @@ class RateLimitMiddleware:
         if not self.enable_headers:
             await self.app(scope, receive, send)
             return
-        extra = (
-            _allowed_headers(result) if result.allowed else _encode_headers(result.headers())
-        )
+        if result.allowed:
+            extra = _allowed_headers(result)
+            extra_names = _ALLOWED_NAMES_POLICY if result.window else _ALLOWED_NAMES
+        else:
+            extra = _encode_headers(result.headers())
+            extra_names = frozenset(name for name, _ in extra)
 
         def rate_limit_hook(message: Message, headers: RawHeaders, names: set[bytes]) -> None:
             """Add the rate-limit headers the application did not set itself."""
@@ -393,7 +402,7 @@ class RateLimitMiddleware:
                 headers += extra
             else:
                 headers.extend(item for item in extra if item[0] not in names)
-            names.update(name for name, _ in extra)
+            names |= extra_names
 
         await self.app(scope, receive, add_start_hook(send, rate_limit_hook))
 

@@ -46,6 +46,7 @@ class SecurityHeadersMiddleware:
         self._headers_no_csp = [h for h in self._headers if h[0] != b"content-security-policy"]
         self._exempt = tuple(csp_exempt_paths)
         self._names = frozenset(name for name, _ in self._headers)
+        self._names_no_csp = frozenset(name for name, _ in self._headers_no_csp)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -56,16 +57,19 @@ class SecurityHeadersMiddleware:
             hook = self._hook_no_csp
         await self.app(scope, receive, add_start_hook(send, hook))
 
-    def _add(self, extra: list[tuple[bytes, bytes]], headers: RawHeaders, names: set[bytes]) -> None:
-        """Add the ``extra`` headers the response does not have yet."""
+    def _hook(self, message: Message, headers: RawHeaders, names: set[bytes]) -> None:
+        """Add the security headers the response does not have yet."""
         if names.isdisjoint(self._names):  # the usual case: none set by the app
+            headers += self._headers
+        else:
+            headers.extend(h for h in self._headers if h[0] not in names)
+        names |= self._names
+
+    def _hook_no_csp(self, message: Message, headers: RawHeaders, names: set[bytes]) -> None:
+        """The same, without the Content-Security-Policy (``csp_exempt_paths``)."""
+        extra = self._headers_no_csp
+        if names.isdisjoint(self._names_no_csp):
             headers += extra
         else:
             headers.extend(h for h in extra if h[0] not in names)
-        names.update(name for name, _ in extra)
-
-    def _hook(self, message: Message, headers: RawHeaders, names: set[bytes]) -> None:
-        self._add(self._headers, headers, names)
-
-    def _hook_no_csp(self, message: Message, headers: RawHeaders, names: set[bytes]) -> None:
-        self._add(self._headers_no_csp, headers, names)
+        names |= self._names_no_csp
