@@ -117,3 +117,28 @@ async def test_a_restart_is_one_outage_despite_stale_connections(redis_server: A
         assert await bl.is_revoked("revoked-after") is True  # the replica remembers
     finally:
         await bl.close()
+
+
+async def test_a_slow_background_sync_is_not_an_outage(redis_server: Any, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The replica's first sync timing out (a loaded machine at start-up) is tried again; no
+    outage is announced and the replica still loads what Redis holds."""
+    other = aioredis.Redis.from_url(redis_server.url)
+    await other.set("outage-test:jti:before", b"1", ex=60)
+    real = RedisTokenBlacklist.sync
+    calls = []
+
+    async def slow_first(self: RedisTokenBlacklist) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise TimeoutError
+        await real(self)
+
+    monkeypatch.setattr(RedisTokenBlacklist, "sync", slow_first)
+    bl = _blacklist(redis_server.url)
+    try:
+        assert await bl.is_revoked("warm") is False
+        await _eventually(lambda: len(calls) >= 2 and bl.replica.is_revoked_nowait("before", None))
+        assert bl.available and bl.outages == 0
+    finally:
+        await other.aclose()
+        await bl.close()

@@ -381,6 +381,9 @@ class RedisTokenBlacklist(TokenBlacklist):
                             self._needs_sync = True  # slow, not gone: the next tick tries again
                         except _UNAVAILABLE as exc:
                             self._went_down(exc)
+            except TimeoutError:
+                # slow (a loaded machine), not gone: requests find a stalled Redis themselves
+                self._needs_sync = True
             except _UNAVAILABLE as exc:
                 self._needs_sync = True
                 self._went_down(exc)
