@@ -277,3 +277,20 @@ def test_log_lines_carry_the_current_span_ids(spans: Spans, render_kind: str) ->
         assert (line["trace_id"], line["span_id"]) == (trace_id_of(inner), span_id_of(inner))
     assert lines[0]["service"] == "api"
     assert (lines[3]["trace_id"], lines[3]["span_id"]) == ("t" * 32, "s" * 16)
+
+
+def test_current_span_ids_follow_the_current_span(spans: Spans) -> None:
+    """Log-line ids are those of the current span, nested or not, and None outside any span."""
+    from opentelemetry import trace
+
+    from crown_nexus.core.tracing import current_span_ids
+
+    tracer = trace.get_tracer("test")
+    with tracer.start_as_current_span("outer") as outer:
+        ids = current_span_ids()
+        ctx = outer.get_span_context()
+        assert ids == (format(ctx.trace_id, "032x"), format(ctx.span_id, "016x"))
+        with tracer.start_as_current_span("inner") as inner:
+            assert current_span_ids() == (ids[0], format(inner.get_span_context().span_id, "016x"))
+        assert current_span_ids() == ids
+    assert current_span_ids() is None

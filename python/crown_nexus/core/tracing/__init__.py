@@ -192,12 +192,23 @@ def end_span(
     current.end()
 
 
+#: the last span context :func:`current_span_ids` formatted, and its ids (one tuple: swapped
+#: atomically): a request's log lines share their span, so its ids are formatted once
+_last_ids: tuple[Any, tuple[str, str]] = (None, ("", ""))
+
+
 def current_span_ids() -> tuple[str, str] | None:
     """``(trace_id, span_id)`` (lower-case hex) of the current recording span, else ``None``."""
+    global _last_ids
     ctx = _otel_trace.get_current_span().get_span_context()
+    last = _last_ids
+    if ctx is last[0]:
+        return last[1]
     if not ctx.is_valid:
         return None
-    return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
+    ids = (format(ctx.trace_id, "032x"), format(ctx.span_id, "016x"))
+    _last_ids = (ctx, ids)
+    return ids
 
 
 def inject_context(carrier: MutableMapping[str, Any] | None = None) -> MutableMapping[str, Any]:
