@@ -9,7 +9,7 @@ with ``python -m mypy.stubtest crown_nexus_native --allowlist <allowlist>``, the
 ``__init__``).
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import Any, Final
 
@@ -46,21 +46,30 @@ class _LogRender(ModuleType):
     def render(event_dict: dict[str, Any]) -> bytes:
         """Compact JSON object + ``b"\\n"``; never raises for odd values."""
 
-    @staticmethod
-    def render_event(
-        timestamp: Any,
-        level: Any,
-        logger: Any,
-        event: Any,
-        request_id: Any,
-        user_id: Any,
-        fields: Any,
-        frame: Any,
-        code: Any,
-        safe: Any,
-        redactor: Any,
-    ) -> bytes | None:
-        """The logger's fused path: ``render`` of the logger's event dict, without the dict."""
+    class LineRenderer:
+        """The JSON log chain's last step, ``(logger, method_name, event_dict) -> bytes``: the
+        bytes of the general path (``EventPreparer`` + ``render``) without its dict."""
+
+        redactor: Any
+        def __init__(
+            self,
+            redactor: Any,
+            *,
+            general: Callable[[Any, Any, Any], bytes],
+            now: Callable[[], Any],
+            clock: dict[str, Any],
+            stamp: Callable[[int], Any],
+            context_fields: Callable[[], Any],
+            context_hooks: dict[str, Any],
+            extra_get: Callable[[], Any],
+            request_id: Callable[[], Any],
+            user_id: Callable[[], Any],
+            skip_files: Any,
+            event_cache: dict[Any, Any],
+            scrub_event: Callable[[Any], Any],
+            level_names: dict[Any, Any],
+        ) -> None: ...
+        def __call__(self, logger: Any, method_name: Any, event_dict: Any) -> bytes: ...
 
 log_render: _LogRender
 

@@ -514,12 +514,12 @@ fn render<'py>(py: Python<'py>, event_dict: &Bound<'py, PyAny>) -> PyResult<Boun
     }
 }
 
-/// Keys the logger writes itself: a field named like one of them takes the general path.
-const RESERVED: [&str; 9] = [
+/// Keys whose place in the line the chain fixes: a field (or context field) named like one of
+/// them makes the renderer hand the event to the general path. `event` and `logger` are read
+/// from the event dict rather than written as fields.
+const RESERVED: [&str; 7] = [
     "timestamp",
     "level",
-    "logger",
-    "event",
     "request_id",
     "user_id",
     "filename",
@@ -530,28 +530,134 @@ const RESERVED: [&str; 9] = [
 /// One field of the line: its key and the value to render (after redaction).
 type Field<'py> = (Bound<'py, PyString>, Bound<'py, PyAny>);
 
-/// Phase 1 of `render_event`: the fields' final (key text, value) pairs after redaction, or
-/// None when a key needs the general path. Redaction runs here, before anything is rendered,
-/// in the fields' order (as the logger's dict-building path does it).
-fn redact_fields<'py>(
-    fields: &Bound<'py, PyDict>,
-    safe: &Bound<'py, PyAny>,
-    redactor: &Bound<'py, PyAny>,
-) -> PyResult<Option<Vec<Field<'py>>>> {
-    let py = fields.py();
-    let mut items = Vec::with_capacity(fields.len());
-    for (key, value) in fields.iter() {
-        if !key.is_exact_instance_of::<PyString>() {
-            return Ok(None);
-        }
-        let key = unsafe { key.downcast_into_unchecked::<PyString>() };
-        let Ok(text) = key.to_str() else {
-            return Ok(None); // lone surrogates: the general path fixes (and may merge) them
+/// What a key of the event dict (or of the context fields) is to the renderer.
+#[derive(PartialEq, Eq, Clone, Copy)]
+enum KeyKind {
+    /// an exact, valid-UTF-8 str key that is a plain field
+    Field,
+    /// `event`
+    Event,
+    /// `logger`
+    Logger,
+    /// anything else: not a str, a lone surrogate, `exc_info` or one of [`RESERVED`]
+    General,
+}
+
+fn key_kind(key: &Bound<'_, PyAny>) -> KeyKind {
+    if !key.is_exact_instance_of::<PyString>() {
+        return KeyKind::General;
+    }
+    let Ok(text) = unsafe { key.downcast_unchecked::<PyString>() }.to_str() else {
+        return KeyKind::General;
+    };
+    match text {
+        "event" => KeyKind::Event,
+        "logger" => KeyKind::Logger,
+        "exc_info" => KeyKind::General,
+        _ if RESERVED.contains(&text) => KeyKind::General,
+        _ => KeyKind::Field,
+    }
+}
+
+/// `LineRenderer.__call__` after its checks: the line's parts, or None for the general path.
+struct Parts<'py> {
+    level: Bound<'py, PyAny>,
+    logger: Bound<'py, PyAny>,
+    event: Bound<'py, PyAny>,
+    extra: Vec<(Bound<'py, PyString>, Bound<'py, PyAny>)>,
+    fields: Vec<Field<'py>>,
+}
+
+/// The log chain's last step, compiled: `(logger, method_name, event_dict) -> bytes`.
+///
+/// Writes exactly what the general path (`general(method_name, event_dict, frame)`: the Python
+/// `EventPreparer` and `render`) writes for the same event, without building the prepared dict:
+/// core fields (the timestamp, see [`LineRenderer::timestamp`]; the level of `method_name` in
+/// `level_names`; `event_dict["logger"]`; the event text scrubbed through
+/// `event_cache`/`scrub_event`; `request_id()`, `user_id()`), the context fields
+/// (`extra_get()`, or `context_fields()` while `context_hooks["_span_ids"]` is set), the
+/// event's other fields redacted by `redactor`, then the caller's location (the first frame,
+/// from the calling one up, whose file is not in `skip_files`). Anything else (not a dict,
+/// `exc_info`, a non-str or reserved key, a key shared by the context and the event, a lone
+/// surrogate, an event that is not a str or None, context fields that are not a dict) goes to
+/// `general`. Exceptions of the collaborators propagate; rendering itself never raises.
+#[pyclass(module = "crown_nexus_native.log_render", frozen)]
+struct LineRenderer {
+    #[pyo3(get)]
+    redactor: PyObject,
+    safe: PyObject,
+    is_sensitive_key: PyObject,
+    redact_value: PyObject,
+    general: PyObject,
+    now: PyObject,
+    clock: PyObject,
+    time_ns: PyObject,
+    stamp: PyObject,
+    context_fields: PyObject,
+    context_hooks: PyObject,
+    extra_get: PyObject,
+    request_id: PyObject,
+    user_id: PyObject,
+    skip_files: PyObject,
+    event_cache: PyObject,
+    scrub_event: PyObject,
+    level_names: PyObject,
+}
+
+/// The last timestamp written: (epoch millisecond, its stamp as `stamp` gave it).
+static STAMP_CACHE: Mutex<Option<(i64, Py<PyAny>)>> = Mutex::new(None);
+
+impl LineRenderer {
+    /// The line's timestamp: `stamp(ms)` of the epoch millisecond of `clock["_wall_ns"]()`, read
+    /// here without a Python call while that clock is `time.time_ns` (same clock, same ms); a
+    /// clock returning something else than an int gives `now()`. One stamp per millisecond.
+    fn timestamp<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let clock = self.clock.bind(py).downcast::<PyDict>()?;
+        let ms: i64 = match clock.get_item(intern!(py, "_wall_ns"))? {
+            Some(wall) if wall.is(self.time_ns.bind(py)) => {
+                match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+                    Ok(since) => since.as_millis() as i64,
+                    Err(_) => return self.now.bind(py).call0(), // a clock before 1970
+                }
+            }
+            Some(wall) => {
+                let ns = wall.call0()?;
+                if !ns.is_exact_instance_of::<PyInt>() {
+                    return self.now.bind(py).call0();
+                }
+                match ns.extract::<i64>() {
+                    Ok(ns) => ns.div_euclid(1_000_000),
+                    Err(_) => return self.now.bind(py).call0(),
+                }
+            }
+            None => return self.now.bind(py).call0(),
         };
-        if RESERVED.contains(&text) {
-            return Ok(None);
+        if let Ok(cache) = STAMP_CACHE.try_lock() {
+            if let Some((cached_ms, stamp)) = cache.as_ref() {
+                if *cached_ms == ms {
+                    return Ok(stamp.bind(py).clone());
+                }
+            }
         }
-        // a set (the redactor's known-safe keys): one C-level lookup; anything else: `in`
+        let stamp = self.stamp.bind(py).call1((ms,))?;
+        if let Ok(mut cache) = STAMP_CACHE.try_lock() {
+            // the replaced stamp is decref'd here (a str: freeing it runs no Python code)
+            *cache = Some((ms, stamp.clone().unbind()));
+        }
+        Ok(stamp)
+    }
+
+    /// Redact one field value as the general path does: a key not known safe that the redactor
+    /// calls sensitive gives `"[REDACTED]"`; a str longer than 12 characters or holding `=` or
+    /// `:` (a `key=value` or `scheme://` secret), or any value that is not an exact
+    /// int/float/bool/None, goes through `redact_value`. None: a lone surrogate in a str.
+    fn redact<'py>(
+        &self,
+        key: &Bound<'py, PyString>,
+        value: Bound<'py, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let py = key.py();
+        let safe = self.safe.bind(py);
         let known_safe = if safe.is_exact_instance_of::<PySet>() {
             match unsafe { ffi::PySet_Contains(safe.as_ptr(), key.as_ptr()) } {
                 1 => true,
@@ -559,18 +665,17 @@ fn redact_fields<'py>(
                 _ => return Err(PyErr::fetch(py)),
             }
         } else {
-            safe.contains(&key)?
+            safe.contains(key)?
         };
-        if !known_safe
-            && redactor
-                .call_method1(intern!(py, "is_sensitive_key"), (&key,))?
-                .is_truthy()?
-        {
-            items.push((key, intern!(py, "[REDACTED]").clone().into_any()));
-            continue;
+        if !known_safe && self.is_sensitive_key.bind(py).call1((key,))?.is_truthy()? {
+            return Ok(Some(intern!(py, "[REDACTED]").clone().into_any()));
         }
         let needs_work = if value.is_exact_instance_of::<PyString>() {
-            (unsafe { ffi::PyUnicode_GetLength(value.as_ptr()) }) > 12
+            let Ok(text) = unsafe { value.downcast_unchecked::<PyString>() }.to_str() else {
+                return Ok(None);
+            };
+            text.len() > 12 && (unsafe { ffi::PyUnicode_GetLength(value.as_ptr()) }) > 12
+                || text.bytes().any(|b| b == b'=' || b == b':')
         } else {
             !(value.is_exact_instance_of::<PyInt>()
                 || value.is_exact_instance_of::<PyFloat>()
@@ -578,13 +683,230 @@ fn redact_fields<'py>(
                 || value.is_none())
         };
         if needs_work {
-            let redacted = redactor.call_method1(intern!(py, "redact_value"), (&value,))?;
-            items.push((key, redacted));
+            Ok(Some(self.redact_value.bind(py).call1((&value,))?))
         } else {
-            items.push((key, value));
+            Ok(Some(value))
         }
     }
-    Ok(Some(items))
+
+    /// The checks and the collaborator calls, in the general path's order; None: general path.
+    fn parts<'py>(
+        &self,
+        method_name: &Bound<'py, PyAny>,
+        event_dict: &Bound<'py, PyDict>,
+    ) -> PyResult<Option<Parts<'py>>> {
+        let py = event_dict.py();
+        let none = py.None().into_bound(py);
+        let mut raw_event = none.clone();
+        let mut logger = none;
+        let mut fields = Vec::with_capacity(event_dict.len());
+        for (key, value) in event_dict.iter() {
+            match key_kind(&key) {
+                KeyKind::General => return Ok(None),
+                KeyKind::Event => raw_event = value,
+                KeyKind::Logger => logger = value,
+                KeyKind::Field => {
+                    let key = unsafe { key.downcast_into_unchecked::<PyString>() };
+                    let Some(value) = self.redact(&key, value)? else {
+                        return Ok(None);
+                    };
+                    fields.push((key, value));
+                }
+            }
+        }
+        let event = if raw_event.is_none() {
+            raw_event
+        } else if raw_event.is_exact_instance_of::<PyString>() {
+            if unsafe { raw_event.downcast_unchecked::<PyString>() }
+                .to_str()
+                .is_err()
+            {
+                return Ok(None);
+            }
+            let cache = self.event_cache.bind(py).downcast::<PyDict>()?;
+            match cache.get_item(&raw_event)? {
+                Some(scrubbed) => scrubbed,
+                None => self.scrub_event.bind(py).call1((&raw_event,))?,
+            }
+        } else {
+            return Ok(None);
+        };
+        let level = self
+            .level_names
+            .bind(py)
+            .downcast::<PyDict>()?
+            .get_item(method_name)?
+            .unwrap_or_else(|| method_name.clone());
+        // tracing off (no span-id source in the context module): the context variable itself
+        let span_source = self
+            .context_hooks
+            .bind(py)
+            .downcast::<PyDict>()?
+            .get_item(intern!(py, "_span_ids"))?;
+        let raw_extra = match span_source {
+            Some(source) if !source.is_none() => self.context_fields.bind(py).call0()?,
+            _ => self.extra_get.bind(py).call0()?,
+        };
+        let mut extra = Vec::new();
+        if raw_extra.is_truthy()? {
+            if !raw_extra.is_exact_instance_of::<PyDict>() {
+                return Ok(None);
+            }
+            let raw_extra = unsafe { raw_extra.downcast_unchecked::<PyDict>() };
+            for (key, value) in raw_extra.iter() {
+                if key_kind(&key) != KeyKind::Field || event_dict.contains(&key)? {
+                    return Ok(None);
+                }
+                extra.push((unsafe { key.downcast_into_unchecked::<PyString>() }, value));
+            }
+        }
+        Ok(Some(Parts {
+            level,
+            logger,
+            event,
+            extra,
+            fields,
+        }))
+    }
+}
+
+extern "C" {
+    /// Public C API of CPython since 3.9 (a new reference, or NULL without an exception); not
+    /// part of the limited API, so pyo3-ffi leaves it out of abi3 builds.
+    fn PyFrame_GetBack(frame: *mut ffi::PyFrameObject) -> *mut ffi::PyFrameObject;
+}
+
+/// The first frame, from the current one (the logger method's) up, whose file is not in
+/// `skip` (None when every frame is machinery), with its code object.
+fn caller_frame<'py>(
+    py: Python<'py>,
+    skip: &Bound<'py, PyAny>,
+) -> PyResult<Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)>> {
+    let mut frame = unsafe {
+        Bound::from_borrowed_ptr_or_opt(py, ffi::PyEval_GetFrame() as *mut ffi::PyObject)
+    };
+    while let Some(current) = frame {
+        let code = unsafe {
+            Bound::from_owned_ptr(
+                py,
+                ffi::PyFrame_GetCode(current.as_ptr() as *mut ffi::PyFrameObject)
+                    as *mut ffi::PyObject,
+            )
+        };
+        let filename = code.getattr(intern!(py, "co_filename"))?;
+        if !skip.contains(&filename)? {
+            return Ok(Some((current, code)));
+        }
+        frame = unsafe {
+            Bound::from_owned_ptr_or_opt(
+                py,
+                PyFrame_GetBack(current.as_ptr() as *mut ffi::PyFrameObject) as *mut ffi::PyObject,
+            )
+        };
+    }
+    Ok(None)
+}
+
+#[pymethods]
+impl LineRenderer {
+    #[new]
+    #[pyo3(signature = (
+        redactor, *, general, now, clock, stamp, context_fields, context_hooks, extra_get,
+        request_id, user_id, skip_files, event_cache, scrub_event, level_names
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        redactor: &Bound<'_, PyAny>,
+        general: PyObject,
+        now: PyObject,
+        clock: Bound<'_, PyDict>,
+        stamp: PyObject,
+        context_fields: PyObject,
+        context_hooks: Bound<'_, PyDict>,
+        extra_get: PyObject,
+        request_id: PyObject,
+        user_id: PyObject,
+        skip_files: PyObject,
+        event_cache: Bound<'_, PyDict>,
+        scrub_event: PyObject,
+        level_names: Bound<'_, PyDict>,
+    ) -> PyResult<Self> {
+        let py = redactor.py();
+        Ok(Self {
+            safe: redactor.getattr(intern!(py, "_safe"))?.unbind(),
+            is_sensitive_key: redactor.getattr(intern!(py, "is_sensitive_key"))?.unbind(),
+            redact_value: redactor.getattr(intern!(py, "redact_value"))?.unbind(),
+            redactor: redactor.clone().unbind(),
+            general,
+            now,
+            clock: clock.into_any().unbind(),
+            time_ns: py.import("time")?.getattr("time_ns")?.unbind(),
+            stamp,
+            context_fields,
+            context_hooks: context_hooks.into_any().unbind(),
+            extra_get,
+            request_id,
+            user_id,
+            skip_files,
+            event_cache: event_cache.into_any().unbind(),
+            scrub_event,
+            level_names: level_names.into_any().unbind(),
+        })
+    }
+
+    /// One event dict -> one JSON line (see the class).
+    fn __call__<'py>(
+        &self,
+        py: Python<'py>,
+        logger: &Bound<'py, PyAny>,
+        method_name: &Bound<'py, PyAny>,
+        event_dict: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let _ = logger;
+        let general = || -> PyResult<Bound<'py, PyAny>> {
+            let frame = unsafe {
+                Bound::from_borrowed_ptr_or_opt(py, ffi::PyEval_GetFrame() as *mut ffi::PyObject)
+            }
+            .unwrap_or_else(|| py.None().into_bound(py));
+            self.general.bind(py).call1((method_name, event_dict, frame))
+        };
+        if !event_dict.is_exact_instance_of::<PyDict>() {
+            return general();
+        }
+        let dict = unsafe { event_dict.downcast_unchecked::<PyDict>() };
+        // a redaction call that resizes the dict makes PyO3's iterator panic: general path
+        let parts = match catch_unwind(AssertUnwindSafe(|| self.parts(method_name, dict))) {
+            Ok(Ok(Some(parts))) => parts,
+            Ok(Ok(None)) | Err(_) => return general(),
+            Ok(Err(err)) => return Err(err),
+        };
+        let timestamp = self.timestamp(py)?;
+        let request_id = self.request_id.bind(py).call0()?;
+        let user_id = self.user_id.bind(py).call0()?;
+        let location = match caller_frame(py, self.skip_files.bind(py))? {
+            None => Vec::new(),
+            Some((frame, code)) => match location_json(py, &frame, &code)? {
+                Some(json) => json,
+                None => return Ok(PyBytes::new(py, FALLBACK_LINE).into_any()),
+            },
+        };
+        let core = [
+            &timestamp,
+            &parts.level,
+            &parts.logger,
+            &parts.event,
+            &request_id,
+            &user_id,
+        ];
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            render_event_bytes(py, core, &parts.extra, &parts.fields, &location)
+        }));
+        match outcome {
+            Ok(Ok(bytes)) => Ok(PyBytes::new(py, &bytes).into_any()),
+            Ok(Err(err)) if !err.is_instance_of::<PyException>(py) => Err(err),
+            _ => Ok(PyBytes::new(py, FALLBACK_LINE).into_any()),
+        }
+    }
 }
 
 /// The caller location as JSON (`,"filename":..,"lineno":..,"func_name":..`) per (code object,
@@ -656,12 +978,14 @@ fn location_json(
     Ok(Some(writer.out))
 }
 
-/// Phase 2 of `render_event`: the line, as `render` writes the logger's dict.
-#[allow(clippy::too_many_arguments)]
+
+/// The line, as `render` writes the general path's dict: core fields, context fields, event
+/// fields, location.
 fn render_event_bytes(
     py: Python<'_>,
     core: [&Bound<'_, PyAny>; 6],
-    items: &[(Bound<'_, PyString>, Bound<'_, PyAny>)],
+    extra: &[Field<'_>],
+    items: &[Field<'_>],
     location: &[u8],
 ) -> PyResult<Vec<u8>> {
     let mut writer = Writer {
@@ -680,7 +1004,7 @@ fn render_event_bytes(
         writer.out.extend_from_slice(key);
         writer.value(value, 1)?;
     }
-    for (key, value) in items {
+    for (key, value) in extra.iter().chain(items) {
         writer.out.push(b',');
         write_str(&mut writer.out, key.to_str()?);
         writer.out.push(b':');
@@ -691,56 +1015,9 @@ fn render_event_bytes(
     Ok(writer.out)
 }
 
-/// The logger's fused hot path: the line `render` writes for the logger's event dict
-/// (core fields, then `fields` redacted, then `code.co_filename`, `frame.f_lineno` and
-/// `code.co_name` unless `frame` is None),
-/// built without that dict; None when `fields` is not a dict or a key needs the general path.
-/// Exceptions of the redaction calls propagate; rendering never raises (see `render`).
-#[pyfunction]
-#[allow(clippy::too_many_arguments)]
-fn render_event<'py>(
-    py: Python<'py>,
-    timestamp: &Bound<'py, PyAny>,
-    level: &Bound<'py, PyAny>,
-    logger: &Bound<'py, PyAny>,
-    event: &Bound<'py, PyAny>,
-    request_id: &Bound<'py, PyAny>,
-    user_id: &Bound<'py, PyAny>,
-    fields: &Bound<'py, PyAny>,
-    frame: &Bound<'py, PyAny>,
-    code: &Bound<'py, PyAny>,
-    safe: &Bound<'py, PyAny>,
-    redactor: &Bound<'py, PyAny>,
-) -> PyResult<Option<Bound<'py, PyBytes>>> {
-    if !fields.is_exact_instance_of::<PyDict>() {
-        return Ok(None);
-    }
-    let fields = unsafe { fields.downcast_unchecked::<PyDict>() };
-    let Some(items) = redact_fields(fields, safe, redactor)? else {
-        return Ok(None);
-    };
-    let location = if frame.is_none() {
-        Vec::new()
-    } else {
-        match location_json(py, frame, code)? {
-            Some(json) => json,
-            None => return Ok(Some(PyBytes::new(py, FALLBACK_LINE))),
-        }
-    };
-    let core = [timestamp, level, logger, event, request_id, user_id];
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
-        render_event_bytes(py, core, &items, &location)
-    }));
-    match outcome {
-        Ok(Ok(bytes)) => Ok(Some(PyBytes::new(py, &bytes))),
-        Ok(Err(err)) if !err.is_instance_of::<PyException>(py) => Err(err),
-        _ => Ok(Some(PyBytes::new(py, FALLBACK_LINE))),
-    }
-}
-
 pub fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("IMPLEMENTATION", "native")?;
     m.add_function(wrap_pyfunction!(render, m)?)?;
-    m.add_function(wrap_pyfunction!(render_event, m)?)?;
+    m.add_class::<LineRenderer>()?;
     Ok(())
 }

@@ -1,11 +1,14 @@
-"""log_render hot path: the same cases against every implementation, and twins agree byte for byte."""
+"""log_render hot path: the same cases against every implementation, and twins agree byte for byte
+(``render`` and the chain's last step ``LineRenderer``)."""
 
 from __future__ import annotations
 
 import collections
 import datetime as dt
 import decimal
+import enum
 import os
+import sys
 import uuid
 from types import ModuleType
 from typing import Any
@@ -18,6 +21,11 @@ from hypothesis import strategies as st
 from crown_nexus import accel
 from crown_nexus._pure import log_render as pure_render
 from crown_nexus._pure.log_render import MAX_DEPTH
+from crown_nexus.logging import processors as _P
+from crown_nexus.logging.context import request_context
+from crown_nexus.logging.redaction import Redactor
+from crown_nexus.logging.render import json_renderer
+from crown_nexus.testing import freeze_time
 from tests.accel.test_cache_keys import (
     Broken,
     Color,
@@ -353,3 +361,266 @@ def test_top_level_keys_made_per_event_render_like_pure(impl: ModuleType) -> Non
         event = {"level": "info", key: i, other: [key], "event": "e"}
         assert impl.render(event) == pure_render.render(event)
         del key, other, event
+
+
+# ---------------------------------------------------------------------------------------------
+# LineRenderer: the JSON chain's last step, (logger, method_name, event_dict) -> bytes
+#
+# The pure LineRenderer is the general path itself (EventPreparer + render); the compiled one
+# writes the same bytes without building the prepared dict and hands what it does not cover to
+# that path. Each renderer is called straight from the test function, so both see the same
+# calling frame (the caller location on the line).
+
+
+class _Shade(enum.Enum):
+    """An Enum value in a log field."""
+
+    DARK = "dark"
+
+
+class _Unprintable:
+    """A value whose text cannot be taken."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+
+_SECRETISH = st.sampled_from(
+    [
+        "Bearer abc.def-ghi-jkl",
+        "eyJhbGciOi.eyJzdWIiOi.sig_x",
+        "4111 1111 1111 1111",
+        "a=b",
+        "token=abc",
+        "x:y",
+        "pw=1",
+        "short",
+        "exactly-12ch",
+        "thirteen-char",
+        "postgres://u:hunter2@db/x",
+        "lone \udc80 surrogate",
+        "\ud800",
+    ]
+)
+_FIELD_KEYS = st.one_of(
+    st.text(max_size=8),
+    st.sampled_from(
+        [
+            "user",
+            "password",
+            "api-key",
+            "Authorization",
+            "my_token_id",
+            "path",
+            "card\udc80",
+            "logger",
+            "level",
+            "lineno",
+            "timestamp",
+            "request_id",
+            "func_name",
+            "exception",
+            "exc_info",
+            "trace_id",
+        ]
+    ),
+    st.integers(),
+    st.none(),
+)
+_FIELD_VALUES = st.one_of(
+    values_with_bad,
+    _SECRETISH,
+    st.sampled_from(
+        [
+            dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
+            _Shade.DARK,
+            _Unprintable(),
+            ValueError("boom Bearer abc.def-ghi-jkl"),
+            b"\xffbytes token=abc",
+        ]
+    ),
+)
+_EVENT_VALUES = st.one_of(st.none(), st.text(max_size=20), _SECRETISH, st.integers(), st.just(b"x"))
+_EXTRA = st.dictionaries(
+    st.sampled_from(["trace_id", "span_id", "user", "path", "level", "event"]),
+    st.one_of(st.text(max_size=8), _SECRETISH, st.integers()),
+    max_size=2,
+)
+_METHODS = st.sampled_from(
+    ["debug", "info", "msg", "warn", "error", "exception", "critical", "trace"]
+)
+
+
+def _line_renderers() -> dict[str, Any]:
+    """One LineRenderer per available implementation, each with its own redactor."""
+    return {kind: json_renderer(Redactor(), kind) for kind in accel.available("log_render")}
+
+
+def _outcome(renderer: Any, method: str, event_dict: Any) -> Any:
+    """The rendered line, or the type and text of what the call raised."""
+    try:
+        return renderer(None, method, event_dict)
+    except Exception as exc:
+        return (type(exc), str(exc))
+
+
+def _render_all(method: str, event_dict: Any, extra: dict[str, Any]) -> dict[str, Any]:
+    """Each implementation's outcome for one event, at one frozen instant and context."""
+    results = {}
+    with freeze_time(), request_context(request_id="req-1", user_id="u-1", **extra):
+        for kind, renderer in _line_renderers().items():
+            copy = dict(event_dict) if isinstance(event_dict, dict) else event_dict
+            results[kind] = _outcome(renderer, method, copy)
+    return results
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    method=_METHODS,
+    event=_EVENT_VALUES,
+    logger=st.one_of(st.none(), st.text(max_size=8), st.integers()),
+    fields=st.dictionaries(_FIELD_KEYS, _FIELD_VALUES, max_size=6),
+    extra=_EXTRA,
+)
+def test_line_renderers_agree_on_any_event(
+    method: str, event: Any, logger: Any, fields: dict[Any, Any], extra: dict[str, Any]
+) -> None:
+    """Native and pure LineRenderer give the same line (or raise alike) for any event dict:
+    reserved, non-str and surrogate keys, secrets, odd and unprintable values, context fields."""
+    _require_twins()
+    event_dict = {"logger": logger, **fields, "event": event}
+    results = _render_all(method, event_dict, extra)
+    assert len({repr(v) for v in results.values()}) == 1, results
+    line = results["pure"]
+    if isinstance(line, bytes):
+        assert line.endswith(b"\n") and line.count(b"\n") == 1
+        orjson.loads(line)
+
+
+@pytest.mark.parametrize(
+    "event_dict",
+    [
+        [("event", "x")],
+        "just text",
+        None,
+        collections.OrderedDict(event="ordered", n=1),
+        {"event": "x", "exc_info": None},
+        {"event": "x", "exc_info": ValueError("Bearer abc.def-ghi-jkl")},
+        {"event": "\udc80 lone"},
+        {"event": "x", 1: "int key", None: "none key"},
+    ],
+    ids=["list", "str", "none", "ordered", "exc-none", "exc", "surrogate-event", "odd-keys"],
+)
+def test_line_renderers_agree_on_bad_input(event_dict: Any) -> None:
+    """Events the compiled renderer hands to the general path give the same outcome."""
+    _require_twins()
+    results = _render_all("info", event_dict, {})
+    assert len({repr(v) for v in results.values()}) == 1, results
+
+
+def test_line_renderer_writes_the_documented_line() -> None:
+    """Core fields in order, context fields, fields redacted, then the caller's location."""
+    event_dict = {
+        "logger": "app.api",
+        "password": "hunter2",
+        "note": "Bearer abc.def-ghi-jkl",
+        "q": "a=b",
+        "nested": {"token": 1},
+        "status": 200,
+        "event": "request handled",
+    }
+    for kind, renderer in _line_renderers().items():
+        with freeze_time(), request_context(request_id="r", user_id="u", trace_id="t1"):
+            line, here = renderer(None, "warn", dict(event_dict)), sys._getframe().f_lineno
+        assert line == (
+            b'{"timestamp":"2024-01-01T00:00:00.000Z","level":"warning","logger":"app.api",'
+            b'"event":"request handled","request_id":"r","user_id":"u","trace_id":"t1",'
+            b'"password":"[REDACTED]","note":"[REDACTED]","q":"a=b",'
+            b'"nested":{"token":"[REDACTED]"},"status":200,"filename":'
+            + orjson.dumps(__file__)
+            + b',"lineno":'
+            + str(here).encode()
+            + b',"func_name":"test_line_renderer_writes_the_documented_line"}\n'
+        ), kind
+
+
+def test_short_values_with_a_separator_are_scrubbed() -> None:
+    """A value of 12 characters or fewer holding "=" or ":" goes through the redactor."""
+    for kind, renderer in _line_renderers().items():
+        with freeze_time():
+            line = renderer(
+                None, "info", {"event": "e", "q": "token=abc", "u": "u:pw@h", "s": "plain"}
+            )
+        record = orjson.loads(line)
+        assert record["q"] == "token=[REDACTED]", kind
+        assert record["s"] == "plain", kind
+
+
+def test_compiled_renderer_covers_the_common_event_itself() -> None:
+    """The compiled LineRenderer writes a plain event without calling the general path."""
+    impls = _require_twins()
+    calls: list[Any] = []
+    redactor = Redactor()
+
+    def general(method: Any, event_dict: Any, frame: Any) -> bytes:
+        calls.append(event_dict)
+        return b"general\n"
+
+    renderer = impls["native"].LineRenderer(
+        redactor,
+        general=general,
+        now=_P.now_iso,
+        clock=vars(_P),
+        stamp=_P.stamp_ms,
+        context_fields=lambda: {"trace_id": "t"},
+        context_hooks={"_span_ids": object()},
+        extra_get=lambda: None,
+        request_id=lambda: "r",
+        user_id=lambda: None,
+        skip_files=_P.SKIP_FILES,
+        event_cache=_P._EVENT_CACHE,
+        scrub_event=_P.scrub_event,
+        level_names=_P.LEVEL_NAMES,
+    )
+    plain = {"logger": "a", "method": "GET", "path": "/x", "status": 200, "ms": 1.5, "event": "e"}
+    assert renderer(None, "info", plain) != b"general\n"
+    assert calls == []
+    for odd in ({"event": "e", "exc_info": True}, {"event": "e", "level": 1}, {"event": 1}):
+        assert renderer(None, "info", odd) == b"general\n"
+    assert renderer(None, "info", {"event": "e", "trace_id": "clash"}) == b"general\n"
+    assert len(calls) == 4
+
+
+def test_collaborator_errors_propagate_alike() -> None:
+    """An exception of the redactor propagates from every LineRenderer (the logger then writes
+    its fallback line); short strings and scalars never reach redact_value."""
+
+    class FailingKeys(Redactor):
+        def is_sensitive_key(self, key: Any) -> bool:
+            raise LookupError(f"no verdict for {key}")
+
+    class FailingValues(Redactor):
+        def redact_value(self, value: Any, depth: int = 0) -> Any:
+            raise LookupError("cannot redact")
+
+    for kind in accel.available("log_render"):
+        with pytest.raises(LookupError, match="no verdict for k"):
+            json_renderer(FailingKeys(), kind)(None, "info", {"event": "e", "k": 1})
+        for value in ([1], "a string longer than twelve", "k=v"):
+            with pytest.raises(LookupError, match="cannot redact"):
+                json_renderer(FailingValues(), kind)(None, "info", {"event": "e", "k": value})
+        line = json_renderer(FailingValues(), kind)(None, "info", {"event": "e", "k": "ok", "n": 1})
+        assert b'"k":"ok","n":1' in line
+
+
+def test_real_frames_give_their_own_lines() -> None:
+    """Calls from different lines of one function (the compiled location cache is keyed per
+    instruction) carry their own line numbers."""
+    for kind, renderer in _line_renderers().items():
+        lines = []
+        for _ in range(3):  # later rounds are served from the location cache
+            first = renderer(None, "info", {"event": "e"})
+            second = renderer(None, "info", {"event": "e"})
+            lines.append((orjson.loads(first)["lineno"], orjson.loads(second)["lineno"]))
+        here = sys._getframe().f_lineno
+        assert lines == [(here - 3, here - 2)] * 3, kind

@@ -1,6 +1,8 @@
-"""The logger's inlined fast path, the cached timestamp and the redaction precheck.
+"""The logger's one path, the cached timestamp and the redaction precheck.
 
-Each fast path is checked against the slow, obvious computation it replaces.
+Each fast path is checked against the slow, obvious computation it replaces: the logger's line
+against ``EventPreparer`` + ``render`` (the line's definition), the cached stamp against
+``datetime``, the scrubbers' prechecks against the full pattern.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from crown_nexus._redaction import scrub_reference
 from crown_nexus.logging import configure_logging, get_logger, request_context
 from crown_nexus.logging import processors as P
 from crown_nexus.logging.config import _PROCESSORS
+from crown_nexus.logging.redaction import Redactor
+from crown_nexus.logging.render import load_render
 from crown_nexus.settings import Settings
 from crown_nexus.testing import freeze_time
 
@@ -112,8 +116,8 @@ def test_precheck_never_misses_what_the_pattern_redacts(text: str) -> None:
 @given(st.one_of(_TEXT, st.text(max_size=12)).filter(lambda t: len(t) < 13))
 def test_short_values_need_a_separator_to_hold_a_secret(text: str) -> None:
     """What the renderers rely on: a text under 13 characters without "=" or ":" is never changed
-    (the native and pure render_event hand only longer str values to the redactor; the logger
-    routes a shorter one with a separator through the Python path)."""
+    (EventPreparer and the compiled LineRenderer hand only longer str values, or ones with a
+    separator, to the redactor)."""
     if "=" not in text and ":" not in text:
         assert scrub_reference(text) == text
 
@@ -123,7 +127,7 @@ def test_mixed_case_bearer_is_redacted() -> None:
     assert P.scrub_text("auth BeArEr abcdefghijkl") == "auth [REDACTED]"
 
 
-# --------------------------------------------------------------------------- fast path == chain
+# --------------------------------------------------------------------------- logger == definition
 
 _KEYS = st.sampled_from(
     ["user", "path", "status", "password", "X-Api-Key", "note", "items", "level", "timestamp"]
@@ -156,14 +160,15 @@ def _without_location(line: bytes) -> list[tuple[str, Any]]:
     bound=st.dictionaries(_KEYS, _VALUES, max_size=2),
     extra=st.dictionaries(st.sampled_from(["trace_id", "span_id"]), _TEXT, max_size=2),
 )
-def test_inlined_fast_path_equals_the_processor_chain(
+def test_logger_line_equals_the_general_path(
     render_kind: str,
     event: str,
     fields: dict[str, Any],
     bound: dict[str, Any],
     extra: dict[str, Any],
 ) -> None:
-    """logger.info writes what EventPreparer + JSONRenderer write for the same event."""
+    """logger.info writes what EventPreparer + render write for the same event (the chain's
+    compiled last step included)."""
     stream = io.BytesIO()
     configure_logging(
         Settings(ENVIRONMENT="test"),
@@ -173,16 +178,17 @@ def test_inlined_fast_path_equals_the_processor_chain(
         render_kind=render_kind,
     )
     try:
-        preparer, renderer = _PROCESSORS
+        (renderer,) = _PROCESSORS
         log = get_logger("fast").bind(**bound)
         with freeze_time(), request_context(request_id="r-1", user_id="u-1", **extra):
             log.info(event, **fields)
-            expected = renderer(
-                None,
-                "info",
-                preparer(None, "info", {"logger": "fast", **bound, **fields, "event": event}),
+            expected = load_render(render_kind)(
+                P.EventPreparer(Redactor())(
+                    None, "info", {"logger": "fast", **bound, **fields, "event": event}
+                )
             )
         assert _without_location(stream.getvalue()) == _without_location(expected)
+        assert type(renderer).__module__.endswith("log_render")
     finally:
         configure_logging(Settings(ENVIRONMENT="test"))
 

@@ -90,7 +90,7 @@ def test_renderers_agree_on_odd_objects() -> None:
 
 
 def test_fast_path_equals_the_processor_chain(json_logs) -> None:
-    """The logger's inline JSON path writes exactly what the generic processor loop writes."""
+    """A processor put before the chain's compiled renderer changes nothing on the line."""
     from crown_nexus.logging import config as log_config
     from crown_nexus.logging import get_logger, request_context
 

@@ -1,6 +1,8 @@
 """One structlog event dict -> one JSON line: the reference (pure Python, orjson) renderer.
 
-The compiled twin ``crown_nexus_native.log_render`` produces the same bytes for every input.
+``render(event_dict)`` writes any dict; :class:`LineRenderer` is the JSON log chain's last step
+(see its docstring). The compiled twin ``crown_nexus_native.log_render`` produces the same bytes
+for every input.
 
 Canonical output
 ================
@@ -63,12 +65,13 @@ import enum
 import re
 import sys
 import uuid
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, Final
 
 import orjson
 
-__all__ = ["MAX_DEPTH", "render", "render_event"]
+__all__ = ["MAX_DEPTH", "LineRenderer", "render"]
 
 #: Deepest nesting of arrays/objects rendered (orjson's own limit; the top-level object is 1).
 MAX_DEPTH: Final = 254
@@ -235,86 +238,55 @@ def render(event_dict: dict[str, Any]) -> bytes:
         return b'{"event":"<unrenderable event>"}\n'
 
 
-#: keys the logger writes itself: a field named like one of them takes the general path
-_RESERVED: Final = frozenset(
-    {
-        "timestamp",
-        "level",
-        "logger",
-        "event",
-        "request_id",
-        "user_id",
-        "filename",
-        "lineno",
-        "func_name",
-    }
-)
-_PLAIN: Final = (int, float, bool, type(None))
-_REDACTED: Final = "[REDACTED]"
+class LineRenderer:
+    """The log chain's last step: ``(logger, method_name, event_dict) -> bytes``, one JSON line.
 
+    This reference implementation is the general path itself:
+    ``general(method_name, event_dict, frame)`` with ``frame`` the calling frame (the logger
+    method's), which ``crown_nexus.logging`` builds from its ``EventPreparer`` and
+    :func:`render`. The compiled twin ``crown_nexus_native.log_render.LineRenderer`` takes the
+    same collaborators and writes the same bytes without building the prepared dict:
 
-def _utf8_ok(text: str) -> bool:
-    if text.isascii():
-        return True
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+    - core fields: the timestamp ``stamp(ms)`` of the epoch millisecond of
+      ``clock["_wall_ns"]()`` (``now()`` when that clock gives no int), the level
+      ``level_names.get(method_name, method_name)``, ``event_dict["logger"]``, the event text
+      through ``event_cache``/``scrub_event``, ``request_id()``, ``user_id()``;
+    - the context fields: ``extra_get()``, or ``context_fields()`` while
+      ``context_hooks["_span_ids"]`` is set (tracing on);
+    - the event's other fields redacted by ``redactor``: a key not in ``redactor._safe`` that
+      ``redactor.is_sensitive_key`` calls sensitive gives ``"[REDACTED]"``; a str longer than
+      12 characters or holding ``=`` or ``:``, or any value not an exact int/float/bool/None,
+      goes through ``redactor.redact_value``;
+    - the location of the first calling frame whose file is not in ``skip_files``.
 
-
-def render_event(
-    timestamp: Any,
-    level: Any,
-    logger: Any,
-    event: Any,
-    request_id: Any,
-    user_id: Any,
-    fields: Any,
-    frame: Any,
-    code: Any,
-    safe: Any,
-    redactor: Any,
-) -> bytes | None:
-    """Return the line :func:`render` writes for the logger's event dict, or None.
-
-    The dict is ``timestamp, level, logger, event, request_id, user_id``, then each of
-    ``fields`` redacted, then ``filename, lineno, func_name`` (``code.co_filename``,
-    ``frame.f_lineno``, ``code.co_name``; ``code`` is ``frame.f_code``) unless ``frame`` is None.
-    Redaction, per field in order: a key not in ``safe`` for which
-    ``redactor.is_sensitive_key(key)`` is true gives ``"[REDACTED]"``; else an exact str longer
-    than 12 characters, or any value not an exact int/float/bool/None, is replaced by
-    ``redactor.redact_value(value)``. Returns None (the caller takes its general path) when
-    ``fields`` is not an exact dict or has a key that is not an exact str, has a lone surrogate
-    or names a core field. Exceptions of the redaction calls propagate; rendering never raises.
-    The compiled twin writes the same bytes without building the dict.
+    Whatever it does not cover (not a dict, ``exc_info``, a non-str, reserved or lone-surrogate
+    key, a key the context also has, an event neither str nor None, context fields that are not
+    a dict) it hands to ``general``. Exceptions of the collaborators propagate alike.
     """
-    if type(fields) is not dict:
-        return None
-    # one literal (a reserved key in ``fields`` is caught below, before anything is rendered)
-    out = {
-        "timestamp": timestamp,
-        "level": level,
-        "logger": logger,
-        "event": event,
-        "request_id": request_id,
-        "user_id": user_id,
-        **fields,
-    }
-    for key, value in fields.items():
-        if type(key) is not str or key in _RESERVED or not (key.isascii() or _utf8_ok(key)):
-            return None
-        if key not in safe and redactor.is_sensitive_key(key):
-            out[key] = _REDACTED
-            continue
-        kind = type(value)
-        if kind is str:
-            if len(value) > 12:
-                out[key] = redactor.redact_value(value)
-        elif kind not in _PLAIN:
-            out[key] = redactor.redact_value(value)
-    if frame is not None:
-        out["filename"] = code.co_filename
-        out["lineno"] = frame.f_lineno
-        out["func_name"] = code.co_name
-    return render(out)
+
+    __slots__ = ("_general", "redactor")
+
+    def __init__(
+        self,
+        redactor: Any,
+        *,
+        general: Callable[[Any, Any, Any], bytes],
+        now: Callable[[], Any],
+        clock: dict[str, Any],
+        stamp: Callable[[int], Any],
+        context_fields: Callable[[], Any],
+        context_hooks: dict[str, Any],
+        extra_get: Callable[[], Any],
+        request_id: Callable[[], Any],
+        user_id: Callable[[], Any],
+        skip_files: Any,
+        event_cache: dict[Any, Any],
+        scrub_event: Callable[[Any], Any],
+        level_names: dict[Any, Any],
+    ) -> None:
+        self.redactor = redactor
+        self._general = general
+
+    def __call__(self, logger: Any, method_name: Any, event_dict: Any) -> bytes:
+        """Render ``event_dict`` as one JSON line (see the class)."""
+        return self._general(method_name, event_dict, sys._getframe(1))

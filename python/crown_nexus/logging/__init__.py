@@ -3,7 +3,8 @@
 ``get_logger(name)`` returns a logger whose lines carry ``request_id`` and ``user_id`` from the
 request context, the caller's file, line and function, and redact secrets. Development writes
 coloured console lines; production writes one JSON line per event (rendered by the
-``log_render`` hot path, Rust or orjson). See :func:`configure_logging`.
+``log_render`` hot path, Rust or orjson, as the processor chain's last step). See
+:func:`configure_logging`; :mod:`crown_nexus.logging.config` lists what each module owns.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from crown_nexus.logging.context import (
     set_request_id,
     set_user_id,
 )
-from crown_nexus.logging.processors import DEFAULT_REDACT_KEYS, REDACTED, Redactor
+from crown_nexus.logging.redaction import DEFAULT_REDACT_KEYS, REDACTED, Redactor
 from crown_nexus.logging.timing import log_execution_time, log_execution_time_async
 
 __all__ = [

@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar, overload
 
+from crown_nexus.logging.config import get_logger
 from crown_nexus.logging.processors import LEVEL_NAMES, LEVEL_NUMBERS, now_iso
 
 __all__ = ["log_execution_time", "log_execution_time_async"]
@@ -24,8 +25,6 @@ R = TypeVar("R")
 
 
 def _resolve_logger(logger: Any, func: Callable[..., Any]) -> Any:
-    from crown_nexus.logging.config import get_logger
-
     if logger is None:
         return get_logger(getattr(func, "__module__", None) or "crown_nexus")
     if isinstance(logger, str):
