@@ -75,7 +75,8 @@ async def test_order_total_past_64_bits_is_422(client: Any) -> None:
 
 
 async def test_sqlite_connections_use_wal_and_a_busy_timeout(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """Every SQLite connection of the demo runs in WAL mode with a 5 s busy timeout."""
+    """Every SQLite connection of the demo runs in WAL mode with a 5 s busy timeout and a
+    512 KiB page cache."""
     from sqlalchemy import text
 
     from crown_nexus.demo.db import create_engine_for
@@ -86,9 +87,11 @@ async def test_sqlite_connections_use_wal_and_a_busy_timeout(tmp_path) -> None: 
             mode = (await conn.execute(text("PRAGMA journal_mode"))).scalar_one()
             timeout = (await conn.execute(text("PRAGMA busy_timeout"))).scalar_one()
             sync = (await conn.execute(text("PRAGMA synchronous"))).scalar_one()
+            cache = (await conn.execute(text("PRAGMA cache_size"))).scalar_one()
     finally:
         await engine.dispose()
     assert (str(mode).lower(), int(timeout), int(sync)) == ("wal", 5000, 1)  # 1 is NORMAL
+    assert int(cache) == -512  # KiB: a bounded page cache per pooled connection
 
 
 async def test_concurrent_sqlite_writers_wait_instead_of_failing(tmp_path) -> None:  # type: ignore[no-untyped-def]
