@@ -75,6 +75,14 @@ _tracers: dict[str, Tracer] = {}
 _NOOP: AbstractContextManager[None] = nullcontext()
 
 
+def _attrs(attributes: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Span attributes as the SDK takes them: a plain dict is passed as is (the SDK copies
+    it), any other mapping is copied into one; empty → ``None``."""
+    if not attributes:
+        return None
+    return attributes if type(attributes) is dict else dict(attributes)
+
+
 def provider_configured() -> bool:
     """Whether a real global tracer provider is set (not the API's proxy or no-op one)."""
     if getattr(_otel_trace, "_TRACER_PROVIDER", None) is None and not _env_provider:
@@ -153,7 +161,7 @@ def span(
     if _state is False or (_state is None and not _decide()):
         return _NOOP
     return get_tracer(tracer).start_as_current_span(
-        name, kind=kind, attributes=dict(attributes) if attributes else None
+        name, kind=kind, attributes=_attrs(attributes)
     )
 
 
@@ -170,7 +178,7 @@ def start_span(
     if _state is False or (_state is None and not _decide()):
         return None
     return get_tracer(tracer).start_span(
-        name, kind=kind, attributes=dict(attributes) if attributes else None
+        name, kind=kind, attributes=_attrs(attributes)
     )
 
 
@@ -185,7 +193,7 @@ def end_span(
     if current is None:
         return
     if attributes:
-        current.set_attributes(dict(attributes))
+        current.set_attributes(_attrs(attributes) or {})
     if exc is not None:
         current.record_exception(exc)
         record_error(current, exc)
@@ -249,7 +257,7 @@ def _resumed(
     attributes: Mapping[str, Any] | None,
 ) -> Iterator[Span]:
     with get_tracer(tracer).start_as_current_span(
-        name, context=parent, kind=kind, attributes=dict(attributes) if attributes else None
+        name, context=parent, kind=kind, attributes=_attrs(attributes)
     ) as current:
         yield current
 
