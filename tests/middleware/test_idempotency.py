@@ -417,3 +417,18 @@ async def test_memory_store_is_bounded_in_bytes() -> None:
     assert store._bytes <= 10_000
     assert sum(len(v) for _, v in store._data.values()) == store._bytes
     assert "k9" in store._data and "k0" not in store._data
+
+
+async def test_memory_store_default_bound_is_16_mib() -> None:
+    """By default 40 stored answers of 1 MiB keep at most 16 MiB of records (the newest)."""
+    from crown_nexus.core.idempotency._base import StoredResponse
+
+    store = MemoryIdempotencyStore()
+    body = b"y" * (1024 * 1024)
+    for i in range(40):
+        claim = await store.claim(f"big{i}", "fp", 60)
+        assert await store.complete(
+            f"big{i}", claim.owner or "", "fp", StoredResponse(200, (), body), 60
+        )
+    assert store._bytes <= 16 * 1024 * 1024
+    assert "big39" in store._data and "big0" not in store._data

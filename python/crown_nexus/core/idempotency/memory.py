@@ -23,7 +23,9 @@ __all__ = ["MemoryIdempotencyStore"]
 class MemoryIdempotencyStore(IdempotencyStore):
     """Keys in a dict with per-key expiry; at most ``max_entries`` keys holding at most
     ``max_bytes`` of stored records in all (the oldest dropped first), so replayable responses
-    (up to 1 MiB each) cannot grow a worker without bound.
+    (up to 1 MiB each) cannot grow a worker without bound. The default, 16 MiB, holds thousands
+    of ordinary JSON answers or 16 of the largest; a TTL of a day means a busy worker fills it
+    and stays there (64 MiB was a bound that looked like a leak).
 
     Each method runs without awaiting, so it is atomic on the event loop. Not shared between
     processes: with several workers use :class:`~crown_nexus.core.idempotency.RedisIdempotencyStore`.
@@ -31,7 +33,7 @@ class MemoryIdempotencyStore(IdempotencyStore):
 
     name = "memory"
 
-    def __init__(self, max_entries: int = 10_000, max_bytes: int = 64 * 1024 * 1024) -> None:
+    def __init__(self, max_entries: int = 10_000, max_bytes: int = 16 * 1024 * 1024) -> None:
         if max_entries < 1 or max_bytes < 1:
             raise ValueError("max_entries and max_bytes must be at least 1")
         self.max_entries = max_entries
