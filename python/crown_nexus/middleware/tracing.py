@@ -129,15 +129,33 @@ class TracingMiddleware:
         if tracing_enabled():
             await self._traced(scope, receive, send, parsed, incoming, tracestate)
             return
+        # no provider: the request runs here (one coroutine less than through ``_run``)
         ids = _random_ids()
         span_id = ids[32:]
         if parsed is None:
             trace_id, parent_id, flags = ids[:32], None, "01"
         else:
             trace_id, parent_id, flags = parsed
-        await self._run(
-            scope, receive, send, trace_id, span_id, parent_id, flags, parsed, tracestate
+        state = scope.setdefault("state", {})
+        if isinstance(state, dict):
+            state["trace_id"] = trace_id
+            state["span_id"] = span_id
+        out_headers = [(b"traceparent", f"00-{trace_id}-{span_id}-{flags}".encode())]
+        if tracestate is not None and parsed is not None:
+            out_headers.append((b"tracestate", tracestate))
+
+        async def send_with_trace(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                _with_trace_headers(message, out_headers)
+            await send(message)
+
+        token = bind_log_context(
+            trace_id=trace_id, span_id=span_id, parent_span_id=parent_id, service=self.service_name
         )
+        try:
+            await self.app(scope, receive, send_with_trace)
+        finally:
+            reset_log_context(token)
 
     async def _run(
         self,
