@@ -151,3 +151,38 @@ async def test_body_timeout_off_by_default_and_request_timeout_still_504() -> No
     mw = TimeoutMiddleware(_reading_app(), timeout_seconds=0.2)
     messages = await _post(mw, [(0.0, b"a"), (1.0, b"b")])
     assert messages[0]["status"] == 504
+
+
+@pytest.mark.parametrize("compact_at", [4096, 3])
+async def test_many_requests_share_one_deadline_queue(monkeypatch, compact_at: int) -> None:
+    """Interleaved slow and fast requests on one middleware: exactly the slow ones get 504 (at
+    their own deadline), the fast ones keep their answer; the queue ends empty and one timer
+    at most is pending, also when a slow request at the head forces compaction."""
+    from crown_nexus.middleware import timeout as timeout_module
+
+    monkeypatch.setattr(timeout_module._Deadlines, "COMPACT_AT", compact_at)
+
+    async def app(scope, receive, send):
+        delay = float(scope["path"].strip("/"))
+        await asyncio.sleep(delay)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    mw = TimeoutMiddleware(app, timeout_seconds=0.2)
+
+    async def one(delay: float) -> int:
+        start, _, _ = await call(mw, path=f"/{delay}")
+        return start["status"]
+
+    delays = [2.0 if i % 5 == 0 else 0.01 * (i % 3) for i in range(30)]
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    statuses = await asyncio.gather(*(one(d) for d in delays))
+    assert statuses == [504 if d > 0.2 else 200 for d in delays]
+    assert loop.time() - started < 1.5  # the slow ones were cut at 0.2 s, not left to 2 s
+    deadlines = mw._deadlines
+    assert deadlines is not None
+    assert all(e[0] or e[2] for e in deadlines.entries)
+    assert await one(0.0) == 200
+    await asyncio.sleep(0.25)  # the last timer fires, finds only finished entries
+    assert not deadlines.entries and deadlines.handle is None

@@ -26,6 +26,7 @@ from crown_nexus.core.cache.etags import encoded_etag
 from crown_nexus.core.tracing import end_span, start_span, tracing_enabled
 from crown_nexus.middleware._headers import add_vary, has_header, rewrite_etag
 from crown_nexus.middleware.response_formatter import (
+    CANDIDATE_SCOPE_KEY,
     DEFERRED_COMPRESSION_KEY,
     FORMATTER_SCOPE_KEY,
     is_format_candidate,
@@ -175,6 +176,7 @@ class CompressionMiddleware:
                 if is_format_candidate(message, max_size):
                     target = send
                     scope[DEFERRED_COMPRESSION_KEY] = (self.minimum_size, self.compresslevel)
+                    scope[CANDIDATE_SCOPE_KEY] = message
                 else:
                     if has_header(message, b"content-encoding"):
                         scope[_APP_ENCODED_KEY] = True

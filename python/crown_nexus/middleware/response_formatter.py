@@ -23,6 +23,7 @@ from crown_nexus.logging.context import _request_id
 from crown_nexus.middleware._headers import add_vary, rewrite_etag
 
 __all__ = [
+    "CANDIDATE_SCOPE_KEY",
     "DEFERRED_COMPRESSION_KEY",
     "FORMATTER_SCOPE_KEY",
     "ResponseFormatterMiddleware",
@@ -35,6 +36,8 @@ DEFAULT_MAX_BODY_SIZE = 10 * 1024 * 1024
 FORMATTER_SCOPE_KEY = "crown_nexus.response_formatter"
 #: scope key: compression was deferred to the formatter (value: ``(minimum_size, compresslevel)``)
 DEFERRED_COMPRESSION_KEY = "crown_nexus.deferred_compression"
+#: scope key: the start message compression found :func:`is_format_candidate` (not judged again)
+CANDIDATE_SCOPE_KEY = "crown_nexus.format_candidate"
 
 
 def _is_json(content_type: str) -> bool:
@@ -130,7 +133,11 @@ class ResponseFormatterMiddleware:
                 await send(message)
                 return
             if kind == "http.response.start":
-                if is_format_candidate(message, self.max_body_size):
+                # compression right inside already judged this very message a candidate
+                # (with this formatter's size limit) when it deferred its gzip to us
+                if scope.get(CANDIDATE_SCOPE_KEY) is message or is_format_candidate(
+                    message, self.max_body_size
+                ):
                     message.setdefault("headers", [])
                     start = message
                 else:

@@ -4,6 +4,7 @@ body that takes too long to arrive gets a 408."""
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
@@ -24,6 +25,55 @@ class BodyReadTimeoutException(AppException):
 
 _get_running_loop = asyncio.get_running_loop
 _current_task = asyncio.current_task
+
+
+class _Deadlines:
+    """The request deadlines of one ``TimeoutMiddleware`` on one event loop, and one timer.
+
+    Every request of a middleware has the same timeout, so deadlines arrive in order: they are
+    queued as ``[started, expired, finished, deadline, task]`` entries and a single timer waits
+    for the oldest. When it fires, entries whose response started (or whose request finished)
+    are dropped, and each one past its deadline is marked expired and its task cancelled --
+    what a timer per request would do, without scheduling and cancelling one per request.
+    Finished entries at the head are dropped as requests arrive, and the queue is compacted
+    when a slow request at its head keeps many finished ones behind it.
+    """
+
+    __slots__ = ("entries", "handle", "loop")
+
+    #: compact the queue (drop every finished entry) when it grows past this many entries
+    COMPACT_AT = 4096
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.entries: deque[list[Any]] = deque()
+        self.handle: asyncio.TimerHandle | None = None
+
+    def add(self, entry: list[Any]) -> None:
+        """Queue a request's entry (its deadline no earlier than any queued one)."""
+        entries = self.entries
+        while entries and (entries[0][0] or entries[0][2]):
+            entries.popleft()
+        if len(entries) >= self.COMPACT_AT:
+            self.entries = entries = deque(e for e in entries if not (e[0] or e[2]))
+        entries.append(entry)
+        if self.handle is None:
+            self.handle = self.loop.call_at(entry[3], self._fire)
+
+    def _fire(self) -> None:
+        self.handle = None
+        now = self.loop.time()
+        entries = self.entries
+        while entries:
+            entry = entries[0]
+            if not (entry[0] or entry[2]):
+                if entry[3] > now:
+                    break
+                entry[1] = True  # the deadline passed before the response started
+                entry[4].cancel()
+            entries.popleft()
+        if entries:
+            self.handle = self.loop.call_at(entries[0][3], self._fire)
 
 
 class TimeoutMiddleware:
@@ -57,6 +107,7 @@ class TimeoutMiddleware:
         self.body_timeout_seconds = (
             None if body_timeout_seconds is None else float(body_timeout_seconds)
         )
+        self._deadlines: _Deadlines | None = None
 
     def _body_reader(
         self, receive: Receive, refused: list[bool], loop: Any, task: asyncio.Task[Any]
@@ -112,8 +163,6 @@ class TimeoutMiddleware:
         ):
             await self.app(scope, receive, send)
             return
-        # one timer handle per request, cancelled when the response starts: what
-        # ``asyncio.timeout`` does, without its context-manager object and state machine
         loop = _get_running_loop()
         task = _current_task(loop)
         if task is None:  # not inside a task (cannot be cancelled): no deadline to enforce
@@ -123,41 +172,38 @@ class TimeoutMiddleware:
         timed_body = self.body_timeout_seconds is not None and not bodiless(scope)
         if timed_body:
             receive = self._body_reader(receive, body_late, loop, task)
-        state = [False, False]  # [response started, deadline expired]
-
-        def expire() -> None:
-            if not state[0]:
-                state[1] = True
-                task.cancel()
-
-        handle = loop.call_at(loop.time() + self.timeout_seconds, expire)
+        # [response started, deadline expired, finished, deadline, task]: one entry in this
+        # middleware's deadline queue (one timer for all requests, not one per request)
+        state: list[Any] = [False, False, False, loop.time() + self.timeout_seconds, task]
+        deadlines = self._deadlines
+        if deadlines is None or deadlines.loop is not loop:
+            deadlines = self._deadlines = _Deadlines(loop)
+        deadlines.add(state)
         cancelling = task.cancelling()
 
         def started(message: Message, headers: list[Any], names: set[bytes]) -> None:
-            if not state[0]:
-                state[0] = True
-                handle.cancel()
+            state[0] = True
 
         async def send_wrapper(message: Message) -> None:
             if body_late[0]:
                 # the app's answer to the failed read (FastAPI: 400) becomes the 408 it is owed
                 if not state[0] and message["type"] == "http.response.start":
                     state[0] = True
-                    handle.cancel()
                     await self._send_late_body(send)
                 return
             if not state[0] and message["type"] == "http.response.start":
                 state[0] = True
-                handle.cancel()
             await send(message)
 
         try:
             # without a body to time, only the start matters: a hook in the shared send
-            await self.app(scope, receive, send_wrapper if timed_body else add_start_hook(send, started))
+            await self.app(
+                scope, receive, send_wrapper if timed_body else add_start_hook(send, started)
+            )
         except BodyReadTimeoutException:
             if state[0]:
                 raise
-            handle.cancel()
+            state[2] = True
             await self._send_late_body(send)
             return
         except asyncio.CancelledError:
@@ -168,7 +214,7 @@ class TimeoutMiddleware:
         else:
             return
         finally:
-            handle.cancel()
+            state[2] = True
         exc = TimeoutException(
             message="Request timed out",
             details={"timeout_seconds": self.timeout_seconds},
