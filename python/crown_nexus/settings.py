@@ -96,6 +96,12 @@ class Settings(BaseSettings):
     debug: bool = Field(default=False, validation_alias=_env("DEBUG"))
     log_level: str = Field(default="INFO", validation_alias=_env("LOG_LEVEL"))
     log_buffered: bool = Field(default=False, validation_alias=_env("LOG_BUFFERED"))
+    #: plain console logs, without colours (the no-color.org convention: ``NO_COLOR`` set to any
+    #: non-empty value)
+    no_color: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("NO_COLOR", "CROWN_NEXUS_NO_COLOR", "no_color"),
+    )
     impl: Literal["auto", "pure"] = Field(default="auto", validation_alias=_env("IMPL"))
 
     # --- security ------------------------------------------------------------------------
@@ -399,6 +405,14 @@ class Settings(BaseSettings):
                 return cls.model_fields[info.field_name or ""].default
             if text in {"none", "off"}:
                 return None
+        return value
+
+    @field_validator("no_color", mode="before")
+    @classmethod
+    def _no_color_convention(cls, value: Any) -> Any:
+        """no-color.org: any non-empty ``NO_COLOR`` turns colours off, whatever its value."""
+        if isinstance(value, str):
+            return bool(value.strip())
         return value
 
     @field_validator("otel_sdk_disabled", mode="before")

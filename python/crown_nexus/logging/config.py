@@ -55,6 +55,7 @@ def build_processors(
     *,
     render_kind: str | None = None,
     redactor: Redactor | None = None,
+    colors: bool = True,
 ) -> list[Any]:
     """Return a fresh processor chain for ``log_format``.
 
@@ -62,14 +63,15 @@ def build_processors(
     ``EventPreparer`` followed by ``render`` write (see :func:`~crown_nexus.logging.render.json_renderer`);
     console: ``EventPreparer, console_location, ConsoleRenderer``. ``EventPreparer`` is
     ``add_core_fields`` + ``format_exception`` + ``Redactor`` in one pass. ``render_kind`` picks
-    the ``log_render`` implementation (``"native"``/``"pure"``; default: accel's choice).
+    the ``log_render`` implementation (``"native"``/``"pure"``; default: accel's choice);
+    ``colors=False`` makes the console renderer write plain text.
     """
     redactor = redactor or Redactor()
     if log_format == "console":
         return [
             EventPreparer(redactor, structured_exceptions=False),
             console_location,
-            console_renderer(),
+            console_renderer(colors),
         ]
     return [json_renderer(redactor, render_kind)]
 
@@ -125,7 +127,8 @@ def configure_logging(
     )
     use_buffer = bool(getattr(settings, "log_buffered", False)) if buffered is None else buffered
     redactor = Redactor(add=redact_add, remove=redact_remove)
-    chain = build_processors(fmt, render_kind=render_kind, redactor=redactor)
+    colors = not getattr(settings, "no_color", False)
+    chain = build_processors(fmt, render_kind=render_kind, redactor=redactor, colors=colors)
 
     if file is None and stream is None and fd is None:
         file = getattr(settings, "log_file", None) or None
@@ -192,6 +195,7 @@ def _auto_configure() -> None:
         return
     except Exception as exc:  # e.g. production settings refusing a default secret
         error = exc
+    # Read directly, not through Settings: this runs only because the settings failed to load.
     env = os.environ.get("ENVIRONMENT", "production").strip().lower()
     fallback = SimpleNamespace(
         ENVIRONMENT=SimpleNamespace(value=env), log_level="INFO", log_buffered=False

@@ -43,7 +43,7 @@ def scrubbed_traceback(sio: IO[str], exc_info: Any) -> None:
     sio.write(scrub_text(buffer.getvalue()))
 
 
-def console_renderer() -> Any:
-    """structlog's ``ConsoleRenderer`` with scrubbed tracebacks (no colours under ``NO_COLOR``)."""
-    colors = "NO_COLOR" not in os.environ
+def console_renderer(colors: bool = True) -> Any:
+    """structlog's ``ConsoleRenderer`` with scrubbed tracebacks (``colors=False``: plain text;
+    :func:`~crown_nexus.logging.config.configure_logging` passes ``not settings.no_color``)."""
     return structlog.dev.ConsoleRenderer(colors=colors, exception_formatter=scrubbed_traceback)
