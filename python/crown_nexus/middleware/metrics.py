@@ -125,7 +125,7 @@ class MetricsMiddleware:
             if message["type"] == "http.response.start":
                 status_code = message.get("status", 200)
                 for name, value in message.get("headers") or ():
-                    if name == b"x-error-code" or name.lower() == b"x-error-code":
+                    if len(name) == 12 and name.lower() == b"x-error-code":
                         error_code = value.decode("latin-1")
                         break
             await send(message)

@@ -162,7 +162,13 @@ class HttpMetrics(MetricStore):
                     progress.value._value -= 1
                     progress.series.total -= 1
                 hot.req_value._value += 1  # type: ignore[union-attr]
-                _count(hot.requests, sec)
+                series = hot.requests
+                series.total += 1
+                buckets = series.buckets
+                if buckets and buckets[-1][0] == sec:
+                    buckets[-1][1] += 1
+                else:
+                    buckets.append([sec, 1])
                 hot.dur_sum._value += duration  # type: ignore[union-attr]
                 hot.dur_buckets[bisect_left(hot.bounds, duration)]._value += 1  # type: ignore[index,arg-type]
                 series = hot.duration
