@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -118,6 +119,31 @@ class PostgresServer:
         if not _wait_port(self.port, 30):
             self.stop()
             raise RuntimeError("postgres did not start")
+
+    def kill(self) -> None:
+        """Stop the server abruptly (immediate shutdown: SIGQUIT, every backend dropped at once,
+        no checkpoint), keeping its data for :meth:`restart`."""
+        if self.proc is not None:
+            # the postmaster itself (``runuser`` does not pass SIGQUIT on)
+            with open(os.path.join(self.datadir, "postmaster.pid")) as fh:
+                os.kill(int(fh.readline()), signal.SIGQUIT)
+            self.proc.wait(timeout=15)
+            self.proc = None
+
+    def restart(self) -> None:
+        """Start the server again on the same data directory and port."""
+        postgres = _pg_bin("postgres")
+        assert postgres and self.datadir and self.proc is None
+        pid_file = os.path.join(self.datadir, "postmaster.pid")
+        if os.path.exists(pid_file):  # left by the killed postmaster
+            os.remove(pid_file)
+        self.proc = subprocess.Popen(
+            self._cmd([postgres, "-D", self.datadir, "-p", str(self.port), "-h", "127.0.0.1",
+                       "-k", self.datadir, "-c", "fsync=off", "-c", "max_connections=200"]),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        if not _wait_port(self.port, 30):
+            raise RuntimeError("postgres did not restart")
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import orjson
 from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text, delete, insert, select
 from sqlalchemy import update as sql_update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from crown_nexus.core.exceptions import ConfigurationException
@@ -68,6 +68,8 @@ class SQLFeatureStore(FeatureStore):
         self._engine_obj: AsyncEngine | None = engine
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready = False
+        self._lock: asyncio.Lock | None = None
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
 
     def _engine(self) -> AsyncEngine:
         if not self._owns_engine:
@@ -80,11 +82,32 @@ class SQLFeatureStore(FeatureStore):
             self._loop = loop
         return self._engine_obj
 
+    def _init_lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._lock_loop is not loop:
+            self._lock, self._lock_loop = asyncio.Lock(), loop
+        return self._lock
+
     async def initialize(self) -> None:
-        """Create the tables and the version row when missing."""
+        """Create the tables and the version row when missing.
+
+        Safe to call concurrently: callers on one loop wait for one another, and a table created
+        by another connection or process meanwhile (PostgreSQL refuses the second
+        ``CREATE TABLE`` with a unique violation on its catalog) is taken as created.
+        """
+        async with self._init_lock():
+            await self._create()
+
+    async def _create(self) -> None:
         engine = self._engine()
-        async with engine.begin() as conn:
-            await conn.run_sync(feature_metadata.create_all)
+        for attempt in range(3):
+            try:
+                async with engine.begin() as conn:
+                    await conn.run_sync(feature_metadata.create_all)
+                break
+            except (IntegrityError, ProgrammingError):  # created concurrently: check again
+                if attempt == 2:
+                    raise
         try:
             async with engine.begin() as conn:
                 found = (
@@ -98,7 +121,9 @@ class SQLFeatureStore(FeatureStore):
 
     async def _ensure(self) -> AsyncEngine:
         if not self._ready:
-            await self.initialize()
+            async with self._init_lock():
+                if not self._ready:  # not done by the caller we waited for
+                    await self._create()
         return self._engine()
 
     async def version(self) -> str:
