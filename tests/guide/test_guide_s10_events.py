@@ -58,6 +58,10 @@ async def event_service() -> AsyncIterator[Any]:
                 if sub not in before.get(name, []):
                     service.unsubscribe(name, sub)
         service.set_default_context({})
+        if service.backend_type is not EventBackendType.MEMORY:
+            # a publish after shutdown restarts the backend last initialized: leave the shared
+            # bus on memory, not on the Celery backend the last example switched to
+            await service.initialize(EventBackendType.MEMORY)
         await service.shutdown()
 
 
