@@ -180,23 +180,33 @@ async def test_stampede_across_workers_with_redis_lock(redis_url: str) -> None:
 async def test_stale_while_revalidate(service: CacheService) -> None:
     """A stale hit returns the old value at once while one background task refreshes it."""
     version = 0
+    release = asyncio.Event()
 
     @cached(ttl=0.2, stale_ttl=30)
     async def config() -> int:
         nonlocal version
         version += 1
-        await asyncio.sleep(0.05)
+        if version > 1:
+            await release.wait()  # the refresh cannot finish until the test says so
         return version
 
     assert await config() == 1
     await asyncio.sleep(0.3)  # now stale
-    start = time.monotonic()
-    stale = await asyncio.gather(*(config() for _ in range(5)))
-    assert time.monotonic() - start < 0.05  # nobody waited for the refresh
+    # the five calls complete while the refresh is still held: nobody waited for it
+    stale = await asyncio.wait_for(asyncio.gather(*(config() for _ in range(5))), 10)
     assert stale == [1] * 5
-    await asyncio.sleep(0.15)
-    assert version == 2  # refreshed once
-    assert await config() == 2
+    for _ in range(200):  # the background refresh starts...
+        if version >= 2:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    assert version == 2  # ...once, not five times
+    release.set()
+    for _ in range(200):
+        if await config() == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert await config() == 2 and version == 2  # refreshed once
 
 
 async def test_stale_is_served_when_refresh_fails(service: CacheService) -> None:
