@@ -136,7 +136,12 @@ def _put(raw: RawHeaders, names: set[bytes], key: bytes, value: bytes) -> None:
 def _vary_hook(message: Message, raw: RawHeaders, names: set[bytes]) -> None:
     """``Vary: Origin`` added to the response (to its Vary values, joined)."""
     if b"vary" in names:
-        _add_vary_origin(raw, [k for k, _ in raw])
+        keys = [k for k, _ in raw]
+        if keys.count(b"vary") == 1:  # the usual case (compression's Accept-Encoding): extend it
+            i = keys.index(b"vary")
+            raw[i] = (b"vary", raw[i][1] + b", Origin")
+        else:
+            _add_vary_origin(raw, keys)
     else:
         raw.append((b"vary", b"Origin"))
         names.add(b"vary")
