@@ -89,6 +89,16 @@ def _audit_trail_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
         configure_audit(**previous)
 
 
+@pytest.fixture(autouse=True)
+def _starts_in_the_default_container() -> Iterator[None]:
+    """Every test starts outside any app: an app's container stays inside that app's scopes."""
+    from crown_nexus.container import current_container, default_container
+
+    found = current_container()
+    assert found is default_container(), f"an earlier test left {found!r} current"
+    yield
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request: pytest.FixtureRequest, tmp_path) -> str:  # type: ignore[no-untyped-def]
     """Every database test runs on SQLite (a file) and on a real PostgreSQL."""
