@@ -27,7 +27,7 @@ from opentelemetry import propagate
 from opentelemetry import trace as otel_trace
 from opentelemetry.trace import SpanKind, StatusCode
 
-from crown_nexus.core.tracing import get_tracer, tracing_enabled
+from crown_nexus.core.tracing import current_span_ids, get_tracer, tracing_enabled
 from crown_nexus.logging.context import bind_log_context, reset_log_context
 
 __all__ = ["TracingMiddleware", "format_traceparent", "parse_traceparent"]
@@ -213,12 +213,17 @@ class TracingMiddleware:
         current = otel_trace.get_current_span()
         ctx = current.get_span_context()
         if ctx.is_valid:  # FastAPI's server span: use its ids, never a second span
+            # formatted through current_span_ids: the request's log lines then reuse them
+            trace_id, span_id = current_span_ids() or (
+                format(ctx.trace_id, "032x"),
+                format(ctx.span_id, "016x"),
+            )
             await self._run(
                 scope,
                 receive,
                 send,
-                format(ctx.trace_id, "032x"),
-                format(ctx.span_id, "016x"),
+                trace_id,
+                span_id,
                 parent_id,
                 format(ctx.trace_flags, "02x"),
                 parsed,
