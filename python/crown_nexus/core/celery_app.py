@@ -39,7 +39,6 @@ import random
 import threading
 from typing import Any
 
-import orjson
 from celery import Celery, Task
 from celery.signals import worker_init
 
@@ -49,6 +48,7 @@ from crown_nexus.core.events.backends._celery_conf import (
     celery_settings,
     configured_celery_app,
 )
+from crown_nexus.core.events.envelope import decode as decode_event
 from crown_nexus.core.tracing import resume_span, tracing_enabled
 from crown_nexus.logging import get_logger
 
@@ -130,7 +130,7 @@ def dispatch_event(self: Task, encoded: str, handler_ids: list[str] | None = Non
 
     Returns the ids of handlers still failing after the last retry (empty when all succeeded).
     """
-    event = orjson.loads(encoded)
+    event = decode_event(encoded)
     service = get_event_service()
     if tracing_enabled():  # the worker continues the trace the publisher put in the context
         with resume_span(

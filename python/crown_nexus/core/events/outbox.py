@@ -27,7 +27,6 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from sqlalchemy import (
     Column,
     Float,
@@ -44,6 +43,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import SQLAlchemyError
 
+from crown_nexus.core.events.envelope import decode
 from crown_nexus.core.events.exceptions import EventConfigurationException, EventPublishException
 from crown_nexus.core.tracing import resume_span, tracing_enabled
 from crown_nexus.logging import get_logger
@@ -184,7 +184,7 @@ def _engine_of(target: Any) -> AsyncEngine:
 
 def _row_dict(row: Any) -> dict[str, Any]:
     d = dict(row._mapping)
-    d["event"] = orjson.loads(d.pop("body"))
+    d["event"] = decode(d.pop("body"))
     return d
 
 
@@ -293,7 +293,7 @@ class OutboxRelay:
         for a retry or moved to the dead letters)."""
         body = row.body.encode()
         try:
-            event = orjson.loads(body)
+            event = decode(body)
             if tracing_enabled():  # the delivery continues the publisher's trace
                 with resume_span(
                     f"outbox.deliver {event.get('name')}",
