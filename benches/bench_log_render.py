@@ -78,3 +78,32 @@ def test_render(benchmark: Any, group: str, impl: str) -> None:
     result = benchmark(IMPLS[impl].render, event)
     benchmark.extra_info["correct"] = result == expected
     assert result == expected
+
+
+GUIDE_EVENT: dict[str, Any] = {
+    "logger": "app.api",
+    "method": "GET",
+    "path": "/api/users",
+    "status": 200,
+    "duration_ms": 12.5,
+    "event": "request handled",
+}
+
+
+@pytest.mark.parametrize("impl", KINDS)
+def test_line_renderer(benchmark: Any, impl: str) -> None:
+    """The JSON chain's last step on the guide's request line (group ``log_render-line``):
+    ``LineRenderer(logger, method_name, event_dict)``, redaction and caller location included
+    (the pure one is the general path, EventPreparer + render). Checks both write one line."""
+    from crown_nexus.logging import request_context
+    from crown_nexus.logging.redaction import Redactor
+    from crown_nexus.logging.render import json_renderer
+
+    benchmark.group = "log_render-line"
+    benchmark.extra_info["implementations"] = accel.implementations()
+    benchmark.extra_info["impl"] = impl
+    renderer = json_renderer(Redactor(), impl)
+    with request_context(request_id="req-1", user_id="u-1"):
+        line = benchmark(renderer, None, "info", GUIDE_EVENT)
+    record = orjson.loads(line)
+    assert record["event"] == "request handled" and record["request_id"] == "req-1"

@@ -1,13 +1,15 @@
 """One log event, end to end, into the same sink: crown-nexus vs structlog vs stdlib.
 
-Group ``log-event``: the same event (message + 4 fields, request id and user id in context)
-written as one JSON line to an unbuffered ``os.devnull`` file descriptor by
+Group ``log-event``: the guide's call (issue 11), ``get_logger("app.api").info("request
+handled", method=..., path=..., status=..., duration_ms=...)`` with a request id and user id
+bound, written as one JSON line to an unbuffered ``os.devnull`` file descriptor by
 
 - ``crown-nexus[native]`` / ``crown-nexus[pure]``: ``crown_nexus.logging.get_logger(...).info``
-  with the Rust or orjson ``log_render`` (timestamp, level, logger, ids, caller location and
-  redaction included);
-- ``structlog-chain``: structlog's own production chain ``merge_contextvars, add_log_level,
-  TimeStamper(fmt="iso"), JSONRenderer(serializer=orjson.dumps)`` into a ``BytesLogger``;
+  with the Rust or pure ``log_render`` ``LineRenderer`` as the chain's last step (timestamp,
+  level, logger, ids, caller location and redaction included);
+- ``structlog-chain``: the leanest structlog production chain ``merge_contextvars,
+  add_log_level, TimeStamper(fmt="iso"), JSONRenderer(serializer=orjson.dumps)`` into a
+  ``BytesLogger``;
 - ``stdlib-python-json-logger``: ``logging`` + ``pythonjsonlogger`` ``JsonFormatter``.
 
 Each benchmark first checks its line is the right JSON. Run:
@@ -30,8 +32,9 @@ from crown_nexus.logging import configure_logging, get_logger, request_context
 from crown_nexus.settings import Settings
 
 KINDS = sorted(accel.available("log_render"))
-MESSAGE = "user logged in"
-FIELDS: dict[str, Any] = {"user": 123, "path": "/api/users", "status": 200, "duration_ms": 12.5}
+LOGGER = "app.api"
+MESSAGE = "request handled"
+FIELDS: dict[str, Any] = {"method": "GET", "path": "/api/users", "status": 200, "duration_ms": 12.5}
 
 
 def _info(benchmark: Any, who: str) -> None:
@@ -64,7 +67,7 @@ def test_crown_nexus(benchmark: Any, kind: str, devnull_fd: int, tmp_path: Any) 
         configure_logging(
             Settings(ENVIRONMENT="production", secret_key="b" * 40), fd=f.fileno(), render_kind=kind
         )
-        log = get_logger("bench")
+        log = get_logger(LOGGER)
         with request_context(request_id="req-1", user_id="u-1"):
             log.info(MESSAGE, **FIELDS)
     _check_line(check.read_bytes())

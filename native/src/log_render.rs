@@ -599,6 +599,7 @@ struct LineRenderer {
     request_id: PyObject,
     user_id: PyObject,
     skip_files: PyObject,
+    getframe: PyObject,
     event_cache: PyObject,
     scrub_event: PyObject,
     level_names: PyObject,
@@ -774,16 +775,39 @@ extern "C" {
     /// Public C API of CPython since 3.9 (a new reference, or NULL without an exception); not
     /// part of the limited API, so pyo3-ffi leaves it out of abi3 builds.
     fn PyFrame_GetBack(frame: *mut ffi::PyFrameObject) -> *mut ffi::PyFrameObject;
+    /// Public C API of CPython since 3.11: what `frame.f_lasti` gives, without the int object.
+    fn PyFrame_GetLasti(frame: *mut ffi::PyFrameObject) -> std::os::raw::c_int;
 }
 
 /// The first frame, from the current one (the logger method's) up, whose file is not in
 /// `skip` (None when every frame is machinery), with its code object.
+///
+/// When the current frame's module (its globals' `__file__`) is itself in `skip`, the walk
+/// starts at its caller (`getframe(1)`, i.e. `sys._getframe(1)`): the logger method's own frame
+/// is then never turned into a frame object, which CPython would allocate and free on every
+/// line. Its code comes from that same module, so its `co_filename` is in `skip` as well.
 fn caller_frame<'py>(
     py: Python<'py>,
     skip: &Bound<'py, PyAny>,
+    getframe: &Bound<'py, PyAny>,
 ) -> PyResult<Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)>> {
-    let mut frame = unsafe {
-        Bound::from_borrowed_ptr_or_opt(py, ffi::PyEval_GetFrame() as *mut ffi::PyObject)
+    let globals = unsafe { Bound::from_borrowed_ptr_or_opt(py, ffi::PyEval_GetGlobals()) };
+    let mut machinery = false;
+    if let Some(globals) = globals {
+        if let Ok(globals) = globals.downcast::<PyDict>() {
+            if let Some(file) = globals.get_item(intern!(py, "__file__"))? {
+                machinery = skip.contains(&file)?;
+            }
+        }
+    }
+    let mut frame = if machinery {
+        match getframe.call1((1,)) {
+            Ok(frame) => Some(frame),
+            Err(err) if err.is_instance_of::<pyo3::exceptions::PyValueError>(py) => None,
+            Err(err) => return Err(err),
+        }
+    } else {
+        unsafe { Bound::from_borrowed_ptr_or_opt(py, ffi::PyEval_GetFrame() as *mut ffi::PyObject) }
     };
     while let Some(current) = frame {
         let code = unsafe {
@@ -848,6 +872,7 @@ impl LineRenderer {
             request_id,
             user_id,
             skip_files,
+            getframe: py.import("sys")?.getattr("_getframe")?.unbind(),
             event_cache: event_cache.into_any().unbind(),
             scrub_event,
             level_names: level_names.into_any().unbind(),
@@ -883,7 +908,7 @@ impl LineRenderer {
         let timestamp = self.timestamp(py)?;
         let request_id = self.request_id.bind(py).call0()?;
         let user_id = self.user_id.bind(py).call0()?;
-        let location = match caller_frame(py, self.skip_files.bind(py))? {
+        let location = match caller_frame(py, self.skip_files.bind(py), self.getframe.bind(py))? {
             None => Vec::new(),
             Some((frame, code)) => match location_json(py, &frame, &code)? {
                 Some(json) => json,
@@ -932,7 +957,7 @@ fn location_json(
     frame: &Bound<'_, PyAny>,
     code: &Bound<'_, PyAny>,
 ) -> PyResult<Option<Vec<u8>>> {
-    let lasti: isize = frame.getattr(intern!(py, "f_lasti"))?.extract()?;
+    let lasti = unsafe { PyFrame_GetLasti(frame.as_ptr() as *mut ffi::PyFrameObject) } as isize;
     let addr = code.as_ptr() as usize;
     let slot = ((addr >> 4) ^ (lasti as usize).wrapping_mul(0x9E37_79B9)) % LOC_SLOTS;
     if let Ok(cache) = LOC_CACHE.try_lock() {

@@ -2,7 +2,8 @@
 
 Owns what happens when code logs: the level check, ``%``-formatting of positional arguments
 (each redacted first), the event dict (``{**bound context, **fields, "event": event}``, as
-structlog builds it), the processor chain of :mod:`crown_nexus.logging.state` run over it, and
+structlog builds it; without bound values, the call's own keyword dict plus ``logger`` and
+``event``), the processor chain of :mod:`crown_nexus.logging.state` run over it, and
 the line handed to the sink. There is one path: every line, JSON or console, goes through the
 configured chain; a failure anywhere gives a minimal line instead (a log call never raises).
 """
@@ -25,6 +26,9 @@ from crown_nexus.logging.sink import LogSink, write_line
 from crown_nexus.logging.state import _STATE
 
 __all__ = ["CrownLogger", "format_args"]
+
+#: marks a logger with bound values besides its name
+_BOUND: Any = object()
 
 
 #: argument types whose text may hold a secret that redaction can find by key or pattern
@@ -81,7 +85,13 @@ def _level_method(method: str, number: int) -> Any:
                 kw.setdefault("exc_info", True)
             if args:
                 event = format_args(event, args)
-            event_dict: Any = {**self._context, **kw}
+            name = self._lone_name
+            if name is _BOUND:
+                event_dict: Any = {**self._context, **kw}
+            else:  # no bound fields: the call's own (fresh) kw dict is the event dict
+                event_dict = kw
+                if "logger" not in kw:
+                    kw["logger"] = name
             if event is not None:
                 event_dict["event"] = event
             for proc in self._processors:
@@ -121,6 +131,14 @@ class CrownLogger(structlog.BoundLoggerBase):
     Levels below the configured one return at once. ``exception(...)`` logs at ``error`` with
     ``exc_info=True``. ``bind(**kw)`` returns a logger carrying ``kw`` on every line.
     """
+
+    def __init__(self, logger: Any, processors: Any, context: Any) -> None:
+        super().__init__(logger, processors, context)
+        #: the logger name when it is the only bound value (the event dict is then the call's
+        #: own keyword dict plus ``logger`` and ``event``), else ``_BOUND``
+        self._lone_name: Any = (
+            context.get("logger") if len(context) == 1 and "logger" in context else _BOUND
+        )
 
     def is_enabled_for(self, level: int | str) -> bool:
         """Return True when a call at ``level`` (number or name) would be emitted."""
