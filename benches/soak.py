@@ -1651,6 +1651,8 @@ def print_summary(out: dict[str, Any]) -> None:
             + ("" if trend["judged"] else "; too short to judge")
             + ")"
         )
+    else:
+        print("RSS trend over the second half: too few samples to fit a slope (not judged)")
     docs, orders = rep["documents"], rep["orders"]
     print(
         f"documents: {docs['created']} created, {docs['deleted']} deleted, "
