@@ -35,3 +35,36 @@ async def test_health_reports_live_backends(tmp_path) -> None:
     assert services["cache"]["active"] == "memory"
     assert services["events"] == "memory"
     assert "Blacklist" in services["token_revocation"]
+
+
+async def test_one_slow_redis_ping_does_not_report_the_cache_off_redis(redis_client) -> None:  # type: ignore[no-untyped-def]
+    """A PING slower than the bound once (a loaded machine) is asked again: the cache is still
+    reported on Redis; a Redis that never answers in time is reported unreachable."""
+    import asyncio
+
+    from crown_nexus.demo.routers.health import REDIS_PROBE_ATTEMPTS, _cache_backend
+
+    class SlowOnce:
+        """The real Redis, whose first ``slow`` PINGs take 0.3 s."""
+
+        def __init__(self, slow: int) -> None:
+            self.slow, self.calls = slow, 0
+
+        async def ping(self) -> bool:
+            self.calls += 1
+            if self.calls <= self.slow:
+                await asyncio.sleep(0.3)
+            return bool(await redis_client.ping())
+
+    class Cache:
+        active_backend_name = "redis"
+
+        def __init__(self, backend: SlowOnce) -> None:
+            self.backend = backend
+
+    once = Cache(SlowOnce(slow=1))
+    assert (await _cache_backend(once))["active"] == "redis"
+    assert once.backend.calls == 2
+    never = Cache(SlowOnce(slow=REDIS_PROBE_ATTEMPTS))
+    report = await _cache_backend(never)
+    assert report["active"] == "memory" and report["redis"] == "unreachable"
