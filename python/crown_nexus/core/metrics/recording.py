@@ -121,9 +121,6 @@ class MetricStore:
         # Not a Settings field: prometheus_client picks its multiprocess value store from this
         # variable in os.environ itself, so the service must see exactly that (a Settings value
         # could differ, e.g. from a ``.env`` file, and split the counts between two stores).
-        # Not a Settings field: prometheus_client picks its multiprocess value store from this
-        # variable in os.environ itself, so the service must see exactly that (a Settings value
-        # could differ, e.g. from a ``.env`` file, and split the counts between two stores).
         self.multiprocess_dir = (
             multiprocess_dir or os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
         )
