@@ -35,6 +35,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from crown_nexus.core._redis import LoopRedis, missing_redis_extra
+from crown_nexus.core._tasks import cancel_and_wait
 from crown_nexus.core.exceptions import ConfigurationException
 from crown_nexus.core.security._blacklist_base import MemoryTokenBlacklist, TokenBlacklist, _ttl
 from crown_nexus.logging import get_logger
@@ -284,12 +285,8 @@ class RedisTokenBlacklist(TokenBlacklist):
         listener = self._listener
         self._listener = None
         running = asyncio.get_running_loop()
-        if listener is not None and self._listener_loop is running and not listener.done():
-            listener.cancel()
-            try:
-                await listener
-            except BaseException:  # noqa: S110 - cancelled (or it had failed): either way gone
-                pass
+        if listener is not None and self._listener_loop is running:
+            await cancel_and_wait(listener, 2.0, what="revocation replica listener")
         await self._clients.aclose()
 
     # --- the replica -----------------------------------------------------------------------
