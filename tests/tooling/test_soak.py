@@ -67,6 +67,7 @@ def clean_result(soak: ModuleType) -> dict[str, Any]:
             "dead_letters": 0,
         },
         "audit_chain": {"ok": True},
+        "relay": soak.relay_report([(1.0, 1.01), (2.0, 2.02)], [0.1], (0.0, 30.0)),
         "rss": [(float(t), 100_000, 120_000) for t in range(31)],
         "load_s": 30.0,
         "routes": None,
