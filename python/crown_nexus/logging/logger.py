@@ -76,11 +76,16 @@ def _level_method(method: str, number: int) -> Any:
     level_name = LEVEL_NAMES[method]
     _write = os.write
 
-    def log_method(self: CrownLogger, event: Any = None, *args: Any, **kw: Any) -> None:
+    # ``self`` and ``event`` are positional-only: CPython then binds the call's keyword
+    # arguments straight into ``kw`` without comparing each name with the parameter names
+    # (about a tenth of a log line's cost); ``event=`` as a keyword is still honoured below
+    def log_method(self: CrownLogger, event: Any = None, /, *args: Any, **kw: Any) -> None:
         if _STATE.min_level > number:
             return
         sink = self._logger
         try:
+            if event is None and "event" in kw:
+                event = kw.pop("event")
             if exception:
                 kw.setdefault("exc_info", True)
             if args:
