@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
+from crown_nexus.container import use_container
 from crown_nexus.core.celery_app import create_celery_app
 from crown_nexus.core.events import EventBackendType, get_event_service
 from crown_nexus.demo.app import create_app
@@ -53,7 +54,8 @@ async def test_http_request_to_celery_worker_is_one_trace(
     app = create_app(
         Settings(ENVIRONMENT="test", database_url=f"sqlite+aiosqlite:///{tmp_path}/orders.db")
     )
-    service = get_event_service()
+    with use_container(app.state.container):  # the demo's own event bus (app-scoped)
+        service = get_event_service()
     try:
         async with app_client(app) as client:
             as_user = await bearer(client, USER)  # orders need an authenticated caller

@@ -38,7 +38,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crown_nexus.container import use_container
 from crown_nexus.core.dependency_manager import get_service
-from crown_nexus.core.events import EventService, OutboxRelay, Subscription, create_outbox_tables
+from crown_nexus.core.events import (
+    EventBackendType,
+    EventService,
+    OutboxRelay,
+    Subscription,
+    create_outbox_tables,
+)
 from crown_nexus.core.events.exceptions import EventHandlerException
 from crown_nexus.core.exceptions import ResourceNotFoundException, ValidationException
 from crown_nexus.core.permissions import Permission, PermissionChecker, require_permission
@@ -390,9 +396,15 @@ def run_handlers(events: EventService) -> Callable[[dict[str, Any], bytes], Awai
     """The relay's delivery: run the event's handlers here and wait for them; raise when one
     failed, so the relay delivers the event again later (with backoff; a dead letter after its
     attempts) instead of the step being lost. The steps are idempotent (the event id is
-    recorded with the step), so the handlers that succeeded skip a redelivery."""
+    recorded with the step), so the handlers that succeeded skip a redelivery. When the event
+    service runs on another backend (Celery), the event is handed to it as the default relay
+    does, and its workers run the steps (one trace from the request into the worker)."""
 
-    async def deliver(event: dict[str, Any], _encoded: bytes) -> None:
+    async def deliver(event: dict[str, Any], encoded: bytes) -> None:
+        if events.backend_type not in (None, EventBackendType.MEMORY):
+            # another backend (Celery): its workers run the steps; the relay hands it over
+            await events.deliver(event, encoded)
+            return
         failed = await events.dispatch(event)
         if failed:
             raise EventHandlerException(
