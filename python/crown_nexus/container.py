@@ -38,14 +38,15 @@ class AppContainer:
     ``settings`` is ``None`` for the default container (then the environment's settings, read once,
     are used). ``registry`` is filled by :mod:`crown_nexus.core.dependency_manager` on first use.
     ``state`` holds other per-app objects keyed by their owner (for example the security
-    system's settings override); nothing of one container is shared with another.
+    system's settings override); nothing of one container is shared with another. ``name`` (the
+    app's title) is made unique with a number, for logs and ``repr``.
     """
 
     __slots__ = ("__weakref__", "name", "registry", "settings", "state")
 
     def __init__(self, settings: Any = None, *, name: str | None = None) -> None:
         self.settings = settings
-        self.name = name or f"app-{next(_ids)}"
+        self.name = f"{name or 'app'}-{next(_ids)}"  # unique: many apps share a title
         self.registry: Any = None
         self.state: dict[str, Any] = {}
 
@@ -53,7 +54,8 @@ class AppContainer:
         return f"<AppContainer {self.name}>"
 
 
-_DEFAULT = AppContainer(name="default")
+_DEFAULT = AppContainer()
+_DEFAULT.name = "default"
 _current: ContextVar[AppContainer] = ContextVar("crown_nexus_container", default=_DEFAULT)
 
 #: ``current_container()``: the container of the app serving this task (the default one outside
