@@ -399,3 +399,63 @@ async def test_two_apps_mounted_in_one_granian_process(two_apps: Any, redis_url:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def test_registry_instances_are_per_container_and_factories_shared() -> None:
+    """One factory registration serves every container; each builds its own instance, and a
+    re-registration drops the instance everywhere; the hot-path getter follows the container."""
+    from crown_nexus.container import AppContainer
+    from crown_nexus.core.dependency_manager import register_service, unregister_service
+
+    name = f"probe_{uuid.uuid4().hex}"
+
+    class Probe:
+        pass
+
+    register_service(Probe, name=name)
+    getter = get_registry().getter(name)
+    first, second = AppContainer(name="first"), AppContainer(name="second")
+    try:
+        with use_container(first):
+            in_first = get_service(name)
+            assert getter() is in_first
+        with use_container(second):
+            in_second = get_service(name)
+            assert getter() is in_second
+        assert in_first is not in_second and get_service(name) not in (in_first, in_second)
+        with use_container(first):
+            assert get_service(name) is in_first  # a singleton within its container
+
+        class Replacement:
+            pass
+
+        register_service(Replacement, name=name)
+        for container in (first, second):
+            with use_container(container):
+                assert isinstance(get_service(name), Replacement)
+    finally:
+        unregister_service(name)
+
+
+def test_provide_sets_one_containers_instance_only() -> None:
+    """``provide`` makes an object one container's instance of a service, not an override."""
+    from crown_nexus.container import AppContainer
+    from crown_nexus.core.dependency_manager import (
+        ServiceNotFoundException,
+        register_service,
+        unregister_service,
+    )
+
+    name = f"provided_{uuid.uuid4().hex}"
+    register_service(dict, name=name)
+    mine = {"mine": True}
+    app = AppContainer(name="provider")
+    try:
+        with use_container(app):
+            get_registry().provide(name, mine)
+            assert get_service(name) is mine
+        assert get_service(name) is not mine
+        with pytest.raises(ServiceNotFoundException):
+            get_registry().provide(f"missing_{name}", mine)
+    finally:
+        unregister_service(name)
