@@ -893,7 +893,9 @@ impl LineRenderer {
                 Bound::from_borrowed_ptr_or_opt(py, ffi::PyEval_GetFrame() as *mut ffi::PyObject)
             }
             .unwrap_or_else(|| py.None().into_bound(py));
-            self.general.bind(py).call1((method_name, event_dict, frame))
+            self.general
+                .bind(py)
+                .call1((method_name, event_dict, frame))
         };
         if !event_dict.is_exact_instance_of::<PyDict>() {
             return general();
@@ -1002,7 +1004,6 @@ fn location_json(
     }
     Ok(Some(writer.out))
 }
-
 
 /// The line, as `render` writes the general path's dict: core fields, context fields, event
 /// fields, location.
