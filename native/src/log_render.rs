@@ -600,6 +600,7 @@ struct LineRenderer {
     user_id: PyObject,
     skip_files: PyObject,
     getframe: PyObject,
+    one: PyObject,
     event_cache: PyObject,
     scrub_event: PyObject,
     level_names: PyObject,
@@ -777,7 +778,19 @@ extern "C" {
     fn PyFrame_GetBack(frame: *mut ffi::PyFrameObject) -> *mut ffi::PyFrameObject;
     /// Public C API of CPython since 3.11: what `frame.f_lasti` gives, without the int object.
     fn PyFrame_GetLasti(frame: *mut ffi::PyFrameObject) -> std::os::raw::c_int;
+    /// Exported by CPython since 3.9 (in the limited API from 3.12): a call without a tuple.
+    fn PyObject_Vectorcall(
+        callable: *mut ffi::PyObject,
+        args: *const *mut ffi::PyObject,
+        nargsf: usize,
+        kwnames: *mut ffi::PyObject,
+    ) -> *mut ffi::PyObject;
 }
+
+/// (module globals, size of skip_files, whether that module is logging machinery) of the last
+/// module `caller_frame` asked about.
+type MachineryEntry = (Py<PyAny>, ffi::Py_ssize_t, bool);
+static MACHINERY: Mutex<Option<MachineryEntry>> = Mutex::new(None);
 
 /// The first frame, from the current one (the logger method's) up, whose file is not in
 /// `skip` (None when every frame is machinery), with its code object.
@@ -790,18 +803,53 @@ fn caller_frame<'py>(
     py: Python<'py>,
     skip: &Bound<'py, PyAny>,
     getframe: &Bound<'py, PyAny>,
+    one: &Bound<'py, PyAny>,
 ) -> PyResult<Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)>> {
     let globals = unsafe { Bound::from_borrowed_ptr_or_opt(py, ffi::PyEval_GetGlobals()) };
     let mut machinery = false;
     if let Some(globals) = globals {
-        if let Ok(globals) = globals.downcast::<PyDict>() {
-            if let Some(file) = globals.get_item(intern!(py, "__file__"))? {
-                machinery = skip.contains(&file)?;
+        // the verdict for the last module asked about (nearly always the logger method's), valid
+        // while skip_files keeps its size; each entry holds its dict, so the address names it
+        let skip_len = if skip.is_exact_instance_of::<PySet>() {
+            unsafe { ffi::PySet_Size(skip.as_ptr()) }
+        } else {
+            -1
+        };
+        let mut known = None;
+        if skip_len >= 0 {
+            if let Ok(cache) = MACHINERY.try_lock() {
+                if let Some((dict, len, verdict)) = cache.as_ref() {
+                    if dict.as_ptr() == globals.as_ptr() && *len == skip_len {
+                        known = Some(*verdict);
+                    }
+                }
             }
         }
+        machinery = match known {
+            Some(verdict) => verdict,
+            None => {
+                let mut verdict = false;
+                if let Ok(dict) = globals.downcast::<PyDict>() {
+                    if let Some(file) = dict.get_item(intern!(py, "__file__"))? {
+                        verdict = skip.contains(&file)?;
+                    }
+                }
+                if skip_len >= 0 {
+                    let previous = MACHINERY.try_lock().ok().and_then(|mut cache| {
+                        cache.replace((globals.clone().unbind(), skip_len, verdict))
+                    });
+                    drop(previous); // decref'd after the lock is released
+                }
+                verdict
+            }
+        };
     }
     let mut frame = if machinery {
-        match getframe.call1((1,)) {
+        let args = [one.as_ptr()];
+        let result = unsafe {
+            PyObject_Vectorcall(getframe.as_ptr(), args.as_ptr(), 1, std::ptr::null_mut())
+        };
+        match unsafe { Bound::from_owned_ptr_or_err(py, result) } {
             Ok(frame) => Some(frame),
             Err(err) if err.is_instance_of::<pyo3::exceptions::PyValueError>(py) => None,
             Err(err) => return Err(err),
@@ -873,6 +921,7 @@ impl LineRenderer {
             user_id,
             skip_files,
             getframe: py.import("sys")?.getattr("_getframe")?.unbind(),
+            one: 1i64.into_pyobject(py)?.into_any().unbind(),
             event_cache: event_cache.into_any().unbind(),
             scrub_event,
             level_names: level_names.into_any().unbind(),
@@ -910,7 +959,12 @@ impl LineRenderer {
         let timestamp = self.timestamp(py)?;
         let request_id = self.request_id.bind(py).call0()?;
         let user_id = self.user_id.bind(py).call0()?;
-        let location = match caller_frame(py, self.skip_files.bind(py), self.getframe.bind(py))? {
+        let location = match caller_frame(
+            py,
+            self.skip_files.bind(py),
+            self.getframe.bind(py),
+            self.one.bind(py),
+        )? {
             None => Vec::new(),
             Some((frame, code)) => match location_json(py, &frame, &code)? {
                 Some(json) => json,
