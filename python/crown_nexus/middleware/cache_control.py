@@ -70,10 +70,12 @@ class CacheControlMiddleware:
         def cache_hook(message: Message, headers: RawHeaders, names: set[bytes]) -> None:
             if b"cache-control" in names:
                 return
-            authenticated = any(
+            status = message["status"]
+            policy = self.policy_for(method, path, status, False)
+            if "public" in policy and any(  # only a public policy depends on the caller
                 k in (b"authorization", b"cookie") for k, _ in scope.get("headers", ())
-            )
-            policy = self.policy_for(method, path, message["status"], authenticated)
+            ):
+                policy = self.policy_for(method, path, status, True)
             value = self._encoded.get(policy)
             if value is None:
                 value = policy.encode("latin-1")

@@ -307,7 +307,11 @@ class RateLimitMiddleware:
                 return
             await self.app(scope, receive, send)
             return
-        rules = self.matching_rules(scope["path"])
+        if len(self.rules) == 1:  # the usual configuration: no list built per request
+            only = self.rules[0]
+            rules: Sequence[RateLimitRule] = self.rules if only.matches(scope["path"]) else ()
+        else:
+            rules = self.matching_rules(scope["path"])
         if not rules:
             await self.app(scope, receive, send)
             return
