@@ -74,11 +74,13 @@ class MetricsMiddleware:
             self._bind(metrics_service)
 
     def _bind(self, service: Any) -> None:
-        """Use ``service``, its fused calls bound once (``None`` when it has none)."""
-        self._started = getattr(service, "request_started", None)
-        self._finished = getattr(service, "request_finished", None)
-        if self._finished is None:
-            self._started = None
+        """Use ``service``, its fused calls bound once; a metrics service without them gets the
+        same two calls built on ``track_in_progress`` / ``track_request``."""
+        started = getattr(service, "request_started", None)
+        finished = getattr(service, "request_finished", None)
+        if started is None or finished is None:
+            started, finished = _generic_calls(service)
+        self._started, self._finished = started, finished
         self._service = service
 
     def _metrics(self) -> Any:
@@ -87,9 +89,6 @@ class MetricsMiddleware:
 
             self._bind(get_service("metrics_service"))
         return self._service
-
-    def _ignored(self, path: str) -> bool:
-        return path in self._ignore_exact or path.startswith(self._ignore_prefixes)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Measure the request unless its path is ignored."""
@@ -104,17 +103,12 @@ class MetricsMiddleware:
         if method not in KNOWN_METHODS:
             method = OTHER_METHOD
         try:
-            service = self._service
-            if service is None:
-                service = self._metrics()
-            started = self._started
-            progress = started(method) if started is not None else _generic_started(service, method)
+            if self._service is None:
+                self._metrics()
+            progress = self._started(method)
         except Exception as exc:
             _logger.warning("Metrics unavailable; request not measured", error=repr(exc))
             await self.app(scope, receive, send)
-            return
-        if started is None:
-            await self._measure_generic(service, method, progress, scope, receive, send)
             return
 
         status_code = 500
@@ -146,57 +140,33 @@ class MetricsMiddleware:
             except Exception as exc:
                 _logger.warning("Could not record request metrics", error=repr(exc))
 
-    async def _measure_generic(
-        self,
-        service: Any,
+
+def _generic_calls(service: Any) -> tuple[Any, Any]:
+    """``request_started`` / ``request_finished`` for a metrics service without the fused calls:
+    ``track_in_progress(±1)`` and ``track_request`` with the same labels."""
+
+    def started(method: str) -> dict[str, str]:
+        progress = _PROGRESS_LABELS.get(method)
+        if progress is None:  # a method of KNOWN_METHODS or OTHER_METHOD: a bounded set
+            progress = _PROGRESS_LABELS[method] = {"method": method}
+        service.track_in_progress(_IN_PROGRESS, progress, 1)
+        return progress
+
+    def finished(
         method: str,
+        endpoint: str,
+        status_code: int,
+        duration: float,
+        error_code: str | None,
         progress: dict[str, str],
-        scope: dict[str, Any],
-        receive: Any,
-        send: Any,
     ) -> None:
-        """The request measured through ``track_in_progress`` and ``track_request`` (a metrics
-        service without the fused calls; :func:`_generic_started` counted it in progress)."""
-        status_code = 500
-        error_code: str | None = None
+        service.track_in_progress(_IN_PROGRESS, progress, -1)
+        service.track_request(
+            method=method,
+            endpoint=endpoint,
+            status_code=status_code,
+            duration=duration,
+            error_code=error_code,
+        )
 
-        async def send_wrapper(message: dict[str, Any]) -> None:
-            nonlocal status_code, error_code
-            if message["type"] == "http.response.start":
-                status_code = message.get("status", 200)
-                for name, value in message.get("headers") or ():
-                    if name.lower() == b"x-error-code":
-                        error_code = value.decode("latin-1")
-                        break
-            await send(message)
-
-        start = _perf_counter()
-        try:
-            await self.app(scope, receive, send_wrapper)
-        except Exception as exc:
-            status_code = 500
-            error_code = type(exc).__name__
-            raise
-        finally:
-            duration = _perf_counter() - start
-            try:
-                service.track_in_progress(_IN_PROGRESS, progress, -1)
-                service.track_request(
-                    method=method,
-                    endpoint=route_template(scope),
-                    status_code=status_code,
-                    duration=duration,
-                    error_code=error_code,
-                )
-            except Exception as exc:
-                _logger.warning("Could not record request metrics", error=repr(exc))
-
-
-def _generic_started(service: Any, method: str) -> dict[str, str]:
-    """``track_in_progress(+1)`` on a metrics service without ``request_started``; return the
-    labels to count the end with."""
-    progress = _PROGRESS_LABELS.get(method)
-    if progress is None:  # a method of KNOWN_METHODS or OTHER_METHOD: a bounded set
-        progress = _PROGRESS_LABELS[method] = {"method": method}
-    service.track_in_progress(_IN_PROGRESS, progress, 1)
-    return progress
+    return started, finished
