@@ -10,9 +10,7 @@ open (default; per-process limits) or fail closed (503 with the SPEC §3 body).
 
 from __future__ import annotations
 
-import asyncio
 import time
-import weakref
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from typing import Any
 
@@ -144,78 +142,6 @@ def _allowed_headers(result: RateLimitResult) -> list[tuple[bytes, bytes]]:
     return out
 
 
-class _AdmittedTally:
-    """Admitted requests not yet written to ``rate_limiting_requests_total{path, result=
-    "allowed"}``, one ``[count]`` cell per path label (the rules' patterns: a bounded set).
-
-    Written every :data:`_metrics.FLUSH_EVERY` requests, at the latest
-    :data:`_metrics.FLUSH_AFTER_SECONDS` after the first unwritten one (an event-loop timer),
-    before every metrics read and ``/metrics`` exposition (a flush hook of the metrics service),
-    and at shutdown, as the rate limiter's own allowed-check tally is: the counter a reader
-    sees is exact.
-    """
-
-    __slots__ = ("__weakref__", "cells", "timer")
-
-    def __init__(self) -> None:
-        self.cells: dict[str, list[int]] = {}
-        self.timer: asyncio.TimerHandle | None = None
-        _TALLIES.add(self)
-
-    def cell(self, label: str) -> list[int]:
-        cell = self.cells.get(label)
-        if cell is None:
-            if len(self.cells) >= 256:
-                self.flush()
-                self.cells.clear()
-            cell = self.cells.setdefault(label, [0])
-        return cell
-
-    def noted(self, count: int) -> None:
-        """A cell reached ``count``: write at ``FLUSH_EVERY``; at 1 start the timer."""
-        if count >= _metrics.FLUSH_EVERY:
-            self.flush()
-        elif self.timer is None:
-            self.timer = asyncio.get_running_loop().call_later(
-                _metrics.FLUSH_AFTER_SECONDS, self.flush
-            )
-            svc = _metrics._service()
-            add_hook = getattr(svc, "add_flush_hook", None)
-            if add_hook is not None:
-                add_hook(_flush_tallies)
-
-    def flush(self) -> None:
-        """Write every pending count now."""
-        timer, self.timer = self.timer, None
-        if timer is not None:
-            timer.cancel()
-        pending = [(label, cell[0]) for label, cell in self.cells.items() if cell[0]]
-        if not pending:
-            return
-        for label, _ in pending:
-            self.cells[label][0] = 0
-        svc = _metrics._service()
-        if svc is None:
-            return
-        try:
-            for label, n in pending:
-                svc.increment_counter(
-                    "rate_limiting_requests_total", n, {"path": label, "result": "allowed"}
-                )
-        except Exception as exc:  # metrics never break a request
-            logger.debug("rate limit metrics not recorded", error=str(exc))
-
-
-#: every live tally, for the metrics flush hook
-_TALLIES: weakref.WeakSet[_AdmittedTally] = weakref.WeakSet()
-
-
-def _flush_tallies() -> None:
-    """The flush hook: write every middleware's pending admitted-request counts."""
-    for tally in list(_TALLIES):
-        tally.flush()
-
-
 class RateLimitMiddleware:
     """Pure ASGI rate limiting (no dispatch-style base class).
 
@@ -256,7 +182,6 @@ class RateLimitMiddleware:
         self._needs_user = any(
             rule.strategy is not RateLimitStrategy.IP for rule in self.rules
         )
-        self._admitted = _AdmittedTally()
         #: ``(service, checker)``: the memory backend's synchronous check of the only rule
         #: (``RateLimitingService.memory_checker``), rebuilt when the service changes
         self._fast: tuple[Any, Any] = (None, None)
@@ -286,7 +211,7 @@ class RateLimitMiddleware:
 
         async def send_closing(message: Message) -> None:
             if message["type"] == "lifespan.shutdown.complete" and self._service is not None:
-                self._admitted.flush()
+                _metrics.flush()  # the admitted requests counted in this app's tally
                 service, self._service = self._service, None
                 try:
                     await service.close()
@@ -385,11 +310,11 @@ class RateLimitMiddleware:
         elif timed:
             _metrics.record_request(label, "allowed", time.perf_counter() - started)
         else:
-            cell = self._admitted.cell(label)
+            cell = _metrics.request_cell(label)
             c = cell[0] + 1
             cell[0] = c
             if c == 1 or c >= _metrics.FLUSH_EVERY:
-                self._admitted.noted(c)
+                _metrics.tally_noted(c)
         if not self.enable_headers:
             await self.app(scope, receive, send)
             return

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -48,6 +49,7 @@ __all__ = [
     "flush",
     "record_check",
     "record_request",
+    "request_cell",
     "reset",
     "should_time",
     "tally_cell",
@@ -94,16 +96,23 @@ _samples = {"check": 0, "request": 0}
 
 class _Tally:
     """One app's allowed checks not yet written — one ``[count]`` cell per (backend, algorithm);
-    callers keep the cell and bump it in place (see :func:`tally_cell`) — its flush timer, and
+    callers keep the cell and bump it in place (see :func:`tally_cell`) — its admitted requests
+    not yet written (one cell per path label, see :func:`request_cell`), its flush timer, and
     the metrics lookup state (retry time, services whose metrics exist)."""
 
-    __slots__ = ("cells", "created", "retry_at", "timer")
+    __slots__ = ("__weakref__", "cells", "created", "requests", "retry_at", "timer")
 
     def __init__(self) -> None:
         self.cells: dict[tuple[str, str], list[int]] = {}
+        self.requests: dict[str, list[int]] = {}
         self.timer: Any = None
         self.retry_at = 0.0
         self.created: set[int] = set()
+        _TALLIES.add(self)
+
+
+#: every app's tally, for the metrics flush hook (:func:`_flush_all`)
+_TALLIES: weakref.WeakSet[_Tally] = weakref.WeakSet()
 
 
 def _tally() -> _Tally:
@@ -154,8 +163,23 @@ def tally_cell(backend: str, algorithm: str) -> list[int]:
     return cell
 
 
+def request_cell(label: str) -> list[int]:
+    """The ``[count]`` cell of admitted requests not yet written to
+    ``rate_limiting_requests_total{path=label, result="allowed"}`` (the middleware's rule
+    patterns: a bounded set), bumped in place like :func:`tally_cell`'s."""
+    cells = _tally().requests
+    cell = cells.get(label)
+    if cell is None:
+        if len(cells) >= 256:
+            flush()
+            cells.clear()
+        cell = cells.setdefault(label, [0])
+    return cell
+
+
 def tally_noted(count: int) -> None:
-    """A cell reached ``count``: write everything at ``FLUSH_EVERY``; start the timer at 1."""
+    """A cell reached ``count``: write everything at ``FLUSH_EVERY``; start the timer at 1
+    (and make the metrics services flush the tallies before every read)."""
     if count >= FLUSH_EVERY:
         flush()
         return
@@ -165,6 +189,17 @@ def tally_noted(count: int) -> None:
             tally.timer = asyncio.get_running_loop().call_later(FLUSH_AFTER_SECONDS, flush)
         except RuntimeError:  # no running loop (a synchronous caller): write now
             flush()
+            return
+        add_hook = getattr(_service(), "add_flush_hook", None)
+        if add_hook is not None:  # process-wide, once per hook object
+            add_hook(_flush_all)
+
+
+def _flush_all() -> None:
+    """The metrics flush hook: write every app's pending admitted requests (the checks keep
+    their batches: every ``FLUSH_EVERY``, the timer, :func:`flush`)."""
+    for tally in list(_TALLIES):
+        _flush(tally, checks=False)
 
 
 def count_allowed(backend: str, algorithm: str) -> None:
@@ -177,15 +212,23 @@ def count_allowed(backend: str, algorithm: str) -> None:
 
 
 def flush() -> None:
-    """Write the current app's tally of allowed checks to ``rate_limiting_checks_total`` now."""
-    tally = _tally()
-    _cancel_timer(tally)
-    cells = tally.cells
-    pending = [(key, cell[0]) for key, cell in cells.items() if cell[0]]
-    if not pending:
+    """Write the current app's tally now: allowed checks to ``rate_limiting_checks_total``,
+    admitted requests to ``rate_limiting_requests_total``."""
+    _flush(_tally())
+
+
+def _flush(tally: _Tally, checks: bool = True) -> None:
+    cells, requests = tally.cells, tally.requests
+    if checks:
+        _cancel_timer(tally)
+    pending = [(key, cell[0]) for key, cell in cells.items() if cell[0]] if checks else []
+    admitted = [(label, cell[0]) for label, cell in requests.items() if cell[0]]
+    if not pending and not admitted:
         return
     for key, _ in pending:
         cells[key][0] = 0
+    for label, _ in admitted:
+        requests[label][0] = 0
     svc = _service()
     if svc is None:
         return
@@ -198,6 +241,10 @@ def flush() -> None:
                     {"backend": backend, "algorithm": algorithm, "result": "allowed"},
                 )
             svc.increment_counter("rate_limiting_checks_total", n, labels)
+        for label, n in admitted:
+            svc.increment_counter(
+                "rate_limiting_requests_total", n, {"path": label, "result": "allowed"}
+            )
     except Exception as exc:  # metrics never break a check
         logger.debug("rate limit metrics not recorded", error=str(exc))
 
