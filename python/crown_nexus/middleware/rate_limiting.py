@@ -185,6 +185,9 @@ class RateLimitMiddleware:
         #: ``(service, checker)``: the memory backend's synchronous check of the only rule
         #: (``RateLimitingService.memory_checker``), rebuilt when the service changes
         self._fast: tuple[Any, Any] = (None, None)
+        #: position in the duration sampling: this middleware's first request is timed, then
+        #: one in ``DURATION_SAMPLE_EVERY`` (like the service's checks)
+        self._requests = 0
         _metrics.declare_rules(self.rules)  # refusal counters exist (at 0) from the start
 
     @property
@@ -242,7 +245,9 @@ class RateLimitMiddleware:
             return
         if self._needs_user and any(r.strategy is not RateLimitStrategy.IP for r in rules):
             await _authenticate(scope)
-        timed = _metrics.should_time("request")
+        n = self._requests
+        self._requests = n + 1 if n + 1 < _metrics.DURATION_SAMPLE_EVERY else 0
+        timed = n == 0
         started = time.perf_counter() if timed else 0.0
         service = self._service
         if service is None:

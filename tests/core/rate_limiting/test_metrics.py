@@ -90,3 +90,45 @@ async def test_every_guide_metric_exists_after_traffic() -> None:
     text = exposition.decode()
     for name in GUIDE_METRICS:
         assert name in text, name
+
+
+async def test_each_middleware_times_its_own_first_request() -> None:
+    """The decision time is sampled per middleware (its first request, then 1 in N), not at a
+    process-wide position: a new app's first request is observed however many requests other
+    apps served before it (CI once saw the histogram missing because of such a position)."""
+
+    def app_with_limit() -> FastAPI:
+        app = FastAPI()
+
+        @app.get("/m")
+        async def m() -> dict[str, bool]:
+            return {"ok": True}
+
+        app.add_middleware(
+            RateLimitMiddleware,
+            rules=[RateLimitRule(requests_per_window=10_000, window_seconds=60)],
+            service=RateLimitingService(MemoryRateLimitBackend(), settings=Settings()),
+        )
+        return app
+
+    def observations() -> float:
+        metric = get_service("metrics_service").get_metric(
+            "rate_limiting_middleware_duration_seconds"
+        )
+        if metric is None:
+            return 0.0
+        return sum(
+            s.value for fam in metric.collect() for s in fam.samples if s.name.endswith("_count")
+        )
+
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app_with_limit()), base_url="http://t"
+    ) as c:
+        for _ in range(3):  # leaves any shared position past the first
+            await c.get("/m")
+    before = observations()
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app_with_limit()), base_url="http://t"
+    ) as c:
+        assert (await c.get("/m")).status_code == 200
+    assert observations() == before + 1

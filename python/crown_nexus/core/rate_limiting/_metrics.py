@@ -9,7 +9,7 @@
 * ``rate_limiting_requests_total{path, result}`` -- requests seen by the middleware
   (``allowed``, ``limited``, ``unavailable``)
 * ``rate_limiting_middleware_duration_seconds`` -- time the middleware spends deciding (sampled
-  like the check duration)
+  like the check duration: each middleware's first request, then one in N)
 * ``rate_limiting_backend_errors_total{backend}`` / ``rate_limiting_backend_recoveries_total``
 
 Allowed, untimed checks -- nearly all of them -- are batched: :func:`count_allowed` adds one to a
@@ -51,7 +51,6 @@ __all__ = [
     "record_request",
     "request_cell",
     "reset",
-    "should_time",
     "tally_cell",
     "tally_noted",
 ]
@@ -91,9 +90,6 @@ FLUSH_EVERY = 256
 #: ... and at most this long after the first unwritten one
 FLUSH_AFTER_SECONDS = 1.0
 
-_samples = {"check": 0, "request": 0}
-
-
 class _Tally:
     """One app's allowed checks not yet written — one ``[count]`` cell per (backend, algorithm);
     callers keep the cell and bump it in place (see :func:`tally_cell`) — its admitted requests
@@ -124,19 +120,11 @@ def _tally() -> _Tally:
     return found
 
 
-def should_time(kind: str) -> bool:
-    """True when this check/request's duration is to be observed (the first, then 1 in N)."""
-    n = _samples[kind]
-    _samples[kind] = n + 1 if n + 1 < DURATION_SAMPLE_EVERY else 0
-    return n == 0
-
-
 def reset() -> None:
     """Forget which metrics were created and any failed lookup (tests swap the service)."""
     tally = _tally()
     tally.retry_at = 0.0
     tally.created = set()
-    _samples["check"] = _samples["request"] = 0
     for cell in tally.cells.values():
         cell[0] = 0
     _cancel_timer(tally)
