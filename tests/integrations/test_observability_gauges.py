@@ -128,7 +128,7 @@ asyncio.run(main())
 def test_fresh_service_exports_the_alerted_series_before_any_traffic(tmp_path: Any) -> None:
     """A reference service that has served nothing yet (a fresh process) already exports the
     series the alert rules watch: refusal and failure counters at 0, the backlog at 0, the
-    cache backend up."""
+    cache backend up, the outbox backlog at 0."""
     import os
     import subprocess
     import sys
@@ -148,6 +148,7 @@ def test_fresh_service_exports_the_alerted_series_before_any_traffic(tmp_path: A
     assert samples[("rate_limit_exceeded_total", (("path", "*"), ("strategy", "ip")))] == 0
     assert samples[("rate_limit_exceeded_total", (("path", "/auth/"), ("strategy", "ip")))] == 0
     assert samples[("event_handlers_pending", ())] == 0
+    assert samples[("event_outbox_pending", ())] == 0  # exported from start-up
     assert any(
         name == "cache_backend_up" and dict(labels).get("backend") == "memory" and value == 1
         for (name, labels), value in samples.items()

@@ -293,3 +293,99 @@ async def test_concurrency_runs_deliveries_of_a_batch_at_once(engine, service) -
     assert await relay.run_once() == 1
     assert sorted(seen) == [0, 1, 2, 3, 3, 4, 5, 6, 7, 8, 9]
     assert await relay.pending() == []
+
+
+def _outbox_gauge(metrics: Any) -> float | None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = metrics.render_latest()[0].decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "event_outbox_pending":
+                return float(sample.value)
+    return None
+
+
+async def test_relay_reports_the_outbox_backlog_each_pass(engine) -> None:  # type: ignore[no-untyped-def]
+    """event_outbox_pending is the undelivered outbox rows after each pass: committed events
+    count until delivered, a rolled-back one never, a retried one still, a dead letter not;
+    workers combine it by livemax (each relay sees the same table)."""
+    from crown_nexus.core.dependency_manager import get_registry
+    from crown_nexus.core.metrics import MetricsService
+
+    metrics = MetricsService()
+    with get_registry().override("metrics_service", metrics):
+        svc = EventService()
+        await svc.initialize(EventBackendType.MEMORY)
+        try:
+            for n in range(5):
+                await _place_order(engine, svc, f"o{n}", commit=True)
+            await _place_order(engine, svc, "gone", commit=False)
+            relay = OutboxRelay(engine, svc, batch_size=2)
+            assert relay.backlog is None and _outbox_gauge(metrics) == 0  # created at start-up
+            assert await relay.run_once() == 2
+            assert relay.backlog == 3 and _outbox_gauge(metrics) == 3
+            assert await relay.run_once() == 2
+            assert relay.backlog == 1 and _outbox_gauge(metrics) == 1
+            # committed between passes: counted by the next pass
+            await _place_order(engine, svc, "late", commit=True)
+
+            async def broken(event: dict[str, Any], body: bytes) -> None:
+                raise ConnectionError("broker down")
+
+            retrying = OutboxRelay(engine, svc, deliver=broken, batch_size=2, max_attempts=5)
+            assert await retrying.run_once() == 0  # both failed, both wait for a retry
+            assert retrying.backlog == 2 and _outbox_gauge(metrics) == 2
+            assert await relay.run_once() == 0  # nothing due: still counted
+            assert _outbox_gauge(metrics) == 2
+            await _place_order(engine, svc, "doomed", commit=True)
+            parking = OutboxRelay(engine, svc, deliver=broken, max_attempts=1)
+            with capture_errors():
+                assert await parking.run_once() == 0  # "doomed" goes to the dead letters
+            assert parking.backlog == 2 and _outbox_gauge(metrics) == 2
+            assert len(await parking.dead_letters()) == 1
+            async with engine.begin() as conn:  # make the retried rows due now
+                await conn.execute(outbox_table.update().values(next_attempt_at=0.0))
+            assert await relay.run_once() == 2
+            assert relay.backlog == 0 and _outbox_gauge(metrics) == 0
+            assert await svc.wait_for_pending(2)
+        finally:
+            await svc.shutdown()
+    assert metrics.get_metric("event_outbox_pending")._multiprocess_mode == "livemax"
+
+
+async def test_background_relay_sets_the_backlog_gauge_from_its_first_pass(engine) -> None:  # type: ignore[no-untyped-def]
+    """A started relay reports the backlog it finds on its first pass (events committed while
+    none ran, here failing to deliver) and brings the gauge to 0 once they are delivered."""
+    from crown_nexus.core.dependency_manager import get_registry
+    from crown_nexus.core.metrics import MetricsService
+
+    async def broken(event: dict[str, Any], body: bytes) -> None:
+        raise ConnectionError("broker down")
+
+    metrics = MetricsService()
+    with get_registry().override("metrics_service", metrics):
+        svc = EventService()
+        await svc.initialize(EventBackendType.MEMORY)
+        try:
+            for n in range(2):
+                await _place_order(engine, svc, f"b{n}", commit=True)
+            stuck = svc.start_outbox_relay(engine, deliver=broken, poll_interval=30)
+            for _ in range(250):
+                if stuck.backlog is not None:
+                    break
+                await asyncio.sleep(0.02)
+            assert stuck.backlog == 2 and _outbox_gauge(metrics) == 2
+            await stuck.stop()
+            async with engine.begin() as conn:  # make the retries due now
+                await conn.execute(outbox_table.update().values(next_attempt_at=0.0))
+            got: list[Any] = []
+            svc.subscribe("order.created", got.append)
+            relay = svc.start_outbox_relay(engine, poll_interval=30)
+            for _ in range(250):
+                if len(got) == 2 and relay.backlog == 0:
+                    break
+                await asyncio.sleep(0.02)
+            assert len(got) == 2 and _outbox_gauge(metrics) == 0
+        finally:
+            await svc.shutdown()

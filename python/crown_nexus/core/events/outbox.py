@@ -15,6 +15,11 @@ that dies after claiming leaves the rows to be delivered again once the claim la
 that was not running when the transaction committed delivers when it starts. Handlers can use
 the event ``id`` to ignore a repeat.
 
+Each pass also measures the backlog: one ``count(*)`` of the undelivered rows in the claim's
+transaction, less what the pass delivered or moved to the dead letters, goes to the gauge
+``event_outbox_pending`` (:meth:`EventService.record_outbox_backlog`) and to
+:attr:`OutboxRelay.backlog`. Events committed while a pass runs are counted by the next one.
+
 Create the tables with :func:`create_outbox_tables` (or include :data:`outbox_metadata` in your
 migrations). Works on SQLite and PostgreSQL.
 """
@@ -37,6 +42,7 @@ from sqlalchemy import (
     Text,
     delete,
     event,
+    func,
     insert,
     select,
     update,
@@ -235,9 +241,14 @@ class OutboxRelay:
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self._stopping = False
+        #: undelivered outbox events at the end of the last pass (``None`` before the first)
+        self.backlog: int | None = None
+        self._dead_in_pass = 0
 
     # ------------------------------------------------------------------ one pass
-    async def _claim(self) -> list[Any]:
+    async def _claim(self) -> tuple[list[Any], int]:
+        """Claim a batch of due rows; also return how many rows are undelivered (the claimed
+        ones included), counted in the same transaction."""
         now = time.time()
         t = outbox_table
         query = (
@@ -250,13 +261,20 @@ class OutboxRelay:
             if conn.dialect.name == "postgresql":
                 query = query.with_for_update(skip_locked=True)
             rows = (await conn.execute(query)).all()
+            undelivered = int(
+                (
+                    await conn.execute(
+                        select(func.count()).select_from(t).where(t.c.delivered_at.is_(None))
+                    )
+                ).scalar_one()
+            )
             if rows:
                 await conn.execute(
                     update(t)
                     .where(t.c.id.in_([r.id for r in rows]))
                     .values(next_attempt_at=now + self.claim_timeout)
                 )
-        return list(rows)
+        return list(rows), undelivered
 
     def _backoff(self, attempts: int) -> float:
         return float(min(self.retry_backoff_max, self.retry_backoff * (2 ** max(0, attempts - 1))))
@@ -270,9 +288,11 @@ class OutboxRelay:
         marked in one transaction after the batch (one write per batch, not one per event: on
         SQLite every write transaction queues behind the application's own writes). A relay
         that dies before marking them leaves them to be delivered again once their claim lapses
-        (delivery is at least once).
+        (delivery is at least once). The pass ends by updating :attr:`backlog` and the gauge
+        ``event_outbox_pending``.
         """
-        rows = await self._claim()
+        rows, undelivered = await self._claim()
+        self._dead_in_pass = 0
         if self.concurrency == 1 or len(rows) < 2:
             outcomes = [await self._deliver_row(row) for row in rows]
         else:
@@ -284,9 +304,20 @@ class OutboxRelay:
 
             outcomes = list(await asyncio.gather(*(bounded(row) for row in rows)))
         delivered = [row.id for row, ok in zip(rows, outcomes, strict=True) if ok]
-        if delivered:
-            await self._mark_delivered(delivered)
+        marked = 0
+        try:
+            if delivered:
+                await self._mark_delivered(delivered)
+                marked = len(delivered)
+        finally:
+            self._report_backlog(undelivered - marked - self._dead_in_pass)
         return len(delivered)
+
+    def _report_backlog(self, count: int) -> None:
+        self.backlog = count = max(0, count)
+        record = getattr(self.service, "record_outbox_backlog", None)
+        if record is not None:
+            record(count)
 
     async def _deliver_row(self, row: Any) -> bool:
         """Deliver one claimed row: True when delivered, False when it failed (then recorded
@@ -359,6 +390,7 @@ class OutboxRelay:
                     )
                 )
         if attempts >= self.max_attempts:
+            self._dead_in_pass += 1  # committed: the row left the outbox
             logger.error(
                 "Outbox event moved to the dead-letter table",
                 event_id=row.id, event_name=row.name, attempts=attempts, error_type=type(exc).__name__,

@@ -210,6 +210,11 @@ class EventService:
         """Hand locally batched metric counts to the metrics service now."""
         self._metrics.flush()
 
+    def record_outbox_backlog(self, count: int) -> None:
+        """Set the gauge ``event_outbox_pending`` (outbox events committed, not yet delivered);
+        its relays call this once per pass. Never raises."""
+        self._metrics.outbox_backlog(count)
+
     def pending_count(self) -> int:
         """Handler runs scheduled or running in this process."""
         return 0 if self._backend is None else self._backend.pending_count()

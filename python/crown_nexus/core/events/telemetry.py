@@ -2,10 +2,11 @@
 
 Owns the series ``events_published_total{event_type, backend}``,
 ``event_handler_errors_total{event_type, handler}``, ``event_handler_duration_seconds{event_type,
-handler}`` and the backlog gauge ``event_handlers_pending`` (``livesum`` over workers), their
-creation in the registered ``"metrics_service"`` (looked up lazily, retried after a failure),
-the batching of published counts, the sampling of handler durations, and the rule that
-recording a metric never raises into event processing. Tracing spans are not here: they wrap
+handler}``, the backlog gauge ``event_handlers_pending`` (``livesum`` over workers) and the
+outbox backlog gauge ``event_outbox_pending`` (``livemax`` over workers), their creation in
+the registered ``"metrics_service"`` (looked up lazily, retried after a failure), the batching
+of published counts, the sampling of handler durations, and the rule that recording a metric
+never raises into event processing. Tracing spans are not here: they wrap
 publishing (:mod:`~crown_nexus.core.events.service`) and handler runs
 (:mod:`~crown_nexus.core.events.runner`).
 """
@@ -36,17 +37,27 @@ class EventMetrics:
     counted at once. The backlog gauge ``event_handlers_pending`` (handler runs scheduled or
     running in this process; ``livesum`` over workers) is set on every flush, and a flush is
     scheduled after each handler run, so it follows the backlog within :attr:`FLUSH_INTERVAL`.
+
+    ``event_outbox_pending`` counts the transactional outbox's events committed but not yet
+    delivered (waiting, claimed or waiting for a retry; not the dead letters), as the
+    :class:`~crown_nexus.core.events.outbox.OutboxRelay` saw it at the end of its last pass
+    (:meth:`outbox_backlog`). Every worker's relay reads the same table, so workers combine
+    by ``livemax`` (never a sum: the backlog would be counted once per worker).
     """
 
     FLUSH_INTERVAL = 0.05
 
-    _DEFS: tuple[tuple[str, str, str, list[str]], ...] = (
-        ("events_published_total", "counter", "Events published", ["event_type", "backend"]),
+    #: ``(name, kind, help, labels, multiprocess mode of a gauge)``
+    _DEFS: tuple[tuple[str, str, str, list[str], str], ...] = (
+        ("events_published_total", "counter", "Events published", ["event_type", "backend"], ""),
         ("event_handler_errors_total", "counter", "Event handler failures",
-         ["event_type", "handler"]),
+         ["event_type", "handler"], ""),
         ("event_handler_duration_seconds", "histogram", "Event handler run time",
-         ["event_type", "handler"]),
-        ("event_handlers_pending", "gauge", "Event handler runs scheduled or running", []),
+         ["event_type", "handler"], ""),
+        ("event_handlers_pending", "gauge", "Event handler runs scheduled or running", [],
+         "livesum"),
+        ("event_outbox_pending", "gauge", "Outbox events committed but not yet delivered", [],
+         "livemax"),
     )
 
     def __init__(
@@ -71,11 +82,11 @@ class EventMetrics:
             from crown_nexus.core.dependency_manager import get_service
 
             service = get_service("metrics_service")
-            for name, kind, doc, labels in self._DEFS:
+            for name, kind, doc, labels, mode in self._DEFS:
                 if kind == "counter":
                     service.create_counter(name, doc, labels)
                 elif kind == "gauge":
-                    service.create_gauge(name, doc, labels, multiprocess_mode="livesum")
+                    service.create_gauge(name, doc, labels, multiprocess_mode=mode)
                 else:
                     service.create_histogram(
                         name, doc, labels,
@@ -142,6 +153,16 @@ class EventMetrics:
     def backlog_now(self) -> None:
         """Set ``event_handlers_pending`` now (start-up: the gauge exists before any event)."""
         self._set_backlog()
+
+    def outbox_backlog(self, count: int) -> None:
+        """Set ``event_outbox_pending`` to ``count`` (an outbox relay, once per pass)."""
+        service = self._get()
+        if service is None:
+            return
+        try:
+            service.set_gauge("event_outbox_pending", count)
+        except Exception as exc:
+            logger.debug("event metric failed", error=repr(exc))
 
     def _flush_soon(self) -> None:
         if self._flush_handle is not None:
