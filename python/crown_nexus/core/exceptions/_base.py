@@ -31,6 +31,8 @@ class ErrorCode(enum.StrEnum):
     SECURITY_ERROR = "SECURITY_ERROR"
     RATE_LIMIT_EXCEEDED = "RATE_LIMIT_EXCEEDED"
     DATABASE_ERROR = "DATABASE_ERROR"
+    #: a transient database error: down, connection lost, out of connections, lock busy (503)
+    DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
     CONFIGURATION_ERROR = "CONFIGURATION_ERROR"
     SERVICE_ERROR = "SERVICE_ERROR"
     NETWORK_ERROR = "NETWORK_ERROR"

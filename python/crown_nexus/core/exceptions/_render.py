@@ -108,8 +108,13 @@ def render_exception(
 
     ``AppException`` keeps its status, code, details and headers; Starlette's ``HTTPException`` its
     status and headers; FastAPI's ``RequestValidationError`` becomes 422 with the errors list;
-    anything else is a 500 ``INTERNAL_SERVER_ERROR`` whose message never shows the exception's
-    text (in development it names the exception type).
+    a database error that only says the database is unavailable for now (see
+    :func:`~crown_nexus.core.exceptions._database.transient_database_error`: lost connection,
+    server down, pool or server out of connections, lock/serialization conflict, SQLite busy) is
+    a 503 ``DATABASE_UNAVAILABLE`` with ``Retry-After``, a bare ``ConnectionError`` (a
+    dependency refused or dropped the connection) a 503 ``NETWORK_ERROR``; anything else is a 500
+    ``INTERNAL_SERVER_ERROR``. Neither message shows the exception's text (in development it
+    names the exception type).
 
     In production a server-side error (status >= 500) says only its status phrase, with no
     details: table names, service names and other internals stay in the logs and error reports.
@@ -131,6 +136,18 @@ def render_exception(
 
     if isinstance(exc, HTTPException):
         return render_http_error(exc.status_code, exc.detail, exc.headers, request_id=request_id)
+    from crown_nexus.core.exceptions._database import RETRY_AFTER_SECONDS, unavailable_code
+
+    unavailable = unavailable_code(exc)
+    if unavailable is not None:
+        return error_response_parts(
+            503,
+            "Service Unavailable" if production else f"Service unavailable ({type(exc).__name__})",
+            unavailable,
+            None,
+            {"Retry-After": str(RETRY_AFTER_SECONDS)},
+            request_id,
+        )
     message = "Internal server error"
     if not production:
         message = f"Internal server error ({type(exc).__name__})"

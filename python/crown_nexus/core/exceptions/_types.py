@@ -13,6 +13,7 @@ __all__ = [
     "BusinessException",
     "ConfigurationException",
     "DatabaseException",
+    "DatabaseUnavailableException",
     "InvalidStateException",
     "NetworkException",
     "OperationNotAllowedException",
@@ -343,6 +344,28 @@ class DatabaseException(AppException):
     ) -> None:
         self.original_error = original_error
         super().__init__(message, code=code, details=details, headers=headers)
+
+
+class DatabaseUnavailableException(DatabaseException):
+    """The database cannot serve now and a retry may succeed (503, ``DATABASE_UNAVAILABLE``,
+    ``Retry-After``): down, connection lost, out of connections, lock busy. Driver errors of that
+    kind that reach the handlers unwrapped render the same way."""
+
+    status_code = 503
+    default_code = ErrorCode.DATABASE_UNAVAILABLE
+    default_message = "Database unavailable"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        details: dict[str, Any] | list[Any] | None = None,
+        original_error: BaseException | None = None,
+        code: ErrorCode | str | None = None,
+        headers: Mapping[str, str] | None = None,
+        retry_after: int = 1,
+    ) -> None:
+        merged = {"Retry-After": str(max(1, int(retry_after))), **dict(headers or {})}
+        super().__init__(message, details, original_error, code, merged)
 
 
 class ConfigurationException(AppException):
