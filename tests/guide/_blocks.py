@@ -33,7 +33,17 @@ _IMPORT = re.compile(r"^(\s*)(from|import) app\.", re.MULTILINE)
 
 #: (section, marker) -> first 16 hex digits of the SHA-256 of the block's text as the guide writes it
 PINNED: dict[tuple[int, str], str] = {
+    # §9 Cache System
     (9, "async def get_user_profile(user_id: str):"): "93e74591d53eb20c",
+    (9, '@invalidate_cache(pattern="product:*")'): "bee0309afee00fa3",
+    (9, "@memoize(ttl=60)"): "340433def262def6",
+    (9, "async def clear_product_cache():"): "bafcc3011edae06f",
+    (9, "async def get_cached_data(key: str):"): "4df794eb1b4a5de2",
+    (9, 'value = await cache_service.get("my_key")'): "d78900cd5a1abff5",
+    (9, "hit_rate = metrics_service.get_counter_rate"): "cb04c51325971860",
+    (9, "async def get_product(self, product_id):"): "108c275a3b9b395e",
+    # §14 Common Patterns
+    (14, "async def get_product_with_details(self, product_id: str):"): "670050ab959a3dff",
 }
 
 

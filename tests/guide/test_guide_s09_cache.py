@@ -1,25 +1,48 @@
-"""Guide §9 (Cache System), its §13/§14 usages, run as written with the user's objects supplied."""
-# ruff: noqa: I001, E402, F401, F811, F841, E501, F541 - the guide's blocks are copied verbatim (their imports and order)
+"""Guide §9 (Cache System), its §13/§14 usages, run as written with the user's objects supplied.
+
+Every guide block is read from the guide (``tests/guide/_blocks.py``) and executed in a namespace
+holding the user's own objects, so each block stands once here however many setups run it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Integer, String
+from sqlalchemy import ForeignKey, Integer, String, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from crown_nexus.core.cache import CacheService
+from crown_nexus.core.cache.exceptions import CacheException, CacheOperationException
+from crown_nexus.core.dependency_manager import get_registry, get_service
 from crown_nexus.core.metrics import MetricsService
 from crown_nexus.logging import get_logger
 from crown_nexus.settings import Settings
 from crown_nexus.testing import override_service, override_services
+from tests.guide._blocks import GuideBlock, guide_block
 
 logger = get_logger("app.guide.s09")
+
+# the §9 blocks, by a line of each
+BASIC_USAGE = "async def get_user_profile(user_id: str):"
+DECORATORS = '@invalidate_cache(pattern="product:*")'
+ADVANCED = "@memoize(ttl=60)"
+TAGS = "async def clear_product_cache():"
+EXCEPTIONS = "async def get_cached_data(key: str):"
+ERROR_INTEGRATION = 'value = await cache_service.get("my_key")'
+METRICS = "hit_rate = metrics_service.get_counter_rate"
+DEPENDENCY_INJECTION = "async def get_product(self, product_id):"
+# §14 'Caching with Fallback and Metrics' (also in §4)
+FALLBACK = "async def get_product_with_details(self, product_id: str):"
+
+
+def s09(marker: str) -> GuideBlock:
+    """The §9 block holding ``marker``."""
+    return guide_block(9, marker)
 
 
 def _make(kind: str, request: pytest.FixtureRequest, redis_url: str | None = None) -> CacheService:
@@ -82,34 +105,12 @@ def fresh_repo() -> None:
     user_repository.products = {"p1": {"id": "p1", "name": "Lamp"}}
 
 
-# --- §9 'Basic Usage', verbatim --------------------------------------------------------------------
+# --- §9 'Basic Usage' --------------------------------------------------------------------------------
 
 
 def basic_usage() -> Any:
-    """The guide's block; returns ``get_user_profile``."""
-    from crown_nexus.core.dependency_manager import get_service
-
-    # Get the cache service
-    cache_service = get_service("cache_service")
-
-    # Basic cache operations
-    async def get_user_profile(user_id: str):
-        # Try to get from cache first
-        cache_key = f"user:profile:{user_id}"
-        cached_profile = await cache_service.get(cache_key)
-
-        if cached_profile is not None:
-            return cached_profile
-
-        # Not in cache, fetch from database
-        profile = await user_repository.get_profile(user_id)
-
-        # Store in cache for future requests (TTL: 10 minutes)
-        await cache_service.set(cache_key, profile, ttl=600)
-
-        return profile
-
-    return get_user_profile
+    """The guide's block run now (it reads the current "cache_service"); returns ``get_user_profile``."""
+    return s09(BASIC_USAGE).run(user_repository=user_repository)["get_user_profile"]
 
 
 async def test_basic_usage(cache: CacheService) -> None:
@@ -141,27 +142,18 @@ async def test_basic_usage_survives_redis_outage(redis_server: Any, request: pyt
             await svc.shutdown()
 
 
-# --- §9 'Using Decorators', verbatim ---------------------------------------------------------------
-
-from crown_nexus.core.cache import cached, invalidate_cache
-
-# Cache the result of this function for 5 minutes
-@cached(ttl=300)
-async def get_product_details(product_id: str):
-    # This expensive operation will only run on cache misses
-    result = await product_repository.get_details(product_id)
-    return result
-
-# Invalidate cache entries when data changes
-@invalidate_cache(pattern="product:*")
-async def update_product(product_id: str, data: dict):
-    # This will invalidate all cache keys matching the pattern
-    await product_repository.update(product_id, data)
-    return {"status": "updated"}
+# --- §9 'Using Decorators' -------------------------------------------------------------------------
 
 
-async def test_decorators(cache: CacheService) -> None:
+@pytest.fixture
+def decorators() -> dict[str, Any]:
+    """The guide's block on the user's ``product_repository``: its ``get_product_details``, ``update_product``."""
+    return s09(DECORATORS).run(product_repository=product_repository)
+
+
+async def test_decorators(cache: CacheService, decorators: dict[str, Any]) -> None:
     """cached runs the body only on misses; invalidate_cache removes every key matching product:*."""
+    get_product_details, update_product = decorators["get_product_details"], decorators["update_product"]
     assert await get_product_details("p1") == {"id": "p1", "name": "Lamp"}
     assert await get_product_details("p1") == {"id": "p1", "name": "Lamp"}
     assert user_repository.calls == [("get_details", "p1")]
@@ -173,8 +165,13 @@ async def test_decorators(cache: CacheService) -> None:
     assert await cache.get("order:1") == "keep"
 
 
-async def test_invalidate_pattern_reaches_cached_keys_with_matching_prefix(cache: CacheService) -> None:
+async def test_invalidate_pattern_reaches_cached_keys_with_matching_prefix(
+    cache: CacheService, decorators: dict[str, Any]
+) -> None:
     """With key_prefix="product", the cached function's entries match "product:*" and are invalidated."""
+    from crown_nexus.core.cache import cached
+
+    update_product = decorators["update_product"]
 
     @cached(ttl=300, key_prefix="product")
     async def details(product_id: str) -> dict[str, Any]:
@@ -186,50 +183,32 @@ async def test_invalidate_pattern_reaches_cached_keys_with_matching_prefix(cache
     assert user_repository.calls == [("get_details", "p1"), ("update", "p1"), ("get_details", "p1")]
 
 
-async def test_cached_concurrent_misses_run_once(cache: CacheService) -> None:
+async def test_cached_concurrent_misses_run_once(cache: CacheService, decorators: dict[str, Any]) -> None:
     """Ten concurrent first calls run the expensive body once (no stampede)."""
+    get_product_details = decorators["get_product_details"]
     results = await asyncio.gather(*(get_product_details("p1") for _ in range(10)))
     assert all(r == {"id": "p1", "name": "Lamp"} for r in results)
     assert user_repository.calls == [("get_details", "p1")]
 
 
-# --- §9 'Advanced Caching Patterns', verbatim ------------------------------------------------------
-
-result = 4242
-
-from crown_nexus.core.cache import cached, cache_aside, memoize
-from crown_nexus.core.cache.keys import generate_model_key, generate_list_key
-
-# Memoize an expensive function (in-memory caching)
-@memoize(ttl=60)  # 60 seconds
-def calculate_complex_value(input_value: int):
-    # Complex calculation
-    calls.append(input_value)
-    return result
-
-calls: list[int] = []
-
-# Cache using custom key generation
-@cache_aside(
-    key_func=lambda category_id, **kwargs: generate_list_key(
-        prefix="products",
-        model_name="product",
-        filters={"category_id": category_id}
-    ),
-    ttl=600,
-    tags=["products", "catalog"]
-)
-async def get_products_by_category(category_id: str):
-    # Fetch from database
-    return await product_repository.list_by_category(category_id)
+# --- §9 'Advanced Caching Patterns' -----------------------------------------------------------------
 
 
-async def test_advanced_patterns(cache: CacheService) -> None:
+@pytest.fixture
+def advanced() -> dict[str, Any]:
+    """The guide's block, its calculation's ``result`` being 4242; ``calculate_complex_value`` etc."""
+    return s09(ADVANCED).run(product_repository=product_repository, result=4242)
+
+
+async def test_advanced_patterns(cache: CacheService, advanced: dict[str, Any]) -> None:
     """memoize caches a sync function in process; cache_aside stores under the custom key with both tags."""
-    calls.clear()
-    n = uuid.uuid4().int % 10**9  # memoized across tests for 60 s: a fresh input each run
+    calculate_complex_value = advanced["calculate_complex_value"]
+    get_products_by_category = advanced["get_products_by_category"]
+    generate_list_key, generate_model_key = advanced["generate_list_key"], advanced["generate_model_key"]
+    n = uuid.uuid4().int % 10**9
     assert calculate_complex_value(n) == calculate_complex_value(n) == 4242
-    assert calls == [n]
+    assert calculate_complex_value.cache_info()["misses"] == 1  # the body ran once
+    assert calculate_complex_value.cache_info()["hits"] == 1
     assert await get_products_by_category("c1") == await get_products_by_category("c1")
     assert user_repository.calls == [("list_by_category", "c1")]
     key = generate_list_key(prefix="products", model_name="product", filters={"category_id": "c1"})
@@ -242,39 +221,13 @@ async def test_advanced_patterns(cache: CacheService) -> None:
     assert generate_model_key("products", "product", 5) == "products:product:5"
 
 
-# --- §9 'Cache Tags for Group Invalidation', verbatim ----------------------------------------------
+# --- §9 'Cache Tags for Group Invalidation' ---------------------------------------------------------
 
 
-def tags_block() -> Any:
-    """The guide's block; returns ``clear_product_cache``."""
-    from crown_nexus.core.dependency_manager import get_service
-
-    cache_service = get_service("cache_service")
-
-    # Invalidate all product-related cache entries
-    async def clear_product_cache():
-        # Get Redis backend
-        redis_backend = cache_service._get_backend("redis")
-
-        # Get all keys with product tag
-        tag_key = "cache:tag:products"
-        keys = await redis_backend.get_set_members(tag_key)
-
-        # Delete all keys
-        if keys:
-            await cache_service.delete_many(keys)
-
-            # Also remove the tag itself
-            await redis_backend.delete(tag_key)
-
-        return {"invalidated": len(keys)}
-
-    return clear_product_cache
-
-
-async def test_tag_group_invalidation(cache: CacheService) -> None:
+async def test_tag_group_invalidation(cache: CacheService, advanced: dict[str, Any]) -> None:
     """Every entry tagged "products" goes, the tag set too; other entries stay."""
-    clear_product_cache = tags_block()
+    clear_product_cache = s09(TAGS).run()["clear_product_cache"]
+    get_products_by_category = advanced["get_products_by_category"]
     await get_products_by_category("c1")
     await cache.set("product:9", {"id": 9}, ttl=60, tags=["products"])
     await cache.set("other", 1, ttl=60, tags=["misc"])
@@ -286,29 +239,18 @@ async def test_tag_group_invalidation(cache: CacheService) -> None:
     assert user_repository.calls == [("list_by_category", "c1"), ("list_by_category", "c1")]
 
 
-# --- §9 'Exception Handling' + 'Error Handling Integration', verbatim ------------------------------
-
-from crown_nexus.core.cache.exceptions import CacheException, CacheOperationException
-from crown_nexus.core.dependency_manager import get_service
+# --- §9 'Exception Handling' + 'Error Handling Integration' -----------------------------------------
 
 
-async def fetch_from_database():
+async def fetch_from_database() -> str:
     """The user's fallback."""
     return "from-db"
 
 
-async def get_cached_data(key: str):
-    try:
-        cache_service = get_service("cache_service")
-        return await cache_service.get(key)
-    except CacheOperationException as e:
-        logger.warning(f"Cache operation failed: {e}")
-        # Fallback to database
-        return await fetch_from_database()
-    except CacheException as e:
-        logger.error(f"Cache system error: {e}")
-        # More severe error, may need to be reported
-        raise
+def exception_handling() -> Any:
+    """The guide's block with the user's ``get_service``, ``logger`` and fallback; returns ``get_cached_data``."""
+    names = {"get_service": get_service, "logger": logger, "fetch_from_database": fetch_from_database}
+    return s09(EXCEPTIONS).run(**names)["get_cached_data"]
 
 
 class BrokenCache:
@@ -325,6 +267,7 @@ async def test_exception_handling(cache: CacheService) -> None:
     """A value is returned; an operation failure falls back to the database; other cache errors propagate."""
     from crown_nexus.core.cache import CacheConfigurationException
 
+    get_cached_data = exception_handling()
     await cache.set("k", "cached", ttl=60)
     assert await get_cached_data("k") == "cached"
     assert issubclass(CacheOperationException, CacheException)
@@ -350,7 +293,7 @@ async def test_unstorable_value_is_a_cache_operation_exception(request: pytest.F
     assert value == "fallback"
 
 
-# --- §9 'Metrics Integration', verbatim ------------------------------------------------------------
+# --- §9 'Metrics Integration' -----------------------------------------------------------------------
 
 
 async def test_metrics_integration(cache: CacheService) -> None:
@@ -360,27 +303,10 @@ async def test_metrics_integration(cache: CacheService) -> None:
     await cache.set("present", 1, ttl=60)
     await cache.get("present")
     cache.flush_metrics()
-
-    # These metrics are available automatically
-    metrics_service = get_service("metrics_service")
-
-    # Get hit rate over the last 5 minutes
-    hit_rate = metrics_service.get_counter_rate("cache_hit_total") / \
-               metrics_service.get_counter_rate("cache_operations_total")
-
-    # Get p95 latency for cache operations
-    latency = metrics_service.get_histogram_quantile(
-        "cache_operation_duration_seconds",
-        0.95,
-        {"component": "product_service"}
+    ns = s09(METRICS).run(get_service=get_service)
+    metrics_service, hit_rate, latency, miss_count = (
+        ns[name] for name in ("metrics_service", "hit_rate", "latency", "miss_count")
     )
-
-    # Get miss count by backend
-    miss_count = metrics_service.get_counter_sum(
-        "cache_miss_total",
-        {"backend": "redis"}
-    )
-
     assert hit_rate == pytest.approx(1 / 5)
     assert latency == 0.0  # nothing was labelled product_service
     assert metrics_service.get_histogram_quantile("cache_operation_duration_seconds", 0.95) > 0
@@ -388,7 +314,7 @@ async def test_metrics_integration(cache: CacheService) -> None:
     assert metrics_service.get_counter_sum("cache_miss_total") == 3
 
 
-# --- §9 'Dependency Injection' (ProductService), verbatim, on a real database ----------------------
+# --- §9 'Dependency Injection' (ProductService), on a real database ---------------------------------
 
 
 class Base(DeclarativeBase):
@@ -404,32 +330,9 @@ class Product(Base):
     stock: Mapped[int] = mapped_column(Integer, default=0)
 
 
-from sqlalchemy import select
-
-
-class ProductService:
-    def __init__(self, db):
-        self.db = db
-        self.cache_service = get_service("cache_service")
-
-    async def get_product(self, product_id):
-        # Use cache service
-        cache_key = f"product:{product_id}"
-        product = await self.cache_service.get(cache_key)
-        if product:
-            return product
-
-        # Cache miss - get from database
-        product = await self.db.execute(
-            select(Product).where(Product.id == product_id)
-        )
-        product = product.scalar_one_or_none()
-
-        # Cache for next time
-        if product:
-            await self.cache_service.set(cache_key, product, ttl=300)
-
-        return product
+def di_product_service(product: type) -> Any:
+    """The guide's ``ProductService`` over the user's ``Product`` model."""
+    return s09(DEPENDENCY_INJECTION).run(get_service=get_service, select=select, Product=product)["ProductService"]
 
 
 @pytest.fixture
@@ -447,8 +350,9 @@ async def db() -> AsyncIterator[AsyncSession]:
 
 async def test_product_service_caches_orm_objects(cache: CacheService, db: AsyncSession) -> None:
     """The ORM object is cached and read back as a Product with its columns; a missing id gives None."""
-    service = ProductService(db)
+    service = di_product_service(Product)(db)
     first = await service.get_product("p1")
+    assert (first.id, first.name) == ("p1", "Lamp")
     await db.execute(Product.__table__.update().values(name="Renamed"))
     second = await service.get_product("p1")
     assert isinstance(second, Product)
@@ -513,7 +417,7 @@ async def test_middleware_cache_integration(cache: CacheService) -> None:
     assert PlainTextResponse  # the user would wrap the cached body in a response
 
 
-# --- §14 'Caching with Fallback and Metrics', verbatim ---------------------------------------------
+# --- §14 'Caching with Fallback and Metrics' -------------------------------------------------------
 
 
 class Review(Base):
@@ -535,169 +439,9 @@ def _product_to_dict(self: Product) -> dict[str, Any]:
 Product.to_dict = _product_to_dict  # type: ignore[attr-defined]
 
 
-def fallback_block() -> type:
-    """The guide's block (module-level in the guide); returns its ``ProductService``."""
-    from crown_nexus.core.dependency_manager import get_service
-    from crown_nexus.core.cache.exceptions import CacheOperationException
-    from crown_nexus.logging import get_logger
-    from crown_nexus.core.error import handle_exception
-    import time
-
-    logger = get_logger("app.services.product_service")
-
-    class ProductService:
-        def __init__(self, db):
-            self.db = db
-            self.cache_service = get_service("cache_service")
-            self.metrics_service = get_service("metrics_service")
-
-        async def get_product_with_details(self, product_id: str):
-            """Get product with complete details, using caching with proper fallback.
-
-            This method demonstrates caching with:
-            1. Proper key generation
-            2. Error handling with fallback
-            3. Metrics tracking
-            4. Cache invalidation on updates
-            """
-            logger.info("Fetching product with details", product_id=product_id)
-
-            # Define cache key
-            cache_key = f"product:details:{product_id}"
-
-            # Start metrics timer
-            start_time = time.monotonic()
-            cache_hit = False
-
-            try:
-                # Try to get from cache first
-                cached_data = await self.cache_service.get(cache_key)
-
-                if cached_data is not None:
-                    logger.debug("Cache hit for product details", product_id=product_id)
-                    cache_hit = True
-                    return cached_data
-
-                logger.debug("Cache miss for product details", product_id=product_id)
-
-                # Get from database
-                product = await self.db.execute(
-                    select(Product).where(Product.id == product_id)
-                )
-                product = product.scalar_one_or_none()
-
-                if not product:
-                    logger.warning("Product not found", product_id=product_id)
-                    return None
-
-                # Get additional data
-                reviews = await self.db.execute(
-                    select(Review).where(Review.product_id == product_id)
-                )
-                reviews = list(reviews.scalars().all())
-
-                inventory = await self.inventory_repository.get_levels(product_id)
-                related_products = await self.get_related_products(product_id)
-
-                # Combine into a complete response
-                result = {
-                    "product": product.to_dict(),
-                    "reviews": [r.to_dict() for r in reviews],
-                    "inventory": inventory,
-                    "related_products": related_products,
-                    "calculated_rating": self._calculate_rating(reviews)
-                }
-
-                # Cache the result (15 minutes TTL)
-                try:
-                    await self.cache_service.set(
-                        cache_key,
-                        result,
-                        ttl=900,
-                        tags=["products", f"product:{product_id}"]
-                    )
-                except CacheOperationException as cache_err:
-                    # Log but don't fail if caching fails
-                    logger.warning(
-                        "Failed to cache product details",
-                        product_id=product_id,
-                        error=str(cache_err)
-                    )
-
-                return result
-
-            except Exception as e:
-                # Handle and report the exception
-                handle_exception(e, product_id=product_id)
-                logger.error(
-                    "Error fetching product details",
-                    product_id=product_id,
-                    error=str(e)
-                )
-                raise
-
-            finally:
-                # Record metrics regardless of success/failure
-                duration = time.monotonic() - start_time
-                self.metrics_service.observe_histogram(
-                    "product_details_duration_seconds",
-                    duration,
-                    {
-                        "cache_hit": str(cache_hit),
-                        "product_id": product_id[:5]  # First 5 chars for cardinality
-                    }
-                )
-
-        async def update_product(self, product_id: str, data: dict, user_id: str):
-            """Update product data and invalidate related caches."""
-            logger.info("Updating product", product_id=product_id, user_id=user_id)
-
-            try:
-                # Update in database
-                product = await self.repository.update(product_id, data, user_id)
-
-                # Invalidate caches
-                try:
-                    # Invalidate specific product cache
-                    await self.cache_service.delete(f"product:details:{product_id}")
-
-                    # Invalidate any list caches that might contain this product
-                    await self.cache_service.invalidate_pattern(f"products:list:*")
-
-                    # If using Redis with tags
-                    redis_backend = self.cache_service._get_backend("redis")
-                    if hasattr(redis_backend, "get_set_members"):
-                        # Invalidate all caches tagged with this product
-                        tag_key = f"cache:tag:product:{product_id}"
-                        tagged_keys = await redis_backend.get_set_members(tag_key)
-                        if tagged_keys:
-                            await self.cache_service.delete_many(tagged_keys)
-                            await redis_backend.delete(tag_key)
-
-                except Exception as cache_err:
-                    # Log but continue if cache invalidation fails
-                    logger.warning(
-                        "Failed to invalidate cache for product update",
-                        product_id=product_id,
-                        error=str(cache_err)
-                    )
-
-                # Audit log the update
-                audit_service = get_service("audit_service")
-                await audit_service.log_action(
-                    user_id=user_id,
-                    action="product_update",
-                    resource_id=product_id,
-                    details={"fields_updated": list(data.keys())}
-                )
-
-                return product
-
-            except Exception as e:
-                handle_exception(e, product_id=product_id, user_id=user_id)
-                raise
-
-    return ProductService
+def fallback_block(product: type, review: type) -> type:
+    """The guide's block (module-level in the guide) over the user's models; returns its ``ProductService``."""
+    return guide_block(14, FALLBACK).run(select=select, Product=product, Review=review)["ProductService"]
 
 
 class InventoryRepository:
@@ -720,7 +464,7 @@ class ProductRepository:
 
 
 def _service(db: AsyncSession) -> Any:
-    service = fallback_block()(db)
+    service = fallback_block(Product, Review)(db)
     service.inventory_repository = InventoryRepository()
     service.repository = ProductRepository(db)
 
@@ -809,14 +553,12 @@ async def test_ttls_reach_redis(request: pytest.FixtureRequest, redis_url: str) 
     assert 290 <= plain_ttl <= 300
     assert forever_ttl == -1
 
-# ------------------------------------------------------------------------------------------------
-# §9 'Metrics Integration' readers on the shared metrics service (formerly in
-# tests/core/metrics/test_guide_s06.py)
-from crown_nexus.core.dependency_manager import get_service
+
+# --- §9 'Metrics Integration' readers on the shared metrics service ---------------------------------
 
 
 @pytest.fixture
-def fresh_shared_service():
+def fresh_shared_service() -> Iterator[None]:
     """The guide reads the shared metrics_service: start from an empty one."""
     get_service("metrics_service").reset()
     yield
@@ -837,33 +579,13 @@ def test_metrics_integration_readers_as_written() -> None:
             operation="get", backend=backend, hit=hit, duration=0.002, component=component
         )
 
-    # --- guide §9, as written ---
-    # These metrics are available automatically
-    metrics_service = get_service("metrics_service")
-
-    # Get hit rate over the last 5 minutes
-    hit_rate = metrics_service.get_counter_rate(
-        "cache_hit_total"
-    ) / metrics_service.get_counter_rate("cache_operations_total")
-
-    # Get p95 latency for cache operations
-    latency = metrics_service.get_histogram_quantile(
-        "cache_operation_duration_seconds", 0.95, {"component": "product_service"}
-    )
-
-    # Get miss count by backend
-    miss_count = metrics_service.get_counter_sum("cache_miss_total", {"backend": "redis"})
-    # --- end ---
-
-    assert hit_rate == pytest.approx(0.75)
-    assert latency == pytest.approx(0.002)
-    assert miss_count == 1
+    ns = s09(METRICS).run(get_service=get_service)
+    assert ns["hit_rate"] == pytest.approx(0.75)
+    assert ns["latency"] == pytest.approx(0.002)
+    assert ns["miss_count"] == 1
 
 
-# ------------------------------------------------------------------------------------------------
-# The `service` fixture of the examples below (formerly tests/core/cache/conftest.py's): a started
-# CacheService on memory and on the real Redis, installed as "cache_service".
-from crown_nexus.core.dependency_manager import get_registry
+# --- the same blocks on a second setup: a CacheService installed through the registry -------------
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -883,198 +605,6 @@ async def service(request: pytest.FixtureRequest) -> AsyncIterator[CacheService]
         finally:
             await svc.clear()
             await svc.shutdown()
-
-
-# ------------------------------------------------------------------------------------------------
-# Each §9 block run verbatim (exec) in a namespace of the user's objects, on memory and Redis (formerly tests/core/cache/test_guide_examples.py)
-# Every code example of guide §9, run as written (``app.`` -> ``crown_nexus.``), on memory and Redis.
-#
-# Each example is kept verbatim in a string and executed in a namespace that supplies the user's
-# own objects (repositories, ``logger``, ``Product``, ``db``), exactly as an application would.
-import asyncio
-from typing import Any
-
-import pytest
-from sqlalchemy import Integer, String, select
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-
-from crown_nexus.core.cache import CacheService
-from crown_nexus.core.dependency_manager import get_registry
-from crown_nexus.core.metrics.service import MetricsService
-from crown_nexus.logging import get_logger
-
-BASIC_USAGE = """
-from crown_nexus.core.dependency_manager import get_service
-
-# Get the cache service
-cache_service = get_service("cache_service")
-
-# Basic cache operations
-async def get_user_profile(user_id: str):
-    # Try to get from cache first
-    cache_key = f"user:profile:{user_id}"
-    cached_profile = await cache_service.get(cache_key)
-
-    if cached_profile is not None:
-        return cached_profile
-
-    # Not in cache, fetch from database
-    profile = await user_repository.get_profile(user_id)
-
-    # Store in cache for future requests (TTL: 10 minutes)
-    await cache_service.set(cache_key, profile, ttl=600)
-
-    return profile
-"""
-
-DECORATORS = """
-from crown_nexus.core.cache import cached, invalidate_cache
-
-# Cache the result of this function for 5 minutes
-@cached(ttl=300)
-async def get_product_details(product_id: str):
-    # This expensive operation will only run on cache misses
-    result = await product_repository.get_details(product_id)
-    return result
-
-# Invalidate cache entries when data changes
-@invalidate_cache(pattern="product:*")
-async def update_product(product_id: str, data: dict):
-    # This will invalidate all cache keys matching the pattern
-    await product_repository.update(product_id, data)
-    return {"status": "updated"}
-"""
-
-ADVANCED = """
-from crown_nexus.core.cache import cached, cache_aside, memoize
-from crown_nexus.core.cache.keys import generate_model_key, generate_list_key
-
-# Memoize an expensive function (in-memory caching)
-@memoize(ttl=60)  # 60 seconds
-def calculate_complex_value(input_value: int):
-    # Complex calculation
-    return result
-
-# Cache using custom key generation
-@cache_aside(
-    key_func=lambda category_id, **kwargs: generate_list_key(
-        prefix="products",
-        model_name="product",
-        filters={"category_id": category_id}
-    ),
-    ttl=600,
-    tags=["products", "catalog"]
-)
-async def get_products_by_category(category_id: str):
-    # Fetch from database
-    return await product_repository.list_by_category(category_id)
-"""
-
-TAGS = """
-from crown_nexus.core.dependency_manager import get_service
-
-cache_service = get_service("cache_service")
-
-# Invalidate all product-related cache entries
-async def clear_product_cache():
-    # Get Redis backend
-    redis_backend = cache_service._get_backend("redis")
-
-    # Get all keys with product tag
-    tag_key = "cache:tag:products"
-    keys = await redis_backend.get_set_members(tag_key)
-
-    # Delete all keys
-    if keys:
-        await cache_service.delete_many(keys)
-
-        # Also remove the tag itself
-        await redis_backend.delete(tag_key)
-
-    return {"invalidated": len(keys)}
-"""
-
-EXCEPTIONS = """
-from crown_nexus.core.cache.exceptions import CacheException, CacheOperationException
-
-async def get_cached_data(key: str):
-    try:
-        cache_service = get_service("cache_service")
-        return await cache_service.get(key)
-    except CacheOperationException as e:
-        logger.warning(f"Cache operation failed: {e}")
-        # Fallback to database
-        return await fetch_from_database()
-    except CacheException as e:
-        logger.error(f"Cache system error: {e}")
-        # More severe error, may need to be reported
-        raise
-"""
-
-ERROR_INTEGRATION = """
-from crown_nexus.core.cache.exceptions import CacheException, CacheOperationException
-
-try:
-    value = await cache_service.get("my_key")
-except CacheOperationException as e:
-    # Handle specific operation errors
-    logger.warning(f"Cache operation failed: {e}")
-    # Fallback logic
-except CacheException as e:
-    # Handle general cache errors
-    logger.error(f"Cache error: {e}")
-    # More severe error handling
-"""
-
-METRICS = """
-# These metrics are available automatically
-metrics_service = get_service("metrics_service")
-
-# Get hit rate over the last 5 minutes
-hit_rate = metrics_service.get_counter_rate("cache_hit_total") / \\
-           metrics_service.get_counter_rate("cache_operations_total")
-
-# Get p95 latency for cache operations
-latency = metrics_service.get_histogram_quantile(
-    "cache_operation_duration_seconds",
-    0.95,
-    {"component": "product_service"}
-)
-
-# Get miss count by backend
-miss_count = metrics_service.get_counter_sum(
-    "cache_miss_total",
-    {"backend": "redis"}
-)
-"""
-
-DEPENDENCY_INJECTION = """
-# In service classes
-class ProductService:
-    def __init__(self, db):
-        self.db = db
-        self.cache_service = get_service("cache_service")
-
-    async def get_product(self, product_id):
-        # Use cache service
-        cache_key = f"product:{product_id}"
-        product = await self.cache_service.get(cache_key)
-        if product:
-            return product
-
-        # Cache miss - get from database
-        product = await self.db.execute(
-            select(Product).where(Product.id == product_id)
-        )
-        product = product.scalar_one_or_none()
-
-        # Cache for next time
-        if product:
-            await self.cache_service.set(cache_key, product, ttl=300)
-
-        return product
-"""
 
 
 class _Base(DeclarativeBase):
@@ -1109,25 +639,10 @@ class Repository:
         return [{"id": "1", "category": category_id}]
 
 
-def _run(code: str, **names: Any) -> dict[str, Any]:
-    namespace: dict[str, Any] = {"__name__": "guide_example", **names}
-    exec(compile(code, "<guide §9>", "exec"), namespace)
-    return namespace
-
-
-async def _run_async(code: str, **names: Any) -> dict[str, Any]:
-    """Run top-level-await example code (as in a notebook or an async function body)."""
-    body = "async def __example__():\n" + "".join(f"    {line}\n" for line in code.splitlines())
-    body += "    return locals()\n"
-    namespace = _run(body, **names)
-    result: dict[str, Any] = await namespace["__example__"]()
-    return result
-
-
 async def test_basic_usage_as_written(service: CacheService) -> None:
     """Basic Usage: the second call is served from the cache."""
     repo = Repository()
-    ns = _run(BASIC_USAGE, user_repository=repo)
+    ns = s09(BASIC_USAGE).run(user_repository=repo)
     assert await ns["get_user_profile"]("u1") == {"id": "u1", "name": "Ada"}
     assert await ns["get_user_profile"]("u1") == {"id": "u1", "name": "Ada"}
     assert repo.calls == [("get_profile", "u1")]
@@ -1137,7 +652,7 @@ async def test_basic_usage_as_written(service: CacheService) -> None:
 async def test_decorators_as_written(service: CacheService) -> None:
     """Using Decorators: cached runs once per id; invalidate_cache removes product:* keys."""
     repo = Repository()
-    ns = _run(DECORATORS, product_repository=repo)
+    ns = s09(DECORATORS).run(product_repository=repo)
     assert await ns["get_product_details"]("p1") == {"id": "p1", "details": "..."}
     await ns["get_product_details"]("p1")
     assert repo.calls == [("get_details", "p1")]
@@ -1149,7 +664,7 @@ async def test_decorators_as_written(service: CacheService) -> None:
 async def test_advanced_patterns_as_written(service: CacheService) -> None:
     """Advanced: memoize caches a sync function; cache_aside stores under generate_list_key with tags."""
     repo = Repository()
-    ns = _run(ADVANCED, product_repository=repo, result=99)
+    ns = s09(ADVANCED).run(product_repository=repo, result=99)
     assert ns["calculate_complex_value"](3) == 99
     assert ns["calculate_complex_value"].cache_info()["misses"] == 1
     assert ns["calculate_complex_value"](3) == 99
@@ -1169,7 +684,7 @@ async def test_tags_group_invalidation(service: CacheService) -> None:
     await service.set("product:1", 1, ttl=60, tags=["products"])
     await service.set("product:2", 2, ttl=60, tags=["products"])
     await service.set("order:1", 3, ttl=60, tags=["orders"])
-    ns = _run(TAGS)
+    ns = s09(TAGS).run()
     assert await ns["clear_product_cache"]() == {"invalidated": 2}
     assert await service.get_many(["product:1", "product:2", "order:1"]) == {"order:1": 3}
     assert await ns["clear_product_cache"]() == {"invalidated": 0}
@@ -1183,8 +698,7 @@ async def test_exception_handling_as_written(service: CacheService) -> None:
         return "from-db"
 
     await service.set("k", "cached", ttl=60)
-    ns = _run(
-        EXCEPTIONS,
+    ns = s09(EXCEPTIONS).run(
         get_service=get_service,
         logger=get_logger("guide"),
         fetch_from_database=fetch_from_database,
@@ -1208,8 +722,7 @@ async def test_exception_handling_falls_back_to_database() -> None:
     from crown_nexus.settings import Settings
 
     with get_registry().override("cache_service", Broken(Settings())):
-        ns = _run(
-            EXCEPTIONS,
+        ns = s09(EXCEPTIONS).run(
             get_service=get_service,
             logger=get_logger("guide"),
             fetch_from_database=fetch_from_database,
@@ -1220,7 +733,7 @@ async def test_exception_handling_falls_back_to_database() -> None:
 async def test_error_handling_integration(service: CacheService) -> None:
     """System Integration / Error Handling: the snippet runs and reads the value."""
     await service.set("my_key", "v", ttl=60)
-    ns = await _run_async(ERROR_INTEGRATION, cache_service=service, logger=get_logger("guide"))
+    ns = await s09(ERROR_INTEGRATION).run_async(cache_service=service, logger=get_logger("guide"))
     assert ns["value"] == "v"
 
 
@@ -1236,7 +749,7 @@ async def test_metrics_integration_as_written(service: CacheService) -> None:
         for _ in range(8):
             await service.get("nope")
         await asyncio.sleep(0.05)  # counts are handed over within 20 ms
-        ns = _run(METRICS, get_service=get_service)
+        ns = s09(METRICS).run(get_service=get_service)
     assert ns["hit_rate"] == pytest.approx(8 / 17)
     assert ns["latency"] == 0.0  # no samples labelled component=product_service
     expected_misses = 8 if service.active_backend_name == "redis" else 0
@@ -1255,7 +768,7 @@ async def test_dependency_injection_product_service(service: CacheService, tmp_p
         db.add(OrmProduct(id=1, name="Widget"))
         await db.commit()
     try:
-        ns = _run(DEPENDENCY_INJECTION, get_service=get_service, select=select, Product=OrmProduct)
+        ns = s09(DEPENDENCY_INJECTION).run(get_service=get_service, select=select, Product=OrmProduct)
         async with sessions() as db:
             product_service = ns["ProductService"](db)
             first = await product_service.get_product(1)
@@ -1271,184 +784,7 @@ async def test_dependency_injection_product_service(service: CacheService, tmp_p
         await engine.dispose()
 
 
-# ------------------------------------------------------------------------------------------------
-# §9 'Caching with Fallback and Metrics' run verbatim (formerly tests/core/cache/test_guide_fallback_example.py)
-# Guide §4/§14 "Caching with Fallback and Metrics", run as written, on memory and real Redis.
-#
-# The example's ``ProductService`` is executed verbatim; the user supplies the rest of their
-# application: ``db``, ``select``, ``Product``/``Review`` tables, ``inventory_repository``,
-# ``get_related_products``, ``_calculate_rating`` and ``repository``.
-from typing import Any
-
-from sqlalchemy import ForeignKey, Integer, String, select
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-
-from crown_nexus.core.cache import CacheService
-from crown_nexus.core.dependency_manager import get_registry
-from crown_nexus.core.metrics.service import MetricsService
-
-EXAMPLE = '''
-from crown_nexus.core.dependency_manager import get_service
-from crown_nexus.core.cache.exceptions import CacheOperationException
-from crown_nexus.logging import get_logger
-from crown_nexus.core.error import handle_exception
-import time
-
-logger = get_logger("app.services.product_service")
-
-class ProductService:
-    def __init__(self, db):
-        self.db = db
-        self.cache_service = get_service("cache_service")
-        self.metrics_service = get_service("metrics_service")
-
-    async def get_product_with_details(self, product_id: str):
-        """Get product with complete details, using caching with proper fallback.
-
-        This method demonstrates caching with:
-        1. Proper key generation
-        2. Error handling with fallback
-        3. Metrics tracking
-        4. Cache invalidation on updates
-        """
-        logger.info("Fetching product with details", product_id=product_id)
-
-        # Define cache key
-        cache_key = f"product:details:{product_id}"
-
-        # Start metrics timer
-        start_time = time.monotonic()
-        cache_hit = False
-
-        try:
-            # Try to get from cache first
-            cached_data = await self.cache_service.get(cache_key)
-
-            if cached_data is not None:
-                logger.debug("Cache hit for product details", product_id=product_id)
-                cache_hit = True
-                return cached_data
-
-            logger.debug("Cache miss for product details", product_id=product_id)
-
-            # Get from database
-            product = await self.db.execute(
-                select(Product).where(Product.id == product_id)
-            )
-            product = product.scalar_one_or_none()
-
-            if not product:
-                logger.warning("Product not found", product_id=product_id)
-                return None
-
-            # Get additional data
-            reviews = await self.db.execute(
-                select(Review).where(Review.product_id == product_id)
-            )
-            reviews = list(reviews.scalars().all())
-
-            inventory = await self.inventory_repository.get_levels(product_id)
-            related_products = await self.get_related_products(product_id)
-
-            # Combine into a complete response
-            result = {
-                "product": product.to_dict(),
-                "reviews": [r.to_dict() for r in reviews],
-                "inventory": inventory,
-                "related_products": related_products,
-                "calculated_rating": self._calculate_rating(reviews)
-            }
-
-            # Cache the result (15 minutes TTL)
-            try:
-                await self.cache_service.set(
-                    cache_key,
-                    result,
-                    ttl=900,
-                    tags=["products", f"product:{product_id}"]
-                )
-            except CacheOperationException as cache_err:
-                # Log but don't fail if caching fails
-                logger.warning(
-                    "Failed to cache product details",
-                    product_id=product_id,
-                    error=str(cache_err)
-                )
-
-            return result
-
-        except Exception as e:
-            # Handle and report the exception
-            handle_exception(e, product_id=product_id)
-            logger.error(
-                "Error fetching product details",
-                product_id=product_id,
-                error=str(e)
-            )
-            raise
-
-        finally:
-            # Record metrics regardless of success/failure
-            duration = time.monotonic() - start_time
-            self.metrics_service.observe_histogram(
-                "product_details_duration_seconds",
-                duration,
-                {
-                    "cache_hit": str(cache_hit),
-                    "product_id": product_id[:5]  # First 5 chars for cardinality
-                }
-            )
-
-    async def update_product(self, product_id: str, data: dict, user_id: str):
-        """Update product data and invalidate related caches."""
-        logger.info("Updating product", product_id=product_id, user_id=user_id)
-
-        try:
-            # Update in database
-            product = await self.repository.update(product_id, data, user_id)
-
-            # Invalidate caches
-            try:
-                # Invalidate specific product cache
-                await self.cache_service.delete(f"product:details:{product_id}")
-
-                # Invalidate any list caches that might contain this product
-                await self.cache_service.invalidate_pattern(f"products:list:*")
-
-                # If using Redis with tags
-                redis_backend = self.cache_service._get_backend("redis")
-                if hasattr(redis_backend, "get_set_members"):
-                    # Invalidate all caches tagged with this product
-                    tag_key = f"cache:tag:product:{product_id}"
-                    tagged_keys = await redis_backend.get_set_members(tag_key)
-                    if tagged_keys:
-                        await self.cache_service.delete_many(tagged_keys)
-                        await redis_backend.delete(tag_key)
-
-            except Exception as cache_err:
-                # Log but continue if cache invalidation fails
-                logger.warning(
-                    "Failed to invalidate cache for product update",
-                    product_id=product_id,
-                    error=str(cache_err)
-                )
-
-            # Audit log the update
-            audit_service = get_service("audit_service")
-            await audit_service.log_action(
-                user_id=user_id,
-                action="product_update",
-                resource_id=product_id,
-                details={"fields_updated": list(data.keys())}
-            )
-
-            return product
-
-        except Exception as e:
-            handle_exception(e, product_id=product_id, user_id=user_id)
-            raise
-'''
+# --- §14 'Caching with Fallback and Metrics' on a second setup: the user's subclass, file database --
 
 
 class _FallbackBase(DeclarativeBase):
@@ -1508,16 +844,9 @@ async def test_caching_with_fallback_and_metrics_as_written(service: CacheServic
             [FallbackReview(id=1, product_id="p-1", stars=4), FallbackReview(id=2, product_id="p-1", stars=2)]
         )
         await db.commit()
-    namespace: dict[str, Any] = {
-        "__name__": "example",
-        "select": select,
-        "Product": FallbackProduct,
-        "Review": FallbackReview,
-    }
-    exec(compile(EXAMPLE, "<guide: Caching with Fallback and Metrics>", "exec"), namespace)
     inventory = Inventory()
 
-    class UserProductService(namespace["ProductService"]):  # type: ignore[misc]
+    class UserProductService(fallback_block(FallbackProduct, FallbackReview)):  # type: ignore[misc]
         def __init__(self, db: Any) -> None:
             super().__init__(db)
             self.inventory_repository = inventory
