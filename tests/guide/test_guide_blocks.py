@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+
 import pytest
 
 from tests.guide._blocks import (
@@ -20,7 +22,7 @@ def test_pinned_block_is_in_the_guide_unchanged(section: int, marker: str) -> No
     """Each block a test runs stands once in its section with the text it was pinned with."""
     block = guide_block(section, marker)
     assert block.section == section and marker in block.source
-    compile(block.code, f"<guide §{section}>", "exec")  # still Python
+    compile(block.code, f"<guide §{section}>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)  # still Python
 
 
 def test_repo_copy_matches_the_shared_guide() -> None:
