@@ -14,7 +14,9 @@ Without a configured provider every helper here costs one global read and a comp
 Trace context travels in W3C ``traceparent``/``tracestate`` form: :func:`inject_context`
 writes the current one into a carrier (an event's ``context``, outgoing HTTP headers),
 :func:`resume_span` starts a span continuing a carrier's context (event handlers, the Celery
-worker, the outbox relay).
+worker, the outbox relay). Outgoing ``httpx`` calls get a CLIENT span from
+:class:`~crown_nexus.core.tracing.http_client.TracingTransport` (importable from here too; the
+event hooks :func:`httpx_event_hooks` only carry the context, they make no span).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ __all__ = [
     "TRACE_CONTEXT_KEYS",
     "Span",
     "SpanKind",
+    "TracingTransport",
     "current_span_ids",
     "end_span",
     "extract_context",
@@ -298,6 +301,8 @@ def inject_httpx_headers(request: Any) -> None:
 
     ``httpx.Client(event_hooks={"request": [inject_httpx_headers]})``; for ``AsyncClient`` use
     :func:`httpx_event_hooks`. Existing ``traceparent``/``tracestate`` headers are replaced.
+    This only carries the context (the downstream span is a child of the current one); for a
+    CLIENT span per request use :class:`TracingTransport` instead.
     """
     if not tracing_enabled():
         return
@@ -315,3 +320,13 @@ def httpx_event_hooks(*, asynchronous: bool = True) -> dict[str, list[Any]]:
     ``asynchronous=False``) that carry the current trace to every request."""
     hook = _inject_httpx_headers_async if asynchronous else inject_httpx_headers
     return {"request": [hook]}
+
+
+def __getattr__(name: str) -> Any:
+    """``TracingTransport`` is imported on first use (its module imports ``httpx``, which only
+    the applications that use it need)."""
+    if name == "TracingTransport":
+        from crown_nexus.core.tracing.http_client import TracingTransport
+
+        return TracingTransport
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
