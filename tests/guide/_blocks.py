@@ -33,6 +33,12 @@ _IMPORT = re.compile(r"^(\s*)(from|import) app\.", re.MULTILINE)
 
 #: (section, marker) -> first 16 hex digits of the SHA-256 of the block's text as the guide writes it
 PINNED: dict[tuple[int, str], str] = {
+    # §8 Rate Limiting System
+    (8, "auth_rule = RateLimitRule("): "cd8cdbe8bc65a79e",
+    (8, "block_exceeding_requests=True"): "312d493532897d79",
+    (8, '@router.post("/custom-rate-limited")'): "f849e315b1ee5d07",
+    (8, "async def send_email(user_id: str, subject: str, body: str):"): "0391ad9cf2549cfb",
+    (8, "async def rate_limit_exception_handler("): "65b2cf0f11f5c8b6",
     # §9 Cache System
     (9, "async def get_user_profile(user_id: str):"): "93e74591d53eb20c",
     (9, '@invalidate_cache(pattern="product:*")'): "bee0309afee00fa3",
@@ -42,7 +48,10 @@ PINNED: dict[tuple[int, str], str] = {
     (9, 'value = await cache_service.get("my_key")'): "d78900cd5a1abff5",
     (9, "hit_rate = metrics_service.get_counter_rate"): "cb04c51325971860",
     (9, "async def get_product(self, product_id):"): "108c275a3b9b395e",
+    # §13 Middleware System
+    (13, "from app.middleware import RateLimitMiddleware"): "a6afc0f099c18b84",
     # §14 Common Patterns
+    (14, "async def generate_report(self, user_id: str, report_type: str):"): "d7b5c902a6ec06c5",
     (14, "async def get_product_with_details(self, product_id: str):"): "670050ab959a3dff",
 }
 
@@ -70,7 +79,7 @@ class GuideBlock:
     def run(self, **names: Any) -> dict[str, Any]:
         """Execute the block as a module whose globals start as ``names``; returns those globals."""
         namespace: dict[str, Any] = {"__name__": f"guide_s{self.section:02d}_{self.index}", **names}
-        exec(compile(self.code, f"<guide §{self.section} block {self.index}, line {self.line}>", "exec"), namespace)
+        exec(compile(self.code, f"<guide §{self.section} block {self.index}, line {self.line}>", "exec", dont_inherit=True), namespace)
         return namespace
 
     async def run_async(self, **names: Any) -> dict[str, Any]:
@@ -79,7 +88,7 @@ class GuideBlock:
         body += "".join(f"    {line}\n" for line in self.code.splitlines())
         body += "    return locals()\n"
         namespace: dict[str, Any] = {"__name__": f"guide_s{self.section:02d}_{self.index}", **names}
-        exec(compile(body, f"<guide §{self.section} block {self.index}, line {self.line}>", "exec"), namespace)
+        exec(compile(body, f"<guide §{self.section} block {self.index}, line {self.line}>", "exec", dont_inherit=True), namespace)
         result: dict[str, Any] = await namespace["__guide_block__"]()
         return result
 

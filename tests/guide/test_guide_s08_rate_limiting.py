@@ -1,23 +1,102 @@
-"""Guide §8 (Rate Limiting System), its §13/§14 usages and SPEC §10, run as written with the user's objects supplied."""
-# ruff: noqa: I001, E402, F401, F811, F841, E501, UP006, UP035 - the guide's blocks are copied verbatim (their imports and order)
+"""Guide §8 (Rate Limiting), its §13/§14 usages, run as written on memory and real Redis.
+
+Every guide block is read from the guide (``tests/guide/_blocks.py``) and executed in a namespace
+holding the user's own objects, so each block stands once here however many setups run it.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
-from collections.abc import AsyncIterator
-from typing import Any, Dict
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, Dict  # noqa: UP035 - the guide's own spelling, handed to its blocks
 
+import httpx
 import pytest
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
+from crown_nexus.core.dependency_manager import get_service
+from crown_nexus.core.dependency_manager import override_service as override_registered_service
+from crown_nexus.core.exceptions import install_exception_handlers
 from crown_nexus.core.rate_limiting import MemoryRateLimitBackend, RateLimitingService
+from crown_nexus.core.rate_limiting.exceptions import RateLimitExceededException
+from crown_nexus.core.rate_limiting.models import RateLimitRule, RateLimitStrategy
+from crown_nexus.core.rate_limiting.utils import check_rate_limit
 from crown_nexus.logging import get_logger
 from crown_nexus.settings import Settings
 from crown_nexus.testing import app_client, override_service
+from tests.guide._blocks import GuideBlock, guide_block
 from tests.guide._support import assert_error_body, data_of, guide_app
 
 logger = get_logger("app.guide.s08")
+
+# the §8 blocks, by a line of each
+MODELS = "auth_rule = RateLimitRule("
+MIDDLEWARE = "block_exceeding_requests=True"
+SERVICE_ENDPOINT = '@router.post("/custom-rate-limited")'
+MANUAL = "async def send_email(user_id: str, subject: str, body: str):"
+HANDLER = "async def rate_limit_exception_handler("
+# §13 'RateLimitMiddleware' and §14 'Rate Limited Service Methods'
+S13_MIDDLEWARE = "from app.middleware import RateLimitMiddleware"
+ANALYTICS = "async def generate_report(self, user_id: str, report_type: str):"
+
+
+def s08(marker: str) -> GuideBlock:
+    """The §8 block holding ``marker``."""
+    return guide_block(8, marker)
+
+
+def rules() -> dict[str, Any]:
+    """§8 'Rate Limit Models': ``basic_rule``, ``api_rule``, ``auth_rule``."""
+    return s08(MODELS).run()
+
+
+def middleware_app() -> FastAPI:
+    """§8 'Basic Usage with Middleware': its ``app``."""
+    app: FastAPI = s08(MIDDLEWARE).run()["app"]
+    return app
+
+
+def s13_app() -> FastAPI:
+    """§13 'RateLimitMiddleware' (imports from crown_nexus.middleware / crown_nexus.core.rate_limiting): its ``app``."""
+    app: FastAPI = guide_block(13, S13_MIDDLEWARE).run()["app"]
+    return app
+
+
+def service_router() -> APIRouter:
+    """§8 'Using the Rate Limiting Service': the guide's endpoint on the user's ``router``."""
+    router = APIRouter()
+    s08(SERVICE_ENDPOINT).run(router=router, Request=Request, Dict=Dict, Any=Any)  # noqa: UP006 - the typing names the guide uses
+    return router
+
+
+def manual_send_email(user_logger: Any = logger) -> Any:
+    """§8 'Manual Rate Limiting' (the exception imported as the guide's previous block does): ``send_email``."""
+    names = {"logger": user_logger, "RateLimitExceededException": RateLimitExceededException}
+    return s08(MANUAL).run(**names)["send_email"]
+
+
+def install_user_handler(app: FastAPI) -> None:
+    """§8 'Exception Handling': the guide's own handler registered on the user's ``app``."""
+    s08(HANDLER).run(app=app, JSONResponse=JSONResponse)
+
+
+def analytics_service(report: Any) -> Any:
+    """§14 'Rate Limited Service Methods': ``AnalyticsService``, its report logic returning ``report``."""
+    names = {
+        "get_logger": get_logger,
+        "get_service": get_service,
+        "RateLimitRule": RateLimitRule,
+        "RateLimitStrategy": RateLimitStrategy,
+        "RateLimitExceededException": RateLimitExceededException,
+        "report": report,
+    }
+    return guide_block(14, ANALYTICS).run(**names)["AnalyticsService"]
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -35,38 +114,13 @@ async def service(request: pytest.FixtureRequest) -> AsyncIterator[RateLimitingS
     await svc.close()
 
 
-# --- §8 'Rate Limit Models', verbatim --------------------------------------------------------------
-
-from crown_nexus.core.rate_limiting.models import RateLimitRule, RateLimitStrategy
-
-# Create a basic rate limit rule
-basic_rule = RateLimitRule(
-    requests_per_window=100,
-    window_seconds=60,
-    strategy=RateLimitStrategy.IP
-)
-
-# Create a rule for specific paths
-api_rule = RateLimitRule(
-    requests_per_window=50,
-    window_seconds=60,
-    strategy=RateLimitStrategy.COMBINED,
-    path_pattern="/api/v1/",
-    exclude_paths=["/api/v1/health", "/api/v1/docs"]
-)
-
-# Create a rule with burst allowance
-auth_rule = RateLimitRule(
-    requests_per_window=20,
-    window_seconds=60,
-    strategy=RateLimitStrategy.IP,
-    burst_multiplier=2.0,  # Allow up to 40 requests in bursts
-    path_pattern="/api/v1/auth/"
-)
+# --- §8 'Rate Limit Models' ------------------------------------------------------------------------
 
 
 def test_rule_paths() -> None:
     """The path rule applies under /api/v1/ except its excluded paths; the basic rule everywhere."""
+    ns = rules()
+    basic_rule, api_rule, auth_rule = ns["basic_rule"], ns["api_rule"], ns["auth_rule"]
     assert basic_rule.matches("/anything") and basic_rule.matches("/api/v1/health")
     assert api_rule.matches("/api/v1/users") and not api_rule.matches("/other")
     assert not api_rule.matches("/api/v1/health") and not api_rule.matches("/api/v1/docs")
@@ -75,44 +129,14 @@ def test_rule_paths() -> None:
 
 async def test_burst_allows_40(service: RateLimitingService) -> None:
     """'Allow up to 40 requests in bursts': 40 immediate requests pass, the 41st is refused."""
+    auth_rule = rules()["auth_rule"]
     key = f"burst:{uuid.uuid4().hex}"
     outcomes = [await service.is_rate_limited(key, auth_rule) for _ in range(41)]
     assert [limited for limited, _, _ in outcomes[:40]] == [False] * 40
     assert outcomes[40][0] is True
 
 
-# --- §8 'Basic Usage with Middleware', verbatim ----------------------------------------------------
-
-
-def middleware_app() -> FastAPI:
-    """The guide's block; returns its ``app``."""
-    from fastapi import FastAPI
-    from crown_nexus.middleware.rate_limiting import RateLimitMiddleware
-    from crown_nexus.core.rate_limiting.models import RateLimitRule, RateLimitStrategy
-
-    app = FastAPI()
-
-    # Add rate limiting middleware
-    app.add_middleware(
-        RateLimitMiddleware,
-        rules=[
-            RateLimitRule(
-                requests_per_window=100,
-                window_seconds=60,
-                strategy=RateLimitStrategy.IP
-            ),
-            RateLimitRule(
-                requests_per_window=20,
-                window_seconds=60,
-                strategy=RateLimitStrategy.IP,
-                path_pattern="/api/v1/auth/"
-            )
-        ],
-        use_redis=True,
-        enable_headers=True,
-        block_exceeding_requests=True
-    )
-    return app
+# --- §8 'Basic Usage with Middleware' ---------------------------------------------------------------
 
 
 def _routes(app: FastAPI) -> FastAPI:
@@ -134,8 +158,6 @@ async def test_middleware_example(store: str, request: pytest.FixtureRequest) ->
     if store == "redis":  # the deployment's settings name the Redis server (as REDIS_URI would)
         app.state.settings = Settings(ENVIRONMENT="test", REDIS_URI=request.getfixturevalue("redis_url"))
     ip = f"10.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}"
-    import httpx
-
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, client=(ip, 1234))
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
@@ -162,61 +184,7 @@ async def test_middleware_example(store: str, request: pytest.FixtureRequest) ->
     assert other.headers["X-RateLimit-Remaining"] == str(100 - 22)
 
 
-# --- §8 'Using the Rate Limiting Service', verbatim ------------------------------------------------
-
-
-def service_router() -> APIRouter:
-    """The guide's endpoint on the user's ``router``."""
-    router = APIRouter()
-
-    from crown_nexus.core.dependency_manager import get_service
-    from crown_nexus.core.rate_limiting import get_rate_limiting_service
-    from crown_nexus.core.rate_limiting.models import RateLimitRule
-    from crown_nexus.core.rate_limiting.exceptions import RateLimitExceededException
-
-    # In FastAPI endpoints
-    @router.post("/custom-rate-limited")
-    async def custom_rate_limited_endpoint(
-        request: Request,
-        data: Dict[str, Any]
-    ):
-        # Get rate limiting service
-        rate_limiting_service = get_rate_limiting_service()
-
-        # Define custom rule for this endpoint
-        rule = RateLimitRule(
-            requests_per_window=5,
-            window_seconds=60
-        )
-
-        # Get key for current request
-        key = rate_limiting_service.get_key_for_request(request, rule)
-
-        # Check rate limit
-        is_limited, count, limit = await rate_limiting_service.is_rate_limited(key, rule)
-
-        # Handle rate limit exceeded
-        if is_limited:
-            headers = {
-                "X-RateLimit-Limit": str(limit),
-                "X-RateLimit-Remaining": "0",
-                "X-RateLimit-Reset": str(rule.window_seconds),
-                "Retry-After": str(rule.window_seconds)
-            }
-
-            raise RateLimitExceededException(
-                message="Custom rate limit exceeded",
-                details={"path": request.url.path},
-                headers=headers,
-                reset_seconds=rule.window_seconds
-            )
-
-        # Process the request
-        # ...
-
-        return {"success": True, "rate_limit": {"current": count, "limit": limit}}
-
-    return router
+# --- §8 'Using the Rate Limiting Service' -----------------------------------------------------------
 
 
 async def test_service_endpoint(service: RateLimitingService) -> None:
@@ -239,41 +207,12 @@ async def test_service_endpoint(service: RateLimitingService) -> None:
     assert_error_body(bad.json(), "VALIDATION_ERROR")
 
 
-# --- §8 'Manual Rate Limiting', verbatim -----------------------------------------------------------
-
-from crown_nexus.core.rate_limiting.exceptions import RateLimitExceededException
-from crown_nexus.core.rate_limiting.utils import check_rate_limit
-
-async def send_email(user_id: str, subject: str, body: str):
-    # Check if user has exceeded email sending limit
-    key = f"email:{user_id}"
-    is_limited, count, reset_seconds = await check_rate_limit(
-        key=key,
-        max_requests=10,  # 10 emails
-        window_seconds=3600  # per hour
-    )
-
-    if is_limited:
-        logger.warning(
-            "Email rate limit exceeded",
-            user_id=user_id,
-            current_count=count,
-            reset_seconds=reset_seconds
-        )
-        raise RateLimitExceededException(
-            message="Email sending limit exceeded",
-            details={"user_id": user_id, "limit": 10, "window": "1 hour"},
-            reset_seconds=reset_seconds
-        )
-
-    # Send email
-    # ...
-
-    return {"success": True}
+# --- §8 'Manual Rate Limiting' ----------------------------------------------------------------------
 
 
 async def test_manual_rate_limiting(service: RateLimitingService) -> None:
     """Ten emails per hour per user; the eleventh raises with a Retry-After of whole seconds ≥ 1."""
+    send_email = manual_send_email()
     user = f"u-{uuid.uuid4().hex}"
     for _ in range(10):
         assert await send_email(user, "hi", "body") == {"success": True}
@@ -301,12 +240,13 @@ async def test_check_rate_limit_shape(service: RateLimitingService) -> None:
     assert await service.is_rate_limited(key, rule) == (False, 1, 3)
 
 
-# --- §8 'Exception Handling', verbatim (the user's own handler) ------------------------------------
+# --- §8 'Exception Handling' (the user's own handler) -----------------------------------------------
 
 
 def handler_app() -> FastAPI:
     """A setup_app app with the guide's handler registered and an endpoint that raises."""
     router = APIRouter()
+    send_email = manual_send_email()
 
     @router.get("/send")
     async def send() -> Any:
@@ -315,28 +255,7 @@ def handler_app() -> FastAPI:
         return {"unreachable": True}
 
     app = guide_app(router, ENVIRONMENT="test")
-
-    from fastapi import Request, HTTPException
-    from crown_nexus.core.rate_limiting.exceptions import RateLimitExceededException
-
-    @app.exception_handler(RateLimitExceededException)
-    async def rate_limit_exception_handler(request: Request, exc: RateLimitExceededException):
-        # Get response headers from exception
-        headers = {}
-        if isinstance(exc.details, dict) and "headers" in exc.details:
-            headers = exc.details["headers"]
-
-        return JSONResponse(
-            status_code=429,
-            content={
-                "success": False,
-                "message": str(exc),
-                "code": "RATE_LIMIT_EXCEEDED",
-                "retry_after": headers.get("Retry-After", "60")
-            },
-            headers=headers
-        )
-
+    install_user_handler(app)
     return app
 
 
@@ -384,35 +303,12 @@ async def test_metrics_recorded(service: RateLimitingService) -> None:
     assert metrics.get_metric("rate_limiting_check_duration_seconds") is not None
 
 
-# --- §13 'RateLimitMiddleware', verbatim -----------------------------------------------------------
-
-
-def s13_app() -> FastAPI:
-    """The §13 block (imports from crown_nexus.middleware / crown_nexus.core.rate_limiting)."""
-    from crown_nexus.middleware import RateLimitMiddleware
-    from crown_nexus.core.rate_limiting import RateLimitRule, RateLimitStrategy
-    from fastapi import FastAPI
-
-    app = FastAPI()
-    app.add_middleware(
-        RateLimitMiddleware,
-        rules=[
-            RateLimitRule(
-                requests_per_window=100,
-                window_seconds=60,
-                strategy=RateLimitStrategy.IP
-            )
-        ],
-        use_redis=True
-    )
-    return app
+# --- §13 'RateLimitMiddleware' ---------------------------------------------------------------------
 
 
 async def test_s13_rate_limit_middleware() -> None:
     """§13: 100 requests per minute per IP; the 101st is refused with Retry-After."""
     app = _routes(s13_app())
-    import httpx
-
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, client=(f"192.0.2.{uuid.uuid4().int % 250}", 1))
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
@@ -422,75 +318,14 @@ async def test_s13_rate_limit_middleware() -> None:
     assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
 
 
-# --- §14 'Rate Limited Service Methods', verbatim --------------------------------------------------
-
-from crown_nexus.core.dependency_manager import get_service
+# --- §14 'Rate Limited Service Methods' -------------------------------------------------------------
 
 report = {"rows": [1, 2, 3]}
 
 
-class AnalyticsService:
-    def __init__(self, db):
-        self.db = db
-        self.logger = get_logger("app.domains.analytics.service")
-        self.rate_limiting_service = get_service("rate_limiting_service")
-
-    async def generate_report(self, user_id: str, report_type: str):
-        """Generate a complex analytical report.
-
-        This method is rate limited to prevent resource abuse.
-        """
-        self.logger.info("Generate report requested", user_id=user_id, report_type=report_type)
-
-        # Define a rate limit rule for report generation
-        rule = RateLimitRule(
-            requests_per_window=5,  # 5 reports
-            window_seconds=3600,    # per hour
-            strategy=RateLimitStrategy.USER
-        )
-
-        # Use user ID directly as the key for consistent limits
-        key = f"report_generation:{user_id}"
-
-        # Check rate limit
-        is_limited, count, limit = await self.rate_limiting_service.is_rate_limited(key, rule)
-
-        if is_limited:
-            self.logger.warning(
-                "Report generation rate limit exceeded",
-                user_id=user_id,
-                report_type=report_type,
-                count=count,
-                limit=limit
-            )
-
-            raise RateLimitExceededException(
-                message="Report generation limit exceeded",
-                details={
-                    "user_id": user_id,
-                    "limit": limit,
-                    "window": "1 hour",
-                    "report_type": report_type
-                }
-            )
-
-        # Generate report
-        self.logger.info(
-            "Generating report",
-            user_id=user_id,
-            report_type=report_type,
-            remaining_limit=limit - count
-        )
-
-        # Complex report logic...
-
-        self.logger.info("Report generated successfully", user_id=user_id, report_type=report_type)
-        return report
-
-
 async def test_rate_limited_service_method(service: RateLimitingService) -> None:
     """§14: five reports per user per hour; the sixth raises 429 with Retry-After and the details."""
-    analytics = AnalyticsService(db=None)
+    analytics = analytics_service(report)(db=None)
     user = f"u-{uuid.uuid4().hex}"
     for _ in range(5):
         assert await analytics.generate_report(user, "sales") is report
@@ -537,8 +372,6 @@ async def test_user_strategy_counts_each_user_separately() -> None:
 
 # --- SPEC §10: Retry-After is always whole seconds, at least 1 -------------------------------------
 
-from hypothesis import given, settings as hsettings, strategies as st
-
 
 @hsettings(max_examples=150, deadline=None)
 @given(
@@ -554,24 +387,7 @@ def test_retry_after_always_whole_seconds(header: str | None, reset: float | Non
     assert exc.details["headers"]["Retry-After"] == value
 
 
-# ------------------------------------------------------------------------------------------------
-# Each example run as written on a frozen-clock memory service (formerly tests/core/rate_limiting/test_guide_examples.py)
-# Every guide §8 example (and the §13/§14 rate-limiting ones) run as written.
-import asyncio
-import time
-from collections.abc import Iterator
-from typing import Any, Dict  # noqa: UP035 - the guide's own spelling
-
-import httpx
-import pytest
-from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse
-
-from crown_nexus.core.dependency_manager import override_service as override_registered_service
-from crown_nexus.core.exceptions import install_exception_handlers
-from crown_nexus.core.rate_limiting import MemoryRateLimitBackend, RateLimitingService
-from crown_nexus.logging import get_logger
-from crown_nexus.settings import Settings
+# --- the same blocks on a second setup: an in-memory service on a frozen clock, bare FastAPI apps ---
 
 
 @pytest.fixture
@@ -589,32 +405,8 @@ def client_for(app: FastAPI) -> httpx.AsyncClient:
 @pytest.mark.usefixtures("fresh_service")
 def test_rate_limit_models_example() -> None:
     """§8 "Rate Limit Models": the three rules build, with the burst selecting the token bucket."""
-    from crown_nexus.core.rate_limiting.models import RateLimitRule, RateLimitStrategy
-
-    # Create a basic rate limit rule
-    basic_rule = RateLimitRule(
-        requests_per_window=100,
-        window_seconds=60,
-        strategy=RateLimitStrategy.IP
-    )
-
-    # Create a rule for specific paths
-    api_rule = RateLimitRule(
-        requests_per_window=50,
-        window_seconds=60,
-        strategy=RateLimitStrategy.COMBINED,
-        path_pattern="/api/v1/",
-        exclude_paths=["/api/v1/health", "/api/v1/docs"]
-    )
-
-    # Create a rule with burst allowance
-    auth_rule = RateLimitRule(
-        requests_per_window=20,
-        window_seconds=60,
-        strategy=RateLimitStrategy.IP,
-        burst_multiplier=2.0,  # Allow up to 40 requests in bursts
-        path_pattern="/api/v1/auth/"
-    )
+    ns = rules()
+    basic_rule, api_rule, auth_rule = ns["basic_rule"], ns["api_rule"], ns["auth_rule"]
     assert basic_rule.matches("/anything")
     assert api_rule.matches("/api/v1/products") and not api_rule.matches("/api/v1/health")
     assert not api_rule.matches("/api/v1/docs/index.html")
@@ -624,33 +416,7 @@ def test_rate_limit_models_example() -> None:
 @pytest.mark.usefixtures("fresh_service")
 async def test_middleware_example_on_a_frozen_clock() -> None:
     """§8 "Basic Usage with Middleware": the auth path gets 20, then 429 with headers."""
-    from fastapi import FastAPI
-
-    from crown_nexus.core.rate_limiting.models import RateLimitRule, RateLimitStrategy
-    from crown_nexus.middleware.rate_limiting import RateLimitMiddleware
-
-    app = FastAPI()
-
-    # Add rate limiting middleware
-    app.add_middleware(
-        RateLimitMiddleware,
-        rules=[
-            RateLimitRule(
-                requests_per_window=100,
-                window_seconds=60,
-                strategy=RateLimitStrategy.IP
-            ),
-            RateLimitRule(
-                requests_per_window=20,
-                window_seconds=60,
-                strategy=RateLimitStrategy.IP,
-                path_pattern="/api/v1/auth/"
-            )
-        ],
-        use_redis=True,
-        enable_headers=True,
-        block_exceeding_requests=True
-    )
+    app = middleware_app()
 
     @app.get("/api/v1/auth/login")
     async def login() -> dict[str, bool]:
@@ -681,23 +447,7 @@ async def test_middleware_example_on_a_frozen_clock() -> None:
 @pytest.mark.usefixtures("fresh_service")
 async def test_middleware_section_13_example() -> None:
     """§13 "RateLimitMiddleware": imports from crown_nexus.middleware and the package root."""
-    from fastapi import FastAPI
-
-    from crown_nexus.core.rate_limiting import RateLimitRule, RateLimitStrategy
-    from crown_nexus.middleware import RateLimitMiddleware
-
-    app = FastAPI()
-    app.add_middleware(
-        RateLimitMiddleware,
-        rules=[
-            RateLimitRule(
-                requests_per_window=100,
-                window_seconds=60,
-                strategy=RateLimitStrategy.IP
-            )
-        ],
-        use_redis=True
-    )
+    app = s13_app()
 
     @app.get("/")
     async def root() -> dict[str, int]:
@@ -713,55 +463,7 @@ async def test_middleware_section_13_example() -> None:
 @pytest.mark.usefixtures("fresh_service")
 async def test_service_endpoint_example() -> None:
     """§8 "Using the Rate Limiting Service": 5 pass, the 6th is a 429 with the guide's headers."""
-    from crown_nexus.core.dependency_manager import get_service  # noqa: F401 - as in the guide
-    from crown_nexus.core.rate_limiting import get_rate_limiting_service
-    from crown_nexus.core.rate_limiting.exceptions import RateLimitExceededException
-    from crown_nexus.core.rate_limiting.models import RateLimitRule
-
-    router = APIRouter()
-
-    # In FastAPI endpoints
-    @router.post("/custom-rate-limited")
-    async def custom_rate_limited_endpoint(
-        request: Request,
-        data: Dict[str, Any]  # noqa: UP006 - as written in the guide
-    ):
-        # Get rate limiting service
-        rate_limiting_service = get_rate_limiting_service()
-
-        # Define custom rule for this endpoint
-        rule = RateLimitRule(
-            requests_per_window=5,
-            window_seconds=60
-        )
-
-        # Get key for current request
-        key = rate_limiting_service.get_key_for_request(request, rule)
-
-        # Check rate limit
-        is_limited, count, limit = await rate_limiting_service.is_rate_limited(key, rule)
-
-        # Handle rate limit exceeded
-        if is_limited:
-            headers = {
-                "X-RateLimit-Limit": str(limit),
-                "X-RateLimit-Remaining": "0",
-                "X-RateLimit-Reset": str(rule.window_seconds),
-                "Retry-After": str(rule.window_seconds)
-            }
-
-            raise RateLimitExceededException(
-                message="Custom rate limit exceeded",
-                details={"path": request.url.path},
-                headers=headers,
-                reset_seconds=rule.window_seconds
-            )
-
-        # Process the request
-        # ...
-
-        return {"success": True, "rate_limit": {"current": count, "limit": limit}}
-
+    router = service_router()
     app = FastAPI()
     install_exception_handlers(app)
     app.include_router(router)
@@ -782,38 +484,7 @@ async def test_service_endpoint_example() -> None:
 @pytest.mark.usefixtures("fresh_service")
 async def test_manual_rate_limiting_example() -> None:
     """§8 "Manual Rate Limiting": the 11th email in an hour raises with reset_seconds."""
-    from crown_nexus.core.rate_limiting.exceptions import RateLimitExceededException
-    from crown_nexus.core.rate_limiting.utils import check_rate_limit
-
-    logger = get_logger("tests.email")
-
-    async def send_email(user_id: str, subject: str, body: str):
-        # Check if user has exceeded email sending limit
-        key = f"email:{user_id}"
-        is_limited, count, reset_seconds = await check_rate_limit(
-            key=key,
-            max_requests=10,  # 10 emails
-            window_seconds=3600  # per hour
-        )
-
-        if is_limited:
-            logger.warning(
-                "Email rate limit exceeded",
-                user_id=user_id,
-                current_count=count,
-                reset_seconds=reset_seconds
-            )
-            raise RateLimitExceededException(
-                message="Email sending limit exceeded",
-                details={"user_id": user_id, "limit": 10, "window": "1 hour"},
-                reset_seconds=reset_seconds
-            )
-
-        # Send email
-        # ...
-
-        return {"success": True}
-
+    send_email = manual_send_email(get_logger("tests.email"))
     for _ in range(10):
         assert await send_email("u1", "s", "b") == {"success": True}
     with pytest.raises(RateLimitExceededException) as info:
@@ -828,29 +499,8 @@ async def test_manual_rate_limiting_example() -> None:
 @pytest.mark.usefixtures("fresh_service")
 async def test_exception_handling_example() -> None:
     """§8 "Exception Handling": the guide's own handler reads details['headers'] as written."""
-    from fastapi import HTTPException, Request  # noqa: F401 - as in the guide
-
-    from crown_nexus.core.rate_limiting.exceptions import RateLimitExceededException
-
     app = FastAPI()
-
-    @app.exception_handler(RateLimitExceededException)
-    async def rate_limit_exception_handler(request: Request, exc: RateLimitExceededException):
-        # Get response headers from exception
-        headers = {}
-        if isinstance(exc.details, dict) and "headers" in exc.details:
-            headers = exc.details["headers"]
-
-        return JSONResponse(
-            status_code=429,
-            content={
-                "success": False,
-                "message": str(exc),
-                "code": "RATE_LIMIT_EXCEEDED",
-                "retry_after": headers.get("Retry-After", "60")
-            },
-            headers=headers
-        )
+    install_user_handler(app)
 
     @app.get("/limited")
     async def limited() -> None:
@@ -868,70 +518,8 @@ async def test_exception_handling_example() -> None:
 @pytest.mark.usefixtures("fresh_service")
 async def test_rate_limited_service_methods_example() -> None:
     """§14 "Rate Limited Service Methods": the 6th report in an hour raises."""
-    from crown_nexus.core.dependency_manager import get_service
-    from crown_nexus.core.rate_limiting.exceptions import RateLimitExceededException
-    from crown_nexus.core.rate_limiting.models import RateLimitRule, RateLimitStrategy
-
     report = {"kind": "user-supplied report"}  # the user's own domain object
-
-    class AnalyticsService:
-        def __init__(self, db):
-            self.db = db
-            self.logger = get_logger("app.domains.analytics.service")
-            self.rate_limiting_service = get_service("rate_limiting_service")
-
-        async def generate_report(self, user_id: str, report_type: str):
-            """Generate a complex analytical report.
-
-            This method is rate limited to prevent resource abuse.
-            """
-            self.logger.info("Generate report requested", user_id=user_id, report_type=report_type)
-
-            # Define a rate limit rule for report generation
-            rule = RateLimitRule(
-                requests_per_window=5,  # 5 reports
-                window_seconds=3600,    # per hour
-                strategy=RateLimitStrategy.USER
-            )
-
-            # Use user ID directly as the key for consistent limits
-            key = f"report_generation:{user_id}"
-
-            # Check rate limit
-            is_limited, count, limit = await self.rate_limiting_service.is_rate_limited(key, rule)
-
-            if is_limited:
-                self.logger.warning(
-                    "Report generation rate limit exceeded",
-                    user_id=user_id,
-                    report_type=report_type,
-                    count=count,
-                    limit=limit
-                )
-
-                raise RateLimitExceededException(
-                    message="Report generation limit exceeded",
-                    details={
-                        "user_id": user_id,
-                        "limit": limit,
-                        "window": "1 hour",
-                        "report_type": report_type
-                    }
-                )
-
-            # Generate report
-            self.logger.info(
-                "Generating report",
-                user_id=user_id,
-                report_type=report_type,
-                remaining_limit=limit - count
-            )
-
-            # Complex report logic...
-
-            self.logger.info("Report generated successfully", user_id=user_id, report_type=report_type)
-            return report
-
+    AnalyticsService = analytics_service(report)
     service = AnalyticsService(db=None)
     for _ in range(5):
         assert await service.generate_report("u1", "sales") is report
