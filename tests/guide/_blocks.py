@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,13 @@ _IMPORT = re.compile(r"^(\s*)(from|import) app\.", re.MULTILINE)
 
 #: (section, marker) -> first 16 hex digits of the SHA-256 of the block's text as the guide writes it
 PINNED: dict[tuple[int, str], str] = {
+    # §6 Metrics System
+    (6, 'name="user_registrations_total",'): "fb5ac40165e05930",
+    (6, "metrics_service.track_db_query("): "40bfd0b5dd289f51",
+    (6, "async def long_running_operation():"): "d6ed5d28f9287482",
+    (6, '@track_db_insert(entity="order")'): "5fee15079d6bf9b8",
+    (6, "class MetricsMiddleware(BaseHTTPMiddleware):"): "abb26c7bfe70c3eb",
+    (6, "metrics_config = MetricsConfig("): "fdd27151dfef4c4a",
     # §8 Rate Limiting System
     (8, "auth_rule = RateLimitRule("): "cd8cdbe8bc65a79e",
     (8, "block_exceeding_requests=True"): "312d493532897d79",
@@ -75,6 +82,16 @@ class GuideBlock:
     def digest(self) -> str:
         """First 16 hex digits of the SHA-256 of :attr:`source` (what :data:`PINNED` records)."""
         return hashlib.sha256(self.source.encode()).hexdigest()[:16]
+
+    def adapted(self, old: str, new: str) -> GuideBlock:
+        """This block with the user's ``new`` in place of the guide's ``old``, which stands in it exactly once.
+
+        For what the guide leaves to the reader: a placeholder comment filled with the user's logic,
+        or a value the test's setup must choose (a free port instead of the guide's 9090).
+        """
+        if self.source.count(old) != 1:
+            raise ValueError(f"guide §{self.section} block {self.index}: {old!r} stands {self.source.count(old)} times, not once")
+        return replace(self, source=self.source.replace(old, new))
 
     def run(self, **names: Any) -> dict[str, Any]:
         """Execute the block as a module whose globals start as ``names``; returns those globals."""

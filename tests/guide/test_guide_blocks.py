@@ -107,3 +107,13 @@ async def test_run_async_runs_top_level_await() -> None:
     """A block written with top-level await runs as a coroutine body; its names come back."""
     (block,) = parse_guide("## 1. A\n\n```python\nimport asyncio\nawait asyncio.sleep(0)\nz = w + 1\n```\n")
     assert (await block.run_async(w=41))["z"] == 42
+
+
+def test_adapted_replaces_exactly_one_place() -> None:
+    """adapted() swaps one place of the block for the user's text, and refuses text that is absent or repeated."""
+    (block,) = parse_guide("## 1. A\n\n```python\nport = 9090\n# user logic\n# user logic\n```\n")
+    assert block.adapted("9090", "8080").run()["port"] == 8080
+    with pytest.raises(ValueError, match="2 times"):
+        block.adapted("# user logic", "x = 1")
+    with pytest.raises(ValueError, match="0 times"):
+        block.adapted("9091", "1")

@@ -1,22 +1,46 @@
-"""Guide §6 (Metrics System) and its §14 usages, run as written with the user's objects supplied."""
-# ruff: noqa: I001, E402, F811, F841, E501 - the guide's blocks are copied verbatim (their imports and order)
+"""Guide §6 (Metrics System) and its §14 usage, run as written with the user's objects supplied.
+
+Every guide block is read from the guide (``tests/guide/_blocks.py``) and executed in a namespace
+holding the user's own objects, so each block stands once here however many setups run it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
+import httpx
 import pytest
-from fastapi import APIRouter
+from fastapi import APIRouter, FastAPI
 from sqlalchemy import Integer, String, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from crown_nexus.core.metrics import MetricsService
+from crown_nexus.core.config import settings
+from crown_nexus.core.dependency_manager import get_service
+from crown_nexus.core.metrics import MetricsService, track_db_select
+from crown_nexus.logging import get_logger
+from crown_nexus.settings import Settings
 from crown_nexus.testing import app_client, override_service
+from tests.guide._blocks import GuideBlock, guide_block
 from tests.guide._support import guide_app
+
+# the §6 blocks, by a line of each
+BASIC_USAGE = 'name="user_registrations_total",'
+TRACKING = "metrics_service.track_db_query("
+FUNCTION_TIMING = "async def long_running_operation():"
+DB_OPERATIONS = '@track_db_insert(entity="order")'
+MIDDLEWARE = "class MetricsMiddleware(BaseHTTPMiddleware):"
+CONFIGURATION = "metrics_config = MetricsConfig("
+
+
+def s06(marker: str) -> GuideBlock:
+    """The §6 block holding ``marker``."""
+    return guide_block(6, marker)
+
 
 # --- the user's own objects ------------------------------------------------------------------------
 
@@ -65,59 +89,13 @@ def metrics() -> Any:
 result = {"done": True}
 
 
-# --- §6 'Basic Usage', verbatim --------------------------------------------------------------------
+# --- §6 'Basic Usage' -------------------------------------------------------------------------------
 
 
 def basic_usage() -> tuple[Any, Any, Any]:
-    """The guide's block; returns the created metric objects."""
-    from crown_nexus.core.dependency_manager import get_service
-
-    # Get the metrics service
-    metrics_service = get_service("metrics_service")
-
-    # Create and use counter metrics
-    counter = metrics_service.create_counter(
-        name="user_registrations_total",
-        description="Total number of user registrations",
-        labelnames=["source", "role"]
-    )
-
-    # Increment counter
-    metrics_service.increment_counter(
-        "user_registrations_total",
-        amount=1,
-        labels={"source": "web", "role": "customer"}
-    )
-
-    # Create and use gauge metrics
-    gauge = metrics_service.create_gauge(
-        name="active_users",
-        description="Number of currently active users",
-        labelnames=["tenant"]
-    )
-
-    # Set gauge value
-    metrics_service.set_gauge(
-        "active_users",
-        value=42,
-        labels={"tenant": "main"}
-    )
-
-    # Create and use histogram metrics
-    histogram = metrics_service.create_histogram(
-        name="order_processing_seconds",
-        description="Time spent processing orders",
-        labelnames=["type"],
-        buckets=[0.1, 0.5, 1.0, 5.0, 10.0]
-    )
-
-    # Observe histogram value
-    metrics_service.observe_histogram(
-        "order_processing_seconds",
-        value=1.7,
-        labels={"type": "standard"}
-    )
-    return counter, gauge, histogram
+    """The guide's block run on the current "metrics_service"; returns the created metric objects."""
+    ns = s06(BASIC_USAGE).run()
+    return ns["counter"], ns["gauge"], ns["histogram"]
 
 
 def _sample(service: MetricsService, name: str, labels: dict[str, str]) -> float | None:
@@ -141,45 +119,12 @@ def test_basic_usage_values_are_readable(metrics: MetricsService) -> None:
     assert b'user_registrations_total{role="customer",source="web"} 2.0' in body
 
 
-# --- §6 'Tracking Operations', verbatim ------------------------------------------------------------
+# --- §6 'Tracking Operations' -----------------------------------------------------------------------
 
 
 def tracking_operations() -> None:
-    """The guide's block."""
-    from crown_nexus.core.dependency_manager import get_service
-
-    metrics_service = get_service("metrics_service")
-
-    # Track HTTP request
-    metrics_service.track_request(
-        method="GET",
-        endpoint="/api/users",
-        status_code=200,
-        duration=0.125
-    )
-
-    # Track database query
-    metrics_service.track_db_query(
-        operation="SELECT",
-        entity="user",
-        duration=0.087
-    )
-
-    # Track service call
-    metrics_service.track_service_call(
-        component="external_api",
-        action="get_weather",
-        duration=0.342
-    )
-
-    # Track cache operation
-    metrics_service.track_cache_operation(
-        operation="get",
-        backend="redis",
-        hit=True,
-        duration=0.004,
-        component="user_profile"
-    )
+    """The guide's block, on the current "metrics_service"."""
+    s06(TRACKING).run()
 
 
 def test_tracking_operations(metrics: MetricsService) -> None:
@@ -197,57 +142,29 @@ def test_tracking_operations(metrics: MetricsService) -> None:
     assert metrics.get_histogram_quantile("cache_operation_duration_seconds", 0.5, {"component": "user_profile"}) == pytest.approx(0.004)
 
 
-# --- §6 'Function Timing', verbatim ----------------------------------------------------------------
+# --- §6 'Function Timing' ---------------------------------------------------------------------------
 
 
-def function_timing() -> tuple[Any, Any, Any]:
-    """The guide's block; returns the three decorated functions."""
-    from crown_nexus.core.dependency_manager import get_service
-    from crown_nexus.core.metrics import MetricType
+def function_timing(user_result: Any, long_running_logic: str | None = None, **names: Any) -> tuple[Any, Any, Any]:
+    """The guide's block, each function returning ``user_result``; returns the three decorated functions.
 
-    metrics_service = get_service("metrics_service")
-
-    # Timing synchronous functions
-    @metrics_service.timed_function(
-        name="process_user_data_duration",
-        metric_type=MetricType.HISTOGRAM
-    )
-    def process_user_data(user_id, data):
-        # Processing logic
-        return result
-
-    # Timing asynchronous functions with labels
-    @metrics_service.async_timed_function(
-        name="fetch_external_data_duration",
-        metric_type=MetricType.HISTOGRAM,
-        labels_func=lambda resource_id, **kwargs: {"resource_type": resource_id.split("-")[0]}
-    )
-    async def fetch_external_data(resource_id):
-        # Async processing logic
-        return result
-
-    # Tracking in-progress operations
-    @metrics_service.async_timed_function(
-        name="long_running_operation_duration",
-        track_in_progress_flag=True,
-        in_progress_metric="long_running_operations_in_progress"
-    )
-    async def long_running_operation():
-        # Long-running operation logic
-        await release.wait()
-        return result
-
-    return process_user_data, fetch_external_data, long_running_operation
-
-
-release: asyncio.Event
+    ``long_running_logic`` is the user's code at the guide's "# Long-running operation logic"
+    (``names`` are the user's objects it uses).
+    """
+    block = s06(FUNCTION_TIMING)
+    if long_running_logic is not None:
+        placeholder = "# Long-running operation logic"
+        block = block.adapted(placeholder, f"{placeholder}\n    {long_running_logic}")
+    ns = block.run(result=user_result, **names)
+    return ns["process_user_data"], ns["fetch_external_data"], ns["long_running_operation"]
 
 
 async def test_function_timing(metrics: MetricsService) -> None:
     """Durations land in the named histograms, labels come from labels_func, in-progress is counted."""
-    global release
     release = asyncio.Event()
-    process_user_data, fetch_external_data, long_running_operation = function_timing()
+    process_user_data, fetch_external_data, long_running_operation = function_timing(
+        result, "await release.wait()", release=release
+    )
     assert process_user_data("u1", {}) is result
     assert await fetch_external_data("weather-42") is result
     assert await fetch_external_data(resource_id="stock-1") is result
@@ -264,29 +181,18 @@ async def test_function_timing(metrics: MetricsService) -> None:
     assert metrics.get_histogram_quantile("long_running_operation_duration", 0.5) >= 0.005
 
 
-# --- §6 'Integration with Database Operations', verbatim -------------------------------------------
+# --- §6 'Integration with Database Operations' ---------------------------------------------------
 
-from crown_nexus.core.metrics import track_db_select, track_db_insert
 
-# Track SELECT operations
-@track_db_select(entity="user")
-async def get_users_by_role(db, role):
-    query = select(User).where(User.role == role)
-    result = await db.execute(query)
-    return list(result.scalars().all())
-
-# Track INSERT operations
-@track_db_insert(entity="order")
-async def create_order(db, order_data):
-    order = Order(**order_data)
-    db.add(order)
-    await db.commit()
-    await db.refresh(order)
-    return order
+def db_operations(user_model: Any, order_model: Any, user_select: Any = select) -> tuple[Any, Any]:
+    """The guide's block over the user's models and ``select``; returns ``get_users_by_role``, ``create_order``."""
+    ns = s06(DB_OPERATIONS).run(select=user_select, User=user_model, Order=order_model)
+    return ns["get_users_by_role"], ns["create_order"]
 
 
 async def test_db_operation_decorators(db: AsyncSession, metrics: MetricsService) -> None:
     """The decorated queries run and are counted and timed by operation and entity."""
+    get_users_by_role, create_order = db_operations(User, Order)
     admins = await get_users_by_role(db, "admin")
     assert [u.id for u in admins] == [1]
     order = await create_order(db, {"item": "book"})
@@ -302,54 +208,13 @@ async def test_db_operation_decorators(db: AsyncSession, metrics: MetricsService
     assert {op.upper() for op in ops} == {"SELECT", "INSERT"}
 
 
-# --- §6 'Middleware Integration', verbatim (the user's own BaseHTTPMiddleware) ---------------------
+# --- §6 'Middleware Integration' (the user's own BaseHTTPMiddleware) -------------------------------
 
-from starlette.middleware.base import BaseHTTPMiddleware
-from crown_nexus.core.dependency_manager import get_service
-from crown_nexus.core.metrics import MetricName, MetricTag
 
-class MetricsMiddleware(BaseHTTPMiddleware):
-    async def dispatch(self, request, call_next):
-        metrics_service = get_service("metrics_service")
-        start_time = time.monotonic()
-
-        # Track in-progress requests
-        labels = {
-            MetricTag.METHOD: request.method,
-            MetricTag.ENDPOINT: request.url.path
-        }
-        metrics_service.track_in_progress(MetricName.HTTP_IN_PROGRESS, labels, 1)
-
-        try:
-            response = await call_next(request)
-            duration = time.monotonic() - start_time
-
-            # Track completed request
-            metrics_service.track_request(
-                method=request.method,
-                endpoint=request.url.path,
-                status_code=response.status_code,
-                duration=duration,
-                error_code=response.headers.get("X-Error-Code")
-            )
-
-            return response
-        except Exception as e:
-            duration = time.monotonic() - start_time
-
-            # Track failed request
-            metrics_service.track_request(
-                method=request.method,
-                endpoint=request.url.path,
-                status_code=500,
-                duration=duration,
-                error_code=type(e).__name__
-            )
-
-            raise
-        finally:
-            # Ensure we decrement the in-progress counter
-            metrics_service.track_in_progress(MetricName.HTTP_IN_PROGRESS, labels, -1)
+def metrics_middleware() -> type:
+    """The guide's ``MetricsMiddleware`` class (its module imports ``time``, as the user's would)."""
+    middleware: type = s06(MIDDLEWARE).run(time=time)["MetricsMiddleware"]
+    return middleware
 
 
 async def test_users_metrics_middleware_in_our_stack(metrics: MetricsService) -> None:
@@ -361,7 +226,7 @@ async def test_users_metrics_middleware_in_our_stack(metrics: MetricsService) ->
         return {"pong": "yes"}
 
     app = guide_app(router, ENVIRONMENT="test")
-    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(metrics_middleware())
     async with app_client(app) as client:
         for _ in range(3):
             assert (await client.get("/api/ping")).status_code == 200
@@ -372,29 +237,20 @@ async def test_users_metrics_middleware_in_our_stack(metrics: MetricsService) ->
     assert _sample(metrics, "http_requests_in_progress", {"method": "GET", "endpoint": "/api/ping"}) == 0
 
 
-# --- §6 'Configuration', verbatim ------------------------------------------------------------------
+# --- §6 'Configuration' ----------------------------------------------------------------------------
 
-from crown_nexus.core.metrics import MetricsConfig
-from crown_nexus.core.dependency_manager import get_service
-from crown_nexus.core.config import settings
 
-# In app startup
-async def startup():
-    metrics_config = MetricsConfig(
-        namespace="crown_nexus",
-        subsystem="api",
-        default_labels={"environment": settings.ENVIRONMENT.value},
-        enable_prometheus=True,
-        endpoint_port=9090
-    )
-
-    metrics_service = get_service("metrics_service")
-    await metrics_service.initialize(metrics_config)
+def configuration_startup(user_settings: Any, port: int | None = None) -> Any:
+    """The guide's ``startup`` reading the user's ``settings``; on ``port`` instead of the guide's 9090 when given."""
+    block = s06(CONFIGURATION)
+    if port is not None:
+        block = block.adapted("endpoint_port=9090", f"endpoint_port={port}")
+    return block.run(settings=user_settings)["startup"]
 
 
 async def test_configuration_startup(metrics: MetricsService) -> None:
     """After startup, new metrics are exported as crown_nexus_api_<name> with the environment label."""
-    await startup()
+    await configuration_startup(settings)()
     try:
         metrics.increment_counter("logins_total", 1, {"kind": "password"})
         body, content_type = metrics.render_latest()
@@ -407,8 +263,6 @@ async def test_configuration_startup(metrics: MetricsService) -> None:
 
 
 # --- §14 'Metrics in Services', verbatim -----------------------------------------------------------
-
-from crown_nexus.logging import get_logger
 
 
 class Repository:
@@ -490,7 +344,7 @@ async def test_error_responses_carry_x_error_code_for_the_guides_middleware(metr
         raise BusinessException("Out of stock")
 
     app = guide_app(router, ENVIRONMENT="test")
-    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(metrics_middleware())
     async with app_client(app) as client:
         response = await client.get("/api/sell")
         missing = await client.get("/api/none")
@@ -500,70 +354,16 @@ async def test_error_responses_carry_x_error_code_for_the_guides_middleware(metr
     assert metrics.get_counter_sum("http_errors_total", labels) >= 1
 
 
-# ------------------------------------------------------------------------------------------------
-# Each example run as written in a fresh shared service (formerly tests/core/metrics/test_guide_s06.py)
-# Guide §6 (Metrics System): every example run as written (``app.`` -> ``crown_nexus.``).
-import time
-from types import SimpleNamespace
-
-import httpx
-import pytest
-from fastapi import FastAPI
-
-from crown_nexus.core.dependency_manager import get_service
-from crown_nexus.settings import Settings
-
-
-@pytest.fixture
-def fresh_shared_service():
-    """The guide uses the shared metrics_service: start each example from an empty one."""
-    get_service("metrics_service").reset()
-    yield
-    get_service("metrics_service").reset()
+# --- the same blocks on a second setup: the shared "metrics_service", reset around each test ------
 
 
 @pytest.mark.usefixtures("fresh_shared_service")
 def test_basic_usage_example() -> None:
     """Create and record a counter, a gauge and a histogram as the guide shows."""
-    # --- guide §6, as written ---
-    from crown_nexus.core.dependency_manager import get_service
-
-    # Get the metrics service
-    metrics_service = get_service("metrics_service")
-
-    # Create and use counter metrics
-    counter = metrics_service.create_counter(
-        name="user_registrations_total",
-        description="Total number of user registrations",
-        labelnames=["source", "role"],
+    ns = s06(BASIC_USAGE).run()
+    counter, gauge, histogram, metrics_service = (
+        ns[name] for name in ("counter", "gauge", "histogram", "metrics_service")
     )
-
-    # Increment counter
-    metrics_service.increment_counter(
-        "user_registrations_total", amount=1, labels={"source": "web", "role": "customer"}
-    )
-
-    # Create and use gauge metrics
-    gauge = metrics_service.create_gauge(
-        name="active_users", description="Number of currently active users", labelnames=["tenant"]
-    )
-
-    # Set gauge value
-    metrics_service.set_gauge("active_users", value=42, labels={"tenant": "main"})
-
-    # Create and use histogram metrics
-    histogram = metrics_service.create_histogram(
-        name="order_processing_seconds",
-        description="Time spent processing orders",
-        labelnames=["type"],
-        buckets=[0.1, 0.5, 1.0, 5.0, 10.0],
-    )
-
-    # Observe histogram value
-    metrics_service.observe_histogram(
-        "order_processing_seconds", value=1.7, labels={"type": "standard"}
-    )
-    # --- end ---
 
     assert counter.labels(source="web", role="customer")._value.get() == 1
     assert gauge.labels(tenant="main")._value.get() == 42
@@ -574,29 +374,7 @@ def test_basic_usage_example() -> None:
 @pytest.mark.usefixtures("fresh_shared_service")
 def test_tracking_operations_example() -> None:
     """The pre-built trackers record requests, queries, service calls and cache operations."""
-    # --- guide §6, as written ---
-    from crown_nexus.core.dependency_manager import get_service
-
-    metrics_service = get_service("metrics_service")
-
-    # Track HTTP request
-    metrics_service.track_request(
-        method="GET", endpoint="/api/users", status_code=200, duration=0.125
-    )
-
-    # Track database query
-    metrics_service.track_db_query(operation="SELECT", entity="user", duration=0.087)
-
-    # Track service call
-    metrics_service.track_service_call(
-        component="external_api", action="get_weather", duration=0.342
-    )
-
-    # Track cache operation
-    metrics_service.track_cache_operation(
-        operation="get", backend="redis", hit=True, duration=0.004, component="user_profile"
-    )
-    # --- end ---
+    metrics_service = s06(TRACKING).run()["metrics_service"]
 
     assert metrics_service.get_counter_sum("http_requests_total", {"endpoint": "/api/users"}) == 1
     assert metrics_service.get_counter_sum("db_queries_total", {"entity": "user"}) == 1
@@ -607,43 +385,8 @@ def test_tracking_operations_example() -> None:
 @pytest.mark.usefixtures("fresh_shared_service")
 async def test_function_timing_example() -> None:
     """timed_function / async_timed_function (labels, in-progress) as the guide shows."""
-    result = "ok"
-
-    # --- guide §6, as written ---
-    from crown_nexus.core.dependency_manager import get_service
-    from crown_nexus.core.metrics import MetricType
-
+    process_user_data, fetch_external_data, long_running_operation = function_timing("ok")
     metrics_service = get_service("metrics_service")
-
-    # Timing synchronous functions
-    @metrics_service.timed_function(
-        name="process_user_data_duration", metric_type=MetricType.HISTOGRAM
-    )
-    def process_user_data(user_id, data):
-        # Processing logic
-        return result
-
-    # Timing asynchronous functions with labels
-    @metrics_service.async_timed_function(
-        name="fetch_external_data_duration",
-        metric_type=MetricType.HISTOGRAM,
-        labels_func=lambda resource_id, **kwargs: {"resource_type": resource_id.split("-")[0]},
-    )
-    async def fetch_external_data(resource_id):
-        # Async processing logic
-        return result
-
-    # Tracking in-progress operations
-    @metrics_service.async_timed_function(
-        name="long_running_operation_duration",
-        track_in_progress_flag=True,
-        in_progress_metric="long_running_operations_in_progress",
-    )
-    async def long_running_operation():
-        # Long-running operation logic
-        return result
-
-    # --- end ---
 
     assert process_user_data(1, {}) == "ok"
     assert await fetch_external_data("doc-42") == "ok"
@@ -688,26 +431,7 @@ async def test_database_operations_example() -> None:
     def select(model):
         return SimpleNamespace(where=lambda clause: ("select", model, clause))
 
-    # --- guide §6, as written ---
-    from crown_nexus.core.metrics import track_db_insert, track_db_select
-
-    # Track SELECT operations
-    @track_db_select(entity="user")
-    async def get_users_by_role(db, role):
-        query = select(User).where(User.role == role)
-        result = await db.execute(query)
-        return list(result.scalars().all())
-
-    # Track INSERT operations
-    @track_db_insert(entity="order")
-    async def create_order(db, order_data):
-        order = Order(**order_data)
-        db.add(order)
-        await db.commit()
-        await db.refresh(order)
-        return order
-
-    # --- end ---
+    get_users_by_role, create_order = db_operations(User, Order, select)
 
     db = FakeDB()
     assert await get_users_by_role(db, "admin") == ["u1", "u2"]
@@ -724,53 +448,7 @@ async def test_database_operations_example() -> None:
 @pytest.mark.usefixtures("fresh_shared_service")
 async def test_middleware_integration_example() -> None:
     """The guide's own BaseHTTPMiddleware using MetricName/MetricTag records each request."""
-    # --- guide §6, as written ---
-    from starlette.middleware.base import BaseHTTPMiddleware
-
-    from crown_nexus.core.dependency_manager import get_service
-    from crown_nexus.core.metrics import MetricName, MetricTag
-
-    class MetricsMiddleware(BaseHTTPMiddleware):
-        async def dispatch(self, request, call_next):
-            metrics_service = get_service("metrics_service")
-            start_time = time.monotonic()
-
-            # Track in-progress requests
-            labels = {MetricTag.METHOD: request.method, MetricTag.ENDPOINT: request.url.path}
-            metrics_service.track_in_progress(MetricName.HTTP_IN_PROGRESS, labels, 1)
-
-            try:
-                response = await call_next(request)
-                duration = time.monotonic() - start_time
-
-                # Track completed request
-                metrics_service.track_request(
-                    method=request.method,
-                    endpoint=request.url.path,
-                    status_code=response.status_code,
-                    duration=duration,
-                    error_code=response.headers.get("X-Error-Code"),
-                )
-
-                return response
-            except Exception as e:
-                duration = time.monotonic() - start_time
-
-                # Track failed request
-                metrics_service.track_request(
-                    method=request.method,
-                    endpoint=request.url.path,
-                    status_code=500,
-                    duration=duration,
-                    error_code=type(e).__name__,
-                )
-
-                raise
-            finally:
-                # Ensure we decrement the in-progress counter
-                metrics_service.track_in_progress(MetricName.HTTP_IN_PROGRESS, labels, -1)
-
-    # --- end ---
+    MetricsMiddleware = metrics_middleware()
 
     app = FastAPI()
 
@@ -796,26 +474,7 @@ async def test_middleware_integration_example() -> None:
 @pytest.mark.usefixtures("fresh_shared_service")
 async def test_configuration_example(unused_tcp_port: int) -> None:
     """initialize(MetricsConfig(...)) applies namespace/labels and serves the metrics."""
-    settings = Settings(ENVIRONMENT="test")
-
-    # --- guide §6, as written (port from the fixture instead of 9090) ---
-    from crown_nexus.core.dependency_manager import get_service
-    from crown_nexus.core.metrics import MetricsConfig
-
-    # In app startup
-    async def startup():
-        metrics_config = MetricsConfig(
-            namespace="crown_nexus",
-            subsystem="api",
-            default_labels={"environment": settings.ENVIRONMENT.value},
-            enable_prometheus=True,
-            endpoint_port=unused_tcp_port,
-        )
-
-        metrics_service = get_service("metrics_service")
-        await metrics_service.initialize(metrics_config)
-
-    # --- end ---
+    startup = configuration_startup(Settings(ENVIRONMENT="test"), port=unused_tcp_port)
 
     service = get_service("metrics_service")
     previous = service.config

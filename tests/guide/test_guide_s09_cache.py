@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -555,14 +555,6 @@ async def test_ttls_reach_redis(request: pytest.FixtureRequest, redis_url: str) 
 
 
 # --- §9 'Metrics Integration' readers on the shared metrics service ---------------------------------
-
-
-@pytest.fixture
-def fresh_shared_service() -> Iterator[None]:
-    """The guide reads the shared metrics_service: start from an empty one."""
-    get_service("metrics_service").reset()
-    yield
-    get_service("metrics_service").reset()
 
 
 @pytest.mark.usefixtures("fresh_shared_service")
