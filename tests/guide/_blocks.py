@@ -55,6 +55,15 @@ PINNED: dict[tuple[int, str], str] = {
     (9, 'value = await cache_service.get("my_key")'): "d78900cd5a1abff5",
     (9, "hit_rate = metrics_service.get_counter_rate"): "cb04c51325971860",
     (9, "async def get_product(self, product_id):"): "108c275a3b9b395e",
+    # §11 Permission System
+    (11, "required_permission = Permission.USER_CREATE"): "d88e675a7633ae65",
+    (11, "def check_user_access(user, permission):"): "199d3ba464fb7a6f",
+    (11, "def enforce_product_access(user, product, permission):"): "056c3a2d01b85a0d",
+    (11, "@require_admin()"): "fa310898b1aa0f08",
+    (11, '@router.get("/products/{product_id}/sensitive-data")'): "b5dd72e6c7ac506c",
+    (11, "async def update_product_price(self, product_id: str, new_price: float, user_id: str):"): "2ac84c1fdb2a2a25",
+    (11, "async def get_user_permissions(user_id: str, db: AsyncSession):"): "ca6d0e3f8e86cda7",
+    (11, "def can_perform_all(user, permissions: List[str]):"): "377218fc54e2100e",
     # §13 Middleware System
     (13, "from app.middleware import RateLimitMiddleware"): "a6afc0f099c18b84",
     # §14 Common Patterns

@@ -2,8 +2,10 @@
 
 Endpoints run under ``setup_app`` over HTTP with real bearer tokens; SPEC §4/§10 rules are
 cross-checked (user from ``current_user`` or from the token / API key, 401 vs 403, object rule).
+The §11 blocks are read from the guide (``tests/guide/_blocks.py``) and executed in a namespace
+holding the user's own objects, so each block stands once here however many setups run it.
 """
-# ruff: noqa: I001, E402, F811, F841, UP006, UP035 - the guide's blocks are copied verbatim
+# ruff: noqa: I001, E402, F811, F841, UP006, UP035 - the §14 blocks below are copied verbatim
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import pytest
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 
+from crown_nexus.core.dependency_manager import get_service
 from crown_nexus.core.error import wait_for_reports
 from crown_nexus.core.exceptions import PermissionDeniedException, ResourceNotFoundException
 from crown_nexus.core.permissions import get_permission_service, set_user_loader, wait_for_events
@@ -29,7 +32,60 @@ from crown_nexus.core.error import handle_exception
 from crown_nexus.testing import app_client, capture_errors
 from tests.guide._support import assert_error_body, data_of, guide_app
 
+from tests.guide._blocks import GuideBlock, guide_block
+
 logger = get_logger("app.permissions.example")
+
+# the §11 blocks, by a line of each
+MODELS = "required_permission = Permission.USER_CREATE"
+BASIC_CHECKS = "def check_user_access(user, permission):"
+OBJECT_CHECKS = "def enforce_product_access(user, product, permission):"
+DECORATORS = "@require_admin()"
+SERVICE = '@router.get("/products/{product_id}/sensitive-data")'
+SERVICE_CLASS = "async def update_product_price(self, product_id: str, new_price: float, user_id: str):"
+RETRIEVING = "async def get_user_permissions(user_id: str, db: AsyncSession):"
+UTILITIES = "def can_perform_all(user, permissions: List[str]):"
+
+
+def s11(marker: str) -> GuideBlock:
+    """The §11 block holding ``marker``."""
+    return guide_block(11, marker)
+
+
+def permission_checks() -> dict[str, Any]:
+    """'Basic Permission Checking' and 'Object-Level Permissions' (the exception imported as the user's module does)."""
+    names = s11(BASIC_CHECKS).run()
+    names.update(s11(OBJECT_CHECKS).run(PermissionDeniedException=PermissionDeniedException))
+    return names
+
+
+def decorated_routes(router: APIRouter, **user_objects: Any) -> APIRouter:
+    """'Using Permission Decorators' on ``router``; ``user_objects`` are the user's models, dependency and services."""
+    s11(DECORATORS).run(router=router, Depends=Depends, **user_objects)
+    return router
+
+
+def service_class(get_user_by_id: Any) -> type:
+    """'Permission in Service Classes': the guide's ``ProductService`` loading users with ``get_user_by_id``."""
+    names = {"get_user_by_id": get_user_by_id, "ResourceNotFoundException": ResourceNotFoundException, "Permission": Permission}
+    product_service_class: type = s11(SERVICE_CLASS).run(**names)["ProductService"]
+    return product_service_class
+
+
+def user_permissions_lookup(session_type: Any) -> Any:
+    """'Retrieving User Permissions': ``get_user_permissions`` (its ``db`` annotated with the user's session type)."""
+    names = {
+        "AsyncSession": session_type,
+        "get_permission_service": get_permission_service,
+        "logger": logger,
+        "handle_exception": handle_exception,
+    }
+    return s11(RETRIEVING).run(**names)["get_user_permissions"]
+
+
+def utilities() -> dict[str, Any]:
+    """'Utility Functions': ``is_owner``, ``can_perform_any``, ``can_perform_all``."""
+    return s11(UTILITIES).run(List=List)
 
 # --- the user's own objects ---------------------------------------------------------------------
 
@@ -168,20 +224,7 @@ user_repository = _UserRepository()
 
 def test_permission_models(capsys: pytest.CaptureFixture[str]) -> None:
     """Enums, ROLE_PERMISSIONS lookup and iteration print what the guide shows."""
-    from crown_nexus.core.permissions.models import Permission, UserRole, ROLE_PERMISSIONS
-
-    # Using predefined permissions
-    required_permission = Permission.USER_CREATE
-
-    # Check if a role has necessary permissions
-    admin_permissions = ROLE_PERMISSIONS[UserRole.ADMIN]
-    if Permission.USER_CREATE in admin_permissions:
-        print("Admins can create users")
-
-    # Available permissions are defined as enums
-    print("Available permissions:")
-    for permission in Permission:
-        print(f"- {permission.name}: {permission.value}")
+    required_permission = s11(MODELS).run()["required_permission"]
 
     out = capsys.readouterr().out.splitlines()
     assert required_permission == "user:create" and Permission.SYSTEM_ADMIN == "system:admin"
@@ -190,62 +233,15 @@ def test_permission_models(capsys: pytest.CaptureFixture[str]) -> None:
     assert "- PRODUCT_CREATE: product:create" in out
 
 
-# --- 'Basic Permission Checking' and 'Object-Level Permissions', verbatim ---------------------
-
-from crown_nexus.core.permissions.checker import PermissionChecker
-
-# Simple permission check
-def check_user_access(user, permission):
-    if PermissionChecker.has_permission(user, permission):
-        print(f"User has permission: {permission}")
-        return True
-    else:
-        print(f"Permission denied: {permission}")
-        return False
-
-# Check multiple permissions with AND logic
-def check_advanced_access(user, permissions):
-    if PermissionChecker.has_permissions(user, permissions, require_all=True):
-        print("User has all required permissions")
-        return True
-    else:
-        print("User is missing one or more required permissions")
-        return False
-
-# Check multiple permissions with OR logic
-def check_any_permission(user, permissions):
-    if PermissionChecker.has_permissions(user, permissions, require_all=False):
-        print("User has at least one of the required permissions")
-        return True
-    else:
-        print("User has none of the required permissions")
-        return False
-
-from crown_nexus.core.permissions.checker import PermissionChecker
-
-# Check if user can access a specific product
-def check_product_access(user, product, permission):
-    if PermissionChecker.check_object_permission(user, product, permission, owner_field="created_by_id"):
-        print(f"User can {permission.name} this product")
-        return True
-    else:
-        print(f"User cannot {permission.name} this product")
-        return False
-
-# Enforce object permission with automatic exception
-def enforce_product_access(user, product, permission):
-    try:
-        PermissionChecker.ensure_object_permission(user, product, permission, owner_field="created_by_id")
-        print(f"Access granted: {permission}")
-        return True
-    except PermissionDeniedException as e:
-        print(f"Access denied: {e}")
-        # Re-raise or handle as needed
-        raise
+# --- 'Basic Permission Checking' and 'Object-Level Permissions' --------------------------
 
 
 def test_basic_permission_checking(capsys: pytest.CaptureFixture[str]) -> None:
     """Single, all-of and any-of checks answer by role and grants and print the guide's lines."""
+    checks = permission_checks()
+    check_user_access, check_advanced_access, check_any_permission = (
+        checks[name] for name in ("check_user_access", "check_advanced_access", "check_any_permission")
+    )
     client, admin = USERS["client"], USERS["admin"]
     assert check_user_access(client, Permission.ORDER_CREATE) is True
     assert check_user_access(client, Permission.ORDER_DELETE) is False
@@ -270,6 +266,11 @@ def test_basic_checks_record_the_guide_metrics(capsys: pytest.CaptureFixture[str
     from crown_nexus.core.metrics import get_metrics_service
 
     metrics = get_metrics_service()
+    checks = permission_checks()
+    check_user_access, check_advanced_access, check_any_permission, check_product_access = (
+        checks[name]
+        for name in ("check_user_access", "check_advanced_access", "check_any_permission", "check_product_access")
+    )
     client = USERS["client"]
     multi = {"require_all": "True", "granted": "False"}
     anyof = {"require_all": "False", "granted": "True"}
@@ -302,6 +303,8 @@ def test_basic_checks_record_the_guide_metrics(capsys: pytest.CaptureFixture[str
 
 def test_object_level_rule(capsys: pytest.CaptureFixture[str]) -> None:
     """SPEC §4 object rule: system:admin, or <resource>:admin, or permission + ownership."""
+    checks = permission_checks()
+    check_product_access, enforce_product_access = checks["check_product_access"], checks["enforce_product_access"]
     product = PRODUCTS["p1"]
     owner, client, manager, admin = (USERS[n] for n in ("owner", "client", "manager", "admin"))
     assert check_product_access(owner, product, Permission.PRODUCT_UPDATE) is True  # holds + owns
@@ -326,60 +329,21 @@ def test_object_level_rule(capsys: pytest.CaptureFixture[str]) -> None:
     assert f"Access denied: {info.value.message}" in capsys.readouterr().out
 
 
-# --- 'Using Permission Decorators', verbatim -------------------------------------------------------
+# --- 'Using Permission Decorators' -----------------------------------------------------------------
 
 
 def decorator_router() -> APIRouter:
-    router = APIRouter()
-
-    from crown_nexus.core.permissions.decorators import require_permission, require_permissions, require_admin
-    from crown_nexus.core.permissions.models import Permission
-
-    # Simple permission requirement
-    @router.post("/products/")
-    @require_permission(Permission.PRODUCT_CREATE)
-    async def create_product(product_data: ProductCreate, current_user: User = Depends(get_current_user)):
-        """
-        Create a new product.
-        Requires product:create permission.
-        """
-        return await product_service.create_product(product_data, current_user.id)
-
-    # Multiple permission requirements (ALL)
-    @router.put("/products/{product_id}")
-    @require_permissions([Permission.PRODUCT_UPDATE, Permission.PRODUCT_ADMIN], require_all=True)
-    async def update_product(
-        product_id: str,
-        product_data: ProductUpdate,
-        current_user: User = Depends(get_current_user)
-    ):
-        """
-        Update a product.
-        Requires both product:update AND product:admin permissions.
-        """
-        return await product_service.update_product(product_id, product_data, current_user.id)
-
-    # Multiple permission requirements (ANY)
-    @router.get("/reports/")
-    @require_permissions([Permission.PRODUCT_ADMIN, Permission.SYSTEM_ADMIN], require_all=False)
-    async def view_reports(current_user: User = Depends(get_current_user)):
-        """
-        View system reports.
-        Requires EITHER product:admin OR system:admin permission.
-        """
-        return await report_service.get_reports()
-
-    # Admin-only endpoint
-    @router.delete("/users/{user_id}")
-    @require_admin()
-    async def delete_user(user_id: str, current_user: User = Depends(get_current_user)):
-        """
-        Delete a user.
-        Requires system:admin permission.
-        """
-        return await user_service.delete_user(user_id)
-
-    return router
+    """The guide's endpoints with the user's bearer-token ``get_current_user`` and services."""
+    return decorated_routes(
+        APIRouter(),
+        ProductCreate=ProductCreate,
+        ProductUpdate=ProductUpdate,
+        User=User,
+        get_current_user=get_current_user,
+        product_service=product_service,
+        report_service=report_service,
+        user_service=user_service,
+    )
 
 
 async def test_decorators_over_http() -> None:
@@ -549,41 +513,24 @@ async def test_stacked_decorators_over_http() -> None:
     assert manager.status_code == 403 and anonymous.status_code == 401
 
 
-# --- 'Permission Service', verbatim ------------------------------------------------------------------
+# --- 'Permission Service' ----------------------------------------------------------------------------
 
 
 def sensitive_router() -> APIRouter:
+    """The guide's endpoint on the user's router, session, dependencies, repository and service."""
     router = APIRouter()
-
-    from crown_nexus.core.dependency_manager import get_service  # noqa: F401 - as written
-    from crown_nexus.core.permissions import get_permission_service
-
-    # Get permission service through dependency injection
-    @router.get("/products/{product_id}/sensitive-data")
-    async def get_product_sensitive_data(
-        product_id: str,
-        current_user: User = Depends(get_current_user),
-        db: AsyncSession = Depends(get_db)
-    ):
-        # Get permission service
-        permission_service = get_permission_service(db)
-
-        # Get the product
-        product = await product_repository.get_by_id(db, product_id)
-        if not product:
-            raise ResourceNotFoundException(resource_type="Product", resource_id=product_id)
-
-        # Check object-level permission
-        await permission_service.ensure_object_permission(
-            current_user,
-            product,
-            Permission.PRODUCT_ADMIN,
-            owner_field="created_by_id"
-        )
-
-        # If we get here, the user has permission
-        return await product_service.get_sensitive_data(product_id)
-
+    s11(SERVICE).run(
+        router=router,
+        Depends=Depends,
+        User=User,
+        get_current_user=get_current_user,
+        AsyncSession=AsyncSession,
+        get_db=get_db,
+        product_repository=product_repository,
+        product_service=product_service,
+        ResourceNotFoundException=ResourceNotFoundException,
+        Permission=Permission,
+    )
     return router
 
 
@@ -604,53 +551,12 @@ async def test_permission_service_endpoint() -> None:
     assert anonymous.status_code == 401
 
 
-# --- 'Permission in Service Classes', verbatim -------------------------------------------------------
-
-from crown_nexus.core.dependency_manager import get_service
-
-class ProductService:
-    def __init__(self, db):
-        self.db = db
-        self.permission_service = get_service("permission_service", db=db)
-
-    async def update_product_price(self, product_id: str, new_price: float, user_id: str):
-        # Get the user
-        user = await get_user_by_id(self.db, user_id)
-
-        # Get the product
-        product = await self.repository.get_by_id(product_id)
-        if not product:
-            raise ResourceNotFoundException(resource_type="Product", resource_id=product_id)
-
-        # Check permissions
-        has_permission = await self.permission_service.check_object_permission(
-            user,
-            product,
-            Permission.PRODUCT_UPDATE,
-            owner_field="created_by_id"
-        )
-
-        if not has_permission:
-            # For price changes > 20%, require admin permission
-            price_change_pct = abs(new_price - product.price) / product.price * 100
-            if price_change_pct > 20:
-                await self.permission_service.ensure_permission(
-                    user,
-                    Permission.PRODUCT_ADMIN,
-                    resource_type="Product",
-                    resource_id=product_id
-                )
-
-        # Update the product
-        product.price = new_price
-        await self.repository.save(product)
-
-        return product
+# --- 'Permission in Service Classes' ---------------------------------------------------------------
 
 
 async def test_permission_in_service_classes() -> None:
     """Owners change any price; others only by up to 20 %; beyond that product:admin is required."""
-    service = ProductService(db)
+    service = service_class(get_user_by_id)(db)
     service.repository = product_repository
     assert service.permission_service.db is db
     assert (await service.update_product_price("p1", 300.0, "owner")).price == 300.0
@@ -676,7 +582,7 @@ async def test_service_class_denial_event_names_the_resource() -> None:
 
     event_service.subscribe("permission.denied", on_denied)
     try:
-        service = ProductService(db)
+        service = service_class(get_user_by_id)(db)
         service.repository = product_repository
         with pytest.raises(PermissionDeniedException):
             await service.update_product_price("p1", 500.0, "client")  # +400 %: product:admin
@@ -695,30 +601,12 @@ async def test_service_class_denial_event_names_the_resource() -> None:
     ]
 
 
-# --- 'Retrieving User Permissions', verbatim ----------------------------------------------------------
-
-from crown_nexus.core.dependency_manager import get_service
-
-# Get all permissions for a user
-async def get_user_permissions(user_id: str, db: AsyncSession):
-    permission_service = get_permission_service(db)
-
-    try:
-        # Get all permissions for the user
-        permissions = await permission_service.get_user_permissions(user_id)
-
-        return {
-            "user_id": user_id,
-            "permissions": [p.value for p in permissions]
-        }
-    except Exception as e:
-        logger.error(f"Error retrieving user permissions: {e}", user_id=user_id)
-        handle_exception(e, user_id=user_id)
-        raise
+# --- 'Retrieving User Permissions' ----------------------------------------------------------------
 
 
 async def test_retrieving_user_permissions() -> None:
     """A user's role permissions plus grants as strings; an unknown user is 404 and reported."""
+    get_user_permissions = user_permissions_lookup(AsyncSession)
     result = await get_user_permissions("client", db)
     assert result["user_id"] == "client"
     assert sorted(result["permissions"]) == sorted(p.value for p in ROLE_PERMISSIONS[UserRole.CLIENT])
@@ -736,6 +624,7 @@ async def test_retrieving_user_permissions() -> None:
 async def test_retrieving_user_permissions_without_a_loader() -> None:
     """With no set_user_loader, the guide's lookup works for the request's own authenticated user;
     anything else is a ConfigurationException that says what to configure (issue 13)."""
+    get_user_permissions = user_permissions_lookup(AsyncSession)
     set_user_loader(None)
     for uid in ("owner", "client"):
         await get_permission_service(db).invalidate_permissions_cache(uid)
@@ -769,25 +658,13 @@ async def test_retrieving_user_permissions_without_a_loader() -> None:
     await get_permission_service(db).invalidate_permissions_cache("owner")
 
 
-# --- 'Utility Functions', verbatim -------------------------------------------------------------------
-
-from crown_nexus.core.permissions.utils import has_any_permission, has_all_permissions, check_owner_permission
-
-# Utility to check ownership
-def is_owner(user_id: str, entity_user_id: str):
-    return check_owner_permission(user_id, entity_user_id)
-
-# Utility to check if user has any of the specified permissions
-def can_perform_any(user, permissions: List[str]):
-    return has_any_permission(user, permissions)
-
-# Utility to check if user has all specified permissions
-def can_perform_all(user, permissions: List[str]):
-    return has_all_permissions(user, permissions)
+# --- 'Utility Functions' ---------------------------------------------------------------------------
 
 
 def test_utility_functions() -> None:
     """Ownership compares ids as strings; any/all over permission strings."""
+    ns = utilities()
+    is_owner, can_perform_any, can_perform_all = ns["is_owner"], ns["can_perform_any"], ns["can_perform_all"]
     assert is_owner("u1", "u1") is True and is_owner("u1", "u2") is False
     client = USERS["client"]
     assert can_perform_any(client, ["order:admin", "order:read"]) is True
@@ -814,6 +691,7 @@ async def update_user_role(user_id: str, new_role: UserRole):
 
 async def test_cache_integration() -> None:
     """Permissions looked up by id are cached until update_user_role invalidates them."""
+    get_user_permissions = user_permissions_lookup(AsyncSession)
     await get_permission_service(db).invalidate_permissions_cache("client")
     before = await get_user_permissions("client", db)
     assert "order:admin" not in before["permissions"]
@@ -1316,37 +1194,12 @@ async def test_combining_auth_permissions_and_business_logic() -> None:
     assert [e["shared_with"] for e in shared] == ["reader"]
 
 
-# ------------------------------------------------------------------------------------------------
-# Each §11 block run as written on each permission-check implementation (formerly tests/core/permissions/test_guide_examples.py)
-# Guide §11 code, run as written (``app.`` -> ``crown_nexus.``) with the user's own objects supplied.
-from dataclasses import dataclass, field
-from typing import Any
-
+# --- the same blocks on a second setup: each permission-check implementation, bare FastAPI apps ---
 import httpx
-import pytest
-from fastapi import APIRouter, Depends, FastAPI, Header, Request
-from pydantic import BaseModel
+from fastapi import FastAPI, Header
 
-from crown_nexus.core.dependency_manager import get_service
-from crown_nexus.core.exceptions import (
-    PermissionDeniedException,
-    ResourceNotFoundException,
-    install_exception_handlers,
-)
-from crown_nexus.core.permissions import get_permission_service, set_user_loader
-from crown_nexus.core.permissions.checker import PermissionChecker
-from crown_nexus.core.permissions.decorators import (
-    require_admin,
-    require_permission,
-    require_permissions,
-)
-from crown_nexus.core.permissions.models import ROLE_PERMISSIONS, Permission, UserRole
-from crown_nexus.core.permissions.utils import (
-    check_owner_permission,
-    has_all_permissions,
-    has_any_permission,
-)
-from crown_nexus.core.security.dependencies import get_current_user_id
+from crown_nexus.core.exceptions import install_exception_handlers
+from crown_nexus.core.permissions.decorators import require_permission
 
 
 @dataclass
@@ -1379,13 +1232,7 @@ EXAMPLE_USERS = {
 @pytest.mark.usefixtures("impl_registry")
 def test_permission_models_as_written(capsys: pytest.CaptureFixture[str]) -> None:
     """'Permission Models' block."""
-    required_permission = Permission.USER_CREATE
-    admin_permissions = ROLE_PERMISSIONS[UserRole.ADMIN]
-    if Permission.USER_CREATE in admin_permissions:
-        print("Admins can create users")
-    print("Available permissions:")
-    for permission in Permission:
-        print(f"- {permission.name}: {permission.value}")
+    required_permission = s11(MODELS).run()["required_permission"]
     out = capsys.readouterr().out
     assert required_permission == "user:create"
     assert "Admins can create users" in out
@@ -1395,39 +1242,11 @@ def test_permission_models_as_written(capsys: pytest.CaptureFixture[str]) -> Non
 @pytest.mark.usefixtures("impl_registry")
 def test_basic_checking_and_object_level(capsys: pytest.CaptureFixture[str]) -> None:
     """'Basic Permission Checking' and 'Object-Level Permissions' blocks."""
-
-    def check_user_access(user, permission):  # type: ignore[no-untyped-def]
-        if PermissionChecker.has_permission(user, permission):
-            print(f"User has permission: {permission}")
-            return True
-        print(f"Permission denied: {permission}")
-        return False
-
-    def check_advanced_access(user, permissions):  # type: ignore[no-untyped-def]
-        return PermissionChecker.has_permissions(user, permissions, require_all=True)
-
-    def check_any_permission(user, permissions):  # type: ignore[no-untyped-def]
-        return PermissionChecker.has_permissions(user, permissions, require_all=False)
-
-    def check_product_access(user, product, permission):  # type: ignore[no-untyped-def]
-        if PermissionChecker.check_object_permission(
-            user, product, permission, owner_field="created_by_id"
-        ):
-            print(f"User can {permission.name} this product")
-            return True
-        print(f"User cannot {permission.name} this product")
-        return False
-
-    def enforce_product_access(user, product, permission):  # type: ignore[no-untyped-def]
-        try:
-            PermissionChecker.ensure_object_permission(
-                user, product, permission, owner_field="created_by_id"
-            )
-            print(f"Access granted: {permission}")
-            return True
-        except PermissionDeniedException as e:
-            print(f"Access denied: {e}")
-            raise
+    checks = permission_checks()
+    check_user_access, check_advanced_access, check_any_permission = (
+        checks[name] for name in ("check_user_access", "check_advanced_access", "check_any_permission")
+    )
+    check_product_access, enforce_product_access = checks["check_product_access"], checks["enforce_product_access"]
 
     client, owner = EXAMPLE_USERS["client"], EXAMPLE_USERS["owner"]
     assert check_user_access(client, Permission.ORDER_CREATE)
@@ -1448,15 +1267,8 @@ def test_basic_checking_and_object_level(capsys: pytest.CaptureFixture[str]) -> 
 @pytest.mark.usefixtures("impl_registry")
 def test_utility_functions_as_written() -> None:
     """'Utility Functions' block."""
-
-    def is_owner(user_id: str, entity_user_id: str):  # type: ignore[no-untyped-def]
-        return check_owner_permission(user_id, entity_user_id)
-
-    def can_perform_any(user, permissions: list[str]):  # type: ignore[no-untyped-def]
-        return has_any_permission(user, permissions)
-
-    def can_perform_all(user, permissions: list[str]):  # type: ignore[no-untyped-def]
-        return has_all_permissions(user, permissions)
+    ns = utilities()
+    is_owner, can_perform_any, can_perform_all = ns["is_owner"], ns["can_perform_any"], ns["can_perform_all"]
 
     assert is_owner("u1", "u1") and not is_owner("u1", "u2")
     assert can_perform_any(EXAMPLE_USERS["client"], ["order:admin", "order:read"])
@@ -1471,32 +1283,19 @@ async def test_service_examples() -> None:
     async def get_user_by_id(db: Any, user_id: str) -> ExampleUser:
         return EXAMPLE_USERS[user_id]
 
-    class ProductService:
-        def __init__(self, db):  # type: ignore[no-untyped-def]
-            self.db = db
-            self.permission_service = get_service("permission_service", db=db)
+    class ExampleRepository:
+        """The application's product store."""
 
-        async def update_product_price(self, product_id: str, new_price: float, user_id: str):  # type: ignore[no-untyped-def]
-            user = await get_user_by_id(self.db, user_id)
-            product = products.get(product_id)
-            if not product:
-                raise ResourceNotFoundException(resource_type="Product", resource_id=product_id)
-            has_permission = await self.permission_service.check_object_permission(
-                user, product, Permission.PRODUCT_UPDATE, owner_field="created_by_id"
-            )
-            if not has_permission:
-                price_change_pct = abs(new_price - product.price) / product.price * 100
-                if price_change_pct > 20:
-                    await self.permission_service.ensure_permission(
-                        user,
-                        Permission.PRODUCT_ADMIN,
-                        resource_type="Product",
-                        resource_id=product_id,
-                    )
-            product.price = new_price
-            return product
+        async def get_by_id(self, product_id: str) -> ExampleProduct | None:
+            return products.get(product_id)
+
+        async def save(self, product: ExampleProduct) -> None:
+            products[product.id] = product
+
+    ProductService = service_class(get_user_by_id)
 
     service = ProductService(db=None)
+    service.repository = ExampleRepository()
     assert (await service.update_product_price("p1", 150.0, "owner")).price == 150.0
     assert (
         await service.update_product_price("p1", 160.0, "client")
@@ -1515,12 +1314,7 @@ async def test_service_examples() -> None:
 
     set_user_loader(lambda user_id, db: EXAMPLE_USERS.get(user_id))
     try:
-
-        async def get_user_permissions(user_id: str, db: Any):  # type: ignore[no-untyped-def]
-            permission_service = get_permission_service(db)
-            permissions = await permission_service.get_user_permissions(user_id)
-            return {"user_id": user_id, "permissions": [p.value for p in permissions]}
-
+        get_user_permissions = user_permissions_lookup(Any)
         result = await get_user_permissions("client", None)
         assert sorted(result["permissions"]) == sorted(
             p.value for p in ROLE_PERMISSIONS[UserRole.CLIENT]
@@ -1536,35 +1330,37 @@ class ExampleProductCreate(BaseModel):
     name: str
 
 
-def _app() -> FastAPI:
-    router = APIRouter()
+class ExampleServices:
+    """The application's product, report and user services behind the decorated endpoints."""
 
+    async def create_product(self, data: ExampleProductCreate, user_id: str) -> dict[str, Any]:
+        return {"created": data.name, "by": user_id}
+
+    async def update_product(self, product_id: str, data: ExampleProductCreate, user_id: str) -> dict[str, Any]:
+        return {"updated": product_id}
+
+    async def get_reports(self) -> dict[str, Any]:
+        return {"reports": []}
+
+    async def delete_user(self, user_id: str) -> dict[str, Any]:
+        return {"deleted": user_id}
+
+
+def _app() -> FastAPI:
     async def get_current_user(x_user: str = Header()) -> ExampleUser:
         return EXAMPLE_USERS[x_user]
 
-    @router.post("/products/")
-    @require_permission(Permission.PRODUCT_CREATE)
-    async def create_product(
-        product_data: ExampleProductCreate, current_user: ExampleUser = Depends(get_current_user)
-    ):  # type: ignore[no-untyped-def]
-        return {"created": product_data.name, "by": current_user.id}
-
-    @router.put("/products/{product_id}")
-    @require_permissions([Permission.PRODUCT_UPDATE, Permission.PRODUCT_ADMIN], require_all=True)
-    async def update_product(
-        product_id: str, product_data: ExampleProductCreate, current_user: ExampleUser = Depends(get_current_user)
-    ):  # type: ignore[no-untyped-def]
-        return {"updated": product_id}
-
-    @router.get("/reports/")
-    @require_permissions([Permission.PRODUCT_ADMIN, Permission.SYSTEM_ADMIN], require_all=False)
-    async def view_reports(current_user: ExampleUser = Depends(get_current_user)):  # type: ignore[no-untyped-def]
-        return {"reports": []}
-
-    @router.delete("/users/{user_id}")
-    @require_admin()
-    async def delete_user(user_id: str, current_user: ExampleUser = Depends(get_current_user)):  # type: ignore[no-untyped-def]
-        return {"deleted": user_id}
+    services = ExampleServices()
+    router = decorated_routes(
+        APIRouter(),
+        ProductCreate=ExampleProductCreate,
+        ProductUpdate=ExampleProductCreate,
+        User=ExampleUser,
+        get_current_user=get_current_user,
+        product_service=services,
+        report_service=services,
+        user_service=services,
+    )
 
     @router.post("/documents")
     @require_permission(Permission.DOCUMENT_CREATE)
@@ -1581,7 +1377,7 @@ def _app() -> FastAPI:
 
 @pytest.mark.usefixtures("impl_registry")
 async def test_decorator_examples_over_http() -> None:
-    """'Using Permission Decorators' block behind FastAPI: 200 with the permission, 403 without."""
+    """'Using Permission Decorators' block behind FastAPI (the user from an x-user header): 200 with the permission, 403 without."""
     app = _app()
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
