@@ -186,15 +186,16 @@ async def test_service_bound_to_a_session_writes_to_its_database(audit_url: str)
 
 
 async def test_unreachable_database_is_a_typed_error() -> None:
-    """With the database down, awaiting a write or a read raises DatabaseException (500), never a raw driver error."""
-    from crown_nexus.core.exceptions import ConfigurationException, DatabaseException
+    """With the database down, awaiting a write or a read raises DatabaseUnavailableException
+    (503 + Retry-After: worth retrying), never a raw driver error."""
+    from crown_nexus.core.exceptions import ConfigurationException, DatabaseUnavailableException
 
     down = AuditService(database_url="postgresql+asyncpg://postgres@127.0.0.1:1/nowhere")
     pending = down.log_action("u1", "lost")  # queuing itself does not raise
-    with pytest.raises(DatabaseException) as write:
+    with pytest.raises(DatabaseUnavailableException) as write:
         await pending
-    assert write.value.status_code == 500
-    with pytest.raises(DatabaseException):
+    assert write.value.status_code == 503 and write.value.headers["Retry-After"] == "1"
+    with pytest.raises(DatabaseUnavailableException):
         await down.verify_chain()
     with pytest.raises(ConfigurationException):
         AuditService(database_url="nosuchdriver://x").log_action("u1", "x")

@@ -22,7 +22,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from crown_nexus.core.audit.models import AuditRecord
 from crown_nexus.core.audit.store import AuditStore, PendingRecord
-from crown_nexus.core.exceptions import ConfigurationException, DatabaseException
+from crown_nexus.core.exceptions import (
+    ConfigurationException,
+    DatabaseException,
+    DatabaseUnavailableException,
+    transient_database_error,
+)
 
 __all__ = ["Trail", "get_runner", "run"]
 
@@ -59,11 +64,7 @@ class Trail:
                 logger.error(
                     "audit trail: %d record(s) could not be written: %r", len(batch), exc
                 )
-                error = DatabaseException(
-                    "The audit record could not be written",
-                    details={"error_type": type(exc).__name__},
-                    original_error=exc,
-                )
+                error = _database_error("The audit record could not be written", exc)
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(error)
@@ -186,19 +187,28 @@ def get_runner() -> _Runner:
     return _runner
 
 
+def _database_error(message: str, exc: BaseException) -> DatabaseException:
+    """The typed error for a failed audit statement: 503 when the database is only unavailable
+    for now (down, unreachable, busy), else 500; the driver's text stays out of the details."""
+    kind = (
+        DatabaseUnavailableException
+        if transient_database_error(exc) or isinstance(exc, ConnectionError)
+        else DatabaseException
+    )
+    return kind(message, details={"error_type": type(exc).__name__}, original_error=exc)
+
+
 async def run(coro: Coroutine[Any, Any, T]) -> T:
     """Await ``coro`` run on the audit loop (directly when already on it).
 
-    A database or connection failure is raised as :class:`DatabaseException` (500); other
-    exceptions (e.g. a bad pagination cursor) pass through.
+    A database or connection failure is raised as :class:`DatabaseException` (500), or as
+    :class:`DatabaseUnavailableException` (503, ``Retry-After``) when the database is only
+    unavailable for now (down, unreachable, busy); other exceptions (e.g. a bad pagination
+    cursor) pass through.
     """
     try:
         if _runner.in_runner():
             return await coro
         return await asyncio.wrap_future(_runner.submit(coro))
     except (SQLAlchemyError, OSError) as exc:
-        raise DatabaseException(
-            "The audit trail could not be read",
-            details={"error_type": type(exc).__name__},
-            original_error=exc,
-        ) from exc
+        raise _database_error("The audit trail could not be read", exc) from exc

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import IO, Any
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from crown_nexus.container import current_container, default_container
 from crown_nexus.core._redact import redact
@@ -137,6 +138,36 @@ def _request_id() -> str | None:
     return str(rid) if rid else None
 
 
+def _pending(
+    user_id: Any,
+    action: str,
+    resource_id: Any,
+    details: dict[str, Any] | None,
+    resource_type: Any,
+    target_id: Any,
+    request_id: Any,
+    client_ip: Any,
+    timestamp: datetime | None,
+    extra: dict[str, Any],
+) -> PendingRecord:
+    """One validated, redacted record to append (see :meth:`AuditService.log_action`)."""
+    merged: dict[str, Any] = {**extra, **dict(details or {})}
+    ts = timestamp or datetime.now(UTC)
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return PendingRecord(
+        created_at=ts.astimezone(UTC),
+        actor_id=_text("user_id", user_id),
+        action=_text("action", action, required=True) or "",
+        resource_type=_text("resource_type", resource_type),
+        resource_id=_text("resource_id", resource_id),
+        target_id=_text("target_id", target_id),
+        details=_redact(merged),
+        request_id=_text("request_id", request_id if request_id is not None else _request_id()),
+        client_ip=_text("client_ip", client_ip if client_ip is not None else get_client_ip()),
+    )
+
+
 class RecordedAction:
     """What ``log_action`` returns: the record is already queued; ``await`` it for the stored one.
 
@@ -211,22 +242,45 @@ class AuditService:
         request's. Raises :class:`ValidationException` (422) for an empty ``action`` or a field
         longer than 255 characters.
         """
-        merged: dict[str, Any] = {**extra, **dict(details or {})}
-        ts = timestamp or datetime.now(UTC)
-        if ts.tzinfo is None:
-            ts = ts.replace(tzinfo=UTC)
-        item = PendingRecord(
-            created_at=ts.astimezone(UTC),
-            actor_id=_text("user_id", user_id),
-            action=_text("action", action, required=True) or "",
-            resource_type=_text("resource_type", resource_type),
-            resource_id=_text("resource_id", resource_id),
-            target_id=_text("target_id", target_id),
-            details=_redact(merged),
-            request_id=_text("request_id", request_id if request_id is not None else _request_id()),
-            client_ip=_text("client_ip", client_ip if client_ip is not None else get_client_ip()),
+        item = _pending(
+            user_id, action, resource_id, details, resource_type, target_id, request_id,
+            client_ip, timestamp, extra,
         )
         return RecordedAction(self._trail().submit(item))
+
+    async def log_action_in(
+        self,
+        session: AsyncSession,
+        user_id: Any = None,
+        action: str = "",
+        resource_id: Any = None,
+        details: dict[str, Any] | None = None,
+        *,
+        resource_type: Any = None,
+        target_id: Any = None,
+        request_id: Any = None,
+        client_ip: Any = None,
+        timestamp: datetime | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """Append one record inside the caller's transaction: it commits or rolls back with it.
+
+        Same fields and validation as :meth:`log_action`, but written through ``session`` (an
+        ``AsyncSession`` on the database that holds the trail) and flushed, not committed: the
+        change being audited and its record are one unit of work, so a rolled-back change leaves
+        no record and the chain stays unbroken. Until ``session``'s transaction ends the chain
+        head stays locked -- other audit writers wait -- so commit promptly. Records of things
+        that must survive a rollback (a refused login) belong to :meth:`log_action`. Returns the
+        record as a dict (``seq``, ``hash``), final once the transaction commits.
+        """
+        item = _pending(
+            user_id, action, resource_id, details, resource_type, target_id, request_id,
+            client_ip, timestamp, extra,
+        )
+        store = get_runner().trail(_url_of(session) or self.database_url).store
+        await store.ensure_schema_in(session)
+        (record,) = await store.extend(session, [item])
+        return record.to_dict()
 
     async def log_user_update(
         self, user_id: Any, data: dict[str, Any] | None = None

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, event, func, select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, event, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -110,28 +110,47 @@ class AuditStore:
         if self._ready:
             return
         async with self.engine.begin() as conn:
-            if self.dialect == "postgresql":
-                await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK_KEY})
-            await conn.run_sync(audit_metadata.create_all)
-        try:
-            async with self.sessions.begin() as session:
-                if await session.get(AuditChainState, _STATE_ID) is None:
-                    session.add(
-                        AuditChainState(
-                            id=_STATE_ID,
-                            head_seq=0,
-                            head_hash=GENESIS_HASH,
-                            anchor_seq=0,
-                            anchor_hash=GENESIS_HASH,
-                        )
-                    )
-        except IntegrityError:
-            pass  # another worker inserted it first
+            await self._create(conn)
         self._ready = True
+
+    async def ensure_schema_in(self, session: AsyncSession) -> None:
+        """:meth:`ensure_schema` inside ``session``'s transaction (a caller that may already
+        hold the database's write lock cannot wait for another connection to create the
+        tables). Does nothing once the store knows they exist; a rolled-back creation is
+        simply done again by the next writer."""
+        if self._ready:
+            return
+        await self._create(await session.connection())
+
+    async def _create(self, conn: AsyncConnection) -> None:
+        """Create what is missing in ``conn``'s transaction: the tables, then the chain-state
+        row, both under one lock (PostgreSQL: a transaction-level advisory lock; SQLite: the
+        write lock) so concurrent first writers neither race on ``CREATE TABLE`` nor insert the
+        row twice."""
+        if self.dialect == "postgresql":
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK_KEY})
+        await conn.run_sync(audit_metadata.create_all)
+        found = await conn.scalar(
+            select(AuditChainState.id).where(AuditChainState.id == _STATE_ID)
+        )
+        if found is None:
+            await conn.execute(
+                insert(AuditChainState).values(
+                    id=_STATE_ID,
+                    head_seq=0,
+                    head_hash=GENESIS_HASH,
+                    anchor_seq=0,
+                    anchor_hash=GENESIS_HASH,
+                )
+            )
 
     async def _locked_state(self, session: AsyncSession) -> AuditChainState:
         """The chain-state row, locked until the transaction ends."""
-        stmt = select(AuditChainState).where(AuditChainState.id == _STATE_ID)
+        stmt = (
+            select(AuditChainState)
+            .where(AuditChainState.id == _STATE_ID)
+            .execution_options(populate_existing=True)
+        )
         if self.dialect == "postgresql":
             stmt = stmt.with_for_update()
         state = (await session.execute(stmt)).scalar_one_or_none()
@@ -155,28 +174,47 @@ class AuditStore:
     async def _append(self, pending: Sequence[PendingRecord]) -> list[AuditRecord]:
         await self.ensure_schema()
         async with self.sessions.begin() as session:
-            state = await self._locked_state(session)
-            seq, prev = state.head_seq, state.head_hash
-            records: list[AuditRecord] = []
-            for item in pending:
-                seq += 1
-                fields: dict[str, Any] = {
-                    "seq": seq,
-                    "created_at": item.created_at,
-                    "actor_id": item.actor_id,
-                    "action": item.action,
-                    "resource_type": item.resource_type,
-                    "resource_id": item.resource_id,
-                    "target_id": item.target_id,
-                    "details": item.details,
-                    "request_id": item.request_id,
-                    "client_ip": item.client_ip,
-                    "prev_hash": prev,
-                }
-                prev = record_hash(fields)
-                records.append(AuditRecord(**fields, hash=prev))
-            session.add_all(records)
-            state.head_seq, state.head_hash = seq, prev
+            return await self.extend(session, pending)
+
+    async def extend(
+        self, session: AsyncSession, pending: Sequence[PendingRecord]
+    ) -> list[AuditRecord]:
+        """Append ``pending`` in order inside ``session``'s transaction (which the caller ends).
+
+        The chain-state row is locked first -- an ``UPDATE`` of it, which takes SQLite's write
+        lock and PostgreSQL's row lock alike, even in a transaction that began deferred -- and
+        stays locked until that transaction ends, so a rollback removes the records and the
+        head together and other writers wait instead of forking the chain. Flushes; returns
+        the records (with ``seq`` and ``hash``).
+        """
+        await session.execute(
+            update(AuditChainState)
+            .where(AuditChainState.id == _STATE_ID)
+            .values(head_seq=AuditChainState.head_seq)
+        )
+        state = await self._locked_state(session)
+        seq, prev = state.head_seq, state.head_hash
+        records: list[AuditRecord] = []
+        for item in pending:
+            seq += 1
+            fields: dict[str, Any] = {
+                "seq": seq,
+                "created_at": item.created_at,
+                "actor_id": item.actor_id,
+                "action": item.action,
+                "resource_type": item.resource_type,
+                "resource_id": item.resource_id,
+                "target_id": item.target_id,
+                "details": item.details,
+                "request_id": item.request_id,
+                "client_ip": item.client_ip,
+                "prev_hash": prev,
+            }
+            prev = record_hash(fields)
+            records.append(AuditRecord(**fields, hash=prev))
+        session.add_all(records)
+        state.head_seq, state.head_hash = seq, prev
+        await session.flush()
         return records
 
     async def records(self, after_seq: int = 0, page: int = _PAGE) -> AsyncIterator[AuditRecord]:
