@@ -13,7 +13,7 @@ from cpython.float cimport PyFloat_AS_DOUBLE
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_SET_ITEM
-from libc.math cimport floor, isfinite
+from libc.math cimport ceil, floor, isfinite
 from libc.stdlib cimport free, realloc
 
 cdef extern from *:
@@ -31,7 +31,15 @@ MAX_TIME = 1e12
 cdef double _MAX_TIME = 1e12
 cdef i128 _I64_MAX = 9223372036854775807
 
-__all__ = ["GCRA", "MAX_LIMIT", "MAX_WINDOW", "SlidingLog", "SlidingWindowCounter"]
+__all__ = [
+    "GCRA",
+    "MAX_LIMIT",
+    "MAX_WINDOW",
+    "CheckRateLimit",
+    "SlidingLog",
+    "SlidingWindowCounter",
+    "UnitCheck",
+]
 
 
 cdef object _check_int(object value, str name):
@@ -420,6 +428,14 @@ cdef class SlidingWindowCounter(_Windows):
         _check_key(key)
         cdef i64 t = _to_us(now)
         cdef i64 c = _cost(cost, self._limit)
+        cdef i64 count
+        cdef double reset
+        cdef bint allowed = self._count(key, t, c, &count, &reset)
+        return self._result(allowed, count, reset)
+
+    cdef int _count(self, object key, i64 t, i64 c, i64 *count, double *reset_after) except -1:
+        """The hit of a checked key, time (us) and cost: 1 allowed, 0 refused; ``count`` and
+        ``reset_after`` (seconds) are the result's other two fields."""
         cdef bint created
         cdef i64 b, prev, curr, used, reset
         cdef bint allowed
@@ -436,9 +452,13 @@ cdef class SlidingWindowCounter(_Windows):
         st.ccount = curr
         st.last = t
         if not allowed:
-            return self._result(False, used, reset / 1e6)
+            count[0] = used
+            reset_after[0] = reset / 1e6
+            return 0
         st.ccount = curr + c
-        return self._result(True, used + c, self._zero_after(b, prev, curr + c, t) / 1e6)
+        count[0] = used + c
+        reset_after[0] = self._zero_after(b, prev, curr + c, t) / 1e6
+        return 1
 
     def peek(self, key, now):
         """Return what a unit ``hit`` would return, without counting or touching recency."""
@@ -482,6 +502,16 @@ cdef class SlidingLog(_Windows):
         _check_key(key)
         cdef i64 t = _to_us(now)
         cdef i64 c = _cost(cost, self._limit)
+        cdef i64 count
+        cdef double reset
+        cdef bint allowed = self._count(key, t, c, &count, &reset)
+        if allowed:  # every admitted hit resets after one window: the one shared float
+            return self._result(True, count, self._w_sec)
+        return self._result(False, count, reset)
+
+    cdef int _count(self, object key, i64 t, i64 c, i64 *count, double *reset_after) except -1:
+        """The hit of a checked key, time (us) and cost: 1 allowed, 0 refused; ``count`` and
+        ``reset_after`` (seconds) are the result's other two fields."""
         cdef bint created
         cdef i64 w = self._w
         cdef i64 k
@@ -498,7 +528,9 @@ cdef class SlidingLog(_Windows):
             st.n -= 1
         if st.n + c > self._limit:
             k = st.n + c - self._limit
-            return self._result(False, st.n, (st.at(k - 1) + w - t) / 1e6)
+            count[0] = st.n
+            reset_after[0] = (st.at(k - 1) + w - t) / 1e6
+            return 0
         if c == 1 and st.n < st.cap:  # room in the ring: store the stamp in place
             k = st.head + st.n
             if k >= st.cap:
@@ -507,7 +539,9 @@ cdef class SlidingLog(_Windows):
             st.n += 1
         else:
             st.push(t, c, self._limit)
-        return self._result(True, st.n, self._w_sec)
+        count[0] = st.n
+        reset_after[0] = w / 1e6
+        return 1
 
     def peek(self, key, now):
         """Return what a unit ``hit`` would return, without counting or touching recency."""
@@ -581,6 +615,14 @@ cdef class GCRA(_Windows):
         _check_key(key)
         cdef i64 t = _to_us(now)
         cdef i64 c = _cost(cost, self._burst)
+        cdef i64 count
+        cdef double reset
+        cdef bint allowed = self._count(key, t, c, &count, &reset)
+        return self._result(allowed, count, reset)
+
+    cdef int _count(self, object key, i64 t, i64 c, i64 *count, double *reset_after) except -1:
+        """The hit of a checked key, time (us) and cost: 1 allowed, 0 refused; ``count`` and
+        ``reset_after`` (seconds) are the result's other two fields."""
         cdef bint created
         cdef i128 level, new
         cdef i64 w = self._w
@@ -593,11 +635,13 @@ cdef class GCRA(_Windows):
         st.last = t
         new = level + <i128>c * w
         if new > self._cap:
-            return self._result(False, <i64>_ceil_div(level, w),
-                                <double>_ceil_div(new - self._cap, self._limit) / 1e6)
+            count[0] = <i64>_ceil_div(level, w)
+            reset_after[0] = <double>_ceil_div(new - self._cap, self._limit) / 1e6
+            return 0
         st.level = new
-        return self._result(True, <i64>_ceil_div(new, w),
-                            <double>_ceil_div(new, self._limit) / 1e6)
+        count[0] = <i64>_ceil_div(new, w)
+        reset_after[0] = <double>_ceil_div(new, self._limit) / 1e6
+        return 1
 
     def peek(self, key, now):
         """Return what a unit ``hit`` would return, without counting or touching recency."""
@@ -614,3 +658,255 @@ cdef class GCRA(_Windows):
             return (False, <i64>_ceil_div(level, w),
                     <double>_ceil_div(new - self._cap, self._limit) / 1e6)
         return True, <i64>_ceil_div(level, w), <double>_ceil_div(level, self._limit) / 1e6
+
+
+# ------------------------------------------------------------------ metered unit checks
+
+
+cdef object _callable(object value, str name):
+    if not callable(value):
+        raise TypeError(f"{name} must be callable, got {type(value).__name__}")
+    return value
+
+
+cdef list _one_item_list(object value, str name):
+    if type(value) is not list or len(value) != 1:
+        raise TypeError(f"{name} must be a one-item list, got {type(value).__name__}")
+    return <list>value
+
+
+cdef inline object _guide_reset(bint limited, double reset):
+    """``reset_after`` as the guide's whole seconds: >= 1 when limited, 0 when (about) zero."""
+    cdef double whole
+    if limited:
+        whole = ceil(reset - 1e-9)
+        return <long long>whole if whole > 1.0 else 1
+    if reset > 1e-9:
+        return <long long>ceil(reset - 1e-9)
+    return 0
+
+
+@cython.final
+cdef class UnitCheck:
+    """One unit check of one window, metered: the memory backend's synchronous checker.
+
+    ``UnitCheck(window, clock, sweep, sweep_due, sample, sample_every, cell, flush_every, noted,
+    refused)``. ``window`` is a window of this module; ``clock()`` gives the time, ``sweep(now)``
+    is called first when ``now >= sweep_due[0]``. ``sample`` is the service's duration-sampling
+    position ``[n]`` (shared with ``RateLimitingService.check``): at 0 the check is declined so
+    the service times it; otherwise it advances, wrapping to 0 at ``sample_every``. An allowed
+    check adds one to ``cell[0]`` and calls ``noted(c)`` when it reaches 1 or ``flush_every``;
+    a refused one calls ``refused(count, reset_after)`` (the service records it at once).
+
+    ``check(key)`` returns the window's ``(allowed, count, reset_after)``; ``guide(key)`` the
+    guide's ``(is_limited, count, reset_seconds)`` (whole seconds, ``ceil(reset - 1e-9)``, >= 1
+    when limited, 0 when allowed with nothing left to reset). Both return ``None`` -- counting
+    nothing -- when the check is declined: the sampled position, or a key that is not exactly a
+    ``str``. The pure twin ``crown_nexus._pure.rate_window.UnitCheck`` behaves identically.
+    """
+
+    cdef _Windows _window
+    cdef int _kind
+    cdef object _clock
+    cdef object _sweep
+    cdef list _sweep_due
+    cdef list _sample
+    cdef long _sample_every
+    cdef list _cell
+    cdef long _flush_every
+    cdef object _noted
+    cdef object _refused
+    cdef tuple _res
+
+    def __init__(self, window, clock, sweep, sweep_due, sample, sample_every, cell, flush_every,
+                 noted, refused):
+        if type(window) is SlidingWindowCounter:
+            self._kind = 1
+        elif type(window) is SlidingLog:
+            self._kind = 2
+        elif type(window) is GCRA:
+            self._kind = 3
+        else:
+            raise TypeError(
+                f"window must be a SlidingWindowCounter, SlidingLog or GCRA of this module, "
+                f"got {type(window).__name__}"
+            )
+        self._window = <_Windows>window
+        self._clock = _callable(clock, "clock")
+        self._sweep = _callable(sweep, "sweep")
+        self._sweep_due = _one_item_list(sweep_due, "sweep_due")
+        self._sample = _one_item_list(sample, "sample")
+        self._sample_every = _check_int(sample_every, "sample_every")
+        self._cell = _one_item_list(cell, "cell")
+        self._flush_every = _check_int(flush_every, "flush_every")
+        self._noted = _callable(noted, "noted")
+        self._refused = _callable(refused, "refused")
+        self._res = (False, 0, 0)
+
+    @property
+    def window(self):
+        """The window this check counts on."""
+        return self._window
+
+    cdef int _step(self, object key, i64 *count, double *reset) except -2:
+        """-1: declined (nothing counted); else 1 allowed / 0 refused, metered, with the
+        result's ``count`` and ``reset_after`` filled in."""
+        cdef long checks = self._sample[0]
+        cdef object now, due
+        cdef i64 t
+        cdef int allowed
+        cdef long c
+        if checks == 0 or type(key) is not str:
+            return -1
+        checks += 1
+        self._sample[0] = checks if checks < self._sample_every else 0
+        now = self._clock()
+        due = self._sweep_due[0]
+        if type(now) is float and type(due) is float:
+            if PyFloat_AS_DOUBLE(now) >= PyFloat_AS_DOUBLE(due):
+                self._sweep(now)
+        elif now >= due:
+            self._sweep(now)
+        t = _to_us(now)
+        if self._kind == 1:
+            allowed = (<SlidingWindowCounter>self._window)._count(key, t, 1, count, reset)
+        elif self._kind == 2:
+            allowed = (<SlidingLog>self._window)._count(key, t, 1, count, reset)
+        else:
+            allowed = (<GCRA>self._window)._count(key, t, 1, count, reset)
+        if allowed:
+            c = self._cell[0]
+            c += 1
+            self._cell[0] = c
+            if c == 1 or c >= self._flush_every:
+                self._noted(c)
+            return 1
+        self._refused(count[0], reset[0])
+        return 0
+
+    def check(self, key):
+        """Count one request for ``key``: the window's ``(allowed, count, reset_after)``, or
+        ``None`` (nothing counted) when the service must check it instead."""
+        return self._check(key)
+
+    def __call__(self, key):
+        """``check(key)``."""
+        return self._check(key)
+
+    cdef object _check(self, object key):
+        cdef i64 count
+        cdef double reset
+        cdef int r = self._step(key, &count, &reset)
+        if r < 0:
+            return None
+        return self._window._result(r == 1, count, reset)
+
+
+    def guide(self, key):
+        """Count one request for ``key``: the guide's ``(is_limited, count, reset_seconds)``, or
+        ``None`` (nothing counted) when the service must check it instead."""
+        return self._guide(key)
+
+    cdef object _guide(self, object key):
+        cdef i64 count
+        cdef double reset
+        cdef int r = self._step(key, &count, &reset)
+        cdef tuple res
+        cdef object limited, n, whole
+        cdef PyObject* old
+        if r < 0:
+            return None
+        limited = True if r == 0 else False
+        n = count
+        whole = _guide_reset(r == 0, reset)
+        res = self._res
+        if Py_REFCNT(res) == 2:  # nobody else holds the last answer: refill it (see _result)
+            old = PyTuple_GET_ITEM(res, 0)
+            Py_INCREF(limited)
+            PyTuple_SET_ITEM(res, 0, limited)
+            Py_DECREF(<object>old)
+            old = PyTuple_GET_ITEM(res, 1)
+            Py_INCREF(n)
+            PyTuple_SET_ITEM(res, 1, n)
+            Py_DECREF(<object>old)
+            old = PyTuple_GET_ITEM(res, 2)
+            Py_INCREF(whole)
+            PyTuple_SET_ITEM(res, 2, whole)
+            Py_DECREF(<object>old)
+            return res
+        res = (limited, n, whole)
+        self._res = res
+        return res
+
+
+@cython.final
+cdef class CheckRateLimit:
+    """The fast path of ``check_rate_limit(key, max_requests, window_seconds, algorithm)``.
+
+    ``CheckRateLimit(service, rules, default_algorithm)``: ``service()`` returns the current
+    rate limiting service; ``rules`` is ``{algorithm: {max_requests: {window_seconds: entry}}}``
+    where ``entry`` is ``[rule, service, checker]`` (the validated rule, and the checker that
+    service built for it). ``fast(key, max_requests, window_seconds, algorithm)`` answers the
+    guide's ``(is_limited, count, reset_seconds)`` through ``checker.guide(key)`` when the limits
+    are exact ``int`` s with a cached entry built for the current service; otherwise -- or when
+    the checker declines -- ``None``, and the caller takes the full path. A hash of
+    ``algorithm`` that raises ``TypeError`` is a miss; the pure twin behaves identically.
+    """
+
+    cdef object _service
+    cdef dict _rules
+    cdef dict _default
+    cdef object _default_algorithm
+
+    def __init__(self, service, rules, default_algorithm):
+        self._service = _callable(service, "service")
+        if type(rules) is not dict:
+            raise TypeError(f"rules must be a dict, got {type(rules).__name__}")
+        default = (<dict>rules).get(default_algorithm)
+        if type(default) is not dict:
+            raise TypeError("rules must hold a dict for the default algorithm")
+        self._rules = <dict>rules
+        self._default = <dict>default
+        self._default_algorithm = default_algorithm
+
+    def fast(self, key, max_requests, window_seconds, algorithm):
+        """The guide's answer, or ``None`` when the full path must answer (see the class)."""
+        return self._fast(key, max_requests, window_seconds, algorithm)
+
+    def __call__(self, key, max_requests, window_seconds, algorithm):
+        """``fast(key, max_requests, window_seconds, algorithm)``."""
+        return self._fast(key, max_requests, window_seconds, algorithm)
+
+    cdef object _fast(self, object key, object max_requests, object window_seconds,
+                      object algorithm):
+        cdef PyObject* found
+        cdef object table, entry, checker
+        if type(max_requests) is not int or type(window_seconds) is not int:
+            return None
+        if algorithm is self._default_algorithm:
+            table = self._default
+        else:
+            try:
+                found = PyDict_GetItemWithError(self._rules, algorithm)
+            except TypeError:
+                return None
+            if found == NULL:
+                return None
+            table = <object>found
+            if type(table) is not dict:
+                return None
+        found = PyDict_GetItem(<dict>table, max_requests)
+        if found == NULL or type(<object>found) is not dict:
+            return None
+        found = PyDict_GetItem(<dict><object>found, window_seconds)
+        if found == NULL or type(<object>found) is not list or len(<list><object>found) != 3:
+            return None
+        entry = <object>found
+        if (<list>entry)[1] is not self._service():
+            return None
+        checker = (<list>entry)[2]
+        if type(checker) is UnitCheck:
+            return (<UnitCheck>checker)._guide(key)
+        if checker is None:
+            return None
+        return checker.guide(key)

@@ -47,9 +47,18 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from typing import Any, Final
 
-__all__ = ["GCRA", "MAX_LIMIT", "MAX_WINDOW", "SlidingLog", "SlidingWindowCounter"]
+__all__ = [
+    "GCRA",
+    "MAX_LIMIT",
+    "MAX_WINDOW",
+    "CheckRateLimit",
+    "SlidingLog",
+    "SlidingWindowCounter",
+    "UnitCheck",
+]
 
 #: largest accepted ``limit``, ``burst`` and ``max_keys``
 MAX_LIMIT: Final = 1_000_000_000
@@ -467,3 +476,178 @@ class GCRA(_Locked):
         if new > self._cap:
             return False, count, _ceil_div(new - self._cap, self._limit) / 1e6
         return True, count, _ceil_div(level, self._limit) / 1e6
+
+
+# ------------------------------------------------------------------ metered unit checks
+
+#: the guide's answer: ``(is_limited, count, reset_seconds)``
+GuideAnswer = tuple[bool, int, int]
+_ceil = math.ceil
+
+
+def _callable(value: Any, name: str) -> Any:
+    if not callable(value):
+        raise TypeError(f"{name} must be callable, got {type(value).__name__}")
+    return value
+
+
+def _one_item_list(value: Any, name: str) -> list[Any]:
+    if type(value) is not list or len(value) != 1:
+        raise TypeError(f"{name} must be a one-item list, got {type(value).__name__}")
+    return value
+
+
+class UnitCheck:
+    """One unit check of one window, metered: the memory backend's synchronous checker.
+
+    ``UnitCheck(window, clock, sweep, sweep_due, sample, sample_every, cell, flush_every, noted,
+    refused)``. ``window`` is a window of this module; ``clock()`` gives the time, ``sweep(now)``
+    is called first when ``now >= sweep_due[0]``. ``sample`` is the service's duration-sampling
+    position ``[n]`` (shared with ``RateLimitingService.check``): at 0 the check is declined so
+    the service times it; otherwise it advances, wrapping to 0 at ``sample_every``. An allowed
+    check adds one to ``cell[0]`` and calls ``noted(c)`` when it reaches 1 or ``flush_every``;
+    a refused one calls ``refused(count, reset_after)`` (the service records it at once).
+
+    ``check(key)`` returns the window's ``(allowed, count, reset_after)``; ``guide(key)`` the
+    guide's ``(is_limited, count, reset_seconds)`` (whole seconds, ``ceil(reset - 1e-9)``, >= 1
+    when limited, 0 when allowed with nothing left to reset). Both return ``None`` -- counting
+    nothing -- when the check is declined: the sampled position, or a key that is not exactly a
+    ``str``. The compiled twin ``crown_nexus._cython.rate_window.UnitCheck`` behaves identically.
+    """
+
+    __slots__ = (
+        "_cell", "_clock", "_flush_every", "_hit", "_noted", "_refused", "_sample",
+        "_sample_every", "_sweep", "_sweep_due", "_window",
+    )
+
+    def __init__(
+        self,
+        window: SlidingWindowCounter | SlidingLog | GCRA,
+        clock: Callable[[], float],
+        sweep: Callable[[float], Any],
+        sweep_due: list[float],
+        sample: list[int],
+        sample_every: int,
+        cell: list[int],
+        flush_every: int,
+        noted: Callable[[int], Any],
+        refused: Callable[[int, float], Any],
+    ) -> None:
+        if type(window) not in (SlidingWindowCounter, SlidingLog, GCRA):
+            raise TypeError(
+                f"window must be a SlidingWindowCounter, SlidingLog or GCRA of this module, "
+                f"got {type(window).__name__}"
+            )
+        self._window = window
+        self._hit = window.hit
+        self._clock = _callable(clock, "clock")
+        self._sweep = _callable(sweep, "sweep")
+        self._sweep_due = _one_item_list(sweep_due, "sweep_due")
+        self._sample = _one_item_list(sample, "sample")
+        self._sample_every = _check_int(sample_every, "sample_every")
+        self._cell = _one_item_list(cell, "cell")
+        self._flush_every = _check_int(flush_every, "flush_every")
+        self._noted = _callable(noted, "noted")
+        self._refused = _callable(refused, "refused")
+
+    @property
+    def window(self) -> SlidingWindowCounter | SlidingLog | GCRA:
+        """The window this check counts on."""
+        return self._window
+
+    def check(self, key: str) -> Result | None:
+        """Count one request for ``key``: the window's ``(allowed, count, reset_after)``, or
+        ``None`` (nothing counted) when the service must check it instead."""
+        sample = self._sample
+        checks = sample[0]
+        if checks == 0 or type(key) is not str:
+            return None
+        checks += 1
+        sample[0] = checks if checks < self._sample_every else 0
+        now = self._clock()
+        if now >= self._sweep_due[0]:
+            self._sweep(now)
+        answer: Result = self._hit(key, now, 1)
+        if answer[0]:
+            cell = self._cell
+            c = cell[0] + 1
+            cell[0] = c
+            if c == 1 or c >= self._flush_every:
+                self._noted(c)
+            return answer
+        self._refused(answer[1], answer[2])
+        return answer
+
+    __call__ = check
+
+    def guide(self, key: str) -> GuideAnswer | None:
+        """Count one request for ``key``: the guide's ``(is_limited, count, reset_seconds)``, or
+        ``None`` (nothing counted) when the service must check it instead."""
+        answer = self.check(key)
+        if answer is None:
+            return None
+        allowed, count, reset = answer
+        if allowed:
+            return False, count, (_ceil(reset - 1e-9) if reset > 1e-9 else 0)
+        whole = _ceil(reset - 1e-9)
+        return True, count, (whole if whole > 1 else 1)
+
+
+class CheckRateLimit:
+    """The fast path of ``check_rate_limit(key, max_requests, window_seconds, algorithm)``.
+
+    ``CheckRateLimit(service, rules, default_algorithm)``: ``service()`` returns the current
+    rate limiting service; ``rules`` is ``{algorithm: {max_requests: {window_seconds: entry}}}``
+    where ``entry`` is ``[rule, service, checker]`` (the validated rule, and the checker that
+    service built for it). ``fast(key, max_requests, window_seconds, algorithm)`` answers the
+    guide's ``(is_limited, count, reset_seconds)`` through ``checker.guide(key)`` when the limits
+    are exact ``int`` s with a cached entry built for the current service; otherwise -- or when
+    the checker declines -- ``None``, and the caller takes the full path. A hash of
+    ``algorithm`` that raises ``TypeError`` is a miss; the compiled twin behaves identically.
+    """
+
+    __slots__ = ("_default", "_default_algorithm", "_rules", "_service")
+
+    def __init__(
+        self, service: Callable[[], Any], rules: dict[Any, Any], default_algorithm: Any
+    ) -> None:
+        self._service = _callable(service, "service")
+        if type(rules) is not dict:
+            raise TypeError(f"rules must be a dict, got {type(rules).__name__}")
+        default = rules.get(default_algorithm)
+        if type(default) is not dict:
+            raise TypeError("rules must hold a dict for the default algorithm")
+        self._rules = rules
+        self._default: dict[Any, Any] = default
+        self._default_algorithm = default_algorithm
+
+    def fast(
+        self, key: str, max_requests: int, window_seconds: int, algorithm: Any
+    ) -> GuideAnswer | None:
+        """The guide's answer, or ``None`` when the full path must answer (see the class)."""
+        if type(max_requests) is not int or type(window_seconds) is not int:
+            return None
+        table: Any
+        if algorithm is self._default_algorithm:
+            table = self._default
+        else:
+            try:
+                table = self._rules.get(algorithm)
+            except TypeError:
+                return None
+            if type(table) is not dict:
+                return None
+        by_window = table.get(max_requests)
+        if type(by_window) is not dict:
+            return None
+        entry = by_window.get(window_seconds)
+        if type(entry) is not list or len(entry) != 3:
+            return None
+        if entry[1] is not self._service():
+            return None
+        checker = entry[2]
+        if checker is None:
+            return None
+        return checker.guide(key)  # type: ignore[no-any-return]
+
+    __call__ = fast

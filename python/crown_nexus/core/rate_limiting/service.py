@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
 
 from crown_nexus.core.dependency_manager import get_service, register_service
 from crown_nexus.core.rate_limiting import _metrics
@@ -32,6 +32,7 @@ from crown_nexus.logging import get_current_user_id, get_logger
 from crown_nexus.settings import Settings
 
 __all__ = [
+    "MemoryChecker",
     "RateLimitingService",
     "TrustedProxies",
     "client_ip_from_scope",
@@ -192,6 +193,18 @@ def user_id_from_scope(scope: Mapping[str, Any], *, use_context: bool = True) ->
     return (get_current_user_id() or None) if use_context else None
 
 
+class MemoryChecker(Protocol):
+    """The memory backend's synchronous unit check of one rule (:meth:`RateLimitingService.memory_checker`)."""
+
+    def __call__(self, key: str) -> tuple[bool, int, float] | None:
+        """The window's ``(allowed, count, reset_after)``, or ``None`` (the service must check)."""
+        ...
+
+    def guide(self, key: str) -> tuple[bool, int, int] | None:
+        """The guide's ``(is_limited, count, reset_seconds)``, or ``None`` (as ``__call__``)."""
+        ...
+
+
 class RateLimitingService:
     """Checks rate limits on a backend and applies the failure policy.
 
@@ -238,7 +251,9 @@ class RateLimitingService:
         self._clock = clock
         self._down_until = 0.0
         self._degraded = False
-        self._checks = 0
+        #: ``[n]``: position in the duration sampling (the first check, then one in
+        #: ``DURATION_SAMPLE_EVERY`` is timed), shared with the checkers of :meth:`memory_checker`
+        self._sample = [0]
         self._backend_name = self.backend.name
         #: per rule signature: the metrics tally cell of allowed checks
         self._cells: dict[str, list[int]] = {}
@@ -303,8 +318,9 @@ class RateLimitingService:
             raise TypeError(f"key must be a str, not {type(key).__name__}")
         # durations are sampled (the first check, then 1 in DURATION_SAMPLE_EVERY): reading the
         # clock twice and observing a histogram would cost more than a memory check
-        n = self._checks + 1
-        self._checks = n if n < _metrics.DURATION_SAMPLE_EVERY else 0
+        sample = self._sample
+        n = sample[0] + 1
+        sample[0] = n if n < _metrics.DURATION_SAMPLE_EVERY else 0
         n -= 1
         memory_hit = self._memory_hit
         if memory_hit is not None and n:
@@ -354,58 +370,48 @@ class RateLimitingService:
         )
         return result
 
-    def memory_checker(self, rule: RateLimitRule) -> Callable[[str], tuple[bool, int, float] | None] | None:
+    def memory_checker(self, rule: RateLimitRule) -> MemoryChecker | None:
         """A synchronous unit check of ``rule`` for the in-process backend, or ``None``.
 
-        The returned ``checker(key)`` counts one request exactly as :meth:`check` would (same
-        window, same metrics: the allowed tally, refusals written at once) and returns the
-        window's ``(allowed, count, reset_after)``, or ``None`` -- counting nothing -- when the
-        check must go through ``await check(key, rule)`` instead: the one check in
-        :data:`_metrics.DURATION_SAMPLE_EVERY` whose duration is observed, or a key that is not
-        exactly a ``str``. ``None`` (no checker) when the backend is not the memory backend.
-        Build it once per rule and keep it: it binds the rule's window and metrics cell.
+        The returned ``checker(key)`` (a ``rate_window.UnitCheck`` of the backend's
+        implementation) counts one request exactly as :meth:`check` would (same window, same
+        metrics: the allowed tally, refusals written at once) and returns the window's
+        ``(allowed, count, reset_after)``; ``checker.guide(key)`` returns the guide's
+        ``(is_limited, count, reset_seconds)`` instead (:func:`check_rate_limit`). Both return
+        ``None`` -- counting nothing -- when the check must go through ``await check(key, rule)``:
+        the one check in :data:`_metrics.DURATION_SAMPLE_EVERY` whose duration is observed, or a
+        key that is not exactly a ``str``. ``None`` (no checker) when the backend is not the
+        memory backend. Build it once per rule and keep it: it binds the rule's window and
+        metrics cell.
         """
         if self._memory_hit is None:
             return None
         backend = self.backend
         assert isinstance(backend, MemoryRateLimitBackend)
         _, _, _, capacity, signature, policy_name, window_seconds = rule.hot_params
-        hit = backend.window(rule).hit
-        clock = backend.clock
-        sweep_due = backend.sweep_due
         cell = self._cells.get(signature) or self._cell(rule)
-        sample_every = _metrics.DURATION_SAMPLE_EVERY
-        flush_every = _FLUSH_EVERY
-        tally_noted = _tally_noted
         record_check = _metrics.record_check
         backend_name = self._backend_name
-        service = self
 
-        def checker(key: str) -> tuple[bool, int, float] | None:
-            checks = service._checks
-            if checks == 0 or type(key) is not str:
-                return None
-            checks += 1
-            service._checks = checks if checks < sample_every else 0
-            now = clock()
-            if now >= sweep_due[0]:
-                backend.sweep(now)
-            answer: tuple[bool, int, float] = hit(key, now, 1)
-            if answer[0]:
-                c = cell[0] + 1
-                cell[0] = c
-                if c == 1 or c >= flush_every:
-                    tally_noted(c)
-                return answer
-            count, reset = answer[1], answer[2]
-            refused = RateLimitResult(
+        def refused(count: int, reset: float) -> None:
+            result = RateLimitResult(
                 False, capacity, count, capacity - count if capacity > count else 0, reset,
                 reset, window_seconds, policy_name,
             )
-            record_check(rule, refused, None, backend_name)
-            return answer
+            record_check(rule, result, None, backend_name)
 
-        return checker
+        return backend.implementation.UnitCheck(  # type: ignore[no-any-return]
+            backend.window(rule),
+            backend.clock,
+            backend.sweep,
+            backend.sweep_due,
+            self._sample,
+            _metrics.DURATION_SAMPLE_EVERY,
+            cell,
+            _FLUSH_EVERY,
+            _tally_noted,
+            refused,
+        )
 
     def _cell(self, rule: RateLimitRule) -> list[int]:
         """The metrics tally cell of allowed checks for ``rule``'s algorithm on the backend."""

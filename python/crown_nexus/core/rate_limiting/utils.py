@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
+from crown_nexus import accel
 from crown_nexus.core.dependency_manager import get_registry
 from crown_nexus.core.rate_limiting.models import (
     RateLimitAlgorithm,
@@ -22,14 +22,17 @@ _service = get_registry().getter("rate_limiting_service")
 #: algorithm -> max_requests -> window_seconds -> [rule, service, checker]: the validated rule
 #: and the synchronous checker the service built for it (``RateLimitingService.memory_checker``).
 #: Only exact ``int`` limits are cached (``True`` or ``5.0`` are still validated by pydantic);
-#: nested dicts, so a lookup builds no tuple; bounded, cleared when full.
+#: nested dicts, so a lookup builds no tuple; bounded, cleared when full -- in place, never
+#: replaced: :data:`_fast` reads these very dicts.
 _RULES: dict[RateLimitAlgorithm, dict[int, dict[int, list[Any]]]] = {
     algo: {} for algo in RateLimitAlgorithm
 }
-#: the default algorithm's table (looked up by identity: an enum member's hash is a Python call)
-_DEFAULT_RULES = _RULES[_SLIDING_WINDOW]
 _RULES_MAX = 1024
 _cached = [0]
+#: the whole allowed or refused check in one call (``rate_window.CheckRateLimit`` of the chosen
+#: implementation): cached rule, current service, its checker's ``guide`` answer -- or ``None``
+#: when :func:`_full_check` must answer
+_fast = accel.get("rate_window").CheckRateLimit(_service, _RULES, _SLIDING_WINDOW).fast
 
 
 def _entry(max_requests: int, window_seconds: int, algorithm: RateLimitAlgorithm) -> list[Any]:
@@ -52,12 +55,52 @@ def _entry(max_requests: int, window_seconds: int, algorithm: RateLimitAlgorithm
     return entry
 
 
-def _checker(entry: list[Any], service: Any) -> Callable[[str], Any] | None:
+def _cached_entry(
+    max_requests: int, window_seconds: int, algorithm: RateLimitAlgorithm
+) -> list[Any] | None:
+    """The cached entry for exact ``int`` limits, or ``None``."""
+    if type(max_requests) is not int or type(window_seconds) is not int:
+        return None
+    try:
+        by_limit = _RULES.get(algorithm)
+    except TypeError:  # not hashable, so not an algorithm: pydantic says what is wrong
+        return None
+    by_window = by_limit.get(max_requests) if by_limit is not None else None
+    return by_window.get(window_seconds) if by_window is not None else None
+
+
+def _checker(entry: list[Any], service: Any) -> Any:
     """The service's synchronous checker for the entry's rule, rebuilt when the service changes."""
     entry[1] = service
     make = getattr(service, "memory_checker", None)
     entry[2] = make(entry[0]) if make is not None else None
-    return entry[2]  # type: ignore[no-any-return]
+    return entry[2]
+
+
+async def _full_check(
+    key: str, max_requests: int, window_seconds: int, algorithm: RateLimitAlgorithm
+) -> tuple[bool, int, int]:
+    """:func:`check_rate_limit` when the fast path declined: validate and cache the rule, build
+    the service's checker, or await ``service.check`` (the sampled check, another backend, a key
+    that is not a plain ``str``)."""
+    entry = _cached_entry(max_requests, window_seconds, algorithm)
+    service = _service()
+    if entry is None:
+        entry = _entry(max_requests, window_seconds, algorithm)
+        checker = _checker(entry, service)
+    elif entry[1] is not service:
+        checker = _checker(entry, service)
+    else:  # the current service's checker declined (or there is none): the service answers
+        checker = None
+    if checker is not None:
+        answer: tuple[bool, int, int] | None = checker.guide(key)
+        if answer is not None:
+            return answer
+    result = await service.check(key, entry[0])
+    if result.allowed:
+        reset = result.reset_after
+        return False, result.count, (_ceil(reset - 1e-9) if reset > 1e-9 else 0)
+    return True, result.count, result.retry_after_seconds
 
 
 async def check_rate_limit(
@@ -75,34 +118,10 @@ async def check_rate_limit(
     rate limiting service, so its backend (memory or Redis) and failure policy apply. Invalid
     limits raise ``pydantic.ValidationError`` (a ``ValueError``).
 
-    The rule is validated once per distinct limits; on the memory backend the check itself is a
-    synchronous call into the compiled window (metrics recorded exactly as by the service).
+    The rule is validated once per distinct limits; on the memory backend the check itself is
+    one synchronous call into the compiled window (metrics recorded exactly as by the service).
     """
-    entry = None
-    if type(max_requests) is int and type(window_seconds) is int:
-        if algorithm is _SLIDING_WINDOW:
-            by_window = _DEFAULT_RULES.get(max_requests)
-        else:
-            try:
-                by_window = _RULES[algorithm].get(max_requests)
-            except (KeyError, TypeError):  # not an algorithm: let pydantic say what is wrong
-                by_window = None
-        if by_window is not None:
-            entry = by_window.get(window_seconds)
-    if entry is None:
-        entry = _entry(max_requests, window_seconds, algorithm)
-    service = _service()
-    checker = entry[2] if entry[1] is service else _checker(entry, service)
-    if checker is not None:
-        answer = checker(key)
-        if answer is not None:
-            allowed, count, reset = answer
-            if allowed:
-                return False, count, (_ceil(reset - 1e-9) if reset > 1e-9 else 0)
-            whole = _ceil(reset - 1e-9)
-            return True, count, (whole if whole > 1 else 1)
-    result = await service.check(key, entry[0])
-    if result.allowed:
-        reset = result.reset_after
-        return False, result.count, (_ceil(reset - 1e-9) if reset > 1e-9 else 0)
-    return True, result.count, result.retry_after_seconds
+    answer = _fast(key, max_requests, window_seconds, algorithm)
+    if answer is not None:
+        return answer  # type: ignore[no-any-return]
+    return await _full_check(key, max_requests, window_seconds, algorithm)
