@@ -64,6 +64,10 @@ PINNED: dict[tuple[int, str], str] = {
     (11, "async def update_product_price(self, product_id: str, new_price: float, user_id: str):"): "2ac84c1fdb2a2a25",
     (11, "async def get_user_permissions(user_id: str, db: AsyncSession):"): "ca6d0e3f8e86cda7",
     (11, "def can_perform_all(user, permissions: List[str]):"): "377218fc54e2100e",
+    # §12 Security System
+    (12, '@router.post("/auth/login")'): "52cb6227dd299e5b",
+    (12, '@router.post("/users/{user_id}/settings")'): "5d5a666729970411",
+    (12, "async def add_security_headers(request: Request, call_next):"): "388e500bb8a86f28",
     # §13 Middleware System
     (13, "from app.middleware import RateLimitMiddleware"): "a6afc0f099c18b84",
     # §14 Common Patterns

@@ -35,7 +35,53 @@ from crown_nexus.logging import get_logger
 from crown_nexus.testing import app_client
 from tests.guide._support import assert_error_body, data_of, guide_app
 
+from tests.guide._blocks import GuideBlock, guide_block
+
 logger = get_logger("app.guide.s12")
+
+# the §12 blocks run on two setups, by a line of each
+LOGIN = '@router.post("/auth/login")'
+CSRF = '@router.post("/users/{user_id}/settings")'
+SECURITY_HEADERS = "async def add_security_headers(request: Request, call_next):"
+
+
+def s12(marker: str) -> GuideBlock:
+    """The §12 block holding ``marker``."""
+    return guide_block(12, marker)
+
+
+def login_routes(router: APIRouter, **user_objects: Any) -> APIRouter:
+    """'Using the Security Service': the login endpoint on ``router`` (``user_objects``: the user's
+    ``LoginRequest``, ``AsyncSession``, ``get_db`` and ``user_repository``)."""
+    names = {"Request": Request, "Response": Response, "Depends": Depends, "AuthenticationException": AuthenticationException}
+    s12(LOGIN).run(router=router, **names, **user_objects)
+    return router
+
+
+def csrf_block(router: APIRouter) -> dict[str, Any]:
+    """'CSRF Protection' with the user's imports: ``get_csrf_token``, ``check_csrf_token``, the endpoint on ``router``."""
+    from crown_nexus.core.security import get_security_service
+    from crown_nexus.core.security.dependencies import get_current_user_id
+
+    return s12(CSRF).run(
+        router=router,
+        Dict=Dict,
+        Any=Any,
+        Header=Header,
+        Depends=Depends,
+        get_current_user_id=get_current_user_id,
+        get_security_service=get_security_service,
+        PermissionDeniedException=PermissionDeniedException,
+        SecurityException=SecurityException,
+        ErrorCode=ErrorCode,
+    )
+
+
+def add_security_headers(app: FastAPI) -> None:
+    """'Security Headers': the user's ``@app.middleware("http")`` on ``app``."""
+    from crown_nexus.core.security import get_security_service
+
+    s12(SECURITY_HEADERS).run(app=app, Request=Request, get_security_service=get_security_service)
 SECRET = "guide-s12-" + "x" * 54
 
 
@@ -198,7 +244,7 @@ async def test_alg_none_and_tampering_rejected() -> None:
             await decode_token(bad)
 
 
-# --- §12 'Using the Security Service' (login endpoint), verbatim -----------------------------------
+# --- §12 'Using the Security Service' (login endpoint) ----------------------------------------------
 
 from crown_nexus.core.security import get_password_hash
 
@@ -255,58 +301,9 @@ async def get_db() -> AsyncIterator[Any]:
 
 
 def login_router() -> APIRouter:
-    router = APIRouter()
-
-    from crown_nexus.core.dependency_manager import get_service
-    from crown_nexus.core.security import get_security_service
-
-    # Get security service through dependency injection
-    @router.post("/auth/login")
-    async def login(
-        login_data: LoginRequest,
-        request: Request,
-        response: Response,
-        db: AsyncSession = Depends(get_db)
-    ):
-        # Get security service
-        security_service = get_security_service(db)
-
-        # Validate credentials
-        user = await user_repository.get_by_email(login_data.email)
-        if not user:
-            raise AuthenticationException(message="Invalid credentials")
-
-        # Verify password
-        is_valid = await security_service.verify_password(
-            login_data.password,
-            user.hashed_password,
-            user_id=str(user.id)
-        )
-
-        if not is_valid:
-            raise AuthenticationException(message="Invalid credentials")
-
-        # Create tokens
-        token_pair = await security_service.create_token_pair(
-            user_id=str(user.id),
-            role=user.role,
-            permissions=[p.value for p in user.permissions],
-            user_data={"name": user.name, "email": user.email}
-        )
-
-        # Set CSRF token (for cookie-based auth)
-        csrf_token = security_service.generate_csrf_token(str(user.id))
-        response.set_cookie(
-            key="csrf_token",
-            value=csrf_token,
-            httponly=False,  # Accessible by JavaScript
-            secure=True,
-            samesite="strict"
-        )
-
-        return token_pair
-
-    return router
+    """The guide's login endpoint on the user's models, session dependency and repository."""
+    user_objects = {"LoginRequest": LoginRequest, "AsyncSession": AsyncSession, "get_db": get_db}
+    return login_routes(APIRouter(), user_repository=user_repository, **user_objects)
 
 
 async def test_login_endpoint() -> None:
@@ -551,30 +548,13 @@ async def test_api_key_functions_record_metrics_and_events(session: AsyncSession
     assert after == (before[0] + 1, before[1] + 1, before[2] + 1)
 
 
-# --- §12 'CSRF Protection', verbatim -----------------------------------------------------------------
-
-from crown_nexus.core.security import generate_csrf_token, validate_csrf_token
-
-# Generate a CSRF token
-def get_csrf_token(session_id: str):
-    return generate_csrf_token(session_id)
-
-# Validate a CSRF token
-def check_csrf_token(token: str, session_id: str):
-    is_valid = validate_csrf_token(token, session_id)
-
-    if not is_valid:
-        raise SecurityException(
-            message="CSRF validation failed",
-            code=ErrorCode.SECURITY_ERROR,
-            details={"error": "Invalid or expired CSRF token"}
-        )
-
-    return True
+# --- §12 'CSRF Protection' --------------------------------------------------------------------------
 
 
 def test_csrf_functions() -> None:
     """A token validates for its own session only; tampering fails with a 403 SecurityException."""
+    ns = csrf_block(APIRouter())
+    get_csrf_token, check_csrf_token = ns["get_csrf_token"], ns["check_csrf_token"]
     token = get_csrf_token("session-1")
     assert check_csrf_token(token, "session-1") is True
     for bad_token, session_id in ((token, "session-2"), (token[:-2] + "xx", "session-1"), ("", "session-1"), ("garbage", "session-1")):
@@ -584,37 +564,16 @@ def test_csrf_functions() -> None:
 
 
 def csrf_router() -> APIRouter:
+    """The guide's settings endpoint on the user's router."""
     router = APIRouter()
-    from crown_nexus.core.security import get_security_service
-    from crown_nexus.core.security.dependencies import get_current_user_id
-
-    # Example of CSRF protection in a FastAPI endpoint
-    @router.post("/users/{user_id}/settings")
-    async def update_user_settings(
-        user_id: str,
-        settings_data: Dict[str, Any],
-        csrf_token: str = Header(...),
-        current_user_id: str = Depends(get_current_user_id)
-    ):
-        # Verify user identity
-        if user_id != current_user_id:
-            raise PermissionDeniedException(message="Cannot modify another user's settings")
-
-        # Validate CSRF token
-        security_service = get_security_service()
-        if not security_service.validate_csrf_token(csrf_token, current_user_id):
-            raise SecurityException(message="Invalid CSRF token")
-
-        # Process the request
-        # ...
-
-        return {"success": True}
-
+    csrf_block(router)
     return router
 
 
 async def test_csrf_endpoint() -> None:
     """Own settings with a valid CSRF header: 200; bad CSRF: 403; other user: 403; no token: 401; no header: 422."""
+    from crown_nexus.core.security import generate_csrf_token
+
     app = app_with(csrf_router())
     async with app_client(app) as client:
         token = create_token("u5")
@@ -795,7 +754,7 @@ def test_detect_suspicious_content_records_detections() -> None:
     assert metrics.get_counter_sum("suspicious_content_detections_total") == total + 2
 
 
-# --- §12 'Security Headers', verbatim (the user's @app.middleware) ---------------------------------
+# --- §12 'Security Headers' (the user's @app.middleware) -------------------------------------------
 
 
 async def test_security_headers_middleware() -> None:
@@ -808,20 +767,7 @@ async def test_security_headers_middleware() -> None:
     async def ok() -> dict[str, bool]:
         return {"ok": True}
 
-    # Middleware to add security headers
-    @app.middleware("http")
-    async def add_security_headers(request: Request, call_next):
-        response = await call_next(request)
-
-        # Get security headers
-        security_service = get_security_service()
-        security_headers = security_service.get_security_headers()
-
-        # Add headers to response
-        for name, value in security_headers.items():
-            response.headers[name] = value
-
-        return response
+    add_security_headers(app)
 
     expected = get_security_headers()
     assert {"X-Content-Type-Options", "X-Frame-Options", "Content-Security-Policy"} <= set(expected)
@@ -1114,24 +1060,11 @@ async def test_app_settings_secret_signs_and_checks_tokens() -> None:
     assert_error_body(refused.json(), "AUTHENTICATION_ERROR")
 
 
-# ------------------------------------------------------------------------------------------------
-# Each §12 block run nearly as written on its own FastAPI app, on each jwt implementation (formerly tests/core/security/test_guide_examples.py)
-# The guide §12 examples, run nearly as written (``app.`` -> ``crown_nexus.``).
-import datetime
-from typing import Any
-
+# --- the same blocks on a second setup: bare FastAPI apps, on each jwt implementation -------------
+# (with the password/API key/encryption/validation calls the guide's other §12 blocks make)
 import httpx
-from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
-from pydantic import BaseModel
 
-from crown_nexus.core.exceptions import (
-    AuthenticationException,
-    ErrorCode,
-    PermissionDeniedException,
-    SecurityException,
-    ValidationException,
-    install_exception_handlers,
-)
+from crown_nexus.core.exceptions import install_exception_handlers
 from crown_nexus.core.security import (
     decrypt_data,
     encrypt_data,
@@ -1142,7 +1075,6 @@ from crown_nexus.core.security import (
     verify_api_key,
     verify_password,
 )
-from crown_nexus.core.security.dependencies import get_current_user_id
 from crown_nexus.core.security.validation import (
     detect_suspicious_content,
     moderate_content,
@@ -1179,36 +1111,23 @@ def _client(app: FastAPI) -> httpx.AsyncClient:
 async def test_login_example_with_the_security_service(configured) -> None:
     """'Using the Security Service': login with get_security_service(db), token pair and CSRF cookie."""
     users = {"john@example.com": _User(get_password_hash("Correct-Horse-1!"))}
-    router = APIRouter()
+
+    class ExampleUserRepository:
+        """The application's user lookup."""
+
+        async def get_by_email(self, email: str) -> _User | None:
+            return users.get(email)
 
     async def get_db() -> Any:
         return None
 
-    @router.post("/auth/login")
-    async def login(
-        login_data: ExampleLoginRequest, request: Request, response: Response, db: Any = Depends(get_db)
-    ):
-        security_service = get_security_service(db)
-        user = users.get(login_data.email)
-        if not user:
-            raise AuthenticationException(message="Invalid credentials")
-        is_valid = await security_service.verify_password(
-            login_data.password, user.hashed_password, user_id=str(user.id)
-        )
-        if not is_valid:
-            raise AuthenticationException(message="Invalid credentials")
-        token_pair = await security_service.create_token_pair(
-            user_id=str(user.id),
-            role=user.role,
-            permissions=[p.value for p in user.permissions],
-            user_data={"name": user.name, "email": user.email},
-        )
-        csrf_token = security_service.generate_csrf_token(str(user.id))
-        response.set_cookie(
-            key="csrf_token", value=csrf_token, httponly=False, secure=True, samesite="strict"
-        )
-        return token_pair
-
+    router = login_routes(
+        APIRouter(),
+        LoginRequest=ExampleLoginRequest,
+        AsyncSession=Any,
+        get_db=get_db,
+        user_repository=ExampleUserRepository(),
+    )
     app = FastAPI()
     install_exception_handlers(app)
     app.include_router(router)
@@ -1230,20 +1149,7 @@ async def test_login_example_with_the_security_service(configured) -> None:
 async def test_csrf_endpoint_example(configured) -> None:
     """'CSRF Protection': the settings endpoint with a csrf-token header and get_current_user_id."""
     router = APIRouter()
-
-    @router.post("/users/{user_id}/settings")
-    async def update_user_settings(
-        user_id: str,
-        settings_data: dict[str, Any],
-        csrf_token: str = Header(...),
-        current_user_id: str = Depends(get_current_user_id),
-    ):
-        if user_id != current_user_id:
-            raise PermissionDeniedException(message="Cannot modify another user's settings")
-        security_service = get_security_service()
-        if not security_service.validate_csrf_token(csrf_token, current_user_id):
-            raise SecurityException(message="Invalid CSRF token")
-        return {"success": True}
+    csrf_block(router)
 
     app = FastAPI()
     install_exception_handlers(app)
@@ -1273,15 +1179,7 @@ async def test_csrf_endpoint_example(configured) -> None:
 async def test_security_headers_middleware_example(configured) -> None:
     """'Security Headers': an http middleware copying security_service.get_security_headers()."""
     app = FastAPI()
-
-    @app.middleware("http")
-    async def add_security_headers(request: Request, call_next):
-        response = await call_next(request)
-        security_service = get_security_service()
-        security_headers = security_service.get_security_headers()
-        for name, value in security_headers.items():
-            response.headers[name] = value
-        return response
+    add_security_headers(app)
 
     @app.get("/")
     async def root() -> dict:
