@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
@@ -185,4 +186,15 @@ def guide_block(section: int, marker: str) -> GuideBlock:
             f"guide §{section} block {block.index} (line {block.line}, {marker!r}) changed: "
             f"digest {block.digest}, pinned {pinned}; re-read the tests that run it, then update PINNED"
         )
+    return block
+
+
+def section(number: int) -> Callable[[str], GuideBlock]:
+    """``guide_block`` for one section: ``s09 = section(9)``, then ``s09(marker)``."""
+
+    def block(marker: str) -> GuideBlock:
+        return guide_block(number, marker)
+
+    block.__name__ = block.__qualname__ = f"s{number:02d}"
+    block.__doc__ = f"The pinned §{number} block holding ``marker``."
     return block

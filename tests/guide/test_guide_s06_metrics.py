@@ -25,7 +25,7 @@ from crown_nexus.core.metrics import MetricsService, track_db_select
 from crown_nexus.logging import get_logger
 from crown_nexus.settings import Settings
 from crown_nexus.testing import app_client, override_service
-from tests.guide._blocks import GuideBlock, guide_block
+from tests.guide._blocks import section
 from tests.guide._support import guide_app
 
 # the §6 blocks, by a line of each
@@ -37,9 +37,7 @@ MIDDLEWARE = "class MetricsMiddleware(BaseHTTPMiddleware):"
 CONFIGURATION = "metrics_config = MetricsConfig("
 
 
-def s06(marker: str) -> GuideBlock:
-    """The §6 block holding ``marker``."""
-    return guide_block(6, marker)
+s06 = section(6)
 
 
 # --- the user's own objects ------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from crown_nexus.core.rate_limiting.utils import check_rate_limit
 from crown_nexus.logging import get_logger
 from crown_nexus.settings import Settings
 from crown_nexus.testing import app_client, override_service
-from tests.guide._blocks import GuideBlock, guide_block
+from tests.guide._blocks import guide_block, section
 from tests.guide._support import assert_error_body, data_of, guide_app
 
 logger = get_logger("app.guide.s08")
@@ -46,9 +46,7 @@ S13_MIDDLEWARE = "from app.middleware import RateLimitMiddleware"
 ANALYTICS = "async def generate_report(self, user_id: str, report_type: str):"
 
 
-def s08(marker: str) -> GuideBlock:
-    """The §8 block holding ``marker``."""
-    return guide_block(8, marker)
+s08 = section(8)
 
 
 def rules() -> dict[str, Any]:

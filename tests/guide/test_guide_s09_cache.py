@@ -23,7 +23,7 @@ from crown_nexus.core.metrics import MetricsService
 from crown_nexus.logging import get_logger
 from crown_nexus.settings import Settings
 from crown_nexus.testing import override_service, override_services
-from tests.guide._blocks import GuideBlock, guide_block
+from tests.guide._blocks import guide_block, section
 
 logger = get_logger("app.guide.s09")
 
@@ -40,9 +40,7 @@ DEPENDENCY_INJECTION = "async def get_product(self, product_id):"
 FALLBACK = "async def get_product_with_details(self, product_id: str):"
 
 
-def s09(marker: str) -> GuideBlock:
-    """The §9 block holding ``marker``."""
-    return guide_block(9, marker)
+s09 = section(9)
 
 
 def _make(kind: str, request: pytest.FixtureRequest, redis_url: str | None = None) -> CacheService:

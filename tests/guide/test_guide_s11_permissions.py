@@ -32,7 +32,7 @@ from crown_nexus.core.error import handle_exception
 from crown_nexus.testing import app_client, capture_errors
 from tests.guide._support import assert_error_body, data_of, guide_app
 
-from tests.guide._blocks import GuideBlock, guide_block
+from tests.guide._blocks import section
 
 logger = get_logger("app.permissions.example")
 
@@ -47,9 +47,7 @@ RETRIEVING = "async def get_user_permissions(user_id: str, db: AsyncSession):"
 UTILITIES = "def can_perform_all(user, permissions: List[str]):"
 
 
-def s11(marker: str) -> GuideBlock:
-    """The §11 block holding ``marker``."""
-    return guide_block(11, marker)
+s11 = section(11)
 
 
 def permission_checks() -> dict[str, Any]:

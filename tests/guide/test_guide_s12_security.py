@@ -35,7 +35,7 @@ from crown_nexus.logging import get_logger
 from crown_nexus.testing import app_client
 from tests.guide._support import assert_error_body, data_of, guide_app
 
-from tests.guide._blocks import GuideBlock, guide_block
+from tests.guide._blocks import guide_block, section
 
 logger = get_logger("app.guide.s12")
 
@@ -45,9 +45,7 @@ CSRF = '@router.post("/users/{user_id}/settings")'
 SECURITY_HEADERS = "async def add_security_headers(request: Request, call_next):"
 
 
-def s12(marker: str) -> GuideBlock:
-    """The §12 block holding ``marker``."""
-    return guide_block(12, marker)
+s12 = section(12)
 
 
 def login_routes(router: APIRouter, **user_objects: Any) -> APIRouter:
