@@ -34,6 +34,8 @@ _IMPORT = re.compile(r"^(\s*)(from|import) app\.", re.MULTILINE)
 
 #: (section, marker) -> first 16 hex digits of the SHA-256 of the block's text as the guide writes it
 PINNED: dict[tuple[int, str], str] = {
+    # §5 Validation System
+    (5, "user = validate_data(user_data, UserCreate)"): "7eb4dd4487cb1f5b",
     # §6 Metrics System
     (6, 'name="user_registrations_total",'): "fb5ac40165e05930",
     (6, "metrics_service.track_db_query("): "40bfd0b5dd289f51",

@@ -14,7 +14,11 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from crown_nexus.core.exceptions import ValidationException
 from crown_nexus.testing import app_client
+from tests.guide._blocks import guide_block
 from tests.guide._support import assert_error_body, data_of, guide_app
+
+# run from the guide (on valid and on invalid data): 'Pydantic Model Validation'
+PYDANTIC_VALIDATION = "user = validate_data(user_data, UserCreate)"
 
 # --- the user's own objects -------------------------------------------------------------------
 
@@ -107,41 +111,22 @@ def test_basic_validations() -> None:
 
 def test_pydantic_model_validation(capsys: pytest.CaptureFixture[str]) -> None:
     """§5 Pydantic Model Validation: valid data prints the user; invalid data prints the errors."""
-    from crown_nexus.core.validation import validate_data, validate_model
-    from pydantic import BaseModel, Field
-
-    # Define a Pydantic model
-    class UserCreate(BaseModel):
-        username: str = Field(..., min_length=3, max_length=50)
-        email: str = Field(..., pattern=r"^[a-zA-Z0-9._%+-]+@[a-zA-Z0-9.-]+\.[a-zA-Z]{2,}$")
-        password: str = Field(..., min_length=8)
-        age: int = Field(..., ge=18)
-
-    # Validate input data against the model
-    try:
-        user_data = {
-            "username": "johndoe",
-            "email": "john@example.com",
-            "password": "Secret123",
-            "age": 25
-        }
-
-        # Returns a validated model instance or raises ValidationException
-        user = validate_data(user_data, UserCreate)
-        print(f"Valid user: {user.username}, {user.email}")
-
-    except ValidationException as e:
-        print(f"Validation failed: {e.errors}")
+    block = guide_block(5, PYDANTIC_VALIDATION)
+    ns = block.run(ValidationException=ValidationException)
+    user, validate_model = ns["user"], ns["validate_model"]
 
     assert capsys.readouterr().out == "Valid user: johndoe, john@example.com\n"
     assert validate_model(user) == user
 
-    try:
-        user_data = {"username": "jd", "email": "nope", "password": "short", "age": 12}
-        user = validate_data(user_data, UserCreate)
-        print(f"Valid user: {user.username}, {user.email}")
-    except ValidationException as e:
-        print(f"Validation failed: {e.errors}")
+    # the same block on the user's invalid data
+    valid_data = """{
+        "username": "johndoe",
+        "email": "john@example.com",
+        "password": "Secret123",
+        "age": 25
+    }"""
+    invalid_data = '{"username": "jd", "email": "nope", "password": "short", "age": 12}'
+    block.adapted(valid_data, invalid_data).run(ValidationException=ValidationException)
 
     out = capsys.readouterr().out
     assert out.startswith("Validation failed: [") and all(f in out for f in ("'username'", "'email'", "'password'", "'age'"))
