@@ -1200,30 +1200,12 @@ from crown_nexus.core.exceptions import install_exception_handlers
 from crown_nexus.core.permissions.decorators import require_permission
 
 
-@dataclass
-class ExampleUser:
-    """The application's user model."""
-
-    id: str
-    role: UserRole
-    permissions: list[Permission] = field(default_factory=list)
-    is_active: bool = True
-
-
-@dataclass
-class ExampleProduct:
-    """The application's product model."""
-
-    id: str
-    created_by_id: str
-    price: float = 100.0
-
-
+# the application's User and Product models above, with their own users
 EXAMPLE_USERS = {
-    "admin": ExampleUser("admin", UserRole.ADMIN),
-    "manager": ExampleUser("manager", UserRole.MANAGER),
-    "client": ExampleUser("client", UserRole.CLIENT),
-    "owner": ExampleUser("owner", UserRole.USER, permissions=[Permission.PRODUCT_UPDATE]),
+    "admin": User("admin", UserRole.ADMIN),
+    "manager": User("manager", UserRole.MANAGER),
+    "client": User("client", UserRole.CLIENT),
+    "owner": User("owner", UserRole.USER, permissions=[Permission.PRODUCT_UPDATE]),
 }
 
 
@@ -1253,7 +1235,7 @@ def test_basic_checking_and_object_level(capsys: pytest.CaptureFixture[str]) -> 
     assert check_advanced_access(client, [Permission.ORDER_CREATE, Permission.ORDER_READ])
     assert not check_advanced_access(client, [Permission.ORDER_CREATE, Permission.ORDER_ADMIN])
     assert check_any_permission(client, [Permission.ORDER_ADMIN, Permission.ORDER_READ])
-    product = ExampleProduct("p1", created_by_id="owner")
+    product = Product("p1", created_by_id="owner")
     assert check_product_access(owner, product, Permission.PRODUCT_UPDATE)
     assert not check_product_access(client, product, Permission.PRODUCT_UPDATE)
     assert "User can PRODUCT_UPDATE this product" in capsys.readouterr().out
@@ -1276,18 +1258,18 @@ def test_utility_functions_as_written() -> None:
 @pytest.mark.usefixtures("impl_registry")
 async def test_service_examples() -> None:
     """'Permission Service', 'Permission in Service Classes' and 'Retrieving User Permissions'."""
-    products = {"p1": ExampleProduct("p1", created_by_id="owner", price=100.0)}
+    products = {"p1": Product("p1", created_by_id="owner", price=100.0)}
 
-    async def get_user_by_id(db: Any, user_id: str) -> ExampleUser:
+    async def get_user_by_id(db: Any, user_id: str) -> User:
         return EXAMPLE_USERS[user_id]
 
     class ExampleRepository:
         """The application's product store."""
 
-        async def get_by_id(self, product_id: str) -> ExampleProduct | None:
+        async def get_by_id(self, product_id: str) -> Product | None:
             return products.get(product_id)
 
-        async def save(self, product: ExampleProduct) -> None:
+        async def save(self, product: Product) -> None:
             products[product.id] = product
 
     ProductService = service_class(get_user_by_id)
@@ -1322,19 +1304,13 @@ async def test_service_examples() -> None:
         set_user_loader(None)
 
 
-class ExampleProductCreate(BaseModel):
-    """The application's request body."""
-
-    name: str
-
-
 class ExampleServices:
     """The application's product, report and user services behind the decorated endpoints."""
 
-    async def create_product(self, data: ExampleProductCreate, user_id: str) -> dict[str, Any]:
+    async def create_product(self, data: ProductCreate, user_id: str) -> dict[str, Any]:
         return {"created": data.name, "by": user_id}
 
-    async def update_product(self, product_id: str, data: ExampleProductCreate, user_id: str) -> dict[str, Any]:
+    async def update_product(self, product_id: str, data: ProductUpdate, user_id: str) -> dict[str, Any]:
         return {"updated": product_id}
 
     async def get_reports(self) -> dict[str, Any]:
@@ -1345,15 +1321,15 @@ class ExampleServices:
 
 
 def _app() -> FastAPI:
-    async def get_current_user(x_user: str = Header()) -> ExampleUser:
+    async def get_current_user(x_user: str = Header()) -> User:
         return EXAMPLE_USERS[x_user]
 
     services = ExampleServices()
     router = decorated_routes(
         APIRouter(),
-        ProductCreate=ExampleProductCreate,
-        ProductUpdate=ExampleProductCreate,
-        User=ExampleUser,
+        ProductCreate=ProductCreate,
+        ProductUpdate=ProductUpdate,
+        User=User,
         get_current_user=get_current_user,
         product_service=services,
         report_service=services,
