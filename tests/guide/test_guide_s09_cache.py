@@ -9,11 +9,17 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import ForeignKey, Integer, String, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from crown_nexus.core.cache import CacheService
@@ -597,6 +603,18 @@ async def service(request: pytest.FixtureRequest) -> AsyncIterator[CacheService]
             await svc.shutdown()
 
 
+async def seeded_database(path: Path, base: Any, *rows: Any) -> tuple[AsyncEngine, Any]:
+    """The user's SQLite file database at ``path``: ``base``'s tables holding ``rows``; returns engine and sessions."""
+    engine = create_async_engine(f"sqlite+aiosqlite:///{path}")
+    async with engine.begin() as conn:
+        await conn.run_sync(base.metadata.create_all)
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    async with sessions() as db:
+        db.add_all(rows)
+        await db.commit()
+    return engine, sessions
+
+
 class _Base(DeclarativeBase):
     pass
 
@@ -750,13 +768,7 @@ async def test_dependency_injection_product_service(service: CacheService, tmp_p
     """Dependency Injection: ProductService caches an ORM Product and serves it on the next call."""
     from crown_nexus.core.dependency_manager import get_service
 
-    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'guide.db'}")
-    async with engine.begin() as conn:
-        await conn.run_sync(_Base.metadata.create_all)
-    sessions = async_sessionmaker(engine, expire_on_commit=False)
-    async with sessions() as db:
-        db.add(OrmProduct(id=1, name="Widget"))
-        await db.commit()
+    engine, sessions = await seeded_database(tmp_path / "guide.db", _Base, OrmProduct(id=1, name="Widget"))
     try:
         ns = s09(DEPENDENCY_INJECTION).run(get_service=get_service, select=select, Product=OrmProduct)
         async with sessions() as db:
@@ -824,16 +836,12 @@ class FallbackRepo:
 
 async def test_caching_with_fallback_and_metrics_as_written(service: CacheService, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Second read is a cache hit; update_product invalidates key, pattern and tag; metrics are recorded."""
-    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'ex.db'}")
-    async with engine.begin() as conn:
-        await conn.run_sync(_FallbackBase.metadata.create_all)
-    sessions = async_sessionmaker(engine, expire_on_commit=False)
-    async with sessions() as db:
-        db.add(FallbackProduct(id="p-1", name="Widget"))
-        db.add_all(
-            [FallbackReview(id=1, product_id="p-1", stars=4), FallbackReview(id=2, product_id="p-1", stars=2)]
-        )
-        await db.commit()
+    rows = [
+        FallbackProduct(id="p-1", name="Widget"),
+        FallbackReview(id=1, product_id="p-1", stars=4),
+        FallbackReview(id=2, product_id="p-1", stars=2),
+    ]
+    engine, sessions = await seeded_database(tmp_path / "ex.db", _FallbackBase, *rows)
     inventory = Inventory()
 
     class UserProductService(fallback_block(FallbackProduct, FallbackReview)):  # type: ignore[misc]
