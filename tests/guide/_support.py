@@ -1,13 +1,15 @@
-"""Shared helpers for the guide example tests: an app built with ``setup_app`` and the error body check."""
+"""Shared helpers for the guide example tests: an app built with ``setup_app``, the error body check, the user's SQLite database."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from crown_nexus.integrations.fastapi import setup_app
 from crown_nexus.settings import Settings
@@ -61,3 +63,25 @@ def registered(name: str, factory: Callable[..., Any]) -> Iterator[Callable[...,
         yield factory
     finally:
         unregister_service(name)
+
+
+@asynccontextmanager
+async def sqlite_database(
+    base: Any, *rows: Any, path: Path | None = None
+) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """The user's SQLite database (in memory, or the file at ``path``): ``base``'s tables holding ``rows``.
+
+    Yields its session factory; the engine is disposed after.
+    """
+    engine = create_async_engine(f"sqlite+aiosqlite:///{path or ':memory:'}")
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(base.metadata.create_all)
+        sessions = async_sessionmaker(engine, expire_on_commit=False)
+        if rows:
+            async with sessions() as session:
+                session.add_all(rows)
+                await session.commit()
+        yield sessions
+    finally:
+        await engine.dispose()

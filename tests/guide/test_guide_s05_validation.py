@@ -9,13 +9,12 @@ from typing import Any, Dict
 import pytest
 from fastapi import APIRouter, Depends
 from sqlalchemy import String
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from crown_nexus.core.exceptions import ValidationException
 from crown_nexus.testing import app_client
 from tests.guide._blocks import guide_block
-from tests.guide._support import assert_error_body, data_of, guide_app
+from tests.guide._support import assert_error_body, data_of, guide_app, sqlite_database
 
 # run from the guide (on valid and on invalid data): 'Pydantic Model Validation'
 PYDANTIC_VALIDATION = "user = validate_data(user_data, UserCreate)"
@@ -185,15 +184,11 @@ create_user_with_checks = create_user
 @pytest.fixture
 async def db(tmp_path) -> AsyncIterator[Any]:  # type: ignore[no-untyped-def]
     """A SQLite database with the user's table holding alice."""
-    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path}/s05.db")
-    async with engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
-    SESSIONS["factory"] = async_sessionmaker(engine, expire_on_commit=False)
-    async with SESSIONS["factory"]() as session:
-        session.add(User(id=1, username="alice", email="alice@example.com"))
-        await session.commit()
-        yield session
-    await engine.dispose()
+    alice = User(id=1, username="alice", email="alice@example.com")
+    async with sqlite_database(Base, alice, path=tmp_path / "s05.db") as sessions:
+        SESSIONS["factory"] = sessions
+        async with sessions() as session:
+            yield session
 
 
 async def test_database_validations(db: Any) -> None:

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
 from sqlalchemy import Integer, String, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from crown_nexus.core.config import settings
@@ -26,7 +26,7 @@ from crown_nexus.logging import get_logger
 from crown_nexus.settings import Settings
 from crown_nexus.testing import app_client, override_service
 from tests.guide._blocks import section
-from tests.guide._support import guide_app
+from tests.guide._support import guide_app, sqlite_database
 
 # the §6 blocks, by a line of each
 BASIC_USAGE = 'name="user_registrations_total",'
@@ -66,14 +66,9 @@ class Order(Base):
 @pytest.fixture
 async def db() -> AsyncIterator[AsyncSession]:
     """The user's database session (SQLite in memory) with two users."""
-    engine = create_async_engine("sqlite+aiosqlite:///:memory:")
-    async with engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
-    async with async_sessionmaker(engine, expire_on_commit=False)() as session:
-        session.add_all([User(id=1, role="admin"), User(id=2, role="customer")])
-        await session.commit()
-        yield session
-    await engine.dispose()
+    async with sqlite_database(Base, User(id=1, role="admin"), User(id=2, role="customer")) as sessions:
+        async with sessions() as session:
+            yield session
 
 
 @pytest.fixture

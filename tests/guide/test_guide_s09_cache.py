@@ -9,16 +9,12 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import ForeignKey, Integer, String, select
 from sqlalchemy.ext.asyncio import (
-    AsyncEngine,
     AsyncSession,
-    async_sessionmaker,
-    create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -30,6 +26,7 @@ from crown_nexus.logging import get_logger
 from crown_nexus.settings import Settings
 from crown_nexus.testing import override_service, override_services
 from tests.guide._blocks import guide_block, section
+from tests.guide._support import sqlite_database
 
 logger = get_logger("app.guide.s09")
 
@@ -342,14 +339,9 @@ def di_product_service(product: type) -> Any:
 @pytest.fixture
 async def db() -> AsyncIterator[AsyncSession]:
     """The user's database session (SQLite in memory) holding one product."""
-    engine = create_async_engine("sqlite+aiosqlite:///:memory:")
-    async with engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
-    async with async_sessionmaker(engine, expire_on_commit=False)() as session:
-        session.add(Product(id="p1", name="Lamp", stock=3))
-        await session.commit()
-        yield session
-    await engine.dispose()
+    async with sqlite_database(Base, Product(id="p1", name="Lamp", stock=3)) as sessions:
+        async with sessions() as session:
+            yield session
 
 
 async def test_product_service_caches_orm_objects(cache: CacheService, db: AsyncSession) -> None:
@@ -603,18 +595,6 @@ async def service(request: pytest.FixtureRequest) -> AsyncIterator[CacheService]
             await svc.shutdown()
 
 
-async def seeded_database(path: Path, base: Any, *rows: Any) -> tuple[AsyncEngine, Any]:
-    """The user's SQLite file database at ``path``: ``base``'s tables holding ``rows``; returns engine and sessions."""
-    engine = create_async_engine(f"sqlite+aiosqlite:///{path}")
-    async with engine.begin() as conn:
-        await conn.run_sync(base.metadata.create_all)
-    sessions = async_sessionmaker(engine, expire_on_commit=False)
-    async with sessions() as db:
-        db.add_all(rows)
-        await db.commit()
-    return engine, sessions
-
-
 class _Base(DeclarativeBase):
     pass
 
@@ -768,22 +748,17 @@ async def test_dependency_injection_product_service(service: CacheService, tmp_p
     """Dependency Injection: ProductService caches an ORM Product and serves it on the next call."""
     from crown_nexus.core.dependency_manager import get_service
 
-    engine, sessions = await seeded_database(tmp_path / "guide.db", _Base, OrmProduct(id=1, name="Widget"))
-    try:
-        ns = s09(DEPENDENCY_INJECTION).run(get_service=get_service, select=select, Product=OrmProduct)
+    ns = s09(DEPENDENCY_INJECTION).run(get_service=get_service, select=select, Product=OrmProduct)
+    async with sqlite_database(_Base, OrmProduct(id=1, name="Widget"), path=tmp_path / "guide.db") as sessions:
         async with sessions() as db:
             product_service = ns["ProductService"](db)
             first = await product_service.get_product(1)
             assert (first.id, first.name) == (1, "Widget")
-        # the database is gone for the next call: only the cache can answer
-        await engine.dispose()
-        async with sessions() as db:
-            product_service = ns["ProductService"](None)
-            cached_product = await product_service.get_product(1)
-            assert isinstance(cached_product, OrmProduct)
-            assert (cached_product.id, cached_product.name) == (1, "Widget")
-    finally:
-        await engine.dispose()
+    # the database is gone for the next call: only the cache can answer
+    product_service = ns["ProductService"](None)
+    cached_product = await product_service.get_product(1)
+    assert isinstance(cached_product, OrmProduct)
+    assert (cached_product.id, cached_product.name) == (1, "Widget")
 
 
 # --- §14 'Caching with Fallback and Metrics' on a second setup: the user's subclass, file database --
@@ -841,23 +816,22 @@ async def test_caching_with_fallback_and_metrics_as_written(service: CacheServic
         FallbackReview(id=1, product_id="p-1", stars=4),
         FallbackReview(id=2, product_id="p-1", stars=2),
     ]
-    engine, sessions = await seeded_database(tmp_path / "ex.db", _FallbackBase, *rows)
-    inventory = Inventory()
+    async with sqlite_database(_FallbackBase, *rows, path=tmp_path / "ex.db") as sessions:
+        inventory = Inventory()
 
-    class UserProductService(fallback_block(FallbackProduct, FallbackReview)):  # type: ignore[misc]
-        def __init__(self, db: Any) -> None:
-            super().__init__(db)
-            self.inventory_repository = inventory
-            self.repository = FallbackRepo(sessions)
+        class UserProductService(fallback_block(FallbackProduct, FallbackReview)):  # type: ignore[misc]
+            def __init__(self, db: Any) -> None:
+                super().__init__(db)
+                self.inventory_repository = inventory
+                self.repository = FallbackRepo(sessions)
 
-        async def get_related_products(self, product_id: str) -> list[str]:
-            return ["p-2"]
+            async def get_related_products(self, product_id: str) -> list[str]:
+                return ["p-2"]
 
-        def _calculate_rating(self, reviews: list[Any]) -> float:
-            return sum(r.stars for r in reviews) / len(reviews)
+            def _calculate_rating(self, reviews: list[Any]) -> float:
+                return sum(r.stars for r in reviews) / len(reviews)
 
-    metrics = MetricsService()
-    try:
+        metrics = MetricsService()
         with get_registry().override("metrics_service", metrics):
             async with sessions() as db:
                 svc = UserProductService(db)
@@ -886,5 +860,4 @@ async def test_caching_with_fallback_and_metrics_as_written(service: CacheServic
                 )
                 > 0
             )
-    finally:
-        await engine.dispose()
+

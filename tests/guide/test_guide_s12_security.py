@@ -33,7 +33,7 @@ from crown_nexus.core.exceptions import (
 )
 from crown_nexus.logging import get_logger
 from crown_nexus.testing import app_client
-from tests.guide._support import assert_error_body, data_of, guide_app
+from tests.guide._support import assert_error_body, data_of, guide_app, sqlite_database
 
 from tests.guide._blocks import guide_block, section
 
@@ -434,12 +434,8 @@ db: AsyncSession
 async def session() -> AsyncIterator[AsyncSession]:
     """The user's module-level ``db`` session (SQLite in memory)."""
     global db
-    engine = create_async_engine("sqlite+aiosqlite:///:memory:")
-    async with engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
-    async with async_sessionmaker(engine, expire_on_commit=False)() as db:
+    async with sqlite_database(Base) as sessions, sessions() as db:
         yield db
-    await engine.dispose()
 
 
 from crown_nexus.core.security import generate_api_key, verify_api_key
