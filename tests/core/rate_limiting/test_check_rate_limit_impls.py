@@ -1,0 +1,120 @@
+"""check_rate_limit on every rate_window implementation: its fast path (``CheckRateLimit`` +
+``UnitCheck``) answers and meters exactly what awaiting the service's check does."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from crown_nexus.core.dependency_manager import get_service, override_service
+from crown_nexus.core.rate_limiting import (
+    MemoryRateLimitBackend,
+    RateLimitAlgorithm,
+    RateLimitingService,
+    RateLimitRule,
+    RateLimitStrategy,
+    _metrics,
+    check_rate_limit,
+    utils,
+)
+from crown_nexus.settings import Settings
+
+from .conftest import FakeClock
+
+
+@pytest.fixture
+def fast_of(window_impl: Any, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """check_rate_limit's fast path built from ``window_impl``; returns a one-item list counting
+    the calls that took the full path."""
+    monkeypatch.setattr(
+        utils, "_fast", window_impl.CheckRateLimit(utils._service, utils._RULES, utils._SLIDING_WINDOW).fast
+    )
+    full = utils._full_check
+    calls = [0]
+
+    async def counted(*args: Any) -> tuple[bool, int, int]:
+        calls[0] += 1
+        return await full(*args)
+
+    monkeypatch.setattr(utils, "_full_check", counted)
+    return calls
+
+
+@pytest.mark.parametrize("algo", ["sliding_window", "sliding_log", "token_bucket"])
+async def test_every_implementation_matches_the_service(window_impl: Any, fast_of: list[int], algo: str) -> None:
+    """Allowed, refused and sampled checks: the guide's tuple from the service's own answer;
+    only the sampled checks (one in DURATION_SAMPLE_EVERY) take the full path."""
+    clock_a, clock_b = FakeClock(), FakeClock()
+    fast = RateLimitingService(MemoryRateLimitBackend(clock=clock_a, impl=window_impl), settings=Settings())
+    ref = RateLimitingService(MemoryRateLimitBackend(clock=clock_b, impl=window_impl), settings=Settings())
+    algorithm = RateLimitAlgorithm(algo)
+    rule = RateLimitRule(
+        requests_per_window=7, window_seconds=10, strategy=RateLimitStrategy.USER, algorithm=algorithm
+    )
+    rounds = 3 * _metrics.DURATION_SAMPLE_EVERY
+    limited = 0
+    with override_service("rate_limiting_service", fast):
+        for i in range(rounds):
+            key = f"k{i % 3}"
+            got = await check_rate_limit(key, 7, 10, algorithm=algorithm)
+            want = await ref.check(key, rule)
+            reset = (
+                max(0, math.ceil(want.reset_after - 1e-9)) if want.allowed else want.retry_after_seconds
+            )
+            assert got == (not want.allowed, want.count, reset), i
+            assert [type(v) for v in got] == [bool, int, int], got
+            limited += got[0]
+            clock_a.advance(0.37)
+            clock_b.advance(0.37)
+    assert 0 < limited < rounds
+    assert fast_of[0] == 3
+
+
+async def test_every_implementation_meters_every_check(window_impl: Any, fast_of: list[int]) -> None:
+    """Allowed checks reach the tally, refusals are recorded at once: all in the counters."""
+    _metrics.reset()
+    metrics = get_service("metrics_service")
+    allowed = {"backend": "memory", "result": "allowed"}
+    limited = {"backend": "memory", "result": "limited"}
+    before = (
+        metrics.get_counter_sum("rate_limiting_checks_total", allowed),
+        metrics.get_counter_sum("rate_limiting_checks_total", limited),
+    )
+    svc = RateLimitingService(MemoryRateLimitBackend(impl=window_impl), settings=Settings())
+    with override_service("rate_limiting_service", svc):
+        answers = [await check_rate_limit("metered", 100, 60) for _ in range(150)]
+    _metrics.flush()
+    assert sum(a[0] for a in answers) == 50
+    assert metrics.get_counter_sum("rate_limiting_checks_total", allowed) == before[0] + 100
+    assert metrics.get_counter_sum("rate_limiting_checks_total", limited) == before[1] + 50
+    assert fast_of[0] == math.ceil(150 / _metrics.DURATION_SAMPLE_EVERY)
+
+
+async def test_every_implementation_sends_bad_keys_to_the_service(window_impl: Any, fast_of: list[int]) -> None:
+    """A key that is not a plain str takes the full path: TypeError from the service."""
+    svc = RateLimitingService(MemoryRateLimitBackend(impl=window_impl), settings=Settings())
+    with override_service("rate_limiting_service", svc):
+        await check_rate_limit("warm", 5, 60)
+        await check_rate_limit("warm", 5, 60)
+        calls = fast_of[0]
+        for bad in (b"bytes", 7, None):
+            with pytest.raises(TypeError):
+                await check_rate_limit(bad, 5, 60)  # type: ignore[arg-type]
+        assert fast_of[0] == calls + 3
+        assert (await check_rate_limit("warm", 5, 60))[:2] == (False, 3)
+
+
+async def test_every_implementation_follows_a_replaced_service(window_impl: Any, fast_of: list[int]) -> None:
+    """The cached checker belongs to one service: another registered service counts afresh."""
+    first = RateLimitingService(MemoryRateLimitBackend(impl=window_impl), settings=Settings())
+    second = RateLimitingService(MemoryRateLimitBackend(impl=window_impl), settings=Settings())
+    with override_service("rate_limiting_service", first):
+        for n in (1, 2):
+            assert (await check_rate_limit("swap-impl", 2, 60))[:2] == (False, n)
+        assert (await check_rate_limit("swap-impl", 2, 60))[:2] == (True, 2)
+    with override_service("rate_limiting_service", second):
+        assert (await check_rate_limit("swap-impl", 2, 60))[:2] == (False, 1)
+    with override_service("rate_limiting_service", first):
+        assert (await check_rate_limit("swap-impl", 2, 60))[:2] == (True, 2)
