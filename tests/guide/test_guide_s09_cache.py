@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -56,17 +57,24 @@ def _make(kind: str, request: pytest.FixtureRequest, redis_url: str | None = Non
     )
 
 
+@asynccontextmanager
+async def started(svc: CacheService) -> AsyncIterator[CacheService]:
+    """``svc`` initialized for the test; cleared and shut down after."""
+    await svc.initialize()
+    try:
+        yield svc
+    finally:
+        await svc.clear()
+        await svc.shutdown()
+
+
 @pytest.fixture(params=["memory", "redis"])
 async def cache(request: pytest.FixtureRequest) -> AsyncIterator[CacheService]:
     """A started cache service registered as "cache_service" (memory, then real Redis), with fresh metrics."""
     svc = _make(request.param, request)
     with override_services({"cache_service": svc, "metrics_service": MetricsService()}):
-        await svc.initialize()
-        try:
+        async with started(svc):
             yield svc
-        finally:
-            await svc.clear()
-            await svc.shutdown()
 
 
 # --- the user's own objects ------------------------------------------------------------------------
@@ -578,21 +586,11 @@ def test_metrics_integration_readers_as_written() -> None:
 
 @pytest.fixture(params=["memory", "redis"])
 async def service(request: pytest.FixtureRequest) -> AsyncIterator[CacheService]:
-    """A started CacheService on each storing backend, installed as ``cache_service``."""
-    redis_url = request.getfixturevalue("redis_url") if request.param == "redis" else None
-    svc = CacheService(
-        Settings(),
-        default_backend=request.param,
-        redis_url=redis_url,
-        key_prefix=f"t{uuid.uuid4().hex[:8]}:" if request.param == "redis" else "",
-    )
+    """A started CacheService on each storing backend, installed through the registry (the shared metrics)."""
+    svc = _make(request.param, request)
     with get_registry().override("cache_service", svc):
-        await svc.initialize()
-        try:
+        async with started(svc):
             yield svc
-        finally:
-            await svc.clear()
-            await svc.shutdown()
 
 
 class _Base(DeclarativeBase):

@@ -57,9 +57,19 @@ def permission_checks() -> dict[str, Any]:
     return names
 
 
-def decorated_routes(router: APIRouter, **user_objects: Any) -> APIRouter:
-    """'Using Permission Decorators' on ``router``; ``user_objects`` are the user's models, dependency and services."""
-    s11(DECORATORS).run(router=router, Depends=Depends, **user_objects)
+def decorated_routes(get_current_user: Any, product_service: Any, report_service: Any, user_service: Any) -> APIRouter:
+    """'Using Permission Decorators' on a new router: the user's models, their ``get_current_user`` and services."""
+    router = APIRouter()
+    models = {"ProductCreate": ProductCreate, "ProductUpdate": ProductUpdate, "User": User}
+    s11(DECORATORS).run(
+        router=router,
+        Depends=Depends,
+        get_current_user=get_current_user,
+        product_service=product_service,
+        report_service=report_service,
+        user_service=user_service,
+        **models,
+    )
     return router
 
 
@@ -332,16 +342,7 @@ def test_object_level_rule(capsys: pytest.CaptureFixture[str]) -> None:
 
 def decorator_router() -> APIRouter:
     """The guide's endpoints with the user's bearer-token ``get_current_user`` and services."""
-    return decorated_routes(
-        APIRouter(),
-        ProductCreate=ProductCreate,
-        ProductUpdate=ProductUpdate,
-        User=User,
-        get_current_user=get_current_user,
-        product_service=product_service,
-        report_service=report_service,
-        user_service=user_service,
-    )
+    return decorated_routes(get_current_user, product_service, report_service, user_service)
 
 
 async def test_decorators_over_http() -> None:
@@ -1325,16 +1326,7 @@ def _app() -> FastAPI:
         return EXAMPLE_USERS[x_user]
 
     services = ExampleServices()
-    router = decorated_routes(
-        APIRouter(),
-        ProductCreate=ProductCreate,
-        ProductUpdate=ProductUpdate,
-        User=User,
-        get_current_user=get_current_user,
-        product_service=services,
-        report_service=services,
-        user_service=services,
-    )
+    router = decorated_routes(get_current_user, services, services, services)
 
     @router.post("/documents")
     @require_permission(Permission.DOCUMENT_CREATE)
