@@ -1,7 +1,6 @@
 """Guide §9 (Cache System), its §13/§14 usages, run as written with the user's objects supplied.
 
-Every guide block is read from the guide (``tests/guide/_blocks.py``) and executed in a namespace
-holding the user's own objects, so each block stands once here however many setups run it.
+Each block is run from the guide itself (``tests/guide/_blocks.py``) with the user's objects, once per setup.
 """
 
 from __future__ import annotations

@@ -2,8 +2,7 @@
 
 Endpoints run under ``setup_app`` over HTTP with real bearer tokens; SPEC §4/§10 rules are
 cross-checked (user from ``current_user`` or from the token / API key, 401 vs 403, object rule).
-The §11 blocks are read from the guide (``tests/guide/_blocks.py``) and executed in a namespace
-holding the user's own objects, so each block stands once here however many setups run it.
+Each block is run from the guide itself (``tests/guide/_blocks.py``) with the user's objects, once per setup.
 """
 # ruff: noqa: I001, E402, F811, F841, UP006, UP035 - the §14 blocks below are copied verbatim
 
