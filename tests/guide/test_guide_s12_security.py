@@ -1013,7 +1013,12 @@ async def test_logout_is_shared_between_workers_with_redis(redis_url: str) -> No
     from crown_nexus.settings import Settings
 
     previous = get_security_service().settings
-    settings = Settings(ENVIRONMENT="production", secret_key=SECRET, REDIS_URI=redis_url)
+    # a generous per-call bound: this test is about sharing through Redis; a reply slower than
+    # the default 100 ms (a loaded CI machine) is answered from the replica, whose pub/sub copy
+    # may not have arrived yet -- that fallback has its own tests
+    settings = Settings(
+        ENVIRONMENT="production", secret_key=SECRET, REDIS_URI=redis_url, redis_timeout_ms=5000
+    )
     configure_security(settings)
     other_worker = SecurityService(settings)
     try:
