@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 from starlette.types import Message, Scope, Send
 
-__all__ = ["StartHook", "StartHookSend", "add_start_hook", "bodiless"]
+__all__ = ["RawHeaders", "StartHook", "StartHookSend", "add_start_hook", "bodiless"]
 
 RawHeaders = list[tuple[bytes, bytes]]
 #: ``hook(message, headers, names)``, run on the ``http.response.start`` message

@@ -20,8 +20,11 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from starlette.types import Message
+
 from crown_nexus.core.metrics import MetricName
 from crown_nexus.logging import get_logger
+from crown_nexus.middleware._send import RawHeaders, add_start_hook
 
 __all__ = ["KNOWN_METHODS", "OTHER_METHOD", "UNMATCHED_ROUTE", "MetricsMiddleware"]
 
@@ -114,19 +117,18 @@ class MetricsMiddleware:
         status_code = 500
         error_code: str | None = None
 
-        async def send_wrapper(message: dict[str, Any]) -> None:
+        def on_start(message: Message, headers: RawHeaders, names: set[bytes]) -> None:
             nonlocal status_code, error_code
-            if message["type"] == "http.response.start":
-                status_code = message.get("status", 200)
-                for name, value in message.get("headers") or ():
+            status_code = message.get("status", 200)
+            if b"x-error-code" in names:
+                for name, value in headers:
                     if len(name) == 12 and name.lower() == b"x-error-code":
                         error_code = value.decode("latin-1")
                         break
-            await send(message)
 
         start = _perf_counter()
         try:
-            await self.app(scope, receive, send_wrapper)
+            await self.app(scope, receive, add_start_hook(send, on_start))
         except Exception as exc:
             status_code = 500
             error_code = type(exc).__name__

@@ -26,9 +26,11 @@ from urllib.parse import urlsplit
 from opentelemetry import propagate
 from opentelemetry import trace as otel_trace
 from opentelemetry.trace import SpanKind, StatusCode
+from starlette.types import Message
 
 from crown_nexus.core.tracing import current_span_ids, get_tracer, tracing_enabled
 from crown_nexus.logging.context import bind_log_context, reset_log_context
+from crown_nexus.middleware._send import RawHeaders, StartHook, add_start_hook
 
 __all__ = ["TracingMiddleware", "format_traceparent", "parse_traceparent"]
 
@@ -96,15 +98,21 @@ def _parse_incoming(value: bytes) -> tuple[str, str, str] | None:
     return trace_id, span_id, flags
 
 
-def _with_trace_headers(message: dict[str, Any], out_headers: list[tuple[bytes, bytes]]) -> None:
-    """Replace any ``traceparent``/``tracestate`` of a response start with ``out_headers``."""
-    headers = list(message.get("headers") or ())
-    for name, _ in headers:
-        if (len(name) == 11 or len(name) == 10) and name.lower() in _DROP:
-            headers = [(k, v) for k, v in headers if k.lower() not in _DROP]
-            break
-    headers += out_headers
-    message["headers"] = headers
+def _trace_hook(out_headers: list[tuple[bytes, bytes]], on_start: Any = None) -> StartHook:
+    """The response-start hook: any ``traceparent``/``tracestate`` already there replaced by
+    ``out_headers``; then ``on_start(message)`` (the server span's status) when given."""
+
+    def hook(message: Message, headers: RawHeaders, names: set[bytes]) -> None:
+        if b"traceparent" in names or b"tracestate" in names:
+            headers[:] = [(k, v) for k, v in headers if k.lower() not in _DROP]
+            names.difference_update(_DROP)
+        headers.extend(out_headers)
+        for name, _ in out_headers:
+            names.add(name)
+        if on_start is not None:
+            on_start(message)
+
+    return hook
 
 
 class TracingMiddleware:
@@ -143,17 +151,11 @@ class TracingMiddleware:
         out_headers = [(b"traceparent", f"00-{trace_id}-{span_id}-{flags}".encode())]
         if tracestate is not None and parsed is not None:
             out_headers.append((b"tracestate", tracestate))
-
-        async def send_with_trace(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                _with_trace_headers(message, out_headers)
-            await send(message)
-
         token = bind_log_context(
             trace_id=trace_id, span_id=span_id, parent_span_id=parent_id, service=self.service_name
         )
         try:
-            await self.app(scope, receive, send_with_trace)
+            await self.app(scope, receive, add_start_hook(send, _trace_hook(out_headers)))
         finally:
             reset_log_context(token)
 
@@ -180,13 +182,6 @@ class TracingMiddleware:
         if tracestate is not None and parsed is not None:
             out_headers.append((b"tracestate", tracestate))
 
-        async def send_with_trace(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                _with_trace_headers(message, out_headers)
-                if on_start is not None:
-                    on_start(message)
-            await send(message)
-
         token = bind_log_context(
             trace_id=trace_id,
             span_id=span_id,
@@ -194,7 +189,7 @@ class TracingMiddleware:
             service=self.service_name,
         )
         try:
-            await self.app(scope, receive, send_with_trace)
+            await self.app(scope, receive, add_start_hook(send, _trace_hook(out_headers, on_start)))
         finally:
             reset_log_context(token)
 
