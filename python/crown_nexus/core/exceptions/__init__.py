@@ -11,6 +11,7 @@ validation errors, Starlette's ``HTTPException`` and any other exception in one 
 from __future__ import annotations
 
 from crown_nexus.core.exceptions._base import AppException, ErrorCode, error_body, utc_timestamp
+from crown_nexus.core.exceptions._database import transient_database_error
 from crown_nexus.core.exceptions._handlers import (
     ErrorReportHook,
     error_response,
@@ -78,5 +79,6 @@ __all__ = [
     "render_http_error",
     "render_validation_errors",
     "set_error_report_hook",
+    "transient_database_error",
     "utc_timestamp",
 ]
