@@ -363,3 +363,30 @@ def test_check_rate_limit_rejects_bad_arguments(rw: ModuleType, args: tuple[Any,
     """The constructor checks its service getter and rule tables."""
     with pytest.raises(error):
         rw.CheckRateLimit(*args)
+
+
+def test_the_monotonic_clock_read_directly(rw: ModuleType) -> None:
+    """With time.monotonic as the clock (the compiled check reads it without a call) the check
+    counts at the current monotonic time and sweeps with that time as a float."""
+    import time
+
+    window = rw.SlidingWindowCounter(5, 10)
+    sweeps: list[Any] = []
+    due = [0.0]
+
+    def sweep(now: float) -> int:
+        sweeps.append(now)
+        due[0] = now + 60.0
+        return int(window.sweep(now))
+
+    check = rw.UnitCheck(
+        window, time.monotonic, sweep, due, [1], 64, [0], 256, lambda c: None, lambda c, r: None
+    )
+    before = time.monotonic()
+    answer = check.guide("k")
+    after = time.monotonic()
+    assert answer is not None and answer[:2] == (False, 1)
+    assert len(sweeps) == 1 and type(sweeps[0]) is float and before <= sweeps[0] <= after
+    assert window.peek("k", after)[1] == 1
+    assert check.guide("k") is not None and len(sweeps) == 1  # not due again for 60 s
+    assert window.peek("k", time.monotonic())[1] == 2

@@ -8,6 +8,9 @@ lookup, a few pointer moves and integer arithmetic (128-bit where products can e
 """
 
 cimport cython
+from contextvars import ContextVar
+from time import monotonic as _monotonic
+from cpython.contextvars cimport get_value
 from cpython.dict cimport PyDict_GetItem, PyDict_GetItemWithError
 from cpython.float cimport PyFloat_AS_DOUBLE
 from cpython.long cimport PyLong_AsLongLongAndOverflow
@@ -22,6 +25,36 @@ cdef extern from *:
 cdef extern from "Python.h":
     Py_ssize_t Py_REFCNT(object o)
 
+cdef extern from *:
+    """
+    /* time.monotonic() read directly: on Linux CPython reads CLOCK_MONOTONIC and converts the
+       nanoseconds exactly like this (_PyTime_AsSecondsDouble), so the value is the same. */
+    #if defined(__linux__)
+    #include <time.h>
+    #define CROWN_HAVE_MONOTONIC 1
+    static int crown_monotonic(double *out) {
+        struct timespec ts;
+        long long t;
+        volatile double d;
+        if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) return -1;
+        t = (long long)ts.tv_sec * 1000000000LL + (long long)ts.tv_nsec;
+        if (t % 1000000000LL == 0) {
+            d = (double)(t / 1000000000LL);
+        } else {
+            d = (double)t;
+            d /= 1e9;
+        }
+        *out = d;
+        return 0;
+    }
+    #else
+    #define CROWN_HAVE_MONOTONIC 0
+    static int crown_monotonic(double *out) { (void)out; return -1; }
+    #endif
+    """
+    int CROWN_HAVE_MONOTONIC
+    int crown_monotonic(double *out) noexcept
+
 ctypedef long long i64
 
 MAX_LIMIT = 1_000_000_000
@@ -30,6 +63,8 @@ MAX_TIME = 1e12
 
 cdef double _MAX_TIME = 1e12
 cdef i128 _I64_MAX = 9223372036854775807
+#: 2**53 as a C integer (a bare literal this large would be compared as a Python int)
+cdef i64 _TWO_53 = 9007199254740992
 
 __all__ = [
     "GCRA",
@@ -141,7 +176,7 @@ cdef inline i64 _muldiv(i64 a, i64 b, i64 c) noexcept:
     cdef i64 p64, q
     if p <= _I64_MAX:
         p64 = <i64>p
-        if p64 < 9007199254740992:
+        if p64 < _TWO_53:
             # below 2**53 both operands are exact doubles: a (much faster) floating division
             # gives the quotient to within one, which the two integer checks make exact
             q = <i64>(<double>p64 / <double>c)
@@ -717,6 +752,7 @@ cdef class UnitCheck:
     cdef object _noted
     cdef object _refused
     cdef tuple _res
+    cdef bint _direct
 
     def __init__(self, window, clock, sweep, sweep_due, sample, sample_every, cell, flush_every,
                  noted, refused):
@@ -733,6 +769,7 @@ cdef class UnitCheck:
             )
         self._window = <_Windows>window
         self._clock = _callable(clock, "clock")
+        self._direct = CROWN_HAVE_MONOTONIC and clock is _monotonic
         self._sweep = _callable(sweep, "sweep")
         self._sweep_due = _one_item_list(sweep_due, "sweep_due")
         self._sample = _one_item_list(sample, "sample")
@@ -753,6 +790,7 @@ cdef class UnitCheck:
         result's ``count`` and ``reset_after`` filled in."""
         cdef long checks = self._sample[0]
         cdef object now, due
+        cdef double d
         cdef i64 t
         cdef int allowed
         cdef long c
@@ -760,14 +798,24 @@ cdef class UnitCheck:
             return -1
         checks += 1
         self._sample[0] = checks if checks < self._sample_every else 0
-        now = self._clock()
         due = self._sweep_due[0]
-        if type(now) is float and type(due) is float:
-            if PyFloat_AS_DOUBLE(now) >= PyFloat_AS_DOUBLE(due):
+        if self._direct and type(due) is float and crown_monotonic(&d) == 0:
+            # the clock is time.monotonic: its value without a call or a float object
+            if d >= PyFloat_AS_DOUBLE(due):
+                self._sweep(d)
+            if isfinite(d) and (d if d >= 0.0 else -d) <= _MAX_TIME:
+                t = <i64>floor(d * 1e6 + 0.5)
+            else:
+                t = _to_us_slow(d)
+        else:
+            now = self._clock()
+            due = self._sweep_due[0]
+            if type(now) is float and type(due) is float:
+                if PyFloat_AS_DOUBLE(now) >= PyFloat_AS_DOUBLE(due):
+                    self._sweep(now)
+            elif now >= due:
                 self._sweep(now)
-        elif now >= due:
-            self._sweep(now)
-        t = _to_us(now)
+            t = _to_us(now)
         if self._kind == 1:
             allowed = (<SlidingWindowCounter>self._window)._count(key, t, 1, count, reset)
         elif self._kind == 2:
@@ -843,23 +891,47 @@ cdef class UnitCheck:
 cdef class CheckRateLimit:
     """The fast path of ``check_rate_limit(key, max_requests, window_seconds, algorithm)``.
 
-    ``CheckRateLimit(service, rules, default_algorithm)``: ``service()`` returns the current
-    rate limiting service; ``rules`` is ``{algorithm: {max_requests: {window_seconds: entry}}}``
-    where ``entry`` is ``[rule, service, checker]`` (the validated rule, and the checker that
-    service built for it). ``fast(key, max_requests, window_seconds, algorithm)`` answers the
-    guide's ``(is_limited, count, reset_seconds)`` through ``checker.guide(key)`` when the limits
-    are exact ``int`` s with a cached entry built for the current service; otherwise -- or when
-    the checker declines -- ``None``, and the caller takes the full path. A hash of
-    ``algorithm`` that raises ``TypeError`` is a miss; the pure twin behaves identically.
+    ``CheckRateLimit(service, rules, default_algorithm, registry=None)``: ``service()`` returns
+    the current rate limiting service; ``rules`` is ``{algorithm: {max_requests:
+    {window_seconds: entry}}}`` where ``entry`` is ``[rule, service, checker]`` (the validated
+    rule, and the checker that service built for it). ``fast(key, max_requests, window_seconds,
+    algorithm)`` answers the guide's ``(is_limited, count, reset_seconds)`` through
+    ``checker.guide(key)`` when the limits are exact ``int`` s with a cached entry built for the
+    current service; otherwise -- or when the checker declines -- ``None``, and the caller takes
+    the full path. A hash of ``algorithm`` that raises ``TypeError`` is a miss.
+
+    ``registry``, when given, is ``(name, container_var, resolving_var)`` of the dependency
+    manager that ``service`` is the getter of, so the common case is answered without calling
+    it: the current container's registry (``container_var``) with no overrides of its own or
+    inherited, ``name`` built, and nothing being resolved (``resolving_var`` empty) -- exactly
+    the case in which the getter returns ``registry._instances[name]``. Any other state calls
+    ``service()``. The pure twin behaves identically.
     """
 
     cdef object _service
     cdef dict _rules
     cdef dict _default
     cdef object _default_algorithm
+    cdef object _name
+    cdef object _container_var
+    cdef object _resolving_var
+    cdef object _registry
+    cdef dict _overrides
+    cdef dict _inherited
+    cdef dict _instances
 
-    def __init__(self, service, rules, default_algorithm):
+    def __init__(self, service, rules, default_algorithm, registry=None):
         self._service = _callable(service, "service")
+        if registry is not None:
+            if (
+                type(registry) is not tuple
+                or len(registry) != 3
+                or type(registry[0]) is not str
+                or type(registry[1]) is not ContextVar
+                or type(registry[2]) is not ContextVar
+            ):
+                raise TypeError("registry must be (name, container_var, resolving_var)")
+            self._name, self._container_var, self._resolving_var = registry
         if type(rules) is not dict:
             raise TypeError(f"rules must be a dict, got {type(rules).__name__}")
         default = (<dict>rules).get(default_algorithm)
@@ -872,6 +944,38 @@ cdef class CheckRateLimit:
     def fast(self, key, max_requests, window_seconds, algorithm):
         """The guide's answer, or ``None`` when the full path must answer (see the class)."""
         return self._fast(key, max_requests, window_seconds, algorithm)
+
+    def current_service(self):
+        """The service the fast path checks against: what ``service()`` returns."""
+        return self._current_service()
+
+    cdef object _current_service(self):
+        cdef object container, registry, overrides, inherited, instances
+        cdef PyObject* found
+        if self._name is None:
+            return self._service()
+        container = get_value(self._container_var, None)
+        registry = getattr(container, "registry", None)
+        if registry is None:
+            return self._service()
+        if registry is not self._registry:
+            # a registry's dicts are made once and only changed in place (direct_lookup's
+            # contract): read them once per registry met
+            overrides = getattr(registry, "_overrides", None)
+            inherited = getattr(registry, "_inherited", None)
+            instances = getattr(registry, "_instances", None)
+            if type(overrides) is not dict or type(inherited) is not dict or type(instances) is not dict:
+                return self._service()
+            self._registry = registry
+            self._overrides = <dict>overrides
+            self._inherited = <dict>inherited
+            self._instances = <dict>instances
+        if self._overrides or self._inherited:
+            return self._service()
+        found = PyDict_GetItemWithError(self._instances, self._name)
+        if found == NULL or get_value(self._resolving_var, None):
+            return self._service()
+        return <object>found
 
     def __call__(self, key, max_requests, window_seconds, algorithm):
         """``fast(key, max_requests, window_seconds, algorithm)``."""
@@ -895,14 +999,14 @@ cdef class CheckRateLimit:
             table = <object>found
             if type(table) is not dict:
                 return None
-        found = PyDict_GetItem(<dict>table, max_requests)
+        found = PyDict_GetItemWithError(<dict>table, max_requests)
         if found == NULL or type(<object>found) is not dict:
             return None
-        found = PyDict_GetItem(<dict><object>found, window_seconds)
+        found = PyDict_GetItemWithError(<dict><object>found, window_seconds)
         if found == NULL or type(<object>found) is not list or len(<list><object>found) != 3:
             return None
         entry = <object>found
-        if (<list>entry)[1] is not self._service():
+        if (<list>entry)[1] is not self._current_service():
             return None
         checker = (<list>entry)[2]
         if type(checker) is UnitCheck:

@@ -48,6 +48,7 @@ import math
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any, Final
 
 __all__ = [
@@ -483,6 +484,15 @@ class GCRA(_Locked):
 #: the guide's answer: ``(is_limited, count, reset_seconds)``
 GuideAnswer = tuple[bool, int, int]
 _ceil = math.ceil
+_MISSING = object()
+
+
+def _get_value(var: ContextVar[Any]) -> Any:
+    """The variable's value, else its default, else ``None``."""
+    try:
+        return var.get()
+    except LookupError:
+        return None
 
 
 def _callable(value: Any, name: str) -> Any:
@@ -596,22 +606,51 @@ class UnitCheck:
 class CheckRateLimit:
     """The fast path of ``check_rate_limit(key, max_requests, window_seconds, algorithm)``.
 
-    ``CheckRateLimit(service, rules, default_algorithm)``: ``service()`` returns the current
-    rate limiting service; ``rules`` is ``{algorithm: {max_requests: {window_seconds: entry}}}``
-    where ``entry`` is ``[rule, service, checker]`` (the validated rule, and the checker that
-    service built for it). ``fast(key, max_requests, window_seconds, algorithm)`` answers the
-    guide's ``(is_limited, count, reset_seconds)`` through ``checker.guide(key)`` when the limits
-    are exact ``int`` s with a cached entry built for the current service; otherwise -- or when
-    the checker declines -- ``None``, and the caller takes the full path. A hash of
-    ``algorithm`` that raises ``TypeError`` is a miss; the compiled twin behaves identically.
+    ``CheckRateLimit(service, rules, default_algorithm, registry=None)``: ``service()`` returns
+    the current rate limiting service; ``rules`` is ``{algorithm: {max_requests:
+    {window_seconds: entry}}}`` where ``entry`` is ``[rule, service, checker]`` (the validated
+    rule, and the checker that service built for it). ``fast(key, max_requests, window_seconds,
+    algorithm)`` answers the guide's ``(is_limited, count, reset_seconds)`` through
+    ``checker.guide(key)`` when the limits are exact ``int`` s with a cached entry built for the
+    current service; otherwise -- or when the checker declines -- ``None``, and the caller takes
+    the full path. A hash of ``algorithm`` that raises ``TypeError`` is a miss.
+
+    ``registry``, when given, is ``(name, container_var, resolving_var)`` of the dependency
+    manager that ``service`` is the getter of, so the common case is answered without calling
+    it: the current container's registry (``container_var``) with no overrides of its own or
+    inherited, ``name`` built, and nothing being resolved (``resolving_var`` empty) -- exactly
+    the case in which the getter returns ``registry._instances[name]``. Any other state calls
+    ``service()``. The compiled twin behaves identically.
     """
 
-    __slots__ = ("_default", "_default_algorithm", "_rules", "_service")
+    __slots__ = (
+        "_container_var", "_default", "_default_algorithm", "_dicts", "_name", "_registry",
+        "_resolving_var", "_rules", "_service",
+    )
 
     def __init__(
-        self, service: Callable[[], Any], rules: dict[Any, Any], default_algorithm: Any
+        self,
+        service: Callable[[], Any],
+        rules: dict[Any, Any],
+        default_algorithm: Any,
+        registry: tuple[str, ContextVar[Any], ContextVar[Any]] | None = None,
     ) -> None:
         self._service = _callable(service, "service")
+        self._name: str | None = None
+        self._container_var: ContextVar[Any] | None = None
+        self._resolving_var: ContextVar[Any] | None = None
+        self._registry: Any = None
+        self._dicts: tuple[dict[str, Any], dict[str, Any], dict[str, Any]] = ({}, {}, {})
+        if registry is not None:
+            if (
+                type(registry) is not tuple
+                or len(registry) != 3
+                or type(registry[0]) is not str
+                or type(registry[1]) is not ContextVar
+                or type(registry[2]) is not ContextVar
+            ):
+                raise TypeError("registry must be (name, container_var, resolving_var)")
+            self._name, self._container_var, self._resolving_var = registry
         if type(rules) is not dict:
             raise TypeError(f"rules must be a dict, got {type(rules).__name__}")
         default = rules.get(default_algorithm)
@@ -643,7 +682,7 @@ class CheckRateLimit:
         entry = by_window.get(window_seconds)
         if type(entry) is not list or len(entry) != 3:
             return None
-        if entry[1] is not self._service():
+        if entry[1] is not self.current_service():
             return None
         checker = entry[2]
         if checker is None:
@@ -651,3 +690,29 @@ class CheckRateLimit:
         return checker.guide(key)  # type: ignore[no-any-return]
 
     __call__ = fast
+
+    def current_service(self) -> Any:
+        """The service the fast path checks against: what ``service()`` returns."""
+        if self._name is None:
+            return self._service()
+        assert self._container_var is not None and self._resolving_var is not None
+        registry = getattr(_get_value(self._container_var), "registry", None)
+        if registry is None:
+            return self._service()
+        if registry is not self._registry:
+            # a registry's dicts are made once and only changed in place (direct_lookup's
+            # contract): read them once per registry met
+            overrides = getattr(registry, "_overrides", None)
+            inherited = getattr(registry, "_inherited", None)
+            instances = getattr(registry, "_instances", None)
+            if type(overrides) is not dict or type(inherited) is not dict or type(instances) is not dict:
+                return self._service()
+            self._registry = registry
+            self._dicts = (overrides, inherited, instances)
+        overrides, inherited, instances = self._dicts
+        if overrides or inherited:
+            return self._service()
+        found = instances.get(self._name, _MISSING)
+        if found is _MISSING or _get_value(self._resolving_var):
+            return self._service()
+        return found

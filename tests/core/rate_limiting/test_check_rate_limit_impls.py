@@ -118,3 +118,66 @@ async def test_every_implementation_follows_a_replaced_service(window_impl: Any,
         assert (await check_rate_limit("swap-impl", 2, 60))[:2] == (False, 1)
     with override_service("rate_limiting_service", first):
         assert (await check_rate_limit("swap-impl", 2, 60))[:2] == (True, 2)
+
+
+def test_direct_lookup_answers_what_the_getter_answers(window_impl: Any) -> None:
+    """CheckRateLimit's own service lookup (ServiceRegistry.direct_lookup) gives exactly the
+    getter's answer in every registry state: built, overridden, inherited override, another app
+    container, an instance dropped, a service being resolved."""
+    from crown_nexus.container import AppContainer, use_container
+    from crown_nexus.core.dependency_manager import get_registry
+    from crown_nexus.core.dependency_manager._registry import _resolving
+
+    spec = get_registry().direct_lookup("rate_limiting_service")
+    assert spec is not None
+    fast = window_impl.CheckRateLimit(utils._service, utils._RULES, utils._SLIDING_WINDOW, spec)
+
+    def same() -> Any:
+        got = fast.current_service()
+        assert got is utils._service()
+        return got
+
+    built = same()
+    assert isinstance(built, RateLimitingService)
+    other = RateLimitingService(settings=Settings())
+    with override_service("rate_limiting_service", other):
+        assert same() is other
+    assert same() is built
+    app = AppContainer(name="direct-lookup")
+    with use_container(app):
+        in_app = same()
+        assert in_app is not built
+        with override_service("rate_limiting_service", other):  # the app's own override
+            assert same() is other
+        assert same() is in_app
+    with override_service("rate_limiting_service", other):  # set outside: inherited by the app
+        with use_container(app):
+            assert same() is other
+    with use_container(app):
+        assert same() is in_app
+        registry = get_registry()
+        registry._instances.pop("rate_limiting_service")
+        rebuilt = same()
+        assert rebuilt is not in_app and registry._instances["rate_limiting_service"] is rebuilt
+    token = _resolving.set(("some_service",))
+    try:
+        assert same() is built
+    finally:
+        _resolving.reset(token)
+
+
+def test_direct_lookup_is_none_for_a_registry_of_its_own() -> None:
+    """A registry with factories of its own gets no direct lookup (its getter always runs)."""
+    from crown_nexus.core.dependency_manager import ServiceRegistry
+
+    assert ServiceRegistry().direct_lookup("rate_limiting_service") is None
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["name", ("rate_limiting_service",), ("rate_limiting_service", None, None), (1, None, None)],
+)
+def test_check_rate_limit_rejects_a_bad_registry_spec(window_impl: Any, bad: Any) -> None:
+    """The registry argument must be (name, container_var, resolving_var)."""
+    with pytest.raises(TypeError, match="registry must be"):
+        window_impl.CheckRateLimit(utils._service, utils._RULES, utils._SLIDING_WINDOW, bad)

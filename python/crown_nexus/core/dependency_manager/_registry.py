@@ -353,6 +353,26 @@ class ServiceRegistry:
 
         return lookup
 
+    def direct_lookup(self, name: str) -> tuple[str, ContextVar[Any], ContextVar[Any]] | None:
+        """What a compiled hot path needs to answer :meth:`getter` ``(name)`` itself in the
+        common case: ``(name, container_var, resolving_var)``, or ``None`` for a registry with
+        factories of its own (then always call the getter).
+
+        The getter returns ``registry._instances[name]`` when the current container's
+        (``container_var.get()``) registry has no overrides (``_overrides`` and ``_inherited``
+        both empty dicts), ``name`` is built and ``resolving_var`` is empty (no service is
+        being built); in every other state the hot path must call the getter. A registry makes
+        those three dicts once and only ever changes them in place, so a hot path may keep them
+        per registry. Kept in step with :func:`_scoped_getter` (the equivalence is pinned by
+        tests/core/rate_limiting/test_check_rate_limit_impls.py).
+        """
+        if self._catalog is not _catalog:
+            return None
+        container_var = getattr(current_container, "__self__", None)
+        if not isinstance(container_var, ContextVar):
+            return None
+        return name, container_var, _resolving
+
     def instances(self) -> dict[str, Any]:
         """The singletons built so far, by name."""
         return dict(self._instances)

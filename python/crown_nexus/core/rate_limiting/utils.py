@@ -30,9 +30,12 @@ _RULES: dict[RateLimitAlgorithm, dict[int, dict[int, list[Any]]]] = {
 _RULES_MAX = 1024
 _cached = [0]
 #: the whole allowed or refused check in one call (``rate_window.CheckRateLimit`` of the chosen
-#: implementation): cached rule, current service, its checker's ``guide`` answer -- or ``None``
-#: when :func:`_full_check` must answer
-_fast = accel.get("rate_window").CheckRateLimit(_service, _RULES, _SLIDING_WINDOW).fast
+#: implementation): cached rule, current service (looked up directly while the registry has no
+#: overrides, see ``ServiceRegistry.direct_lookup``), its checker's ``guide`` answer -- or ``None`` when
+#: :func:`_full_check` must answer
+_fast = accel.get("rate_window").CheckRateLimit(
+    _service, _RULES, _SLIDING_WINDOW, get_registry().direct_lookup("rate_limiting_service")
+).fast
 
 
 def _entry(max_requests: int, window_seconds: int, algorithm: RateLimitAlgorithm) -> list[Any]:
