@@ -181,3 +181,19 @@ def test_check_rate_limit_rejects_a_bad_registry_spec(window_impl: Any, bad: Any
     """The registry argument must be (name, container_var, resolving_var)."""
     with pytest.raises(TypeError, match="registry must be"):
         window_impl.CheckRateLimit(utils._service, utils._RULES, utils._SLIDING_WINDOW, bad)
+
+
+def test_the_public_call_runs_the_chosen_implementation() -> None:
+    """check_rate_limit's fast path and the service's checkers are the implementation accel
+    chose (compiled whenever CROWN_NEXUS_EXPECT_COMPILED=1, so a silent fallback fails here)."""
+    import os
+
+    from crown_nexus import accel
+
+    chosen = accel.get("rate_window")
+    assert type(utils._fast.__self__) is chosen.CheckRateLimit  # type: ignore[attr-defined]
+    svc = RateLimitingService(settings=Settings())
+    checker = svc.memory_checker(RateLimitRule(requests_per_window=3, window_seconds=60))
+    assert type(checker) is chosen.UnitCheck
+    if os.environ.get("CROWN_NEXUS_EXPECT_COMPILED", "") not in ("", "0"):
+        assert chosen is accel.available("rate_window")["cython"]
