@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from crown_nexus.core.security.login_throttle import create_login_throttle
+from crown_nexus.demo._malloc import pin_mmap_threshold
 from crown_nexus.demo._startup_lock import serialized_startup
 from crown_nexus.demo.db import Base, create_engine_for
 from crown_nexus.demo.models_users import upgrade_users_table
@@ -37,6 +38,8 @@ __all__ = ["app", "create_app"]
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build a fresh reference service for ``settings`` (default: read from the environment)."""
     settings = settings or Settings()
+    # glibc's dynamic mmap threshold fragmented the worker's heap (RSS creeping; issue 15)
+    pin_mmap_threshold()
     engine = create_engine_for(settings.database_url)
 
     @asynccontextmanager
