@@ -301,7 +301,15 @@ GUIDE_ROWS = [
     "crown_nexus-check_rate_limit",
     *[f"crown_nexus-check_rate_limit-{kind}" for kind in sorted(IMPLS) if kind != accel.implementations()["rate_window"]],
     "limits-sync-moving_window",
+    "floor-async-def-constant",
 ]
+
+_ANSWER = (False, 1, 60)
+
+
+async def _constant(key: str, max_requests: int, window_seconds: int) -> tuple[bool, int, int]:
+    """The floor of any ``async def`` check: no work, a constant answer."""
+    return _ANSWER
 
 
 @contextmanager
@@ -332,8 +340,10 @@ def test_guide_call(benchmark: Any, loop: asyncio.AbstractEventLoop, row: str) -
     as imported (the implementation ``accel`` chose); ``-pure`` (or ``-cython`` under
     ``CROWN_NEXUS_IMPL=pure``) is the same call with the other ``rate_window`` twin throughout.
     The ``limits`` row is ``MovingWindowRateLimiter.hit`` on its ``MemoryStorage`` (synchronous,
-    no event loop). Our rows run a batch of the ``limits`` row before each timed round and store
-    the median paired ratio ``limits / ours`` (issue 11's target: >= 5).
+    no event loop). ``floor`` awaits an ``async def`` returning a constant tuple the same way:
+    what the coroutine and this loop cost before any checking. Our rows (and the floor) run a
+    batch of the ``limits`` row before each timed round and store the median paired ratio
+    ``limits / ours`` (issue 11's target: >= 5).
     """
     benchmark.group = "rate-limit-guide-call"
     sync = MovingWindowRateLimiter(MemoryStorage())
@@ -352,20 +362,26 @@ def test_guide_call(benchmark: Any, loop: asyncio.AbstractEventLoop, row: str) -
 
     from crown_nexus.core.rate_limiting import check_rate_limit
 
-    kind = row.rsplit("-", 1)[1] if row.count("-") > 1 else accel.implementations()["rate_window"]
-    scope = _check_rate_limit_on(kind) if row.count("-") > 1 else nullcontext()
+    call: Callable[[str, int, int], Awaitable[tuple[bool, int, int]]] = check_rate_limit
+    if row.startswith("floor"):
+        call = _constant  # the same loop around no check at all
+        kind = "none"
+        scope: Any = nullcontext()
+    else:
+        kind = row.rsplit("-", 1)[1] if row.count("-") > 1 else accel.implementations()["rate_window"]
+        scope = _check_rate_limit_on(kind) if row.count("-") > 1 else nullcontext()
 
     async def exact() -> bool:
+        if row.startswith("floor"):
+            return await call("k", 5, WINDOW) == _ANSWER
         key = f"guide-exact-{time.monotonic_ns()}"
-        answers = [await check_rate_limit(key, 5, WINDOW) for _ in range(8)]
+        answers = [await call(key, 5, WINDOW) for _ in range(8)]
         return [a[0] for a in answers] == [False] * 5 + [True] * 3 and answers[4][1] == 5
 
     async def batch() -> int:
         limited = 0
         for _ in range(BATCH):
-            is_limited, count, reset = await check_rate_limit(
-                KEYS[next(counter) % 1000], LIMIT, WINDOW
-            )
+            is_limited, count, reset = await call(KEYS[next(counter) % 1000], LIMIT, WINDOW)
             limited += is_limited
         return limited
 

@@ -310,23 +310,33 @@ def test_fast_hash_errors_other_than_type_errors_propagate(rw: ModuleType) -> No
         fast.fast("k", 5, 60, BadHash())
 
 
-def test_fast_misses_for_another_service_or_no_checker(rw: ModuleType) -> None:
-    """An entry built for another service, or without a checker, is a miss."""
-    fast, rules, current, a, _ = _fast_rig(rw)
+def test_fast_misses_for_another_service(rw: ModuleType) -> None:
+    """An entry built for another service is a miss (None): the full path rebuilds it."""
+    fast, _, current, a, _ = _fast_rig(rw)
     current[0] = Service()
     assert fast.fast("k", 5, 60, DEFAULT) is None
-    rules[DEFAULT][5][60] = ["rule-a", current[0], None]
-    assert fast.fast("k", 5, 60, DEFAULT) is None
     assert a.cell == [0]
 
 
-def test_fast_passes_on_a_declined_check(rw: ModuleType) -> None:
-    """A checker that declines (sampled position, non-str key) makes the fast path None."""
-    fast, _, _, a, _ = _fast_rig(rw)
-    assert fast.fast(b"k", 5, 60, DEFAULT) is None
+def test_fast_hands_back_the_entry_without_a_checker(rw: ModuleType) -> None:
+    """The current service's entry without a checker (another backend) comes back itself:
+    the caller asks that service."""
+    fast, rules, current, a, _ = _fast_rig(rw)
+    entry = ["rule-a", current[0], None]
+    rules[DEFAULT][5][60] = entry
+    assert fast.fast("k", 5, 60, DEFAULT) is entry
+    assert a.cell == [0]
+
+
+def test_fast_hands_back_the_entry_on_a_declined_check(rw: ModuleType) -> None:
+    """A checker that declines (sampled position, non-str key) makes the fast path return the
+    entry: the caller awaits its service's check; nothing was counted."""
+    fast, rules, _, a, _ = _fast_rig(rw)
+    entry = rules[DEFAULT][5][60]
+    assert fast.fast(b"k", 5, 60, DEFAULT) is entry
     a.sample[0] = 0
-    assert fast.fast("k", 5, 60, DEFAULT) is None
-    assert a.cell == [0]
+    assert fast.fast("k", 5, 60, DEFAULT) is entry
+    assert a.cell == [0] and len(a.window) == 0
 
 
 def test_fast_uses_any_checker_with_a_guide(rw: ModuleType) -> None:

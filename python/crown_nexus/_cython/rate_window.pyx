@@ -897,8 +897,10 @@ cdef class CheckRateLimit:
     rule, and the checker that service built for it). ``fast(key, max_requests, window_seconds,
     algorithm)`` answers the guide's ``(is_limited, count, reset_seconds)`` through
     ``checker.guide(key)`` when the limits are exact ``int`` s with a cached entry built for the
-    current service; otherwise -- or when the checker declines -- ``None``, and the caller takes
-    the full path. A hash of ``algorithm`` that raises ``TypeError`` is a miss.
+    current service. When that entry's checker declines (or it has none: another backend) it
+    returns the ``entry`` itself: the caller awaits ``entry[1].check(key, entry[0])``. Any
+    other case is a miss: ``None``, and the caller takes the full path. A hash of
+    ``algorithm`` that raises ``TypeError`` is a miss.
 
     ``registry``, when given, is ``(name, container_var, resolving_var)`` of the dependency
     manager that ``service`` is the getter of, so the common case is answered without calling
@@ -942,7 +944,8 @@ cdef class CheckRateLimit:
         self._default_algorithm = default_algorithm
 
     def fast(self, key, max_requests, window_seconds, algorithm):
-        """The guide's answer, or ``None`` when the full path must answer (see the class)."""
+        """The guide's answer; the cached entry when its service must answer; ``None`` when
+        the full path must (see the class)."""
         return self._fast(key, max_requests, window_seconds, algorithm)
 
     def current_service(self):
@@ -984,7 +987,7 @@ cdef class CheckRateLimit:
     cdef object _fast(self, object key, object max_requests, object window_seconds,
                       object algorithm):
         cdef PyObject* found
-        cdef object table, entry, checker
+        cdef object table, entry, checker, answer
         if type(max_requests) is not int or type(window_seconds) is not int:
             return None
         if algorithm is self._default_algorithm:
@@ -1010,7 +1013,9 @@ cdef class CheckRateLimit:
             return None
         checker = (<list>entry)[2]
         if type(checker) is UnitCheck:
-            return (<UnitCheck>checker)._guide(key)
-        if checker is None:
-            return None
-        return checker.guide(key)
+            answer = (<UnitCheck>checker)._guide(key)
+        elif checker is None:
+            return entry
+        else:
+            answer = checker.guide(key)
+        return entry if answer is None else answer

@@ -612,8 +612,10 @@ class CheckRateLimit:
     rule, and the checker that service built for it). ``fast(key, max_requests, window_seconds,
     algorithm)`` answers the guide's ``(is_limited, count, reset_seconds)`` through
     ``checker.guide(key)`` when the limits are exact ``int`` s with a cached entry built for the
-    current service; otherwise -- or when the checker declines -- ``None``, and the caller takes
-    the full path. A hash of ``algorithm`` that raises ``TypeError`` is a miss.
+    current service. When that entry's checker declines (or it has none: another backend) it
+    returns the ``entry`` itself: the caller awaits ``entry[1].check(key, entry[0])``. Any
+    other case is a miss: ``None``, and the caller takes the full path. A hash of
+    ``algorithm`` that raises ``TypeError`` is a miss.
 
     ``registry``, when given, is ``(name, container_var, resolving_var)`` of the dependency
     manager that ``service`` is the getter of, so the common case is answered without calling
@@ -662,8 +664,9 @@ class CheckRateLimit:
 
     def fast(
         self, key: str, max_requests: int, window_seconds: int, algorithm: Any
-    ) -> GuideAnswer | None:
-        """The guide's answer, or ``None`` when the full path must answer (see the class)."""
+    ) -> GuideAnswer | list[Any] | None:
+        """The guide's answer; the cached entry when its service must answer; ``None`` when
+        the full path must (see the class)."""
         if type(max_requests) is not int or type(window_seconds) is not int:
             return None
         table: Any
@@ -686,8 +689,9 @@ class CheckRateLimit:
             return None
         checker = entry[2]
         if checker is None:
-            return None
-        return checker.guide(key)  # type: ignore[no-any-return]
+            return entry
+        answer: GuideAnswer | None = checker.guide(key)
+        return entry if answer is None else answer
 
     __call__ = fast
 

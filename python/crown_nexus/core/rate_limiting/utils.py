@@ -9,6 +9,7 @@ from crown_nexus import accel
 from crown_nexus.core.dependency_manager import get_registry
 from crown_nexus.core.rate_limiting.models import (
     RateLimitAlgorithm,
+    RateLimitResult,
     RateLimitRule,
     RateLimitStrategy,
 )
@@ -31,8 +32,8 @@ _RULES_MAX = 1024
 _cached = [0]
 #: the whole allowed or refused check in one call (``rate_window.CheckRateLimit`` of the chosen
 #: implementation): cached rule, current service (looked up directly while the registry has no
-#: overrides, see ``ServiceRegistry.direct_lookup``), its checker's ``guide`` answer -- or ``None`` when
-#: :func:`_full_check` must answer
+#: overrides, see ``ServiceRegistry.direct_lookup``), its checker's ``guide`` answer -- or the
+#: entry when that service must answer, ``None`` when :func:`_full_check` must
 _fast = accel.get("rate_window").CheckRateLimit(
     _service, _RULES, _SLIDING_WINDOW, get_registry().direct_lookup("rate_limiting_service")
 ).fast
@@ -99,7 +100,11 @@ async def _full_check(
         answer: tuple[bool, int, int] | None = checker.guide(key)
         if answer is not None:
             return answer
-    result = await service.check(key, entry[0])
+    return _answer(await service.check(key, entry[0]))
+
+
+def _answer(result: RateLimitResult) -> tuple[bool, int, int]:
+    """The guide's ``(is_limited, count, reset_seconds)`` for a service's result."""
     if result.allowed:
         reset = result.reset_after
         return False, result.count, (_ceil(reset - 1e-9) if reset > 1e-9 else 0)
@@ -125,6 +130,10 @@ async def check_rate_limit(
     one synchronous call into the compiled window (metrics recorded exactly as by the service).
     """
     answer = _fast(key, max_requests, window_seconds, algorithm)
-    if answer is not None:
-        return answer  # type: ignore[no-any-return]
-    return await _full_check(key, max_requests, window_seconds, algorithm)
+    if type(answer) is tuple:
+        return answer  # type: ignore[return-value]
+    if answer is None:
+        return await _full_check(key, max_requests, window_seconds, algorithm)
+    # the cached entry of the current service, whose checker declined (the sampled check, a
+    # key that is not a plain str) or which has none (another backend): the service answers
+    return _answer(await answer[1].check(key, answer[0]))
