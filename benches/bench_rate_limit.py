@@ -317,13 +317,14 @@ def _check_rate_limit_on(kind: str) -> Iterator[None]:
     """``check_rate_limit`` with rate_window implementation ``kind`` throughout: its fast path
     (``CheckRateLimit``) and a registered memory service whose windows and checkers are that
     implementation's (``CROWN_NEXUS_IMPL`` is read at import, so the other twin is built here)."""
-    from crown_nexus.core.dependency_manager import override_service
+    from crown_nexus.core.dependency_manager import get_registry, override_service
     from crown_nexus.core.rate_limiting import utils
 
     impl = IMPLS[kind]
     service = RateLimitingService(MemoryRateLimitBackend(impl=impl), settings=Settings())
     chosen = utils._fast
-    utils._fast = impl.CheckRateLimit(utils._service, utils._RULES, utils._SLIDING_WINDOW).fast
+    spec = get_registry().direct_lookup("rate_limiting_service")
+    utils._fast = impl.CheckRateLimit(utils._service, utils._RULES, utils._SLIDING_WINDOW, spec).fast
     try:
         with override_service("rate_limiting_service", service):
             yield

@@ -28,8 +28,11 @@ from .conftest import FakeClock
 def fast_of(window_impl: Any, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """check_rate_limit's fast path built from ``window_impl``; returns a one-item list counting
     the calls that took the full path (validating the rule, building the checker)."""
+    from crown_nexus.core.dependency_manager import get_registry
+
+    spec = get_registry().direct_lookup("rate_limiting_service")
     monkeypatch.setattr(
-        utils, "_fast", window_impl.CheckRateLimit(utils._service, utils._RULES, utils._SLIDING_WINDOW).fast
+        utils, "_fast", window_impl.CheckRateLimit(utils._service, utils._RULES, utils._SLIDING_WINDOW, spec).fast
     )
     full = utils._full_check
     calls = [0]
