@@ -400,3 +400,39 @@ def test_the_monotonic_clock_read_directly(rw: ModuleType) -> None:
     assert window.peek("k", after)[1] == 1
     assert check.guide("k") is not None and len(sweeps) == 1  # not due again for 60 s
     assert window.peek("k", time.monotonic())[1] == 2
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_timed_takes_the_sampled_check_and_reports_its_duration(rw: ModuleType, algo: str) -> None:
+    """With ``timed`` the sampled position is checked here (counted and metered like any other)
+    and ``timed(seconds)`` gets its duration once; the position advances as the service's would;
+    a non-str key is still declined and counts nothing."""
+    rig = Rig(rw, algo, limit=2, window=10, sample=0, sample_every=3)
+    durations: list[float] = []
+    rig.check = rw.UnitCheck(
+        rig.window, rig.clock, rig.sweep, rig.sweep_due, rig.sample, 3,
+        rig.cell, 256, rig.noted.append, rig.refuse, durations.append,
+    )
+    twin = getattr(rw, algo)(2, 10)
+    assert rig.check(b"k") is None and rig.sample == [0] and rig.cell == [0]
+    positions = []
+    for _ in range(4):
+        want = twin.hit("k", rig.now, 1)
+        assert rig.check("k") == want
+        positions.append(rig.sample[0])
+    assert positions == [1, 2, 0, 1]
+    assert len(durations) == 2 and all(type(d) is float and 0.0 <= d < 5.0 for d in durations)
+    assert rig.cell == [2] and [count for count, _ in rig.refused] == [2, 2]
+    rig.sample[0] = 0
+    assert rig.check.guide("k") == (True, 2, _guide(twin.hit("k", rig.now, 1))[2])
+    assert len(durations) == 3
+
+
+def test_timed_must_be_callable(rw: ModuleType) -> None:
+    """A ``timed`` that is not callable is a TypeError at construction, like the other hooks."""
+    rig = Rig(rw)
+    with pytest.raises(TypeError):
+        rw.UnitCheck(
+            rig.window, rig.clock, rig.sweep, rig.sweep_due, rig.sample, 64,
+            rig.cell, 256, rig.noted.append, rig.refuse, 42,
+        )

@@ -51,7 +51,10 @@ unit_ops = st.one_of(
 class Rig:
     """One UnitCheck over a fresh window, a hand-driven clock and recorded callbacks."""
 
-    def __init__(self, mod: Any, algo: str, limit: int, window: float, sample_every: int, flush_every: int) -> None:
+    def __init__(
+        self, mod: Any, algo: str, limit: int, window: float, sample_every: int, flush_every: int,
+        timed: bool = False,
+    ) -> None:
         self.window = getattr(mod, algo)(limit, window)
         self.now: Any = 1000.0
         self.sweep_due: list[Any] = [1060.0]
@@ -62,6 +65,7 @@ class Rig:
         self.check = mod.UnitCheck(
             self.window, self.clock, self.sweep, self.sweep_due, self.sample, sample_every,
             self.cell, flush_every, self.noted, self.refused,
+            (lambda seconds: self.log.append(("timed", type(seconds)))) if timed else None,
         )
 
     def clock(self) -> Any:
@@ -123,12 +127,17 @@ class Rig:
     sample_every=st.integers(min_value=1, max_value=5),
     flush_every=st.integers(min_value=1, max_value=5),
     program=st.lists(unit_ops, max_size=60),
+    timed=st.booleans(),
 )
-def test_unit_checks_agree(algo: str, limit: int, window: float, sample_every: int, flush_every: int, program: list) -> None:
-    """Any sequence of checks, direct hits, clock moves and bad input: identical answers,
-    errors, callbacks, sampling position, tally cell and window size."""
-    pure = Rig(IMPLS["pure"], algo, limit, window, sample_every, flush_every)
-    cy = Rig(IMPLS["cython"], algo, limit, window, sample_every, flush_every)
+def test_unit_checks_agree(
+    algo: str, limit: int, window: float, sample_every: int, flush_every: int, program: list,
+    timed: bool,
+) -> None:
+    """Any sequence of checks, direct hits, clock moves and bad input, with or without a
+    ``timed`` hook taking the sampled check: identical answers, errors, callbacks (the timed
+    reports included), sampling position, tally cell and window size."""
+    pure = Rig(IMPLS["pure"], algo, limit, window, sample_every, flush_every, timed)
+    cy = Rig(IMPLS["cython"], algo, limit, window, sample_every, flush_every, timed)
     for op in program:
         assert pure.run(op) == cy.run(op), op
         assert pure.state() == cy.state(), op

@@ -10,6 +10,7 @@ lookup, a few pointer moves and integer arithmetic (128-bit where products can e
 cimport cython
 from contextvars import ContextVar
 from time import monotonic as _monotonic
+from time import perf_counter as _perf_counter
 from cpython.contextvars cimport get_value
 from cpython.dict cimport PyDict_GetItem, PyDict_GetItemWithError
 from cpython.float cimport PyFloat_AS_DOUBLE
@@ -722,6 +723,7 @@ cdef inline object _guide_reset(bint limited, double reset):
 
 
 @cython.final
+@cython.final
 cdef class UnitCheck:
     """One unit check of one window, metered: the memory backend's synchronous checker.
 
@@ -732,12 +734,16 @@ cdef class UnitCheck:
     the service times it; otherwise it advances, wrapping to 0 at ``sample_every``. An allowed
     check adds one to ``cell[0]`` and calls ``noted(c)`` when it reaches 1 or ``flush_every``;
     a refused one calls ``refused(count, reset_after)`` (the service records it at once).
+    ``timed``, when given, takes the sampled check too: it runs here, timed with
+    ``time.perf_counter`` (clock, sweep, window and metering), and ``timed(seconds)`` is called
+    after it (the service observes the duration); without it that check is declined.
 
     ``check(key)`` returns the window's ``(allowed, count, reset_after)``; ``guide(key)`` the
     guide's ``(is_limited, count, reset_seconds)`` (whole seconds, ``ceil(reset - 1e-9)``, >= 1
     when limited, 0 when allowed with nothing left to reset). Both return ``None`` -- counting
-    nothing -- when the check is declined: the sampled position, or a key that is not exactly a
-    ``str``. The pure twin ``crown_nexus._pure.rate_window.UnitCheck`` behaves identically.
+    nothing -- when the check is declined: a key that is not exactly a ``str``, or the sampled
+    position without ``timed``. The pure twin ``crown_nexus._pure.rate_window.UnitCheck``
+    behaves identically.
     """
 
     cdef _Windows _window
@@ -751,11 +757,12 @@ cdef class UnitCheck:
     cdef long _flush_every
     cdef object _noted
     cdef object _refused
+    cdef object _timed
     cdef tuple _res
     cdef bint _direct
 
     def __init__(self, window, clock, sweep, sweep_due, sample, sample_every, cell, flush_every,
-                 noted, refused):
+                 noted, refused, timed=None):
         if type(window) is SlidingWindowCounter:
             self._kind = 1
         elif type(window) is SlidingLog:
@@ -778,6 +785,7 @@ cdef class UnitCheck:
         self._flush_every = _check_int(flush_every, "flush_every")
         self._noted = _callable(noted, "noted")
         self._refused = _callable(refused, "refused")
+        self._timed = None if timed is None else _callable(timed, "timed")
         self._res = (False, 0, 0)
 
     @property
@@ -789,15 +797,29 @@ cdef class UnitCheck:
         """-1: declined (nothing counted); else 1 allowed / 0 refused, metered, with the
         result's ``count`` and ``reset_after`` filled in."""
         cdef long checks = self._sample[0]
+        cdef object started
+        cdef int r
+        if checks == 0:
+            if self._timed is None or type(key) is not str:
+                return -1
+            self._sample[0] = 1 if 1 < self._sample_every else 0
+            started = _perf_counter()
+            r = self._count(key, count, reset)
+            self._timed(_perf_counter() - started)
+            return r
+        if type(key) is not str:
+            return -1
+        checks += 1
+        self._sample[0] = checks if checks < self._sample_every else 0
+        return self._count(key, count, reset)
+
+    cdef inline int _count(self, object key, i64 *count, double *reset) except -2:
+        """Sweep when due, count in the window, meter: 1 allowed / 0 refused."""
         cdef object now, due
         cdef double d
         cdef i64 t
         cdef int allowed
         cdef long c
-        if checks == 0 or type(key) is not str:
-            return -1
-        checks += 1
-        self._sample[0] = checks if checks < self._sample_every else 0
         due = self._sweep_due[0]
         if self._direct and type(due) is float and crown_monotonic(&d) == 0:
             # the clock is time.monotonic: its value without a call or a float object

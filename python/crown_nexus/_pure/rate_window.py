@@ -46,10 +46,13 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any, Final
+
+_perf_counter = time.perf_counter
 
 __all__ = [
     "GCRA",
@@ -517,17 +520,21 @@ class UnitCheck:
     the service times it; otherwise it advances, wrapping to 0 at ``sample_every``. An allowed
     check adds one to ``cell[0]`` and calls ``noted(c)`` when it reaches 1 or ``flush_every``;
     a refused one calls ``refused(count, reset_after)`` (the service records it at once).
+    ``timed``, when given, takes the sampled check too: it runs here, timed with
+    ``time.perf_counter`` (clock, sweep, window and metering), and ``timed(seconds)`` is called
+    after it (the service observes the duration); without it that check is declined.
 
     ``check(key)`` returns the window's ``(allowed, count, reset_after)``; ``guide(key)`` the
     guide's ``(is_limited, count, reset_seconds)`` (whole seconds, ``ceil(reset - 1e-9)``, >= 1
     when limited, 0 when allowed with nothing left to reset). Both return ``None`` -- counting
-    nothing -- when the check is declined: the sampled position, or a key that is not exactly a
-    ``str``. The compiled twin ``crown_nexus._cython.rate_window.UnitCheck`` behaves identically.
+    nothing -- when the check is declined: a key that is not exactly a ``str``, or the sampled
+    position without ``timed``. The compiled twin ``crown_nexus._cython.rate_window.UnitCheck``
+    behaves identically.
     """
 
     __slots__ = (
         "_cell", "_clock", "_flush_every", "_hit", "_noted", "_refused", "_sample",
-        "_sample_every", "_sweep", "_sweep_due", "_window",
+        "_sample_every", "_sweep", "_sweep_due", "_timed", "_window",
     )
 
     def __init__(
@@ -542,6 +549,7 @@ class UnitCheck:
         flush_every: int,
         noted: Callable[[int], Any],
         refused: Callable[[int, float], Any],
+        timed: Callable[[float], Any] | None = None,
     ) -> None:
         if type(window) not in (SlidingWindowCounter, SlidingLog, GCRA):
             raise TypeError(
@@ -559,6 +567,7 @@ class UnitCheck:
         self._flush_every = _check_int(flush_every, "flush_every")
         self._noted = _callable(noted, "noted")
         self._refused = _callable(refused, "refused")
+        self._timed = None if timed is None else _callable(timed, "timed")
 
     @property
     def window(self) -> SlidingWindowCounter | SlidingLog | GCRA:
@@ -570,10 +579,23 @@ class UnitCheck:
         ``None`` (nothing counted) when the service must check it instead."""
         sample = self._sample
         checks = sample[0]
-        if checks == 0 or type(key) is not str:
+        if checks == 0:
+            timed = self._timed
+            if timed is None or type(key) is not str:
+                return None
+            sample[0] = 1 if 1 < self._sample_every else 0
+            started = _perf_counter()
+            answer = self._count(key)
+            timed(_perf_counter() - started)
+            return answer
+        if type(key) is not str:
             return None
         checks += 1
         sample[0] = checks if checks < self._sample_every else 0
+        return self._count(key)
+
+    def _count(self, key: str) -> Result:
+        """Sweep when due, count in the window, meter the answer."""
         now = self._clock()
         if now >= self._sweep_due[0]:
             self._sweep(now)

@@ -47,6 +47,7 @@ __all__ = [
     "count_allowed",
     "declare_rules",
     "flush",
+    "observe_check_duration",
     "record_check",
     "record_request",
     "request_cell",
@@ -315,6 +316,25 @@ def record_check(
                 if len(_exceeded_labels) < _MAX_CACHED_LABELS:
                     _exceeded_labels[key] = exceeded
             svc.increment_counter("rate_limit_exceeded_total", 1, exceeded)
+    except Exception as exc:  # metrics never break a check
+        logger.debug("rate limit metrics not recorded", error=str(exc))
+
+
+#: backend -> its ``{"backend": ...}`` label set of the check-duration histogram
+_duration_labels: dict[str, dict[str, str]] = {}
+
+
+def observe_check_duration(backend: str, duration: float) -> None:
+    """Observe one sampled check's duration in ``rate_limiting_check_duration_seconds`` (the
+    check itself is already counted: the allowed tally or :func:`record_check`)."""
+    svc = _service()
+    if svc is None:
+        return
+    labels = _duration_labels.get(backend)
+    if labels is None:
+        labels = _duration_labels.setdefault(backend, {"backend": backend})
+    try:
+        svc.observe_histogram("rate_limiting_check_duration_seconds", duration, labels)
     except Exception as exc:  # metrics never break a check
         logger.debug("rate limit metrics not recorded", error=str(exc))
 

@@ -377,12 +377,13 @@ class RateLimitingService:
         implementation) counts one request exactly as :meth:`check` would (same window, same
         metrics: the allowed tally, refusals written at once) and returns the window's
         ``(allowed, count, reset_after)``; ``checker.guide(key)`` returns the guide's
-        ``(is_limited, count, reset_seconds)`` instead (:func:`check_rate_limit`). Both return
-        ``None`` -- counting nothing -- when the check must go through ``await check(key, rule)``:
-        the one check in :data:`_metrics.DURATION_SAMPLE_EVERY` whose duration is observed, or a
-        key that is not exactly a ``str``. ``None`` (no checker) when the backend is not the
-        memory backend. Build it once per rule and keep it: it binds the rule's window and
-        metrics cell.
+        ``(is_limited, count, reset_seconds)`` instead (:func:`check_rate_limit`). The one check
+        in :data:`_metrics.DURATION_SAMPLE_EVERY` whose duration is observed is timed by the
+        checker itself (``rate_limiting_check_duration_seconds``, as :meth:`check` observes
+        it). Both return ``None`` -- counting nothing -- for a key that is not exactly a
+        ``str``: ``await check(key, rule)`` then says what is wrong. ``None`` (no checker) when
+        the backend is not the memory backend. Build it once per rule and keep it: it binds
+        the rule's window and metrics cell.
         """
         if self._memory_hit is None:
             return None
@@ -400,6 +401,10 @@ class RateLimitingService:
             )
             record_check(rule, result, None, backend_name)
 
+        def timed(seconds: float) -> None:
+            observe_duration(backend_name, seconds)
+
+        observe_duration = _metrics.observe_check_duration
         return backend.implementation.UnitCheck(  # type: ignore[no-any-return]
             backend.window(rule),
             backend.clock,
@@ -411,6 +416,7 @@ class RateLimitingService:
             _FLUSH_EVERY,
             _tally_noted,
             refused,
+            timed,
         )
 
     def _cell(self, rule: RateLimitRule) -> list[int]:
