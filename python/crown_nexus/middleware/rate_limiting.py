@@ -343,8 +343,9 @@ class RateLimitMiddleware:
     def _fast_check(self, service: RateLimitingService, scope: Scope) -> RateLimitResult | None:
         """The only rule checked through the memory backend's synchronous checker
         (``RateLimitingService.memory_checker``: counted and metered exactly as
-        ``service.check`` would), or ``None`` when ``service.check`` must run instead (another
-        backend, the check whose duration is sampled, a key that is not a plain ``str``)."""
+        ``service.check`` would, the sampled check's duration included), or ``None`` when
+        ``service.check`` must run instead (another backend, a key that is not a plain
+        ``str``)."""
         fast_service, checker = self._fast
         if fast_service is not service:
             checker = service.memory_checker(self.rules[0])
