@@ -43,6 +43,8 @@ def pin_mmap_threshold(threshold: int = MMAP_THRESHOLD) -> bool:
     cannot be called, or when ``MALLOC_MMAP_THRESHOLD_`` is in the environment (the operator's
     choice stands).
     """
+    # glibc's own variable, read by glibc at start-up (not a setting of ours): when the
+    # operator set it, their threshold stands
     if "MALLOC_MMAP_THRESHOLD_" in os.environ or not _is_glibc():
         return False
     try:
