@@ -16,23 +16,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-schemathesis = pytest.importorskip("schemathesis")
-
-from hypothesis import HealthCheck, Phase, given  # noqa: E402
-from hypothesis import settings as hypothesis_settings  # noqa: E402
-from schemathesis.checks import not_a_server_error  # noqa: E402
-from schemathesis.core.failures import Failure, FailureGroup  # noqa: E402
-from schemathesis.python import asgi  # noqa: E402
-from schemathesis.specs.openapi.checks import (  # noqa: E402
+import schemathesis  # a dev dependency: a missing one fails here instead of skipping
+from hypothesis import HealthCheck, Phase, given
+from hypothesis import settings as hypothesis_settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.core.failures import Failure, FailureGroup
+from schemathesis.python import asgi
+from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
 
-from crown_nexus.core.config import settings as loaded_settings  # noqa: E402
-from crown_nexus.demo.app import create_app  # noqa: E402
-from crown_nexus.settings import Settings  # noqa: E402
+from crown_nexus.core.config import settings as loaded_settings
+from crown_nexus.demo.app import create_app
+from crown_nexus.settings import Settings
 
 pytestmark = pytest.mark.slow
 

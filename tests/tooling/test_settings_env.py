@@ -52,7 +52,6 @@ def test_celery_and_event_worker_settings_are_validated(monkeypatch: pytest.Monk
 
 def test_celery_app_is_built_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     """The Celery app takes its queue and transport options from the settings in force."""
-    pytest.importorskip("celery")
     from crown_nexus.core.events.backends import _celery_conf
 
     settings = Settings(
@@ -75,7 +74,6 @@ def test_celery_settings_fall_back_to_defaults_when_settings_fail(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Settings that do not load give the worker the defaults (it still names a queue)."""
-    pytest.importorskip("celery")
     from crown_nexus.core.events.backends import _celery_conf
 
     def broken() -> Settings:
