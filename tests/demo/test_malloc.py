@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from crown_nexus.demo._malloc import MMAP_THRESHOLD
+from crown_nexus.integrations.malloc import MMAP_THRESHOLD
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux") or not os.confstr("CS_GNU_LIBC_VERSION"),
@@ -84,7 +84,7 @@ def test_the_operators_setting_stands(tmp_path: Path) -> None:
 
 def test_pin_reports_what_it_did(monkeypatch: pytest.MonkeyPatch) -> None:
     """``pin_mmap_threshold`` says False when the environment names a threshold, True on glibc."""
-    from crown_nexus.demo._malloc import pin_mmap_threshold
+    from crown_nexus.integrations.malloc import pin_mmap_threshold
 
     monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "131072")
     assert pin_mmap_threshold() is False

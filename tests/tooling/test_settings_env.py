@@ -21,7 +21,7 @@ ALLOWED = {
     "core/tracing/__init__.py": "OTEL_PYTHON_TRACER_PROVIDER",  # the OpenTelemetry API's own
     "core/metrics/recording.py": "PROMETHEUS_MULTIPROC_DIR",  # prometheus_client's own
     "logging/config.py": "ENVIRONMENT",  # the fallback when the settings failed to load
-    "demo/_malloc.py": "MALLOC_MMAP_THRESHOLD_",  # glibc's own: the operator's choice stands
+    "integrations/malloc.py": "MALLOC_MMAP_THRESHOLD_",  # glibc's own: the operator's choice stands
 }
 
 

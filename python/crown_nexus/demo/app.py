@@ -14,7 +14,6 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from crown_nexus.core.security.login_throttle import create_login_throttle
-from crown_nexus.demo._malloc import pin_mmap_threshold
 from crown_nexus.demo._startup_lock import serialized_startup
 from crown_nexus.demo.db import Base, create_engine_for
 from crown_nexus.demo.models_users import upgrade_users_table
@@ -30,6 +29,7 @@ from crown_nexus.demo.routers import products as products_router
 from crown_nexus.demo.routers import registration as registration_router
 from crown_nexus.demo.routers import users as users_router
 from crown_nexus.integrations.fastapi import setup_app
+from crown_nexus.integrations.malloc import pin_mmap_threshold
 from crown_nexus.settings import Settings
 
 __all__ = ["app", "create_app"]

@@ -1,4 +1,4 @@
-"""glibc's malloc in the reference service's process: a fixed mmap threshold.
+"""glibc's malloc in a service process: a fixed mmap threshold (call it at start-up).
 
 glibc serves a request of at least ``M_MMAP_THRESHOLD`` bytes (128 KiB at start) with its own
 ``mmap`` and gives it back to the system when freed. Its *dynamic* threshold then raises the
@@ -9,7 +9,10 @@ socket) and shrinks it to the bytes received, so once one larger block was freed
 carves 256 KiB out of the heap, and the long-lived objects allocated meanwhile land in those
 carvings. The soak on PostgreSQL measured it: the memory in use stayed flat (~28 MiB) while the
 free-but-kept heap grew from 7 to 21 MiB in three minutes (RSS +80-130 KiB/s); with the
-threshold fixed at 128 KiB the free heap stayed at ~1.6 MiB and RSS flat (issue 15).
+threshold fixed at 128 KiB the free heap stayed at ~1.6 MiB and RSS flat (issue 15). The
+reference service calls it in ``create_app``; a service built on this library calls it once
+when its process starts (``from crown_nexus.integrations.malloc import pin_mmap_threshold``),
+or sets ``MALLOC_MMAP_THRESHOLD_=131072`` in its environment, which glibc reads itself.
 
 :func:`pin_mmap_threshold` sets the threshold explicitly, which also turns glibc's dynamic
 adjustment off. It does nothing elsewhere than on glibc, and nothing when the operator set
