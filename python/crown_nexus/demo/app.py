@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from crown_nexus.core.security.login_throttle import create_login_throttle
 from crown_nexus.demo._startup_lock import serialized_startup
-from crown_nexus.demo.db import Base, create_engine_for
+from crown_nexus.demo.db import Base, create_engine_for, write_engine
 from crown_nexus.demo.models_users import upgrade_users_table
 from crown_nexus.demo.routers import audit as audit_router
 from crown_nexus.demo.routers import auth, errors, health, rate_limits
@@ -65,6 +65,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
+    # POST/PUT/PATCH/DELETE sessions: on SQLite they begin IMMEDIATE (demo.db.WRITE_OPTION)
+    app.state.write_sessionmaker = async_sessionmaker(
+        write_engine(engine), expire_on_commit=False
+    )
     #: failed-login backoff of POST /auth/login (Redis when configured, shared by workers)
     app.state.login_throttle = create_login_throttle(settings)
     app.state.backends = {

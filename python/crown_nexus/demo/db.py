@@ -27,6 +27,7 @@ __all__ = [
     "create_engine_for",
     "get_db",
     "get_sessionmaker",
+    "write_engine",
 ]
 
 #: what every SQLite connection is set to: write-ahead logging (readers never wait for the
@@ -52,6 +53,18 @@ SQLITE_POOL_SIZE = 20
 SQLITE_MAX_OVERFLOW = 20
 
 
+#: execution option of the engine behind the sessions of requests that write: on SQLite their
+#: transactions begin IMMEDIATE (take the write lock first, waiting up to the busy timeout).
+#: A transaction that began deferred, read, and then writes after another writer committed is
+#: refused by SQLite at once ("database is locked": its snapshot is stale, waiting cannot help),
+#: which under a burst of writes answered 500 (now 503) instead of waiting its turn. Other
+#: sessions keep ``sqlite3``'s own transactions (begun at the first write, so reads never wait
+#: for a writer: WAL). Django 5.1's ``transaction_mode="IMMEDIATE"`` is the same remedy.
+WRITE_OPTION = "crown_nexus_demo_write"
+#: request methods whose sessions come from the write sessionmaker
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
 class Base(DeclarativeBase):
     """Declarative base of every demo table."""
 
@@ -65,12 +78,27 @@ def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
+def _begin_sqlite(conn: Any) -> None:
+    """``BEGIN IMMEDIATE`` for write sessions (:data:`WRITE_OPTION`). Other sessions keep the
+    driver's own transactions: ``sqlite3`` begins one just before the first write, so a
+    session's reads before it hold no snapshot that another writer's commit could make stale
+    (an explicit deferred ``BEGIN`` would)."""
+    if conn.get_execution_options().get(WRITE_OPTION):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def write_engine(engine: AsyncEngine) -> AsyncEngine:
+    """``engine`` for sessions that write (:data:`WRITE_OPTION`; the same pool)."""
+    return engine.execution_options(**{WRITE_OPTION: True})
+
+
 def create_engine_for(url: str) -> AsyncEngine:
     """Create the async engine for ``url``.
 
     SQLite gets a connection that crosses threads and, on every new connection,
     :data:`SQLITE_PRAGMAS` (WAL, a 5 s busy timeout, ``synchronous=NORMAL``), so concurrent
-    writers queue briefly instead of failing or stalling readers; a file database keeps
+    writers queue briefly instead of failing or stalling readers; transactions on
+    :func:`write_engine` begin IMMEDIATE (:data:`WRITE_OPTION`); a file database keeps
     :data:`SQLITE_POOL_SIZE` connections open rather than opening and closing them under load.
     """
     if url.startswith("sqlite"):
@@ -80,14 +108,19 @@ def create_engine_for(url: str) -> AsyncEngine:
         )
         engine = create_async_engine(url, connect_args={"check_same_thread": False}, **pool)
         event.listen(engine.sync_engine, "connect", _set_sqlite_pragmas)
+        event.listen(engine.sync_engine, "begin", _begin_sqlite)
         return engine
     return create_async_engine(url, pool_pre_ping=True)
 
 
 def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
-    """The app's session factory (set up by ``create_app``)."""
-    factory: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
-    return factory
+    """The app's session factory (set up by ``create_app``): the write sessionmaker for a
+    request whose method writes (:data:`UNSAFE_METHODS`), the default one otherwise."""
+    state = request.app.state
+    factory: async_sessionmaker[AsyncSession] | None = None
+    if request.method in UNSAFE_METHODS:
+        factory = getattr(state, "write_sessionmaker", None)
+    return factory if factory is not None else state.sessionmaker  # type: ignore[no-any-return]
 
 
 async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
