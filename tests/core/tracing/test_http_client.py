@@ -10,8 +10,8 @@ from fastapi import FastAPI, Request
 from opentelemetry.trace import SpanKind, StatusCode
 
 from crown_nexus.core.exceptions import ConfigurationException
-from crown_nexus.core.tracing import TracingTransport, set_tracing_enabled, span
-from crown_nexus.core.tracing.http_client import redacted_url
+from crown_nexus.core.tracing import set_tracing_enabled, span
+from crown_nexus.core.tracing.http_client import TracingTransport, redacted_url
 from tests.core.tracing.conftest import Spans, span_id_of, trace_id_of, traceparent_of
 from tests.core.tracing.test_api import _run
 
@@ -272,7 +272,8 @@ def test_without_a_provider_the_current_context_passes_through() -> None:
         import httpx
         from opentelemetry import context, trace
         from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
-        from crown_nexus.core.tracing import TracingTransport, tracing_enabled
+        from crown_nexus.core.tracing import tracing_enabled
+        from crown_nexus.core.tracing.http_client import TracingTransport
         seen = []
         def handler(request):
             seen.append(request.headers.get("traceparent"))

@@ -15,8 +15,9 @@ Trace context travels in W3C ``traceparent``/``tracestate`` form: :func:`inject_
 writes the current one into a carrier (an event's ``context``, outgoing HTTP headers),
 :func:`resume_span` starts a span continuing a carrier's context (event handlers, the Celery
 worker, the outbox relay). Outgoing ``httpx`` calls get a CLIENT span from
-:class:`~crown_nexus.core.tracing.http_client.TracingTransport` (importable from here too; the
-event hooks :func:`httpx_event_hooks` only carry the context, they make no span).
+:class:`crown_nexus.core.tracing.http_client.TracingTransport` (its own module: it imports
+``httpx``, which only the applications that use it need, and this module; the event hooks
+:func:`httpx_event_hooks` only carry the context, they make no span).
 """
 
 from __future__ import annotations
@@ -43,7 +44,6 @@ __all__ = [
     "TRACE_CONTEXT_KEYS",
     "Span",
     "SpanKind",
-    "TracingTransport",
     "current_span_ids",
     "end_span",
     "extract_context",
@@ -302,7 +302,7 @@ def inject_httpx_headers(request: Any) -> None:
     ``httpx.Client(event_hooks={"request": [inject_httpx_headers]})``; for ``AsyncClient`` use
     :func:`httpx_event_hooks`. Existing ``traceparent``/``tracestate`` headers are replaced.
     This only carries the context (the downstream span is a child of the current one); for a
-    CLIENT span per request use :class:`TracingTransport` instead.
+    CLIENT span per request use :class:`crown_nexus.core.tracing.http_client.TracingTransport`.
     """
     if not tracing_enabled():
         return
@@ -320,13 +320,3 @@ def httpx_event_hooks(*, asynchronous: bool = True) -> dict[str, list[Any]]:
     ``asynchronous=False``) that carry the current trace to every request."""
     hook = _inject_httpx_headers_async if asynchronous else inject_httpx_headers
     return {"request": [hook]}
-
-
-def __getattr__(name: str) -> Any:
-    """``TracingTransport`` is imported on first use (its module imports ``httpx``, which only
-    the applications that use it need)."""
-    if name == "TracingTransport":
-        from crown_nexus.core.tracing.http_client import TracingTransport
-
-        return TracingTransport
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
