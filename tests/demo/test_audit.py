@@ -151,3 +151,32 @@ async def test_verify_endpoint_reports_a_tampered_row(audited_url: str) -> None:
         verdict = _data(await client.get("/audit/verify", headers=_bearer(admin)))
         assert verdict["ok"] is False and verdict["first_broken"] == 1
         assert verdict["reason"] == "hash_mismatch"
+
+
+async def test_checkpoint_endpoints_find_a_rewritten_history(audited_url: str) -> None:
+    """POST /audit/checkpoints signs the head (admins only); after the trail is rewritten and
+    re-hashed whole in the database, /audit/verify still says ok but the checkpoint does not."""
+    from tests.core.audit.test_checkpoint import _rewrite_from
+
+    settings = Settings(database_url=audited_url, secret_key="demo-audit-test-secret-0123456789abcdef")
+    async with app_client(create_app(settings)) as client:
+        admin = await _login(client, ADMIN)
+        user = await _login(client, USER)
+        await _settled()
+        assert (await client.post("/audit/checkpoints")).status_code == 401
+        assert (await client.post("/audit/checkpoints", headers=_bearer(user))).status_code == 403
+        made = await client.post("/audit/checkpoints", headers=_bearer(admin))
+        assert made.status_code == 201, made.text
+        checkpoint = _data(made)
+        verify = "/audit/checkpoints/verify"
+        assert _data(await client.post(verify, json=checkpoint, headers=_bearer(admin)))["ok"] is True
+        bad = await client.post(verify, json={**checkpoint, "seq": -1}, headers=_bearer(admin))
+        assert bad.status_code == 422 and set(bad.json()) == SPEC_KEYS
+        engine = create_async_engine(audited_url)
+        try:
+            await _rewrite_from(engine, 1)
+        finally:
+            await engine.dispose()
+        assert _data(await client.get("/audit/verify", headers=_bearer(admin)))["ok"] is True
+        verdict = _data(await client.post(verify, json=checkpoint, headers=_bearer(admin)))
+        assert (verdict["ok"], verdict["reason"]) == (False, "rewritten")

@@ -8,7 +8,8 @@ row. ``security_audit_service.log_event(...)`` writes security events to the sam
 
 Modules: :mod:`.chain` (encoding, hashes, verification), :mod:`.models` (tables), :mod:`.store`
 (SQL and locking), :mod:`.runner` (the I/O thread), :mod:`.service` (``AuditService``),
-:mod:`.security`, :mod:`.export` (JSON lines), :mod:`.retention`, :mod:`.context` (client IP).
+:mod:`.security`, :mod:`.export` (JSON lines), :mod:`.retention`, :mod:`.context` (client IP),
+:mod:`.checkpoint` (signed heads kept outside the database).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from crown_nexus.core.audit.chain import (
     canonical_encoding,
     record_hash,
 )
+from crown_nexus.core.audit.checkpoint import Checkpoint, CheckpointVerification
 from crown_nexus.core.audit.context import (
     AuditContextMiddleware,
     client_ip_context,
@@ -50,6 +52,8 @@ __all__ = [
     "AuditService",
     "ChainBreak",
     "ChainVerification",
+    "Checkpoint",
+    "CheckpointVerification",
     "PurgeResult",
     "RecordedAction",
     "SecurityAuditService",

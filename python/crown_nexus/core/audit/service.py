@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Generator, Mapping
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -23,12 +23,19 @@ from crown_nexus.container import current_container, default_container
 from crown_nexus.core._redact import redact
 from crown_nexus.core.audit import export as _export
 from crown_nexus.core.audit.chain import ChainVerification, jsonable
+from crown_nexus.core.audit.checkpoint import (
+    Checkpoint,
+    CheckpointVerification,
+    check,
+    genuine,
+)
 from crown_nexus.core.audit.context import get_client_ip
 from crown_nexus.core.audit.models import AuditRecord
 from crown_nexus.core.audit.runner import Trail, get_runner, run
 from crown_nexus.core.audit.store import PendingRecord, PurgeResult
 from crown_nexus.core.dependency_manager import register_service
 from crown_nexus.core.exceptions import ValidationException
+from crown_nexus.logging import get_logger
 
 __all__ = [
     "AuditService",
@@ -38,6 +45,7 @@ __all__ = [
     "get_audit_service",
 ]
 
+_logger = get_logger("crown_nexus.audit")
 _MAX_FIELD = 255
 _EMPTY_CONFIG: dict[str, Any] = {"database_url": None, "retention_days": None, "secret_key": None}
 _CONFIG_KEY = "audit.config"
@@ -401,6 +409,49 @@ class AuditService:
             return await trail.store.verify()
 
         return await run(check())
+
+    async def checkpoint(self, *, secret_key: str | bytes | None = None) -> Checkpoint:
+        """Sign the chain's head now and log it; keep the result outside the database.
+
+        Returns a :class:`~crown_nexus.core.audit.checkpoint.Checkpoint` (``seq``, ``hash``,
+        ``created_at``, ``signature``: HMAC-SHA256 under ``secret_key``, by default the
+        configured secret key, which the database does not hold). Records queued before the
+        call are written first. The checkpoint is also logged (``audit checkpoint``), so log
+        shipping stores a copy. Raises :class:`ConfigurationException` without a key.
+        """
+        key = secret_key or _config_now()["secret_key"]
+        trail = self._trail()
+
+        async def read() -> tuple[int, str]:
+            await trail.flush()
+            return await trail.store.head()
+
+        seq, head_hash = await run(read())
+        checkpoint = Checkpoint.create(seq, head_hash, datetime.now(UTC), key)
+        _logger.info("audit checkpoint", **checkpoint.to_dict())
+        return checkpoint
+
+    async def verify_checkpoint(
+        self,
+        checkpoint: Checkpoint | Mapping[str, Any],
+        *,
+        secret_key: str | bytes | None = None,
+    ) -> CheckpointVerification:
+        """Whether the trail still holds ``checkpoint``'s head (see
+        :class:`~crown_nexus.core.audit.checkpoint.CheckpointVerification`): the signature is
+        checked first (constant time), then the whole chain, then the record at its ``seq``.
+        A malformed checkpoint is a :class:`ValidationException` (422).
+        """
+        found = Checkpoint.from_dict(checkpoint)
+        key = secret_key or _config_now()["secret_key"]
+        if not genuine(found, key):
+            return CheckpointVerification(
+                False, "bad_signature", "not signed with this key, or a field was changed"
+            )
+        chain = await self.verify_chain()
+        trail = self._trail()
+        anchor_hash, stored = await run(trail.store.hashes_for(found.seq))
+        return check(found, chain, anchor_hash, stored)
 
     # --- export and retention -----------------------------------------------------------
 

@@ -267,6 +267,24 @@ class AuditStore:
                     session.expunge_all()
                 return verifier.finish()
 
+    async def head(self) -> tuple[int, str]:
+        """The chain's head ``(seq, hash)`` as the chain-state row records it."""
+        await self.ensure_schema()
+        async with self.read_sessions() as session:
+            state = await session.get(AuditChainState, _STATE_ID)
+            if state is None:
+                raise RuntimeError("the audit chain-state row is missing")
+            return state.head_seq, state.head_hash
+
+    async def hashes_for(self, seq: int) -> tuple[str, str | None]:
+        """The anchor's hash and the stored hash of the record at ``seq`` (``None``: no such
+        record)."""
+        await self.ensure_schema()
+        async with self.read_sessions() as session:
+            state = await session.get(AuditChainState, _STATE_ID)
+            found = await session.scalar(select(AuditRecord.hash).where(AuditRecord.seq == seq))
+            return (state.anchor_hash if state is not None else GENESIS_HASH), found
+
     async def purge_before(self, cutoff: datetime) -> PurgeResult:
         """Delete the oldest records, up to the first one created at or after ``cutoff``.
 

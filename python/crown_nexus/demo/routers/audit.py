@@ -9,7 +9,9 @@ runs, so two apps in one process stay apart.
 
 ``GET /audit`` (``system:admin``) pages through the trail, newest first, filtered by
 ``actor_id``, ``action``, ``resource_type``, ``resource_id``, ``since``, ``until``, with the
-library's signed cursors; ``GET /audit/verify`` (``system:admin``) re-hashes the chain.
+library's signed cursors; ``GET /audit/verify`` (``system:admin``) re-hashes the chain;
+``POST /audit/checkpoints`` signs the chain's head for keeping elsewhere and
+``POST /audit/checkpoints/verify`` checks one (a history rewritten whole is found there).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
 
 from crown_nexus.core.audit import AuditContextMiddleware, AuditService
 from crown_nexus.core.pagination import CursorPaginationParams
@@ -76,6 +79,43 @@ async def verify_trail(
 ) -> dict[str, Any]:
     """Re-hash the whole chain: ``ok``, ``first_broken``, ``reason``, ``checked``; admins only."""
     return (await _service(request).verify_chain()).to_dict()
+
+
+class CheckpointBody(BaseModel):
+    """A checkpoint as ``POST /audit/checkpoints`` returned it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seq: int = Field(ge=0)
+    hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    created_at: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
+    signature: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+@router.post("/checkpoints", status_code=201)
+@require_admin()
+async def create_checkpoint(
+    request: Request,
+    current_user: dict[str, Any] = Depends(get_current_user_with_permissions),
+) -> dict[str, Any]:
+    """Sign the chain's head now (``seq``, ``hash``, ``created_at``, ``signature``); keep it
+    outside the database and hand it back to ``POST /audit/checkpoints/verify``; admins only."""
+    secret = request.app.state.settings.secret_key.get_secret_value()
+    return (await _service(request).checkpoint(secret_key=secret)).to_dict()
+
+
+@router.post("/checkpoints/verify")
+@require_admin()
+async def verify_checkpoint(
+    request: Request,
+    body: CheckpointBody,
+    current_user: dict[str, Any] = Depends(get_current_user_with_permissions),
+) -> dict[str, Any]:
+    """Whether the trail still holds a checkpoint's head (``ok``, ``reason``: ``bad_signature``,
+    ``chain_broken``, ``truncated``, ``rewritten``, ``before_anchor``); admins only."""
+    secret = request.app.state.settings.secret_key.get_secret_value()
+    result = await _service(request).verify_checkpoint(body.model_dump(), secret_key=secret)
+    return result.to_dict()
 
 
 def _login(data: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
