@@ -157,6 +157,25 @@ cdef i64 _check_cost(object cost, i64 capacity) except -1:
     return <i64>cost
 
 
+cdef inline void _refill(tuple res, object a, object b, object c):
+    """Put ``a, b, c`` into the 3-tuple ``res`` in place. Only for a tuple nobody else holds
+    (the caller checks ``Py_REFCNT(res) == 2``: its owner's attribute and the caller's local):
+    like CPython's ``zip``, this saves allocating, GC-tracking and freeing a tuple per answer."""
+    cdef PyObject* old
+    old = PyTuple_GET_ITEM(res, 0)
+    Py_INCREF(a)
+    PyTuple_SET_ITEM(res, 0, a)
+    Py_DECREF(<object>old)
+    old = PyTuple_GET_ITEM(res, 1)
+    Py_INCREF(b)
+    PyTuple_SET_ITEM(res, 1, b)
+    Py_DECREF(<object>old)
+    old = PyTuple_GET_ITEM(res, 2)
+    Py_INCREF(c)
+    PyTuple_SET_ITEM(res, 2, c)
+    Py_DECREF(<object>old)
+
+
 cdef inline i64 _floordiv(i64 a, i64 b) noexcept:
     """Python's ``a // b`` for ``b > 0``."""
     if a >= 0:
@@ -300,20 +319,8 @@ cdef class _Windows:
         """
         cdef tuple res = self._res
         cdef object flag = True if allowed else False
-        cdef PyObject* old
         if Py_REFCNT(res) == 2:
-            old = PyTuple_GET_ITEM(res, 0)
-            Py_INCREF(flag)
-            PyTuple_SET_ITEM(res, 0, flag)
-            Py_DECREF(<object>old)
-            old = PyTuple_GET_ITEM(res, 1)
-            Py_INCREF(count)
-            PyTuple_SET_ITEM(res, 1, count)
-            Py_DECREF(<object>old)
-            old = PyTuple_GET_ITEM(res, 2)
-            Py_INCREF(reset)
-            PyTuple_SET_ITEM(res, 2, reset)
-            Py_DECREF(<object>old)
+            _refill(res, flag, count, reset)
             return res
         res = (flag, count, reset)
         self._res = res
@@ -883,26 +890,14 @@ cdef class UnitCheck:
         cdef int r = self._step(key, &count, &reset)
         cdef tuple res
         cdef object limited, n, whole
-        cdef PyObject* old
         if r < 0:
             return None
         limited = True if r == 0 else False
         n = count
         whole = _guide_reset(r == 0, reset)
         res = self._res
-        if Py_REFCNT(res) == 2:  # nobody else holds the last answer: refill it (see _result)
-            old = PyTuple_GET_ITEM(res, 0)
-            Py_INCREF(limited)
-            PyTuple_SET_ITEM(res, 0, limited)
-            Py_DECREF(<object>old)
-            old = PyTuple_GET_ITEM(res, 1)
-            Py_INCREF(n)
-            PyTuple_SET_ITEM(res, 1, n)
-            Py_DECREF(<object>old)
-            old = PyTuple_GET_ITEM(res, 2)
-            Py_INCREF(whole)
-            PyTuple_SET_ITEM(res, 2, whole)
-            Py_DECREF(<object>old)
+        if Py_REFCNT(res) == 2:  # nobody else holds the last answer (see _result)
+            _refill(res, limited, n, whole)
             return res
         res = (limited, n, whole)
         self._res = res

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from crown_nexus.core.exceptions._base import AppException, ErrorCode, error_body
+from crown_nexus.core.exceptions._database import RETRY_AFTER_SECONDS, unavailable_code
 
 __all__ = [
     "current_request_id",
@@ -136,8 +137,6 @@ def render_exception(
 
     if isinstance(exc, HTTPException):
         return render_http_error(exc.status_code, exc.detail, exc.headers, request_id=request_id)
-    from crown_nexus.core.exceptions._database import RETRY_AFTER_SECONDS, unavailable_code
-
     unavailable = unavailable_code(exc)
     if unavailable is not None:
         return error_response_parts(

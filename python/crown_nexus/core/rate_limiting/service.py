@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import time
 from collections.abc import Iterable, Mapping
+from functools import partial
 from typing import Any, Protocol
 
 from crown_nexus.core.dependency_manager import get_service, register_service
@@ -401,10 +402,6 @@ class RateLimitingService:
             )
             record_check(rule, result, None, backend_name)
 
-        def timed(seconds: float) -> None:
-            observe_duration(backend_name, seconds)
-
-        observe_duration = _metrics.observe_check_duration
         return backend.implementation.UnitCheck(  # type: ignore[no-any-return]
             backend.window(rule),
             backend.clock,
@@ -416,7 +413,7 @@ class RateLimitingService:
             _FLUSH_EVERY,
             _tally_noted,
             refused,
-            timed,
+            partial(_metrics.observe_check_duration, backend_name),
         )
 
     def _cell(self, rule: RateLimitRule) -> list[int]:
