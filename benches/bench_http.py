@@ -10,7 +10,10 @@ Three apps serve the same two routes (``benches/http/``): ``GET /hello`` (``{"me
   ``ENVIRONMENT=production``, CORS for the client's
   Origin, a rate rule high enough never to refuse (every request is still counted);
 * ``peer``: what most teams write today -- ``BaseHTTPMiddleware`` request id, security headers
-  and Prometheus metrics, slowapi, Starlette's CORS and GZip.
+  and Prometheus metrics, slowapi, Starlette's CORS and GZip;
+* ``floor``: bare FastAPI behind one hand-written layer doing only the work visible in
+  ``full``'s answers, fused and as cheap as we know how (``benches/http/app_floor.py``): an
+  upper bound on what fusing the stack's layers into one Python layer could reach.
 
 Each app runs in its own granian (1 worker, asyncio loop, HTTP/1) on 127.0.0.1, pinned to core 0
 when the machine has two cores or more; ``wrk -t1 -c64`` runs pinned to core 1 and sends
@@ -51,7 +54,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 APPS_DIR = ROOT / "benches" / "http"
 RESULTS = ROOT / "benches" / "results"
-APPS = {"bare": "app_bare:app", "full": "app_full:app", "peer": "app_peer:app"}
+APPS = {
+    "bare": "app_bare:app",
+    "full": "app_full:app",
+    "peer": "app_peer:app",
+    "floor": "app_floor:app",
+}
 ROUTES = {"hello": "/hello", "items": "/items?page=1"}
 ORIGIN = "http://bench.example"
 #: headers the full stack must put on /hello (request id, tracing, security, rate limit, CORS,
@@ -95,7 +103,7 @@ class Server:
         env["PYTHONPATH"] = os.pathsep.join([str(APPS_DIR), env.get("PYTHONPATH", "")]).rstrip(
             os.pathsep
         )
-        if self.name == "full":
+        if self.name in ("full", "floor"):
             env["ENVIRONMENT"] = "production"
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
@@ -210,7 +218,7 @@ def check_answers(server: Server) -> None:
             continue
         doc = json.loads(body)
         data = doc
-        if server.name == "full":
+        if server.name in ("full", "floor"):
             if doc.get("success") is not True or "meta" not in doc:
                 problems.append(f"{route}: no SPEC §3 envelope")
             data = doc.get("data")
@@ -358,8 +366,9 @@ def chart(result: dict[str, Any], path: Path) -> None:
         "bare": "bare FastAPI",
         "full": "crown-nexus (every setup_app layer)",
         "peer": "hand-written peer",
+        "floor": "floor: the visible work fused in one layer",
     }
-    colours = {"bare": "#9e9e9e", "full": "#1f77b4", "peer": "#ff7f0e"}
+    colours = {"bare": "#9e9e9e", "full": "#1f77b4", "peer": "#ff7f0e", "floor": "#2ca02c"}
     fig, ax = plt.subplots(figsize=(8, 4.5))
     width = 0.8 / max(1, len(apps))
     for i, app in enumerate(apps):
@@ -445,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=3, help="alternating repetitions")
     parser.add_argument("--connections", type=int, default=64, help="wrk -c")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of untimed load first")
-    parser.add_argument("--apps", default="bare,full,peer", help="comma-separated subset")
+    parser.add_argument("--apps", default="bare,full,peer,floor", help="comma-separated subset")
     parser.add_argument("--routes", default="hello,items", help="comma-separated subset")
     parser.add_argument("--smoke", action="store_true", help="one 1 s repetition, nothing written")
     parser.add_argument("--out", type=Path, default=None, help=f"results directory ({RESULTS})")
