@@ -9,7 +9,7 @@ It does only the work visible in the benchmark's answers, each piece once, with 
 * one counter per client and minute (a dict; no rules, no windows, no Redis);
 * a timeout timer (``loop.call_at`` / ``cancel``);
 * the SPEC §3 envelope (``orjson`` loads and dumps), gzip for bodies of 1,000 bytes or more when
-  the client accepts it (``zlib``, level 3), ``Content-Length``;
+  the client accepts it (the formatter's ``gzip_body``, level 3), ``Content-Length``;
 * the response headers of the full stack's answer, precomputed where they are constant;
 * the request counter and duration histogram (``prometheus_client``, children cached per label
   set) and the production ``"Request completed"`` log line (``get_logger(...).info``).
@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-import zlib
 from typing import Any
 
 import orjson
@@ -35,6 +34,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from crown_nexus.logging import configure_logging, get_logger
 from crown_nexus.logging.context import _request_id, _user_id
+from crown_nexus.middleware._gzip import gzip_body
 from crown_nexus.middleware.request_context import new_request_id
 
 # production JSON log lines, as app_full (whose settings require a secret key)
@@ -112,7 +112,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         headers = [h for h in start["headers"] if h[0] != b"content-length"]
         headers += _STATIC
         if gzip_ok and len(body) >= 1000:
-            body = zlib.compress(body, 3, 31)
+            body = gzip_body(body, 3)
             headers.append((b"content-encoding", b"gzip"))
         headers.append((b"vary", b"Origin, Accept-Encoding"))
         headers.append((b"content-length", str(len(body)).encode()))

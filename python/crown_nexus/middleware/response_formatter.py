@@ -9,7 +9,6 @@ responses (:func:`is_format_candidate`) through uncompressed and leaves its sett
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -20,9 +19,8 @@ from crown_nexus.core.cache.etags import encoded_etag, weak_etag
 from crown_nexus.core.exceptions import utc_timestamp
 from crown_nexus.core.tracing import end_span, start_span, tracing_enabled
 from crown_nexus.logging.context import _request_id
+from crown_nexus.middleware._gzip import gzip_body
 from crown_nexus.middleware._headers import add_vary, rewrite_etag
-
-_zlib_compress = zlib.compress
 
 __all__ = [
     "CANDIDATE_SCOPE_KEY",
@@ -197,9 +195,7 @@ class ResponseFormatterMiddleware:
                         else None
                     )
                     size = len(body)
-                    # zlib's own gzip framing (wbits 31): one call, no GzipFile header
-                    # assembly; mtime 0, so equal bodies compress to equal bytes
-                    body = _zlib_compress(body, level, 31)
+                    body = gzip_body(body, level)  # one call: ISA-L, else zlib (_gzip.py)
                     if sp is not None:
                         end_span(sp, attributes={"crown_nexus.compression.body_bytes": size,
                                                  "crown_nexus.compression.gzip_bytes": len(body)})
