@@ -93,7 +93,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     status = 500
     start: dict[str, Any] | None = None
 
-    async def fused_send(message: dict[str, Any]) -> None:
+    async def fused_send(message: Any) -> None:
         nonlocal status, start
         if message["type"] == "http.response.start":
             start = message

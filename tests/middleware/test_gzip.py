@@ -80,7 +80,7 @@ def test_body_that_is_not_bytes_like_is_a_type_error(impl: str, body: object) ->
 )
 def test_implementations_agree(body: bytes, level: int) -> None:
     """For any body and level every implementation inflates back to the body, or all refuse."""
-    outcomes = {}
+    outcomes: dict[str, tuple[str, bytes | None]] = {}
     for name, fn in GZIP_IMPLEMENTATIONS.items():
         try:
             outcomes[name] = ("ok", gzip.decompress(fn(body, level)))
