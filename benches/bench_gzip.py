@@ -14,7 +14,9 @@ Run: ``python -m pytest benches/bench_gzip.py --benchmark-enable --benchmark-gro
 from __future__ import annotations
 
 import gzip
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -22,22 +24,14 @@ import pytest
 
 from crown_nexus.middleware._gzip import GZIP_IMPLEMENTATIONS
 
+sys.path.insert(0, str(Path(__file__).resolve().parent / "http"))
+from _routes import _page  # noqa: E402  (the HTTP benchmark's /items page)
+
 LEVEL = 3
 BODY = orjson.dumps(
     {
         "success": True,
-        "data": [
-            {
-                "id": i,
-                "sku": f"SKU-{i:06d}",
-                "name": f"Widget number {i}",
-                "description": "Sturdy.",
-                "price": 9.99 + i,
-                "in_stock": i % 3 != 0,
-                "tags": ["tools", f"batch-{i % 7}"],
-            }
-            for i in range(20)
-        ],
+        "data": [item.model_dump() for item in _page(1)],
         "meta": {
             "request_id": "0b7c3a52-4f0e-4d71-9a43-6c1f2b8e5d10",
             "timestamp": "2026-12-07T23:00:00.000Z",

@@ -61,6 +61,8 @@ APPS = {
     "floor": "app_floor:app",
 }
 ROUTES = {"hello": "/hello", "items": "/items?page=1"}
+#: the apps that run in production and answer in the SPEC §3 envelope with the full headers
+ENVELOPED_APPS = ("full", "floor")
 ORIGIN = "http://bench.example"
 #: headers the full stack must put on /hello (request id, tracing, security, rate limit, CORS,
 #: cache-control)
@@ -103,7 +105,7 @@ class Server:
         env["PYTHONPATH"] = os.pathsep.join([str(APPS_DIR), env.get("PYTHONPATH", "")]).rstrip(
             os.pathsep
         )
-        if self.name in ("full", "floor"):
+        if self.name in ENVELOPED_APPS:
             env["ENVIRONMENT"] = "production"
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
@@ -218,7 +220,7 @@ def check_answers(server: Server) -> None:
             continue
         doc = json.loads(body)
         data = doc
-        if server.name in ("full", "floor"):
+        if server.name in ENVELOPED_APPS:
             if doc.get("success") is not True or "meta" not in doc:
                 problems.append(f"{route}: no SPEC §3 envelope")
             data = doc.get("data")

@@ -359,7 +359,7 @@ def test_guide_call(benchmark: Any, loop: asyncio.AbstractEventLoop, row: str) -
 
     def peer_batch() -> None:
         for _ in range(GUIDE_BATCH):
-            sync.hit(sync_item, GUIDE_KEYS[next(counter) % 20_000])
+            sync.hit(sync_item, GUIDE_KEYS[next(counter) % len(GUIDE_KEYS)])
 
     if row.startswith("limits"):
         correct = sum(sync.hit(limits.parse("5/minute"), "k") for _ in range(8)) == 5
@@ -388,7 +388,7 @@ def test_guide_call(benchmark: Any, loop: asyncio.AbstractEventLoop, row: str) -
     async def batch() -> int:
         limited = 0
         for _ in range(GUIDE_BATCH):
-            is_limited, count, reset = await call(GUIDE_KEYS[next(counter) % 20_000], LIMIT, WINDOW)
+            is_limited, count, reset = await call(GUIDE_KEYS[next(counter) % len(GUIDE_KEYS)], LIMIT, WINDOW)
             limited += is_limited
         return limited
 
